@@ -1,0 +1,371 @@
+//! Tool names → [`Risk`], by words rather than substrings.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Why a tool call needs a person's approval.
+///
+/// The four classified categories and their labels are the ones agentguard-hitl 0.2.0 used, so dashboards that
+/// matched on those strings keep working. [`Risk::ManuallyFlagged`] is for tools the developer listed (or marked with
+/// `#[gate]`) whose name alone does not look dangerous.
+///
+/// Serializes as its [label](Risk::label); deserializes from the label or the [key](Risk::key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Risk {
+    /// Deletes, destroys or resets something that cannot be undone.
+    Irreversible,
+    /// Sends data or money out of your system (email, chat, payments, uploads).
+    ExternalSend,
+    /// Runs code or commands, deploys or restarts systems.
+    SystemExecution,
+    /// Creates or changes stored state.
+    DataMutation,
+    /// Listed by the developer as always requiring approval.
+    ManuallyFlagged,
+}
+
+impl Risk {
+    /// Every risk, in order of severity (most severe first).
+    pub const ALL: [Risk; 5] = [
+        Risk::Irreversible,
+        Risk::SystemExecution,
+        Risk::ExternalSend,
+        Risk::DataMutation,
+        Risk::ManuallyFlagged,
+    ];
+
+    /// The human-readable label shown to approvers, identical to agentguard-hitl 0.2.0's strings.
+    pub const fn label(self) -> &'static str {
+        match self {
+            Risk::Irreversible => "IRREVERSIBLE - cannot be undone",
+            Risk::ExternalSend => "EXTERNAL SEND - leaves your system",
+            Risk::SystemExecution => "SYSTEM EXECUTION - runs arbitrary code",
+            Risk::DataMutation => "DATA MUTATION - changes stored state",
+            Risk::ManuallyFlagged => "MANUALLY FLAGGED - always requires approval",
+        }
+    }
+
+    /// The short machine key: `irreversible`, `external_send`, `system_execution`, `data_mutation`,
+    /// `manually_flagged`. This is the spelling `#[gate(risk = "...")]` and `#[tool(risk = "...")]` accept.
+    pub const fn key(self) -> &'static str {
+        match self {
+            Risk::Irreversible => "irreversible",
+            Risk::ExternalSend => "external_send",
+            Risk::SystemExecution => "system_execution",
+            Risk::DataMutation => "data_mutation",
+            Risk::ManuallyFlagged => "manually_flagged",
+        }
+    }
+
+    /// Severity rank: lower is more severe. Used to pick one risk when a name has several clauses.
+    fn severity(self) -> u8 {
+        match self {
+            Risk::Irreversible => 0,
+            Risk::SystemExecution => 1,
+            Risk::ExternalSend => 2,
+            Risk::DataMutation => 3,
+            Risk::ManuallyFlagged => 4,
+        }
+    }
+}
+
+impl fmt::Display for Risk {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+/// Error returned when a string is neither a [`Risk`] key nor a label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseRiskError {
+    input: String,
+}
+
+impl fmt::Display for ParseRiskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "unknown risk {:?}: expected one of irreversible, external_send, system_execution, data_mutation, \
+             manually_flagged (or one of their labels)",
+            self.input
+        )
+    }
+}
+
+impl std::error::Error for ParseRiskError {}
+
+impl FromStr for Risk {
+    type Err = ParseRiskError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Risk::ALL
+            .into_iter()
+            .find(|r| r.key() == s || r.label() == s)
+            .ok_or_else(|| ParseRiskError { input: s.to_owned() })
+    }
+}
+
+impl Serialize for Risk {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.label())
+    }
+}
+
+impl<'de> Deserialize<'de> for Risk {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(deserializer)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Classifies a tool name by the words it is made of.
+///
+/// Returns the [`Risk`] of a name that looks dangerous, or `None` for a name that looks safe. Only the name is read,
+/// never what the function does: a dangerous tool with an innocent name needs
+/// [`dangerous_tools`](crate::ExternalBuilder::dangerous_tools) or `#[gate]`.
+///
+/// # Rules
+///
+/// 1. **Words.** The name is split into words at every character that is not a letter or digit (`snake_case`,
+///    `kebab-case`, `dotted.names`, `spaced names`, `path/like`) and at case changes (`camelCase`, `PascalCase`,
+///    `HTTPRequest` → `http` + `request`). Words are compared case-insensitively and whole: `evaluate_model` is not
+///    `eval`, `get_runtime_info` is not `run`, `prune` is not `run`.
+/// 2. **Clauses.** The words `and`, `then` and `or` split the name into clauses (`fetch_and_delete`,
+///    `create_or_update_file`). Each clause is classified on its own and the most severe result wins
+///    (irreversible, then system execution, then external send, then data mutation).
+/// 3. **The first verb decides.** In each clause, the first word that is a known verb decides. A read-only verb
+///    (`get`, `list`, `read`, `search`, `fetch`, `query`, `describe`, `show`, `count`, `evaluate`, …) makes the clause
+///    safe even when a danger word follows (`get_run_logs`, `list_messages`, `search_emails`). A danger verb gives the
+///    clause its category. Words that are not verbs (`bulk`, `slack`, `git`, `user`) are skipped, so `bulk_delete`,
+///    `slack_post_message` and `git_commit` are found.
+/// 4. **Categories** (the seed's four, with the verbs real tool catalogs use for side effects):
+///    - [`Risk::Irreversible`]: delete, remove, destroy, drop, truncate, wipe, erase, purge, kill, terminate, reset,
+///      revoke, cancel, clear, prune, uninstall, …
+///    - [`Risk::SystemExecution`]: run, exec, execute, eval, shell, bash, spawn, launch, invoke, trigger, deploy,
+///      install, restart, start, stop, …
+///    - [`Risk::ExternalSend`]: send, email, mail, post, publish, notify, message, reply, forward, share, invite,
+///      upload, push, export, transfer, pay, charge, refund, purchase, …
+///    - [`Risk::DataMutation`]: write, create, add, insert, set, update, upsert, patch, edit, save, merge, fork,
+///      assign, submit, dismiss, move, rename, copy, approve, reject, grant, enable, disable, commit, apply, …
+/// 5. A name with no known verb (`weather`, `calculator`, `computer`) is safe.
+///
+/// ```
+/// use agentguard::{classify, Risk};
+///
+/// assert_eq!(classify("delete_user"), Some(Risk::Irreversible));
+/// assert_eq!(classify("deleteUser"), Some(Risk::Irreversible));
+/// assert_eq!(classify("slack_post_message"), Some(Risk::ExternalSend));
+/// assert_eq!(classify("update_email"), Some(Risk::DataMutation));
+/// assert_eq!(classify("get_run_logs"), None);
+/// assert_eq!(classify("evaluate_model"), None);
+/// ```
+pub fn classify(name: &str) -> Option<Risk> {
+    let mut worst: Option<Risk> = None;
+    // State of the current clause: `true` once its first verb has been seen.
+    let mut clause_decided = false;
+    let mut buf = [0u8; MAX_WORD];
+    for (start, end) in Words::new(name) {
+        let Some(word) = lowercase(&name.as_bytes()[start..end], &mut buf) else {
+            continue;
+        };
+        if matches!(word, "and" | "then" | "or") {
+            clause_decided = false;
+            continue;
+        }
+        if clause_decided {
+            continue;
+        }
+        match verb(word) {
+            Verb::None => {}
+            Verb::ReadOnly => clause_decided = true,
+            Verb::Danger(risk) => {
+                clause_decided = true;
+                if worst.is_none_or(|w| risk.severity() < w.severity()) {
+                    worst = Some(risk);
+                }
+            }
+        }
+    }
+    worst
+}
+
+const MAX_WORD: usize = 24;
+
+/// Lowercases an ASCII word into `buf`; `None` for words that cannot be in the vocabulary.
+fn lowercase<'b>(word: &[u8], buf: &'b mut [u8; MAX_WORD]) -> Option<&'b str> {
+    if word.len() > MAX_WORD || !word.is_ascii() {
+        return None;
+    }
+    let out = &mut buf[..word.len()];
+    for (o, b) in out.iter_mut().zip(word) {
+        *o = b.to_ascii_lowercase();
+    }
+    std::str::from_utf8(out).ok()
+}
+
+/// Splits a name into words, yielding byte ranges. Shared with redaction so both read names the same way.
+pub(crate) struct Words<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Words<'a> {
+    pub(crate) fn new(name: &'a str) -> Self {
+        Words {
+            bytes: name.as_bytes(),
+            pos: 0,
+        }
+    }
+}
+
+fn is_word_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b >= 0x80
+}
+
+impl Iterator for Words<'_> {
+    type Item = (usize, usize);
+
+    fn next(&mut self) -> Option<(usize, usize)> {
+        let bytes = self.bytes;
+        while self.pos < bytes.len() && !is_word_byte(bytes[self.pos]) {
+            self.pos += 1;
+        }
+        if self.pos >= bytes.len() {
+            return None;
+        }
+        let start = self.pos;
+        let mut i = start + 1;
+        while i < bytes.len() && is_word_byte(bytes[i]) {
+            let prev = bytes[i - 1];
+            let cur = bytes[i];
+            // lower or digit → Upper: deleteUser, s3Upload
+            if cur.is_ascii_uppercase() && (prev.is_ascii_lowercase() || prev.is_ascii_digit()) {
+                break;
+            }
+            // Upper → Upper followed by lower: HTTPRequest → HTTP | Request
+            if cur.is_ascii_uppercase()
+                && prev.is_ascii_uppercase()
+                && bytes.get(i + 1).is_some_and(|n| n.is_ascii_lowercase())
+            {
+                break;
+            }
+            i += 1;
+        }
+        self.pos = i;
+        Some((start, i))
+    }
+}
+
+/// What a word means to the classifier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verb {
+    /// Not a verb we know: skipped.
+    None,
+    /// A verb that only reads: the clause is safe.
+    ReadOnly,
+    /// A verb with a side effect.
+    Danger(Risk),
+}
+
+fn verb(word: &str) -> Verb {
+    use Risk::*;
+    match word {
+        // Read-only verbs: a clause that starts with one of these is safe.
+        "get" | "gets" | "list" | "lists" | "read" | "reads" | "search" | "find" | "fetch" | "query" | "describe"
+        | "show" | "view" | "lookup" | "look" | "check" | "count" | "evaluate" | "inspect" | "preview" | "explain"
+        | "estimate" | "calculate" | "compute" | "summarize" | "summarise" | "analyze" | "analyse" | "validate"
+        | "verify" | "watch" | "poll" | "ping" | "is" | "has" | "can" | "whoami" | "browse" | "retrieve" | "load"
+        | "download" | "open" | "diff" | "compare" | "status" | "translate" | "parse" | "render" | "navigate"
+        | "screenshot" | "capture" | "test" | "sample" | "think" | "convert" | "format" | "suggest" | "recommend"
+        | "predict" | "classify" | "detect" | "extract" | "lint" | "debug" | "trace" | "tail" | "grep" | "head"
+        | "cat" | "ls" | "stat" | "echo" | "print" | "peek" | "scan" | "audit" | "monitor" | "measure"
+        | "retrieves" | "fetches" | "returns" | "return" => Verb::ReadOnly,
+
+        // Irreversible.
+        "delete" | "deletes" | "del" | "remove" | "removes" | "rm" | "rmdir" | "destroy" | "drop" | "truncate"
+        | "wipe" | "erase" | "purge" | "kill" | "terminate" | "unlink" | "shred" | "reset" | "revoke" | "uninstall"
+        | "deprovision" | "decommission" | "clear" | "flush" | "discard" | "cancel" | "void" | "expunge" | "ban"
+        | "evict" | "prune" | "overwrite" | "nuke" | "empty" | "obliterate" | "deactivate" | "suspend"
+        | "disconnect" | "detach" | "unpublish" | "unregister" | "delist" => Verb::Danger(Irreversible),
+
+        // System execution.
+        "run" | "runs" | "rerun" | "exec" | "execute" | "eval" | "shell" | "bash" | "sh" | "zsh" | "powershell"
+        | "cmd" | "spawn" | "launch" | "invoke" | "trigger" | "deploy" | "redeploy" | "install" | "restart"
+        | "reboot" | "shutdown" | "start" | "stop" | "sudo" | "script" | "python" | "repl" | "terminal" | "command"
+        | "kubectl" | "provision" | "scale" | "rollback" | "migrate" | "build" | "compile" | "interpret"
+        | "dispatch" | "cron" => Verb::Danger(SystemExecution),
+
+        // External send.
+        "send" | "sends" | "resend" | "email" | "mail" | "post" | "publish" | "tweet" | "retweet" | "notify"
+        | "message" | "sms" | "reply" | "respond" | "forward" | "share" | "invite" | "broadcast" | "upload"
+        | "transfer" | "pay" | "charge" | "refund" | "payout" | "wire" | "dm" | "push" | "webhook" | "announce"
+        | "export" | "purchase" | "buy" | "sell" | "order" | "checkout" | "withdraw" | "deposit" | "tip" | "donate"
+        | "call" | "page" | "escalate" => Verb::Danger(ExternalSend),
+
+        // Data mutation.
+        "write" | "writes" | "create" | "creates" | "add" | "adds" | "insert" | "put" | "set" | "update"
+        | "updates" | "upsert" | "patch" | "modify" | "edit" | "change" | "save" | "store" | "append" | "prepend"
+        | "replace" | "merge" | "fork" | "assign" | "unassign" | "submit" | "dismiss" | "move" | "mv" | "rename"
+        | "copy" | "cp" | "approve" | "reject" | "grant" | "enable" | "disable" | "lock" | "unlock" | "archive"
+        | "unarchive" | "restore" | "import" | "commit" | "apply" | "register" | "subscribe" | "unsubscribe"
+        | "close" | "reopen" | "mark" | "label" | "unlabel" | "tag" | "untag" | "star" | "unstar" | "pin" | "unpin"
+        | "follow" | "unfollow" | "like" | "unlike" | "react" | "comment" | "schedule" | "reschedule" | "book"
+        | "finalize" | "link" | "attach" | "upgrade" | "downgrade" | "configure" | "sync" | "rotate" | "reorder"
+        | "transition" | "accept" | "decline" | "mute" | "unmute" | "kick" | "promote" | "demote" | "revert"
+        | "rebase" | "cherry" | "squash" | "stage" | "unstage" | "toggle" | "increment" | "decrement" | "record"
+        | "init" | "initialize" | "setup" | "allocate" | "reserve" | "claim" | "release" | "duplicate" | "clone"
+        | "sign" | "activate" | "invalidate" | "fill" | "mkdir" | "touch" | "chmod" | "chown" | "resize"
+        | "refresh" | "reindex" | "complete" | "resume" | "pause" | "hide" | "unhide" | "block" | "unblock"
+        | "report" | "vote" | "rate" | "review" | "generate" | "redeem" | "upvote" | "downvote" => {
+            Verb::Danger(DataMutation)
+        }
+
+        _ => Verb::None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(name: &str) -> Vec<&str> {
+        Words::new(name).map(|(s, e)| &name[s..e]).collect()
+    }
+
+    #[test]
+    fn splits_every_naming_convention_into_words() {
+        assert_eq!(words("delete_user"), ["delete", "user"]);
+        assert_eq!(words("DELETE-RECORD"), ["DELETE", "RECORD"]);
+        assert_eq!(words("deleteUser"), ["delete", "User"]);
+        assert_eq!(words("DeleteUser"), ["Delete", "User"]);
+        assert_eq!(words("HTTPRequestSend"), ["HTTP", "Request", "Send"]);
+        assert_eq!(words("files.delete"), ["files", "delete"]);
+        assert_eq!(words("send email now"), ["send", "email", "now"]);
+        assert_eq!(words("s3Upload"), ["s3", "Upload"]);
+        assert_eq!(words("__x__"), ["x"]);
+        assert!(words("").is_empty());
+        assert!(words("_-. ").is_empty());
+    }
+
+    #[test]
+    fn risk_round_trips_through_key_and_label() {
+        for risk in Risk::ALL {
+            assert_eq!(risk.key().parse::<Risk>(), Ok(risk));
+            assert_eq!(risk.label().parse::<Risk>(), Ok(risk));
+            let json = serde_json::to_string(&risk).unwrap();
+            assert_eq!(json, format!("\"{}\"", risk.label()));
+            assert_eq!(serde_json::from_str::<Risk>(&json).unwrap(), risk);
+        }
+        let err = "severe".parse::<Risk>().unwrap_err().to_string();
+        assert!(err.contains("expected one of irreversible"), "{err}");
+    }
+
+    #[test]
+    fn long_and_non_ascii_words_are_skipped_not_misread() {
+        assert_eq!(classify("überdelete"), None);
+        assert_eq!(classify("delete_ü"), Some(Risk::Irreversible));
+        assert_eq!(classify(&"a".repeat(100)), None);
+    }
+}

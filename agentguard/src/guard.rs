@@ -1,0 +1,724 @@
+//! [`AgentGuard`]: the checkpoint in front of tool calls, and its builder.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::io::{BufRead, Write};
+use std::marker::PhantomData;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::{json, Value};
+
+use crate::approver::{self, Approver, Notifier, TerminalPrompt, Verdict};
+use crate::audit::{AuditDecision, AuditRecord, AuditSink, JsonlAudit};
+use crate::classify::{classify, Risk};
+use crate::params::{FrozenParams, Redactor, DEFAULT_MAX_PARAMS_BYTES};
+use crate::request::{ActionDenied, ApprovalRequest, DenyReason, RequestId, Resolution, ResolveOutcome, ToolCall};
+use crate::store::{ApprovalStore, Decision, InMemoryStore, RequestState, StoreError};
+
+/// Default time a gated call waits for an answer: 300 seconds.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The longest timeout accepted; longer ones are clamped to it (one year).
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Marker types naming a builder's approval mode. Options that only make sense in one mode exist only on that
+/// mode's builder.
+pub mod mode {
+    /// A y/n prompt on the terminal.
+    #[derive(Debug)]
+    pub struct Terminal;
+    /// A function decides.
+    #[derive(Debug)]
+    pub struct Callback;
+    /// The request is parked until something calls [`resolve`](crate::AgentGuard::resolve).
+    #[derive(Debug)]
+    pub struct External;
+}
+
+/// The checkpoint in front of an agent's tool calls.
+///
+/// A call whose tool looks dangerous ([`classify`]), or is listed in
+/// [`dangerous_tools`](GuardBuilder::dangerous_tools), is shown to a person and runs only if they approve before the
+/// deadline. Every call, gated or not, is written to the audit log. Denial is a value: `Err(ActionDenied)`.
+///
+/// Create one with the constructor of the approval mode you want — [`terminal`](Self::terminal),
+/// [`callback`](Self::callback), [`async_callback`](Self::async_callback) or [`external`](Self::external) — so two
+/// modes can never be configured at once. Cloning is cheap (an `Arc`); clones share everything.
+///
+/// ```
+/// use agentguard::{AgentGuard, ToolCall};
+/// use serde_json::json;
+///
+/// let guard = AgentGuard::callback(|req| req.tool() != "delete_everything").no_audit().build();
+/// let out = guard.execute(ToolCall::new("delete_file", json!({"path": "a.txt"})), |name, params| {
+///     format!("ran {name} with {params}")
+/// });
+/// assert_eq!(out.unwrap(), r#"ran delete_file with {"path":"a.txt"}"#);
+/// ```
+#[derive(Clone)]
+pub struct AgentGuard {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    approver: Approver,
+    timeout: Duration,
+    dangerous: HashSet<String>,
+    safe: HashSet<String>,
+    store: Arc<dyn ApprovalStore>,
+    audit: Option<Arc<dyn AuditSink>>,
+    redactor: Redactor,
+    max_params_bytes: usize,
+}
+
+impl fmt::Debug for AgentGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let i = &*self.inner;
+        f.debug_struct("AgentGuard")
+            .field("approver", &i.approver)
+            .field("timeout", &i.timeout)
+            .field("dangerous_tools", &i.dangerous)
+            .field("safe_tools", &i.safe)
+            .field("store", &i.store)
+            .field("audit", &i.audit)
+            .field("max_params_bytes", &i.max_params_bytes)
+            .finish()
+    }
+}
+
+/// Configures an [`AgentGuard`]. `M` is the approval mode ([`mode`]).
+pub struct GuardBuilder<M> {
+    approver: Approver,
+    timeout: Duration,
+    dangerous: HashSet<String>,
+    safe: HashSet<String>,
+    store: Option<Arc<dyn ApprovalStore>>,
+    audit: AuditChoice,
+    redactor: Redactor,
+    max_params_bytes: usize,
+    _mode: PhantomData<M>,
+}
+
+enum AuditChoice {
+    Default,
+    Sink(Arc<dyn AuditSink>),
+    Off,
+}
+
+impl<M> fmt::Debug for GuardBuilder<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GuardBuilder")
+            .field("approver", &self.approver)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AgentGuard {
+    /// A guard that asks on the terminal (`Allow? (y/n)`), the default mode of agentguard-hitl.
+    ///
+    /// Without an interactive terminal on stdin every gated call is denied (`no_terminal`): it fails closed.
+    pub fn terminal() -> GuardBuilder<mode::Terminal> {
+        GuardBuilder::new(Approver::Terminal(Arc::new(TerminalPrompt::stdio())))
+    }
+
+    /// A guard that asks `decide`: `true` approves, `false` denies, a panic denies (`approver_failed`).
+    ///
+    /// `decide` runs on the calling thread (in [`aexecute`](Self::aexecute), on tokio's blocking pool). An answer
+    /// that arrives after the deadline is a denial (`approval_timeout`).
+    pub fn callback<F>(decide: F) -> GuardBuilder<mode::Callback>
+    where
+        F: Fn(&ApprovalRequest) -> bool + Send + Sync + 'static,
+    {
+        GuardBuilder::new(Approver::Callback(Arc::new(decide)))
+    }
+
+    /// A guard that asks an async function, e.g. one that posts to chat and awaits a click.
+    ///
+    /// The future is bounded by the deadline (`approval_timeout`) and a panic in it denies (`approver_failed`).
+    /// Use it from [`aexecute`](Self::aexecute). From the blocking [`execute`](Self::execute) it runs on a private
+    /// single-thread runtime, except inside a tokio runtime, where blocking would stall it: there the call is
+    /// denied (`approver_failed`) with a message saying to use `aexecute`.
+    #[cfg(feature = "tokio")]
+    pub fn async_callback<F, Fut>(decide: F) -> GuardBuilder<mode::Callback>
+    where
+        F: Fn(ApprovalRequest) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = bool> + Send + 'static,
+    {
+        GuardBuilder::new(Approver::AsyncCallback(Arc::new(move |req| Box::pin(decide(req)))))
+    }
+
+    /// A guard that parks gated calls until something answers them with [`resolve`](Self::resolve) — a web page,
+    /// a chat bot, the `agentguard` CLI through a shared store — or the deadline passes.
+    pub fn external() -> GuardBuilder<mode::External> {
+        GuardBuilder::new(Approver::External { on_request: None })
+    }
+}
+
+impl<M> GuardBuilder<M> {
+    fn new(approver: Approver) -> Self {
+        GuardBuilder {
+            approver,
+            timeout: DEFAULT_TIMEOUT,
+            dangerous: HashSet::new(),
+            safe: HashSet::new(),
+            store: None,
+            audit: AuditChoice::Default,
+            redactor: Redactor::new(),
+            max_params_bytes: DEFAULT_MAX_PARAMS_BYTES,
+            _mode: PhantomData,
+        }
+    }
+
+    /// How long a gated call waits for an answer before it is denied (`approval_timeout`). Default
+    /// [`DEFAULT_TIMEOUT`] (300 s); values above [`MAX_TIMEOUT`] are clamped to it. Every request carries its
+    /// deadline.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout.min(MAX_TIMEOUT);
+        self
+    }
+
+    /// Tools that always need approval, whatever their name. Their risk is [`Risk::ManuallyFlagged`] unless
+    /// [`classify`] also finds one, which then wins; either way the call is gated once and logged once.
+    ///
+    /// A name in both `dangerous_tools` and [`safe_tools`](Self::safe_tools) is dangerous: the guard fails closed.
+    pub fn dangerous_tools<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.dangerous.extend(names.into_iter().map(Into::into));
+        self
+    }
+
+    /// Tools that never need approval even though their name looks dangerous (e.g. `reset_view`). They still get
+    /// an audit line, marked as allowed by `safe_tools`.
+    pub fn safe_tools<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.safe.extend(names.into_iter().map(Into::into));
+        self
+    }
+
+    /// Where parked requests are kept. Default: a fresh [`InMemoryStore`].
+    pub fn store(self, store: impl ApprovalStore) -> Self {
+        self.shared_store(Arc::new(store))
+    }
+
+    /// Like [`store`](Self::store), for a store you also hold (to inspect it, or share it between guards).
+    pub fn shared_store(mut self, store: Arc<dyn ApprovalStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Where audit records go. Default: a [`JsonlAudit`] at `$AGENTGUARD_LOG`, else `agentguard.log`.
+    pub fn audit(mut self, sink: impl AuditSink) -> Self {
+        self.audit = AuditChoice::Sink(Arc::new(sink));
+        self
+    }
+
+    /// Audit to a hash-chained JSONL file at `path`.
+    pub fn audit_file(self, path: impl Into<PathBuf>) -> Self {
+        self.audit(JsonlAudit::new(path))
+    }
+
+    /// No audit at all. Meant for tests and benchmarks: in production, keep a record of every call.
+    pub fn no_audit(mut self) -> Self {
+        self.audit = AuditChoice::Off;
+        self
+    }
+
+    /// Extra param keys to mask in the audit and in what approvers see (in addition to the built-in secret words;
+    /// see [`Redactor`]).
+    pub fn redact_keys<I, S>(mut self, keys: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.redactor = self.redactor.with_keys(keys);
+        self
+    }
+
+    /// Largest canonical JSON size of a gated call's params (default 1 MiB). Larger params are denied
+    /// (`params_too_large`) rather than shown to a person in part.
+    pub fn max_params_bytes(mut self, bytes: usize) -> Self {
+        self.max_params_bytes = bytes;
+        self
+    }
+
+    /// Finishes the guard.
+    pub fn build(self) -> AgentGuard {
+        let audit = match self.audit {
+            AuditChoice::Default => Some(Arc::new(JsonlAudit::from_env()) as Arc<dyn AuditSink>),
+            AuditChoice::Sink(s) => Some(s),
+            AuditChoice::Off => None,
+        };
+        AgentGuard {
+            inner: Arc::new(Inner {
+                approver: self.approver,
+                timeout: self.timeout,
+                dangerous: self.dangerous,
+                safe: self.safe,
+                store: self.store.unwrap_or_else(|| Arc::new(InMemoryStore::new())),
+                audit,
+                redactor: self.redactor,
+                max_params_bytes: self.max_params_bytes,
+            }),
+        }
+    }
+}
+
+impl GuardBuilder<mode::Terminal> {
+    /// Reads answers from `input` and writes prompts to `output` instead of stdin/stderr. For tests and custom
+    /// front ends; end of input denies (`no_terminal`).
+    pub fn io(mut self, input: impl BufRead + Send + 'static, output: impl Write + Send + 'static) -> Self {
+        self.approver = Approver::Terminal(Arc::new(TerminalPrompt::custom(Box::new(input), Box::new(output))));
+        self
+    }
+}
+
+impl GuardBuilder<mode::External> {
+    /// Called once when a request is parked, e.g. to push it to a UI. Keep it quick (send on a channel): it runs on
+    /// the calling thread or task. A panic in it is recorded in the audit and the request stays parked until
+    /// answered or expired.
+    pub fn on_request<F>(mut self, notify: F) -> Self
+    where
+        F: Fn(&ApprovalRequest) + Send + Sync + 'static,
+    {
+        self.approver = Approver::External {
+            on_request: Some(Arc::new(notify)),
+        };
+        self
+    }
+}
+
+/// A gated call between its request and its verdict.
+struct Parked {
+    request: ApprovalRequest,
+    params: Value,
+    until: Instant,
+}
+
+impl AgentGuard {
+    /// Gates one call and runs `executor(name, params)` only if it is allowed.
+    ///
+    /// Safe calls run at once. Gated calls block the calling thread until a person answers or the deadline passes.
+    /// The executor receives exactly the params that were frozen and shown (their digest is in the audit).
+    pub fn execute<T, F>(&self, call: ToolCall, executor: F) -> Result<T, ActionDenied>
+    where
+        F: FnOnce(&str, Value) -> T,
+    {
+        let inner = &*self.inner;
+        let Some(risk) = inner.risk_of(&call.name) else {
+            inner.record_allowed(&call);
+            return Ok(executor(&call.name, call.params));
+        };
+        let parked = inner.prepare(call, risk)?;
+        let verdict = match &inner.approver {
+            Approver::Terminal(prompt) => prompt.ask(&parked.request, parked.until),
+            Approver::Callback(cb) => within_deadline(approver::call_sync(cb, &parked.request), parked.until),
+            #[cfg(feature = "tokio")]
+            Approver::AsyncCallback(cb) => block_on_async_callback(cb, &parked),
+            #[cfg(not(feature = "tokio"))]
+            Approver::AsyncCallback(_) => unreachable!("async callbacks need the tokio feature"),
+            Approver::External { on_request } => inner.park_blocking(&parked, on_request.as_ref()),
+        };
+        inner.conclude(&parked, verdict)?;
+        Ok(executor(parked.request.tool(), parked.params))
+    }
+
+    /// The async twin of [`execute`](Self::execute): `executor(name, params)` returns a future.
+    ///
+    /// Waiting costs no thread: a parked call is a future woken by [`resolve`](Self::resolve) or by a tokio timer
+    /// at its deadline. Needs a tokio runtime with the time driver enabled. Dropping the future while it is parked
+    /// expires the request, so it can never run later.
+    #[cfg(feature = "tokio")]
+    pub async fn aexecute<T, F, Fut>(&self, call: ToolCall, executor: F) -> Result<T, ActionDenied>
+    where
+        F: FnOnce(String, Value) -> Fut,
+        Fut: std::future::Future<Output = T>,
+    {
+        let inner = &*self.inner;
+        let Some(risk) = inner.risk_of(&call.name) else {
+            inner.record_allowed(&call);
+            return Ok(executor(call.name, call.params).await);
+        };
+        let parked = inner.prepare(call, risk)?;
+        let verdict = inner.verdict_async(&parked).await;
+        inner.conclude(&parked, verdict)?;
+        Ok(executor(parked.request.into_tool(), parked.params).await)
+    }
+
+    /// The requests waiting for an answer now (only live ones: not decided, not past their deadline), oldest
+    /// first. Params are redacted. Empty if the store cannot be read; use [`try_pending`](Self::try_pending) to see
+    /// the error.
+    pub fn pending(&self) -> Vec<ApprovalRequest> {
+        self.try_pending().unwrap_or_default()
+    }
+
+    /// Like [`pending`](Self::pending), with the store's error.
+    pub fn try_pending(&self) -> Result<Vec<ApprovalRequest>, StoreError> {
+        self.inner.store.pending()
+    }
+
+    /// Approves (`true`) or denies (`false`) a parked request. First answer wins: `Resolved` once, then
+    /// `AlreadyResolved`; `Unknown` for an id never parked (or forgotten after the retention window); `Expired`
+    /// after the deadline, and the late answer never runs the action.
+    pub fn resolve(&self, request_id: &RequestId, approved: bool, actor: Option<&str>) -> ResolveOutcome {
+        let mut r = Resolution::new(request_id.clone(), approved);
+        r.actor = actor.map(str::to_owned);
+        self.resolve_with(&r)
+    }
+
+    /// Answers with everything a [`Resolution`] carries: actor, the digest the approver was shown, a note.
+    /// A store error gives [`ResolveOutcome::Unavailable`] (nothing decided).
+    pub fn resolve_with(&self, resolution: &Resolution) -> ResolveOutcome {
+        self.inner
+            .store
+            .resolve(resolution)
+            .unwrap_or(ResolveOutcome::Unavailable)
+    }
+
+    /// Whether a call of `tool` would be gated by this guard, and with what risk.
+    pub fn risk_of(&self, tool: &str) -> Option<Risk> {
+        self.inner.risk_of(tool)
+    }
+
+    /// The store parked requests are kept in.
+    pub fn store(&self) -> &Arc<dyn ApprovalStore> {
+        &self.inner.store
+    }
+
+    /// The timeout given to each gated call.
+    pub fn timeout(&self) -> Duration {
+        self.inner.timeout
+    }
+}
+
+/// An answer that came after the deadline does not count.
+fn within_deadline(verdict: Verdict, until: Instant) -> Verdict {
+    if Instant::now() > until {
+        Verdict::deny(
+            DenyReason::ApprovalTimeout,
+            "the approver answered after the deadline".to_owned(),
+        )
+    } else {
+        verdict
+    }
+}
+
+#[cfg(feature = "tokio")]
+fn block_on_async_callback(cb: &approver::AsyncCallback, parked: &Parked) -> Verdict {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        return Verdict::deny(
+            DenyReason::ApproverFailed,
+            "an async_callback guard was called through the blocking execute() inside a tokio runtime; use \
+             aexecute().await there"
+                .to_owned(),
+        );
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_time().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            return Verdict::deny(
+                DenyReason::ApproverFailed,
+                format!("cannot start a runtime for the async callback: {e}"),
+            )
+        }
+    };
+    runtime.block_on(async_callback_verdict(cb, parked))
+}
+
+#[cfg(feature = "tokio")]
+async fn async_callback_verdict(cb: &approver::AsyncCallback, parked: &Parked) -> Verdict {
+    let fut = approver::CatchUnwind(Box::pin(cb(parked.request.clone())));
+    match tokio::time::timeout_at(parked.until.into(), fut).await {
+        Ok(Ok(true)) => Verdict::Approved {
+            actor: Some("callback".into()),
+        },
+        Ok(Ok(false)) => Verdict::Denied {
+            reason: DenyReason::UserDenied,
+            actor: Some("callback".into()),
+            detail: None,
+        },
+        Ok(Err(panic)) => Verdict::deny(
+            DenyReason::ApproverFailed,
+            format!("the approval callback panicked: {panic}"),
+        ),
+        Err(_) => Verdict::deny(DenyReason::ApprovalTimeout, None),
+    }
+}
+
+impl Inner {
+    fn risk_of(&self, tool: &str) -> Option<Risk> {
+        if !self.dangerous.is_empty() && self.dangerous.contains(tool) {
+            return Some(classify(tool).unwrap_or(Risk::ManuallyFlagged));
+        }
+        if !self.safe.is_empty() && self.safe.contains(tool) {
+            return None;
+        }
+        classify(tool)
+    }
+
+    /// Audits a call that runs without asking. An audit failure does not stop a safe call (only gated calls fail
+    /// closed on it); it is reported on stderr.
+    fn record_allowed(&self, call: &ToolCall) {
+        let Some(audit) = &self.audit else { return };
+        let frozen = FrozenParams::freeze(call.params.clone(), self.max_params_bytes).ok();
+        let shown = match &frozen {
+            Some(f) => self.redactor.redact(f.value()),
+            None => too_large_note(self.max_params_bytes),
+        };
+        let mut rec = AuditRecord::new(&call.name, AuditDecision::Allowed);
+        rec.params = Some(&shown);
+        rec.params_digest = frozen.as_ref().map(FrozenParams::digest);
+        rec.agent_id = call.agent_id.as_deref();
+        rec.session_id = call.session_id.as_deref();
+        if self.safe.contains(&call.name) {
+            rec.detail = Some("listed in safe_tools");
+        }
+        if let Err(e) = audit.record(&rec) {
+            eprintln!("agentguard: audit record for safe call {:?} failed: {e}", call.name);
+        }
+    }
+
+    /// Freezes the params and builds the request; denies (and audits) params over the size limit.
+    fn prepare(&self, call: ToolCall, risk: Risk) -> Result<Parked, ActionDenied> {
+        let ToolCall {
+            name,
+            params,
+            agent_id,
+            session_id,
+            reason,
+        } = call;
+        let frozen = match FrozenParams::freeze(params, self.max_params_bytes) {
+            Ok(f) => f,
+            Err(too_large) => {
+                let detail = too_large.to_string();
+                if let Some(audit) = &self.audit {
+                    let note = too_large_note(self.max_params_bytes);
+                    let mut rec = AuditRecord::new(&name, AuditDecision::Blocked);
+                    rec.reason = Some(DenyReason::ParamsTooLarge.as_str());
+                    rec.risk = Some(risk);
+                    rec.params = Some(&note);
+                    rec.agent_id = agent_id.as_deref();
+                    rec.session_id = session_id.as_deref();
+                    rec.detail = Some(&detail);
+                    let _ = audit.record(&rec);
+                }
+                return Err(ActionDenied::new(DenyReason::ParamsTooLarge, name).with_detail(Some(detail)));
+            }
+        };
+        let now = SystemTime::now();
+        let until = Instant::now() + self.timeout;
+        let shown = self.redactor.redact(frozen.value());
+        let digest = frozen.digest().clone();
+        let request = ApprovalRequest::new(
+            RequestId::new(),
+            name,
+            shown,
+            digest,
+            risk,
+            reason,
+            agent_id,
+            session_id,
+            now,
+            now + self.timeout,
+        );
+        Ok(Parked {
+            request,
+            params: frozen.into_value(),
+            until,
+        })
+    }
+
+    /// Records the verdict; returns `Ok` only if the call may run.
+    fn conclude(&self, parked: &Parked, verdict: Verdict) -> Result<(), ActionDenied> {
+        let req = &parked.request;
+        let (decision, reason, actor, detail) = match &verdict {
+            Verdict::Approved { actor } => (AuditDecision::Approved, None, actor.as_deref(), None),
+            Verdict::Denied { reason, actor, detail } => {
+                let decision = match reason {
+                    DenyReason::UserDenied => AuditDecision::Denied,
+                    DenyReason::ApprovalTimeout => AuditDecision::Expired,
+                    _ => AuditDecision::Blocked,
+                };
+                (decision, Some(*reason), actor.as_deref(), detail.as_deref())
+            }
+        };
+        let written = match &self.audit {
+            None => Ok(()),
+            Some(audit) => {
+                let mut rec = AuditRecord::new(req.tool(), decision);
+                rec.reason = reason.map(DenyReason::as_str);
+                rec.risk = Some(req.risk());
+                rec.params = Some(req.params());
+                rec.params_digest = Some(req.params_digest());
+                rec.agent_id = req.agent_id();
+                rec.session_id = req.session_id();
+                rec.request_id = Some(req.request_id());
+                rec.actor = actor;
+                rec.detail = detail;
+                audit.record(&rec)
+            }
+        };
+        let denied = |reason: DenyReason, detail: Option<String>| {
+            ActionDenied::new(reason, req.tool())
+                .with_request(Some(req.request_id().clone()))
+                .with_detail(detail)
+        };
+        match verdict {
+            Verdict::Approved { .. } => written.map_err(|e| {
+                denied(
+                    DenyReason::AuditUnavailable,
+                    Some(format!(
+                        "the approved call was not run because its audit record failed: {e}"
+                    )),
+                )
+            }),
+            Verdict::Denied { reason, detail, .. } => Err(denied(reason, detail)),
+        }
+    }
+
+    fn notify(&self, notifier: Option<&Notifier>, request: &ApprovalRequest) {
+        let Some(notifier) = notifier else { return };
+        if let Err(panic) = approver::call_notifier(notifier, request) {
+            if let Some(audit) = &self.audit {
+                let detail = format!("on_request panicked: {panic}");
+                let mut rec = AuditRecord::new(request.tool(), AuditDecision::NotifierError);
+                rec.event = "notifier";
+                rec.risk = Some(request.risk());
+                rec.params_digest = Some(request.params_digest());
+                rec.agent_id = request.agent_id();
+                rec.session_id = request.session_id();
+                rec.request_id = Some(request.request_id());
+                rec.detail = Some(&detail);
+                if let Err(e) = audit.record(&rec) {
+                    eprintln!("agentguard: {detail}; and its audit record failed: {e}");
+                }
+            }
+        }
+    }
+
+    fn park_blocking(&self, parked: &Parked, notifier: Option<&Notifier>) -> Verdict {
+        let id = parked.request.request_id();
+        if let Err(e) = self.store.insert(&parked.request) {
+            return store_down(e);
+        }
+        self.notify(notifier, &parked.request);
+        let decision = match self.store.wait_blocking(id, parked.until) {
+            Ok(Some(decision)) => Ok(Some(decision)),
+            Ok(None) => self.store.expire(id),
+            Err(e) => {
+                let _ = self.store.expire(id);
+                return store_down(e);
+            }
+        };
+        self.verdict_of(id, decision)
+    }
+
+    #[cfg(feature = "tokio")]
+    async fn verdict_async(&self, parked: &Parked) -> Verdict {
+        match &self.approver {
+            Approver::Terminal(prompt) => {
+                let prompt = Arc::clone(prompt);
+                let request = parked.request.clone();
+                let until = parked.until;
+                match tokio::task::spawn_blocking(move || prompt.ask(&request, until)).await {
+                    Ok(v) => v,
+                    Err(e) => Verdict::deny(DenyReason::ApproverFailed, format!("terminal prompt failed: {e}")),
+                }
+            }
+            Approver::Callback(cb) => {
+                let cb = Arc::clone(cb);
+                let request = parked.request.clone();
+                let task = tokio::task::spawn_blocking(move || approver::call_sync(&cb, &request));
+                match tokio::time::timeout_at(parked.until.into(), task).await {
+                    Ok(Ok(v)) => within_deadline(v, parked.until),
+                    Ok(Err(e)) => Verdict::deny(DenyReason::ApproverFailed, format!("approval callback failed: {e}")),
+                    Err(_) => Verdict::deny(DenyReason::ApprovalTimeout, None),
+                }
+            }
+            Approver::AsyncCallback(cb) => async_callback_verdict(cb, parked).await,
+            Approver::External { on_request } => self.park_async(parked, on_request.as_ref()).await,
+        }
+    }
+
+    #[cfg(feature = "tokio")]
+    async fn park_async(&self, parked: &Parked, notifier: Option<&Notifier>) -> Verdict {
+        let id = parked.request.request_id();
+        if let Err(e) = self.store.insert(&parked.request) {
+            return store_down(e);
+        }
+        // From here on, a dropped future must not leave a request that could still be approved.
+        let mut expire_on_drop = ExpireOnDrop {
+            store: &*self.store,
+            id,
+            armed: true,
+        };
+        self.notify(notifier, &parked.request);
+        let decision = match tokio::time::timeout_at(parked.until.into(), self.store.wait(id)).await {
+            Ok(Ok(decision)) => Ok(Some(decision)),
+            Ok(Err(e)) => return store_down(e), // expire_on_drop expires it
+            Err(_elapsed) => self.store.expire(id),
+        };
+        expire_on_drop.armed = false;
+        self.verdict_of(id, decision)
+    }
+
+    /// Turns a store decision into a verdict, claiming an approval so it runs at most once.
+    fn verdict_of(&self, id: &RequestId, decision: Result<Option<Decision>, StoreError>) -> Verdict {
+        let decision = match decision {
+            Ok(Some(d)) => d,
+            Ok(None) => {
+                return Verdict::deny(
+                    DenyReason::StoreUnavailable,
+                    format!("request {id} vanished from the store while parked"),
+                )
+            }
+            Err(e) => return store_down(e),
+        };
+        match decision.state {
+            RequestState::Approved => match self.store.claim(id) {
+                Ok(true) => Verdict::Approved { actor: decision.actor },
+                Ok(false) => Verdict::deny(DenyReason::AlreadyExecuted, None),
+                Err(e) => store_down(e),
+            },
+            RequestState::Denied => Verdict::Denied {
+                reason: DenyReason::UserDenied,
+                actor: decision.actor,
+                detail: decision.note,
+            },
+            RequestState::Executed => Verdict::deny(DenyReason::AlreadyExecuted, None),
+            RequestState::Expired | RequestState::Pending => Verdict::deny(DenyReason::ApprovalTimeout, None),
+        }
+    }
+}
+
+fn store_down(e: StoreError) -> Verdict {
+    Verdict::deny(DenyReason::StoreUnavailable, e.to_string())
+}
+
+fn too_large_note(limit: usize) -> Value {
+    json!({ "omitted": format!("params larger than {limit} bytes are not recorded") })
+}
+
+#[cfg(feature = "tokio")]
+struct ExpireOnDrop<'a> {
+    store: &'a dyn ApprovalStore,
+    id: &'a RequestId,
+    armed: bool,
+}
+
+#[cfg(feature = "tokio")]
+impl Drop for ExpireOnDrop<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = self.store.expire(self.id);
+        }
+    }
+}

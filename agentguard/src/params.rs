@@ -1,0 +1,400 @@
+//! Frozen parameter snapshots: canonical JSON, SHA-256 digest, and redaction of secrets.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::classify::Words;
+
+/// Default limit on the canonical JSON size of a gated call's parameters: 1 MiB.
+pub const DEFAULT_MAX_PARAMS_BYTES: usize = 1024 * 1024;
+
+/// The text shown instead of a secret value.
+pub const REDACTED: &str = "[REDACTED]";
+
+/// The SHA-256 digest of a params snapshot's canonical JSON, as 64 lowercase hex digits.
+///
+/// An approver that was shown a request can send its digest back with the answer
+/// ([`Resolution::params_digest`](crate::Resolution::params_digest)); if the digest does not match the parked request,
+/// the answer is refused with [`ResolveOutcome::DigestMismatch`](crate::ResolveOutcome::DigestMismatch).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ParamsDigest(String);
+
+impl ParamsDigest {
+    /// Digest of some bytes.
+    pub fn of(bytes: &[u8]) -> Self {
+        ParamsDigest(hex(&Sha256::digest(bytes)))
+    }
+
+    /// The 64 hex digits.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 0xf) as usize] as char);
+    }
+    s
+}
+
+impl fmt::Display for ParamsDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Error for a string that is not 64 lowercase hex digits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseDigestError {
+    input: String,
+}
+
+impl fmt::Display for ParseDigestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid params digest {:?}: expected 64 lowercase hex digits (the params_digest field of the request)",
+            self.input
+        )
+    }
+}
+
+impl std::error::Error for ParseDigestError {}
+
+impl FromStr for ParamsDigest {
+    type Err = ParseDigestError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            Ok(ParamsDigest(s.to_owned()))
+        } else {
+            Err(ParseDigestError { input: s.to_owned() })
+        }
+    }
+}
+
+impl TryFrom<String> for ParamsDigest {
+    type Error = ParseDigestError;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<ParamsDigest> for String {
+    fn from(d: ParamsDigest) -> String {
+        d.0
+    }
+}
+
+/// A call's parameters, frozen: the value, its canonical JSON text and the SHA-256 digest of that text.
+///
+/// Canonical JSON is compact (no whitespace) with object keys sorted by their UTF-8 bytes at every depth, so two
+/// equal values always give the same digest, whatever order their keys were inserted in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FrozenParams {
+    value: Value,
+    canonical: String,
+    digest: ParamsDigest,
+}
+
+/// The params were larger than the configured limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParamsTooLarge {
+    /// The limit, in bytes of canonical JSON.
+    pub limit: usize,
+}
+
+impl fmt::Display for ParamsTooLarge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "params are larger than {} bytes of canonical JSON; send a reference (a path, an id) instead of the data, \
+             or raise the limit with .max_params_bytes(..)",
+            self.limit
+        )
+    }
+}
+
+impl std::error::Error for ParamsTooLarge {}
+
+impl FrozenParams {
+    /// Freezes a value. Fails if its canonical JSON is longer than `limit` bytes; it stops writing at the limit, so a
+    /// huge value costs no more than the limit to reject.
+    pub fn freeze(value: Value, limit: usize) -> Result<Self, ParamsTooLarge> {
+        let canonical = canonical_json(&value, limit).ok_or(ParamsTooLarge { limit })?;
+        let digest = ParamsDigest::of(canonical.as_bytes());
+        Ok(FrozenParams {
+            value,
+            canonical,
+            digest,
+        })
+    }
+
+    /// The parameter values (real values, not redacted).
+    pub fn value(&self) -> &Value {
+        &self.value
+    }
+
+    /// The canonical JSON text the digest was computed over.
+    pub fn canonical(&self) -> &str {
+        &self.canonical
+    }
+
+    /// SHA-256 of [`canonical`](Self::canonical).
+    pub fn digest(&self) -> &ParamsDigest {
+        &self.digest
+    }
+
+    /// Gives back the value.
+    pub fn into_value(self) -> Value {
+        self.value
+    }
+}
+
+/// Canonical JSON of `value`, or `None` once it grows past `limit` bytes.
+pub fn canonical_json(value: &Value, limit: usize) -> Option<String> {
+    let mut out = String::new();
+    write_canonical(value, &mut out, limit)?;
+    Some(out)
+}
+
+fn write_canonical(value: &Value, out: &mut String, limit: usize) -> Option<()> {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            out.push('{');
+            for (i, (k, v)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_string(k, out);
+                out.push(':');
+                write_canonical(v, out, limit)?;
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(v, out, limit)?;
+            }
+            out.push(']');
+        }
+        Value::String(s) => write_string(s, out),
+        // null, booleans and numbers: serde_json's own text is already canonical.
+        other => out.push_str(&other.to_string()),
+    }
+    (out.len() <= limit).then_some(())
+}
+
+fn write_string(s: &str, out: &mut String) {
+    // Serializing a &str to JSON cannot fail.
+    out.push_str(&serde_json::to_string(s).unwrap_or_default());
+}
+
+/// Masks values whose keys look secret, in everything a person or a file sees.
+///
+/// A key is secret when one of its words (split like [`classify`](crate::classify) splits names, so `apiKey`,
+/// `api-key` and `API_KEY` are the same) is `password`, `passwd`, `passphrase`, `pwd`, `secret`, `token`,
+/// `authorization`, `auth`, `cookie`, `credential(s)`, `apikey`, `bearer`, `cvv`, `cvc`, `ssn`, `otp`, `pin`,
+/// `signature`, or when two adjacent words are `api key`, `private key`, `access key`, `secret key`, `signing key`,
+/// `encryption key`, `client key`, `session key`, `card number`, `account number`, `set cookie`. Keys added with
+/// [`with_keys`](Self::with_keys) are matched by their whole word sequence (`customerNote` matches `customer_note`).
+/// Matching is at every depth of objects and arrays; the whole value under a secret key is replaced by
+/// [`REDACTED`].
+///
+/// Redaction changes only what is shown: the digest covers the real values and the executor receives them.
+#[derive(Debug, Clone, Default)]
+pub struct Redactor {
+    extra: HashSet<String>,
+}
+
+impl Redactor {
+    /// A redactor with the built-in secret words only.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds keys to mask (in any naming convention).
+    pub fn with_keys<I, S>(mut self, keys: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.extra.extend(keys.into_iter().map(|k| normalize(k.as_ref())));
+        self
+    }
+
+    /// Whether the value under `key` is masked.
+    pub fn is_secret_key(&self, key: &str) -> bool {
+        let mut prev: Option<String> = None;
+        for (s, e) in Words::new(key) {
+            let word = key[s..e].to_ascii_lowercase();
+            if matches!(
+                word.as_str(),
+                "password"
+                    | "passwd"
+                    | "passphrase"
+                    | "pwd"
+                    | "secret"
+                    | "secrets"
+                    | "token"
+                    | "authorization"
+                    | "auth"
+                    | "cookie"
+                    | "cookies"
+                    | "credential"
+                    | "credentials"
+                    | "apikey"
+                    | "bearer"
+                    | "cvv"
+                    | "cvc"
+                    | "ssn"
+                    | "otp"
+                    | "pin"
+                    | "signature"
+                    | "privatekey"
+                    | "accesskey"
+                    | "secretkey"
+            ) {
+                return true;
+            }
+            if let Some(p) = &prev {
+                let pair = matches!(
+                    (p.as_str(), word.as_str()),
+                    (
+                        "api" | "private" | "access" | "secret" | "signing" | "encryption" | "client" | "session",
+                        "key"
+                    ) | ("card" | "account", "number")
+                        | ("set", "cookie")
+                );
+                if pair {
+                    return true;
+                }
+            }
+            prev = Some(word);
+        }
+        !self.extra.is_empty() && self.extra.contains(&normalize(key))
+    }
+
+    /// A copy of `value` with secret values masked.
+    pub fn redact(&self, value: &Value) -> Value {
+        match value {
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .map(|(k, v)| {
+                        let shown = if self.is_secret_key(k) {
+                            Value::String(REDACTED.to_owned())
+                        } else {
+                            self.redact(v)
+                        };
+                        (k.clone(), shown)
+                    })
+                    .collect(),
+            ),
+            Value::Array(items) => Value::Array(items.iter().map(|v| self.redact(v)).collect()),
+            other => other.clone(),
+        }
+    }
+}
+
+/// `customerNote`, `customer-note`, `CUSTOMER_NOTE` → `customer_note`.
+fn normalize(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    for (s, e) in Words::new(key) {
+        if !out.is_empty() {
+            out.push('_');
+        }
+        out.push_str(&key[s..e].to_ascii_lowercase());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn canonical_json_sorts_keys_at_every_depth() {
+        let a = json!({"b": 1, "a": {"z": [1, {"y": 2, "x": 3}], "c": "é\n"}});
+        let text = canonical_json(&a, usize::MAX).unwrap();
+        assert_eq!(text, r#"{"a":{"c":"é\n","z":[1,{"x":3,"y":2}]},"b":1}"#);
+        // Round trip: the canonical text parses back to the same value.
+        assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), a);
+    }
+
+    #[test]
+    fn digest_is_sha256_of_canonical_text() {
+        let frozen = FrozenParams::freeze(json!({"path": "notes.txt"}), 1024).unwrap();
+        assert_eq!(frozen.canonical(), r#"{"path":"notes.txt"}"#);
+        // sha256('{"path":"notes.txt"}'), computed with `printf '%s' '{"path":"notes.txt"}' | sha256sum`.
+        assert_eq!(
+            frozen.digest().as_str(),
+            "327e09780c8ca587a9edeb9d363553cc8b785fea45069b53e00cbf802c0ee078"
+        );
+        assert_eq!(frozen.digest(), &ParamsDigest::of(br#"{"path":"notes.txt"}"#));
+        assert_eq!(frozen.digest().as_str().len(), 64);
+    }
+
+    #[test]
+    fn freeze_rejects_params_over_the_limit_without_building_them_whole() {
+        let big = json!({"data": "x".repeat(2000)});
+        let err = FrozenParams::freeze(big, 1000).unwrap_err();
+        assert_eq!(err.limit, 1000);
+        assert!(err.to_string().contains("max_params_bytes"));
+        assert!(FrozenParams::freeze(json!({"data": "x"}), 1000).is_ok());
+    }
+
+    #[test]
+    fn digest_parses_only_64_lowercase_hex() {
+        assert!("a".repeat(64).parse::<ParamsDigest>().is_ok());
+        assert!("A".repeat(64).parse::<ParamsDigest>().is_err());
+        assert!("abc".parse::<ParamsDigest>().is_err());
+        let err = serde_json::from_str::<ParamsDigest>("\"zz\"").unwrap_err().to_string();
+        assert!(err.contains("64 lowercase hex"), "{err}");
+    }
+
+    #[test]
+    fn redactor_masks_secret_keys_by_words_at_any_depth() {
+        let r = Redactor::new().with_keys(["customerNote"]);
+        let v = json!({
+            "user": "bob",
+            "password": "hunter2",
+            "apiKey": "k1",
+            "API-KEY": "k2",
+            "headers": {"Authorization": "Bearer t", "Accept": "json"},
+            "items": [{"client_secret": "s"}, {"name": "ok"}],
+            "customer_note": "private",
+            "max_tokens": 100,
+            "author": "alice",
+            "key": "id-7"
+        });
+        let shown = r.redact(&v);
+        let text = shown.to_string();
+        for secret in ["hunter2", "k1", "k2", "Bearer t", "\"s\"", "private"] {
+            assert!(!text.contains(secret), "{secret} leaked in {text}");
+        }
+        assert_eq!(shown["user"], "bob");
+        assert_eq!(shown["headers"]["Accept"], "json");
+        assert_eq!(shown["max_tokens"], 100);
+        assert_eq!(shown["author"], "alice");
+        assert_eq!(shown["key"], "id-7");
+        assert_eq!(shown["password"], REDACTED);
+    }
+}

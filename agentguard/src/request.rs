@@ -1,0 +1,609 @@
+//! The values that cross the guard: tool calls, approval requests, denials and resolve outcomes.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::classify::Risk;
+use crate::params::ParamsDigest;
+
+/// The id of one approval request: a random UUID (v4), hyphenated, lowercase.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct RequestId(String);
+
+impl RequestId {
+    /// A fresh random id.
+    pub fn new() -> Self {
+        RequestId(uuid::Uuid::new_v4().hyphenated().to_string())
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for RequestId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Error for text that is not a request id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseRequestIdError {
+    input: String,
+}
+
+impl fmt::Display for ParseRequestIdError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid request id {:?}: expected a UUID such as 3f9c2b1e-8d4a-4f7b-9c1d-2e5f6a7b8c9d (see `pending`)",
+            self.input
+        )
+    }
+}
+
+impl std::error::Error for ParseRequestIdError {}
+
+impl FromStr for RequestId {
+    type Err = ParseRequestIdError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        uuid::Uuid::parse_str(s)
+            .map(|u| RequestId(u.hyphenated().to_string()))
+            .map_err(|_| ParseRequestIdError { input: s.to_owned() })
+    }
+}
+
+impl TryFrom<String> for RequestId {
+    type Error = ParseRequestIdError;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<RequestId> for String {
+    fn from(id: RequestId) -> String {
+        id.0
+    }
+}
+
+/// One tool call an agent wants to make: the tool's name, its params, and optional context for the approver.
+///
+/// ```
+/// use agentguard::ToolCall;
+/// use serde_json::json;
+///
+/// let call = ToolCall::new("delete_file", json!({"path": "notes.txt"}))
+///     .agent_id("support-bot")
+///     .session_id("ticket-4821")
+///     .reason("the customer asked for it");
+/// assert_eq!(call.name(), "delete_file");
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolCall {
+    pub(crate) name: String,
+    pub(crate) params: Value,
+    pub(crate) agent_id: Option<String>,
+    pub(crate) session_id: Option<String>,
+    pub(crate) reason: Option<String>,
+}
+
+impl ToolCall {
+    /// A call of tool `name` with `params` (usually a JSON object).
+    pub fn new(name: impl Into<String>, params: Value) -> Self {
+        ToolCall {
+            name: name.into(),
+            params,
+            agent_id: None,
+            session_id: None,
+            reason: None,
+        }
+    }
+
+    /// Who is acting (shown to the approver, recorded in the audit).
+    pub fn agent_id(mut self, agent_id: impl Into<String>) -> Self {
+        self.agent_id = Some(agent_id.into());
+        self
+    }
+
+    /// Which run or conversation this call belongs to.
+    pub fn session_id(mut self, session_id: impl Into<String>) -> Self {
+        self.session_id = Some(session_id.into());
+        self
+    }
+
+    /// Why the agent wants to make the call (shown to the approver).
+    pub fn reason(mut self, reason: impl Into<String>) -> Self {
+        self.reason = Some(reason.into());
+        self
+    }
+
+    /// The tool's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The params as given.
+    pub fn params(&self) -> &Value {
+        &self.params
+    }
+}
+
+/// One call waiting for (or given) a person's decision. Read-only.
+///
+/// Serializes to agentguard-hitl 0.2.0's `to_dict()` shape plus `params_digest`:
+/// `request_id, tool, params, params_digest, risk, reason, agent_id, session_id, timestamp, deadline`, with
+/// `timestamp` and `deadline` as Unix seconds (a float) and `risk` as its label. `params` are **redacted**: secrets are
+/// masked (see [`Redactor`](crate::Redactor)); the digest covers the real values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApprovalRequest {
+    request_id: RequestId,
+    tool: String,
+    params: Value,
+    params_digest: ParamsDigest,
+    risk: Risk,
+    reason: Option<String>,
+    agent_id: Option<String>,
+    session_id: Option<String>,
+    #[serde(with = "unix_seconds")]
+    timestamp: SystemTime,
+    #[serde(with = "unix_seconds")]
+    deadline: SystemTime,
+}
+
+impl ApprovalRequest {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        request_id: RequestId,
+        tool: String,
+        params: Value,
+        params_digest: ParamsDigest,
+        risk: Risk,
+        reason: Option<String>,
+        agent_id: Option<String>,
+        session_id: Option<String>,
+        timestamp: SystemTime,
+        deadline: SystemTime,
+    ) -> Self {
+        ApprovalRequest {
+            request_id,
+            tool,
+            params,
+            params_digest,
+            risk,
+            reason,
+            agent_id,
+            session_id,
+            timestamp,
+            deadline,
+        }
+    }
+
+    pub(crate) fn into_tool(self) -> String {
+        self.tool
+    }
+
+    /// The request's id: what `resolve` takes.
+    pub fn request_id(&self) -> &RequestId {
+        &self.request_id
+    }
+    /// The tool's name.
+    pub fn tool(&self) -> &str {
+        &self.tool
+    }
+    /// The params, with secrets masked.
+    pub fn params(&self) -> &Value {
+        &self.params
+    }
+    /// SHA-256 of the real params' canonical JSON.
+    pub fn params_digest(&self) -> &ParamsDigest {
+        &self.params_digest
+    }
+    /// Why the call is gated.
+    pub fn risk(&self) -> Risk {
+        self.risk
+    }
+    /// The agent's stated reason, if any.
+    pub fn reason(&self) -> Option<&str> {
+        self.reason.as_deref()
+    }
+    /// Who is acting, if given.
+    pub fn agent_id(&self) -> Option<&str> {
+        self.agent_id.as_deref()
+    }
+    /// Which run this belongs to, if given.
+    pub fn session_id(&self) -> Option<&str> {
+        self.session_id.as_deref()
+    }
+    /// When the request was made.
+    pub fn timestamp(&self) -> SystemTime {
+        self.timestamp
+    }
+    /// When an unanswered request is denied.
+    pub fn deadline(&self) -> SystemTime {
+        self.deadline
+    }
+    /// Time left before the deadline (zero once it passed).
+    pub fn remaining(&self) -> Duration {
+        self.deadline
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO)
+    }
+}
+
+mod unix_seconds {
+    use super::*;
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(to_f64(*t))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
+        let secs = f64::deserialize(d)?;
+        if !secs.is_finite() || secs < 0.0 {
+            return Err(serde::de::Error::custom("expected non-negative Unix seconds"));
+        }
+        Ok(UNIX_EPOCH + Duration::from_secs_f64(secs))
+    }
+
+    pub fn to_f64(t: SystemTime) -> f64 {
+        t.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    }
+}
+
+/// Why a call did not run. The `reason` code of [`ActionDenied`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum DenyReason {
+    /// A person said no.
+    UserDenied,
+    /// Nobody answered before the deadline.
+    ApprovalTimeout,
+    /// The approver panicked, failed, or cannot be used from here.
+    ApproverFailed,
+    /// The params changed between approval and execution.
+    ParamsChanged,
+    /// The params were larger than the limit, so they could not be shown whole.
+    ParamsTooLarge,
+    /// The audit record of a gated call could not be written.
+    AuditUnavailable,
+    /// The approval store could not be reached.
+    StoreUnavailable,
+    /// No guard was installed for a gated function.
+    NoGuard,
+    /// Terminal approval was needed but there is no interactive terminal (or its input ended).
+    NoTerminal,
+    /// The approved request was already executed once (at-most-once per request id).
+    AlreadyExecuted,
+}
+
+impl DenyReason {
+    /// The snake_case code, e.g. `user_denied`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DenyReason::UserDenied => "user_denied",
+            DenyReason::ApprovalTimeout => "approval_timeout",
+            DenyReason::ApproverFailed => "approver_failed",
+            DenyReason::ParamsChanged => "params_changed",
+            DenyReason::ParamsTooLarge => "params_too_large",
+            DenyReason::AuditUnavailable => "audit_unavailable",
+            DenyReason::StoreUnavailable => "store_unavailable",
+            DenyReason::NoGuard => "no_guard",
+            DenyReason::NoTerminal => "no_terminal",
+            DenyReason::AlreadyExecuted => "already_executed",
+        }
+    }
+}
+
+impl fmt::Display for DenyReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The value a blocked call returns instead of running: `Err(ActionDenied)`.
+///
+/// Denial is an answer for the agent to read, not a fault to retry. Serializes to
+/// `{"denied": true, "reason": "user_denied", "tool": "delete_file", "request_id": "…"}` (plus `detail` when there
+/// is one) and displays as `Blocked by AgentGuard (user_denied)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionDenied {
+    reason: DenyReason,
+    tool: String,
+    request_id: Option<RequestId>,
+    detail: Option<String>,
+}
+
+impl ActionDenied {
+    pub(crate) fn new(reason: DenyReason, tool: impl Into<String>) -> Self {
+        ActionDenied {
+            reason,
+            tool: tool.into(),
+            request_id: None,
+            detail: None,
+        }
+    }
+
+    pub(crate) fn with_request(mut self, id: Option<RequestId>) -> Self {
+        self.request_id = id;
+        self
+    }
+
+    pub(crate) fn with_detail(mut self, detail: Option<String>) -> Self {
+        self.detail = detail;
+        self
+    }
+
+    /// Why the call did not run.
+    pub fn reason(&self) -> DenyReason {
+        self.reason
+    }
+    /// The tool that was blocked.
+    pub fn tool(&self) -> &str {
+        &self.tool
+    }
+    /// The approval request's id, when one was made.
+    pub fn request_id(&self) -> Option<&RequestId> {
+        self.request_id.as_ref()
+    }
+    /// More about the reason: the approver's note, the failure's message.
+    pub fn detail(&self) -> Option<&str> {
+        self.detail.as_deref()
+    }
+}
+
+impl fmt::Display for ActionDenied {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.detail {
+            Some(detail) => write!(f, "Blocked by AgentGuard ({}: {})", self.reason, detail),
+            None => write!(f, "Blocked by AgentGuard ({})", self.reason),
+        }
+    }
+}
+
+impl std::error::Error for ActionDenied {}
+
+#[derive(Serialize, Deserialize)]
+struct DeniedWire {
+    denied: bool,
+    reason: DenyReason,
+    tool: String,
+    request_id: Option<RequestId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    detail: Option<String>,
+}
+
+impl Serialize for ActionDenied {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        DeniedWire {
+            denied: true,
+            reason: self.reason,
+            tool: self.tool.clone(),
+            request_id: self.request_id.clone(),
+            detail: self.detail.clone(),
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for ActionDenied {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let w = DeniedWire::deserialize(d)?;
+        Ok(ActionDenied {
+            reason: w.reason,
+            tool: w.tool,
+            request_id: w.request_id,
+            detail: w.detail,
+        })
+    }
+}
+
+/// The result of answering a parked request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[non_exhaustive]
+pub enum ResolveOutcome {
+    /// This answer decided the request.
+    Resolved,
+    /// Someone answered first; this answer changed nothing.
+    AlreadyResolved,
+    /// No such request (never made, or forgotten after the retention window).
+    Unknown,
+    /// The deadline passed; the request was denied and will never run.
+    Expired,
+    /// The answer carried a params digest that is not the request's: the approver was shown something else. Nothing
+    /// was decided; the request stays pending.
+    DigestMismatch,
+    /// The store could not be reached; nothing was decided.
+    Unavailable,
+}
+
+impl ResolveOutcome {
+    /// The upper-case name, e.g. `ALREADY_RESOLVED`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ResolveOutcome::Resolved => "RESOLVED",
+            ResolveOutcome::AlreadyResolved => "ALREADY_RESOLVED",
+            ResolveOutcome::Unknown => "UNKNOWN",
+            ResolveOutcome::Expired => "EXPIRED",
+            ResolveOutcome::DigestMismatch => "DIGEST_MISMATCH",
+            ResolveOutcome::Unavailable => "UNAVAILABLE",
+        }
+    }
+}
+
+impl fmt::Display for ResolveOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A person's answer to a parked request, for [`AgentGuard::resolve_with`](crate::AgentGuard::resolve_with) and
+/// [`ApprovalStore::resolve`](crate::ApprovalStore::resolve).
+///
+/// ```
+/// # use agentguard::{Resolution, RequestId};
+/// let id = RequestId::new();
+/// let answer = Resolution::deny(id).actor("alice").note("wrong customer");
+/// assert!(!answer.approved);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resolution {
+    /// Which request.
+    pub request_id: RequestId,
+    /// Approve (`true`) or deny (`false`).
+    pub approved: bool,
+    /// Who answered; recorded in the audit.
+    pub actor: Option<String>,
+    /// The digest of the params the approver was shown; a mismatch is refused.
+    pub params_digest: Option<ParamsDigest>,
+    /// A note, e.g. why it was denied; given to the agent in [`ActionDenied::detail`].
+    pub note: Option<String>,
+}
+
+impl Resolution {
+    /// An approval of `request_id`.
+    pub fn approve(request_id: RequestId) -> Self {
+        Self::new(request_id, true)
+    }
+
+    /// A denial of `request_id`.
+    pub fn deny(request_id: RequestId) -> Self {
+        Self::new(request_id, false)
+    }
+
+    /// An answer to `request_id`.
+    pub fn new(request_id: RequestId, approved: bool) -> Self {
+        Resolution {
+            request_id,
+            approved,
+            actor: None,
+            params_digest: None,
+            note: None,
+        }
+    }
+
+    /// Who answered.
+    pub fn actor(mut self, actor: impl Into<String>) -> Self {
+        self.actor = Some(actor.into());
+        self
+    }
+
+    /// The digest the approver was shown.
+    pub fn params_digest(mut self, digest: ParamsDigest) -> Self {
+        self.params_digest = Some(digest);
+        self
+    }
+
+    /// A note for the agent and the audit.
+    pub fn note(mut self, note: impl Into<String>) -> Self {
+        self.note = Some(note.into());
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn sample() -> ApprovalRequest {
+        ApprovalRequest::new(
+            "3f9c2b1e-8d4a-4f7b-9c1d-2e5f6a7b8c9d".parse().unwrap(),
+            "delete_file".into(),
+            json!({"path": "notes.txt"}),
+            ParamsDigest::of(b"x"),
+            Risk::Irreversible,
+            None,
+            Some("bot".into()),
+            None,
+            UNIX_EPOCH + Duration::from_millis(1_700_000_000_500),
+            UNIX_EPOCH + Duration::from_millis(1_700_000_300_500),
+        )
+    }
+
+    #[test]
+    fn approval_request_serializes_to_the_seed_shape_plus_digest() {
+        let v = serde_json::to_value(sample()).unwrap();
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        let mut expected = vec![
+            "request_id",
+            "tool",
+            "params",
+            "params_digest",
+            "risk",
+            "reason",
+            "agent_id",
+            "session_id",
+            "timestamp",
+            "deadline",
+        ];
+        expected.sort_unstable();
+        let mut keys_sorted = keys.clone();
+        keys_sorted.sort_unstable();
+        assert_eq!(keys_sorted, expected);
+        assert_eq!(v["risk"], "IRREVERSIBLE - cannot be undone");
+        assert_eq!(v["timestamp"], 1_700_000_000.5);
+        assert_eq!(v["deadline"], 1_700_000_300.5);
+        assert_eq!(v["reason"], Value::Null);
+        let back: ApprovalRequest = serde_json::from_value(v).unwrap();
+        assert_eq!(back, sample());
+    }
+
+    #[test]
+    fn action_denied_serializes_and_displays_as_designed() {
+        let d = ActionDenied::new(DenyReason::UserDenied, "delete_file")
+            .with_request(Some("3f9c2b1e-8d4a-4f7b-9c1d-2e5f6a7b8c9d".parse().unwrap()));
+        assert_eq!(
+            serde_json::to_value(&d).unwrap(),
+            json!({"denied": true, "reason": "user_denied", "tool": "delete_file",
+                   "request_id": "3f9c2b1e-8d4a-4f7b-9c1d-2e5f6a7b8c9d"})
+        );
+        assert_eq!(d.to_string(), "Blocked by AgentGuard (user_denied)");
+        let with_note = d.clone().with_detail(Some("wrong customer".into()));
+        assert_eq!(
+            with_note.to_string(),
+            "Blocked by AgentGuard (user_denied: wrong customer)"
+        );
+        let back: ActionDenied = serde_json::from_value(serde_json::to_value(&with_note).unwrap()).unwrap();
+        assert_eq!(back, with_note);
+    }
+
+    #[test]
+    fn resolve_outcome_uses_the_seed_names() {
+        assert_eq!(
+            serde_json::to_value(ResolveOutcome::AlreadyResolved).unwrap(),
+            "ALREADY_RESOLVED"
+        );
+        assert_eq!(ResolveOutcome::Resolved.to_string(), "RESOLVED");
+    }
+
+    #[test]
+    fn request_id_rejects_malformed_text_with_a_hint() {
+        assert!("not-an-id"
+            .parse::<RequestId>()
+            .unwrap_err()
+            .to_string()
+            .contains("expected a UUID"));
+        let id = RequestId::new();
+        assert_eq!(id.as_str().parse::<RequestId>().unwrap(), id);
+        // Upper-case input is accepted and normalized.
+        assert_eq!(id.as_str().to_uppercase().parse::<RequestId>().unwrap(), id);
+    }
+}

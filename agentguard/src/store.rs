@@ -1,0 +1,389 @@
+//! Where parked requests wait: the [`ApprovalStore`] trait and the default [`InMemoryStore`].
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use event_listener::{Event, Listener};
+use serde::{Deserialize, Serialize};
+
+use crate::request::{ApprovalRequest, RequestId, Resolution, ResolveOutcome};
+
+/// Where a request is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum RequestState {
+    /// Waiting for an answer.
+    Pending,
+    /// Approved; not yet claimed for execution.
+    Approved,
+    /// Denied by a person.
+    Denied,
+    /// The deadline passed with no answer (or the waiter went away); it will never run.
+    Expired,
+    /// Approved and claimed by the waiting agent: its executor has been started, once.
+    Executed,
+}
+
+impl RequestState {
+    /// `true` for every state but [`Pending`](Self::Pending).
+    pub fn is_final(self) -> bool {
+        self != RequestState::Pending
+    }
+}
+
+/// The decision recorded for a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    /// The state.
+    pub state: RequestState,
+    /// Who decided, if known.
+    pub actor: Option<String>,
+    /// The decider's note.
+    pub note: Option<String>,
+}
+
+impl Decision {
+    fn of(state: RequestState) -> Self {
+        Decision {
+            state,
+            actor: None,
+            note: None,
+        }
+    }
+}
+
+/// A request and what became of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredRequest {
+    /// The request as parked (params redacted).
+    pub request: ApprovalRequest,
+    /// Its decision so far.
+    pub decision: Decision,
+}
+
+/// The store could not do what was asked. Gated calls fail closed on it (`store_unavailable`).
+#[derive(Debug)]
+pub struct StoreError {
+    message: String,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl StoreError {
+    /// An error with a message saying what failed and what to do.
+    pub fn new(message: impl Into<String>) -> Self {
+        StoreError {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// An error caused by `source`.
+    pub fn with_source(message: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        StoreError {
+            message: message.into(),
+            source: Some(Box::new(source)),
+        }
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.source {
+            Some(source) => write!(f, "{}: {}", self.message, source),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// A future returned by [`ApprovalStore::wait`].
+pub type WaitFuture<'a> = Pin<Box<dyn Future<Output = Result<Decision, StoreError>> + Send + 'a>>;
+
+/// Storage for parked approval requests.
+///
+/// The guard parks a request with [`insert`](Self::insert), waits with [`wait`](Self::wait) (async) or
+/// [`wait_blocking`](Self::wait_blocking), and on its deadline calls [`expire`](Self::expire). Answers arrive through
+/// [`resolve`](Self::resolve), possibly from another process. Each store brings its own wake-up: the in-memory store
+/// wakes waiters directly; a database store may use notifications or polling. The guard owns the deadline: `wait`
+/// need not time out by itself, the guard drops it when the deadline passes.
+///
+/// Implementations must make decisions atomic: of concurrent `resolve` and `expire` calls on one pending request,
+/// exactly one changes it, and the others see its final state. A `resolve` that arrives after the request's deadline
+/// must not approve it: it returns [`ResolveOutcome::Expired`] (and marks the request expired).
+pub trait ApprovalStore: Send + Sync + fmt::Debug + 'static {
+    /// Parks a new pending request.
+    fn insert(&self, request: &ApprovalRequest) -> Result<(), StoreError>;
+
+    /// Answers a request. First answer wins: [`Resolved`](ResolveOutcome::Resolved) once, then
+    /// [`AlreadyResolved`](ResolveOutcome::AlreadyResolved); [`Unknown`](ResolveOutcome::Unknown),
+    /// [`Expired`](ResolveOutcome::Expired), or [`DigestMismatch`](ResolveOutcome::DigestMismatch) (nothing decided)
+    /// otherwise.
+    fn resolve(&self, resolution: &Resolution) -> Result<ResolveOutcome, StoreError>;
+
+    /// Marks a still-pending request expired and returns the request's final decision (which may be an approval or
+    /// denial that won the race). `None` for an unknown id.
+    fn expire(&self, id: &RequestId) -> Result<Option<Decision>, StoreError>;
+
+    /// Claims an approved request for execution: `true` exactly once per request (it becomes
+    /// [`Executed`](RequestState::Executed)), `false` for any other state or a second claim.
+    fn claim(&self, id: &RequestId) -> Result<bool, StoreError>;
+
+    /// A request and its decision.
+    fn get(&self, id: &RequestId) -> Result<Option<StoredRequest>, StoreError>;
+
+    /// The requests still waiting for an answer, oldest first. Requests past their deadline are not listed.
+    fn pending(&self) -> Result<Vec<ApprovalRequest>, StoreError>;
+
+    /// Waits until the request is no longer pending and returns its decision. Returns at once if it is decided
+    /// already; an unknown id is an error.
+    fn wait<'a>(&'a self, id: &'a RequestId) -> WaitFuture<'a>;
+
+    /// Blocks the calling thread until the request is no longer pending (`Some`) or `until` passes (`None`).
+    fn wait_blocking(&self, id: &RequestId, until: Instant) -> Result<Option<Decision>, StoreError>;
+}
+
+/// Default retention of decided requests in an [`InMemoryStore`]: 10 minutes.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(600);
+
+/// The default store: requests kept in this process's memory.
+///
+/// Decisions are atomic under one mutex. A decided request stays for the retention window (default
+/// [`DEFAULT_RETENTION`]) so a repeated answer still gets [`AlreadyResolved`](ResolveOutcome::AlreadyResolved); after
+/// that it is evicted (a late answer then gets [`Unknown`](ResolveOutcome::Unknown)), so memory stays flat on a
+/// long-running server. Eviction is amortized O(1) per operation.
+pub struct InMemoryStore {
+    retention: Duration,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    records: HashMap<RequestId, Slot>,
+    /// Decided ids in decision order, for eviction.
+    decided: VecDeque<(Instant, RequestId)>,
+}
+
+struct Slot {
+    request: ApprovalRequest,
+    deadline: Instant,
+    decision: Decision,
+    event: Arc<Event>,
+}
+
+impl fmt::Debug for InMemoryStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InMemoryStore")
+            .field("retention", &self.retention)
+            .field("records", &self.len())
+            .finish()
+    }
+}
+
+impl Default for InMemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl InMemoryStore {
+    /// A store with the default retention window.
+    pub fn new() -> Self {
+        Self::with_retention(DEFAULT_RETENTION)
+    }
+
+    /// A store that forgets decided requests `retention` after their decision.
+    pub fn with_retention(retention: Duration) -> Self {
+        InMemoryStore {
+            retention,
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    /// How many requests (pending and retained) are held now.
+    pub fn len(&self) -> usize {
+        self.lock().records.len()
+    }
+
+    /// `true` when no request is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding this lock cannot leave a record half-changed (every change is one assignment), so a
+        // poisoned lock is safe to keep using.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_evicting(&self) -> MutexGuard<'_, Inner> {
+        let mut inner = self.lock();
+        let now = Instant::now();
+        while let Some((at, _)) = inner.decided.front() {
+            if now.saturating_duration_since(*at) < self.retention {
+                break;
+            }
+            if let Some((_, id)) = inner.decided.pop_front() {
+                inner.records.remove(&id);
+            }
+        }
+        inner
+    }
+}
+
+impl Inner {
+    /// Moves a pending slot to a final decision and wakes its waiters.
+    fn decide(&mut self, id: &RequestId, decision: Decision) {
+        if let Some(slot) = self.records.get_mut(id) {
+            slot.decision = decision;
+            slot.event.notify(usize::MAX);
+            self.decided.push_back((Instant::now(), id.clone()));
+        }
+    }
+}
+
+fn unknown(id: &RequestId) -> StoreError {
+    StoreError::new(format!(
+        "no request {id} in the store (unknown, or evicted after its retention window)"
+    ))
+}
+
+impl ApprovalStore for InMemoryStore {
+    fn insert(&self, request: &ApprovalRequest) -> Result<(), StoreError> {
+        let deadline = Instant::now() + request.remaining();
+        let mut inner = self.lock_evicting();
+        let id = request.request_id().clone();
+        if inner.records.contains_key(&id) {
+            return Err(StoreError::new(format!("request {id} is already in the store")));
+        }
+        inner.records.insert(
+            id,
+            Slot {
+                request: request.clone(),
+                deadline,
+                decision: Decision::of(RequestState::Pending),
+                event: Arc::new(Event::new()),
+            },
+        );
+        Ok(())
+    }
+
+    fn resolve(&self, resolution: &Resolution) -> Result<ResolveOutcome, StoreError> {
+        let mut inner = self.lock_evicting();
+        let id = &resolution.request_id;
+        let Some(slot) = inner.records.get(id) else {
+            return Ok(ResolveOutcome::Unknown);
+        };
+        match slot.decision.state {
+            RequestState::Pending => {}
+            RequestState::Expired => return Ok(ResolveOutcome::Expired),
+            _ => return Ok(ResolveOutcome::AlreadyResolved),
+        }
+        if Instant::now() >= slot.deadline {
+            inner.decide(id, Decision::of(RequestState::Expired));
+            return Ok(ResolveOutcome::Expired);
+        }
+        if let Some(shown) = &resolution.params_digest {
+            if shown != slot.request.params_digest() {
+                return Ok(ResolveOutcome::DigestMismatch);
+            }
+        }
+        let state = if resolution.approved {
+            RequestState::Approved
+        } else {
+            RequestState::Denied
+        };
+        inner.decide(
+            id,
+            Decision {
+                state,
+                actor: resolution.actor.clone(),
+                note: resolution.note.clone(),
+            },
+        );
+        Ok(ResolveOutcome::Resolved)
+    }
+
+    fn expire(&self, id: &RequestId) -> Result<Option<Decision>, StoreError> {
+        let mut inner = self.lock_evicting();
+        let Some(slot) = inner.records.get(id) else {
+            return Ok(None);
+        };
+        if slot.decision.state == RequestState::Pending {
+            inner.decide(id, Decision::of(RequestState::Expired));
+        }
+        Ok(inner.records.get(id).map(|s| s.decision.clone()))
+    }
+
+    fn claim(&self, id: &RequestId) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        match inner.records.get_mut(id) {
+            Some(slot) if slot.decision.state == RequestState::Approved => {
+                slot.decision.state = RequestState::Executed;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    fn get(&self, id: &RequestId) -> Result<Option<StoredRequest>, StoreError> {
+        Ok(self.lock().records.get(id).map(|s| StoredRequest {
+            request: s.request.clone(),
+            decision: s.decision.clone(),
+        }))
+    }
+
+    fn pending(&self) -> Result<Vec<ApprovalRequest>, StoreError> {
+        let inner = self.lock_evicting();
+        let now = Instant::now();
+        let mut live: Vec<&Slot> = inner
+            .records
+            .values()
+            .filter(|s| s.decision.state == RequestState::Pending && s.deadline > now)
+            .collect();
+        live.sort_by_key(|s| s.request.timestamp());
+        Ok(live.into_iter().map(|s| s.request.clone()).collect())
+    }
+
+    fn wait<'a>(&'a self, id: &'a RequestId) -> WaitFuture<'a> {
+        Box::pin(async move {
+            loop {
+                // Listen before reading the state, so a decision between the two cannot be missed.
+                let listener = {
+                    let inner = self.lock();
+                    let slot = inner.records.get(id).ok_or_else(|| unknown(id))?;
+                    if slot.decision.state.is_final() {
+                        return Ok(slot.decision.clone());
+                    }
+                    slot.event.listen()
+                };
+                listener.await;
+            }
+        })
+    }
+
+    fn wait_blocking(&self, id: &RequestId, until: Instant) -> Result<Option<Decision>, StoreError> {
+        loop {
+            let listener = {
+                let inner = self.lock();
+                let slot = inner.records.get(id).ok_or_else(|| unknown(id))?;
+                if slot.decision.state.is_final() {
+                    return Ok(Some(slot.decision.clone()));
+                }
+                slot.event.listen()
+            };
+            if listener.wait_deadline(until).is_none() {
+                return Ok(None);
+            }
+        }
+    }
+}
