@@ -139,7 +139,8 @@ impl<'de> Deserialize<'de> for Risk {
 ///    (`get`, `list`, `read`, `search`, `fetch`, `query`, `describe`, `show`, `count`, `evaluate`, …) makes the clause
 ///    safe even when a danger word follows (`get_run_logs`, `list_messages`, `search_emails`). A danger verb gives the
 ///    clause its category. Words that are not verbs (`bulk`, `slack`, `git`, `user`) are skipped, so `bulk_delete`,
-///    `slack_post_message` and `git_commit` are found.
+///    `slack_post_message` and `git_commit` are found. A past participle (`annotated`, `scheduled`: a word of five
+///    or more letters ending in `ed`) marks the next word as a noun, so `annotatedMessage` is not a send.
 /// 4. **Categories** (the seed's four, with the verbs real tool catalogs use for side effects):
 ///    - [`Risk::Irreversible`]: delete, remove, destroy, drop, truncate, wipe, erase, purge, kill, terminate, reset,
 ///      revoke, cancel, clear, prune, uninstall, …
@@ -165,6 +166,7 @@ pub fn classify(name: &str) -> Option<Risk> {
     let mut worst: Option<Risk> = None;
     // State of the current clause: `true` once its first verb has been seen.
     let mut clause_decided = false;
+    let mut skip_next = false;
     let mut buf = [0u8; MAX_WORD];
     for (start, end) in Words::new(name) {
         let Some(word) = lowercase(&name.as_bytes()[start..end], &mut buf) else {
@@ -172,12 +174,20 @@ pub fn classify(name: &str) -> Option<Risk> {
         };
         if matches!(word, "and" | "then" | "or") {
             clause_decided = false;
+            skip_next = false;
             continue;
         }
         if clause_decided {
             continue;
         }
+        if skip_next {
+            skip_next = false;
+            continue;
+        }
         match verb(word) {
+            // A past participle is an adjective here (`annotatedMessage`, `scheduled_post_list`): the word after it
+            // is a noun, not a verb.
+            Verb::None if is_participle(word) => skip_next = true,
             Verb::None => {}
             Verb::ReadOnly => clause_decided = true,
             Verb::Danger(risk) => {
@@ -192,6 +202,10 @@ pub fn classify(name: &str) -> Option<Risk> {
 }
 
 const MAX_WORD: usize = 24;
+
+fn is_participle(word: &str) -> bool {
+    word.len() > 4 && word.ends_with("ed")
+}
 
 /// Lowercases an ASCII word into `buf`; `None` for words that cannot be in the vocabulary.
 fn lowercase<'b>(word: &[u8], buf: &'b mut [u8; MAX_WORD]) -> Option<&'b str> {
@@ -279,8 +293,8 @@ fn verb(word: &str) -> Verb {
         | "verify" | "watch" | "poll" | "ping" | "is" | "has" | "can" | "whoami" | "browse" | "retrieve" | "load"
         | "download" | "open" | "diff" | "compare" | "status" | "translate" | "parse" | "render" | "navigate"
         | "screenshot" | "capture" | "test" | "sample" | "think" | "convert" | "format" | "suggest" | "recommend"
-        | "predict" | "classify" | "detect" | "extract" | "lint" | "debug" | "trace" | "tail" | "grep" | "head"
-        | "cat" | "ls" | "stat" | "echo" | "print" | "peek" | "scan" | "audit" | "monitor" | "measure"
+        | "generate" | "predict" | "classify" | "detect" | "extract" | "lint" | "debug" | "trace" | "tail" | "grep"
+        | "head" | "cat" | "ls" | "stat" | "echo" | "print" | "peek" | "scan" | "audit" | "monitor" | "measure"
         | "retrieves" | "fetches" | "returns" | "return" => Verb::ReadOnly,
 
         // Irreversible.
@@ -294,8 +308,8 @@ fn verb(word: &str) -> Verb {
         "run" | "runs" | "rerun" | "exec" | "execute" | "eval" | "shell" | "bash" | "sh" | "zsh" | "powershell"
         | "cmd" | "spawn" | "launch" | "invoke" | "trigger" | "deploy" | "redeploy" | "install" | "restart"
         | "reboot" | "shutdown" | "start" | "stop" | "sudo" | "script" | "python" | "repl" | "terminal" | "command"
-        | "kubectl" | "provision" | "scale" | "rollback" | "migrate" | "build" | "compile" | "interpret"
-        | "dispatch" | "cron" => Verb::Danger(SystemExecution),
+        | "execution" | "rollout" | "provision" | "scale" | "rollback" | "migrate" | "build" | "compile"
+        | "interpret" | "dispatch" | "cron" => Verb::Danger(SystemExecution),
 
         // External send.
         "send" | "sends" | "resend" | "email" | "mail" | "post" | "publish" | "tweet" | "retweet" | "notify"
@@ -318,7 +332,7 @@ fn verb(word: &str) -> Verb {
         | "init" | "initialize" | "setup" | "allocate" | "reserve" | "claim" | "release" | "duplicate" | "clone"
         | "sign" | "activate" | "invalidate" | "fill" | "mkdir" | "touch" | "chmod" | "chown" | "resize"
         | "refresh" | "reindex" | "complete" | "resume" | "pause" | "hide" | "unhide" | "block" | "unblock"
-        | "report" | "vote" | "rate" | "review" | "generate" | "redeem" | "upvote" | "downvote" => {
+        | "report" | "vote" | "rate" | "review" | "manage" | "click" | "drag" | "redeem" | "upvote" | "downvote" => {
             Verb::Danger(DataMutation)
         }
 
