@@ -80,14 +80,14 @@ pub(crate) fn call_sync(callback: &SyncCallback, request: &ApprovalRequest) -> V
         },
         Err(panic) => Verdict::deny(
             DenyReason::ApproverFailed,
-            format!("the approval callback panicked: {}", panic_message(&panic)),
+            format!("the approval callback panicked: {}", panic_message(&*panic)),
         ),
     }
 }
 
 /// Runs the notifier; `Err` carries the panic message.
 pub(crate) fn call_notifier(notifier: &Notifier, request: &ApprovalRequest) -> Result<(), String> {
-    catch_unwind(AssertUnwindSafe(|| notifier(request))).map_err(|p| panic_message(&p))
+    catch_unwind(AssertUnwindSafe(|| notifier(request))).map_err(|p| panic_message(&*p))
 }
 
 pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
@@ -111,7 +111,7 @@ impl<F: Future> Future for CatchUnwind<F> {
         match catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
             Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
             Ok(Poll::Pending) => Poll::Pending,
-            Err(panic) => Poll::Ready(Err(panic_message(&panic))),
+            Err(panic) => Poll::Ready(Err(panic_message(&*panic))),
         }
     }
 }

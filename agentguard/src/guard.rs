@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use crate::approver::{self, Approver, Notifier, TerminalPrompt, Verdict};
 use crate::audit::{AuditDecision, AuditRecord, AuditSink, JsonlAudit};
 use crate::classify::{classify, Risk};
-use crate::params::{FrozenParams, Redactor, DEFAULT_MAX_PARAMS_BYTES};
+use crate::params::{canonical_json, FrozenParams, ParamsDigest, Redactor, DEFAULT_MAX_PARAMS_BYTES};
 use crate::request::{ActionDenied, ApprovalRequest, DenyReason, RequestId, Resolution, ResolveOutcome, ToolCall};
 use crate::store::{ApprovalStore, Decision, InMemoryStore, RequestState, StoreError};
 
@@ -296,6 +296,93 @@ impl GuardBuilder<mode::External> {
     }
 }
 
+/// How a call is gated: by the guard's rules, or as the caller (a macro) declared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Gate {
+    /// `dangerous_tools`, `safe_tools`, then [`classify`].
+    Auto,
+    /// Always asks, with this risk.
+    Always(Risk),
+    /// Never asks (still audited).
+    Never,
+}
+
+/// Rebuilds a call's params from the live arguments after approval, to detect a change behind the approver's back.
+#[doc(hidden)]
+pub type Recheck<'a> = dyn Fn() -> Result<Value, String> + 'a;
+
+fn params_unchanged(parked: &Parked, recheck: &Recheck<'_>) -> Result<(), String> {
+    let now = recheck().map_err(|e| format!("the arguments could not be serialized again after approval: {e}"))?;
+    let same = canonical_json(&now, usize::MAX)
+        .is_some_and(|text| ParamsDigest::of(text.as_bytes()) == *parked.request.params_digest());
+    if same {
+        Ok(())
+    } else {
+        Err("the arguments changed after they were shown to the approver; nothing ran".to_owned())
+    }
+}
+
+/// Proof that a call was allowed: approved by a person, or safe by the guard's rules.
+///
+/// Only the guard creates one (its fields are private and it has no public constructor, `Clone` or `Default`), and
+/// only after the decision, so code that takes an `Approval` cannot be reached without going through the guard.
+/// It carries the frozen params the approver saw.
+#[derive(Debug)]
+pub struct Approval {
+    tool: String,
+    params: Value,
+    request_id: Option<RequestId>,
+    digest: Option<ParamsDigest>,
+    actor: Option<String>,
+}
+
+impl Approval {
+    fn allowed(tool: String, params: Value) -> Self {
+        Approval {
+            tool,
+            params,
+            request_id: None,
+            digest: None,
+            actor: None,
+        }
+    }
+
+    /// The tool that was allowed.
+    pub fn tool(&self) -> &str {
+        &self.tool
+    }
+
+    /// The frozen params: exactly what the approver was shown (before redaction).
+    pub fn params(&self) -> &Value {
+        &self.params
+    }
+
+    /// Takes the params.
+    pub fn into_params(self) -> Value {
+        self.params
+    }
+
+    /// The approval request's id; `None` when the call was safe and nobody was asked.
+    pub fn request_id(&self) -> Option<&RequestId> {
+        self.request_id.as_ref()
+    }
+
+    /// The digest of the approved params; `None` when nobody was asked.
+    pub fn params_digest(&self) -> Option<&ParamsDigest> {
+        self.digest.as_ref()
+    }
+
+    /// Who approved (`terminal`, `callback`, or the actor given to `resolve`).
+    pub fn actor(&self) -> Option<&str> {
+        self.actor.as_deref()
+    }
+
+    /// `true` if a person (or approver) was asked; `false` for a safe call.
+    pub fn was_asked(&self) -> bool {
+        self.request_id.is_some()
+    }
+}
+
 /// A gated call between its request and its verdict.
 struct Parked {
     request: ApprovalRequest,
@@ -312,23 +399,8 @@ impl AgentGuard {
     where
         F: FnOnce(&str, Value) -> T,
     {
-        let inner = &*self.inner;
-        let Some(risk) = inner.risk_of(&call.name) else {
-            inner.record_allowed(&call);
-            return Ok(executor(&call.name, call.params));
-        };
-        let parked = inner.prepare(call, risk)?;
-        let verdict = match &inner.approver {
-            Approver::Terminal(prompt) => prompt.ask(&parked.request, parked.until),
-            Approver::Callback(cb) => within_deadline(approver::call_sync(cb, &parked.request), parked.until),
-            #[cfg(feature = "tokio")]
-            Approver::AsyncCallback(cb) => block_on_async_callback(cb, &parked),
-            #[cfg(not(feature = "tokio"))]
-            Approver::AsyncCallback(_) => unreachable!("async callbacks need the tokio feature"),
-            Approver::External { on_request } => inner.park_blocking(&parked, on_request.as_ref()),
-        };
-        inner.conclude(&parked, verdict)?;
-        Ok(executor(parked.request.tool(), parked.params))
+        let approval = self.approve_as(call, Gate::Auto, None)?;
+        Ok(executor(&approval.tool, approval.params))
     }
 
     /// The async twin of [`execute`](Self::execute): `executor(name, params)` returns a future.
@@ -342,15 +414,62 @@ impl AgentGuard {
         F: FnOnce(String, Value) -> Fut,
         Fut: std::future::Future<Output = T>,
     {
+        let approval = self.aapprove_as(call, Gate::Auto, None).await?;
+        Ok(executor(approval.tool, approval.params).await)
+    }
+
+    /// Asks for `call` and hands back the [`Approval`] instead of running anything: for code that runs the tool
+    /// itself, such as handlers generated by `#[derive(Tool)]`. A safe call is approved without asking (and
+    /// audited as allowed).
+    pub fn approve(&self, call: ToolCall) -> Result<Approval, ActionDenied> {
+        self.approve_as(call, Gate::Auto, None)
+    }
+
+    /// The async twin of [`approve`](Self::approve).
+    #[cfg(feature = "tokio")]
+    pub async fn aapprove(&self, call: ToolCall) -> Result<Approval, ActionDenied> {
+        self.aapprove_as(call, Gate::Auto, None).await
+    }
+
+    pub(crate) fn approve_as(
+        &self,
+        call: ToolCall,
+        gate: Gate,
+        recheck: Option<&Recheck<'_>>,
+    ) -> Result<Approval, ActionDenied> {
         let inner = &*self.inner;
-        let Some(risk) = inner.risk_of(&call.name) else {
+        let Some(risk) = inner.gate_risk(&call.name, gate) else {
             inner.record_allowed(&call);
-            return Ok(executor(call.name, call.params).await);
+            return Ok(Approval::allowed(call.name, call.params));
+        };
+        let parked = inner.prepare(call, risk)?;
+        let verdict = match &inner.approver {
+            Approver::Terminal(prompt) => prompt.ask(&parked.request, parked.until),
+            Approver::Callback(cb) => within_deadline(approver::call_sync(cb, &parked.request), parked.until),
+            #[cfg(feature = "tokio")]
+            Approver::AsyncCallback(cb) => block_on_async_callback(cb, &parked),
+            #[cfg(not(feature = "tokio"))]
+            Approver::AsyncCallback(_) => unreachable!("async callbacks need the tokio feature"),
+            Approver::External { on_request } => inner.park_blocking(&parked, on_request.as_ref()),
+        };
+        inner.conclude(parked, verdict, recheck)
+    }
+
+    #[cfg(feature = "tokio")]
+    pub(crate) async fn aapprove_as(
+        &self,
+        call: ToolCall,
+        gate: Gate,
+        recheck: Option<&Recheck<'_>>,
+    ) -> Result<Approval, ActionDenied> {
+        let inner = &*self.inner;
+        let Some(risk) = inner.gate_risk(&call.name, gate) else {
+            inner.record_allowed(&call);
+            return Ok(Approval::allowed(call.name, call.params));
         };
         let parked = inner.prepare(call, risk)?;
         let verdict = inner.verdict_async(&parked).await;
-        inner.conclude(&parked, verdict)?;
-        Ok(executor(parked.request.into_tool(), parked.params).await)
+        inner.conclude(parked, verdict, recheck)
     }
 
     /// The requests waiting for an answer now (only live ones: not decided, not past their deadline), oldest
@@ -454,6 +573,14 @@ async fn async_callback_verdict(cb: &approver::AsyncCallback, parked: &Parked) -
 }
 
 impl Inner {
+    fn gate_risk(&self, tool: &str, gate: Gate) -> Option<Risk> {
+        match gate {
+            Gate::Auto => self.risk_of(tool),
+            Gate::Always(risk) => Some(risk),
+            Gate::Never => None,
+        }
+    }
+
     fn risk_of(&self, tool: &str) -> Option<Risk> {
         if !self.dangerous.is_empty() && self.dangerous.contains(tool) {
             return Some(classify(tool).unwrap_or(Risk::ManuallyFlagged));
@@ -536,12 +663,27 @@ impl Inner {
         })
     }
 
-    /// Records the verdict; returns `Ok` only if the call may run.
-    fn conclude(&self, parked: &Parked, verdict: Verdict) -> Result<(), ActionDenied> {
+    /// Checks the params again if asked, records the verdict, and returns the approval only if the call may run.
+    fn conclude(&self, parked: Parked, verdict: Verdict, recheck: Option<&Recheck<'_>>) -> Result<Approval, ActionDenied> {
+        let verdict = match (verdict, recheck) {
+            (Verdict::Approved { actor }, Some(recheck)) => match params_unchanged(&parked, recheck) {
+                Ok(()) => Verdict::Approved { actor },
+                Err(detail) => Verdict::Denied {
+                    reason: DenyReason::ParamsChanged,
+                    actor,
+                    detail: Some(detail),
+                },
+            },
+            (verdict, _) => verdict,
+        };
         let req = &parked.request;
         let (decision, reason, actor, detail) = match &verdict {
             Verdict::Approved { actor } => (AuditDecision::Approved, None, actor.as_deref(), None),
-            Verdict::Denied { reason, actor, detail } => {
+            Verdict::Denied {
+                reason,
+                actor,
+                detail,
+            } => {
                 let decision = match reason {
                     DenyReason::UserDenied => AuditDecision::Denied,
                     DenyReason::ApprovalTimeout => AuditDecision::Expired,
@@ -572,14 +714,19 @@ impl Inner {
                 .with_detail(detail)
         };
         match verdict {
-            Verdict::Approved { .. } => written.map_err(|e| {
-                denied(
+            Verdict::Approved { actor } => match written {
+                Ok(()) => Ok(Approval {
+                    request_id: Some(req.request_id().clone()),
+                    digest: Some(req.params_digest().clone()),
+                    actor,
+                    tool: parked.request.into_tool(),
+                    params: parked.params,
+                }),
+                Err(e) => Err(denied(
                     DenyReason::AuditUnavailable,
-                    Some(format!(
-                        "the approved call was not run because its audit record failed: {e}"
-                    )),
-                )
-            }),
+                    Some(format!("the approved call was not run because its audit record failed: {e}")),
+                )),
+            },
             Verdict::Denied { reason, detail, .. } => Err(denied(reason, detail)),
         }
     }

@@ -42,6 +42,7 @@
 mod approver;
 pub mod audit;
 mod classify;
+mod global;
 mod guard;
 mod params;
 mod request;
@@ -49,7 +50,11 @@ mod store;
 
 pub use audit::{AuditDecision, AuditError, AuditRecord, AuditSink, JsonlAudit};
 pub use classify::{classify, ParseRiskError, Risk};
-pub use guard::{mode, AgentGuard, GuardBuilder, DEFAULT_TIMEOUT, MAX_TIMEOUT};
+pub use global::{__private, install, installed, AlreadyInstalled};
+#[cfg(feature = "tokio")]
+pub use global::aexecute;
+pub use global::execute;
+pub use guard::{mode, AgentGuard, Approval, GuardBuilder, DEFAULT_TIMEOUT, MAX_TIMEOUT};
 pub use params::{
     canonical_json, FrozenParams, ParamsDigest, ParamsTooLarge, ParseDigestError, Redactor, DEFAULT_MAX_PARAMS_BYTES,
     REDACTED,
