@@ -101,9 +101,14 @@ fn dangerous_tools_gate_innocent_names_as_manually_flagged() {
     .dangerous_tools(["reconcile_ledger", "grant_admin"])
     .no_audit()
     .build();
-    guard.execute(ToolCall::new("reconcile_ledger", json!({})), echo).unwrap();
+    guard
+        .execute(ToolCall::new("reconcile_ledger", json!({})), echo)
+        .unwrap();
     assert_eq!(*risks.lock().unwrap(), [Risk::ManuallyFlagged]);
-    assert_eq!(Risk::ManuallyFlagged.label(), "MANUALLY FLAGGED - always requires approval");
+    assert_eq!(
+        Risk::ManuallyFlagged.label(),
+        "MANUALLY FLAGGED - always requires approval"
+    );
     assert_eq!(guard.risk_of("weather"), None);
 }
 
@@ -150,15 +155,24 @@ fn a_name_in_both_lists_is_dangerous() {
         .dangerous_tools(["export_report"])
         .no_audit()
         .build();
-    let denied = guard.execute(ToolCall::new("export_report", json!({})), echo).unwrap_err();
+    let denied = guard
+        .execute(ToolCall::new("export_report", json!({})), echo)
+        .unwrap_err();
     assert_eq!(denied.reason(), DenyReason::UserDenied);
 }
 
 #[test]
 fn every_call_is_one_audit_line_with_actor_digest_and_context() {
     let (_dir, log) = audit_path();
-    let guard = AgentGuard::callback(|req| req.tool() != "send_email").audit_file(&log).build();
-    let ctx = |name: &str| call(name).agent_id("support-bot").session_id("ticket-4821").reason("asked");
+    let guard = AgentGuard::callback(|req| req.tool() != "send_email")
+        .audit_file(&log)
+        .build();
+    let ctx = |name: &str| {
+        call(name)
+            .agent_id("support-bot")
+            .session_id("ticket-4821")
+            .reason("asked")
+    };
     guard.execute(ctx("read_customer"), echo).unwrap();
     guard.execute(ctx("delete_file"), echo).unwrap();
     guard.execute(ctx("send_email"), echo).unwrap_err();
@@ -194,7 +208,11 @@ fn params_over_the_limit_are_denied_not_shown_in_part() {
     let denied = guard.execute(big, echo).unwrap_err();
     assert_eq!(denied.reason(), DenyReason::ParamsTooLarge);
     assert!(denied.detail().unwrap().contains("1024 bytes"), "{denied}");
-    assert_eq!(asked.load(Ordering::SeqCst), 0, "the approver never saw half the params");
+    assert_eq!(
+        asked.load(Ordering::SeqCst),
+        0,
+        "the approver never saw half the params"
+    );
     let lines = audit_lines(&log);
     assert_eq!(lines[0]["decision"], "blocked");
     assert_eq!(lines[0]["reason"], "params_too_large");
@@ -253,17 +271,29 @@ fn external_mode_parks_until_resolved_and_lists_only_live_requests() {
     let worker = std::thread::spawn(move || g.execute(call("delete_file"), echo));
     let req = wait_for_pending(&guard, 1).remove(0);
     assert_eq!(req.tool(), "delete_file");
-    assert_eq!(guard.resolve(req.request_id(), true, Some("alice")), ResolveOutcome::Resolved);
+    assert_eq!(
+        guard.resolve(req.request_id(), true, Some("alice")),
+        ResolveOutcome::Resolved
+    );
     assert!(worker.join().unwrap().is_ok());
     assert!(guard.pending().is_empty(), "resolved requests leave pending()");
-    assert_eq!(guard.resolve(req.request_id(), true, Some("bob")), ResolveOutcome::AlreadyResolved);
-    assert_eq!(guard.resolve(req.request_id(), false, None), ResolveOutcome::AlreadyResolved);
+    assert_eq!(
+        guard.resolve(req.request_id(), true, Some("bob")),
+        ResolveOutcome::AlreadyResolved
+    );
+    assert_eq!(
+        guard.resolve(req.request_id(), false, None),
+        ResolveOutcome::AlreadyResolved
+    );
 }
 
 #[test]
 fn resolve_of_an_unknown_id_is_unknown() {
     let guard = AgentGuard::external().no_audit().build();
-    assert_eq!(guard.resolve(&agentguard::RequestId::new(), true, None), ResolveOutcome::Unknown);
+    assert_eq!(
+        guard.resolve(&agentguard::RequestId::new(), true, None),
+        ResolveOutcome::Unknown
+    );
 }
 
 #[test]
@@ -272,7 +302,9 @@ fn external_deny_returns_user_denied_with_the_approvers_note() {
     let g = guard.clone();
     let worker = std::thread::spawn(move || g.execute(call("delete_file"), echo));
     let req = wait_for_pending(&guard, 1).remove(0);
-    let answer = Resolution::deny(req.request_id().clone()).actor("alice").note("wrong file");
+    let answer = Resolution::deny(req.request_id().clone())
+        .actor("alice")
+        .note("wrong file");
     assert_eq!(guard.resolve_with(&answer), ResolveOutcome::Resolved);
     let denied = worker.join().unwrap().unwrap_err();
     assert_eq!(denied.reason(), DenyReason::UserDenied);
@@ -296,7 +328,10 @@ fn unanswered_request_expires_and_a_late_approval_never_runs_it() {
     let req = wait_for_pending(&guard, 1).remove(0);
     let denied = worker.join().unwrap().unwrap_err();
     assert_eq!(denied.reason(), DenyReason::ApprovalTimeout);
-    assert_eq!(guard.resolve(req.request_id(), true, Some("late")), ResolveOutcome::Expired);
+    assert_eq!(
+        guard.resolve(req.request_id(), true, Some("late")),
+        ResolveOutcome::Expired
+    );
     assert_eq!(ran.load(Ordering::SeqCst), 0);
     assert!(guard.pending().is_empty());
     assert_eq!(audit_lines(&log)[0]["decision"], "expired");
@@ -349,7 +384,10 @@ fn panicking_notifier_does_not_stop_a_resolve_from_approving() {
 
 #[test]
 fn approving_one_agent_never_releases_another() {
-    let guard = AgentGuard::external().timeout(Duration::from_secs(30)).no_audit().build();
+    let guard = AgentGuard::external()
+        .timeout(Duration::from_secs(30))
+        .no_audit()
+        .build();
     let (ga, gb) = (guard.clone(), guard.clone());
     let a = std::thread::spawn(move || ga.execute(call("delete_file").agent_id("A"), |_, _| "A ran"));
     let b = std::thread::spawn(move || gb.execute(call("delete_file").agent_id("B"), |_, _| "B ran"));
@@ -370,7 +408,10 @@ fn approving_one_agent_never_releases_another() {
 #[test]
 fn request_carries_its_deadline_and_the_audit_records_the_actor() {
     let (_dir, log) = audit_path();
-    let guard = AgentGuard::external().timeout(Duration::from_secs(120)).audit_file(&log).build();
+    let guard = AgentGuard::external()
+        .timeout(Duration::from_secs(120))
+        .audit_file(&log)
+        .build();
     assert_eq!(guard.timeout(), Duration::from_secs(120));
     let g = guard.clone();
     let worker = std::thread::spawn(move || g.execute(call("delete_file"), echo));
@@ -448,7 +489,10 @@ fn unreachable_store_denies_with_store_unavailable() {
     let denied = guard.execute(call("delete_file"), echo).unwrap_err();
     assert_eq!(denied.reason(), DenyReason::StoreUnavailable);
     assert!(denied.detail().unwrap().contains("connection refused"));
-    assert_eq!(guard.resolve(&agentguard::RequestId::new(), true, None), ResolveOutcome::Unavailable);
+    assert_eq!(
+        guard.resolve(&agentguard::RequestId::new(), true, None),
+        ResolveOutcome::Unavailable
+    );
     assert!(guard.pending().is_empty());
     assert!(guard.try_pending().is_err());
 }
@@ -461,9 +505,7 @@ fn a_shared_in_memory_store_is_visible_to_the_holder() {
     let worker = std::thread::spawn(move || g.execute(call("delete_file"), echo));
     let req = wait_for_pending(&guard, 1).remove(0);
     assert_eq!(store.pending().unwrap().len(), 1);
-    store
-        .resolve(&Resolution::approve(req.request_id().clone()))
-        .unwrap();
+    store.resolve(&Resolution::approve(req.request_id().clone())).unwrap();
     assert!(worker.join().unwrap().is_ok());
     assert_eq!(
         store.get(req.request_id()).unwrap().unwrap().decision.state,

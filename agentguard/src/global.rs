@@ -117,16 +117,25 @@ pub mod __private {
         }
     }
 
-    /// The async twin of [`approve`].
+    /// The async twin of [`approve`]: the recheck runs after the await, when the verdict is in.
     #[cfg(feature = "tokio")]
-    pub async fn aapprove(
+    pub async fn aapprove<R>(
         guard: Option<&AgentGuard>,
         call: ToolCall,
         gate: GateSpec,
-        recheck: Option<&Recheck<'_>>,
-    ) -> Result<Approval, ActionDenied> {
+        recheck: Option<R>,
+    ) -> Result<Approval, ActionDenied>
+    where
+        R: Fn() -> Result<Value, String>,
+    {
         match guard.or_else(|| installed()) {
-            Some(guard) => guard.aapprove_as(call, gate.0, recheck).await,
+            Some(guard) => {
+                let decided = guard.adecide(call, gate.0).await?;
+                match &recheck {
+                    Some(r) => decided.finish(Some(r)),
+                    None => decided.finish(None),
+                }
+            }
             None => Err(no_guard(call.name)),
         }
     }

@@ -383,6 +383,24 @@ impl Approval {
     }
 }
 
+/// An async approval with its verdict in, before the params are checked again and the verdict recorded.
+#[cfg(feature = "tokio")]
+pub(crate) enum Decided<'g> {
+    Allowed(Approval),
+    Parked(&'g Inner, Parked, Verdict),
+}
+
+#[cfg(feature = "tokio")]
+impl Decided<'_> {
+    /// Checks the params again (if `recheck` is given), records the verdict, and hands out the approval.
+    pub(crate) fn finish(self, recheck: Option<&Recheck<'_>>) -> Result<Approval, ActionDenied> {
+        match self {
+            Decided::Allowed(approval) => Ok(approval),
+            Decided::Parked(inner, parked, verdict) => inner.conclude(parked, verdict, recheck),
+        }
+    }
+}
+
 /// A gated call between its request and its verdict.
 struct Parked {
     request: ApprovalRequest,
@@ -414,7 +432,7 @@ impl AgentGuard {
         F: FnOnce(String, Value) -> Fut,
         Fut: std::future::Future<Output = T>,
     {
-        let approval = self.aapprove_as(call, Gate::Auto, None).await?;
+        let approval = self.adecide(call, Gate::Auto).await?.finish(None)?;
         Ok(executor(approval.tool, approval.params).await)
     }
 
@@ -428,7 +446,7 @@ impl AgentGuard {
     /// The async twin of [`approve`](Self::approve).
     #[cfg(feature = "tokio")]
     pub async fn aapprove(&self, call: ToolCall) -> Result<Approval, ActionDenied> {
-        self.aapprove_as(call, Gate::Auto, None).await
+        self.adecide(call, Gate::Auto).await?.finish(None)
     }
 
     pub(crate) fn approve_as(
@@ -455,21 +473,18 @@ impl AgentGuard {
         inner.conclude(parked, verdict, recheck)
     }
 
+    /// The async half of an approval: everything up to the verdict. The recheck happens in [`Decided::finish`], so
+    /// the (possibly non-`Sync`) recheck closure is never held across an await.
     #[cfg(feature = "tokio")]
-    pub(crate) async fn aapprove_as(
-        &self,
-        call: ToolCall,
-        gate: Gate,
-        recheck: Option<&Recheck<'_>>,
-    ) -> Result<Approval, ActionDenied> {
+    pub(crate) async fn adecide(&self, call: ToolCall, gate: Gate) -> Result<Decided<'_>, ActionDenied> {
         let inner = &*self.inner;
         let Some(risk) = inner.gate_risk(&call.name, gate) else {
             inner.record_allowed(&call);
-            return Ok(Approval::allowed(call.name, call.params));
+            return Ok(Decided::Allowed(Approval::allowed(call.name, call.params)));
         };
         let parked = inner.prepare(call, risk)?;
         let verdict = inner.verdict_async(&parked).await;
-        inner.conclude(parked, verdict, recheck)
+        Ok(Decided::Parked(inner, parked, verdict))
     }
 
     /// The requests waiting for an answer now (only live ones: not decided, not past their deadline), oldest
@@ -664,7 +679,12 @@ impl Inner {
     }
 
     /// Checks the params again if asked, records the verdict, and returns the approval only if the call may run.
-    fn conclude(&self, parked: Parked, verdict: Verdict, recheck: Option<&Recheck<'_>>) -> Result<Approval, ActionDenied> {
+    fn conclude(
+        &self,
+        parked: Parked,
+        verdict: Verdict,
+        recheck: Option<&Recheck<'_>>,
+    ) -> Result<Approval, ActionDenied> {
         let verdict = match (verdict, recheck) {
             (Verdict::Approved { actor }, Some(recheck)) => match params_unchanged(&parked, recheck) {
                 Ok(()) => Verdict::Approved { actor },
@@ -679,11 +699,7 @@ impl Inner {
         let req = &parked.request;
         let (decision, reason, actor, detail) = match &verdict {
             Verdict::Approved { actor } => (AuditDecision::Approved, None, actor.as_deref(), None),
-            Verdict::Denied {
-                reason,
-                actor,
-                detail,
-            } => {
+            Verdict::Denied { reason, actor, detail } => {
                 let decision = match reason {
                     DenyReason::UserDenied => AuditDecision::Denied,
                     DenyReason::ApprovalTimeout => AuditDecision::Expired,
@@ -724,7 +740,9 @@ impl Inner {
                 }),
                 Err(e) => Err(denied(
                     DenyReason::AuditUnavailable,
-                    Some(format!("the approved call was not run because its audit record failed: {e}")),
+                    Some(format!(
+                        "the approved call was not run because its audit record failed: {e}"
+                    )),
                 )),
             },
             Verdict::Denied { reason, detail, .. } => Err(denied(reason, detail)),
@@ -865,7 +883,7 @@ struct ExpireOnDrop<'a> {
 impl Drop for ExpireOnDrop<'_> {
     fn drop(&mut self) {
         if self.armed {
-            let _ = self.store.expire(self.id);
+            let _ = self.store.abandon(self.id);
         }
     }
 }

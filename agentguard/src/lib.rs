@@ -50,10 +50,10 @@ mod store;
 
 pub use audit::{AuditDecision, AuditError, AuditRecord, AuditSink, JsonlAudit};
 pub use classify::{classify, ParseRiskError, Risk};
-pub use global::{__private, install, installed, AlreadyInstalled};
 #[cfg(feature = "tokio")]
 pub use global::aexecute;
 pub use global::execute;
+pub use global::{__private, install, installed, AlreadyInstalled};
 pub use guard::{mode, AgentGuard, Approval, GuardBuilder, DEFAULT_TIMEOUT, MAX_TIMEOUT};
 pub use params::{
     canonical_json, FrozenParams, ParamsDigest, ParamsTooLarge, ParseDigestError, Redactor, DEFAULT_MAX_PARAMS_BYTES,

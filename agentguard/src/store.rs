@@ -134,6 +134,13 @@ pub trait ApprovalStore: Send + Sync + fmt::Debug + 'static {
     /// denial that won the race). `None` for an unknown id.
     fn expire(&self, id: &RequestId) -> Result<Option<Decision>, StoreError>;
 
+    /// The waiter of a request went away (its future was dropped): a request that is pending, or approved but not
+    /// yet claimed, becomes [`Expired`](RequestState::Expired) so it can never run. The default calls
+    /// [`expire`](Self::expire); stores that keep unclaimed approvals should override it.
+    fn abandon(&self, id: &RequestId) -> Result<(), StoreError> {
+        self.expire(id).map(|_| ())
+    }
+
     /// Claims an approved request for execution: `true` exactly once per request (it becomes
     /// [`Executed`](RequestState::Executed)), `false` for any other state or a second claim.
     fn claim(&self, id: &RequestId) -> Result<bool, StoreError>;
@@ -232,9 +239,20 @@ impl InMemoryStore {
             if now.saturating_duration_since(*at) < self.retention {
                 break;
             }
-            if let Some((_, id)) = inner.decided.pop_front() {
-                inner.records.remove(&id);
+            let Some((_, id)) = inner.decided.pop_front() else {
+                break;
+            };
+            // An approval not yet claimed by its waiter stays until it is claimed (or abandoned), so eviction can
+            // never turn a RESOLVED approval into a denial. Look again at the next operation.
+            if inner
+                .records
+                .get(&id)
+                .is_some_and(|s| s.decision.state == RequestState::Approved)
+            {
+                inner.decided.push_back((now, id));
+                break;
             }
+            inner.records.remove(&id);
         }
         inner
     }
@@ -324,6 +342,21 @@ impl ApprovalStore for InMemoryStore {
         Ok(inner.records.get(id).map(|s| s.decision.clone()))
     }
 
+    fn abandon(&self, id: &RequestId) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        match inner.records.get(id).map(|s| s.decision.state) {
+            Some(RequestState::Pending) => inner.decide(id, Decision::of(RequestState::Expired)),
+            Some(RequestState::Approved) => {
+                // Already queued for eviction since its approval; it just must never be claimed now.
+                if let Some(slot) = inner.records.get_mut(id) {
+                    slot.decision = Decision::of(RequestState::Expired);
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
     fn claim(&self, id: &RequestId) -> Result<bool, StoreError> {
         let mut inner = self.lock();
         match inner.records.get_mut(id) {
@@ -385,5 +418,78 @@ impl ApprovalStore for InMemoryStore {
                 return Ok(None);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::Risk;
+    use crate::params::ParamsDigest;
+    use std::time::SystemTime;
+
+    fn request(timeout: Duration) -> ApprovalRequest {
+        let now = SystemTime::now();
+        ApprovalRequest::new(
+            RequestId::new(),
+            "delete_row".into(),
+            serde_json::json!({}),
+            ParamsDigest::of(b"{}"),
+            Risk::Irreversible,
+            None,
+            None,
+            None,
+            now,
+            now + timeout,
+        )
+    }
+
+    #[test]
+    fn eviction_never_drops_an_approval_its_waiter_has_not_claimed() {
+        let store = InMemoryStore::with_retention(Duration::ZERO);
+        let req = request(Duration::from_secs(60));
+        let id = req.request_id().clone();
+        store.insert(&req).unwrap();
+        assert_eq!(
+            store.resolve(&Resolution::approve(id.clone())).unwrap(),
+            ResolveOutcome::Resolved
+        );
+        // Operations that evict run before the waiter claims.
+        store.pending().unwrap();
+        store.insert(&request(Duration::from_secs(60))).unwrap();
+        assert!(store.claim(&id).unwrap(), "the approval survived eviction");
+        assert!(!store.claim(&id).unwrap(), "and is claimed once only");
+        store.pending().unwrap();
+        store.pending().unwrap();
+        assert!(store.get(&id).unwrap().is_none(), "evicted once executed");
+    }
+
+    #[test]
+    fn abandoned_approval_expires_and_can_never_be_claimed() {
+        let store = InMemoryStore::new();
+        let req = request(Duration::from_secs(60));
+        let id = req.request_id().clone();
+        store.insert(&req).unwrap();
+        store.resolve(&Resolution::approve(id.clone())).unwrap();
+        store.abandon(&id).unwrap();
+        assert!(!store.claim(&id).unwrap());
+        assert_eq!(store.get(&id).unwrap().unwrap().decision.state, RequestState::Expired);
+    }
+
+    #[test]
+    fn resolve_after_the_deadline_expires_the_request() {
+        let store = InMemoryStore::new();
+        let req = request(Duration::ZERO);
+        let id = req.request_id().clone();
+        store.insert(&req).unwrap();
+        assert_eq!(
+            store.resolve(&Resolution::approve(id.clone())).unwrap(),
+            ResolveOutcome::Expired
+        );
+        assert_eq!(
+            store.resolve(&Resolution::approve(id.clone())).unwrap(),
+            ResolveOutcome::Expired
+        );
+        assert!(store.pending().unwrap().is_empty());
     }
 }

@@ -1,0 +1,237 @@
+//! The async path: `aexecute` waits as a future (no thread per wait), async callbacks, cancellation.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use agentguard::{AgentGuard, ApprovalRequest, DenyReason, ResolveOutcome, ToolCall};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+fn call(name: &str) -> ToolCall {
+    ToolCall::new(name, json!({"id": 7}))
+}
+
+/// An external guard whose `on_request` forwards each parked request on a channel.
+fn external(timeout: Duration) -> (AgentGuard, mpsc::UnboundedReceiver<ApprovalRequest>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let guard = AgentGuard::external()
+        .on_request(move |req| {
+            let _ = tx.send(req.clone());
+        })
+        .timeout(timeout)
+        .no_audit()
+        .build();
+    (guard, rx)
+}
+
+#[tokio::test]
+async fn async_external_approve_runs_the_async_executor() {
+    let (guard, mut parked) = external(Duration::from_secs(30));
+    let g = guard.clone();
+    let agent = tokio::spawn(async move {
+        g.aexecute(call("delete_customer"), |name, params: Value| async move {
+            format!("{name} {params}")
+        })
+        .await
+    });
+    let req = parked.recv().await.unwrap();
+    assert_eq!(
+        guard.resolve(req.request_id(), true, Some("alice")),
+        ResolveOutcome::Resolved
+    );
+    assert_eq!(agent.await.unwrap().unwrap(), r#"delete_customer {"id":7}"#);
+}
+
+#[tokio::test]
+async fn async_external_deny_returns_action_denied() {
+    let (guard, mut parked) = external(Duration::from_secs(30));
+    let g = guard.clone();
+    let agent = tokio::spawn(async move { g.aexecute(call("delete_customer"), |_, _| async { "ran" }).await });
+    let req = parked.recv().await.unwrap();
+    guard.resolve(req.request_id(), false, Some("alice"));
+    assert_eq!(agent.await.unwrap().unwrap_err().reason(), DenyReason::UserDenied);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn runtime_stays_responsive_while_a_request_is_parked() {
+    // One thread only: if the parked call blocked it, the ticker below could never run.
+    let (guard, mut parked) = external(Duration::from_secs(30));
+    let g = guard.clone();
+    let agent = tokio::spawn(async move { g.aexecute(call("delete_customer"), |_, _| async { "ran" }).await });
+    let req = parked.recv().await.unwrap();
+    let ticks = Arc::new(AtomicUsize::new(0));
+    let t = ticks.clone();
+    let ticker = tokio::spawn(async move {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+            t.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    ticker.await.unwrap();
+    assert_eq!(ticks.load(Ordering::SeqCst), 10);
+    assert!(!agent.is_finished(), "still parked");
+    guard.resolve(req.request_id(), true, None);
+    assert_eq!(agent.await.unwrap().unwrap(), "ran");
+}
+
+#[tokio::test]
+async fn async_callback_with_async_executor() {
+    let guard = AgentGuard::async_callback(|req: ApprovalRequest| async move {
+        tokio::task::yield_now().await;
+        req.params()["id"] == 7
+    })
+    .no_audit()
+    .build();
+    let ok = guard.aexecute(call("delete_customer"), |_, _| async { "ran" }).await;
+    assert_eq!(ok.unwrap(), "ran");
+    let denied = guard
+        .aexecute(ToolCall::new("delete_customer", json!({"id": 8})), |_, _| async {
+            "ran"
+        })
+        .await;
+    assert_eq!(denied.unwrap_err().reason(), DenyReason::UserDenied);
+}
+
+#[tokio::test]
+async fn panicking_async_callback_denies_with_approver_failed() {
+    let guard = AgentGuard::async_callback(|_req: ApprovalRequest| async move {
+        tokio::task::yield_now().await;
+        panic!("chat API returned 500")
+    })
+    .no_audit()
+    .build();
+    let denied = guard.aexecute(call("send_email"), |_, _| async {}).await.unwrap_err();
+    assert_eq!(denied.reason(), DenyReason::ApproverFailed);
+    assert!(denied.detail().unwrap().contains("chat API returned 500"));
+}
+
+#[tokio::test]
+async fn slow_async_callback_is_cut_off_at_the_deadline() {
+    let guard = AgentGuard::async_callback(|_req: ApprovalRequest| async move {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        true
+    })
+    .timeout(Duration::from_millis(20))
+    .no_audit()
+    .build();
+    let denied = guard.aexecute(call("send_email"), |_, _| async {}).await.unwrap_err();
+    assert_eq!(denied.reason(), DenyReason::ApprovalTimeout);
+}
+
+#[tokio::test]
+async fn sync_callback_runs_off_the_runtime_in_aexecute() {
+    let guard = AgentGuard::callback(|req| req.tool() == "delete_customer")
+        .no_audit()
+        .build();
+    assert!(guard.aexecute(call("delete_customer"), |_, _| async {}).await.is_ok());
+    assert_eq!(
+        guard
+            .aexecute(call("send_email"), |_, _| async {})
+            .await
+            .unwrap_err()
+            .reason(),
+        DenyReason::UserDenied
+    );
+}
+
+#[tokio::test]
+async fn blocking_execute_of_an_async_callback_inside_a_runtime_denies_with_advice() {
+    let guard = AgentGuard::async_callback(|_req: ApprovalRequest| async { true })
+        .no_audit()
+        .build();
+    let denied = guard.execute(call("send_email"), |_, _| ()).unwrap_err();
+    assert_eq!(denied.reason(), DenyReason::ApproverFailed);
+    assert!(denied.detail().unwrap().contains("aexecute"));
+}
+
+#[test]
+fn blocking_execute_of_an_async_callback_outside_a_runtime_works() {
+    let guard = AgentGuard::async_callback(|_req: ApprovalRequest| async {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        true
+    })
+    .no_audit()
+    .build();
+    assert!(guard.execute(call("send_email"), |_, _| ()).is_ok());
+}
+
+#[tokio::test]
+async fn dropping_a_parked_future_expires_its_request_so_it_never_runs() {
+    let (guard, mut parked) = external(Duration::from_secs(30));
+    let ran = Arc::new(AtomicUsize::new(0));
+    let (g, r) = (guard.clone(), ran.clone());
+    let agent = tokio::spawn(async move {
+        g.aexecute(call("delete_customer"), |_, _| async move {
+            r.fetch_add(1, Ordering::SeqCst);
+        })
+        .await
+    });
+    let req = parked.recv().await.unwrap();
+    agent.abort();
+    assert!(agent.await.unwrap_err().is_cancelled());
+    assert_eq!(guard.resolve(req.request_id(), true, None), ResolveOutcome::Expired);
+    assert!(guard.pending().is_empty());
+    assert_eq!(ran.load(Ordering::SeqCst), 0);
+}
+
+fn thread_count() -> usize {
+    std::fs::read_dir("/proc/self/task").map(|d| d.count()).unwrap_or(0)
+}
+
+#[test]
+fn ten_thousand_parked_approvals_cost_no_threads_and_all_fail_closed() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let parked = Arc::new(AtomicUsize::new(0));
+    let p = parked.clone();
+    let guard = AgentGuard::external()
+        .on_request(move |_| {
+            p.fetch_add(1, Ordering::SeqCst);
+        })
+        .timeout(Duration::from_secs(2))
+        .no_audit()
+        .build();
+    let before = thread_count();
+    let ran = Arc::new(AtomicUsize::new(0));
+    let results = runtime.block_on(async {
+        let mut tasks = Vec::new();
+        for i in 0..10_000 {
+            let (g, r) = (guard.clone(), ran.clone());
+            tasks.push(tokio::spawn(async move {
+                g.aexecute(ToolCall::new("delete_row", json!({"row": i})), |_, _| async move {
+                    r.fetch_add(1, Ordering::SeqCst);
+                })
+                .await
+            }));
+        }
+        // Wait until all are parked at once (each notified), then count threads.
+        let started = std::time::Instant::now();
+        while parked.load(Ordering::SeqCst) < 10_000 {
+            assert!(started.elapsed() < Duration::from_secs(60), "requests never all parked");
+            tokio::task::yield_now().await;
+        }
+        let during = thread_count();
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap());
+        }
+        (during, out)
+    });
+    let (during, outcomes) = results;
+    // Two workers (and tokio's blocking pool, unused here): parking 10,000 calls added no threads.
+    if before > 0 {
+        assert!(during <= before + 3, "threads grew from {before} to {during}");
+    }
+    assert_eq!(outcomes.len(), 10_000);
+    assert!(outcomes
+        .iter()
+        .all(|o| o.as_ref().unwrap_err().reason() == DenyReason::ApprovalTimeout));
+    assert_eq!(ran.load(Ordering::SeqCst), 0);
+    assert!(guard.pending().is_empty());
+}
