@@ -525,3 +525,61 @@ fn wait_for_pending(guard: &AgentGuard, n: usize) -> Vec<ApprovalRequest> {
         std::thread::yield_now();
     }
 }
+
+#[test]
+fn arguments_changed_after_approval_deny_with_params_changed() {
+    // The mechanism #[gate] uses: the params are rebuilt from the live arguments after approval.
+    let shared = Arc::new(Mutex::new(String::from("notes.txt")));
+    let s = shared.clone();
+    let guard = AgentGuard::callback(move |_| {
+        // Someone changes the argument behind the approver's back, after it was shown.
+        *s.lock().unwrap() = String::from("/etc/passwd");
+        true
+    })
+    .no_audit()
+    .build();
+    let rebuild = || Ok(json!({"path": *shared.lock().unwrap()}));
+    let call = ToolCall::new("delete_file", rebuild().unwrap());
+    let denied =
+        agentguard::__private::approve(Some(&guard), call, agentguard::__private::auto(), Some(&rebuild)).unwrap_err();
+    assert_eq!(denied.reason(), DenyReason::ParamsChanged);
+    assert!(denied.detail().unwrap().contains("changed"), "{denied}");
+}
+
+#[test]
+fn unchanged_arguments_pass_the_recheck() {
+    let guard = AgentGuard::callback(|_| true).no_audit().build();
+    let rebuild = || Ok(json!({"path": "notes.txt"}));
+    let approval = agentguard::__private::approve(
+        Some(&guard),
+        ToolCall::new("delete_file", rebuild().unwrap()),
+        agentguard::__private::auto(),
+        Some(&rebuild),
+    )
+    .unwrap();
+    assert!(approval.was_asked());
+    assert_eq!(approval.params(), &json!({"path": "notes.txt"}));
+    assert_eq!(approval.actor(), Some("callback"));
+}
+
+#[test]
+fn seeded_secrets_never_appear_in_pending_output_or_the_audit() {
+    let (_dir, log) = audit_path();
+    let guard = AgentGuard::external()
+        .timeout(Duration::from_millis(200))
+        .audit_file(&log)
+        .build();
+    let g = guard.clone();
+    let params = json!({"url": "https://api.example", "headers": {"Authorization": "Bearer sk-SEED-1"},
+                        "body": {"password": "SEED-2", "items": [{"api_key": "SEED-3"}]}});
+    let worker = std::thread::spawn(move || g.execute(ToolCall::new("send_request", params), echo));
+    let pending = wait_for_pending(&guard, 1);
+    let shown = serde_json::to_string(&pending).unwrap();
+    assert!(shown.contains("https://api.example"));
+    worker.join().unwrap().unwrap_err();
+    let file = std::fs::read_to_string(&log).unwrap();
+    for secret in ["SEED-1", "SEED-2", "SEED-3"] {
+        assert!(!shown.contains(secret), "{secret} in pending(): {shown}");
+        assert!(!file.contains(secret), "{secret} in the audit");
+    }
+}

@@ -84,6 +84,14 @@ pub mod __private {
 
     pub use serde_json;
 
+    /// The named guard, else the installed one.
+    fn pick(guard: Option<&AgentGuard>) -> Option<&AgentGuard> {
+        match guard {
+            Some(g) => Some(g),
+            None => installed(),
+        }
+    }
+
     /// How a generated wrapper gates: declared risk, or always with `MANUALLY FLAGGED`.
     pub fn always(risk: Option<Risk>) -> GateSpec {
         GateSpec(Gate::Always(risk.unwrap_or(Risk::ManuallyFlagged)))
@@ -111,7 +119,7 @@ pub mod __private {
         gate: GateSpec,
         recheck: Option<&Recheck<'_>>,
     ) -> Result<Approval, ActionDenied> {
-        match guard.or_else(|| installed()) {
+        match pick(guard) {
             Some(guard) => guard.approve_as(call, gate.0, recheck),
             None => Err(no_guard(call.name)),
         }
@@ -128,7 +136,7 @@ pub mod __private {
     where
         R: Fn() -> Result<Value, String>,
     {
-        match guard.or_else(|| installed()) {
+        match pick(guard) {
             Some(guard) => {
                 let decided = guard.adecide(call, gate.0).await?;
                 match &recheck {

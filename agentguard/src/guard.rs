@@ -62,7 +62,7 @@ pub struct AgentGuard {
     inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     approver: Approver,
     timeout: Duration,
     dangerous: HashSet<String>,
@@ -402,7 +402,7 @@ impl Decided<'_> {
 }
 
 /// A gated call between its request and its verdict.
-struct Parked {
+pub(crate) struct Parked {
     request: ApprovalRequest,
     params: Value,
     until: Instant,
