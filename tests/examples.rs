@@ -1,0 +1,50 @@
+//! The README's examples run as documented (cargo builds them before the tests run).
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+fn example(name: &str) -> PathBuf {
+    // target/<profile>/deps/examples-<hash> → target/<profile>/examples/<name>
+    let exe = std::env::current_exe().unwrap();
+    let path = exe.parent().unwrap().parent().unwrap().join("examples").join(name);
+    assert!(path.exists(), "{} not built; run through `cargo test`", path.display());
+    path
+}
+
+#[test]
+fn quickstart_without_a_keyboard_is_blocked_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(example("quickstart"))
+        .env("AGENTGUARD_LOG", dir.path().join("audit.log"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.starts_with("Blocked by AgentGuard (no_terminal"), "{stdout}");
+    let audit = std::fs::read_to_string(dir.path().join("audit.log")).unwrap();
+    assert!(audit.contains("\"reason\":\"no_terminal\""));
+}
+
+#[test]
+fn support_desk_runs_safe_calls_asks_for_the_rest_and_keeps_an_intact_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(example("support_desk"))
+        .env("AGENTGUARD_LOG", dir.path().join("audit.log"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    for expected in [
+        r#"{"id":7,"name":"Jane Doe","plan":"pro"}"#,
+        "Email for #7 set to a@b.com",
+        "Action blocked: Blocked by AgentGuard (user_denied: deletions need a ticket)",
+        "MANUALLY FLAGGED - always requires approval",
+        "Credited 500 points to #7",
+        "chain intact, 4 lines",
+    ] {
+        assert!(stdout.contains(expected), "missing {expected:?} in:\n{stdout}");
+    }
+    assert_eq!(stdout.matches("[card] ").count(), 6, "three cards, each shown and answered:\n{stdout}");
+}
