@@ -17,7 +17,11 @@ fn read_customer(p: &Value) -> Value {
     json!({"id": p["id"], "name": "Jane Doe", "plan": "pro"})
 }
 fn update_email(p: &Value) -> Value {
-    json!(format!("Email for #{} set to {}", p["id"], p["email"].as_str().unwrap_or("?")))
+    json!(format!(
+        "Email for #{} set to {}",
+        p["id"],
+        p["email"].as_str().unwrap_or("?")
+    ))
 }
 fn delete_customer(p: &Value) -> Value {
     json!(format!("Customer #{} deleted", p["id"]))
@@ -70,7 +74,10 @@ fn main() {
                 .params_digest(req.params_digest().clone()) // "I approve exactly what I was shown"
                 .note(if approve { "ok" } else { "deletions need a ticket" });
             let outcome = store.resolve(&answer).expect("in-memory store");
-            println!("  [card] alice {} -> {outcome}", if approve { "approves" } else { "denies" });
+            println!(
+                "  [card] alice {} -> {outcome}",
+                if approve { "approves" } else { "denies" }
+            );
         }
     });
 
@@ -88,7 +95,10 @@ fn main() {
 
     // 5. Use it.
     println!("{}", handle_tool_call("read_customer", json!({"id": 7}))); // safe name -> runs, no card
-    println!("{}", handle_tool_call("update_email", json!({"id": 7, "email": "a@b.com"}))); // asks first
+    println!(
+        "{}",
+        handle_tool_call("update_email", json!({"id": 7, "email": "a@b.com"}))
+    ); // asks first
     println!("{}", handle_tool_call("delete_customer", json!({"id": 7}))); // asks first
     println!("{}", handle_tool_call("loyalty_bonus", json!({"id": 7, "points": 500}))); // listed -> asks
 

@@ -46,5 +46,9 @@ fn support_desk_runs_safe_calls_asks_for_the_rest_and_keeps_an_intact_chain() {
     ] {
         assert!(stdout.contains(expected), "missing {expected:?} in:\n{stdout}");
     }
-    assert_eq!(stdout.matches("[card] ").count(), 6, "three cards, each shown and answered:\n{stdout}");
+    assert_eq!(
+        stdout.matches("[card] ").count(),
+        6,
+        "three cards, each shown and answered:\n{stdout}"
+    );
 }
