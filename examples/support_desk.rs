@@ -61,7 +61,7 @@ fn main() {
     let person = std::thread::spawn(move || {
         for req in inbox {
             println!(
-                "  [card] {} {} risk="{}" agent={} session={}",
+                "  [card] {} {} risk=\"{}\" agent={} session={}",
                 req.tool(),
                 req.params(),
                 req.risk().label(),
