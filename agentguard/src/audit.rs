@@ -27,9 +27,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::classify::Risk;
 use crate::params::{hex, ParamsDigest};
 use crate::request::RequestId;
+use agentguard_classify::Risk;
 
 /// The `prev` of the first line of a chain.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";

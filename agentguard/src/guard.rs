@@ -12,10 +12,10 @@ use serde_json::{json, Value};
 
 use crate::approver::{self, Approver, Notifier, TerminalPrompt, Verdict};
 use crate::audit::{AuditDecision, AuditRecord, AuditSink, JsonlAudit};
-use crate::classify::{classify, Risk};
 use crate::params::{canonical_json, FrozenParams, ParamsDigest, Redactor, DEFAULT_MAX_PARAMS_BYTES};
 use crate::request::{ActionDenied, ApprovalRequest, DenyReason, RequestId, Resolution, ResolveOutcome, ToolCall};
 use crate::store::{ApprovalStore, Decision, InMemoryStore, RequestState, StoreError};
+use agentguard_classify::{classify, Risk};
 
 /// Default time a gated call waits for an answer: 300 seconds.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);

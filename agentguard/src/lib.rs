@@ -41,15 +41,14 @@
 
 mod approver;
 pub mod audit;
-mod classify;
 mod global;
 mod guard;
 mod params;
 mod request;
 mod store;
 
+pub use agentguard_classify::{classify, ParseRiskError, Risk};
 pub use audit::{AuditDecision, AuditError, AuditRecord, AuditSink, JsonlAudit};
-pub use classify::{classify, ParseRiskError, Risk};
 #[cfg(feature = "tokio")]
 pub use global::aexecute;
 pub use global::execute;

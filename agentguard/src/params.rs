@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::classify::Words;
+use agentguard_classify::Words;
 
 /// Default limit on the canonical JSON size of a gated call's parameters: 1 MiB.
 pub const DEFAULT_MAX_PARAMS_BYTES: usize = 1024 * 1024;

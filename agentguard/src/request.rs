@@ -7,8 +7,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::classify::Risk;
 use crate::params::ParamsDigest;
+use agentguard_classify::Risk;
 
 /// The id of one approval request: a random UUID (v4), hyphenated, lowercase.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

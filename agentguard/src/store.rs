@@ -424,8 +424,8 @@ impl ApprovalStore for InMemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::classify::Risk;
     use crate::params::ParamsDigest;
+    use agentguard_classify::Risk;
     use std::time::SystemTime;
 
     fn request(timeout: Duration) -> ApprovalRequest {

@@ -1,4 +1,9 @@
 //! Tool names → [`Risk`], by words rather than substrings.
+//!
+//! This crate is shared by the `agentguard` runtime and its procedural macros (which classify `#[derive(Tool)]`
+//! variants at compile time). Use it through `agentguard::{classify, Risk}`.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 use std::fmt;
 use std::str::FromStr;
@@ -124,7 +129,7 @@ impl<'de> Deserialize<'de> for Risk {
 ///
 /// Returns the [`Risk`] of a name that looks dangerous, or `None` for a name that looks safe. Only the name is read,
 /// never what the function does: a dangerous tool with an innocent name needs
-/// [`dangerous_tools`](crate::ExternalBuilder::dangerous_tools) or `#[gate]`.
+/// `dangerous_tools` (on the guard builder) or `#[gate]`.
 ///
 /// # Rules
 ///
@@ -153,7 +158,7 @@ impl<'de> Deserialize<'de> for Risk {
 /// 5. A name with no known verb (`weather`, `calculator`, `computer`) is safe.
 ///
 /// ```
-/// use agentguard::{classify, Risk};
+/// use agentguard_classify::{classify, Risk};
 ///
 /// assert_eq!(classify("delete_user"), Some(Risk::Irreversible));
 /// assert_eq!(classify("deleteUser"), Some(Risk::Irreversible));
@@ -220,13 +225,17 @@ fn lowercase<'b>(word: &[u8], buf: &'b mut [u8; MAX_WORD]) -> Option<&'b str> {
 }
 
 /// Splits a name into words, yielding byte ranges. Shared with redaction so both read names the same way.
-pub(crate) struct Words<'a> {
+/// Not a stable API.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Words<'a> {
     bytes: &'a [u8],
     pos: usize,
 }
 
 impl<'a> Words<'a> {
-    pub(crate) fn new(name: &'a str) -> Self {
+    /// Words of `name`, as byte ranges.
+    pub fn new(name: &'a str) -> Self {
         Words {
             bytes: name.as_bytes(),
             pos: 0,
