@@ -541,7 +541,7 @@ fn arguments_changed_after_approval_deny_with_params_changed() {
     let rebuild = || Ok(json!({"path": *shared.lock().unwrap()}));
     let call = ToolCall::new("delete_file", rebuild().unwrap());
     let denied =
-        agentguard::__private::approve(Some(&guard), call, agentguard::__private::auto(), Some(&rebuild)).unwrap_err();
+        agentguard::__private::approve(Some(&guard), call, agentguard::Gating::Auto, Some(&rebuild)).unwrap_err();
     assert_eq!(denied.reason(), DenyReason::ParamsChanged);
     assert!(denied.detail().unwrap().contains("changed"), "{denied}");
 }
@@ -553,7 +553,7 @@ fn unchanged_arguments_pass_the_recheck() {
     let approval = agentguard::__private::approve(
         Some(&guard),
         ToolCall::new("delete_file", rebuild().unwrap()),
-        agentguard::__private::auto(),
+        agentguard::Gating::Auto,
         Some(&rebuild),
     )
     .unwrap();

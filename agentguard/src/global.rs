@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
-use crate::guard::{AgentGuard, Approval, Gate, Recheck};
+use crate::guard::{AgentGuard, Approval, Gating, Recheck};
 use crate::request::{ActionDenied, DenyReason, ToolCall};
 use crate::Risk;
 
@@ -82,7 +82,9 @@ where
 pub mod __private {
     use super::*;
 
+    pub use serde;
     pub use serde_json;
+    pub use serde_path_to_error;
 
     /// The named guard, else the installed one.
     fn pick(guard: Option<&AgentGuard>) -> Option<&AgentGuard> {
@@ -92,59 +94,139 @@ pub mod __private {
         }
     }
 
-    /// How a generated wrapper gates: declared risk, or always with `MANUALLY FLAGGED`.
-    pub fn always(risk: Option<Risk>) -> GateSpec {
-        GateSpec(Gate::Always(risk.unwrap_or(Risk::ManuallyFlagged)))
+    /// `#[gate]`'s rule: always ask, with the declared risk or `MANUALLY FLAGGED`.
+    pub fn always(risk: Option<Risk>) -> Gating {
+        Gating::Always(risk.unwrap_or(Risk::ManuallyFlagged))
     }
 
-    /// Gate by the guard's rules.
-    pub fn auto() -> GateSpec {
-        GateSpec(Gate::Auto)
+    /// The arguments of a gated function could not be turned into JSON: denied before anyone is asked.
+    pub fn invalid_params(tool: &str, error: impl std::fmt::Display) -> ActionDenied {
+        ActionDenied::new(DenyReason::InvalidParams, tool).with_detail(Some(format!(
+            "the arguments could not be serialized into the params snapshot: {error}"
+        )))
     }
 
-    /// Never gate (still audited).
-    pub fn never() -> GateSpec {
-        GateSpec(Gate::Never)
+    /// What a `skip`ped argument shows in the snapshot.
+    pub const SKIPPED: &str = "[skipped: not part of the approved params]";
+
+    /// Compile-time check that a `#[gate]` argument can be frozen; the error names `skip`.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` cannot be frozen into the approved params: it does not implement `serde::Serialize`",
+        label = "this argument is not `Serialize`",
+        note = "add `skip({Self})`-style `#[gate(skip(<argument name>))]` to leave it out of the snapshot (it is then not covered by the approval), or derive `serde::Serialize` for it"
+    )]
+    pub trait GateArg {
+        /// The argument as JSON.
+        fn to_json(&self) -> Result<Value, String>;
+    }
+    impl<T: ?Sized + serde::Serialize> GateArg for T {
+        fn to_json(&self) -> Result<Value, String> {
+            serde_json::to_value(self).map_err(|e| e.to_string())
+        }
     }
 
-    /// An opaque gating rule.
-    #[derive(Debug, Clone, Copy)]
-    pub struct GateSpec(pub(crate) Gate);
+    /// Something that names a guard in `#[gate(guard = ...)]`.
+    pub trait AsGuard {
+        /// The guard, if there is one now.
+        fn as_guard(&self) -> Option<&AgentGuard>;
+    }
+    impl AsGuard for AgentGuard {
+        fn as_guard(&self) -> Option<&AgentGuard> {
+            Some(self)
+        }
+    }
+    impl<T: AsGuard + ?Sized> AsGuard for &T {
+        fn as_guard(&self) -> Option<&AgentGuard> {
+            (**self).as_guard()
+        }
+    }
+    impl<T: AsGuard> AsGuard for Option<T> {
+        fn as_guard(&self) -> Option<&AgentGuard> {
+            self.as_ref().and_then(AsGuard::as_guard)
+        }
+    }
+    impl<T: AsGuard, F: FnOnce() -> T> AsGuard for std::sync::LazyLock<T, F> {
+        fn as_guard(&self) -> Option<&AgentGuard> {
+            std::sync::LazyLock::force(self).as_guard()
+        }
+    }
+    impl<T: AsGuard> AsGuard for std::sync::OnceLock<T> {
+        fn as_guard(&self) -> Option<&AgentGuard> {
+            self.get().and_then(AsGuard::as_guard)
+        }
+    }
+    impl<T: AsGuard + ?Sized> AsGuard for std::sync::Arc<T> {
+        fn as_guard(&self) -> Option<&AgentGuard> {
+            (**self).as_guard()
+        }
+    }
+
+    /// The guard named in `#[gate(guard = ...)]`.
+    pub fn named_guard<G: AsGuard + ?Sized>(guard: &G) -> Option<&AgentGuard> {
+        guard.as_guard()
+    }
 
     /// Approves a call through `guard`, or the installed guard when `None`; `recheck` rebuilds the params after
     /// approval to catch changes.
     pub fn approve(
         guard: Option<&AgentGuard>,
         call: ToolCall,
-        gate: GateSpec,
+        gate: Gating,
         recheck: Option<&Recheck<'_>>,
     ) -> Result<Approval, ActionDenied> {
         match pick(guard) {
-            Some(guard) => guard.approve_as(call, gate.0, recheck),
+            Some(guard) => guard.approve_as(call, gate, recheck),
             None => Err(no_guard(call.name)),
         }
     }
 
-    /// The async twin of [`approve`]: the recheck runs after the await, when the verdict is in.
+    /// The async half of [`approve`]: everything up to the verdict. Finish with [`Pending::finish`], which
+    /// rechecks the arguments; the recheck closure is never held across the await.
     #[cfg(feature = "tokio")]
-    pub async fn aapprove<R>(
+    pub async fn adecide(
         guard: Option<&AgentGuard>,
         call: ToolCall,
-        gate: GateSpec,
-        recheck: Option<R>,
-    ) -> Result<Approval, ActionDenied>
-    where
-        R: Fn() -> Result<Value, String>,
-    {
+        gate: Gating,
+    ) -> Result<Pending<'_>, ActionDenied> {
         match pick(guard) {
-            Some(guard) => {
-                let decided = guard.adecide(call, gate.0).await?;
-                match &recheck {
-                    Some(r) => decided.finish(Some(r)),
-                    None => decided.finish(None),
-                }
-            }
+            Some(guard) => Ok(Pending(guard.adecide(call, gate).await?)),
             None => Err(no_guard(call.name)),
         }
+    }
+
+    /// An async approval whose verdict is in.
+    #[cfg(feature = "tokio")]
+    pub struct Pending<'g>(crate::guard::Decided<'g>);
+
+    #[cfg(feature = "tokio")]
+    impl std::fmt::Debug for Pending<'_> {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("Pending")
+        }
+    }
+
+    #[cfg(feature = "tokio")]
+    impl Pending<'_> {
+        /// Rechecks the arguments, records the verdict, and hands out the approval.
+        pub fn finish(self, recheck: Option<&Recheck<'_>>) -> Result<Approval, ActionDenied> {
+            self.0.finish(recheck)
+        }
+    }
+
+    /// Parses a tool's params into its generated args struct, with the path of a bad field.
+    pub fn parse_args<T: serde::de::DeserializeOwned>(
+        tool: &'static str,
+        params: Value,
+    ) -> Result<T, crate::ToolParseError> {
+        let params = if params.is_null() {
+            Value::Object(Default::default())
+        } else {
+            params
+        };
+        serde_path_to_error::deserialize(params).map_err(|e| crate::ToolParseError::BadParams {
+            tool,
+            path: e.path().to_string(),
+            message: e.inner().to_string(),
+        })
     }
 }

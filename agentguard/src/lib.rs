@@ -46,6 +46,7 @@ mod guard;
 mod params;
 mod request;
 mod store;
+mod tool;
 
 pub use agentguard_classify::{classify, ParseRiskError, Risk};
 pub use audit::{AuditDecision, AuditError, AuditRecord, AuditSink, JsonlAudit};
@@ -53,7 +54,7 @@ pub use audit::{AuditDecision, AuditError, AuditRecord, AuditSink, JsonlAudit};
 pub use global::aexecute;
 pub use global::execute;
 pub use global::{__private, install, installed, AlreadyInstalled};
-pub use guard::{mode, AgentGuard, Approval, GuardBuilder, DEFAULT_TIMEOUT, MAX_TIMEOUT};
+pub use guard::{mode, AgentGuard, Approval, Gating, GuardBuilder, DEFAULT_TIMEOUT, MAX_TIMEOUT};
 pub use params::{
     canonical_json, FrozenParams, ParamsDigest, ParamsTooLarge, ParseDigestError, Redactor, DEFAULT_MAX_PARAMS_BYTES,
     REDACTED,
@@ -61,6 +62,13 @@ pub use params::{
 pub use request::{
     ActionDenied, ApprovalRequest, DenyReason, ParseRequestIdError, RequestId, Resolution, ResolveOutcome, ToolCall,
 };
+pub use tool::{AsyncDispatch, Dispatch, Tool, ToolParseError};
+
+/// `#[gate]`: route a function through the guard. See the crate docs and README.
+pub use agentguard_macros::gate;
+/// `#[derive(Tool)]`: an enum of tool calls with parsing, gating and a handler trait.
+pub use agentguard_macros::Tool;
+
 pub use store::{
     ApprovalStore, Decision, InMemoryStore, RequestState, StoreError, StoredRequest, WaitFuture, DEFAULT_RETENTION,
 };

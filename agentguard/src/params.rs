@@ -292,6 +292,19 @@ impl Redactor {
         !self.extra.is_empty() && self.extra.contains(&normalize(key))
     }
 
+    /// [`redact`](Self::redact), then also masks the top-level keys in `keys`.
+    pub fn redact_with(&self, value: &Value, keys: &[String]) -> Value {
+        let mut shown = self.redact(value);
+        if let Value::Object(map) = &mut shown {
+            for key in keys {
+                if let Some(v) = map.get_mut(key) {
+                    *v = Value::String(REDACTED.to_owned());
+                }
+            }
+        }
+        shown
+    }
+
     /// A copy of `value` with secret values masked.
     pub fn redact(&self, value: &Value) -> Value {
         match value {

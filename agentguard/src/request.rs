@@ -100,6 +100,7 @@ pub struct ToolCall {
     pub(crate) agent_id: Option<String>,
     pub(crate) session_id: Option<String>,
     pub(crate) reason: Option<String>,
+    pub(crate) redact: Vec<String>,
 }
 
 impl ToolCall {
@@ -111,7 +112,19 @@ impl ToolCall {
             agent_id: None,
             session_id: None,
             reason: None,
+            redact: Vec::new(),
         }
+    }
+
+    /// Top-level params of this call to mask in everything shown (on top of the guard's redaction rules), e.g. the
+    /// arguments named in `#[gate(redact(...))]`. The executor still gets the real values.
+    pub fn redact_keys<I, S>(mut self, keys: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.redact.extend(keys.into_iter().map(Into::into));
+        self
     }
 
     /// Who is acting (shown to the approver, recorded in the audit).
@@ -291,6 +304,8 @@ pub enum DenyReason {
     NoTerminal,
     /// The approved request was already executed once (at-most-once per request id).
     AlreadyExecuted,
+    /// The params could not be built (a `#[gate]` argument failed to serialize).
+    InvalidParams,
 }
 
 impl DenyReason {
@@ -307,6 +322,7 @@ impl DenyReason {
             DenyReason::NoGuard => "no_guard",
             DenyReason::NoTerminal => "no_terminal",
             DenyReason::AlreadyExecuted => "already_executed",
+            DenyReason::InvalidParams => "invalid_params",
         }
     }
 }

@@ -1,0 +1,143 @@
+//! Writes the gated function: same signature (return type wrapped in `Result<_, ActionDenied>`), arguments frozen
+//! into a params snapshot, approval through the guard, a recheck of the arguments, then the original body in its
+//! own closure so that its `return` and `?` keep their meaning.
+
+use proc_macro2::TokenStream;
+use quote::{quote, quote_spanned, ToTokens};
+use syn::spanned::Spanned;
+use syn::{ReturnType, Type};
+
+use super::ast::Gated;
+
+pub(crate) fn expand(g: &Gated<'_>) -> TokenStream {
+    let f = g.original;
+    let attrs = &f.attrs;
+    let vis = &f.vis;
+    let body = &f.block;
+    let name = g.tool_name();
+
+    let ret: Type = match &f.sig.output {
+        ReturnType::Default => syn::parse_quote!(()),
+        ReturnType::Type(_, ty) => (**ty).clone(),
+    };
+    let mut sig = f.sig.clone();
+    sig.output = syn::parse_quote!(-> ::core::result::Result<#ret, ::agentguard::ActionDenied>);
+    // A closure cannot name an `impl Trait` return type; let inference find it then.
+    let ret_annotation = if mentions_impl_trait(&ret) {
+        quote!()
+    } else {
+        quote!(-> #ret)
+    };
+
+    let entries = g.args.iter().map(|arg| {
+        let ident = arg.ident;
+        let key = ident.to_string();
+        if g.is_skipped(ident) {
+            quote! {
+                __agentguard_map.insert(
+                    ::std::string::String::from(#key),
+                    ::agentguard::__private::serde_json::Value::String(
+                        ::std::string::String::from(::agentguard::__private::SKIPPED),
+                    ),
+                );
+            }
+        } else {
+            // Spanned on the argument's type: a type that is not Serialize is reported there, suggesting `skip`.
+            let value = quote_spanned!(arg.ty.span()=> ::agentguard::__private::GateArg::to_json(&#ident));
+            quote! {
+                __agentguard_map.insert(::std::string::String::from(#key), #value?);
+            }
+        }
+    });
+    let build = quote! {
+        || -> ::core::result::Result<::agentguard::__private::serde_json::Value, ::std::string::String> {
+            let mut __agentguard_map = ::agentguard::__private::serde_json::Map::new();
+            #(#entries)*
+            ::core::result::Result::Ok(::agentguard::__private::serde_json::Value::Object(__agentguard_map))
+        }
+    };
+
+    let guard = match &g.options.guard {
+        Some(expr) => quote! {
+            let __agentguard_guard_src = &#expr;
+            let __agentguard_guard = ::agentguard::__private::named_guard(__agentguard_guard_src);
+        },
+        None => quote! {
+            let __agentguard_guard: ::core::option::Option<&::agentguard::AgentGuard> = ::core::option::Option::None;
+        },
+    };
+    let risk = match g.options.risk {
+        Some(risk) => {
+            let variant = syn::Ident::new(risk_variant(risk), proc_macro2::Span::call_site());
+            quote!(::core::option::Option::Some(::agentguard::Risk::#variant))
+        }
+        None => quote!(::core::option::Option::None),
+    };
+    let redact = if g.options.redact.is_empty() {
+        quote!()
+    } else {
+        let keys = g.options.redact.iter().map(ToString::to_string);
+        quote!(.redact_keys([#(#keys),*]))
+    };
+
+    let prologue = quote! {
+        #guard
+        let __agentguard_snapshot = match (#build)() {
+            ::core::result::Result::Ok(v) => v,
+            ::core::result::Result::Err(e) => {
+                return ::core::result::Result::Err(::agentguard::__private::invalid_params(#name, e));
+            }
+        };
+        let __agentguard_call = ::agentguard::ToolCall::new(#name, __agentguard_snapshot) #redact;
+    };
+    let gated_body = if f.sig.asyncness.is_some() {
+        quote! {
+            #prologue
+            let __agentguard_decided = ::agentguard::__private::adecide(
+                __agentguard_guard,
+                __agentguard_call,
+                ::agentguard::__private::always(#risk),
+            )
+            .await?;
+            let __agentguard_approval = __agentguard_decided.finish(::core::option::Option::Some(&#build))?;
+            ::core::mem::drop(__agentguard_approval);
+            ::core::result::Result::Ok((async move || #ret_annotation #body)().await)
+        }
+    } else {
+        quote! {
+            #prologue
+            let __agentguard_approval = ::agentguard::__private::approve(
+                __agentguard_guard,
+                __agentguard_call,
+                ::agentguard::__private::always(#risk),
+                ::core::option::Option::Some(&#build),
+            )?;
+            ::core::mem::drop(__agentguard_approval);
+            ::core::result::Result::Ok((move || #ret_annotation #body)())
+        }
+    };
+    quote! {
+        #(#attrs)*
+        #vis #sig {
+            #gated_body
+        }
+    }
+}
+
+fn mentions_impl_trait(ty: &Type) -> bool {
+    ty.to_token_stream()
+        .into_iter()
+        .any(|t| matches!(&t, proc_macro2::TokenTree::Ident(i) if i == "impl"))
+        || matches!(ty, Type::ImplTrait(_))
+}
+
+pub(crate) fn risk_variant(risk: agentguard_classify::Risk) -> &'static str {
+    use agentguard_classify::Risk::*;
+    match risk {
+        Irreversible => "Irreversible",
+        ExternalSend => "ExternalSend",
+        SystemExecution => "SystemExecution",
+        DataMutation => "DataMutation",
+        ManuallyFlagged => "ManuallyFlagged",
+    }
+}

@@ -1,0 +1,61 @@
+//! `#[gate]`.
+
+mod ast;
+mod attr;
+mod expand;
+mod valid;
+
+pub(crate) use attr::parse_risk;
+pub(crate) use expand::risk_variant;
+
+use proc_macro2::TokenStream;
+use quote::quote;
+
+use crate::ctxt::Ctxt;
+
+pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let cx = Ctxt::new();
+    let options = attr::parse(&cx, attr);
+    let func = match syn::parse2::<syn::ItemFn>(item.clone()) {
+        Ok(f) => f,
+        Err(_) => {
+            cx.syn_error(not_a_function(&item));
+            return fallback(cx, item);
+        }
+    };
+    let Some(gated) = ast::Gated::from_fn(&cx, &func, options) else {
+        return fallback(cx, item);
+    };
+    valid::check(&cx, &gated);
+    if cx.check_ref() {
+        return fallback(cx, item);
+    }
+    let out = expand::expand(&gated);
+    match cx.check() {
+        Ok(()) => out,
+        Err(e) => {
+            let err = e.into_compile_error();
+            quote!(#err #item)
+        }
+    }
+}
+
+/// On error: the errors, then the original item, so the user sees one error rather than a cascade of "cannot find
+/// function" errors at every call site (thiserror's `fallback.rs`).
+fn fallback(cx: Ctxt, item: TokenStream) -> TokenStream {
+    let err = cx.check().err().map(syn::Error::into_compile_error);
+    quote!(#err #item)
+}
+
+fn not_a_function(item: &TokenStream) -> syn::Error {
+    let mut tokens = item.clone().into_iter();
+    // Point at the item's keyword (`struct`, `trait`, …) when there is one.
+    let span = tokens
+        .find(|t| matches!(t, proc_macro2::TokenTree::Ident(_)))
+        .map_or_else(proc_macro2::Span::call_site, |t| t.span());
+    syn::Error::new(
+        span,
+        "#[gate] goes on a function with a body (a free fn, or a method in an impl block); for an enum of tool \
+         calls use #[derive(agentguard::Tool)]",
+    )
+}

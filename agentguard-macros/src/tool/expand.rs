@@ -1,0 +1,240 @@
+//! Writes `impl Tool`, the `<Enum>Handler` / `<Enum>AsyncHandler` traits and their `Dispatch` impls, and the
+//! hidden args structs that parse (and snapshot) each variant's fields.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote};
+
+use super::ast::{ToolEnum, ToolVariant, VariantGating};
+use crate::gate::risk_variant;
+
+pub(crate) fn expand(tools: &ToolEnum<'_>) -> TokenStream {
+    let input = tools.original;
+    let ident = &input.ident;
+    let vis = &input.vis;
+    let handler = format_ident!("{}Handler", ident);
+    let async_handler = format_ident!("{}AsyncHandler", ident);
+
+    let names: Vec<&str> = tools.variants.iter().map(|v| v.name.as_str()).collect();
+    let patterns: Vec<TokenStream> = tools.variants.iter().map(|v| pattern(ident, v)).collect();
+
+    let name_arms = tools.variants.iter().zip(&patterns).map(|(v, pat)| {
+        let name = &v.name;
+        quote!(#pat => #name)
+    });
+    let gating_arms = tools.variants.iter().zip(&patterns).map(|(v, pat)| {
+        let gating = match v.gating() {
+            VariantGating::Always(risk) => {
+                let r = format_ident!("{}", risk_variant(risk));
+                quote!(::agentguard::Gating::Always(::agentguard::Risk::#r))
+            }
+            VariantGating::Never => quote!(::agentguard::Gating::Never),
+            VariantGating::Auto { .. } => quote!(::agentguard::Gating::Auto),
+        };
+        quote!(#pat => #gating)
+    });
+
+    let mut helpers = Vec::new();
+    let mut params_arms = Vec::new();
+    let mut parse_arms = Vec::new();
+    let mut handler_methods = Vec::new();
+    let mut async_handler_methods = Vec::new();
+    let mut dispatch_arms = Vec::new();
+    let mut async_dispatch_arms = Vec::new();
+
+    for v in &tools.variants {
+        let vident = &v.original.ident;
+        let name = &v.name;
+        let args_ty = format_ident!("__AgentguardArgs{}", vident);
+        let ref_ty = format_ident!("__AgentguardRef{}", vident);
+        let fields: Vec<_> = v.fields.iter().map(|f| f.ident).collect();
+        let types: Vec<_> = v.fields.iter().map(|f| f.ty).collect();
+        let serde_attrs: Vec<TokenStream> = v
+            .fields
+            .iter()
+            .map(|f| {
+                let attrs = &f.serde_attrs;
+                quote!(#(#attrs)*)
+            })
+            .collect();
+        let bound: Vec<_> = (0..fields.len())
+            .map(|i| format_ident!("__agentguard_f{}", i))
+            .collect();
+        let binding = if v.fields.is_empty() && matches!(v.original.fields, syn::Fields::Unit) {
+            quote!(#ident::#vident)
+        } else {
+            quote!(#ident::#vident { #(#fields: #bound),* })
+        };
+
+        helpers.push(quote! {
+            #[derive(::agentguard::__private::serde::Deserialize)]
+            #[serde(crate = "::agentguard::__private::serde", deny_unknown_fields)]
+            #[allow(non_camel_case_types)]
+            struct #args_ty {
+                #( #serde_attrs #fields: #types, )*
+            }
+            #[derive(::agentguard::__private::serde::Serialize)]
+            #[serde(crate = "::agentguard::__private::serde")]
+            #[allow(non_camel_case_types)]
+            struct #ref_ty<'__agentguard> {
+                #( #serde_attrs #fields: &'__agentguard #types, )*
+                #[serde(skip)]
+                __agentguard_marker: ::core::marker::PhantomData<&'__agentguard ()>,
+            }
+        });
+        params_arms.push(quote! {
+            #binding => ::agentguard::__private::serde_json::to_value(#ref_ty {
+                #(#fields: #bound,)*
+                __agentguard_marker: ::core::marker::PhantomData,
+            })
+        });
+        let build = if matches!(v.original.fields, syn::Fields::Unit) {
+            quote!(#ident::#vident)
+        } else {
+            quote!(#ident::#vident { #(#fields: __agentguard_args.#fields),* })
+        };
+        parse_arms.push(quote! {
+            #name => {
+                let __agentguard_args: #args_ty = ::agentguard::__private::parse_args(#name, params)?;
+                let _ = &__agentguard_args;
+                ::core::result::Result::Ok(#build)
+            }
+        });
+
+        let method = v.method();
+        let docs = v.original.attrs.iter().filter(|a| a.path().is_ident("doc"));
+        let docs: Vec<_> = docs.collect();
+        let gate_doc = if v.takes_approval() {
+            format!(" Tool `{name}`: gated. Runs only with the guard's `Approval`.")
+        } else {
+            format!(" Tool `{name}`: not gated by its declaration or name.")
+        };
+        let approval_param = if v.takes_approval() {
+            quote!(approval: ::agentguard::Approval,)
+        } else {
+            quote!()
+        };
+        handler_methods.push(quote! {
+            #(#docs)*
+            #[doc = ""]
+            #[doc = #gate_doc]
+            fn #method(&mut self, #approval_param #(#fields: #types),*) -> Self::Output;
+        });
+        async_handler_methods.push(quote! {
+            #(#docs)*
+            #[doc = ""]
+            #[doc = #gate_doc]
+            fn #method(&mut self, #approval_param #(#fields: #types),*)
+                -> impl ::core::future::Future<Output = Self::Output> + ::core::marker::Send;
+        });
+        let approval_arg = if v.takes_approval() {
+            quote!(approval,)
+        } else {
+            quote!()
+        };
+        let drop_unused = if v.takes_approval() {
+            quote!()
+        } else {
+            quote!(::core::mem::drop(approval);)
+        };
+        dispatch_arms.push(quote! {
+            #binding => { #drop_unused handler.#method(#approval_arg #(#bound),*) }
+        });
+        async_dispatch_arms.push(quote! {
+            #binding => { #drop_unused handler.#method(#approval_arg #(#bound),*).await }
+        });
+    }
+
+    let handler_doc = format!(
+        " The handler of [`{ident}`]: one method per tool. Methods of gated tools take an [`agentguard::Approval`], \
+         which only the guard can create, so they cannot be called without it. Run one with \
+         `guard.dispatch(tool, &mut handler)`."
+    );
+    let async_handler_doc = format!(
+        " The async handler of [`{ident}`]: like [`{handler}`], with methods returning futures (write them as \
+         `async fn`). Run one with `guard.adispatch(tool, &mut handler).await`."
+    );
+
+    quote! {
+        #[doc = #handler_doc]
+        #vis trait #handler {
+            /// What every method returns.
+            type Output;
+            #(#handler_methods)*
+        }
+
+        #[doc = #async_handler_doc]
+        #vis trait #async_handler: ::core::marker::Send {
+            /// What every method's future resolves to.
+            type Output;
+            #(#async_handler_methods)*
+        }
+
+        const _: () = {
+            #(#helpers)*
+
+            #[automatically_derived]
+            impl ::agentguard::Tool for #ident {
+                const NAMES: &'static [&'static str] = &[#(#names),*];
+
+                fn name(&self) -> &'static str {
+                    match self { #(#name_arms,)* }
+                }
+
+                fn gating(&self) -> ::agentguard::Gating {
+                    match self { #(#gating_arms,)* }
+                }
+
+                fn params(&self) -> ::core::result::Result<
+                    ::agentguard::__private::serde_json::Value,
+                    ::agentguard::__private::serde_json::Error,
+                > {
+                    match self { #(#params_arms,)* }
+                }
+
+                fn parse(
+                    name: &str,
+                    params: ::agentguard::__private::serde_json::Value,
+                ) -> ::core::result::Result<Self, ::agentguard::ToolParseError> {
+                    match name {
+                        #(#parse_arms)*
+                        _ => ::core::result::Result::Err(::agentguard::ToolParseError::UnknownTool {
+                            name: ::std::string::String::from(name),
+                            known: <Self as ::agentguard::Tool>::NAMES,
+                        }),
+                    }
+                }
+            }
+
+            #[automatically_derived]
+            impl<__AgentguardH: #handler + ?Sized> ::agentguard::Dispatch<__AgentguardH> for #ident {
+                type Output = <__AgentguardH as #handler>::Output;
+
+                fn call(self, approval: ::agentguard::Approval, handler: &mut __AgentguardH) -> Self::Output {
+                    match self { #(#dispatch_arms)* }
+                }
+            }
+
+            #[automatically_derived]
+            impl<__AgentguardH: #async_handler + ?Sized> ::agentguard::AsyncDispatch<__AgentguardH> for #ident {
+                type Output = <__AgentguardH as #async_handler>::Output;
+
+                fn call(
+                    self,
+                    approval: ::agentguard::Approval,
+                    handler: &mut __AgentguardH,
+                ) -> impl ::core::future::Future<Output = Self::Output> + ::core::marker::Send + '_ {
+                    async move { match self { #(#async_dispatch_arms)* } }
+                }
+            }
+        };
+    }
+}
+
+/// `Enum::Variant { .. }` (or `Enum::Variant` for a unit variant).
+fn pattern(ident: &syn::Ident, v: &ToolVariant<'_>) -> TokenStream {
+    let vident = &v.original.ident;
+    match v.original.fields {
+        syn::Fields::Unit => quote!(#ident::#vident),
+        _ => quote!(#ident::#vident { .. }),
+    }
+}
