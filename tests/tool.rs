@@ -1,0 +1,209 @@
+//! `#[derive(Tool)]`: names, risks, parsing an LLM's tool call, and dispatch through the guard to a handler whose
+//! gated methods need an `Approval`.
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use agentguard::{AgentGuard, Approval, DenyReason, Gating, Risk, Tool, ToolParseError};
+use serde_json::json;
+
+/// The support desk's tools.
+#[derive(Tool, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+enum SupportTool {
+    /// Look a customer up.
+    ReadCustomer { id: u64 },
+    /// Delete a customer for good.
+    #[tool(risk = "irreversible")]
+    DeleteCustomer { id: u64 },
+    #[tool(name = "credit", dangerous)]
+    LoyaltyBonus { id: u64, points: u32 },
+    /// `reset_view` looks dangerous by name but only resets the UI.
+    #[tool(safe)]
+    ResetView,
+    UpdateEmail {
+        id: u64,
+        #[serde(rename = "address")]
+        email: String,
+    },
+}
+
+#[test]
+fn tool_names_are_snake_case_unless_renamed() {
+    assert_eq!(
+        SupportTool::NAMES,
+        ["read_customer", "delete_customer", "credit", "reset_view", "update_email"]
+    );
+    assert_eq!(SupportTool::ResetView.name(), "reset_view");
+    assert_eq!(SupportTool::LoyaltyBonus { id: 1, points: 2 }.name(), "credit");
+}
+
+#[test]
+fn risks_come_from_the_declaration_or_the_classifier() {
+    assert_eq!(SupportTool::DeleteCustomer { id: 1 }.gating(), Gating::Always(Risk::Irreversible));
+    assert_eq!(SupportTool::DeleteCustomer { id: 1 }.risk(), Some(Risk::Irreversible));
+    // `dangerous`: always asks; "credit" is not a verb the classifier knows, so it is manually flagged.
+    assert_eq!(
+        SupportTool::LoyaltyBonus { id: 1, points: 2 }.gating(),
+        Gating::Always(Risk::ManuallyFlagged)
+    );
+    assert_eq!(SupportTool::ResetView.gating(), Gating::Never);
+    assert_eq!(SupportTool::ResetView.risk(), None);
+    // Unmarked: the guard's rules; by name, update is a data mutation and read is safe.
+    let update = SupportTool::UpdateEmail { id: 1, email: "a@b.c".into() };
+    assert_eq!(update.gating(), Gating::Auto);
+    assert_eq!(update.risk(), Some(Risk::DataMutation));
+    assert_eq!(SupportTool::ReadCustomer { id: 1 }.risk(), None);
+}
+
+#[test]
+fn parses_an_llm_tool_call_into_the_enum() {
+    assert_eq!(
+        SupportTool::parse("delete_customer", json!({"id": 7})).unwrap(),
+        SupportTool::DeleteCustomer { id: 7 }
+    );
+    assert_eq!(SupportTool::parse("reset_view", json!({})).unwrap(), SupportTool::ResetView);
+    assert_eq!(SupportTool::parse("reset_view", serde_json::Value::Null).unwrap(), SupportTool::ResetView);
+    // Field attributes of serde apply: the param is called "address".
+    assert_eq!(
+        SupportTool::parse("update_email", json!({"id": 7, "address": "a@b.c"})).unwrap(),
+        SupportTool::UpdateEmail { id: 7, email: "a@b.c".into() }
+    );
+}
+
+#[test]
+fn unknown_tool_error_lists_the_known_ones() {
+    let err = SupportTool::parse("drop_database", json!({})).unwrap_err();
+    assert!(matches!(err, ToolParseError::UnknownTool { .. }));
+    assert_eq!(
+        err.to_string(),
+        "unknown tool \"drop_database\"; known tools: read_customer, delete_customer, credit, reset_view, update_email"
+    );
+}
+
+#[test]
+fn bad_params_error_names_the_field_path() {
+    let err = SupportTool::parse("credit", json!({"id": 7, "points": "lots"})).unwrap_err();
+    match &err {
+        ToolParseError::BadParams { tool, path, message } => {
+            assert_eq!(*tool, "credit");
+            assert_eq!(path, "points");
+            assert!(message.contains("invalid type"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(err.to_string().starts_with("bad params for tool \"credit\" at `points`"), "{err}");
+    let missing = SupportTool::parse("delete_customer", json!({})).unwrap_err().to_string();
+    assert!(missing.contains("missing field `id`"), "{missing}");
+    let extra = SupportTool::parse("delete_customer", json!({"id": 1, "cascade": true})).unwrap_err().to_string();
+    assert!(extra.contains("unknown field `cascade`"), "{extra}");
+}
+
+#[test]
+fn params_snapshot_is_the_fields_by_name() {
+    let t = SupportTool::UpdateEmail { id: 7, email: "a@b.c".into() };
+    assert_eq!(t.params().unwrap(), json!({"id": 7, "address": "a@b.c"}));
+    assert_eq!(SupportTool::ResetView.params().unwrap(), json!({}));
+}
+
+/// A handler: gated tools' methods take the Approval.
+#[derive(Default)]
+struct Desk {
+    log: Vec<String>,
+}
+
+impl SupportToolHandler for Desk {
+    type Output = String;
+
+    fn read_customer(&mut self, id: u64) -> String {
+        self.log.push(format!("read {id}"));
+        format!("customer {id}")
+    }
+    fn delete_customer(&mut self, approval: Approval, id: u64) -> String {
+        assert!(approval.was_asked());
+        self.log.push(format!("deleted {id}"));
+        format!("deleted {id}, approved by {}", approval.actor().unwrap_or("?"))
+    }
+    fn loyalty_bonus(&mut self, _approval: Approval, id: u64, points: u32) -> String {
+        format!("credited {points} to {id}")
+    }
+    fn reset_view(&mut self) -> String {
+        "reset".into()
+    }
+    fn update_email(&mut self, _approval: Approval, id: u64, email: String) -> String {
+        format!("{id} -> {email}")
+    }
+}
+
+#[test]
+fn dispatch_runs_safe_tools_unasked_and_gated_ones_only_when_approved() {
+    let guard = AgentGuard::callback(|req| req.params()["id"] != 666).no_audit().build();
+    let mut desk = Desk::default();
+    let call = SupportTool::parse("read_customer", json!({"id": 7})).unwrap();
+    assert_eq!(guard.dispatch(call, &mut desk).unwrap(), "customer 7");
+    let call = SupportTool::parse("delete_customer", json!({"id": 7})).unwrap();
+    assert_eq!(guard.dispatch(call, &mut desk).unwrap(), "deleted 7, approved by callback");
+    let call = SupportTool::parse("delete_customer", json!({"id": 666})).unwrap();
+    let denied = guard.dispatch(call, &mut desk).unwrap_err();
+    assert_eq!(denied.reason(), DenyReason::UserDenied);
+    assert_eq!(desk.log, ["read 7", "deleted 7"], "the denied delete never ran");
+    assert_eq!(guard.dispatch(SupportTool::ResetView, &mut desk).unwrap(), "reset");
+}
+
+#[test]
+fn dispatch_through_an_external_guard_waits_for_the_resolve() {
+    let (tx, rx) = mpsc::channel();
+    let guard = AgentGuard::external()
+        .on_request(move |req| {
+            let _ = tx.send(req.clone());
+        })
+        .timeout(Duration::from_secs(30))
+        .no_audit()
+        .build();
+    let g = guard.clone();
+    let agent = std::thread::spawn(move || {
+        let mut desk = Desk::default();
+        let call = SupportTool::parse("credit", json!({"id": 7, "points": 500})).unwrap();
+        g.dispatch(call, &mut desk)
+    });
+    let req = rx.recv().unwrap();
+    assert_eq!(req.tool(), "credit");
+    assert_eq!(req.risk(), Risk::ManuallyFlagged);
+    guard.resolve(req.request_id(), false, Some("alice"));
+    assert_eq!(agent.join().unwrap().unwrap_err().reason(), DenyReason::UserDenied);
+}
+
+/// The async handler: methods written as `async fn`.
+struct AsyncDesk;
+
+impl SupportToolAsyncHandler for AsyncDesk {
+    type Output = String;
+
+    async fn read_customer(&mut self, id: u64) -> String {
+        tokio::task::yield_now().await;
+        format!("customer {id}")
+    }
+    async fn delete_customer(&mut self, _approval: Approval, id: u64) -> String {
+        format!("deleted {id}")
+    }
+    async fn loyalty_bonus(&mut self, _approval: Approval, id: u64, points: u32) -> String {
+        format!("credited {points} to {id}")
+    }
+    async fn reset_view(&mut self) -> String {
+        "reset".into()
+    }
+    async fn update_email(&mut self, _approval: Approval, id: u64, email: String) -> String {
+        format!("{id} -> {email}")
+    }
+}
+
+#[tokio::test]
+async fn async_dispatch_approve_and_deny() {
+    let guard = AgentGuard::async_callback(|req: agentguard::ApprovalRequest| async move { req.params()["id"] == 7 })
+        .no_audit()
+        .build();
+    let mut desk = AsyncDesk;
+    let ok = guard.adispatch(SupportTool::DeleteCustomer { id: 7 }, &mut desk).await;
+    assert_eq!(ok.unwrap(), "deleted 7");
+    let denied = guard.adispatch(SupportTool::DeleteCustomer { id: 8 }, &mut desk).await;
+    assert_eq!(denied.unwrap_err().reason(), DenyReason::UserDenied);
+}
