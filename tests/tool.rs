@@ -31,7 +31,13 @@ enum SupportTool {
 fn tool_names_are_snake_case_unless_renamed() {
     assert_eq!(
         SupportTool::NAMES,
-        ["read_customer", "delete_customer", "credit", "reset_view", "update_email"]
+        [
+            "read_customer",
+            "delete_customer",
+            "credit",
+            "reset_view",
+            "update_email"
+        ]
     );
     assert_eq!(SupportTool::ResetView.name(), "reset_view");
     assert_eq!(SupportTool::LoyaltyBonus { id: 1, points: 2 }.name(), "credit");
@@ -39,7 +45,10 @@ fn tool_names_are_snake_case_unless_renamed() {
 
 #[test]
 fn risks_come_from_the_declaration_or_the_classifier() {
-    assert_eq!(SupportTool::DeleteCustomer { id: 1 }.gating(), Gating::Always(Risk::Irreversible));
+    assert_eq!(
+        SupportTool::DeleteCustomer { id: 1 }.gating(),
+        Gating::Always(Risk::Irreversible)
+    );
     assert_eq!(SupportTool::DeleteCustomer { id: 1 }.risk(), Some(Risk::Irreversible));
     // `dangerous`: always asks; "credit" is not a verb the classifier knows, so it is manually flagged.
     assert_eq!(
@@ -49,7 +58,10 @@ fn risks_come_from_the_declaration_or_the_classifier() {
     assert_eq!(SupportTool::ResetView.gating(), Gating::Never);
     assert_eq!(SupportTool::ResetView.risk(), None);
     // Unmarked: the guard's rules; by name, update is a data mutation and read is safe.
-    let update = SupportTool::UpdateEmail { id: 1, email: "a@b.c".into() };
+    let update = SupportTool::UpdateEmail {
+        id: 1,
+        email: "a@b.c".into(),
+    };
     assert_eq!(update.gating(), Gating::Auto);
     assert_eq!(update.risk(), Some(Risk::DataMutation));
     assert_eq!(SupportTool::ReadCustomer { id: 1 }.risk(), None);
@@ -61,12 +73,21 @@ fn parses_an_llm_tool_call_into_the_enum() {
         SupportTool::parse("delete_customer", json!({"id": 7})).unwrap(),
         SupportTool::DeleteCustomer { id: 7 }
     );
-    assert_eq!(SupportTool::parse("reset_view", json!({})).unwrap(), SupportTool::ResetView);
-    assert_eq!(SupportTool::parse("reset_view", serde_json::Value::Null).unwrap(), SupportTool::ResetView);
+    assert_eq!(
+        SupportTool::parse("reset_view", json!({})).unwrap(),
+        SupportTool::ResetView
+    );
+    assert_eq!(
+        SupportTool::parse("reset_view", serde_json::Value::Null).unwrap(),
+        SupportTool::ResetView
+    );
     // Field attributes of serde apply: the param is called "address".
     assert_eq!(
         SupportTool::parse("update_email", json!({"id": 7, "address": "a@b.c"})).unwrap(),
-        SupportTool::UpdateEmail { id: 7, email: "a@b.c".into() }
+        SupportTool::UpdateEmail {
+            id: 7,
+            email: "a@b.c".into()
+        }
     );
 }
 
@@ -91,16 +112,27 @@ fn bad_params_error_names_the_field_path() {
         }
         other => panic!("{other:?}"),
     }
-    assert!(err.to_string().starts_with("bad params for tool \"credit\" at `points`"), "{err}");
-    let missing = SupportTool::parse("delete_customer", json!({})).unwrap_err().to_string();
+    assert!(
+        err.to_string()
+            .starts_with("bad params for tool \"credit\" at `points`"),
+        "{err}"
+    );
+    let missing = SupportTool::parse("delete_customer", json!({}))
+        .unwrap_err()
+        .to_string();
     assert!(missing.contains("missing field `id`"), "{missing}");
-    let extra = SupportTool::parse("delete_customer", json!({"id": 1, "cascade": true})).unwrap_err().to_string();
+    let extra = SupportTool::parse("delete_customer", json!({"id": 1, "cascade": true}))
+        .unwrap_err()
+        .to_string();
     assert!(extra.contains("unknown field `cascade`"), "{extra}");
 }
 
 #[test]
 fn params_snapshot_is_the_fields_by_name() {
-    let t = SupportTool::UpdateEmail { id: 7, email: "a@b.c".into() };
+    let t = SupportTool::UpdateEmail {
+        id: 7,
+        email: "a@b.c".into(),
+    };
     assert_eq!(t.params().unwrap(), json!({"id": 7, "address": "a@b.c"}));
     assert_eq!(SupportTool::ResetView.params().unwrap(), json!({}));
 }
@@ -141,7 +173,10 @@ fn dispatch_runs_safe_tools_unasked_and_gated_ones_only_when_approved() {
     let call = SupportTool::parse("read_customer", json!({"id": 7})).unwrap();
     assert_eq!(guard.dispatch(call, &mut desk).unwrap(), "customer 7");
     let call = SupportTool::parse("delete_customer", json!({"id": 7})).unwrap();
-    assert_eq!(guard.dispatch(call, &mut desk).unwrap(), "deleted 7, approved by callback");
+    assert_eq!(
+        guard.dispatch(call, &mut desk).unwrap(),
+        "deleted 7, approved by callback"
+    );
     let call = SupportTool::parse("delete_customer", json!({"id": 666})).unwrap();
     let denied = guard.dispatch(call, &mut desk).unwrap_err();
     assert_eq!(denied.reason(), DenyReason::UserDenied);

@@ -26,7 +26,7 @@ pub fn gate(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// Implements `agentguard::Tool` for an enum of tool calls and generates its `<Enum>Handler` and
 /// `<Enum>AsyncHandler` traits. Variant options: `#[tool(name = "...")]`, `#[tool(risk = "...")]`,
 /// `#[tool(dangerous)]`, `#[tool(safe)]`.
-#[proc_macro_derive(Tool, attributes(tool))]
+#[proc_macro_derive(Tool, attributes(tool, serde))]
 pub fn derive_tool(input: TokenStream) -> TokenStream {
     tool::expand(input.into()).into()
 }

@@ -113,7 +113,7 @@ pub mod __private {
     #[diagnostic::on_unimplemented(
         message = "`{Self}` cannot be frozen into the approved params: it does not implement `serde::Serialize`",
         label = "this argument is not `Serialize`",
-        note = "add `skip({Self})`-style `#[gate(skip(<argument name>))]` to leave it out of the snapshot (it is then not covered by the approval), or derive `serde::Serialize` for it"
+        note = "derive or implement `serde::Serialize` for it, or leave this argument out of the approved params with `#[gate(skip(<argument name>))]` (a skipped argument is not covered by the approval)"
     )]
     pub trait GateArg {
         /// The argument as JSON.

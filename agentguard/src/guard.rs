@@ -338,17 +338,18 @@ pub struct Approval {
     actor: Option<String>,
 }
 
-impl Approval {
-    fn allowed(tool: String, params: Value) -> Self {
-        Approval {
-            tool,
-            params,
-            request_id: None,
-            digest: None,
-            actor: None,
-        }
+/// The approval of a call that was safe: nobody was asked.
+fn unasked_approval(tool: String, params: Value) -> Approval {
+    Approval {
+        tool,
+        params,
+        request_id: None,
+        digest: None,
+        actor: None,
     }
+}
 
+impl Approval {
     /// The tool that was allowed.
     pub fn tool(&self) -> &str {
         &self.tool
@@ -447,7 +448,7 @@ impl AgentGuard {
         let inner = &*self.inner;
         let Some(risk) = inner.gate_risk(&call.name, gate) else {
             inner.record_allowed(&call);
-            return Ok(Approval::allowed(call.name, call.params));
+            return Ok(unasked_approval(call.name, call.params));
         };
         let parked = inner.prepare(call, risk)?;
         let verdict = match &inner.approver {
@@ -469,7 +470,7 @@ impl AgentGuard {
         let inner = &*self.inner;
         let Some(risk) = inner.gate_risk(&call.name, gate) else {
             inner.record_allowed(&call);
-            return Ok(Decided::Allowed(Approval::allowed(call.name, call.params)));
+            return Ok(Decided::Allowed(unasked_approval(call.name, call.params)));
         };
         let parked = inner.prepare(call, risk)?;
         let verdict = inner.verdict_async(&parked).await;

@@ -1,0 +1,6 @@
+use agentguard::gate;
+
+#[gate]
+const fn delete_nothing() {}
+
+fn main() {}

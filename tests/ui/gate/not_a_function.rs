@@ -1,0 +1,8 @@
+use agentguard::gate;
+
+#[gate]
+struct DeleteFile {
+    path: String,
+}
+
+fn main() {}

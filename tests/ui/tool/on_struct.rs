@@ -1,0 +1,8 @@
+use agentguard::Tool;
+
+#[derive(Tool)]
+struct DeleteFile {
+    path: String,
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+use agentguard::Tool;
+
+#[derive(Tool)]
+enum Tools {
+    DeleteFile(String),
+}
+
+fn main() {}
