@@ -52,3 +52,43 @@ fn support_desk_runs_safe_calls_asks_for_the_rest_and_keeps_an_intact_chain() {
         "three cards, each shown and answered:\n{stdout}"
     );
 }
+
+fn run(name: &str) -> String {
+    let out = Command::new(example(name)).stdin(Stdio::null()).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{name} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn gated_functions_example_runs_approved_bodies_and_blocks_the_denied_one() {
+    let stdout = run("gated_functions");
+    for expected in [
+        "ran: Ok(\"deleted notes.txt\")",
+        "Blocked by AgentGuard (user_denied)",
+        "\"smtp_password\":\"[REDACTED]\"",
+        "ran: 1",
+        "ran: \"billing is now at 1.4.2\"",
+    ] {
+        assert!(stdout.contains(expected), "missing {expected:?} in:\n{stdout}");
+    }
+    assert!(!stdout.contains("hunter2"));
+}
+
+#[test]
+fn tool_enum_example_parses_dispatches_and_reports_bad_calls() {
+    let stdout = run("tool_enum");
+    for expected in [
+        "read_customer: {\"id\":7,\"name\":\"Jane Doe\",\"plan\":\"pro\"}",
+        "(approved by alice)",
+        "delete_customer: {\"denied\":true,\"reason\":\"user_denied\"",
+        "loyalty_bonus: \"#7 credited 500 points\"",
+        "unknown tool \"drop_database\"; known tools: read_customer, update_email, delete_customer, loyalty_bonus",
+        "bad params for tool \"loyalty_bonus\" at `points`",
+    ] {
+        assert!(stdout.contains(expected), "missing {expected:?} in:\n{stdout}");
+    }
+}
