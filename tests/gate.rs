@@ -243,3 +243,20 @@ fn the_guard_can_be_named_by_a_function_call() {
     assert_eq!(drop_table("t".into()).unwrap(), "dropped t");
     assert!(drop_table("forbidden".into()).is_err());
 }
+
+#[gate(guard = GUARD)]
+async fn count_cells(counter: std::cell::Cell<u32>) -> u32 {
+    tokio::task::yield_now().await;
+    counter.get()
+}
+
+fn assert_send<T: Send>(value: T) -> T {
+    value
+}
+
+#[tokio::test]
+async fn async_gated_future_is_send_when_its_arguments_are_send_even_if_not_sync() {
+    // Cell is Send but not Sync: the gated future must still be spawnable.
+    let fut = assert_send(count_cells(std::cell::Cell::new(3)));
+    assert_eq!(tokio::spawn(fut).await.unwrap().unwrap(), 3);
+}

@@ -213,6 +213,11 @@ pub mod __private {
         }
     }
 
+    /// Gives an async block its output type, so `?` inside it can infer the error type.
+    pub fn typed_future<R, F: std::future::Future<Output = R>>(future: F) -> F {
+        future
+    }
+
     /// Parses a tool's params into its generated args struct, with the path of a bad field.
     pub fn parse_args<T: serde::de::DeserializeOwned>(
         tool: &'static str,

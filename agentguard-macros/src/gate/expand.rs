@@ -90,6 +90,13 @@ pub(crate) fn expand(g: &Gated<'_>) -> TokenStream {
         };
         let __agentguard_call = ::agentguard::ToolCall::new(#name, __agentguard_snapshot) #redact;
     };
+    // The body as an async block (not an async closure, whose call would borrow it and make the future `Send` only
+    // for `Sync` arguments), typed by `typed_future` so that `?` inside it knows its error type.
+    let async_body = if mentions_impl_trait(&ret) {
+        quote!(async move #body)
+    } else {
+        quote!(::agentguard::__private::typed_future::<#ret, _>(async move #body))
+    };
     let gated_body = if f.sig.asyncness.is_some() {
         quote! {
             #prologue
@@ -101,7 +108,7 @@ pub(crate) fn expand(g: &Gated<'_>) -> TokenStream {
             .await?;
             let __agentguard_approval = __agentguard_decided.finish(::core::option::Option::Some(&#build))?;
             ::core::mem::drop(__agentguard_approval);
-            ::core::result::Result::Ok((async move || #ret_annotation #body)().await)
+            ::core::result::Result::Ok(#async_body.await)
         }
     } else {
         quote! {
