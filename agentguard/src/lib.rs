@@ -46,6 +46,8 @@ mod guard;
 mod params;
 mod request;
 mod store;
+#[cfg(feature = "sqlite")]
+mod sqlite;
 mod tool;
 
 pub use agentguard_classify::{classify, ParseRiskError, Risk};
@@ -69,6 +71,8 @@ pub use agentguard_macros::gate;
 /// `#[derive(Tool)]`: an enum of tool calls with parsing, gating and a handler trait.
 pub use agentguard_macros::Tool;
 
-pub use store::{
+#[cfg(feature = "sqlite")]
+pub use sqlite::{SqliteStore, MAX_POLL as SQLITE_MAX_POLL, SQLITE_SCHEMA_VERSION};
+pub use store::{open_store, 
     ApprovalStore, Decision, InMemoryStore, RequestState, StoreError, StoredRequest, WaitFuture, DEFAULT_RETENTION,
 };

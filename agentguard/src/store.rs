@@ -30,6 +30,17 @@ pub enum RequestState {
 }
 
 impl RequestState {
+    /// The snake_case name: `pending`, `approved`, `denied`, `expired`, `executed`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RequestState::Pending => "pending",
+            RequestState::Approved => "approved",
+            RequestState::Denied => "denied",
+            RequestState::Expired => "expired",
+            RequestState::Executed => "executed",
+        }
+    }
+
     /// `true` for every state but [`Pending`](Self::Pending).
     pub fn is_final(self) -> bool {
         self != RequestState::Pending
@@ -157,6 +168,40 @@ pub trait ApprovalStore: Send + Sync + fmt::Debug + 'static {
 
     /// Blocks the calling thread until the request is no longer pending (`Some`) or `until` passes (`None`).
     fn wait_blocking(&self, id: &RequestId, until: Instant) -> Result<Option<Decision>, StoreError>;
+}
+
+/// Opens a store from a URL, as the CLI's `--store` and `AGENTGUARD_STORE` take it:
+///
+/// - `sqlite:PATH` (or `sqlite://PATH`): a [`SqliteStore`](crate::SqliteStore) file shared by processes on one host
+///   (feature `sqlite`);
+/// - `memory:`: a fresh [`InMemoryStore`], for tests.
+///
+/// Anything else is an error that lists what is accepted.
+pub fn open_store(url: &str) -> Result<Arc<dyn ApprovalStore>, StoreError> {
+    let url = url.trim();
+    if url == "memory:" {
+        return Ok(Arc::new(InMemoryStore::new()));
+    }
+    if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+        if path.is_empty() {
+            return Err(StoreError::new("store URL `sqlite:` needs a file path, e.g. sqlite:/var/lib/agentguard.db"));
+        }
+        #[cfg(feature = "sqlite")]
+        return Ok(Arc::new(crate::SqliteStore::open(path)?));
+        #[cfg(not(feature = "sqlite"))]
+        return Err(StoreError::new(
+            "this build of agentguard has no sqlite store: enable the `sqlite` feature",
+        ));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Err(StoreError::new(
+            "the PostgreSQL store is not part of this release yet; use sqlite:PATH for processes on one host",
+        ));
+    }
+    let scheme = url.split(':').next().unwrap_or(url);
+    Err(StoreError::new(format!(
+        "unknown store URL scheme {scheme:?} in {url:?}: expected sqlite:PATH (or memory: for tests)"
+    )))
 }
 
 /// Default retention of decided requests in an [`InMemoryStore`]: 10 minutes.

@@ -1,0 +1,382 @@
+//! [`SqliteStore`]: parked requests in one SQLite file shared by the processes of one host.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use crate::request::{ApprovalRequest, RequestId, ResolveOutcome, Resolution};
+use crate::store::{ApprovalStore, Decision, RequestState, StoreError, StoredRequest, WaitFuture};
+
+/// The schema version this build writes and reads.
+pub const SQLITE_SCHEMA_VERSION: i64 = 1;
+
+/// First poll interval of a waiter; doubles up to [`MAX_POLL`].
+const FIRST_POLL: Duration = Duration::from_millis(2);
+/// Longest poll interval of a waiter: a decision made by another process is seen within this.
+pub const MAX_POLL: Duration = Duration::from_millis(25);
+
+/// Parked requests in a SQLite database file, so an agent in one process can be approved from another (the
+/// `agentguard` CLI, a web server) on the same host.
+///
+/// The file is opened in WAL mode; every decision is a compare-and-set inside `BEGIN IMMEDIATE`, so of concurrent
+/// answers from any number of processes exactly one wins. A waiting agent polls its request's row, starting at 2 ms
+/// and backing off to [`MAX_POLL`] (25 ms), so a decision is seen within about 25 ms. Deadlines are stored as Unix
+/// milliseconds and judged by the deciding process's clock (one host: one clock).
+///
+/// Decided requests stay in the file (the CLI's `show` reads them) and are deleted after the retention window
+/// (default 7 days) by later inserts.
+pub struct SqliteStore {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+    retention: Duration,
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore").field("path", &self.path).finish()
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn to_ms(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+fn db_err(what: &str) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
+    move |e| StoreError::with_source(format!("sqlite store: {what}"), e)
+}
+
+fn parse_state(s: &str) -> Result<RequestState, StoreError> {
+    Ok(match s {
+        "pending" => RequestState::Pending,
+        "approved" => RequestState::Approved,
+        "denied" => RequestState::Denied,
+        "expired" => RequestState::Expired,
+        "executed" => RequestState::Executed,
+        other => return Err(StoreError::new(format!("sqlite store: unknown state {other:?} in the database"))),
+    })
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and brings a new file to the current schema. A file at
+    /// another schema version is refused with a message, never half-migrated.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let conn = Connection::open(&path).map_err(|e| {
+            StoreError::with_source(
+                format!(
+                    "cannot open the sqlite store at {} (does its directory exist and is it writable?)",
+                    path.display()
+                ),
+                e,
+            )
+        })?;
+        conn.busy_timeout(Duration::from_secs(10)).map_err(db_err("set busy timeout"))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(db_err("enable WAL (is the file a SQLite database?)"))?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(db_err("set synchronous"))?;
+        migrate(&conn, &path)?;
+        Ok(SqliteStore {
+            path,
+            conn: Mutex::new(conn),
+            retention: Duration::from_secs(7 * 24 * 3600),
+        })
+    }
+
+    /// Deletes decided requests `retention` after their decision (default 7 days).
+    pub fn retention(mut self, retention: Duration) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn decision(conn: &Connection, id: &RequestId) -> Result<Option<(Decision, i64)>, StoreError> {
+        conn.query_row(
+            "SELECT state, actor, note, deadline_ms FROM agentguard_requests WHERE id = ?1",
+            params![id.as_str()],
+            |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, Option<String>>(1)?,
+                    row.get::<_, Option<String>>(2)?,
+                    row.get::<_, i64>(3)?,
+                ))
+            },
+        )
+        .optional()
+        .map_err(db_err("read a request"))?
+        .map(|(state, actor, note, deadline)| {
+            Ok((
+                Decision {
+                    state: parse_state(&state)?,
+                    actor,
+                    note,
+                },
+                deadline,
+            ))
+        })
+        .transpose()
+    }
+
+    fn poll_decision(&self, id: &RequestId) -> Result<Decision, StoreError> {
+        let conn = self.conn();
+        match Self::decision(&conn, id)? {
+            Some((d, _)) => Ok(d),
+            None => Err(StoreError::new(format!("no request {id} in the sqlite store"))),
+        }
+    }
+}
+
+fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let has_meta: bool = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'agentguard_meta'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .map_err(db_err("read the schema (is the file a SQLite database?)"))?
+        > 0;
+    if has_meta {
+        let version: Option<String> = conn
+            .query_row("SELECT value FROM agentguard_meta WHERE key = 'schema_version'", [], |r| r.get(0))
+            .optional()
+            .map_err(db_err("read the schema version"))?;
+        let version: i64 = version.and_then(|v| v.parse().ok()).unwrap_or(0);
+        if version != SQLITE_SCHEMA_VERSION {
+            return Err(StoreError::new(format!(
+                "the sqlite store at {} has schema version {version}, and this agentguard reads version \
+                 {SQLITE_SCHEMA_VERSION}; drain it with the agentguard version that created it, then move the file \
+                 aside (nothing was changed)",
+                path.display()
+            )));
+        }
+        return Ok(());
+    }
+    conn.execute_batch(
+        "BEGIN IMMEDIATE;
+         CREATE TABLE IF NOT EXISTS agentguard_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+         CREATE TABLE IF NOT EXISTS agentguard_requests (
+             id TEXT PRIMARY KEY,
+             request TEXT NOT NULL,
+             tool TEXT NOT NULL,
+             params_digest TEXT NOT NULL,
+             created_ms INTEGER NOT NULL,
+             deadline_ms INTEGER NOT NULL,
+             state TEXT NOT NULL,
+             actor TEXT,
+             note TEXT,
+             decided_ms INTEGER,
+             executed_ms INTEGER
+         );
+         CREATE INDEX IF NOT EXISTS agentguard_requests_state ON agentguard_requests (state, deadline_ms);
+         INSERT OR IGNORE INTO agentguard_meta (key, value) VALUES ('schema_version', '1');
+         COMMIT;",
+    )
+    .map_err(db_err("create the schema"))
+}
+
+impl ApprovalStore for SqliteStore {
+    fn insert(&self, request: &ApprovalRequest) -> Result<(), StoreError> {
+        let json = serde_json::to_string(request)
+            .map_err(|e| StoreError::new(format!("sqlite store: cannot serialize the request: {e}")))?;
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO agentguard_requests (id, request, tool, params_digest, created_ms, deadline_ms, state)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending')",
+            params![
+                request.request_id().as_str(),
+                json,
+                request.tool(),
+                request.params_digest().as_str(),
+                to_ms(request.timestamp()),
+                to_ms(request.deadline()),
+            ],
+        )
+        .map_err(db_err("park a request"))?;
+        let horizon = now_ms() - self.retention.as_millis() as i64;
+        conn.execute(
+            "DELETE FROM agentguard_requests WHERE state != 'pending' AND state != 'approved' AND decided_ms < ?1",
+            params![horizon],
+        )
+        .map_err(db_err("prune old requests"))?;
+        Ok(())
+    }
+
+    fn resolve(&self, resolution: &Resolution) -> Result<ResolveOutcome, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db_err("begin a decision"))?;
+        let id = resolution.request_id.as_str();
+        let row: Option<(String, i64, String)> = tx
+            .query_row(
+                "SELECT state, deadline_ms, params_digest FROM agentguard_requests WHERE id = ?1",
+                params![id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .map_err(db_err("read a request"))?;
+        let Some((state, deadline_ms, digest)) = row else {
+            return Ok(ResolveOutcome::Unknown);
+        };
+        let outcome = match parse_state(&state)? {
+            RequestState::Expired => ResolveOutcome::Expired,
+            RequestState::Pending if now_ms() >= deadline_ms => {
+                tx.execute(
+                    "UPDATE agentguard_requests SET state = 'expired', decided_ms = ?2 WHERE id = ?1",
+                    params![id, now_ms()],
+                )
+                .map_err(db_err("expire a request"))?;
+                ResolveOutcome::Expired
+            }
+            RequestState::Pending => {
+                if resolution.params_digest.as_ref().is_some_and(|d| d.as_str() != digest) {
+                    ResolveOutcome::DigestMismatch
+                } else {
+                    let state = if resolution.approved { "approved" } else { "denied" };
+                    tx.execute(
+                        "UPDATE agentguard_requests SET state = ?2, actor = ?3, note = ?4, decided_ms = ?5
+                         WHERE id = ?1 AND state = 'pending'",
+                        params![id, state, resolution.actor, resolution.note, now_ms()],
+                    )
+                    .map_err(db_err("record a decision"))?;
+                    ResolveOutcome::Resolved
+                }
+            }
+            _ => ResolveOutcome::AlreadyResolved,
+        };
+        tx.commit().map_err(db_err("commit a decision"))?;
+        Ok(outcome)
+    }
+
+    fn expire(&self, id: &RequestId) -> Result<Option<Decision>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db_err("begin an expiry"))?;
+        tx.execute(
+            "UPDATE agentguard_requests SET state = 'expired', decided_ms = ?2 WHERE id = ?1 AND state = 'pending'",
+            params![id.as_str(), now_ms()],
+        )
+        .map_err(db_err("expire a request"))?;
+        let decision = Self::decision(&tx, id)?.map(|(d, _)| d);
+        tx.commit().map_err(db_err("commit an expiry"))?;
+        Ok(decision)
+    }
+
+    fn abandon(&self, id: &RequestId) -> Result<(), StoreError> {
+        self.conn()
+            .execute(
+                "UPDATE agentguard_requests SET state = 'expired', decided_ms = ?2
+                 WHERE id = ?1 AND state IN ('pending', 'approved')",
+                params![id.as_str(), now_ms()],
+            )
+            .map_err(db_err("abandon a request"))?;
+        Ok(())
+    }
+
+    fn claim(&self, id: &RequestId) -> Result<bool, StoreError> {
+        let changed = self
+            .conn()
+            .execute(
+                "UPDATE agentguard_requests SET state = 'executed', executed_ms = ?2 WHERE id = ?1 AND state = 'approved'",
+                params![id.as_str(), now_ms()],
+            )
+            .map_err(db_err("claim a request"))?;
+        Ok(changed == 1)
+    }
+
+    fn get(&self, id: &RequestId) -> Result<Option<StoredRequest>, StoreError> {
+        let conn = self.conn();
+        let row: Option<(String, String, Option<String>, Option<String>, i64)> = conn
+            .query_row(
+                "SELECT request, state, actor, note, deadline_ms FROM agentguard_requests WHERE id = ?1",
+                params![id.as_str()],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .optional()
+            .map_err(db_err("read a request"))?;
+        row.map(|(json, state, actor, note, deadline_ms)| {
+            let request: ApprovalRequest = serde_json::from_str(&json)
+                .map_err(|e| StoreError::new(format!("sqlite store: request {id} is damaged: {e}")))?;
+            let mut state = parse_state(&state)?;
+            // A pending request past its deadline whose agent is gone is expired, whether or not anyone wrote it.
+            if state == RequestState::Pending && now_ms() >= deadline_ms {
+                state = RequestState::Expired;
+            }
+            Ok(StoredRequest {
+                request,
+                decision: Decision { state, actor, note },
+            })
+        })
+        .transpose()
+    }
+
+    fn pending(&self) -> Result<Vec<ApprovalRequest>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT request FROM agentguard_requests WHERE state = 'pending' AND deadline_ms > ?1
+                 ORDER BY created_ms, id",
+            )
+            .map_err(db_err("list pending requests"))?;
+        let rows = stmt
+            .query_map(params![now_ms()], |r| r.get::<_, String>(0))
+            .map_err(db_err("list pending requests"))?;
+        let mut out = Vec::new();
+        for json in rows {
+            let json = json.map_err(db_err("list pending requests"))?;
+            out.push(
+                serde_json::from_str(&json)
+                    .map_err(|e| StoreError::new(format!("sqlite store: a parked request is damaged: {e}")))?,
+            );
+        }
+        Ok(out)
+    }
+
+    fn wait<'a>(&'a self, id: &'a RequestId) -> WaitFuture<'a> {
+        Box::pin(async move {
+            let mut interval = FIRST_POLL;
+            loop {
+                let decision = self.poll_decision(id)?;
+                if decision.state.is_final() {
+                    return Ok(decision);
+                }
+                tokio::time::sleep(interval).await;
+                interval = (interval * 2).min(MAX_POLL);
+            }
+        })
+    }
+
+    fn wait_blocking(&self, id: &RequestId, until: Instant) -> Result<Option<Decision>, StoreError> {
+        let mut interval = FIRST_POLL;
+        loop {
+            let decision = self.poll_decision(id)?;
+            if decision.state.is_final() {
+                return Ok(Some(decision));
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            std::thread::sleep(interval.min(left));
+            interval = (interval * 2).min(MAX_POLL);
+        }
+    }
+}
