@@ -1,0 +1,343 @@
+//! `agentguard`: answer and inspect parked approval requests in a shared store, and verify audit logs.
+//!
+//! ```text
+//! agentguard --store sqlite:/tmp/agentguard.db pending
+//! agentguard --store sqlite:/tmp/agentguard.db approve 3f9c2b1e-8d4a-4f7b-9c1d-2e5f6a7b8c9d --actor alice
+//! agentguard audit verify agentguard.log
+//! ```
+//!
+//! Exit codes: 0 done (resolved); 1 other error; 2 bad usage or a malformed id; 3 unknown request; 4 already
+//! resolved; 5 expired; 6 digest mismatch; 7 store unreachable or unusable; 8 audit chain broken.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use agentguard::{ApprovalRequest, ApprovalStore, ParamsDigest, RequestId, ResolveOutcome, Resolution};
+use clap::{Parser, Subcommand};
+
+const EXIT_ERROR: u8 = 1;
+const EXIT_USAGE: u8 = 2;
+const EXIT_UNKNOWN: u8 = 3;
+const EXIT_ALREADY: u8 = 4;
+const EXIT_EXPIRED: u8 = 5;
+const EXIT_DIGEST: u8 = 6;
+const EXIT_STORE: u8 = 7;
+const EXIT_AUDIT: u8 = 8;
+
+#[derive(Parser, Debug)]
+#[command(name = "agentguard", version, about = "Answer and inspect agentguard approval requests")]
+struct Cli {
+    /// Where parked requests are: sqlite:PATH.
+    #[arg(long, env = "AGENTGUARD_STORE", global = true, value_name = "URL")]
+    store: Option<String>,
+    /// Print JSON instead of human-readable text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// List the requests waiting for an answer.
+    Pending,
+    /// Show one request and what became of it.
+    Show {
+        /// The request id (from `pending`).
+        id: String,
+    },
+    /// Approve a request: the agent's call runs.
+    Approve {
+        /// The request id (from `pending`).
+        id: String,
+        /// Who approves (recorded in the audit).
+        #[arg(long, env = "USER")]
+        actor: Option<String>,
+        /// Approve only if the params still have this digest (from `show`).
+        #[arg(long)]
+        digest: Option<String>,
+    },
+    /// Deny a request: the agent gets ActionDenied.
+    Deny {
+        /// The request id (from `pending`).
+        id: String,
+        /// Who denies (recorded in the audit).
+        #[arg(long, env = "USER")]
+        actor: Option<String>,
+        /// Why; given to the agent.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Print requests as they are parked and as they leave, until interrupted.
+    Watch {
+        /// How often to look, in milliseconds.
+        #[arg(long, default_value_t = 250)]
+        interval_ms: u64,
+    },
+    /// Audit log tools.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AuditCommand {
+    /// Check the hash chain of an audit log (and its rotated files).
+    Verify {
+        /// The log file (agentguard.log, or $AGENTGUARD_LOG).
+        file: Option<PathBuf>,
+    },
+}
+
+/// A failure with the exit code that says which.
+struct Failure {
+    code: u8,
+    message: String,
+}
+
+fn fail(code: u8, message: impl Into<String>) -> Failure {
+    Failure {
+        code,
+        message: message.into(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("agentguard: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn run(cli: &Cli) -> Result<(), Failure> {
+    match &cli.command {
+        Command::Audit {
+            command: AuditCommand::Verify { file },
+        } => verify(cli, file.clone()),
+        Command::Pending => pending(cli, &*open(cli)?),
+        Command::Show { id } => show(cli, &*open(cli)?, &parse_id(id)?),
+        Command::Approve { id, actor, digest } => {
+            let id = parse_id(id)?;
+            let mut answer = Resolution::approve(id);
+            answer.actor = actor.clone();
+            if let Some(d) = digest {
+                answer.params_digest = Some(d.parse::<ParamsDigest>().map_err(|e| fail(EXIT_USAGE, e.to_string()))?);
+            }
+            answer_request(cli, &*open(cli)?, &answer)
+        }
+        Command::Deny { id, actor, reason } => {
+            let mut answer = Resolution::deny(parse_id(id)?);
+            answer.actor = actor.clone();
+            answer.note = reason.clone();
+            answer_request(cli, &*open(cli)?, &answer)
+        }
+        Command::Watch { interval_ms } => watch(cli, &*open(cli)?, Duration::from_millis((*interval_ms).max(10))),
+    }
+}
+
+fn open(cli: &Cli) -> Result<Arc<dyn ApprovalStore>, Failure> {
+    let url = cli.store.as_deref().ok_or_else(|| {
+        fail(
+            EXIT_USAGE,
+            "no store given: pass --store sqlite:PATH or set AGENTGUARD_STORE (the agent's guard must use the same store)",
+        )
+    })?;
+    agentguard::open_store(url).map_err(|e| fail(EXIT_STORE, format!("store {url}: {e}")))
+}
+
+fn parse_id(id: &str) -> Result<RequestId, Failure> {
+    id.parse().map_err(|e: agentguard::ParseRequestIdError| fail(EXIT_USAGE, e.to_string()))
+}
+
+fn store_error(e: agentguard::StoreError) -> Failure {
+    fail(EXIT_STORE, format!("store unreachable: {e}"))
+}
+
+fn print_json(value: &impl serde::Serialize) {
+    println!("{}", serde_json::to_string(value).unwrap_or_default());
+}
+
+fn left(req: &ApprovalRequest) -> String {
+    format!("{}s", req.remaining().as_secs())
+}
+
+fn pending(cli: &Cli, store: &dyn ApprovalStore) -> Result<(), Failure> {
+    let list = store.pending().map_err(store_error)?;
+    if cli.json {
+        print_json(&list);
+        return Ok(());
+    }
+    if list.is_empty() {
+        println!("no pending requests");
+        return Ok(());
+    }
+    println!("{:<36}  {:<20}  {:<16}  {:<12}  {:>6}  PARAMS", "REQUEST", "TOOL", "RISK", "AGENT", "LEFT");
+    for req in &list {
+        let risk = req.risk().key();
+        let mut params = req.params().to_string();
+        if params.chars().count() > 60 {
+            params = params.chars().take(57).collect::<String>() + "...";
+        }
+        println!(
+            "{:<36}  {:<20}  {:<16}  {:<12}  {:>6}  {params}",
+            req.request_id(),
+            req.tool(),
+            risk,
+            req.agent_id().unwrap_or("-"),
+            left(req)
+        );
+    }
+    Ok(())
+}
+
+fn show(cli: &Cli, store: &dyn ApprovalStore, id: &RequestId) -> Result<(), Failure> {
+    let Some(stored) = store.get(id).map_err(store_error)? else {
+        return Err(fail(EXIT_UNKNOWN, format!("unknown request {id}: not in this store (check the id and --store)")));
+    };
+    if cli.json {
+        print_json(&stored);
+        return Ok(());
+    }
+    let req = &stored.request;
+    let rows: [(&str, String); 12] = [
+        ("Request", req.request_id().to_string()),
+        ("State", stored.decision.state.as_str().to_owned()),
+        ("Tool", req.tool().to_owned()),
+        ("Risk", req.risk().label().to_owned()),
+        ("Reason", req.reason().unwrap_or("-").to_owned()),
+        ("Agent", req.agent_id().unwrap_or("-").to_owned()),
+        ("Session", req.session_id().unwrap_or("-").to_owned()),
+        ("Time left", left(req)),
+        ("Actor", stored.decision.actor.clone().unwrap_or_else(|| "-".into())),
+        ("Note", stored.decision.note.clone().unwrap_or_else(|| "-".into())),
+        ("Digest", req.params_digest().to_string()),
+        (
+            "Parameters",
+            serde_json::to_string_pretty(req.params()).unwrap_or_default(),
+        ),
+    ];
+    for (k, v) in rows {
+        println!("{k:<10}: {v}");
+    }
+    Ok(())
+}
+
+fn answer_request(cli: &Cli, store: &dyn ApprovalStore, answer: &Resolution) -> Result<(), Failure> {
+    let outcome = store.resolve(answer).map_err(store_error)?;
+    let id = &answer.request_id;
+    let verb = if answer.approved { "approved" } else { "denied" };
+    if cli.json {
+        print_json(&serde_json::json!({"request_id": id, "outcome": outcome}));
+    }
+    match outcome {
+        ResolveOutcome::Resolved => {
+            if !cli.json {
+                println!("{verb} {id}");
+            }
+            Ok(())
+        }
+        ResolveOutcome::AlreadyResolved => {
+            Err(fail(EXIT_ALREADY, format!("request {id} was already answered; this answer changed nothing")))
+        }
+        ResolveOutcome::Unknown => Err(fail(
+            EXIT_UNKNOWN,
+            format!("unknown request {id}: not in this store (check the id and --store)"),
+        )),
+        ResolveOutcome::Expired => Err(fail(
+            EXIT_EXPIRED,
+            format!("request {id} expired: its deadline passed, it was denied and will never run"),
+        )),
+        ResolveOutcome::DigestMismatch => Err(fail(
+            EXIT_DIGEST,
+            format!("request {id} has different params than the digest given; nothing was decided (run `show` again)"),
+        )),
+        ResolveOutcome::Unavailable => Err(fail(EXIT_STORE, "store unavailable; nothing was decided")),
+        other => Err(fail(EXIT_ERROR, format!("unexpected outcome {other}"))),
+    }
+}
+
+fn watch(cli: &Cli, store: &dyn ApprovalStore, interval: Duration) -> Result<(), Failure> {
+    let mut known: BTreeMap<RequestId, ApprovalRequest> = BTreeMap::new();
+    if !cli.json {
+        println!("watching for requests (Ctrl-C to stop)");
+    }
+    loop {
+        let now: BTreeMap<RequestId, ApprovalRequest> = store
+            .pending()
+            .map_err(store_error)?
+            .into_iter()
+            .map(|r| (r.request_id().clone(), r))
+            .collect();
+        for (id, req) in &now {
+            if !known.contains_key(id) {
+                if cli.json {
+                    print_json(&serde_json::json!({"event": "parked", "request": req}));
+                } else {
+                    println!("+ parked   {id}  {}  {}  {}", req.tool(), req.risk().key(), req.params());
+                }
+            }
+        }
+        for id in known.keys().filter(|id| !now.contains_key(*id)) {
+            let state = store
+                .get(id)
+                .map_err(store_error)?
+                .map_or("gone", |s| s.decision.state.as_str());
+            if cli.json {
+                print_json(&serde_json::json!({"event": state, "request_id": id}));
+            } else {
+                println!("- {state:<8} {id}");
+            }
+        }
+        known = now;
+        std::thread::sleep(interval);
+    }
+}
+
+fn verify(cli: &Cli, file: Option<PathBuf>) -> Result<(), Failure> {
+    let file = match file {
+        Some(f) => f,
+        None if cli.store.is_some() => {
+            return Err(fail(
+                EXIT_USAGE,
+                "this store keeps no audit table (the sqlite store audits to the JSONL file); give the log FILE",
+            ))
+        }
+        None => std::env::var_os("AGENTGUARD_LOG").map_or_else(|| PathBuf::from("agentguard.log"), PathBuf::from),
+    };
+    if !file.exists() {
+        return Err(fail(EXIT_ERROR, format!("no audit log at {}", file.display())));
+    }
+    match agentguard::audit::verify(&file) {
+        Ok(report) => {
+            if cli.json {
+                print_json(&serde_json::json!({
+                    "ok": true, "lines": report.lines, "first_seq": report.first_seq,
+                    "last_seq": report.last_seq, "files": report.files,
+                }));
+            } else {
+                println!(
+                    "chain intact: {} lines (seq {}..{}) in {} file(s)",
+                    report.lines,
+                    report.first_seq.unwrap_or(0),
+                    report.last_seq.unwrap_or(0),
+                    report.files.len()
+                );
+            }
+            Ok(())
+        }
+        Err(e) => {
+            if cli.json {
+                print_json(&serde_json::json!({"ok": false, "file": e.file, "line": e.line, "problem": e.problem}));
+            }
+            Err(fail(EXIT_AUDIT, format!("chain broken at {e}")))
+        }
+    }
+}
