@@ -80,10 +80,11 @@ impl SqliteStore {
             )
         })?;
         conn.busy_timeout(Duration::from_secs(10)).map_err(db_err("set busy timeout"))?;
+        // The schema check comes first and only reads, so a file that is refused is left exactly as it was.
+        migrate(&conn, &path)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(db_err("enable WAL (is the file a SQLite database?)"))?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(db_err("set synchronous"))?;
-        migrate(&conn, &path)?;
         Ok(SqliteStore {
             path,
             conn: Mutex::new(conn),

@@ -36,8 +36,74 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        // Parks N gated calls (one thread each) on the sqlite store at DB, timing out after TIMEOUT_MS. Prints each
+        // request id as it parks ("parked <id>"), and each call's outcome as JSON. Every executor run appends a line
+        // to RAN_FILE. Audits to LOG.
+        ["sqlite-agent", db, n, timeout_ms, ran_file, log] => {
+            let store = agentguard::SqliteStore::open(db).expect("open store");
+            let guard = AgentGuard::external()
+                .store(store)
+                .on_request(|req| println!("parked {}", req.request_id()))
+                .timeout(std::time::Duration::from_millis(timeout_ms.parse().expect("timeout_ms")))
+                .audit_file(log)
+                .build();
+            let n: usize = n.parse().expect("n");
+            let ran_file = PathBuf::from(ran_file);
+            let threads: Vec<_> = (0..n)
+                .map(|i| {
+                    let (g, ran) = (guard.clone(), ran_file.clone());
+                    std::thread::spawn(move || {
+                        let call = ToolCall::new("delete_row", json!({"row": i})).agent_id("worker");
+                        let out = g.execute(call, |_, _| {
+                            use std::io::Write;
+                            let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&ran).unwrap();
+                            writeln!(f, "ran {i}").unwrap();
+                        });
+                        match out {
+                            Ok(()) => println!("{}", json!({"ok": i})),
+                            Err(d) => println!("{}", serde_json::to_string(&d).expect("serializable")),
+                        }
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().expect("agent thread");
+            }
+            ExitCode::SUCCESS
+        }
+        // Reads request ids from stdin; for each, THREADS threads answer "approve" at once on the sqlite store at
+        // DB, and one line "<resolved> <already>" is printed with the counts of RESOLVED and ALREADY_RESOLVED.
+        ["sqlite-resolver", db, threads] => {
+            use std::io::BufRead;
+            use std::sync::{Arc, Barrier};
+            let store: Arc<dyn agentguard::ApprovalStore> = Arc::new(agentguard::SqliteStore::open(db).expect("open"));
+            let n: usize = threads.parse().expect("threads");
+            for line in std::io::stdin().lock().lines() {
+                let id: agentguard::RequestId = line.expect("stdin").trim().parse().expect("id");
+                let barrier = Arc::new(Barrier::new(n));
+                let outcomes: Vec<_> = (0..n)
+                    .map(|_| {
+                        let (s, b, id) = (store.clone(), barrier.clone(), id.clone());
+                        std::thread::spawn(move || {
+                            b.wait();
+                            s.resolve(&agentguard::Resolution::approve(id)).expect("resolve")
+                        })
+                    })
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .map(|t| t.join().expect("resolver thread"))
+                    .collect();
+                let resolved = outcomes.iter().filter(|o| **o == agentguard::ResolveOutcome::Resolved).count();
+                let already = outcomes.iter().filter(|o| **o == agentguard::ResolveOutcome::AlreadyResolved).count();
+                println!("{resolved} {already}");
+            }
+            ExitCode::SUCCESS
+        }
         _ => {
-            eprintln!("usage: agentguard-test-helper audit-append PATH TAG N MAX_BYTES | terminal-call");
+            eprintln!(
+                "usage: agentguard-test-helper audit-append PATH TAG N MAX_BYTES | terminal-call | \
+                 sqlite-agent DB N TIMEOUT_MS RAN_FILE LOG | sqlite-resolver DB THREADS"
+            );
             ExitCode::from(2)
         }
     }

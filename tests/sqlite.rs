@@ -1,0 +1,242 @@
+//! The SQLite store across real OS processes: an agent process parks, another process answers; races between
+//! resolver processes; kill -9 of an agent; bad input.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use agentguard::{
+    open_store, AgentGuard, ApprovalStore, RequestId, RequestState, ResolveOutcome, Resolution,
+    SqliteStore, ToolCall,
+};
+use serde_json::{json, Value};
+
+const HELPER: &str = env!("CARGO_BIN_EXE_agentguard-test-helper");
+
+struct Agent {
+    child: Child,
+    out: BufReader<ChildStdout>,
+}
+
+impl Agent {
+    /// Starts an agent process parking `n` calls on the store at `db`.
+    fn start(dir: &Path, n: usize, timeout_ms: u64) -> Agent {
+        let mut child = Command::new(HELPER)
+            .arg("sqlite-agent")
+            .arg(dir.join("store.db"))
+            .args([n.to_string(), timeout_ms.to_string()])
+            .arg(dir.join("ran.txt"))
+            .arg(dir.join("audit.log"))
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = BufReader::new(child.stdout.take().unwrap());
+        Agent { child, out }
+    }
+
+    fn line(&mut self) -> String {
+        let mut line = String::new();
+        self.out.read_line(&mut line).unwrap();
+        line.trim().to_owned()
+    }
+
+    fn parked(&mut self) -> RequestId {
+        let line = self.line();
+        line.strip_prefix("parked ").unwrap_or_else(|| panic!("expected a parked line, got {line:?}")).parse().unwrap()
+    }
+
+    fn outcome(&mut self) -> Value {
+        serde_json::from_str(&self.line()).unwrap()
+    }
+}
+
+fn runs(dir: &Path) -> usize {
+    std::fs::read_to_string(dir.join("ran.txt")).map(|t| t.lines().count()).unwrap_or(0)
+}
+
+fn store(dir: &Path) -> SqliteStore {
+    SqliteStore::open(dir.join("store.db")).unwrap()
+}
+
+#[test]
+fn another_process_approves_and_the_agent_process_runs_the_call_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut agent = Agent::start(dir.path(), 1, 30_000);
+    let id = agent.parked();
+    let store = store(dir.path());
+    assert_eq!(store.pending().unwrap().len(), 1);
+    assert_eq!(store.resolve(&Resolution::approve(id.clone()).actor("alice")).unwrap(), ResolveOutcome::Resolved);
+    assert_eq!(agent.outcome(), json!({"ok": 0}));
+    assert!(agent.child.wait().unwrap().success());
+    assert_eq!(runs(dir.path()), 1);
+    assert_eq!(store.get(&id).unwrap().unwrap().decision.state, RequestState::Executed);
+    assert_eq!(store.resolve(&Resolution::approve(id)).unwrap(), ResolveOutcome::AlreadyResolved);
+    agentguard::audit::verify(dir.path().join("audit.log")).unwrap();
+}
+
+#[test]
+fn another_process_denies_and_the_agent_gets_action_denied() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut agent = Agent::start(dir.path(), 1, 30_000);
+    let id = agent.parked();
+    let answer = Resolution::deny(id).actor("alice").note("not today");
+    assert_eq!(store(dir.path()).resolve(&answer).unwrap(), ResolveOutcome::Resolved);
+    let out = agent.outcome();
+    assert_eq!(out["reason"], "user_denied");
+    assert_eq!(out["detail"], "not today");
+    agent.child.wait().unwrap();
+    assert_eq!(runs(dir.path()), 0);
+}
+
+#[test]
+fn no_answer_times_out_and_a_late_approval_is_expired() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut agent = Agent::start(dir.path(), 1, 300);
+    let id = agent.parked();
+    assert_eq!(agent.outcome()["reason"], "approval_timeout");
+    agent.child.wait().unwrap();
+    assert_eq!(store(dir.path()).resolve(&Resolution::approve(id)).unwrap(), ResolveOutcome::Expired);
+    assert_eq!(runs(dir.path()), 0);
+}
+
+#[test]
+fn thirty_two_resolvers_in_four_processes_race_one_id_exactly_one_wins_over_1000_trials() {
+    let trials: usize = std::env::var("AGENTGUARD_RACE_TRIALS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("store.db");
+    let store = Arc::new(SqliteStore::open(&db).unwrap());
+    let (tx, rx) = mpsc::channel::<RequestId>();
+    let guard = AgentGuard::external()
+        .shared_store(store.clone())
+        .on_request(move |req| {
+            let _ = tx.send(req.request_id().clone());
+        })
+        .timeout(Duration::from_secs(60))
+        .no_audit()
+        .build();
+    let mut resolvers: Vec<(Child, BufReader<ChildStdout>)> = (0..4)
+        .map(|_| {
+            let mut c = Command::new(HELPER)
+                .arg("sqlite-resolver")
+                .arg(&db)
+                .arg("8")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let out = BufReader::new(c.stdout.take().unwrap());
+            (c, out)
+        })
+        .collect();
+    let ran = Arc::new(AtomicUsize::new(0));
+    let (g, r) = (guard.clone(), ran.clone());
+    let agent = std::thread::spawn(move || {
+        for _ in 0..trials {
+            g.execute(ToolCall::new("delete_row", json!({})), |_, _| {
+                r.fetch_add(1, Ordering::SeqCst);
+            })
+            .unwrap();
+        }
+    });
+    for trial in 0..trials {
+        let id = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        for (c, _) in &mut resolvers {
+            writeln!(c.stdin.as_mut().unwrap(), "{id}").unwrap();
+        }
+        let (mut resolved, mut already) = (0, 0);
+        for (_, out) in &mut resolvers {
+            let mut line = String::new();
+            out.read_line(&mut line).unwrap();
+            let mut parts = line.split_whitespace().map(|p| p.parse::<usize>().unwrap());
+            resolved += parts.next().unwrap();
+            already += parts.next().unwrap();
+        }
+        assert_eq!(resolved, 1, "trial {trial}: exactly one RESOLVED");
+        assert_eq!(already, 31, "trial {trial}");
+    }
+    agent.join().unwrap();
+    assert_eq!(ran.load(Ordering::SeqCst), trials, "each approved call ran exactly once");
+    for (mut c, _) in resolvers {
+        drop(c.stdin.take());
+        assert!(c.wait().unwrap().success());
+    }
+}
+
+#[test]
+fn killing_the_agent_with_100_pending_leaves_nothing_executed_and_an_intact_audit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut agent = Agent::start(dir.path(), 100, 1_500);
+    for _ in 0..100 {
+        agent.parked();
+    }
+    let store = store(dir.path());
+    assert_eq!(store.pending().unwrap().len(), 100);
+    agent.child.kill().unwrap(); // SIGKILL
+    agent.child.wait().unwrap();
+    // Approving after the agent died: the answer is recorded, but nothing runs (no process will claim it).
+    let ids: Vec<RequestId> = store.pending().unwrap().iter().map(|r| r.request_id().clone()).collect();
+    assert_eq!(store.resolve(&Resolution::approve(ids[0].clone())).unwrap(), ResolveOutcome::Resolved);
+    // After the deadline, every request of the dead agent is expired (or approved-but-never-claimed); none ran.
+    std::thread::sleep(Duration::from_millis(1_600));
+    assert!(store.pending().unwrap().is_empty());
+    for id in &ids[1..] {
+        assert_eq!(store.get(id).unwrap().unwrap().decision.state, RequestState::Expired);
+        assert_eq!(store.resolve(&Resolution::approve(id.clone())).unwrap(), ResolveOutcome::Expired);
+    }
+    assert_eq!(store.get(&ids[0]).unwrap().unwrap().decision.state, RequestState::Approved);
+    assert_eq!(runs(dir.path()), 0, "nothing ran");
+    // A restarted agent does not execute the dead one's requests: it parks its own.
+    let mut again = Agent::start(dir.path(), 1, 300);
+    let new_id = again.parked();
+    assert!(!ids.contains(&new_id));
+    assert_eq!(again.outcome()["reason"], "approval_timeout");
+    again.child.wait().unwrap();
+    assert_eq!(runs(dir.path()), 0);
+    if dir.path().join("audit.log").exists() {
+        agentguard::audit::verify(dir.path().join("audit.log")).unwrap();
+    }
+}
+
+#[test]
+fn bad_store_urls_and_files_give_clear_errors() {
+    let err = open_store("redis://localhost").unwrap_err().to_string();
+    assert!(err.contains("unknown store URL scheme \"redis\"") && err.contains("sqlite:PATH"), "{err}");
+    let err = open_store("sqlite:").unwrap_err().to_string();
+    assert!(err.contains("needs a file path"), "{err}");
+    let err = open_store("sqlite:/nonexistent-dir/x/store.db").unwrap_err().to_string();
+    assert!(err.contains("cannot open the sqlite store") && err.contains("directory exist"), "{err}");
+    let err = open_store("postgres://localhost/test").unwrap_err().to_string();
+    assert!(err.contains("not part of this release"), "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let not_db = dir.path().join("notes.txt");
+    std::fs::write(&not_db, "this is not a database, just text that is long enough").unwrap();
+    let err = SqliteStore::open(&not_db).unwrap_err().to_string();
+    assert!(err.contains("SQLite database"), "{err}");
+    assert!(std::fs::read(&not_db).unwrap() == b"this is not a database, just text that is long enough");
+}
+
+#[test]
+fn a_database_at_an_older_schema_is_refused_and_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("old.db");
+    {
+        // What an older release would have left: its meta table at version 0 and a table of its own.
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE agentguard_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+             INSERT INTO agentguard_meta VALUES ('schema_version', '0');
+             CREATE TABLE approvals (id TEXT PRIMARY KEY);",
+        )
+        .unwrap();
+    }
+    let before = std::fs::read(&db).unwrap();
+    let err = SqliteStore::open(&db).unwrap_err().to_string();
+    assert!(err.contains("schema version 0") && err.contains("nothing was changed"), "{err}");
+    assert!(std::fs::read(&db).unwrap() == before, "the refused file was changed");
+}
