@@ -11,8 +11,7 @@ use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use agentguard::{
-    open_store, AgentGuard, ApprovalStore, RequestId, RequestState, ResolveOutcome, Resolution,
-    SqliteStore, ToolCall,
+    open_store, AgentGuard, ApprovalStore, RequestId, RequestState, Resolution, ResolveOutcome, SqliteStore, ToolCall,
 };
 use serde_json::{json, Value};
 
@@ -47,7 +46,10 @@ impl Agent {
 
     fn parked(&mut self) -> RequestId {
         let line = self.line();
-        line.strip_prefix("parked ").unwrap_or_else(|| panic!("expected a parked line, got {line:?}")).parse().unwrap()
+        line.strip_prefix("parked ")
+            .unwrap_or_else(|| panic!("expected a parked line, got {line:?}"))
+            .parse()
+            .unwrap()
     }
 
     fn outcome(&mut self) -> Value {
@@ -56,7 +58,9 @@ impl Agent {
 }
 
 fn runs(dir: &Path) -> usize {
-    std::fs::read_to_string(dir.join("ran.txt")).map(|t| t.lines().count()).unwrap_or(0)
+    std::fs::read_to_string(dir.join("ran.txt"))
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
 }
 
 fn store(dir: &Path) -> SqliteStore {
@@ -70,12 +74,18 @@ fn another_process_approves_and_the_agent_process_runs_the_call_once() {
     let id = agent.parked();
     let store = store(dir.path());
     assert_eq!(store.pending().unwrap().len(), 1);
-    assert_eq!(store.resolve(&Resolution::approve(id.clone()).actor("alice")).unwrap(), ResolveOutcome::Resolved);
+    assert_eq!(
+        store.resolve(&Resolution::approve(id.clone()).actor("alice")).unwrap(),
+        ResolveOutcome::Resolved
+    );
     assert_eq!(agent.outcome(), json!({"ok": 0}));
     assert!(agent.child.wait().unwrap().success());
     assert_eq!(runs(dir.path()), 1);
     assert_eq!(store.get(&id).unwrap().unwrap().decision.state, RequestState::Executed);
-    assert_eq!(store.resolve(&Resolution::approve(id)).unwrap(), ResolveOutcome::AlreadyResolved);
+    assert_eq!(
+        store.resolve(&Resolution::approve(id)).unwrap(),
+        ResolveOutcome::AlreadyResolved
+    );
     agentguard::audit::verify(dir.path().join("audit.log")).unwrap();
 }
 
@@ -100,13 +110,19 @@ fn no_answer_times_out_and_a_late_approval_is_expired() {
     let id = agent.parked();
     assert_eq!(agent.outcome()["reason"], "approval_timeout");
     agent.child.wait().unwrap();
-    assert_eq!(store(dir.path()).resolve(&Resolution::approve(id)).unwrap(), ResolveOutcome::Expired);
+    assert_eq!(
+        store(dir.path()).resolve(&Resolution::approve(id)).unwrap(),
+        ResolveOutcome::Expired
+    );
     assert_eq!(runs(dir.path()), 0);
 }
 
 #[test]
 fn thirty_two_resolvers_in_four_processes_race_one_id_exactly_one_wins_over_1000_trials() {
-    let trials: usize = std::env::var("AGENTGUARD_RACE_TRIALS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000);
+    let trials: usize = std::env::var("AGENTGUARD_RACE_TRIALS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000);
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("store.db");
     let store = Arc::new(SqliteStore::open(&db).unwrap());
@@ -160,7 +176,11 @@ fn thirty_two_resolvers_in_four_processes_race_one_id_exactly_one_wins_over_1000
         assert_eq!(already, 31, "trial {trial}");
     }
     agent.join().unwrap();
-    assert_eq!(ran.load(Ordering::SeqCst), trials, "each approved call ran exactly once");
+    assert_eq!(
+        ran.load(Ordering::SeqCst),
+        trials,
+        "each approved call ran exactly once"
+    );
     for (mut c, _) in resolvers {
         drop(c.stdin.take());
         assert!(c.wait().unwrap().success());
@@ -179,16 +199,30 @@ fn killing_the_agent_with_100_pending_leaves_nothing_executed_and_an_intact_audi
     agent.child.kill().unwrap(); // SIGKILL
     agent.child.wait().unwrap();
     // Approving after the agent died: the answer is recorded, but nothing runs (no process will claim it).
-    let ids: Vec<RequestId> = store.pending().unwrap().iter().map(|r| r.request_id().clone()).collect();
-    assert_eq!(store.resolve(&Resolution::approve(ids[0].clone())).unwrap(), ResolveOutcome::Resolved);
+    let ids: Vec<RequestId> = store
+        .pending()
+        .unwrap()
+        .iter()
+        .map(|r| r.request_id().clone())
+        .collect();
+    assert_eq!(
+        store.resolve(&Resolution::approve(ids[0].clone())).unwrap(),
+        ResolveOutcome::Resolved
+    );
     // After the deadline, every request of the dead agent is expired (or approved-but-never-claimed); none ran.
     std::thread::sleep(Duration::from_millis(1_600));
     assert!(store.pending().unwrap().is_empty());
     for id in &ids[1..] {
         assert_eq!(store.get(id).unwrap().unwrap().decision.state, RequestState::Expired);
-        assert_eq!(store.resolve(&Resolution::approve(id.clone())).unwrap(), ResolveOutcome::Expired);
+        assert_eq!(
+            store.resolve(&Resolution::approve(id.clone())).unwrap(),
+            ResolveOutcome::Expired
+        );
     }
-    assert_eq!(store.get(&ids[0]).unwrap().unwrap().decision.state, RequestState::Approved);
+    assert_eq!(
+        store.get(&ids[0]).unwrap().unwrap().decision.state,
+        RequestState::Approved
+    );
     assert_eq!(runs(dir.path()), 0, "nothing ran");
     // A restarted agent does not execute the dead one's requests: it parks its own.
     let mut again = Agent::start(dir.path(), 1, 300);
@@ -205,11 +239,19 @@ fn killing_the_agent_with_100_pending_leaves_nothing_executed_and_an_intact_audi
 #[test]
 fn bad_store_urls_and_files_give_clear_errors() {
     let err = open_store("redis://localhost").unwrap_err().to_string();
-    assert!(err.contains("unknown store URL scheme \"redis\"") && err.contains("sqlite:PATH"), "{err}");
+    assert!(
+        err.contains("unknown store URL scheme \"redis\"") && err.contains("sqlite:PATH"),
+        "{err}"
+    );
     let err = open_store("sqlite:").unwrap_err().to_string();
     assert!(err.contains("needs a file path"), "{err}");
-    let err = open_store("sqlite:/nonexistent-dir/x/store.db").unwrap_err().to_string();
-    assert!(err.contains("cannot open the sqlite store") && err.contains("directory exist"), "{err}");
+    let err = open_store("sqlite:/nonexistent-dir/x/store.db")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("cannot open the sqlite store") && err.contains("directory exist"),
+        "{err}"
+    );
     let err = open_store("postgres://localhost/test").unwrap_err().to_string();
     assert!(err.contains("not part of this release"), "{err}");
 
@@ -237,6 +279,9 @@ fn a_database_at_an_older_schema_is_refused_and_left_untouched() {
     }
     let before = std::fs::read(&db).unwrap();
     let err = SqliteStore::open(&db).unwrap_err().to_string();
-    assert!(err.contains("schema version 0") && err.contains("nothing was changed"), "{err}");
+    assert!(
+        err.contains("schema version 0") && err.contains("nothing was changed"),
+        "{err}"
+    );
     assert!(std::fs::read(&db).unwrap() == before, "the refused file was changed");
 }

@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agentguard::{ApprovalRequest, ApprovalStore, ParamsDigest, RequestId, ResolveOutcome, Resolution};
+use agentguard::{ApprovalRequest, ApprovalStore, ParamsDigest, RequestId, Resolution, ResolveOutcome};
 use clap::{Parser, Subcommand};
 
 const EXIT_ERROR: u8 = 1;
@@ -28,7 +28,11 @@ const EXIT_STORE: u8 = 7;
 const EXIT_AUDIT: u8 = 8;
 
 #[derive(Parser, Debug)]
-#[command(name = "agentguard", version, about = "Answer and inspect agentguard approval requests")]
+#[command(
+    name = "agentguard",
+    version,
+    about = "Answer and inspect agentguard approval requests"
+)]
 struct Cli {
     /// Where parked requests are: sqlite:PATH.
     #[arg(long, env = "AGENTGUARD_STORE", global = true, value_name = "URL")]
@@ -154,7 +158,8 @@ fn open(cli: &Cli) -> Result<Arc<dyn ApprovalStore>, Failure> {
 }
 
 fn parse_id(id: &str) -> Result<RequestId, Failure> {
-    id.parse().map_err(|e: agentguard::ParseRequestIdError| fail(EXIT_USAGE, e.to_string()))
+    id.parse()
+        .map_err(|e: agentguard::ParseRequestIdError| fail(EXIT_USAGE, e.to_string()))
 }
 
 fn store_error(e: agentguard::StoreError) -> Failure {
@@ -179,7 +184,10 @@ fn pending(cli: &Cli, store: &dyn ApprovalStore) -> Result<(), Failure> {
         println!("no pending requests");
         return Ok(());
     }
-    println!("{:<36}  {:<20}  {:<16}  {:<12}  {:>6}  PARAMS", "REQUEST", "TOOL", "RISK", "AGENT", "LEFT");
+    println!(
+        "{:<36}  {:<20}  {:<16}  {:<12}  {:>6}  PARAMS",
+        "REQUEST", "TOOL", "RISK", "AGENT", "LEFT"
+    );
     for req in &list {
         let risk = req.risk().key();
         let mut params = req.params().to_string();
@@ -200,7 +208,10 @@ fn pending(cli: &Cli, store: &dyn ApprovalStore) -> Result<(), Failure> {
 
 fn show(cli: &Cli, store: &dyn ApprovalStore, id: &RequestId) -> Result<(), Failure> {
     let Some(stored) = store.get(id).map_err(store_error)? else {
-        return Err(fail(EXIT_UNKNOWN, format!("unknown request {id}: not in this store (check the id and --store)")));
+        return Err(fail(
+            EXIT_UNKNOWN,
+            format!("unknown request {id}: not in this store (check the id and --store)"),
+        ));
     };
     if cli.json {
         print_json(&stored);
@@ -244,9 +255,10 @@ fn answer_request(cli: &Cli, store: &dyn ApprovalStore, answer: &Resolution) -> 
             }
             Ok(())
         }
-        ResolveOutcome::AlreadyResolved => {
-            Err(fail(EXIT_ALREADY, format!("request {id} was already answered; this answer changed nothing")))
-        }
+        ResolveOutcome::AlreadyResolved => Err(fail(
+            EXIT_ALREADY,
+            format!("request {id} was already answered; this answer changed nothing"),
+        )),
         ResolveOutcome::Unknown => Err(fail(
             EXIT_UNKNOWN,
             format!("unknown request {id}: not in this store (check the id and --store)"),
@@ -281,7 +293,12 @@ fn watch(cli: &Cli, store: &dyn ApprovalStore, interval: Duration) -> Result<(),
                 if cli.json {
                     print_json(&serde_json::json!({"event": "parked", "request": req}));
                 } else {
-                    println!("+ parked   {id}  {}  {}  {}", req.tool(), req.risk().key(), req.params());
+                    println!(
+                        "+ parked   {id}  {}  {}  {}",
+                        req.tool(),
+                        req.risk().key(),
+                        req.params()
+                    );
                 }
             }
         }

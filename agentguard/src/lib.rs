@@ -45,9 +45,9 @@ mod global;
 mod guard;
 mod params;
 mod request;
-mod store;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+mod store;
 mod tool;
 
 pub use agentguard_classify::{classify, ParseRiskError, Risk};
@@ -73,6 +73,7 @@ pub use agentguard_macros::Tool;
 
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteStore, MAX_POLL as SQLITE_MAX_POLL, SQLITE_SCHEMA_VERSION};
-pub use store::{open_store, 
-    ApprovalStore, Decision, InMemoryStore, RequestState, StoreError, StoredRequest, WaitFuture, DEFAULT_RETENTION,
+pub use store::{
+    open_store, ApprovalStore, Decision, InMemoryStore, RequestState, StoreError, StoredRequest, WaitFuture,
+    DEFAULT_RETENTION,
 };

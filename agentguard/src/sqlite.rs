@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use crate::request::{ApprovalRequest, RequestId, ResolveOutcome, Resolution};
+use crate::request::{ApprovalRequest, RequestId, Resolution, ResolveOutcome};
 use crate::store::{ApprovalStore, Decision, RequestState, StoreError, StoredRequest, WaitFuture};
 
 /// The schema version this build writes and reads.
@@ -61,7 +61,11 @@ fn parse_state(s: &str) -> Result<RequestState, StoreError> {
         "denied" => RequestState::Denied,
         "expired" => RequestState::Expired,
         "executed" => RequestState::Executed,
-        other => return Err(StoreError::new(format!("sqlite store: unknown state {other:?} in the database"))),
+        other => {
+            return Err(StoreError::new(format!(
+                "sqlite store: unknown state {other:?} in the database"
+            )))
+        }
     })
 }
 
@@ -79,12 +83,14 @@ impl SqliteStore {
                 e,
             )
         })?;
-        conn.busy_timeout(Duration::from_secs(10)).map_err(db_err("set busy timeout"))?;
+        conn.busy_timeout(Duration::from_secs(10))
+            .map_err(db_err("set busy timeout"))?;
         // The schema check comes first and only reads, so a file that is refused is left exactly as it was.
         migrate(&conn, &path)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(db_err("enable WAL (is the file a SQLite database?)"))?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(db_err("set synchronous"))?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(db_err("set synchronous"))?;
         Ok(SqliteStore {
             path,
             conn: Mutex::new(conn),
@@ -155,7 +161,11 @@ fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
         > 0;
     if has_meta {
         let version: Option<String> = conn
-            .query_row("SELECT value FROM agentguard_meta WHERE key = 'schema_version'", [], |r| r.get(0))
+            .query_row(
+                "SELECT value FROM agentguard_meta WHERE key = 'schema_version'",
+                [],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(db_err("read the schema version"))?;
         let version: i64 = version.and_then(|v| v.parse().ok()).unwrap_or(0);

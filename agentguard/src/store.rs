@@ -184,7 +184,9 @@ pub fn open_store(url: &str) -> Result<Arc<dyn ApprovalStore>, StoreError> {
     }
     if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
         if path.is_empty() {
-            return Err(StoreError::new("store URL `sqlite:` needs a file path, e.g. sqlite:/var/lib/agentguard.db"));
+            return Err(StoreError::new(
+                "store URL `sqlite:` needs a file path, e.g. sqlite:/var/lib/agentguard.db",
+            ));
         }
         #[cfg(feature = "sqlite")]
         return Ok(Arc::new(crate::SqliteStore::open(path)?));

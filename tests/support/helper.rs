@@ -44,7 +44,9 @@ fn main() -> ExitCode {
             let guard = AgentGuard::external()
                 .store(store)
                 .on_request(|req| println!("parked {}", req.request_id()))
-                .timeout(std::time::Duration::from_millis(timeout_ms.parse().expect("timeout_ms")))
+                .timeout(std::time::Duration::from_millis(
+                    timeout_ms.parse().expect("timeout_ms"),
+                ))
                 .audit_file(log)
                 .build();
             let n: usize = n.parse().expect("n");
@@ -56,7 +58,11 @@ fn main() -> ExitCode {
                         let call = ToolCall::new("delete_row", json!({"row": i})).agent_id("worker");
                         let out = g.execute(call, |_, _| {
                             use std::io::Write;
-                            let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&ran).unwrap();
+                            let mut f = std::fs::OpenOptions::new()
+                                .create(true)
+                                .append(true)
+                                .open(&ran)
+                                .unwrap();
                             writeln!(f, "ran {i}").unwrap();
                         });
                         match out {
@@ -93,8 +99,14 @@ fn main() -> ExitCode {
                     .into_iter()
                     .map(|t| t.join().expect("resolver thread"))
                     .collect();
-                let resolved = outcomes.iter().filter(|o| **o == agentguard::ResolveOutcome::Resolved).count();
-                let already = outcomes.iter().filter(|o| **o == agentguard::ResolveOutcome::AlreadyResolved).count();
+                let resolved = outcomes
+                    .iter()
+                    .filter(|o| **o == agentguard::ResolveOutcome::Resolved)
+                    .count();
+                let already = outcomes
+                    .iter()
+                    .filter(|o| **o == agentguard::ResolveOutcome::AlreadyResolved)
+                    .count();
                 println!("{resolved} {already}");
             }
             ExitCode::SUCCESS
