@@ -92,3 +92,38 @@ fn tool_enum_example_parses_dispatches_and_reports_bad_calls() {
         assert!(stdout.contains(expected), "missing {expected:?} in:\n{stdout}");
     }
 }
+
+#[test]
+fn worker_example_parks_in_the_shared_store_until_another_process_approves() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("store.db");
+    let mut child = Command::new(example("worker"))
+        .env("AGENTGUARD_STORE", format!("sqlite:{}", db.display()))
+        .env("AGENTGUARD_LOG", dir.path().join("audit.log"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    assert_eq!(lines.next().unwrap().unwrap(), r#"ran read_customer with {"id":7}"#);
+    assert!(lines
+        .next()
+        .unwrap()
+        .unwrap()
+        .starts_with("waiting for approval of delete_customer"));
+    let approve_line = lines.next().unwrap().unwrap();
+    let id: agentguard::RequestId = approve_line.rsplit(' ').next().unwrap().parse().unwrap();
+    // The person, in this (other) process, answers through the same file.
+    let store = agentguard::SqliteStore::open(&db).unwrap();
+    let answer = agentguard::Resolution::approve(id).actor("alice");
+    assert_eq!(
+        agentguard::ApprovalStore::resolve(&store, &answer).unwrap(),
+        agentguard::ResolveOutcome::Resolved
+    );
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    assert!(
+        rest.iter().any(|l| l == r#"ran delete_customer with {"id":7}"#),
+        "{rest:?}"
+    );
+    assert!(child.wait().unwrap().success());
+}
