@@ -202,6 +202,9 @@ fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     .map_err(db_err("create the schema"))
 }
 
+/// `request, state, actor, note, deadline_ms` of one row.
+type RequestRow = (String, String, Option<String>, Option<String>, i64);
+
 impl ApprovalStore for SqliteStore {
     fn insert(&self, request: &ApprovalRequest) -> Result<(), StoreError> {
         let json = serde_json::to_string(request)
@@ -315,7 +318,7 @@ impl ApprovalStore for SqliteStore {
 
     fn get(&self, id: &RequestId) -> Result<Option<StoredRequest>, StoreError> {
         let conn = self.conn();
-        let row: Option<(String, String, Option<String>, Option<String>, i64)> = conn
+        let row: Option<RequestRow> = conn
             .query_row(
                 "SELECT request, state, actor, note, deadline_ms FROM agentguard_requests WHERE id = ?1",
                 params![id.as_str()],
