@@ -142,8 +142,11 @@ struct PromptState {
 }
 
 impl TerminalPrompt {
-    pub(crate) fn stdio() -> Self {
-        Self::with(Input::Stdin, Box::new(io::stderr()))
+    /// The process's one stdin prompt, shared by every terminal guard: one reader thread owns stdin, and prompts
+    /// from all guards take turns.
+    pub(crate) fn stdio() -> Arc<Self> {
+        static STDIO: std::sync::OnceLock<Arc<TerminalPrompt>> = std::sync::OnceLock::new();
+        Arc::clone(STDIO.get_or_init(|| Arc::new(Self::with(Input::Stdin, Box::new(io::stderr())))))
     }
 
     pub(crate) fn custom(input: Box<dyn BufRead + Send>, output: Box<dyn Write + Send>) -> Self {

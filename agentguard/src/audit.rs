@@ -617,7 +617,7 @@ fn check_line(line: &[u8], prev: Option<&(u64, String)>) -> Result<(u64, String)
     let fields: ChainFields = serde_json::from_str(text).map_err(|e| format!("not an audit record: {e}"))?;
     const TAIL: usize = ",\"hash\":\"\"}".len() + 64;
     let cut = text.len().checked_sub(TAIL).ok_or("line too short to carry a hash")?;
-    if !text.is_char_boundary(cut) || &text[cut..cut + 9] != ",\"hash\":\"" {
+    if !text.is_char_boundary(cut) || &text.as_bytes()[cut..cut + 9] != b",\"hash\":\"" {
         return Err("the hash is not the last field".into());
     }
     let hashed = format!("{}}}", &text[..cut]);
@@ -662,6 +662,18 @@ mod tests {
         assert_eq!(format_rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
         let t = UNIX_EPOCH + std::time::Duration::from_millis(1_709_210_096_789);
         assert_eq!(format_rfc3339(t), "2024-02-29T12:34:56.789Z");
+    }
+
+    #[test]
+    fn check_line_rejects_damaged_non_ascii_lines_without_panicking() {
+        for n in 30..60 {
+            let line = format!(
+                "{{\"seq\":1,\"prev\":\"{GENESIS}\",\"hash\":\"{}\",\"x\":\"{}\"}}",
+                "0".repeat(64),
+                "é".repeat(n)
+            );
+            assert!(check_line(line.as_bytes(), None).is_err());
+        }
     }
 
     #[test]

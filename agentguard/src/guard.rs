@@ -121,7 +121,7 @@ impl AgentGuard {
     ///
     /// Without an interactive terminal on stdin every gated call is denied (`no_terminal`): it fails closed.
     pub fn terminal() -> GuardBuilder<mode::Terminal> {
-        GuardBuilder::new(Approver::Terminal(Arc::new(TerminalPrompt::stdio())))
+        GuardBuilder::new(Approver::Terminal(TerminalPrompt::stdio()))
     }
 
     /// A guard that asks `decide`: `true` approves, `false` denies, a panic denies (`approver_failed`).
@@ -600,14 +600,15 @@ impl Inner {
     /// closed on it); it is reported on stderr.
     fn record_allowed(&self, call: &ToolCall) {
         let Some(audit) = &self.audit else { return };
-        let frozen = FrozenParams::freeze(call.params.clone(), self.max_params_bytes).ok();
-        let shown = match &frozen {
-            Some(f) => self.redactor.redact_with(f.value(), &call.redact),
+        // Digest from the canonical text; no copy of the params is made.
+        let digest = canonical_json(&call.params, self.max_params_bytes).map(|text| ParamsDigest::of(text.as_bytes()));
+        let shown = match &digest {
+            Some(_) => self.redactor.redact_with(&call.params, &call.redact),
             None => too_large_note(self.max_params_bytes),
         };
         let mut rec = AuditRecord::new(&call.name, AuditDecision::Allowed);
         rec.params = Some(&shown);
-        rec.params_digest = frozen.as_ref().map(FrozenParams::digest);
+        rec.params_digest = digest.as_ref();
         rec.agent_id = call.agent_id.as_deref();
         rec.session_id = call.session_id.as_deref();
         if self.safe.contains(&call.name) {
