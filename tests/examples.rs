@@ -11,16 +11,29 @@ fn example(name: &str) -> PathBuf {
     path
 }
 
-#[test]
-fn quickstart_without_a_keyboard_is_blocked_and_says_why() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(example("quickstart"))
-        .env("AGENTGUARD_LOG", dir.path().join("audit.log"))
+/// Runs an example with no stdin and its audit log in `dir`; returns its stdout.
+fn run_in(name: &str, dir: &std::path::Path) -> String {
+    let out = Command::new(example(name))
+        .env("AGENTGUARD_LOG", dir.join("audit.log"))
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    assert!(out.status.success());
-    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{name} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn run(name: &str) -> String {
+    run_in(name, tempfile::tempdir().unwrap().path())
+}
+
+#[test]
+fn quickstart_without_a_keyboard_is_blocked_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let stdout = run_in("quickstart", dir.path());
     assert!(stdout.starts_with("Blocked by AgentGuard (no_terminal"), "{stdout}");
     let audit = std::fs::read_to_string(dir.path().join("audit.log")).unwrap();
     assert!(audit.contains("\"reason\":\"no_terminal\""));
@@ -28,14 +41,7 @@ fn quickstart_without_a_keyboard_is_blocked_and_says_why() {
 
 #[test]
 fn support_desk_runs_safe_calls_asks_for_the_rest_and_keeps_an_intact_chain() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(example("support_desk"))
-        .env("AGENTGUARD_LOG", dir.path().join("audit.log"))
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stdout = run("support_desk");
     for expected in [
         r#"{"id":7,"name":"Jane Doe","plan":"pro"}"#,
         "Email for #7 set to a@b.com",
@@ -51,16 +57,6 @@ fn support_desk_runs_safe_calls_asks_for_the_rest_and_keeps_an_intact_chain() {
         6,
         "three cards, each shown and answered:\n{stdout}"
     );
-}
-
-fn run(name: &str) -> String {
-    let out = Command::new(example(name)).stdin(Stdio::null()).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{name} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 #[test]

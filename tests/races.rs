@@ -209,12 +209,11 @@ fn a_million_park_resolve_cycles_keep_the_store_bounded_by_the_retention_window(
     assert!(max_len <= 2, "the store grew to {max_len} records");
 }
 
-#[test]
-fn decided_requests_stay_idempotent_within_retention_and_are_forgotten_after() {
-    let store = Arc::new(InMemoryStore::with_retention(Duration::from_secs(3600)));
+/// Parks one call on a guard over `store`, approves it, waits for it to run, and answers it a second time.
+fn approve_then_answer_again(store: Arc<InMemoryStore>) -> ResolveOutcome {
     let (tx, rx) = mpsc::channel::<RequestId>();
     let guard = AgentGuard::external()
-        .shared_store(store.clone())
+        .shared_store(store)
         .on_request(move |req| {
             let _ = tx.send(req.request_id().clone());
         })
@@ -225,27 +224,22 @@ fn decided_requests_stay_idempotent_within_retention_and_are_forgotten_after() {
     let id = rx.recv().unwrap();
     assert_eq!(guard.resolve(&id, true, None), ResolveOutcome::Resolved);
     agent.join().unwrap().unwrap();
-    assert_eq!(guard.resolve(&id, true, None), ResolveOutcome::AlreadyResolved);
-    assert_eq!(store.len(), 1);
+    guard.resolve(&id, true, None)
+}
 
-    let short = Arc::new(InMemoryStore::with_retention(Duration::ZERO));
-    let (tx, rx) = mpsc::channel::<RequestId>();
-    let guard = AgentGuard::external()
-        .shared_store(short.clone())
-        .on_request(move |req| {
-            let _ = tx.send(req.request_id().clone());
-        })
-        .no_audit()
-        .build();
-    let g = guard.clone();
-    let agent = std::thread::spawn(move || g.execute(ToolCall::new("delete_row", json!({})), |_, _| ()));
-    let id = rx.recv().unwrap();
-    assert_eq!(guard.resolve(&id, true, None), ResolveOutcome::Resolved);
-    agent.join().unwrap().unwrap();
+#[test]
+fn decided_requests_stay_idempotent_within_retention() {
+    let store = Arc::new(InMemoryStore::with_retention(Duration::from_secs(3600)));
     assert_eq!(
-        guard.resolve(&id, true, None),
-        ResolveOutcome::Unknown,
-        "evicted after retention"
+        approve_then_answer_again(store.clone()),
+        ResolveOutcome::AlreadyResolved
     );
-    assert_eq!(short.len(), 0);
+    assert_eq!(store.len(), 1);
+}
+
+#[test]
+fn decided_requests_are_forgotten_after_retention() {
+    let store = Arc::new(InMemoryStore::with_retention(Duration::ZERO));
+    assert_eq!(approve_then_answer_again(store.clone()), ResolveOutcome::Unknown);
+    assert_eq!(store.len(), 0);
 }
