@@ -172,3 +172,85 @@ fn several_processes_appending_with_rotation_produce_one_chain_with_no_torn_line
         assert_eq!(all.matches(&format!("\"tool\":\"tool_p{i}_")).count(), 300);
     }
 }
+
+#[test]
+fn deleting_the_first_line_of_an_unrotated_log_is_reported() {
+    let (_dir, log) = audit_path();
+    write_records(&JsonlAudit::new(&log), 3, "a");
+    let mut lines = lines_of(&log);
+    lines.remove(0);
+    rewrite(&log, &lines);
+    let err = verify(&log).unwrap_err();
+    assert_eq!(err.line, 1, "{err}");
+    assert!(err.problem.contains("starts at seq 2"), "{err}");
+}
+
+#[test]
+fn verify_while_a_writer_appends_and_rotates_reports_no_false_tampering() {
+    let (_dir, log) = audit_path();
+    let audit = std::sync::Arc::new(JsonlAudit::new(&log).max_bytes(1_500));
+    write_records(&audit, 1, "w");
+    let a = audit.clone();
+    let writer = std::thread::spawn(move || write_records(&a, 600, "w"));
+    let mut checks = 0;
+    while !writer.is_finished() || checks < 20 {
+        if let Err(e) = verify(&log) {
+            panic!("false report while writing: {e}");
+        }
+        checks += 1;
+    }
+    writer.join().unwrap();
+    assert_eq!(verify(&log).unwrap().lines, 601);
+}
+
+#[test]
+fn a_writer_stuck_holding_the_lock_makes_gated_calls_fail_closed_not_hang() {
+    let (_dir, log) = audit_path();
+    write_records(&JsonlAudit::new(&log), 1, "a");
+    // Another open file description holding the OS lock stands for a stuck process.
+    let holder = std::fs::OpenOptions::new()
+        .write(true)
+        .open(log.with_file_name("audit.log.lock"))
+        .unwrap();
+    holder.lock().unwrap();
+    let audit = JsonlAudit::new(&log).lock_timeout(std::time::Duration::from_millis(100));
+    let guard = AgentGuard::callback(|_| true).audit(audit).build();
+    let ran = std::sync::atomic::AtomicBool::new(false);
+    let denied = guard
+        .execute(ToolCall::new("delete_file", json!({})), |_, _| {
+            ran.store(true, std::sync::atomic::Ordering::SeqCst)
+        })
+        .unwrap_err();
+    assert_eq!(denied.reason(), agentguard::DenyReason::AuditUnavailable);
+    assert!(
+        denied.detail().unwrap().contains("another process holds it"),
+        "{denied}"
+    );
+    assert!(!ran.load(std::sync::atomic::Ordering::SeqCst));
+    holder.unlock().unwrap();
+    assert!(guard
+        .execute(ToolCall::new("delete_file", json!({})), |_, _| ())
+        .is_ok());
+}
+
+#[test]
+fn a_tail_edited_to_an_absurd_seq_or_hash_is_an_error_not_a_panic() {
+    let (_dir, log) = audit_path();
+    let line = format!(
+        "{{\"seq\":{},\"prev\":\"{}\",\"hash\":\"{}\"}}\n",
+        u64::MAX,
+        agentguard::audit::GENESIS,
+        "a".repeat(64)
+    );
+    std::fs::write(&log, &line).unwrap();
+    let guard = AgentGuard::callback(|_| true).audit_file(&log).build();
+    let denied = guard
+        .execute(ToolCall::new("delete_file", json!({})), |_, _| ())
+        .unwrap_err();
+    assert_eq!(denied.reason(), agentguard::DenyReason::AuditUnavailable);
+    std::fs::write(&log, "{\"seq\":1,\"prev\":\"x\",\"hash\":\"x\\\"y\"}\n").unwrap();
+    let denied = guard
+        .execute(ToolCall::new("delete_file", json!({})), |_, _| ())
+        .unwrap_err();
+    assert!(denied.detail().unwrap().contains("malformed hash"), "{denied}");
+}

@@ -179,6 +179,7 @@ pub trait AuditSink: Send + Sync + fmt::Debug + 'static {
 pub struct JsonlAudit {
     path: PathBuf,
     max_bytes: u64,
+    lock_timeout: std::time::Duration,
     state: Mutex<WriterState>,
 }
 
@@ -208,6 +209,7 @@ impl JsonlAudit {
         JsonlAudit {
             path: path.into(),
             max_bytes: DEFAULT_MAX_BYTES,
+            lock_timeout: std::time::Duration::from_secs(5),
             state: Mutex::new(WriterState::default()),
         }
     }
@@ -220,6 +222,12 @@ impl JsonlAudit {
     /// Rotates when the file reaches `bytes` (default [`DEFAULT_MAX_BYTES`]).
     pub fn max_bytes(mut self, bytes: u64) -> Self {
         self.max_bytes = bytes.max(1);
+        self
+    }
+
+    /// How long a write waits for the file lock held by another writer before it fails (default 5 s).
+    pub fn lock_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.lock_timeout = timeout;
         self
     }
 
@@ -244,8 +252,7 @@ impl JsonlAudit {
             .write(true)
             .open(self.lock_path())
             .map_err(|e| AuditError::io(format!("cannot open audit lock {}", self.lock_path().display()), e))?;
-        lock.lock()
-            .map_err(|e| AuditError::io(format!("cannot lock {}", self.lock_path().display()), e))?;
+        self.lock_within(&lock)?;
         let result = self.append_locked(&mut state, body);
         // Dropping `lock` releases it; be explicit so the order is obvious.
         let _ = lock.unlock();
@@ -254,6 +261,32 @@ impl JsonlAudit {
             *state = WriterState::default();
         }
         result
+    }
+
+    /// Takes the exclusive lock, waiting at most `lock_timeout`: a process that hangs while holding it must not
+    /// hang every call of every other process (the calls fail closed with `audit_unavailable` instead).
+    fn lock_within(&self, lock: &File) -> Result<(), AuditError> {
+        let give_up = std::time::Instant::now() + self.lock_timeout;
+        let mut pause = std::time::Duration::from_micros(50);
+        loop {
+            match lock.try_lock() {
+                Ok(()) => return Ok(()),
+                Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < give_up => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(std::time::Duration::from_millis(10));
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(AuditError::new(format!(
+                        "could not lock {} within {:?}: another process holds it; if that process is stuck, stop it",
+                        self.lock_path().display(),
+                        self.lock_timeout
+                    )))
+                }
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(AuditError::io(format!("cannot lock {}", self.lock_path().display()), e))
+                }
+            }
+        }
     }
 
     fn append_locked(&self, state: &mut WriterState, body: &[u8]) -> Result<(), AuditError> {
@@ -286,19 +319,36 @@ impl JsonlAudit {
             state.last_seq = seq;
             state.last_hash = hash;
         }
-        let seq = state.last_seq + 1;
+        let seq = state.last_seq.checked_add(1).ok_or_else(|| {
+            AuditError::new(format!(
+                "the audit log {} ends at the largest possible seq; move it aside to start a new chain",
+                self.path.display()
+            ))
+        })?;
         let line = seal(body, seq, &state.last_hash);
+        let mut len = len;
+        if len > 0 && len + line.line.len() as u64 > self.max_bytes {
+            // Rotate first: if the rename fails, nothing was written for this call.
+            self.rotate()?;
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .read(true)
+                .open(&self.path)
+                .map_err(|e| AuditError::io(format!("cannot open audit log {}", self.path.display()), e))?;
+            let meta = file
+                .metadata()
+                .map_err(|e| AuditError::io("cannot stat audit log", e))?;
+            state.id = file_id(&meta);
+            state.file = Some(file);
+            len = meta.len();
+        }
+        let file = state.file.as_mut().expect("opened above");
         file.write_all(line.line.as_bytes())
             .map_err(|e| AuditError::io(format!("cannot write audit log {}", self.path.display()), e))?;
         state.len = len + line.line.len() as u64;
         state.last_seq = seq;
         state.last_hash = line.hash;
-        if state.len >= self.max_bytes {
-            self.rotate()?;
-            state.file = None;
-            state.len = 0;
-            state.id = (0, 0);
-        }
         Ok(())
     }
 
@@ -385,7 +435,19 @@ fn chain_tail(file: &mut File, path: &Path) -> Result<(u64, String), AuditError>
             path.display()
         ))
     })?;
+    if !is_hash(&fields.hash) {
+        return Err(AuditError::new(format!(
+            "the last line of audit log {} has a malformed hash; run `agentguard audit verify {}` and move the file \
+             aside to start a new chain",
+            path.display(),
+            path.display()
+        )));
+    }
     Ok((fields.seq, fields.hash))
+}
+
+fn is_hash(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 #[derive(Deserialize)]
@@ -548,17 +610,56 @@ impl std::error::Error for VerifyError {}
 ///
 /// Returns the first line that was edited, inserted, deleted, moved or torn. Lines removed from the very end of
 /// the newest file, or whole oldest files removed, cannot be detected from the files alone (a chain has no memory of
-/// its future); compare [`VerifyReport::last_seq`] with a copy kept elsewhere to catch that.
+/// its future); compare [`VerifyReport::last_seq`] with a copy kept elsewhere to catch that. The chain is not keyed:
+/// someone who can rewrite the whole file can recompute every hash, so keep a copy of the latest hash elsewhere if
+/// that is in your threat model. Safe to run while writers append and rotate: it reads a snapshot taken under a
+/// shared lock.
 pub fn verify(path: impl AsRef<Path>) -> Result<VerifyReport, VerifyError> {
     let path = path.as_ref();
-    let mut files = rotated_files(path).map_err(|e| VerifyError {
+    let at = |line: u64, problem: String| VerifyError {
         file: path.to_path_buf(),
-        line: 0,
-        problem: e.to_string(),
-    })?;
-    if path.exists() || files.is_empty() {
-        files.push(path.to_path_buf());
+        line,
+        problem,
+    };
+    // A consistent snapshot: under a shared lock (writers take it exclusively), list the files, open them and note
+    // their lengths. Reading happens after the lock is released; open handles survive renames, and bytes appended
+    // later are past the noted length.
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(sibling(path, "lock"))
+        .ok();
+    if let Some(lock) = &lock {
+        let _ = lock.lock_shared();
     }
+    let snapshot = (|| {
+        let mut files = rotated_files(path).map_err(|e| at(0, e.to_string()))?;
+        if path.exists() || files.is_empty() {
+            files.push(path.to_path_buf());
+        }
+        files
+            .into_iter()
+            .map(|file| {
+                let f = File::open(&file).map_err(|e| VerifyError {
+                    file: file.clone(),
+                    line: 0,
+                    problem: format!("cannot open: {e}"),
+                })?;
+                let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+                Ok((file, f, len))
+            })
+            .collect::<Result<Vec<_>, VerifyError>>()
+    })();
+    if let Some(lock) = &lock {
+        let _ = lock.unlock();
+    }
+    let snapshot = snapshot?;
+    // The chain must start at seq 1 unless older rotated files were removed (then the oldest is not .000001).
+    let starts_whole = snapshot
+        .first()
+        .is_some_and(|(f, _, _)| f == path || rotation_index(path, f) == Some(1));
+    let files: Vec<PathBuf> = snapshot.iter().map(|(f, _, _)| f.clone()).collect();
     let mut report = VerifyReport {
         files: files.clone(),
         lines: 0,
@@ -566,13 +667,9 @@ pub fn verify(path: impl AsRef<Path>) -> Result<VerifyReport, VerifyError> {
         last_seq: None,
     };
     let mut prev: Option<(u64, String)> = None;
-    for file in &files {
-        let f = File::open(file).map_err(|e| VerifyError {
-            file: file.clone(),
-            line: 0,
-            problem: format!("cannot open: {e}"),
-        })?;
-        let mut reader = BufReader::new(f);
+    for (file, f, len) in snapshot {
+        let file = &file;
+        let mut reader = BufReader::new(f.take(len));
         let mut buf = Vec::new();
         let mut n = 0u64;
         loop {
@@ -595,6 +692,12 @@ pub fn verify(path: impl AsRef<Path>) -> Result<VerifyReport, VerifyError> {
                 return Err(bad("torn line: no newline at the end (a write was cut short)".into()));
             };
             let (seq, hash) = check_line(line, prev.as_ref()).map_err(bad)?;
+            if prev.is_none() && starts_whole && seq != 1 {
+                return Err(bad(format!(
+                    "the chain starts at seq {seq}, not 1, and no older rotated file is missing: lines were \
+                     deleted from the start"
+                )));
+            }
             report.first_seq.get_or_insert(seq);
             report.last_seq = Some(seq);
             report.lines += 1;
@@ -617,7 +720,8 @@ fn check_line(line: &[u8], prev: Option<&(u64, String)>) -> Result<(u64, String)
     let fields: ChainFields = serde_json::from_str(text).map_err(|e| format!("not an audit record: {e}"))?;
     const TAIL: usize = ",\"hash\":\"\"}".len() + 64;
     let cut = text.len().checked_sub(TAIL).ok_or("line too short to carry a hash")?;
-    if !text.is_char_boundary(cut) || &text.as_bytes()[cut..cut + 9] != b",\"hash\":\"" {
+    let bytes = text.as_bytes();
+    if !text.is_char_boundary(cut) || &bytes[cut..cut + 9] != b",\"hash\":\"" || !bytes.ends_with(b"\"}") {
         return Err("the hash is not the last field".into());
     }
     let hashed = format!("{}}}", &text[..cut]);
