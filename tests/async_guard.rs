@@ -235,3 +235,76 @@ fn ten_thousand_parked_approvals_cost_no_threads_and_all_fail_closed() {
     assert_eq!(ran.load(Ordering::SeqCst), 0);
     assert!(guard.pending().is_empty());
 }
+
+#[test]
+fn aexecute_outside_a_tokio_runtime_denies_instead_of_panicking() {
+    let guard = AgentGuard::external()
+        .timeout(Duration::from_secs(5))
+        .no_audit()
+        .build();
+    let fut = guard.aexecute(call("delete_customer"), |_, _| async {});
+    // A minimal executor that is not tokio.
+    let denied = futures_lite_block_on(fut).unwrap_err();
+    assert_eq!(denied.reason(), DenyReason::ApproverFailed);
+    assert!(denied.detail().unwrap().contains("tokio runtime"), "{denied}");
+}
+
+#[test]
+fn aexecute_on_a_runtime_without_timers_denies_instead_of_panicking() {
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap(); // no enable_time
+    let guard = AgentGuard::external()
+        .timeout(Duration::from_secs(5))
+        .no_audit()
+        .build();
+    let denied = runtime
+        .block_on(guard.aexecute(call("delete_customer"), |_, _| async {}))
+        .unwrap_err();
+    assert_eq!(denied.reason(), DenyReason::ApproverFailed);
+    assert!(denied.detail().unwrap().contains("enable_time"), "{denied}");
+    assert!(guard.pending().is_empty(), "the parked request was expired");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn blocking_execute_of_an_external_guard_on_a_current_thread_runtime_denies_with_advice() {
+    let guard = AgentGuard::external()
+        .timeout(Duration::from_secs(30))
+        .no_audit()
+        .build();
+    let denied = guard.execute(call("delete_customer"), |_, _| ()).unwrap_err();
+    assert_eq!(denied.reason(), DenyReason::ApproverFailed);
+    assert!(denied.detail().unwrap().contains("aexecute"), "{denied}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn blocking_execute_of_an_external_guard_on_a_multi_thread_runtime_can_be_resolved_by_a_task() {
+    let (guard, mut parked) = external(Duration::from_secs(30));
+    let g = guard.clone();
+    // The resolver is a task on the same (single) worker the blocking call sits on.
+    let resolver = tokio::spawn(async move {
+        let req = parked.recv().await.unwrap();
+        g.resolve(req.request_id(), true, None)
+    });
+    assert!(guard.execute(call("delete_customer"), |_, _| ()).is_ok());
+    assert_eq!(resolver.await.unwrap(), ResolveOutcome::Resolved);
+}
+
+/// Polls a future to completion on this thread, parking between wake-ups: just enough executor for the test.
+fn futures_lite_block_on<F: std::future::Future>(fut: F) -> F::Output {
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Wake};
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Arc::new(Unpark(std::thread::current())).into();
+    let mut cx = Context::from_waker(&waker);
+    let mut fut = std::pin::pin!(fut);
+    loop {
+        match fut.as_mut().poll(&mut cx) {
+            Poll::Ready(v) => return v,
+            Poll::Pending => std::thread::park_timeout(Duration::from_millis(10)),
+        }
+    }
+}

@@ -145,7 +145,9 @@ impl<'de> Deserialize<'de> for Risk {
 ///    safe even when a danger word follows (`get_run_logs`, `list_messages`, `search_emails`). A danger verb gives the
 ///    clause its category. Words that are not verbs (`bulk`, `slack`, `git`, `user`) are skipped, so `bulk_delete`,
 ///    `slack_post_message` and `git_commit` are found. A past participle (`annotated`, `scheduled`: a word of five
-///    or more letters ending in `ed`) marks the next word as a noun, so `annotatedMessage` is not a send.
+///    or more letters ending in `ed`) followed by a verb that is also a common noun (`message`, `post`, `order`,
+///    `report`, …) makes that word a noun, so `annotatedMessage` is not a send; a real verb after a participle still
+///    counts (`forced_delete_user` is irreversible).
 /// 4. **Categories** (the seed's four, with the verbs real tool catalogs use for side effects):
 ///    - [`Risk::Irreversible`]: delete, remove, destroy, drop, truncate, wipe, erase, purge, kill, terminate, reset,
 ///      revoke, cancel, clear, prune, uninstall, …
@@ -185,11 +187,11 @@ pub fn classify(name: &str) -> Option<Risk> {
         if clause_decided {
             continue;
         }
-        if skip_next {
-            skip_next = false;
+        let class = verb(word);
+        if std::mem::take(&mut skip_next) && is_noun_verb(word) {
             continue;
         }
-        match verb(word) {
+        match class {
             // A past participle is an adjective here (`annotatedMessage`, `scheduled_post_list`): the word after it
             // is a noun, not a verb.
             Verb::None if is_participle(word) => skip_next = true,
@@ -207,6 +209,42 @@ pub fn classify(name: &str) -> Option<Risk> {
 }
 
 const MAX_WORD: usize = 24;
+
+/// Verbs that are also common nouns: only these are read as nouns after a participle. A real danger verb after
+/// one (`forced_delete_user`, `scheduled_run`) still counts.
+fn is_noun_verb(word: &str) -> bool {
+    matches!(
+        word,
+        "message"
+            | "post"
+            | "email"
+            | "mail"
+            | "order"
+            | "call"
+            | "page"
+            | "comment"
+            | "record"
+            | "report"
+            | "review"
+            | "tag"
+            | "label"
+            | "book"
+            | "link"
+            | "star"
+            | "pin"
+            | "like"
+            | "store"
+            | "stage"
+            | "block"
+            | "command"
+            | "script"
+            | "alert"
+            | "transfer"
+            | "export"
+            | "import"
+            | "request"
+    )
+}
 
 fn is_participle(word: &str) -> bool {
     word.len() > 4 && word.ends_with("ed")
@@ -383,6 +421,17 @@ mod tests {
         }
         let err = "severe".parse::<Risk>().unwrap_err().to_string();
         assert!(err.contains("expected one of irreversible"), "{err}");
+    }
+
+    #[test]
+    fn a_participle_never_hides_a_danger_verb() {
+        assert_eq!(classify("forced_delete_user"), Some(Risk::Irreversible));
+        assert_eq!(classify("scheduled_delete_job"), Some(Risk::Irreversible));
+        assert_eq!(classify("authenticated_delete"), Some(Risk::Irreversible));
+        assert_eq!(classify("batched_remove_rows"), Some(Risk::Irreversible));
+        assert_eq!(classify("forced_push"), Some(Risk::ExternalSend));
+        assert_eq!(classify("annotatedMessage"), None);
+        assert_eq!(classify("scheduled_post_list"), None);
     }
 
     #[test]

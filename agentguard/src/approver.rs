@@ -299,14 +299,20 @@ pub(crate) fn render_box(request: &ApprovalRequest) -> String {
     s
 }
 
-/// Control characters in agent-supplied text could move the cursor or fake a prompt: show them escaped.
+/// Control characters in agent-supplied text could move the cursor or fake a prompt, and invisible or
+/// direction-changing format characters (zero-width spaces, bidi overrides) could make the prompt read differently
+/// from what will run: show them all escaped.
 fn sanitize(s: &str) -> String {
-    if !s.chars().any(char::is_control) {
+    fn hidden(c: char) -> bool {
+        c.is_control()
+            || matches!(c, '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+    }
+    if !s.chars().any(hidden) {
         return s.to_owned();
     }
     s.chars()
         .map(|c| {
-            if c.is_control() {
+            if hidden(c) {
                 c.escape_default().to_string()
             } else {
                 c.to_string()

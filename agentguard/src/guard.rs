@@ -458,7 +458,7 @@ impl AgentGuard {
             Approver::AsyncCallback(cb) => block_on_async_callback(cb, &parked),
             #[cfg(not(feature = "tokio"))]
             Approver::AsyncCallback(_) => unreachable!("async callbacks need the tokio feature"),
-            Approver::External { on_request } => inner.park_blocking(&parked, on_request.as_ref()),
+            Approver::External { on_request } => inner.park_blocking_anywhere(&parked, on_request.as_ref()),
         };
         inner.conclude(parked, verdict, recheck)
     }
@@ -473,7 +473,24 @@ impl AgentGuard {
             return Ok(Decided::Allowed(unasked_approval(call.name, call.params)));
         };
         let parked = inner.prepare(call, risk)?;
-        let verdict = inner.verdict_async(&parked).await;
+        let verdict = if tokio::runtime::Handle::try_current().is_err() {
+            Verdict::deny(
+                DenyReason::ApproverFailed,
+                "aexecute needs a tokio runtime (with its time driver: enable_time or enable_all); use execute() \
+                 elsewhere"
+                    .to_owned(),
+            )
+        } else {
+            // A panic while waiting (e.g. a runtime built without its time driver) denies instead of unwinding into
+            // the agent; a parked request is expired by the wait's drop guard.
+            match approver::CatchUnwind(Box::pin(inner.verdict_async(&parked))).await {
+                Ok(verdict) => verdict,
+                Err(panic) => Verdict::deny(
+                    DenyReason::ApproverFailed,
+                    format!("waiting for the approval failed: {panic} (does the tokio runtime have enable_time?)"),
+                ),
+            }
+        };
         Ok(Decided::Parked(inner, parked, verdict))
     }
 
@@ -759,6 +776,27 @@ impl Inner {
                 }
             }
         }
+    }
+
+    /// Parks from blocking code. Inside a tokio runtime, a blocked worker could be the one that would run the
+    /// `resolve`: on a multi-thread runtime the wait moves off the worker (`block_in_place`); on a current-thread
+    /// runtime it cannot, so the call is denied with advice instead of deadlocking until its deadline.
+    fn park_blocking_anywhere(&self, parked: &Parked, notifier: Option<&Notifier>) -> Verdict {
+        #[cfg(feature = "tokio")]
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            return match handle.runtime_flavor() {
+                tokio::runtime::RuntimeFlavor::MultiThread => {
+                    tokio::task::block_in_place(|| self.park_blocking(parked, notifier))
+                }
+                _ => Verdict::deny(
+                    DenyReason::ApproverFailed,
+                    "the blocking execute() of an external guard was called on a current-thread tokio runtime, \
+                     where waiting would block the task that answers it; use aexecute().await"
+                        .to_owned(),
+                ),
+            };
+        }
+        self.park_blocking(parked, notifier)
     }
 
     fn park_blocking(&self, parked: &Parked, notifier: Option<&Notifier>) -> Verdict {

@@ -271,7 +271,10 @@ mod unix_seconds {
         if !secs.is_finite() || secs < 0.0 {
             return Err(serde::de::Error::custom("expected non-negative Unix seconds"));
         }
-        Ok(UNIX_EPOCH + Duration::from_secs_f64(secs))
+        Duration::try_from_secs_f64(secs)
+            .ok()
+            .and_then(|d| UNIX_EPOCH.checked_add(d))
+            .ok_or_else(|| serde::de::Error::custom("Unix seconds out of range"))
     }
 
     pub fn to_f64(t: SystemTime) -> f64 {
@@ -580,6 +583,14 @@ mod tests {
         assert_eq!(v["reason"], Value::Null);
         let back: ApprovalRequest = serde_json::from_value(v).unwrap();
         assert_eq!(back, sample());
+    }
+
+    #[test]
+    fn out_of_range_times_are_a_serde_error_not_a_panic() {
+        let mut v = serde_json::to_value(sample()).unwrap();
+        v["deadline"] = json!(1e30);
+        let err = serde_json::from_value::<ApprovalRequest>(v).unwrap_err().to_string();
+        assert!(err.contains("out of range"), "{err}");
     }
 
     #[test]
