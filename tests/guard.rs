@@ -583,3 +583,17 @@ fn seeded_secrets_never_appear_in_pending_output_or_the_audit() {
         assert!(!file.contains(secret), "{secret} in the audit");
     }
 }
+
+#[test]
+fn listed_tools_match_in_any_case_or_separator_style() {
+    let guard = AgentGuard::callback(|_| false)
+        .dangerous_tools(["loyalty_bonus"])
+        .safe_tools(["ResetView"])
+        .no_audit()
+        .build();
+    for spelling in ["loyalty_bonus", "loyaltyBonus", "Loyalty-Bonus", "LOYALTY.BONUS"] {
+        assert_eq!(guard.risk_of(spelling), Some(Risk::ManuallyFlagged), "{spelling}");
+    }
+    assert_eq!(guard.risk_of("reset_view"), None);
+    assert_eq!(guard.risk_of("reset-view"), None);
+}

@@ -262,6 +262,19 @@ fn lowercase<'b>(word: &[u8], buf: &'b mut [u8; MAX_WORD]) -> Option<&'b str> {
     std::str::from_utf8(out).ok()
 }
 
+/// A name in one canonical spelling: its words, lowercased, joined by `_` (`deleteUser`, `Delete-User` and
+/// `DELETE_USER` all give `delete_user`). Names that differ only in case or separators are the same tool.
+pub fn normalize_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for (s, e) in Words::new(name) {
+        if !out.is_empty() {
+            out.push('_');
+        }
+        out.push_str(&name[s..e].to_lowercase());
+    }
+    out
+}
+
 /// Splits a name into words, yielding byte ranges. Shared with redaction so both read names the same way.
 /// Not a stable API.
 #[doc(hidden)]

@@ -180,7 +180,8 @@ impl<M> GuardBuilder<M> {
         self
     }
 
-    /// Tools that always need approval, whatever their name. Their risk is [`Risk::ManuallyFlagged`] unless
+    /// Tools that always need approval, whatever their name (matched in any case or separator style:
+    /// `loyalty_bonus` also covers `loyaltyBonus` and `Loyalty-Bonus`). Their risk is [`Risk::ManuallyFlagged`] unless
     /// [`classify`] also finds one, which then wins; either way the call is gated once and logged once.
     ///
     /// A name in both `dangerous_tools` and [`safe_tools`](Self::safe_tools) is dangerous: the guard fails closed.
@@ -189,7 +190,11 @@ impl<M> GuardBuilder<M> {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.dangerous.extend(names.into_iter().map(Into::into));
+        self.dangerous.extend(
+            names
+                .into_iter()
+                .map(|n| agentguard_classify::normalize_name(&n.into())),
+        );
         self
     }
 
@@ -200,7 +205,11 @@ impl<M> GuardBuilder<M> {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.safe.extend(names.into_iter().map(Into::into));
+        self.safe.extend(
+            names
+                .into_iter()
+                .map(|n| agentguard_classify::normalize_name(&n.into())),
+        );
         self
     }
 
@@ -604,10 +613,15 @@ impl Inner {
     }
 
     fn risk_of(&self, tool: &str) -> Option<Risk> {
-        if !self.dangerous.is_empty() && self.dangerous.contains(tool) {
+        if self.dangerous.is_empty() && self.safe.is_empty() {
+            return classify(tool);
+        }
+        // Lists match names in any case or separator style, like classify does: `loyaltyBonus` is `loyalty_bonus`.
+        let name = agentguard_classify::normalize_name(tool);
+        if self.dangerous.contains(&name) {
             return Some(classify(tool).unwrap_or(Risk::ManuallyFlagged));
         }
-        if !self.safe.is_empty() && self.safe.contains(tool) {
+        if self.safe.contains(&name) {
             return None;
         }
         classify(tool)
@@ -628,7 +642,7 @@ impl Inner {
         rec.params_digest = digest.as_ref();
         rec.agent_id = call.agent_id.as_deref();
         rec.session_id = call.session_id.as_deref();
-        if self.safe.contains(&call.name) {
+        if !self.safe.is_empty() && self.safe.contains(&agentguard_classify::normalize_name(&call.name)) {
             rec.detail = Some("listed in safe_tools");
         }
         if let Err(e) = audit.record(&rec) {

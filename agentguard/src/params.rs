@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use agentguard_classify::Words;
+use agentguard_classify::{normalize_name, Words};
 
 /// Default limit on the canonical JSON size of a gated call's parameters: 1 MiB.
 pub const DEFAULT_MAX_PARAMS_BYTES: usize = 1024 * 1024;
@@ -236,7 +236,7 @@ impl Redactor {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        self.extra.extend(keys.into_iter().map(|k| normalize(k.as_ref())));
+        self.extra.extend(keys.into_iter().map(|k| normalize_name(k.as_ref())));
         self
     }
 
@@ -289,7 +289,7 @@ impl Redactor {
             }
             prev = Some(word);
         }
-        !self.extra.is_empty() && self.extra.contains(&normalize(key))
+        !self.extra.is_empty() && self.extra.contains(&normalize_name(key))
     }
 
     /// [`redact`](Self::redact), then also masks the top-level keys in `keys`.
@@ -324,18 +324,6 @@ impl Redactor {
             other => other.clone(),
         }
     }
-}
-
-/// `customerNote`, `customer-note`, `CUSTOMER_NOTE` → `customer_note`.
-fn normalize(key: &str) -> String {
-    let mut out = String::with_capacity(key.len());
-    for (s, e) in Words::new(key) {
-        if !out.is_empty() {
-            out.push('_');
-        }
-        out.push_str(&key[s..e].to_ascii_lowercase());
-    }
-    out
 }
 
 #[cfg(test)]
