@@ -13,54 +13,12 @@ use std::time::Duration;
 use agentguard::{
     open_store, AgentGuard, ApprovalStore, RequestId, RequestState, Resolution, ResolveOutcome, SqliteStore, ToolCall,
 };
-use serde_json::{json, Value};
+use serde_json::json;
 
-const HELPER: &str = env!("CARGO_BIN_EXE_agentguard-test-helper");
+use common::{runs, Agent, HELPER};
 
-struct Agent {
-    child: Child,
-    out: BufReader<ChildStdout>,
-}
-
-impl Agent {
-    /// Starts an agent process parking `n` calls on the store at `db`.
-    fn start(dir: &Path, n: usize, timeout_ms: u64) -> Agent {
-        let mut child = Command::new(HELPER)
-            .arg("sqlite-agent")
-            .arg(dir.join("store.db"))
-            .args([n.to_string(), timeout_ms.to_string()])
-            .arg(dir.join("ran.txt"))
-            .arg(dir.join("audit.log"))
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let out = BufReader::new(child.stdout.take().unwrap());
-        Agent { child, out }
-    }
-
-    fn line(&mut self) -> String {
-        let mut line = String::new();
-        self.out.read_line(&mut line).unwrap();
-        line.trim().to_owned()
-    }
-
-    fn parked(&mut self) -> RequestId {
-        let line = self.line();
-        line.strip_prefix("parked ")
-            .unwrap_or_else(|| panic!("expected a parked line, got {line:?}"))
-            .parse()
-            .unwrap()
-    }
-
-    fn outcome(&mut self) -> Value {
-        serde_json::from_str(&self.line()).unwrap()
-    }
-}
-
-fn runs(dir: &Path) -> usize {
-    std::fs::read_to_string(dir.join("ran.txt"))
-        .map(|t| t.lines().count())
-        .unwrap_or(0)
+fn url(dir: &Path) -> String {
+    format!("sqlite:{}", dir.join("store.db").display())
 }
 
 fn store(dir: &Path) -> SqliteStore {
@@ -70,7 +28,7 @@ fn store(dir: &Path) -> SqliteStore {
 #[test]
 fn another_process_approves_and_the_agent_process_runs_the_call_once() {
     let dir = tempfile::tempdir().unwrap();
-    let mut agent = Agent::start(dir.path(), 1, 30_000);
+    let mut agent = Agent::start(&url(dir.path()), dir.path(), 1, 30_000);
     let id = agent.parked();
     let store = store(dir.path());
     assert_eq!(store.pending().unwrap().len(), 1);
@@ -92,7 +50,7 @@ fn another_process_approves_and_the_agent_process_runs_the_call_once() {
 #[test]
 fn another_process_denies_and_the_agent_gets_action_denied() {
     let dir = tempfile::tempdir().unwrap();
-    let mut agent = Agent::start(dir.path(), 1, 30_000);
+    let mut agent = Agent::start(&url(dir.path()), dir.path(), 1, 30_000);
     let id = agent.parked();
     let answer = Resolution::deny(id).actor("alice").note("not today");
     assert_eq!(store(dir.path()).resolve(&answer).unwrap(), ResolveOutcome::Resolved);
@@ -106,7 +64,7 @@ fn another_process_denies_and_the_agent_gets_action_denied() {
 #[test]
 fn no_answer_times_out_and_a_late_approval_is_expired() {
     let dir = tempfile::tempdir().unwrap();
-    let mut agent = Agent::start(dir.path(), 1, 300);
+    let mut agent = Agent::start(&url(dir.path()), dir.path(), 1, 300);
     let id = agent.parked();
     assert_eq!(agent.outcome()["reason"], "approval_timeout");
     agent.child.wait().unwrap();
@@ -138,8 +96,8 @@ fn thirty_two_resolvers_in_four_processes_race_one_id_exactly_one_wins_over_1000
     let mut resolvers: Vec<(Child, BufReader<ChildStdout>)> = (0..4)
         .map(|_| {
             let mut c = Command::new(HELPER)
-                .arg("sqlite-resolver")
-                .arg(&db)
+                .arg("store-resolver")
+                .arg(format!("sqlite:{}", db.display()))
                 .arg("8")
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
@@ -190,7 +148,7 @@ fn thirty_two_resolvers_in_four_processes_race_one_id_exactly_one_wins_over_1000
 #[test]
 fn killing_the_agent_with_100_pending_leaves_nothing_executed_and_an_intact_audit() {
     let dir = tempfile::tempdir().unwrap();
-    let mut agent = Agent::start(dir.path(), 100, 1_500);
+    let mut agent = Agent::start(&url(dir.path()), dir.path(), 100, 1_500);
     for _ in 0..100 {
         agent.parked();
     }
@@ -225,7 +183,7 @@ fn killing_the_agent_with_100_pending_leaves_nothing_executed_and_an_intact_audi
     );
     assert_eq!(runs(dir.path()), 0, "nothing ran");
     // A restarted agent does not execute the dead one's requests: it parks its own.
-    let mut again = Agent::start(dir.path(), 1, 300);
+    let mut again = Agent::start(&url(dir.path()), dir.path(), 1, 300);
     let new_id = again.parked();
     assert!(!ids.contains(&new_id));
     assert_eq!(again.outcome()["reason"], "approval_timeout");
@@ -252,8 +210,13 @@ fn bad_store_urls_and_files_give_clear_errors() {
         err.contains("cannot open the sqlite store") && err.contains("directory exist"),
         "{err}"
     );
-    let err = open_store("postgres://localhost/test").unwrap_err().to_string();
-    assert!(err.contains("not part of this release"), "{err}");
+    let err = open_store("postgres://postgres@127.0.0.1:1/test")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("cannot connect (is the server running and the URL right?)"),
+        "{err}"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let not_db = dir.path().join("notes.txt");

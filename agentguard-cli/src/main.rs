@@ -34,7 +34,7 @@ const EXIT_AUDIT: u8 = 8;
     about = "Answer and inspect agentguard approval requests"
 )]
 struct Cli {
-    /// Where parked requests are: sqlite:PATH.
+    /// Where parked requests are: sqlite:PATH or postgres://user@host/db (optionally ?schema=NAME).
     #[arg(long, env = "AGENTGUARD_STORE", global = true, value_name = "URL")]
     store: Option<String>,
     /// Print JSON instead of human-readable text.
@@ -90,7 +90,8 @@ enum Command {
 
 #[derive(Subcommand, Debug)]
 enum AuditCommand {
-    /// Check the hash chain of an audit log (and its rotated files).
+    /// Check the hash chain of an audit log (and its rotated files), or with --store postgres://… the store's
+    /// audit table.
     Verify {
         /// The log file (agentguard.log, or $AGENTGUARD_LOG).
         file: Option<PathBuf>,
@@ -318,21 +319,40 @@ fn watch(cli: &Cli, store: &dyn ApprovalStore, interval: Duration) -> Result<(),
     }
 }
 
+fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// `audit verify --store postgres://…`: the audit table of a PostgreSQL store.
+fn verify_store(cli: &Cli, url: &str) -> Result<(), Failure> {
+    let (base, schema) = match url.split_once('?') {
+        Some((base, query)) => (base, query.split('&').find_map(|kv| kv.strip_prefix("schema="))),
+        None => (url, None),
+    };
+    let store =
+        agentguard::PostgresStore::connect(base, schema).map_err(|e| fail(EXIT_STORE, format!("store {url}: {e}")))?;
+    report_verify(cli, store.verify_audit())
+}
+
 fn verify(cli: &Cli, file: Option<PathBuf>) -> Result<(), Failure> {
     let file = match file {
         Some(f) => f,
-        None if cli.store.is_some() => {
-            return Err(fail(
-                EXIT_USAGE,
-                "this store keeps no audit table (the sqlite store audits to the JSONL file); give the log FILE",
-            ))
+        None if cli.store.as_deref().is_some_and(is_postgres) => {
+            return verify_store(cli, cli.store.as_deref().unwrap_or_default())
         }
         None => std::env::var_os("AGENTGUARD_LOG").map_or_else(|| PathBuf::from("agentguard.log"), PathBuf::from),
     };
     if !file.exists() {
         return Err(fail(EXIT_ERROR, format!("no audit log at {}", file.display())));
     }
-    match agentguard::audit::verify(&file) {
+    report_verify(cli, agentguard::audit::verify(&file))
+}
+
+fn report_verify(
+    cli: &Cli,
+    result: Result<agentguard::audit::VerifyReport, agentguard::audit::VerifyError>,
+) -> Result<(), Failure> {
+    match result {
         Ok(report) => {
             if cli.json {
                 print_json(&serde_json::json!({

@@ -227,3 +227,35 @@ fn audit_verify_exits_0_for_an_intact_chain_and_8_naming_the_broken_line() {
     assert_eq!(out.status.code(), Some(8));
     assert!(text(&out).1.contains("audit.log:2:"), "{:?}", text(&out));
 }
+
+#[test]
+fn the_cli_answers_through_postgres_and_verifies_its_audit_table() {
+    let Ok(server) = std::env::var("AGENTGUARD_TEST_POSTGRES_URL") else {
+        eprintln!("skipped: AGENTGUARD_TEST_POSTGRES_URL is not set; .ci/run sets it");
+        return;
+    };
+    let schema = format!("cli_{}", agentguard::RequestId::new().as_str().replace('-', ""));
+    let url = format!("{server}?schema={schema}");
+    let store = std::sync::Arc::new(agentguard::PostgresStore::connect(&server, Some(&schema)).unwrap());
+    let (tx, rx) = mpsc::channel();
+    let guard = AgentGuard::external()
+        .shared_store(store.clone())
+        .on_request(move |req| {
+            let _ = tx.send(req.clone());
+        })
+        .audit(store.audit())
+        .timeout(Duration::from_secs(30))
+        .build();
+    let agent =
+        std::thread::spawn(move || guard.execute(ToolCall::new("delete_customer", json!({"id": 7})), |_, _| "ran"));
+    let req: ApprovalRequest = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    let run = |args: &[&str]| Command::new(BIN).args(["--store", &url]).args(args).output().unwrap();
+    let out = run(&["pending", "--json"]);
+    assert!(text(&out).0.contains(req.request_id().as_str()), "{:?}", text(&out));
+    let out = run(&["approve", req.request_id().as_str(), "--actor", "alice"]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    assert_eq!(agent.join().unwrap().unwrap(), "ran");
+    let out = run(&["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    assert!(text(&out).0.contains("chain intact: 1 lines"), "{:?}", text(&out));
+}

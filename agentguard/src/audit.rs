@@ -378,13 +378,65 @@ impl JsonlAudit {
 
 impl AuditSink for JsonlAudit {
     fn record(&self, record: &AuditRecord<'_>) -> Result<(), AuditError> {
-        let body = serde_json::to_vec(&LineBody {
-            ts: Timestamp(SystemTime::now()),
-            record,
-        })
-        .map_err(|e| AuditError::new(format!("cannot serialize audit record: {e}")))?;
-        self.append(&body)
+        self.append(&record_body(record)?)
     }
+}
+
+/// A record's JSON with its timestamp, before `seq`, `prev` and `hash` are added.
+pub(crate) fn record_body(record: &AuditRecord<'_>) -> Result<Vec<u8>, AuditError> {
+    serde_json::to_vec(&LineBody {
+        ts: Timestamp(SystemTime::now()),
+        record,
+    })
+    .map_err(|e| AuditError::new(format!("cannot serialize audit record: {e}")))
+}
+
+/// The sealed line (with its newline) for `body` at `seq` after `prev`.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+pub(crate) fn seal_line(body: &[u8], seq: u64, prev: &str) -> String {
+    seal(body, seq, prev).line
+}
+
+/// The `hash` field of a sealed line, if it has a well-formed one.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+pub(crate) fn line_hash(line: &str) -> Option<String> {
+    let tail = line.trim_end().strip_suffix("\"}")?;
+    let hash = tail.get(tail.len().checked_sub(64)?..)?;
+    is_hash(hash).then(|| hash.to_owned())
+}
+
+/// Verifies a chain given as lines (from a table rather than files); `source` names it in errors, whose line
+/// numbers count from 1.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+pub(crate) fn verify_lines<'a>(
+    source: &str,
+    lines: impl IntoIterator<Item = &'a str>,
+) -> Result<VerifyReport, VerifyError> {
+    let mut report = VerifyReport {
+        files: vec![PathBuf::from(source)],
+        lines: 0,
+        first_seq: None,
+        last_seq: None,
+    };
+    let mut prev: Option<(u64, String)> = None;
+    for (n, line) in lines.into_iter().enumerate() {
+        let bad = |problem: String| VerifyError {
+            file: PathBuf::from(source),
+            line: n as u64 + 1,
+            problem,
+        };
+        let (seq, hash) = check_line(line.as_bytes(), prev.as_ref()).map_err(bad)?;
+        if prev.is_none() && seq != 1 {
+            return Err(bad(format!(
+                "the chain starts at seq {seq}, not 1: rows were deleted from the start"
+            )));
+        }
+        report.first_seq.get_or_insert(seq);
+        report.last_seq = Some(seq);
+        report.lines += 1;
+        prev = Some((seq, hash));
+    }
+    Ok(report)
 }
 
 #[derive(Serialize)]

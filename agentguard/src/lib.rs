@@ -44,6 +44,8 @@ pub mod audit;
 mod global;
 mod guard;
 mod params;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod request;
 #[cfg(feature = "sqlite")]
 mod sqlite;
@@ -71,6 +73,8 @@ pub use agentguard_macros::gate;
 /// `#[derive(Tool)]`: an enum of tool calls with parsing, gating and a handler trait.
 pub use agentguard_macros::Tool;
 
+#[cfg(feature = "postgres")]
+pub use postgres::{PostgresAudit, PostgresStore, POLL_FALLBACK as POSTGRES_POLL_FALLBACK, POSTGRES_SCHEMA_VERSION};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteStore, MAX_POLL as SQLITE_MAX_POLL, SQLITE_SCHEMA_VERSION};
 pub use store::{

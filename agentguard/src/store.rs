@@ -174,6 +174,8 @@ pub trait ApprovalStore: Send + Sync + fmt::Debug + 'static {
 ///
 /// - `sqlite:PATH` (or `sqlite://PATH`): a [`SqliteStore`](crate::SqliteStore) file shared by processes on one host
 ///   (feature `sqlite`);
+/// - `postgres://user@host:port/db` (or `postgresql://`), with an optional `schema=NAME` query parameter: a
+///   [`PostgresStore`](crate::PostgresStore) shared by hosts (feature `postgres`);
 /// - `memory:`: a fresh [`InMemoryStore`], for tests.
 ///
 /// Anything else is an error that lists what is accepted.
@@ -196,14 +198,46 @@ pub fn open_store(url: &str) -> Result<Arc<dyn ApprovalStore>, StoreError> {
         ));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        #[cfg(feature = "postgres")]
+        {
+            let (url, schema) = split_schema(url);
+            return Ok(Arc::new(crate::PostgresStore::connect(&url, schema.as_deref())?));
+        }
+        #[cfg(not(feature = "postgres"))]
         return Err(StoreError::new(
-            "the PostgreSQL store is not part of this release yet; use sqlite:PATH for processes on one host",
+            "this build of agentguard has no PostgreSQL store: enable the `postgres` feature",
         ));
     }
     let scheme = url.split(':').next().unwrap_or(url);
     Err(StoreError::new(format!(
-        "unknown store URL scheme {scheme:?} in {url:?}: expected sqlite:PATH (or memory: for tests)"
+        "unknown store URL scheme {scheme:?} in {url:?}: expected sqlite:PATH or postgres://user@host/db (or memory: \
+         for tests)"
     )))
+}
+
+/// Takes agentguard's own `schema=NAME` query parameter out of a PostgreSQL URL.
+#[cfg(feature = "postgres")]
+pub(crate) fn split_schema(url: &str) -> (String, Option<String>) {
+    let Some((base, query)) = url.split_once('?') else {
+        return (url.to_owned(), None);
+    };
+    let mut schema = None;
+    let rest: Vec<&str> = query
+        .split('&')
+        .filter(|kv| match kv.strip_prefix("schema=") {
+            Some(name) => {
+                schema = Some(name.to_owned());
+                false
+            }
+            None => true,
+        })
+        .collect();
+    let url = if rest.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", rest.join("&"))
+    };
+    (url, schema)
 }
 
 /// Default retention of decided requests in an [`InMemoryStore`]: 10 minutes.

@@ -36,13 +36,13 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        // Parks N gated calls (one thread each) on the sqlite store at DB, timing out after TIMEOUT_MS. Prints each
+        // Parks N gated calls (one thread each) on the store at URL, timing out after TIMEOUT_MS. Prints each
         // request id as it parks ("parked <id>"), and each call's outcome as JSON. Every executor run appends a line
         // to RAN_FILE. Audits to LOG.
-        ["sqlite-agent", db, n, timeout_ms, ran_file, log] => {
-            let store = agentguard::SqliteStore::open(db).expect("open store");
+        ["store-agent", url, n, timeout_ms, ran_file, log] => {
+            let store = agentguard::open_store(url).expect("open store");
             let guard = AgentGuard::external()
-                .store(store)
+                .shared_store(store)
                 .on_request(|req| println!("parked {}", req.request_id()))
                 .timeout(std::time::Duration::from_millis(
                     timeout_ms.parse().expect("timeout_ms"),
@@ -77,12 +77,11 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        // Reads request ids from stdin; for each, THREADS threads answer "approve" at once on the sqlite store at
-        // DB, and one line "<resolved> <already>" is printed with the counts of RESOLVED and ALREADY_RESOLVED.
-        ["sqlite-resolver", db, threads] => {
+        // Reads request ids from stdin; for each, THREADS threads answer "approve" at once on the store at URL, and one line "<resolved> <already>" is printed with the counts of RESOLVED and ALREADY_RESOLVED.
+        ["store-resolver", url, threads] => {
             use std::io::BufRead;
             use std::sync::{Arc, Barrier};
-            let store: Arc<dyn agentguard::ApprovalStore> = Arc::new(agentguard::SqliteStore::open(db).expect("open"));
+            let store = agentguard::open_store(url).expect("open store");
             let n: usize = threads.parse().expect("threads");
             for line in std::io::stdin().lock().lines() {
                 let id: agentguard::RequestId = line.expect("stdin").trim().parse().expect("id");
@@ -114,7 +113,7 @@ fn main() -> ExitCode {
         _ => {
             eprintln!(
                 "usage: agentguard-test-helper audit-append PATH TAG N MAX_BYTES | terminal-call | \
-                 sqlite-agent DB N TIMEOUT_MS RAN_FILE LOG | sqlite-resolver DB THREADS"
+                 store-agent URL N TIMEOUT_MS RAN_FILE LOG | store-resolver URL THREADS"
             );
             ExitCode::from(2)
         }

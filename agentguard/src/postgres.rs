@@ -1,0 +1,658 @@
+//! [`PostgresStore`]: parked requests in PostgreSQL, for agents and approvers on different hosts, woken by
+//! LISTEN/NOTIFY with a polling fallback; and [`PostgresAudit`], the hash-chained audit in a table.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use event_listener::{Event, Listener};
+use tokio_postgres::{AsyncMessage, Client, Config, NoTls};
+
+use crate::audit::{self, AuditError, AuditRecord, AuditSink, VerifyError, VerifyReport};
+use crate::request::{ApprovalRequest, RequestId, Resolution, ResolveOutcome};
+use crate::store::{ApprovalStore, Decision, RequestState, StoreError, StoredRequest, WaitFuture};
+
+/// The schema version this build writes and reads.
+pub const POSTGRES_SCHEMA_VERSION: i64 = 1;
+
+/// A waiter re-reads its row at least this often, so a lost notification delays an answer but never strands it.
+pub const POLL_FALLBACK: Duration = Duration::from_secs(1);
+
+/// How long one database call may take before the store reports it unreachable.
+const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+
+const CHANNEL: &str = "agentguard_decided";
+
+/// Parked requests in PostgreSQL: agents and approvers on different hosts share one database.
+///
+/// - **Decisions** are single statements, `UPDATE … WHERE id = $1 AND state = 'pending' RETURNING …`, so of any
+///   number of concurrent answers exactly one wins; deadlines are compared with the database's `now()`, so hosts
+///   with skewed clocks agree.
+/// - **Wake-up** is LISTEN/NOTIFY on a dedicated connection (never pooled): a decision commits a `pg_notify` of the
+///   request id, and the waiting agent re-reads its row. A waiter starts listening before it reads, re-reads after
+///   the listener reconnects (notifications sent while it was down are lost), and re-reads every
+///   [`POLL_FALLBACK`] (1 s) in any case.
+/// - **At most once**: an approved request is claimed (`approved` → `executed`) before its executor runs.
+///
+/// The store runs its connections on a small private tokio runtime, so its blocking methods can be called from
+/// any thread, inside another runtime or not.
+pub struct PostgresStore {
+    shared: Arc<Shared>,
+    runtime: tokio::runtime::Runtime,
+}
+
+struct Shared {
+    config: Config,
+    schema: Option<String>,
+    client: tokio::sync::Mutex<Option<Arc<Client>>>,
+    audit_client: tokio::sync::Mutex<Option<Client>>,
+    waiters: Mutex<HashMap<String, Arc<Event>>>,
+    listening: AtomicBool,
+    closed: AtomicBool,
+}
+
+impl fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("hosts", &self.shared.config.get_hosts())
+            .field("dbname", &self.shared.config.get_dbname())
+            .field("schema", &self.shared.schema)
+            .field("listening", &self.shared.listening.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        self.shared.closed.store(true, Ordering::SeqCst);
+    }
+}
+
+fn pg_err(what: &'static str) -> impl Fn(tokio_postgres::Error) -> StoreError {
+    move |e| StoreError::with_source(format!("postgres store: {what}"), e)
+}
+
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn parse_state(s: &str) -> Result<RequestState, StoreError> {
+    Ok(match s {
+        "pending" => RequestState::Pending,
+        "approved" => RequestState::Approved,
+        "denied" => RequestState::Denied,
+        "expired" => RequestState::Expired,
+        "executed" => RequestState::Executed,
+        other => {
+            return Err(StoreError::new(format!(
+                "postgres store: unknown state {other:?} in the database"
+            )))
+        }
+    })
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://user@host:port/db`), optionally inside `schema` (created if missing), brings
+    /// the tables to the current schema version (idempotent; a database at another version is refused with a
+    /// message and left untouched), and starts listening.
+    pub fn connect(url: &str, schema: Option<&str>) -> Result<Self, StoreError> {
+        let mut config: Config = url
+            .parse()
+            .map_err(|e| StoreError::with_source(format!("invalid PostgreSQL URL {url:?}"), e))?;
+        config.connect_timeout(Duration::from_secs(5));
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("agentguard-postgres")
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::with_source("postgres store: cannot start its runtime", e))?;
+        let shared = Arc::new(Shared {
+            config,
+            schema: schema.map(str::to_owned),
+            client: tokio::sync::Mutex::new(None),
+            audit_client: tokio::sync::Mutex::new(None),
+            waiters: Mutex::new(HashMap::new()),
+            listening: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+        });
+        let store = PostgresStore { shared, runtime };
+        store.call(|s| async move { s.migrate().await })?;
+        let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
+        store.runtime.spawn(listen_loop(store.shared.clone(), ready_tx));
+        ready_rx
+            .recv_timeout(CALL_TIMEOUT)
+            .map_err(|_| StoreError::new("postgres store: the LISTEN connection did not come up in time"))??;
+        Ok(store)
+    }
+
+    /// Runs `f` on the store's runtime and waits for it: callable from any thread.
+    fn call<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Arc<Shared>) -> Fut,
+        Fut: Future<Output = Result<T, StoreError>> + Send + 'static,
+    {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let fut = f(self.shared.clone());
+        self.runtime.spawn(async move {
+            let _ = tx.send(fut.await);
+        });
+        rx.recv_timeout(CALL_TIMEOUT)
+            .map_err(|_| StoreError::new("postgres store: the database did not answer within 15 s"))?
+    }
+
+    /// The async twin of `call`, for futures running on another runtime.
+    async fn acall<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Arc<Shared>) -> Fut,
+        Fut: Future<Output = Result<T, StoreError>> + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let fut = f(self.shared.clone());
+        self.runtime.spawn(async move {
+            let _ = tx.send(fut.await);
+        });
+        match tokio::time::timeout(CALL_TIMEOUT, rx).await {
+            Ok(Ok(result)) => result,
+            _ => Err(StoreError::new(
+                "postgres store: the database did not answer within 15 s",
+            )),
+        }
+    }
+
+    /// Whether the LISTEN connection is up now (for diagnostics and tests).
+    pub fn is_listening(&self) -> bool {
+        self.shared.listening.load(Ordering::SeqCst)
+    }
+
+    /// An audit sink writing hash-chained records to the `agentguard_audit` table of this store's database.
+    pub fn audit(self: &Arc<Self>) -> PostgresAudit {
+        PostgresAudit {
+            store: Arc::clone(self),
+        }
+    }
+
+    /// Verifies the hash chain of the `agentguard_audit` table (line numbers in errors are `seq` values).
+    pub fn verify_audit(&self) -> Result<VerifyReport, VerifyError> {
+        let lines = self
+            .call(|s| async move {
+                let c = s.client().await?;
+                let rows = c
+                    .query("SELECT seq, line FROM agentguard_audit ORDER BY seq", &[])
+                    .await
+                    .map_err(pg_err("read the audit table"))?;
+                Ok(rows
+                    .iter()
+                    .map(|r| (r.get::<_, i64>(0), r.get::<_, String>(1)))
+                    .collect::<Vec<_>>())
+            })
+            .map_err(|e| VerifyError {
+                file: "postgres:agentguard_audit".into(),
+                line: 0,
+                problem: e.to_string(),
+            })?;
+        audit::verify_lines("postgres:agentguard_audit", lines.iter().map(|(_, l)| l.as_str()))
+    }
+
+    fn waiter(&self, id: &RequestId) -> Arc<Event> {
+        let mut waiters = self.shared.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(waiters.entry(id.as_str().to_owned()).or_default())
+    }
+
+    fn forget_waiter(&self, id: &RequestId) {
+        let mut waiters = self.shared.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        if waiters.get(id.as_str()).is_some_and(|e| Arc::strong_count(e) == 1) {
+            waiters.remove(id.as_str());
+        }
+    }
+
+    async fn read_decision(shared: Arc<Shared>, id: String) -> Result<Decision, StoreError> {
+        let c = shared.client().await?;
+        let row = c
+            .query_opt(
+                "SELECT state, actor, note FROM agentguard_requests WHERE id = $1",
+                &[&id],
+            )
+            .await
+            .map_err(pg_err("read a request"))?
+            .ok_or_else(|| StoreError::new(format!("no request {id} in the postgres store")))?;
+        Ok(Decision {
+            state: parse_state(row.get(0))?,
+            actor: row.get(1),
+            note: row.get(2),
+        })
+    }
+}
+
+impl Shared {
+    async fn client(&self) -> Result<Arc<Client>, StoreError> {
+        let mut slot = self.client.lock().await;
+        if let Some(c) = slot.as_ref().filter(|c| !c.is_closed()) {
+            return Ok(Arc::clone(c));
+        }
+        let client = Arc::new(self.connect_dedicated("agentguard").await?);
+        *slot = Some(Arc::clone(&client));
+        Ok(client)
+    }
+
+    /// A new connection of its own, in the store's schema.
+    async fn connect_dedicated(&self, application: &str) -> Result<Client, StoreError> {
+        let mut config = self.config.clone();
+        config.application_name(application);
+        let (client, connection) = config
+            .connect(NoTls)
+            .await
+            .map_err(pg_err("cannot connect (is the server running and the URL right?)"))?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        if let Some(schema) = &self.schema {
+            client
+                .batch_execute(&format!(
+                    "CREATE SCHEMA IF NOT EXISTS {s}; SET search_path TO {s}",
+                    s = quote_ident(schema)
+                ))
+                .await
+                .map_err(pg_err("select the schema"))?;
+        }
+        Ok(client)
+    }
+
+    async fn migrate(self: Arc<Self>) -> Result<(), StoreError> {
+        let c = self.client().await?;
+        let has_meta: bool = c
+            .query_one("SELECT to_regclass('agentguard_meta') IS NOT NULL", &[])
+            .await
+            .map_err(pg_err("read the schema"))?
+            .get(0);
+        if has_meta {
+            let version: Option<String> = c
+                .query_opt("SELECT value FROM agentguard_meta WHERE key = 'schema_version'", &[])
+                .await
+                .map_err(pg_err("read the schema version"))?
+                .map(|r| r.get(0));
+            let version: i64 = version.and_then(|v| v.parse().ok()).unwrap_or(0);
+            if version != POSTGRES_SCHEMA_VERSION {
+                return Err(StoreError::new(format!(
+                    "the postgres store has schema version {version}, and this agentguard reads version \
+                     {POSTGRES_SCHEMA_VERSION}; drain it with the agentguard version that created it (nothing was \
+                     changed)"
+                )));
+            }
+            return Ok(());
+        }
+        c.batch_execute(
+            "BEGIN;
+             SELECT pg_advisory_xact_lock(7423119);
+             CREATE TABLE IF NOT EXISTS agentguard_meta (key text PRIMARY KEY, value text NOT NULL);
+             CREATE TABLE IF NOT EXISTS agentguard_requests (
+                 id text PRIMARY KEY,
+                 request text NOT NULL,
+                 tool text NOT NULL,
+                 params_digest text NOT NULL,
+                 created timestamptz NOT NULL DEFAULT now(),
+                 deadline timestamptz NOT NULL,
+                 state text NOT NULL,
+                 actor text,
+                 note text,
+                 decided timestamptz,
+                 executed timestamptz
+             );
+             CREATE INDEX IF NOT EXISTS agentguard_requests_pending ON agentguard_requests (state, deadline);
+             CREATE TABLE IF NOT EXISTS agentguard_audit (seq bigint PRIMARY KEY, line text NOT NULL);
+             INSERT INTO agentguard_meta (key, value) VALUES ('schema_version', '1') ON CONFLICT DO NOTHING;
+             COMMIT;",
+        )
+        .await
+        .map_err(pg_err("create the schema"))
+    }
+
+    fn wake(&self, id: &str) {
+        let waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = waiters.get(id) {
+            e.notify(usize::MAX);
+        }
+    }
+
+    fn wake_all(&self) {
+        let waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        for e in waiters.values() {
+            e.notify(usize::MAX);
+        }
+    }
+}
+
+/// Keeps a dedicated LISTEN connection up for the life of the store; wakes waiters on each notification and all of
+/// them after every (re)connect, since notifications sent while it was down are lost.
+async fn listen_loop(shared: Arc<Shared>, ready: std::sync::mpsc::SyncSender<Result<(), StoreError>>) {
+    let mut ready = Some(ready);
+    let mut config = shared.config.clone();
+    config.application_name("agentguard-listen");
+    while !shared.closed.load(Ordering::SeqCst) {
+        match config.connect(NoTls).await {
+            Ok((client, mut connection)) => {
+                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+                let pump = tokio::spawn(async move {
+                    while let Some(msg) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                        match msg {
+                            Ok(AsyncMessage::Notification(n)) => {
+                                if tx.send(n.payload().to_owned()).is_err() {
+                                    break;
+                                }
+                            }
+                            Ok(_) => {}
+                            Err(_) => break,
+                        }
+                    }
+                });
+                if client.batch_execute(&format!("LISTEN {CHANNEL}")).await.is_ok() {
+                    shared.listening.store(true, Ordering::SeqCst);
+                    if let Some(r) = ready.take() {
+                        let _ = r.send(Ok(()));
+                    }
+                    shared.wake_all();
+                    while let Some(id) = rx.recv().await {
+                        shared.wake(&id);
+                        if shared.closed.load(Ordering::SeqCst) {
+                            break;
+                        }
+                    }
+                }
+                shared.listening.store(false, Ordering::SeqCst);
+                pump.abort();
+            }
+            Err(e) => {
+                if let Some(r) = ready.take() {
+                    let _ = r.send(Err(StoreError::with_source(
+                        "postgres store: cannot open the LISTEN connection",
+                        e,
+                    )));
+                    return;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+impl ApprovalStore for PostgresStore {
+    fn insert(&self, request: &ApprovalRequest) -> Result<(), StoreError> {
+        let json = serde_json::to_string(request)
+            .map_err(|e| StoreError::new(format!("postgres store: cannot serialize the request: {e}")))?;
+        let id = request.request_id().as_str().to_owned();
+        let tool = request.tool().to_owned();
+        let digest = request.params_digest().as_str().to_owned();
+        // The deadline is the database's now() plus the request's timeout: hosts with skewed clocks agree.
+        let timeout_ms = request
+            .deadline()
+            .duration_since(request.timestamp())
+            .map_or(0, |d| d.as_millis() as i64);
+        self.call(move |s| async move {
+            let c = s.client().await?;
+            c.execute(
+                "INSERT INTO agentguard_requests (id, request, tool, params_digest, deadline, state)
+                 VALUES ($1, $2, $3, $4, now() + $5::bigint * interval '1 millisecond', 'pending')",
+                &[&id, &json, &tool, &digest, &timeout_ms],
+            )
+            .await
+            .map_err(pg_err("park a request"))?;
+            Ok(())
+        })
+    }
+
+    fn resolve(&self, resolution: &Resolution) -> Result<ResolveOutcome, StoreError> {
+        let id = resolution.request_id.as_str().to_owned();
+        let state = if resolution.approved { "approved" } else { "denied" };
+        let digest = resolution.params_digest.as_ref().map(|d| d.as_str().to_owned());
+        let (actor, note) = (resolution.actor.clone(), resolution.note.clone());
+        self.call(move |s| async move {
+            let c = s.client().await?;
+            // One statement decides: pending and in time and (if given) the same digest → the answer; pending but
+            // late → expired. Exactly one concurrent statement finds the row pending.
+            let decided = c
+                .query_opt(
+                    "WITH u AS (
+                         UPDATE agentguard_requests
+                         SET state = CASE WHEN now() >= deadline THEN 'expired' ELSE $2 END,
+                             actor = CASE WHEN now() >= deadline THEN NULL ELSE $3 END,
+                             note = CASE WHEN now() >= deadline THEN NULL ELSE $4 END,
+                             decided = now()
+                         WHERE id = $1 AND state = 'pending'
+                           AND ($5::text IS NULL OR params_digest = $5 OR now() >= deadline)
+                         RETURNING id, state)
+                     SELECT state, pg_notify($6, id) FROM u",
+                    &[&id, &state, &actor, &note, &digest, &CHANNEL],
+                )
+                .await
+                .map_err(pg_err("record a decision"))?;
+            if let Some(row) = decided {
+                return Ok(match row.get::<_, &str>(0) {
+                    "expired" => ResolveOutcome::Expired,
+                    _ => ResolveOutcome::Resolved,
+                });
+            }
+            let row = c
+                .query_opt(
+                    "SELECT state, deadline <= now() FROM agentguard_requests WHERE id = $1",
+                    &[&id],
+                )
+                .await
+                .map_err(pg_err("read a request"))?;
+            Ok(match row {
+                None => ResolveOutcome::Unknown,
+                Some(row) => match (row.get::<_, &str>(0), row.get::<_, bool>(1)) {
+                    ("expired", _) => ResolveOutcome::Expired,
+                    ("pending", false) => ResolveOutcome::DigestMismatch,
+                    ("pending", true) => ResolveOutcome::Expired,
+                    _ => ResolveOutcome::AlreadyResolved,
+                },
+            })
+        })
+    }
+
+    fn expire(&self, id: &RequestId) -> Result<Option<Decision>, StoreError> {
+        let id = id.as_str().to_owned();
+        self.call(move |s| async move {
+            let c = s.client().await?;
+            c.execute(
+                "WITH u AS (UPDATE agentguard_requests SET state = 'expired', decided = now()
+                            WHERE id = $1 AND state = 'pending' RETURNING id)
+                 SELECT pg_notify($2, id) FROM u",
+                &[&id, &CHANNEL],
+            )
+            .await
+            .map_err(pg_err("expire a request"))?;
+            match PostgresStore::read_decision(s, id).await {
+                Ok(d) => Ok(Some(d)),
+                Err(_) => Ok(None),
+            }
+        })
+    }
+
+    fn abandon(&self, id: &RequestId) -> Result<(), StoreError> {
+        let id = id.as_str().to_owned();
+        self.call(move |s| async move {
+            let c = s.client().await?;
+            c.execute(
+                "UPDATE agentguard_requests SET state = 'expired', decided = now()
+                 WHERE id = $1 AND state IN ('pending', 'approved')",
+                &[&id],
+            )
+            .await
+            .map_err(pg_err("abandon a request"))?;
+            Ok(())
+        })
+    }
+
+    fn claim(&self, id: &RequestId) -> Result<bool, StoreError> {
+        let id = id.as_str().to_owned();
+        self.call(move |s| async move {
+            let c = s.client().await?;
+            let n = c
+                .execute(
+                    "UPDATE agentguard_requests SET state = 'executed', executed = now()
+                     WHERE id = $1 AND state = 'approved'",
+                    &[&id],
+                )
+                .await
+                .map_err(pg_err("claim a request"))?;
+            Ok(n == 1)
+        })
+    }
+
+    fn get(&self, id: &RequestId) -> Result<Option<StoredRequest>, StoreError> {
+        let key = id.as_str().to_owned();
+        let row = self.call(move |s| async move {
+            let c = s.client().await?;
+            let row = c
+                .query_opt(
+                    "SELECT request,
+                            CASE WHEN state = 'pending' AND deadline <= now() THEN 'expired' ELSE state END,
+                            actor, note
+                     FROM agentguard_requests WHERE id = $1",
+                    &[&key],
+                )
+                .await
+                .map_err(pg_err("read a request"))?;
+            Ok(row.map(|r| {
+                (
+                    r.get::<_, String>(0),
+                    r.get::<_, String>(1),
+                    r.get::<_, Option<String>>(2),
+                    r.get::<_, Option<String>>(3),
+                )
+            }))
+        })?;
+        row.map(|(json, state, actor, note)| {
+            let request = serde_json::from_str(&json)
+                .map_err(|e| StoreError::new(format!("postgres store: request {id} is damaged: {e}")))?;
+            Ok(StoredRequest {
+                request,
+                decision: Decision {
+                    state: parse_state(&state)?,
+                    actor,
+                    note,
+                },
+            })
+        })
+        .transpose()
+    }
+
+    fn pending(&self) -> Result<Vec<ApprovalRequest>, StoreError> {
+        let rows = self.call(|s| async move {
+            let c = s.client().await?;
+            let rows = c
+                .query(
+                    "SELECT request FROM agentguard_requests WHERE state = 'pending' AND deadline > now()
+                     ORDER BY created, id",
+                    &[],
+                )
+                .await
+                .map_err(pg_err("list pending requests"))?;
+            Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect::<Vec<_>>())
+        })?;
+        rows.iter()
+            .map(|json| {
+                serde_json::from_str(json)
+                    .map_err(|e| StoreError::new(format!("postgres store: a parked request is damaged: {e}")))
+            })
+            .collect()
+    }
+
+    fn wait<'a>(&'a self, id: &'a RequestId) -> WaitFuture<'a> {
+        Box::pin(async move {
+            let event = self.waiter(id);
+            let result = loop {
+                // Listen first, then read: a decision in between still wakes us.
+                let listener = event.listen();
+                let key = id.as_str().to_owned();
+                match self.acall(move |s| PostgresStore::read_decision(s, key)).await {
+                    Ok(d) if d.state.is_final() => break Ok(d),
+                    Ok(_) => {}
+                    Err(e) => break Err(e),
+                }
+                let _ = tokio::time::timeout(POLL_FALLBACK, listener).await;
+            };
+            drop(event);
+            self.forget_waiter(id);
+            result
+        })
+    }
+
+    fn wait_blocking(&self, id: &RequestId, until: Instant) -> Result<Option<Decision>, StoreError> {
+        let event = self.waiter(id);
+        let result = loop {
+            let listener = event.listen();
+            let key = id.as_str().to_owned();
+            match self.call(move |s| PostgresStore::read_decision(s, key)) {
+                Ok(d) if d.state.is_final() => break Ok(Some(d)),
+                Ok(_) => {}
+                Err(e) => break Err(e),
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break Ok(None);
+            }
+            let _ = listener.wait_timeout(left.min(POLL_FALLBACK));
+        };
+        drop(event);
+        self.forget_waiter(id);
+        result
+    }
+}
+
+/// The audit in PostgreSQL: the same hash-chained lines as [`JsonlAudit`](crate::JsonlAudit), one row each in
+/// `agentguard_audit`, appended under a table lock so writers on any host keep one chain. Verify with
+/// [`PostgresStore::verify_audit`] or `agentguard audit verify --store postgres://…`.
+#[derive(Debug, Clone)]
+pub struct PostgresAudit {
+    store: Arc<PostgresStore>,
+}
+
+impl AuditSink for PostgresAudit {
+    fn record(&self, record: &AuditRecord<'_>) -> Result<(), AuditError> {
+        let body = audit::record_body(record)?;
+        self.store
+            .call(move |s| async move {
+                let mut slot = s.audit_client.lock().await;
+                if slot.as_ref().is_none_or(|c| c.is_closed()) {
+                    *slot = Some(s.connect_dedicated("agentguard-audit").await?);
+                }
+                let client = slot.as_mut().expect("connected above");
+                let tx = client.transaction().await.map_err(pg_err("begin an audit append"))?;
+                tx.batch_execute("LOCK TABLE agentguard_audit IN EXCLUSIVE MODE")
+                    .await
+                    .map_err(pg_err("lock the audit table"))?;
+                let last = tx
+                    .query_opt("SELECT seq, line FROM agentguard_audit ORDER BY seq DESC LIMIT 1", &[])
+                    .await
+                    .map_err(pg_err("read the audit chain head"))?;
+                let (seq, prev) = match last {
+                    Some(row) => {
+                        let line: String = row.get(1);
+                        let hash = audit::line_hash(&line).ok_or_else(|| {
+                            StoreError::new("postgres store: the last audit row is damaged; run audit verify")
+                        })?;
+                        (row.get::<_, i64>(0), hash)
+                    }
+                    None => (0, audit::GENESIS.to_owned()),
+                };
+                let next = seq
+                    .checked_add(1)
+                    .ok_or_else(|| StoreError::new("postgres store: the audit table is at its largest seq"))?;
+                let sealed = audit::seal_line(&body, next as u64, &prev);
+                tx.execute(
+                    "INSERT INTO agentguard_audit (seq, line) VALUES ($1, $2)",
+                    &[&next, &sealed.trim_end()],
+                )
+                .await
+                .map_err(pg_err("append to the audit table"))?;
+                tx.commit().await.map_err(pg_err("commit an audit append"))
+            })
+            .map_err(|e| AuditError::new(e.to_string()))
+    }
+}

@@ -1,0 +1,314 @@
+//! The PostgreSQL store against a real server: cross-process approval, racing resolvers, kill -9, the LISTEN
+//! connection killed during resolves, the audit table, and bad input. Needs `AGENTGUARD_TEST_POSTGRES_URL`
+//! (`.ci/run` sets it); without it each test says it was skipped and why.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use agentguard::{
+    open_store, AgentGuard, ApprovalStore, PostgresStore, RequestId, RequestState, Resolution, ResolveOutcome, ToolCall,
+};
+use common::{runs, Agent, HELPER};
+use serde_json::json;
+
+/// The server URL, or `None` (and a message) when the tests are not configured.
+fn server() -> Option<String> {
+    match std::env::var("AGENTGUARD_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            eprintln!(
+                "skipped: AGENTGUARD_TEST_POSTGRES_URL is not set (e.g. postgres://postgres@127.0.0.1:5432/test); \
+                 .ci/run sets it"
+            );
+            None
+        }
+    }
+}
+
+/// A store URL in a fresh schema of its own, so tests do not see each other's requests.
+fn fresh(server: &str) -> String {
+    let schema = format!("ag_{}", RequestId::new().as_str().replace('-', ""));
+    let sep = if server.contains('?') { '&' } else { '?' };
+    format!("{server}{sep}schema={schema}")
+}
+
+fn store(url: &str) -> Arc<dyn ApprovalStore> {
+    open_store(url).unwrap()
+}
+
+/// The concrete store for a `fresh` URL: (store, schema name).
+fn pg_store(url: &str) -> (Arc<PostgresStore>, String) {
+    let (base, query) = url.split_once('?').unwrap();
+    let schema = query.strip_prefix("schema=").unwrap().to_owned();
+    (Arc::new(PostgresStore::connect(base, Some(&schema)).unwrap()), schema)
+}
+
+/// Runs SQL with psql as the server's superuser.
+fn psql(server: &str, sql: &str) -> String {
+    let out = Command::new("psql")
+        .args([server, "-Atc", sql])
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "psql failed: {sql}");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn another_process_approves_and_the_agent_process_runs_the_call_once() {
+    let Some(server) = server() else { return };
+    let url = fresh(&server);
+    let dir = tempfile::tempdir().unwrap();
+    let mut agent = Agent::start(&url, dir.path(), 1, 30_000);
+    let id = agent.parked();
+    let s = store(&url);
+    assert_eq!(
+        s.resolve(&Resolution::approve(id.clone()).actor("alice")).unwrap(),
+        ResolveOutcome::Resolved
+    );
+    assert_eq!(agent.outcome(), json!({"ok": 0}));
+    agent.child.wait().unwrap();
+    assert_eq!(runs(dir.path()), 1);
+    assert_eq!(s.get(&id).unwrap().unwrap().decision.state, RequestState::Executed);
+    assert_eq!(
+        s.resolve(&Resolution::deny(id)).unwrap(),
+        ResolveOutcome::AlreadyResolved
+    );
+}
+
+#[test]
+fn another_process_denies_and_a_late_answer_is_expired() {
+    let Some(server) = server() else { return };
+    let url = fresh(&server);
+    let dir = tempfile::tempdir().unwrap();
+    let mut agent = Agent::start(&url, dir.path(), 1, 30_000);
+    let id = agent.parked();
+    let s = store(&url);
+    assert_eq!(
+        s.resolve(&Resolution::deny(id).note("no")).unwrap(),
+        ResolveOutcome::Resolved
+    );
+    assert_eq!(agent.outcome()["reason"], "user_denied");
+    agent.child.wait().unwrap();
+
+    let mut agent = Agent::start(&url, dir.path(), 1, 300);
+    let id = agent.parked();
+    assert_eq!(agent.outcome()["reason"], "approval_timeout");
+    agent.child.wait().unwrap();
+    assert_eq!(s.resolve(&Resolution::approve(id)).unwrap(), ResolveOutcome::Expired);
+    assert_eq!(runs(dir.path()), 0);
+}
+
+#[test]
+fn thirty_two_resolvers_in_four_processes_race_one_id_exactly_one_wins_over_1000_trials() {
+    let Some(server) = server() else { return };
+    let trials: usize = std::env::var("AGENTGUARD_RACE_TRIALS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000);
+    let url = fresh(&server);
+    let (tx, rx) = mpsc::channel::<RequestId>();
+    let guard = AgentGuard::external()
+        .shared_store(store(&url))
+        .on_request(move |req| {
+            let _ = tx.send(req.request_id().clone());
+        })
+        .timeout(Duration::from_secs(60))
+        .no_audit()
+        .build();
+    let mut resolvers: Vec<(Child, BufReader<ChildStdout>)> = (0..4)
+        .map(|_| {
+            let mut c = Command::new(HELPER)
+                .args(["store-resolver", &url, "8"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let out = BufReader::new(c.stdout.take().unwrap());
+            (c, out)
+        })
+        .collect();
+    let ran = Arc::new(AtomicUsize::new(0));
+    let (g, r) = (guard.clone(), ran.clone());
+    let agent = std::thread::spawn(move || {
+        for _ in 0..trials {
+            g.execute(ToolCall::new("delete_row", json!({})), |_, _| {
+                r.fetch_add(1, Ordering::SeqCst);
+            })
+            .unwrap();
+        }
+    });
+    for trial in 0..trials {
+        let id = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        for (c, _) in &mut resolvers {
+            writeln!(c.stdin.as_mut().unwrap(), "{id}").unwrap();
+        }
+        let (mut resolved, mut already) = (0, 0);
+        for (_, out) in &mut resolvers {
+            let mut line = String::new();
+            out.read_line(&mut line).unwrap();
+            let mut parts = line.split_whitespace().map(|p| p.parse::<usize>().unwrap());
+            resolved += parts.next().unwrap();
+            already += parts.next().unwrap();
+        }
+        assert_eq!((resolved, already), (1, 31), "trial {trial}");
+    }
+    agent.join().unwrap();
+    assert_eq!(ran.load(Ordering::SeqCst), trials);
+    for (mut c, _) in resolvers {
+        drop(c.stdin.take());
+        assert!(c.wait().unwrap().success());
+    }
+}
+
+#[test]
+fn killing_the_agent_with_100_pending_leaves_nothing_executed() {
+    let Some(server) = server() else { return };
+    let url = fresh(&server);
+    let dir = tempfile::tempdir().unwrap();
+    let mut agent = Agent::start(&url, dir.path(), 100, 1_500);
+    for _ in 0..100 {
+        agent.parked();
+    }
+    let s = store(&url);
+    let ids: Vec<RequestId> = s.pending().unwrap().iter().map(|r| r.request_id().clone()).collect();
+    assert_eq!(ids.len(), 100);
+    agent.child.kill().unwrap();
+    agent.child.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(1_600)); // past the deadline (judged by the database clock)
+    assert!(s.pending().unwrap().is_empty());
+    for id in &ids {
+        assert_eq!(s.get(id).unwrap().unwrap().decision.state, RequestState::Expired);
+        assert_eq!(
+            s.resolve(&Resolution::approve(id.clone())).unwrap(),
+            ResolveOutcome::Expired
+        );
+    }
+    assert_eq!(runs(dir.path()), 0);
+}
+
+#[test]
+fn killing_the_listen_connection_during_resolves_strands_no_approval() {
+    let Some(server) = server() else { return };
+    let url = fresh(&server);
+    let (pg, _) = pg_store(&url);
+    let (tx, rx) = mpsc::channel::<RequestId>();
+    let guard = AgentGuard::external()
+        .shared_store(pg.clone())
+        .on_request(move |req| {
+            let _ = tx.send(req.request_id().clone());
+        })
+        .timeout(Duration::from_secs(20))
+        .no_audit()
+        .build();
+    // A killer: terminates the LISTEN backend over and over while approvals are answered.
+    let killer_url = server.clone();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let s2 = stop.clone();
+    let killer = std::thread::spawn(move || {
+        let mut kills = 0;
+        while !s2.load(Ordering::SeqCst) {
+            let killed = psql(
+                &killer_url,
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                 WHERE application_name = 'agentguard-listen'",
+            );
+            kills += killed.parse::<usize>().unwrap_or(0);
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        kills
+    });
+    let ran = Arc::new(AtomicUsize::new(0));
+    let (g, r) = (guard.clone(), ran.clone());
+    let agent = std::thread::spawn(move || {
+        for _ in 0..30 {
+            g.execute(ToolCall::new("delete_row", json!({})), |_, _| {
+                r.fetch_add(1, Ordering::SeqCst);
+            })
+            .expect("no approval may be stranded");
+        }
+    });
+    let answerer = store(&url);
+    for _ in 0..30 {
+        let id = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        assert_eq!(
+            answerer.resolve(&Resolution::approve(id)).unwrap(),
+            ResolveOutcome::Resolved
+        );
+    }
+    agent.join().unwrap();
+    stop.store(true, Ordering::SeqCst);
+    let kills = killer.join().unwrap();
+    assert_eq!(ran.load(Ordering::SeqCst), 30);
+    assert!(kills > 0, "the LISTEN connection was never killed");
+    println!("LISTEN connection killed {kills} times; all 30 approvals ran");
+}
+
+#[test]
+fn the_audit_table_keeps_a_chain_that_verify_checks() {
+    let Some(server) = server() else { return };
+    let url = fresh(&server);
+    let (pg, schema) = pg_store(&url);
+    let guard = AgentGuard::callback(|req| req.tool() != "drop_table")
+        .audit(pg.audit())
+        .build();
+    guard
+        .execute(ToolCall::new("read_row", json!({"password": "hunter2"})), |_, _| ())
+        .unwrap();
+    guard
+        .execute(ToolCall::new("delete_row", json!({})), |_, _| ())
+        .unwrap();
+    guard
+        .execute(ToolCall::new("drop_table", json!({})), |_, _| ())
+        .unwrap_err();
+    let report = pg.verify_audit().unwrap();
+    assert_eq!(report.lines, 3);
+    // Tamper with row 2 through SQL: verify names it.
+    psql(
+        &server,
+        &format!(
+            "UPDATE \"{schema}\".agentguard_audit SET line = replace(line, 'delete_row', 'delete_all') WHERE seq = 2"
+        ),
+    );
+    let err = pg.verify_audit().unwrap_err();
+    assert_eq!(err.line, 2, "{err}");
+    // Secrets are redacted in the table too.
+    let all = psql(
+        &server,
+        &format!("SELECT string_agg(line, '') FROM \"{schema}\".agentguard_audit"),
+    );
+    assert!(all.contains("[REDACTED]") && !all.contains("hunter2"));
+}
+
+#[test]
+fn unreachable_servers_and_old_schemas_give_clear_errors() {
+    let Some(server) = server() else { return };
+    let err = open_store("postgres://postgres@127.0.0.1:1/test")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("cannot connect"), "{err}");
+    let url = fresh(&server);
+    let schema = url.split_once("schema=").unwrap().1.to_owned();
+    psql(
+        &server,
+        &format!(
+            "CREATE SCHEMA \"{schema}\"; CREATE TABLE \"{schema}\".agentguard_meta (key text PRIMARY KEY, value text);
+             INSERT INTO \"{schema}\".agentguard_meta VALUES ('schema_version', '0');"
+        ),
+    );
+    let err = open_store(&url).unwrap_err().to_string();
+    assert!(
+        err.contains("schema version 0") && err.contains("nothing was changed"),
+        "{err}"
+    );
+    let tables = psql(
+        &server,
+        &format!("SELECT count(*) FROM pg_tables WHERE schemaname = '{schema}'"),
+    );
+    assert_eq!(tables, "1", "no table was added");
+}
