@@ -190,6 +190,16 @@ fn killing_the_agent_with_100_pending_leaves_nothing_executed() {
         );
     }
     assert_eq!(runs(dir.path()), 0);
+    // A restarted agent parks its own requests, never the dead one's, and its audit chain verifies.
+    let mut again = Agent::start(&url, dir.path(), 1, 300);
+    assert!(!ids.contains(&again.parked()));
+    assert_eq!(again.outcome()["reason"], "approval_timeout");
+    again.child.wait().unwrap();
+    assert_eq!(runs(dir.path()), 0);
+    assert_eq!(
+        agentguard::audit::verify(dir.path().join("audit.log")).unwrap().lines,
+        1
+    );
 }
 
 #[test]
