@@ -74,7 +74,9 @@ fn another_process_approves_and_the_agent_process_runs_the_call_once() {
     assert_eq!(agent.outcome(), json!({"ok": 0}));
     agent.child.wait().unwrap();
     assert_eq!(runs(dir.path()), 1);
-    assert_eq!(s.get(&id).unwrap().unwrap().decision.state, RequestState::Executed);
+    let stored = s.get(&id).unwrap().unwrap();
+    assert_eq!(stored.decision.state, RequestState::Executed);
+    assert_eq!(stored.outcome.as_deref(), Some("ok"));
     assert_eq!(
         s.resolve(&Resolution::deny(id)).unwrap(),
         ResolveOutcome::AlreadyResolved

@@ -39,7 +39,10 @@ fn another_process_approves_and_the_agent_process_runs_the_call_once() {
     assert_eq!(agent.outcome(), json!({"ok": 0}));
     assert!(agent.child.wait().unwrap().success());
     assert_eq!(runs(dir.path()), 1);
-    assert_eq!(store.get(&id).unwrap().unwrap().decision.state, RequestState::Executed);
+    let stored = store.get(&id).unwrap().unwrap();
+    assert_eq!(stored.decision.state, RequestState::Executed);
+    assert_eq!(stored.decision.actor.as_deref(), Some("alice"));
+    assert_eq!(stored.outcome.as_deref(), Some("ok"));
     assert_eq!(
         store.resolve(&Resolution::approve(id)).unwrap(),
         ResolveOutcome::AlreadyResolved
@@ -247,4 +250,29 @@ fn a_database_at_an_older_schema_is_refused_and_left_untouched() {
         "{err}"
     );
     assert!(std::fs::read(&db).unwrap() == before, "the refused file was changed");
+}
+
+#[test]
+fn an_executor_that_panics_is_recorded_as_an_error_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(dir.path().join("store.db")).unwrap());
+    let (tx, rx) = mpsc::channel::<RequestId>();
+    let guard = AgentGuard::external()
+        .shared_store(store.clone())
+        .on_request(move |req| {
+            let _ = tx.send(req.request_id().clone());
+        })
+        .no_audit()
+        .build();
+    let agent = std::thread::spawn(move || {
+        let _ = guard.execute(ToolCall::new("delete_row", json!({})), |_, _| -> () {
+            panic!("disk on fire")
+        });
+    });
+    let id = rx.recv().unwrap();
+    store.resolve(&Resolution::approve(id.clone())).unwrap();
+    assert!(agent.join().is_err(), "the executor's panic reaches its caller");
+    let stored = store.get(&id).unwrap().unwrap();
+    assert_eq!(stored.decision.state, RequestState::Executed);
+    assert_eq!(stored.outcome.as_deref(), Some("error: the executor panicked"));
 }

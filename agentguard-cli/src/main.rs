@@ -219,9 +219,10 @@ fn show(cli: &Cli, store: &dyn ApprovalStore, id: &RequestId) -> Result<(), Fail
         return Ok(());
     }
     let req = &stored.request;
-    let rows: [(&str, String); 12] = [
+    let rows: [(&str, String); 13] = [
         ("Request", req.request_id().to_string()),
         ("State", stored.decision.state.as_str().to_owned()),
+        ("Outcome", stored.outcome.clone().unwrap_or_else(|| "-".into())),
         ("Tool", req.tool().to_owned()),
         ("Risk", req.risk().label().to_owned()),
         ("Reason", req.reason().unwrap_or("-").to_owned()),

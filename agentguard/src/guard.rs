@@ -14,7 +14,7 @@ use crate::approver::{self, Approver, Notifier, TerminalPrompt, Verdict};
 use crate::audit::{AuditDecision, AuditRecord, AuditSink, JsonlAudit};
 use crate::params::{canonical_json, FrozenParams, ParamsDigest, Redactor, DEFAULT_MAX_PARAMS_BYTES};
 use crate::request::{ActionDenied, ApprovalRequest, DenyReason, RequestId, Resolution, ResolveOutcome, ToolCall};
-use crate::store::{ApprovalStore, Decision, InMemoryStore, RequestState, StoreError};
+use crate::store::{ApprovalStore, Decision, ExecOutcome, InMemoryStore, RequestState, StoreError};
 use agentguard_classify::{classify, Risk};
 
 /// Default time a gated call waits for an answer: 300 seconds.
@@ -345,6 +345,8 @@ pub struct Approval {
     request_id: Option<RequestId>,
     digest: Option<ParamsDigest>,
     actor: Option<String>,
+    /// Parked in the store (external mode): its execution outcome is recorded there.
+    parked: bool,
 }
 
 /// The approval of a call that was safe: nobody was asked.
@@ -355,6 +357,7 @@ fn unasked_approval(tool: String, params: Value) -> Approval {
         request_id: None,
         digest: None,
         actor: None,
+        parked: false,
     }
 }
 
@@ -413,6 +416,36 @@ impl Decided<'_> {
     }
 }
 
+/// Records how the executor of a parked approval ended: `ok` when it returns, `error: …` when it panics or its
+/// future is dropped mid-run.
+pub(crate) struct OutcomeRecorder<'a> {
+    store: &'a dyn ApprovalStore,
+    id: Option<RequestId>,
+}
+
+impl OutcomeRecorder<'_> {
+    /// The executor returned `out`: record `ok` and pass it on.
+    pub(crate) fn finish<T>(mut self, out: T) -> T {
+        if let Some(id) = self.id.take() {
+            let _ = self.store.finish(&id, &ExecOutcome::Ok);
+        }
+        out
+    }
+}
+
+impl Drop for OutcomeRecorder<'_> {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take() {
+            let why = if std::thread::panicking() {
+                "the executor panicked"
+            } else {
+                "the executor was cancelled before it finished"
+            };
+            let _ = self.store.finish(&id, &ExecOutcome::Error(why.to_owned()));
+        }
+    }
+}
+
 /// A gated call between its request and its verdict.
 pub(crate) struct Parked {
     request: ApprovalRequest,
@@ -430,7 +463,9 @@ impl AgentGuard {
         F: FnOnce(&str, Value) -> T,
     {
         let approval = self.approve_as(call, Gating::Auto, None)?;
-        Ok(executor(&approval.tool, approval.params))
+        let record = self.inner.outcome_recorder(&approval);
+        let out = executor(&approval.tool, approval.params);
+        Ok(record.finish(out))
     }
 
     /// The async twin of [`execute`](Self::execute): `executor(name, params)` returns a future.
@@ -445,7 +480,9 @@ impl AgentGuard {
         Fut: std::future::Future<Output = T>,
     {
         let approval = self.adecide(call, Gating::Auto).await?.finish(None)?;
-        Ok(executor(approval.tool, approval.params).await)
+        let record = self.inner.outcome_recorder(&approval);
+        let out = executor(approval.tool, approval.params).await;
+        Ok(record.finish(out))
     }
 
     pub(crate) fn approve_as(
@@ -538,6 +575,10 @@ impl AgentGuard {
         self.inner.risk_of(tool)
     }
 
+    pub(crate) fn inner(&self) -> &Inner {
+        &self.inner
+    }
+
     /// The store parked requests are kept in.
     pub fn store(&self) -> &Arc<dyn ApprovalStore> {
         &self.inner.store
@@ -604,6 +645,14 @@ async fn async_callback_verdict(cb: &approver::AsyncCallback, parked: &Parked) -
 }
 
 impl Inner {
+    /// Starts recording the execution of `approval` (a no-op unless it was parked in the store).
+    pub(crate) fn outcome_recorder(&self, approval: &Approval) -> OutcomeRecorder<'_> {
+        OutcomeRecorder {
+            store: &*self.store,
+            id: approval.parked.then(|| approval.request_id.clone()).flatten(),
+        }
+    }
+
     fn gate_risk(&self, tool: &str, gate: Gating) -> Option<Risk> {
         match gate {
             Gating::Auto => self.risk_of(tool),
@@ -757,6 +806,7 @@ impl Inner {
                 Ok(()) => Ok(Approval {
                     request_id: Some(req.request_id().clone()),
                     digest: Some(req.params_digest().clone()),
+                    parked: matches!(self.approver, Approver::External { .. }),
                     actor,
                     tool: parked.request.into_tool(),
                     params: parked.params,

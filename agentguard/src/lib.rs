@@ -78,6 +78,6 @@ pub use postgres::{PostgresAudit, PostgresStore, POLL_FALLBACK as POSTGRES_POLL_
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteStore, MAX_POLL as SQLITE_MAX_POLL, SQLITE_SCHEMA_VERSION};
 pub use store::{
-    open_store, ApprovalStore, Decision, InMemoryStore, RequestState, StoreError, StoredRequest, WaitFuture,
-    DEFAULT_RETENTION,
+    open_store, ApprovalStore, Decision, ExecOutcome, InMemoryStore, RequestState, StoreError, StoredRequest,
+    WaitFuture, DEFAULT_RETENTION,
 };

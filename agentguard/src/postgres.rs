@@ -13,7 +13,7 @@ use tokio_postgres::{AsyncMessage, Client, Config, NoTls};
 
 use crate::audit::{self, AuditError, AuditRecord, AuditSink, VerifyError, VerifyReport};
 use crate::request::{ApprovalRequest, RequestId, Resolution, ResolveOutcome};
-use crate::store::{ApprovalStore, Decision, RequestState, StoreError, StoredRequest, WaitFuture};
+use crate::store::{ApprovalStore, Decision, ExecOutcome, RequestState, StoreError, StoredRequest, WaitFuture};
 
 /// The schema version this build writes and reads.
 pub const POSTGRES_SCHEMA_VERSION: i64 = 1;
@@ -300,7 +300,9 @@ impl Shared {
                  actor text,
                  note text,
                  decided timestamptz,
-                 executed timestamptz
+                 executed timestamptz,
+                 outcome text,
+                 finished timestamptz
              );
              CREATE INDEX IF NOT EXISTS agentguard_requests_pending ON agentguard_requests (state, deadline);
              CREATE TABLE IF NOT EXISTS agentguard_audit (seq bigint PRIMARY KEY, line text NOT NULL);
@@ -504,6 +506,20 @@ impl ApprovalStore for PostgresStore {
         })
     }
 
+    fn finish(&self, id: &RequestId, outcome: &ExecOutcome) -> Result<(), StoreError> {
+        let (id, text) = (id.as_str().to_owned(), outcome.to_text());
+        self.call(move |s| async move {
+            let c = s.client().await?;
+            c.execute(
+                "UPDATE agentguard_requests SET outcome = $2, finished = now() WHERE id = $1 AND state = 'executed'",
+                &[&id, &text],
+            )
+            .await
+            .map_err(pg_err("record an execution outcome"))?;
+            Ok(())
+        })
+    }
+
     fn get(&self, id: &RequestId) -> Result<Option<StoredRequest>, StoreError> {
         let key = id.as_str().to_owned();
         let row = self.call(move |s| async move {
@@ -512,7 +528,7 @@ impl ApprovalStore for PostgresStore {
                 .query_opt(
                     "SELECT request,
                             CASE WHEN state = 'pending' AND deadline <= now() THEN 'expired' ELSE state END,
-                            actor, note
+                            actor, note, outcome
                      FROM agentguard_requests WHERE id = $1",
                     &[&key],
                 )
@@ -524,10 +540,11 @@ impl ApprovalStore for PostgresStore {
                     r.get::<_, String>(1),
                     r.get::<_, Option<String>>(2),
                     r.get::<_, Option<String>>(3),
+                    r.get::<_, Option<String>>(4),
                 )
             }))
         })?;
-        row.map(|(json, state, actor, note)| {
+        row.map(|(json, state, actor, note, outcome)| {
             let request = serde_json::from_str(&json)
                 .map_err(|e| StoreError::new(format!("postgres store: request {id} is damaged: {e}")))?;
             Ok(StoredRequest {
@@ -537,6 +554,7 @@ impl ApprovalStore for PostgresStore {
                     actor,
                     note,
                 },
+                outcome,
             })
         })
         .transpose()

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::request::{ApprovalRequest, RequestId, Resolution, ResolveOutcome};
-use crate::store::{ApprovalStore, Decision, RequestState, StoreError, StoredRequest, WaitFuture};
+use crate::store::{ApprovalStore, Decision, ExecOutcome, RequestState, StoreError, StoredRequest, WaitFuture};
 
 /// The schema version this build writes and reads.
 pub const SQLITE_SCHEMA_VERSION: i64 = 1;
@@ -193,7 +193,9 @@ fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
              actor TEXT,
              note TEXT,
              decided_ms INTEGER,
-             executed_ms INTEGER
+             executed_ms INTEGER,
+             outcome TEXT,
+             finished_ms INTEGER
          );
          CREATE INDEX IF NOT EXISTS agentguard_requests_state ON agentguard_requests (state, deadline_ms);
          INSERT OR IGNORE INTO agentguard_meta (key, value) VALUES ('schema_version', '1');
@@ -202,8 +204,8 @@ fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     .map_err(db_err("create the schema"))
 }
 
-/// `request, state, actor, note, deadline_ms` of one row.
-type RequestRow = (String, String, Option<String>, Option<String>, i64);
+/// `request, state, actor, note, deadline_ms, outcome` of one row.
+type RequestRow = (String, String, Option<String>, Option<String>, i64, Option<String>);
 
 impl ApprovalStore for SqliteStore {
     fn insert(&self, request: &ApprovalRequest) -> Result<(), StoreError> {
@@ -316,17 +318,27 @@ impl ApprovalStore for SqliteStore {
         Ok(changed == 1)
     }
 
+    fn finish(&self, id: &RequestId, outcome: &ExecOutcome) -> Result<(), StoreError> {
+        self.conn()
+            .execute(
+                "UPDATE agentguard_requests SET outcome = ?2, finished_ms = ?3 WHERE id = ?1 AND state = 'executed'",
+                params![id.as_str(), outcome.to_text(), now_ms()],
+            )
+            .map_err(db_err("record an execution outcome"))?;
+        Ok(())
+    }
+
     fn get(&self, id: &RequestId) -> Result<Option<StoredRequest>, StoreError> {
         let conn = self.conn();
         let row: Option<RequestRow> = conn
             .query_row(
-                "SELECT request, state, actor, note, deadline_ms FROM agentguard_requests WHERE id = ?1",
+                "SELECT request, state, actor, note, deadline_ms, outcome FROM agentguard_requests WHERE id = ?1",
                 params![id.as_str()],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
             )
             .optional()
             .map_err(db_err("read a request"))?;
-        row.map(|(json, state, actor, note, deadline_ms)| {
+        row.map(|(json, state, actor, note, deadline_ms, outcome)| {
             let request: ApprovalRequest = serde_json::from_str(&json)
                 .map_err(|e| StoreError::new(format!("sqlite store: request {id} is damaged: {e}")))?;
             let mut state = parse_state(&state)?;
@@ -337,6 +349,7 @@ impl ApprovalStore for SqliteStore {
             Ok(StoredRequest {
                 request,
                 decision: Decision { state, actor, note },
+                outcome,
             })
         })
         .transpose()

@@ -75,6 +75,28 @@ pub struct StoredRequest {
     pub request: ApprovalRequest,
     /// Its decision so far.
     pub decision: Decision,
+    /// How its execution ended, once an executed request's executor returned (`ok`) or panicked (`error: …`).
+    #[serde(default)]
+    pub outcome: Option<String>,
+}
+
+/// How the executor of an approved request ended, recorded by [`ApprovalStore::finish`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecOutcome {
+    /// The executor returned (whatever value it returned: agentguard cannot see inside it).
+    Ok,
+    /// The executor panicked.
+    Error(String),
+}
+
+impl ExecOutcome {
+    /// `ok`, or `error: <message>`.
+    pub fn to_text(&self) -> String {
+        match self {
+            ExecOutcome::Ok => "ok".to_owned(),
+            ExecOutcome::Error(e) => format!("error: {e}"),
+        }
+    }
 }
 
 /// The store could not do what was asked. Gated calls fail closed on it (`store_unavailable`).
@@ -155,6 +177,13 @@ pub trait ApprovalStore: Send + Sync + fmt::Debug + 'static {
     /// Claims an approved request for execution: `true` exactly once per request (it becomes
     /// [`Executed`](RequestState::Executed)), `false` for any other state or a second claim.
     fn claim(&self, id: &RequestId) -> Result<bool, StoreError>;
+
+    /// Records how the executor of a claimed request ended. The default records nothing (the in-memory store keeps
+    /// only the `executed` state); durable stores keep it for `show`.
+    fn finish(&self, id: &RequestId, outcome: &ExecOutcome) -> Result<(), StoreError> {
+        let _ = (id, outcome);
+        Ok(())
+    }
 
     /// A request and its decision.
     fn get(&self, id: &RequestId) -> Result<Option<StoredRequest>, StoreError>;
@@ -453,6 +482,7 @@ impl ApprovalStore for InMemoryStore {
         Ok(self.lock().records.get(id).map(|s| StoredRequest {
             request: s.request.clone(),
             decision: s.decision.clone(),
+            outcome: None,
         }))
     }
 

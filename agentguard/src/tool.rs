@@ -115,7 +115,9 @@ impl AgentGuard {
             .map_err(|e| crate::__private::invalid_params(tool.name(), e))?;
         let recheck = || tool.params().map_err(|e| e.to_string());
         let approval = self.approve_as(call, tool.gating(), Some(&recheck))?;
-        Ok(tool.call(approval, handler))
+        let record = self.inner().outcome_recorder(&approval);
+        let out = tool.call(approval, handler);
+        Ok(record.finish(out))
     }
 
     /// The async twin of [`dispatch`](Self::dispatch), for `<Enum>AsyncHandler` implementations.
@@ -131,6 +133,8 @@ impl AgentGuard {
         let decided = self.adecide(call, tool.gating()).await?;
         let recheck = || tool.params().map_err(|e| e.to_string());
         let approval = decided.finish(Some(&recheck))?;
-        Ok(tool.call(approval, handler).await)
+        let record = self.inner().outcome_recorder(&approval);
+        let out = tool.call(approval, handler).await;
+        Ok(record.finish(out))
     }
 }
