@@ -260,3 +260,18 @@ async fn async_gated_future_is_send_when_its_arguments_are_send_even_if_not_sync
     let fut = assert_send(count_cells(std::cell::Cell::new(3)));
     assert_eq!(tokio::spawn(fut).await.unwrap().unwrap(), 3);
 }
+
+/// A map with non-string keys cannot be JSON: the snapshot cannot be built.
+#[gate(guard = GUARD)]
+fn set_grid(cells: std::collections::HashMap<(u8, u8), u8>) -> usize {
+    cells.len()
+}
+
+#[test]
+fn arguments_that_cannot_become_json_deny_with_invalid_params_before_anyone_is_asked() {
+    let cells = std::collections::HashMap::from([((1, 2), 3)]);
+    let denied = set_grid(cells).unwrap_err();
+    assert_eq!(denied.reason(), DenyReason::InvalidParams);
+    assert!(denied.detail().unwrap().contains("could not be serialized"), "{denied}");
+    assert!(seen_for("set_grid").is_empty(), "the approver was never asked");
+}

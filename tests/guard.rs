@@ -597,3 +597,67 @@ fn listed_tools_match_in_any_case_or_separator_style() {
     assert_eq!(guard.risk_of("reset_view"), None);
     assert_eq!(guard.risk_of("reset-view"), None);
 }
+
+/// A store whose waiter sees its approval already claimed, as when a duplicated waiter or a retried worker got there
+/// first.
+#[derive(Debug)]
+struct ClaimedElsewhere(InMemoryStore);
+
+impl ApprovalStore for ClaimedElsewhere {
+    fn insert(&self, r: &ApprovalRequest) -> Result<(), agentguard::StoreError> {
+        self.0.insert(r)
+    }
+    fn resolve(&self, r: &Resolution) -> Result<ResolveOutcome, agentguard::StoreError> {
+        self.0.resolve(r)
+    }
+    fn expire(&self, id: &agentguard::RequestId) -> Result<Option<agentguard::Decision>, agentguard::StoreError> {
+        self.0.expire(id)
+    }
+    fn claim(&self, id: &agentguard::RequestId) -> Result<bool, agentguard::StoreError> {
+        self.0.claim(id)
+    }
+    fn get(&self, id: &agentguard::RequestId) -> Result<Option<agentguard::StoredRequest>, agentguard::StoreError> {
+        self.0.get(id)
+    }
+    fn pending(&self) -> Result<Vec<ApprovalRequest>, agentguard::StoreError> {
+        self.0.pending()
+    }
+    fn wait<'a>(&'a self, id: &'a agentguard::RequestId) -> agentguard::WaitFuture<'a> {
+        self.0.wait(id)
+    }
+    fn wait_blocking(
+        &self,
+        id: &agentguard::RequestId,
+        until: std::time::Instant,
+    ) -> Result<Option<agentguard::Decision>, agentguard::StoreError> {
+        let decision = self.0.wait_blocking(id, until)?;
+        // The other waiter claims first.
+        assert!(self.0.claim(id)?);
+        Ok(decision)
+    }
+}
+
+#[test]
+fn an_approval_claimed_by_another_waiter_is_not_run_twice() {
+    let store = ClaimedElsewhere(InMemoryStore::new());
+    let s = Arc::new(Mutex::new(None::<agentguard::RequestId>));
+    let s2 = s.clone();
+    let guard = AgentGuard::external()
+        .store(store)
+        .on_request(move |req| *s2.lock().unwrap() = Some(req.request_id().clone()))
+        .no_audit()
+        .build();
+    let g = guard.clone();
+    let ran = Arc::new(AtomicUsize::new(0));
+    let r = ran.clone();
+    let agent = std::thread::spawn(move || {
+        g.execute(call("delete_file"), |_, _| {
+            r.fetch_add(1, Ordering::SeqCst);
+        })
+    });
+    let req = wait_for_pending(&guard, 1).remove(0);
+    assert_eq!(guard.resolve(req.request_id(), true, None), ResolveOutcome::Resolved);
+    let denied = agent.join().unwrap().unwrap_err();
+    assert_eq!(denied.reason(), DenyReason::AlreadyExecuted);
+    assert_eq!(ran.load(Ordering::SeqCst), 0);
+}
