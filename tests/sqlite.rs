@@ -276,3 +276,36 @@ fn an_executor_that_panics_is_recorded_as_an_error_outcome() {
     assert_eq!(stored.decision.state, RequestState::Executed);
     assert_eq!(stored.outcome.as_deref(), Some("error: the executor panicked"));
 }
+
+static GATED_GUARD: std::sync::OnceLock<AgentGuard> = std::sync::OnceLock::new();
+
+#[agentguard::gate(guard = GATED_GUARD, risk = "irreversible")]
+fn purge_customer(id: u64) -> String {
+    format!("purged {id}")
+}
+
+#[test]
+fn a_gated_function_parked_in_sqlite_records_its_execution_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(dir.path().join("store.db")).unwrap());
+    let (tx, rx) = mpsc::channel::<RequestId>();
+    let tx = std::sync::Mutex::new(tx);
+    GATED_GUARD
+        .set(
+            AgentGuard::external()
+                .shared_store(store.clone())
+                .on_request(move |req| {
+                    let _ = tx.lock().unwrap().send(req.request_id().clone());
+                })
+                .no_audit()
+                .build(),
+        )
+        .unwrap();
+    let agent = std::thread::spawn(|| purge_customer(7));
+    let id = rx.recv().unwrap();
+    store.resolve(&Resolution::approve(id.clone())).unwrap();
+    assert_eq!(agent.join().unwrap().unwrap(), "purged 7");
+    let stored = store.get(&id).unwrap().unwrap();
+    assert_eq!(stored.decision.state, RequestState::Executed);
+    assert_eq!(stored.outcome.as_deref(), Some("ok"));
+}

@@ -218,6 +218,25 @@ pub mod __private {
         future
     }
 
+    /// Records how a gated body ends in the guard's store (a no-op unless the approval was parked there).
+    #[derive(Debug)]
+    pub struct Recorder<'a>(Option<crate::guard::OutcomeRecorder<'a>>);
+
+    /// Starts recording the body run under `approval`, through `guard` or the installed guard.
+    pub fn recorder<'a>(guard: Option<&'a AgentGuard>, approval: &Approval) -> Recorder<'a> {
+        Recorder(pick(guard).map(|g| g.inner().outcome_recorder(approval)))
+    }
+
+    impl Recorder<'_> {
+        /// The body returned `out`: record `ok` and pass it on.
+        pub fn finish<T>(self, out: T) -> T {
+            match self.0 {
+                Some(r) => r.finish(out),
+                None => out,
+            }
+        }
+    }
+
     /// Parses a tool's params into its generated args struct, with the path of a bad field.
     pub fn parse_args<T: serde::de::DeserializeOwned>(
         tool: &'static str,

@@ -418,6 +418,7 @@ impl Decided<'_> {
 
 /// Records how the executor of a parked approval ended: `ok` when it returns, `error: …` when it panics or its
 /// future is dropped mid-run.
+#[derive(Debug)]
 pub(crate) struct OutcomeRecorder<'a> {
     store: &'a dyn ApprovalStore,
     id: Option<RequestId>,

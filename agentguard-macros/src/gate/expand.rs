@@ -107,8 +107,9 @@ pub(crate) fn expand(g: &Gated<'_>) -> TokenStream {
             )
             .await?;
             let __agentguard_approval = __agentguard_decided.finish(::core::option::Option::Some(&#build))?;
+            let __agentguard_recorder = ::agentguard::__private::recorder(__agentguard_guard, &__agentguard_approval);
             ::core::mem::drop(__agentguard_approval);
-            ::core::result::Result::Ok(#async_body.await)
+            ::core::result::Result::Ok(__agentguard_recorder.finish(#async_body.await))
         }
     } else {
         quote! {
@@ -119,8 +120,9 @@ pub(crate) fn expand(g: &Gated<'_>) -> TokenStream {
                 ::agentguard::__private::always(#risk),
                 ::core::option::Option::Some(&#build),
             )?;
+            let __agentguard_recorder = ::agentguard::__private::recorder(__agentguard_guard, &__agentguard_approval);
             ::core::mem::drop(__agentguard_approval);
-            ::core::result::Result::Ok((move || #ret_annotation #body)())
+            ::core::result::Result::Ok(__agentguard_recorder.finish((move || #ret_annotation #body)()))
         }
     };
     quote! {
