@@ -3,10 +3,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Child, ChildStdout, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
@@ -15,7 +12,7 @@ use agentguard::{
 };
 use serde_json::json;
 
-use common::{runs, Agent, HELPER};
+use common::{runs, Agent};
 
 fn url(dir: &Path) -> String {
     format!("sqlite:{}", dir.join("store.db").display())
@@ -80,72 +77,8 @@ fn no_answer_times_out_and_a_late_approval_is_expired() {
 
 #[test]
 fn thirty_two_resolvers_in_four_processes_race_one_id_exactly_one_wins_over_1000_trials() {
-    let trials: usize = std::env::var("AGENTGUARD_RACE_TRIALS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000);
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("store.db");
-    let store = Arc::new(SqliteStore::open(&db).unwrap());
-    let (tx, rx) = mpsc::channel::<RequestId>();
-    let guard = AgentGuard::external()
-        .shared_store(store.clone())
-        .on_request(move |req| {
-            let _ = tx.send(req.request_id().clone());
-        })
-        .timeout(Duration::from_secs(60))
-        .no_audit()
-        .build();
-    let mut resolvers: Vec<(Child, BufReader<ChildStdout>)> = (0..4)
-        .map(|_| {
-            let mut c = Command::new(HELPER)
-                .arg("store-resolver")
-                .arg(format!("sqlite:{}", db.display()))
-                .arg("8")
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .spawn()
-                .unwrap();
-            let out = BufReader::new(c.stdout.take().unwrap());
-            (c, out)
-        })
-        .collect();
-    let ran = Arc::new(AtomicUsize::new(0));
-    let (g, r) = (guard.clone(), ran.clone());
-    let agent = std::thread::spawn(move || {
-        for _ in 0..trials {
-            g.execute(ToolCall::new("delete_row", json!({})), |_, _| {
-                r.fetch_add(1, Ordering::SeqCst);
-            })
-            .unwrap();
-        }
-    });
-    for trial in 0..trials {
-        let id = rx.recv_timeout(Duration::from_secs(30)).unwrap();
-        for (c, _) in &mut resolvers {
-            writeln!(c.stdin.as_mut().unwrap(), "{id}").unwrap();
-        }
-        let (mut resolved, mut already) = (0, 0);
-        for (_, out) in &mut resolvers {
-            let mut line = String::new();
-            out.read_line(&mut line).unwrap();
-            let mut parts = line.split_whitespace().map(|p| p.parse::<usize>().unwrap());
-            resolved += parts.next().unwrap();
-            already += parts.next().unwrap();
-        }
-        assert_eq!(resolved, 1, "trial {trial}: exactly one RESOLVED");
-        assert_eq!(already, 31, "trial {trial}");
-    }
-    agent.join().unwrap();
-    assert_eq!(
-        ran.load(Ordering::SeqCst),
-        trials,
-        "each approved call ran exactly once"
-    );
-    for (mut c, _) in resolvers {
-        drop(c.stdin.take());
-        assert!(c.wait().unwrap().success());
-    }
+    common::race_resolvers(&url(dir.path()));
 }
 
 #[test]

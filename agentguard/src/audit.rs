@@ -289,20 +289,26 @@ impl JsonlAudit {
         }
     }
 
+    /// Opens (creating) the live file for appending into `state`; returns its length.
+    fn open_live(&self, state: &mut WriterState) -> Result<u64, AuditError> {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .read(true)
+            .open(&self.path)
+            .map_err(|e| AuditError::io(format!("cannot open audit log {}", self.path.display()), e))?;
+        let meta = file
+            .metadata()
+            .map_err(|e| AuditError::io("cannot stat audit log", e))?;
+        state.id = file_id(&meta);
+        state.file = Some(file);
+        Ok(meta.len())
+    }
+
     fn append_locked(&self, state: &mut WriterState, body: &[u8]) -> Result<(), AuditError> {
         let path_id = fs::metadata(&self.path).ok().map(|m| file_id(&m));
         if state.file.is_none() || path_id != Some(state.id) {
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .read(true)
-                .open(&self.path)
-                .map_err(|e| AuditError::io(format!("cannot open audit log {}", self.path.display()), e))?;
-            let meta = file
-                .metadata()
-                .map_err(|e| AuditError::io("cannot stat audit log", e))?;
-            state.id = file_id(&meta);
-            state.file = Some(file);
+            self.open_live(state)?;
             state.len = u64::MAX; // force a tail read
         }
         let file = state.file.as_mut().expect("opened above");
@@ -330,18 +336,7 @@ impl JsonlAudit {
         if len > 0 && len + line.line.len() as u64 > self.max_bytes {
             // Rotate first: if the rename fails, nothing was written for this call.
             self.rotate()?;
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .read(true)
-                .open(&self.path)
-                .map_err(|e| AuditError::io(format!("cannot open audit log {}", self.path.display()), e))?;
-            let meta = file
-                .metadata()
-                .map_err(|e| AuditError::io("cannot stat audit log", e))?;
-            state.id = file_id(&meta);
-            state.file = Some(file);
-            len = meta.len();
+            len = self.open_live(state)?;
         }
         let file = state.file.as_mut().expect("opened above");
         file.write_all(line.line.as_bytes())

@@ -80,18 +80,8 @@ fn quote_ident(name: &str) -> String {
 }
 
 fn parse_state(s: &str) -> Result<RequestState, StoreError> {
-    Ok(match s {
-        "pending" => RequestState::Pending,
-        "approved" => RequestState::Approved,
-        "denied" => RequestState::Denied,
-        "expired" => RequestState::Expired,
-        "executed" => RequestState::Executed,
-        other => {
-            return Err(StoreError::new(format!(
-                "postgres store: unknown state {other:?} in the database"
-            )))
-        }
-    })
+    RequestState::from_name(s)
+        .ok_or_else(|| StoreError::new(format!("postgres store: unknown state {s:?} in the database")))
 }
 
 impl PostgresStore {

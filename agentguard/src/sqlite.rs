@@ -55,18 +55,8 @@ fn db_err(what: &str) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
 }
 
 fn parse_state(s: &str) -> Result<RequestState, StoreError> {
-    Ok(match s {
-        "pending" => RequestState::Pending,
-        "approved" => RequestState::Approved,
-        "denied" => RequestState::Denied,
-        "expired" => RequestState::Expired,
-        "executed" => RequestState::Executed,
-        other => {
-            return Err(StoreError::new(format!(
-                "sqlite store: unknown state {other:?} in the database"
-            )))
-        }
-    })
+    RequestState::from_name(s)
+        .ok_or_else(|| StoreError::new(format!("sqlite store: unknown state {s:?} in the database")))
 }
 
 impl SqliteStore {

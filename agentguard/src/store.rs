@@ -41,6 +41,19 @@ impl RequestState {
         }
     }
 
+    /// The state named by [`as_str`](Self::as_str), or `None`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [
+            RequestState::Pending,
+            RequestState::Approved,
+            RequestState::Denied,
+            RequestState::Expired,
+            RequestState::Executed,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == name)
+    }
+
     /// `true` for every state but [`Pending`](Self::Pending).
     pub fn is_final(self) -> bool {
         self != RequestState::Pending

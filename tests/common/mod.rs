@@ -5,7 +5,13 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 
-use agentguard::RequestId;
+use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use agentguard::{AgentGuard, RequestId, ToolCall};
+use serde_json::json;
 
 use serde_json::Value;
 
@@ -74,4 +80,71 @@ pub fn runs(dir: &Path) -> usize {
     std::fs::read_to_string(dir.join("ran.txt"))
         .map(|t| t.lines().count())
         .unwrap_or(0)
+}
+
+/// 32 resolvers in 4 helper processes answer each of 1,000 parked requests (AGENTGUARD_RACE_TRIALS) on the store
+/// at `url` at once: exactly one answer wins each time, and each approved call runs exactly once.
+pub fn race_resolvers(url: &str) {
+    let trials: usize = std::env::var("AGENTGUARD_RACE_TRIALS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000);
+    let store = agentguard::open_store(url).unwrap();
+    let (tx, rx) = mpsc::channel::<RequestId>();
+    let guard = AgentGuard::external()
+        .shared_store(store)
+        .on_request(move |req| {
+            let _ = tx.send(req.request_id().clone());
+        })
+        .timeout(Duration::from_secs(60))
+        .no_audit()
+        .build();
+    let mut resolvers: Vec<(Child, BufReader<ChildStdout>)> = (0..4)
+        .map(|_| {
+            let mut c = Command::new(HELPER)
+                .args(["store-resolver", url, "8"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let out = BufReader::new(c.stdout.take().unwrap());
+            (c, out)
+        })
+        .collect();
+    let ran = Arc::new(AtomicUsize::new(0));
+    let (g, r) = (guard.clone(), ran.clone());
+    let agent = std::thread::spawn(move || {
+        for _ in 0..trials {
+            g.execute(ToolCall::new("delete_row", json!({})), |_, _| {
+                r.fetch_add(1, Ordering::SeqCst);
+            })
+            .unwrap();
+        }
+    });
+    for trial in 0..trials {
+        let id = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        for (c, _) in &mut resolvers {
+            writeln!(c.stdin.as_mut().unwrap(), "{id}").unwrap();
+        }
+        let (mut resolved, mut already) = (0, 0);
+        for (_, out) in &mut resolvers {
+            let mut line = String::new();
+            out.read_line(&mut line).unwrap();
+            let mut parts = line.split_whitespace().map(|p| p.parse::<usize>().unwrap());
+            resolved += parts.next().unwrap();
+            already += parts.next().unwrap();
+        }
+        assert_eq!(resolved, 1, "trial {trial}: exactly one RESOLVED");
+        assert_eq!(already, 31, "trial {trial}");
+    }
+    agent.join().unwrap();
+    assert_eq!(
+        ran.load(Ordering::SeqCst),
+        trials,
+        "each approved call ran exactly once"
+    );
+    for (mut c, _) in resolvers {
+        drop(c.stdin.take());
+        assert!(c.wait().unwrap().success());
+    }
 }

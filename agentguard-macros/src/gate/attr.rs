@@ -34,13 +34,7 @@ pub(crate) fn parse(cx: &Ctxt, attr: TokenStream) -> GateOptions {
             seen.push(key.clone());
             match key.as_str() {
                 "guard" => opts.guard = Some(meta.value()?.parse()?),
-                "name" => {
-                    let lit: LitStr = meta.value()?.parse()?;
-                    if lit.value().trim().is_empty() {
-                        cx.error_spanned_by(&lit, "the tool name cannot be empty");
-                    }
-                    opts.name = Some(lit);
-                }
+                "name" => opts.name = Some(parse_name(cx, &meta)?),
                 "risk" => {
                     let lit: LitStr = meta.value()?.parse()?;
                     opts.risk = parse_risk(cx, &lit);
@@ -65,6 +59,15 @@ pub(crate) fn parse(cx: &Ctxt, attr: TokenStream) -> GateOptions {
         cx.syn_error(e);
     }
     opts
+}
+
+/// `name = "..."`: a non-empty tool name.
+pub(crate) fn parse_name(cx: &Ctxt, meta: &ParseNestedMeta<'_>) -> syn::Result<LitStr> {
+    let lit: LitStr = meta.value()?.parse()?;
+    if lit.value().trim().is_empty() {
+        cx.error_spanned_by(&lit, "the tool name cannot be empty");
+    }
+    Ok(lit)
 }
 
 pub(crate) fn parse_risk(cx: &Ctxt, lit: &LitStr) -> Option<Risk> {

@@ -5,7 +5,7 @@ use proc_macro2::Span;
 use syn::{Attribute, LitStr};
 
 use crate::ctxt::Ctxt;
-use crate::gate::parse_risk;
+use crate::gate::{parse_name, parse_risk};
 
 #[derive(Default)]
 pub(crate) struct VariantOptions {
@@ -31,13 +31,7 @@ pub(crate) fn parse(cx: &Ctxt, attrs: &[Attribute]) -> VariantOptions {
                 }
                 seen.push(key.clone());
                 match key.as_str() {
-                    "name" => {
-                        let lit: LitStr = meta.value()?.parse()?;
-                        if lit.value().trim().is_empty() {
-                            cx.error_spanned_by(&lit, "the tool name cannot be empty");
-                        }
-                        opts.name = Some(lit);
-                    }
+                    "name" => opts.name = Some(parse_name(cx, &meta)?),
                     "risk" => {
                         let lit: LitStr = meta.value()?.parse()?;
                         opts.risk = parse_risk(cx, &lit).map(|r| (r, lit.span()));
