@@ -43,6 +43,8 @@ mod approver;
 pub mod audit;
 mod global;
 mod guard;
+#[cfg(feature = "http")]
+pub mod http;
 mod params;
 #[cfg(feature = "postgres")]
 mod postgres;
@@ -78,6 +80,6 @@ pub use postgres::{PostgresAudit, PostgresStore, POLL_FALLBACK as POSTGRES_POLL_
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteStore, MAX_POLL as SQLITE_MAX_POLL, SQLITE_SCHEMA_VERSION};
 pub use store::{
-    open_store, ApprovalStore, Decision, ExecOutcome, InMemoryStore, RequestState, StoreError, StoredRequest,
-    WaitFuture, DEFAULT_RETENTION,
+    open_store, ApprovalStore, ChangeFuture, Decision, ExecOutcome, InMemoryStore, RequestState, StoreError,
+    StoredRequest, WaitFuture, DEFAULT_RETENTION,
 };

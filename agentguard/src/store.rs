@@ -155,6 +155,9 @@ impl std::error::Error for StoreError {
 /// A future returned by [`ApprovalStore::wait`].
 pub type WaitFuture<'a> = Pin<Box<dyn Future<Output = Result<Decision, StoreError>> + Send + 'a>>;
 
+/// A future returned by [`ApprovalStore::changed`]: it completes at the next change to the store's requests.
+pub type ChangeFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
 /// Storage for parked approval requests.
 ///
 /// The guard parks a request with [`insert`](Self::insert), waits with [`wait`](Self::wait) (async) or
@@ -210,6 +213,16 @@ pub trait ApprovalStore: Send + Sync + fmt::Debug + 'static {
 
     /// Blocks the calling thread until the request is no longer pending (`Some`) or `until` passes (`None`).
     fn wait_blocking(&self, id: &RequestId, until: Instant) -> Result<Option<Decision>, StoreError>;
+
+    /// A future that completes at the next change to this store's requests (one parked, decided or expired), for
+    /// watchers such as the approval page's event stream, which then read [`pending`](Self::pending) again. Take it
+    /// *before* reading, so a change in between is not missed. It may also complete spuriously.
+    ///
+    /// `None` (the default) means the store cannot tell (e.g. the change happened in another process); watchers then
+    /// poll. The in-memory store can tell.
+    fn changed(&self) -> Option<ChangeFuture> {
+        None
+    }
 }
 
 /// Opens a store from a URL, as the CLI's `--store` and `AGENTGUARD_STORE` take it:
@@ -294,6 +307,8 @@ pub const DEFAULT_RETENTION: Duration = Duration::from_secs(600);
 pub struct InMemoryStore {
     retention: Duration,
     inner: Mutex<Inner>,
+    /// Notified on every insert and decision, for [`ApprovalStore::changed`].
+    changed: Event,
 }
 
 #[derive(Default)]
@@ -336,6 +351,7 @@ impl InMemoryStore {
         InMemoryStore {
             retention,
             inner: Mutex::new(Inner::default()),
+            changed: Event::new(),
         }
     }
 
@@ -398,6 +414,67 @@ fn unknown(id: &RequestId) -> StoreError {
     ))
 }
 
+impl InMemoryStore {
+    fn resolve_now(&self, resolution: &Resolution) -> ResolveOutcome {
+        let mut inner = self.lock_evicting();
+        let id = &resolution.request_id;
+        let Some(slot) = inner.records.get(id) else {
+            return ResolveOutcome::Unknown;
+        };
+        match slot.decision.state {
+            RequestState::Pending => {}
+            RequestState::Expired => return ResolveOutcome::Expired,
+            _ => return ResolveOutcome::AlreadyResolved,
+        }
+        if Instant::now() >= slot.deadline {
+            inner.decide(id, Decision::of(RequestState::Expired));
+            return ResolveOutcome::Expired;
+        }
+        if let Some(shown) = &resolution.params_digest {
+            if shown != slot.request.params_digest() {
+                return ResolveOutcome::DigestMismatch;
+            }
+        }
+        let state = if resolution.approved {
+            RequestState::Approved
+        } else {
+            RequestState::Denied
+        };
+        inner.decide(
+            id,
+            Decision {
+                state,
+                actor: resolution.actor.clone(),
+                note: resolution.note.clone(),
+            },
+        );
+        ResolveOutcome::Resolved
+    }
+
+    fn expire_now(&self, id: &RequestId) -> Option<Decision> {
+        let mut inner = self.lock_evicting();
+        let slot = inner.records.get(id)?;
+        if slot.decision.state == RequestState::Pending {
+            inner.decide(id, Decision::of(RequestState::Expired));
+        }
+        inner.records.get(id).map(|s| s.decision.clone())
+    }
+
+    fn abandon_now(&self, id: &RequestId) {
+        let mut inner = self.lock();
+        match inner.records.get(id).map(|s| s.decision.state) {
+            Some(RequestState::Pending) => inner.decide(id, Decision::of(RequestState::Expired)),
+            Some(RequestState::Approved) => {
+                // Already queued for eviction since its approval; it just must never be claimed now.
+                if let Some(slot) = inner.records.get_mut(id) {
+                    slot.decision = Decision::of(RequestState::Expired);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 impl ApprovalStore for InMemoryStore {
     fn insert(&self, request: &ApprovalRequest) -> Result<(), StoreError> {
         let deadline = Instant::now() + request.remaining();
@@ -415,69 +492,33 @@ impl ApprovalStore for InMemoryStore {
                 event: Arc::new(Event::new()),
             },
         );
+        drop(inner);
+        self.changed.notify(usize::MAX);
         Ok(())
     }
 
     fn resolve(&self, resolution: &Resolution) -> Result<ResolveOutcome, StoreError> {
-        let mut inner = self.lock_evicting();
-        let id = &resolution.request_id;
-        let Some(slot) = inner.records.get(id) else {
-            return Ok(ResolveOutcome::Unknown);
-        };
-        match slot.decision.state {
-            RequestState::Pending => {}
-            RequestState::Expired => return Ok(ResolveOutcome::Expired),
-            _ => return Ok(ResolveOutcome::AlreadyResolved),
+        let outcome = self.resolve_now(resolution);
+        if matches!(outcome, ResolveOutcome::Resolved | ResolveOutcome::Expired) {
+            self.changed.notify(usize::MAX);
         }
-        if Instant::now() >= slot.deadline {
-            inner.decide(id, Decision::of(RequestState::Expired));
-            return Ok(ResolveOutcome::Expired);
-        }
-        if let Some(shown) = &resolution.params_digest {
-            if shown != slot.request.params_digest() {
-                return Ok(ResolveOutcome::DigestMismatch);
-            }
-        }
-        let state = if resolution.approved {
-            RequestState::Approved
-        } else {
-            RequestState::Denied
-        };
-        inner.decide(
-            id,
-            Decision {
-                state,
-                actor: resolution.actor.clone(),
-                note: resolution.note.clone(),
-            },
-        );
-        Ok(ResolveOutcome::Resolved)
+        Ok(outcome)
     }
 
     fn expire(&self, id: &RequestId) -> Result<Option<Decision>, StoreError> {
-        let mut inner = self.lock_evicting();
-        let Some(slot) = inner.records.get(id) else {
-            return Ok(None);
-        };
-        if slot.decision.state == RequestState::Pending {
-            inner.decide(id, Decision::of(RequestState::Expired));
-        }
-        Ok(inner.records.get(id).map(|s| s.decision.clone()))
+        let decision = self.expire_now(id);
+        self.changed.notify(usize::MAX);
+        Ok(decision)
     }
 
     fn abandon(&self, id: &RequestId) -> Result<(), StoreError> {
-        let mut inner = self.lock();
-        match inner.records.get(id).map(|s| s.decision.state) {
-            Some(RequestState::Pending) => inner.decide(id, Decision::of(RequestState::Expired)),
-            Some(RequestState::Approved) => {
-                // Already queued for eviction since its approval; it just must never be claimed now.
-                if let Some(slot) = inner.records.get_mut(id) {
-                    slot.decision = Decision::of(RequestState::Expired);
-                }
-            }
-            _ => {}
-        }
+        self.abandon_now(id);
+        self.changed.notify(usize::MAX);
         Ok(())
+    }
+
+    fn changed(&self) -> Option<ChangeFuture> {
+        Some(Box::pin(self.changed.listen()))
     }
 
     fn claim(&self, id: &RequestId) -> Result<bool, StoreError> {

@@ -1,0 +1,558 @@
+//! The approval API over real HTTP: a server on a loopback port, an agent parked in the same process, and a client
+//! that sends what browsers, scripts and attackers send. Every status code, every refusal, and the event stream.
+
+mod common;
+mod web;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use agentguard::http::ApprovalApi;
+use agentguard::{
+    AgentGuard, ApprovalRequest, ApprovalStore, DenyReason, RequestId, RequestState, StoreError, StoredRequest,
+};
+use reqwest::{Client, Response, StatusCode};
+use serde_json::{json, Value};
+use web::{Web, ALICE};
+
+fn client() -> Client {
+    Client::new()
+}
+
+async fn body(res: Response) -> (StatusCode, Value) {
+    let status = res.status();
+    let text = res.text().await.unwrap();
+    let value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{status}: body {text:?} is not JSON: {e}"));
+    (status, value)
+}
+
+async fn resolve(web: &Web, payload: Value) -> (StatusCode, Value) {
+    post_raw(web, &[("content-type", "application/json")], payload.to_string()).await
+}
+
+/// A resolve request with Alice's token, exactly these headers and this body.
+async fn post_raw(web: &Web, headers: &[(&str, &str)], payload: String) -> (StatusCode, Value) {
+    let mut req = client().post(web.url("resolve")).bearer_auth(ALICE).body(payload);
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    body(req.send().await.unwrap()).await
+}
+
+fn answer(req: &ApprovalRequest, approved: bool) -> Value {
+    json!({
+        "request_id": req.request_id(),
+        "approved": approved,
+        "params_digest": req.params_digest(),
+    })
+}
+
+fn external() -> agentguard::GuardBuilder<agentguard::mode::External> {
+    AgentGuard::external().timeout(Duration::from_secs(60)).no_audit()
+}
+
+#[tokio::test]
+async fn pending_lists_live_requests_with_redacted_params_digest_and_deadline() {
+    let mut web = Web::start(external()).await;
+    let _call = web.call("delete_customer", json!({"id": 7, "api_key": "sk-live-123"}));
+    let parked = web.next_parked().await;
+
+    let res = client()
+        .get(web.url("pending"))
+        .bearer_auth(ALICE)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    let (status, list) = body(res).await;
+    assert_eq!(status, StatusCode::OK);
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 1);
+    let item = &list[0];
+    assert_eq!(item["request_id"], parked.request_id().as_str());
+    assert_eq!(item["tool"], "delete_customer");
+    assert_eq!(item["params"]["id"], 7);
+    assert_eq!(item["params"]["api_key"], "[REDACTED]");
+    assert_eq!(item["params_digest"], parked.params_digest().to_string());
+    assert!(item["deadline"].as_f64().unwrap() > item["timestamp"].as_f64().unwrap());
+    assert_eq!(item["agent_id"], "support-bot");
+    assert!(!list[0].to_string().contains("sk-live-123"));
+}
+
+#[tokio::test]
+async fn an_approval_returns_200_runs_the_call_and_records_the_tokens_actor() {
+    let (_dir, log) = common::audit_path();
+    let mut web = Web::start(AgentGuard::external().timeout(Duration::from_secs(60)).audit_file(&log)).await;
+    let call = web.call("delete_customer", json!({"id": 7}));
+    let parked = web.next_parked().await;
+
+    let (status, out) = resolve(&web, answer(&parked, true)).await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    assert_eq!(out["outcome"], "RESOLVED");
+    assert_eq!(call.await.unwrap().unwrap(), "ran");
+    let stored = web.guard.store().get(parked.request_id()).unwrap().unwrap();
+    assert_eq!(stored.decision.actor.as_deref(), Some("alice"));
+    let lines = common::audit_lines(&log);
+    let line = lines.iter().find(|l| l["tool"] == "delete_customer").unwrap();
+    assert_eq!(line["actor"], "alice", "the token's actor is in the audit: {line}");
+}
+
+#[tokio::test]
+async fn a_denial_with_a_reason_reaches_the_agent_as_action_denied() {
+    let mut web = Web::start(external()).await;
+    let call = web.call("send_email", json!({"to": "all@example.com"}));
+    let parked = web.next_parked().await;
+    let mut payload = answer(&parked, false);
+    payload["reason"] = json!("not to everyone");
+
+    let (status, out) = resolve(&web, payload).await;
+    assert_eq!(status, StatusCode::OK, "{out}");
+    let denied = call.await.unwrap().unwrap_err();
+    assert_eq!(denied.reason(), DenyReason::UserDenied);
+    assert_eq!(denied.detail(), Some("not to everyone"));
+}
+
+#[tokio::test]
+async fn a_second_answer_is_409_already_resolved() {
+    let mut web = Web::start(external()).await;
+    let call = web.call("delete_customer", json!({"id": 7}));
+    let parked = web.next_parked().await;
+    assert_eq!(resolve(&web, answer(&parked, true)).await.0, StatusCode::OK);
+    let (status, out) = resolve(&web, answer(&parked, false)).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(out["outcome"], "ALREADY_RESOLVED");
+    assert!(out["message"].as_str().unwrap().contains("first"));
+    assert_eq!(call.await.unwrap().unwrap(), "ran", "the first answer stands");
+}
+
+#[tokio::test]
+async fn an_unknown_request_is_404() {
+    let web = Web::start(external()).await;
+    let (status, out) = resolve(&web, json!({"request_id": RequestId::new(), "approved": true})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(out["outcome"], "UNKNOWN");
+}
+
+#[tokio::test]
+async fn an_answer_after_the_deadline_is_410_and_the_call_never_runs() {
+    let mut web = Web::start(AgentGuard::external().timeout(Duration::from_millis(200)).no_audit()).await;
+    let call = web.call("delete_customer", json!({"id": 7}));
+    let parked = web.next_parked().await;
+    let denied = call.await.unwrap().unwrap_err();
+    assert_eq!(denied.reason(), DenyReason::ApprovalTimeout);
+
+    let (status, out) = resolve(&web, answer(&parked, true)).await;
+    assert_eq!(status, StatusCode::GONE);
+    assert_eq!(out["outcome"], "EXPIRED");
+}
+
+#[tokio::test]
+async fn a_digest_that_is_not_the_requests_is_422_and_decides_nothing() {
+    let mut web = Web::start(external()).await;
+    let call = web.call("delete_customer", json!({"id": 7}));
+    let parked = web.next_parked().await;
+    let mut payload = answer(&parked, true);
+    payload["params_digest"] = json!(agentguard::ParamsDigest::of(b"{\"id\":8}").to_string());
+
+    let (status, out) = resolve(&web, payload).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(out["outcome"], "DIGEST_MISMATCH");
+    assert_eq!(
+        web.state(parked.request_id()),
+        RequestState::Pending,
+        "still waiting for a real answer"
+    );
+    assert_eq!(resolve(&web, answer(&parked, false)).await.0, StatusCode::OK);
+    assert!(call.await.unwrap().is_err());
+}
+
+#[tokio::test]
+async fn malformed_bodies_are_422_with_a_message_saying_what_is_wrong() {
+    let web = Web::start(external()).await;
+    let cases: [(&str, &str); 6] = [
+        ("{not json", "must be JSON"),
+        (r#"{"approved": true}"#, "request_id"),
+        (r#"{"request_id": "x", "approved": true}"#, "request_id"),
+        (
+            r#"{"request_id": "3f9c2b1e-8d4a-4f7b-9c1d-2e5f6a7b8c9d", "approved": "yes"}"#,
+            "approved",
+        ),
+        (
+            r#"{"request_id": "3f9c2b1e-8d4a-4f7b-9c1d-2e5f6a7b8c9d", "approved": true, "aproved": true}"#,
+            "aproved",
+        ),
+        (
+            r#"{"request_id": "3f9c2b1e-8d4a-4f7b-9c1d-2e5f6a7b8c9d", "approved": true, "params_digest": "zz"}"#,
+            "params_digest",
+        ),
+    ];
+    for (raw, says) in cases {
+        let (status, out) = post_raw(&web, &[("content-type", "application/json")], raw.to_owned()).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{raw}: {out}");
+        assert_eq!(out["error"], "malformed_body");
+        let message = out["message"].as_str().unwrap();
+        assert!(message.contains(says), "{raw}: {message:?} should mention {says:?}");
+    }
+}
+
+#[tokio::test]
+async fn an_oversized_body_is_413_with_a_message() {
+    let web = Web::start(external()).await;
+    let huge = format!(
+        r#"{{"request_id": "3f9c2b1e-8d4a-4f7b-9c1d-2e5f6a7b8c9d", "approved": true, "reason": "{}"}}"#,
+        "x".repeat(100_000)
+    );
+    let (status, out) = post_raw(&web, &[("content-type", "application/json")], huge).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(out["message"].as_str().unwrap().contains("16384 bytes"), "{out}");
+}
+
+#[tokio::test]
+async fn no_token_or_a_wrong_one_is_401_on_every_api_route() {
+    let mut web = Web::start(external()).await;
+    let call = web.call("delete_customer", json!({"id": 7}));
+    let parked = web.next_parked().await;
+    for token in [
+        None,
+        Some("wrong-token-0123456789abcdef"),
+        Some(&ALICE[..ALICE.len() - 1]),
+    ] {
+        for (method, route) in [("GET", "pending"), ("GET", "events"), ("POST", "resolve")] {
+            let mut req = match method {
+                "GET" => client().get(web.url(route)),
+                _ => client().post(web.url(route)).json(&answer(&parked, true)),
+            };
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            let res = req.send().await.unwrap();
+            assert_eq!(res.headers()["www-authenticate"], "Bearer realm=\"agentguard\"");
+            let (status, out) = body(res).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {route} with {token:?}");
+            assert_eq!(out["error"], "unauthorized");
+            assert!(!out.to_string().contains(ALICE), "no secret in a response");
+        }
+    }
+    assert_eq!(web.state(parked.request_id()), RequestState::Pending);
+    web.guard.resolve(parked.request_id(), false, None);
+    assert!(call.await.unwrap().is_err());
+}
+
+#[tokio::test]
+async fn form_multipart_and_text_bodies_are_415_and_decide_nothing() {
+    let mut web = Web::start(external()).await;
+    let _call = web.call("delete_customer", json!({"id": 7}));
+    let parked = web.next_parked().await;
+    let json_text = answer(&parked, true).to_string();
+    let form = format!("request_id={}&approved=true", parked.request_id());
+    let cases = [
+        ("application/x-www-form-urlencoded", form.clone()),
+        (
+            "multipart/form-data; boundary=XYZ",
+            format!("--XYZ\r\n\r\n{json_text}\r\n--XYZ--"),
+        ),
+        ("text/plain", json_text.clone()),
+        ("text/plain;charset=UTF-8", json_text.clone()),
+    ];
+    for (content_type, payload) in cases {
+        let (status, out) = post_raw(&web, &[("content-type", content_type)], payload).await;
+        assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{content_type}: {out}");
+        assert!(out["message"].as_str().unwrap().contains("application/json"));
+    }
+    let res = client()
+        .post(web.url("resolve"))
+        .bearer_auth(ALICE)
+        .body(json_text)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "no content type at all"
+    );
+    assert_eq!(web.state(parked.request_id()), RequestState::Pending);
+}
+
+#[tokio::test]
+async fn a_cross_origin_post_is_403_even_with_a_valid_token_and_decides_nothing() {
+    let mut web = Web::start(external()).await;
+    let _call = web.call("delete_customer", json!({"id": 7}));
+    let parked = web.next_parked().await;
+    let host = web
+        .base
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let cases: [(&str, String); 3] = [
+        ("origin", "https://evil.example".to_owned()),
+        ("origin", "null".to_owned()),
+        ("sec-fetch-site", "cross-site".to_owned()),
+    ];
+    for (header, value) in cases {
+        let json_type = ("content-type", "application/json");
+        let (status, out) = post_raw(&web, &[(header, &value), json_type], answer(&parked, true).to_string()).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{header}: {value}");
+        assert_eq!(out["error"], "forbidden");
+    }
+    assert_eq!(web.state(parked.request_id()), RequestState::Pending);
+    // The page's own origin passes.
+    let origin = format!("http://{host}");
+    let headers = [
+        ("origin", origin.as_str()),
+        ("sec-fetch-site", "same-origin"),
+        ("content-type", "application/json"),
+    ];
+    let (status, _) = post_raw(&web, &headers, answer(&parked, true).to_string()).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+/// Reads SSE events (name, data) from a streaming response.
+struct Events {
+    res: Response,
+    buffer: String,
+}
+
+impl Events {
+    async fn open(web: &Web) -> Events {
+        let res = client().get(web.url("events")).bearer_auth(ALICE).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()["content-type"], "text/event-stream");
+        Events {
+            res,
+            buffer: String::new(),
+        }
+    }
+
+    async fn next(&mut self) -> (String, Value) {
+        loop {
+            if let Some(cut) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..cut + 2).collect();
+                let mut name = String::from("message");
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        name = v.trim().to_owned();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.trim_start());
+                    }
+                }
+                if data.is_empty() {
+                    continue; // a keep-alive comment
+                }
+                return (name, serde_json::from_str(&data).unwrap());
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(30), self.res.chunk())
+                .await
+                .expect("an event within 30 s")
+                .unwrap()
+                .expect("the stream stays open");
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+}
+
+#[tokio::test]
+async fn events_deliver_snapshot_parked_resolved_and_expired_in_order() {
+    let mut web = Web::start(AgentGuard::external().timeout(Duration::from_secs(60)).no_audit()).await;
+    let first = web.call("delete_customer", json!({"id": 1}));
+    let one = web.next_parked().await;
+
+    let mut events = Events::open(&web).await;
+    let (name, data) = events.next().await;
+    assert_eq!(name, "snapshot");
+    assert_eq!(data["requests"][0]["request_id"], one.request_id().as_str());
+    assert!(
+        data["now"].as_f64().unwrap() > 1.7e9,
+        "the server's clock, for the page's countdown"
+    );
+
+    let second = web.call("refund_payment", json!({"amount": 5}));
+    let two = web.next_parked().await;
+    let (name, data) = events.next().await;
+    assert_eq!(
+        (name.as_str(), &data["request_id"]),
+        ("parked", &json!(two.request_id()))
+    );
+    assert_eq!(data["tool"], "refund_payment");
+
+    assert_eq!(resolve(&web, answer(&one, true)).await.0, StatusCode::OK);
+    let (name, data) = events.next().await;
+    assert_eq!(name, "resolved");
+    assert_eq!(data["request_id"], one.request_id().as_str());
+    assert_eq!(data["approved"], true);
+    assert_eq!(data["actor"], "alice");
+    assert_eq!(first.await.unwrap().unwrap(), "ran");
+
+    assert_eq!(resolve(&web, answer(&two, false)).await.0, StatusCode::OK);
+    let (name, data) = events.next().await;
+    assert_eq!((name.as_str(), &data["approved"]), ("resolved", &json!(false)));
+    assert!(second.await.unwrap().is_err());
+
+    // A short deadline: the stream wakes at the deadline and says expired.
+    let short = AgentGuard::external().timeout(Duration::from_millis(300)).no_audit();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let short = short
+        .shared_store(web.guard.store().clone())
+        .on_request(move |r| {
+            let _ = tx.send(r.clone());
+        })
+        .build();
+    let third = tokio::spawn(async move {
+        short
+            .aexecute(agentguard::ToolCall::new("wipe_disk", json!({})), |_, _| async {})
+            .await
+    });
+    let three = rx.recv().await.unwrap();
+    let (name, data) = events.next().await;
+    assert_eq!(
+        (name.as_str(), &data["request_id"]),
+        ("parked", &json!(three.request_id()))
+    );
+    let (name, data) = events.next().await;
+    assert_eq!(
+        (name.as_str(), &data["request_id"]),
+        ("expired", &json!(three.request_id()))
+    );
+    assert_eq!(third.await.unwrap().unwrap_err().reason(), DenyReason::ApprovalTimeout);
+}
+
+/// A store whose every read fails, as an unreachable database does.
+#[derive(Debug)]
+struct Unreachable;
+
+impl ApprovalStore for Unreachable {
+    fn insert(&self, _: &ApprovalRequest) -> Result<(), StoreError> {
+        Err(StoreError::new("connection refused"))
+    }
+    fn resolve(&self, _: &agentguard::Resolution) -> Result<agentguard::ResolveOutcome, StoreError> {
+        Err(StoreError::new("connection refused"))
+    }
+    fn expire(&self, _: &RequestId) -> Result<Option<agentguard::Decision>, StoreError> {
+        Err(StoreError::new("connection refused"))
+    }
+    fn claim(&self, _: &RequestId) -> Result<bool, StoreError> {
+        Err(StoreError::new("connection refused"))
+    }
+    fn get(&self, _: &RequestId) -> Result<Option<StoredRequest>, StoreError> {
+        Err(StoreError::new("connection refused"))
+    }
+    fn pending(&self) -> Result<Vec<ApprovalRequest>, StoreError> {
+        Err(StoreError::new("connection refused"))
+    }
+    fn wait<'a>(&'a self, _: &'a RequestId) -> agentguard::WaitFuture<'a> {
+        Box::pin(async { Err(StoreError::new("connection refused")) })
+    }
+    fn wait_blocking(&self, _: &RequestId, _: std::time::Instant) -> Result<Option<agentguard::Decision>, StoreError> {
+        Err(StoreError::new("connection refused"))
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_store_is_503_with_the_cause_never_a_500() {
+    let app = ApprovalApi::new(Arc::new(Unreachable))
+        .token(ALICE, "alice")
+        .router()
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/agentguard/", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let res = client()
+        .get(format!("{base}pending"))
+        .bearer_auth(ALICE)
+        .send()
+        .await
+        .unwrap();
+    let (status, out) = body(res).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(out["message"].as_str().unwrap().contains("connection refused"), "{out}");
+    let res = client()
+        .post(format!("{base}resolve"))
+        .bearer_auth(ALICE)
+        .json(&json!({"request_id": RequestId::new(), "approved": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(body(res).await.0, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
+async fn unknown_routes_and_wrong_methods_get_json_errors() {
+    let web = Web::start(external()).await;
+    let (status, out) = body(client().get(web.url("nope")).send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(out["message"].as_str().unwrap().contains("/agentguard/pending"));
+    let (status, out) = body(
+        client()
+            .get(web.url("resolve"))
+            .bearer_auth(ALICE)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(out["message"].as_str().unwrap().contains("POST"));
+}
+
+#[tokio::test]
+async fn the_page_is_self_contained_under_a_strict_csp() {
+    let web = Web::start(external()).await;
+    let res = client().get(&web.base).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let csp = res.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("script-src 'sha256-"),
+        "{csp}"
+    );
+    assert!(
+        csp.contains("connect-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    assert_eq!(res.headers()["x-content-type-options"], "nosniff");
+    let html = res.text().await.unwrap();
+    assert!(html.contains("Approve") && html.contains("No requests waiting"));
+    assert!(!html.contains(ALICE), "the page carries no credential");
+    assert!(
+        !html.contains("src=\"http") && !html.contains("href=\"http"),
+        "nothing from a CDN"
+    );
+
+    // Without the trailing slash: a redirect to the page, relative so it works when mounted under a prefix.
+    let no_redirects = Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let res = no_redirects.get(web.base.trim_end_matches('/')).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(res.headers()["location"], "agentguard/");
+}
+
+#[tokio::test]
+async fn events_over_a_sqlite_store_arrive_by_polling() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = agentguard::SqliteStore::open(dir.path().join("store.db")).unwrap();
+    let mut web = Web::start(external().store(store)).await;
+    assert!(
+        web.guard.store().changed().is_none(),
+        "SQLite cannot signal: the stream polls"
+    );
+    let mut events = Events::open(&web).await;
+    let (name, data) = events.next().await;
+    assert_eq!((name.as_str(), &data["requests"]), ("snapshot", &json!([])));
+
+    let call = web.call("delete_customer", json!({"id": 7}));
+    let parked = web.next_parked().await;
+    let (name, data) = events.next().await;
+    assert_eq!(
+        (name.as_str(), &data["request_id"]),
+        ("parked", &json!(parked.request_id()))
+    );
+    assert_eq!(resolve(&web, answer(&parked, true)).await.0, StatusCode::OK);
+    let (name, data) = events.next().await;
+    assert_eq!((name.as_str(), &data["actor"]), ("resolved", &json!("alice")));
+    assert_eq!(call.await.unwrap().unwrap(), "ran");
+}

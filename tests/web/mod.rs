@@ -1,0 +1,77 @@
+//! A real approval server on a loopback port, over an external guard, for the HTTP and browser tests.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use agentguard::http::ApprovalApi;
+use agentguard::{ActionDenied, AgentGuard, ApprovalRequest, GuardBuilder, ToolCall};
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// Alice's token. Tests use it as the credential the page and the API clients present.
+pub const ALICE: &str = "alice-token-0123456789abcdef";
+
+/// The server, the guard its agent calls through, and the requests the guard has parked, in order.
+pub struct Web {
+    /// `http://127.0.0.1:PORT/agentguard/`
+    pub base: String,
+    pub guard: AgentGuard,
+    pub parked: mpsc::UnboundedReceiver<ApprovalRequest>,
+}
+
+impl Web {
+    /// Starts a server for an external guard built from `builder` (timeout etc. already set).
+    pub async fn start(builder: GuardBuilder<agentguard::mode::External>) -> Web {
+        let (tx, parked) = mpsc::unbounded_channel();
+        let guard = builder
+            .on_request(move |req| {
+                let _ = tx.send(req.clone());
+            })
+            .build();
+        let app = ApprovalApi::for_guard(&guard)
+            .token(ALICE, "alice")
+            .router()
+            .expect("a valid configuration");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Web {
+            base: format!("http://{addr}/agentguard/"),
+            guard,
+            parked,
+        }
+    }
+
+    /// The URL of a route: `url("pending")`.
+    pub fn url(&self, route: &str) -> String {
+        format!("{}{route}", self.base)
+    }
+
+    /// Starts an agent call of `tool` through the guard; the call's result (`"ran"` if its executor ran) comes out
+    /// of the handle.
+    pub fn call(&self, tool: &str, params: Value) -> JoinHandle<Result<&'static str, ActionDenied>> {
+        let guard = self.guard.clone();
+        let call = ToolCall::new(tool, params).agent_id("support-bot").session_id("s-42");
+        tokio::spawn(async move { guard.aexecute(call, |_, _| async { "ran" }).await })
+    }
+
+    /// Where the request is in its life, as the store says.
+    pub fn state(&self, id: &agentguard::RequestId) -> agentguard::RequestState {
+        self.guard
+            .store()
+            .get(id)
+            .unwrap()
+            .expect("a known request")
+            .decision
+            .state
+    }
+
+    /// The next request parked by the guard.
+    pub async fn next_parked(&mut self) -> ApprovalRequest {
+        tokio::time::timeout(Duration::from_secs(30), self.parked.recv())
+            .await
+            .expect("a request is parked within 30 s")
+            .expect("the guard is alive")
+    }
+}
