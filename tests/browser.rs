@@ -1,0 +1,424 @@
+//! The approval page end to end in headless Chromium (Debian's `chromium` and `chromium-driver`, which `.ci/run`
+//! installs), driven over WebDriver with fantoccini. A real server on a loopback port, a real agent call parked in
+//! this process, a real browser clicking the page's buttons.
+//!
+//! Without chromedriver (at `$AGENTGUARD_CHROMEDRIVER` or /usr/bin/chromedriver) each test says it was skipped and
+//! why, except under CI (`CI` set), where a missing browser is a failure.
+
+mod web;
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use agentguard::{AgentGuard, DenyReason, RequestState};
+use fantoccini::actions::{InputSource, MouseActions, PointerAction, MOUSE_BUTTON_LEFT};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Value};
+use web::{Web, ALICE};
+
+/// A chromedriver process and a browser session on it.
+struct Browser {
+    client: Client,
+    driver: Child,
+    _profile: tempfile::TempDir,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+fn chromedriver() -> Option<PathBuf> {
+    let path =
+        PathBuf::from(std::env::var("AGENTGUARD_CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".to_owned()));
+    if path.exists() {
+        return Some(path);
+    }
+    let why = format!(
+        "no chromedriver at {} (apt-get install chromium chromium-driver, or set AGENTGUARD_CHROMEDRIVER)",
+        path.display()
+    );
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "the browser tests must run in CI: {why}"
+    );
+    eprintln!("skipped: {why}");
+    None
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Browser {
+    async fn start() -> Option<Browser> {
+        let driver_path = chromedriver()?;
+        let port = free_port();
+        let driver = Command::new(driver_path)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        let profile = tempfile::tempdir().unwrap();
+        let chromium = std::env::var("AGENTGUARD_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
+        let caps = json!({
+            "goog:chromeOptions": {
+                "binary": chromium,
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                    "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                    "--disable-sync", "--window-size=1100,1000",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ]
+            }
+        });
+        let caps = caps.as_object().unwrap().clone();
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let client = loop {
+            let mut builder = ClientBuilder::new(connector.clone());
+            match builder
+                .capabilities(caps.clone())
+                .connect(&format!("http://127.0.0.1:{port}"))
+                .await
+            {
+                Ok(client) => break client,
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("could not start a Chromium session: {e}"),
+            }
+        };
+        Some(Browser {
+            client,
+            driver,
+            _profile: profile,
+        })
+    }
+
+    /// Opens the page and signs in with Alice's token, as a person would.
+    async fn sign_in(&self, web: &Web) {
+        self.client.goto(&web.base).await.unwrap();
+        let input = self.client.find(Locator::Id("token")).await.unwrap();
+        input.send_keys(ALICE).await.unwrap();
+        self.client
+            .find(Locator::Id("connect"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        self.until(
+            "the page is live",
+            "document.getElementById('status').textContent === 'Live'",
+        )
+        .await;
+    }
+
+    async fn js(&self, script: &str) -> Value {
+        self.client.execute(script, vec![]).await.unwrap()
+    }
+
+    /// Waits until the JS expression `condition` is true (at most 20 s), polling the page.
+    async fn until(&self, what: &str, condition: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let script = format!("return !!({condition});");
+        while self.js(&script).await != json!(true) {
+            assert!(Instant::now() < deadline, "timed out waiting until {what}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn card(id: &agentguard::RequestId) -> String {
+        format!("document.querySelector('article[data-request-id=\"{id}\"]')")
+    }
+
+    /// Waits until the request's card is on the page (`true`) or gone (`false`).
+    async fn until_card(&self, id: &agentguard::RequestId, present: bool) {
+        let (what, op) = if present {
+            ("the card appears", "!==")
+        } else {
+            ("the card leaves", "===")
+        };
+        self.until(what, &format!("{} {op} null", Self::card(id))).await;
+    }
+
+    async fn card_text(&self, id: &agentguard::RequestId) -> String {
+        let text = self.js(&format!("return {}.innerText;", Self::card(id))).await;
+        text.as_str().unwrap_or_default().to_owned()
+    }
+
+    async fn button(&self, id: &agentguard::RequestId, which: &str) -> fantoccini::elements::Element {
+        self.client
+            .find(Locator::Css(&format!(
+                "article[data-request-id=\"{id}\"] button.{which}"
+            )))
+            .await
+            .unwrap()
+    }
+
+    async fn screenshot(&self, name: &str) -> PathBuf {
+        let png = self.client.screenshot().await.unwrap();
+        let dir = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, png).unwrap();
+        path
+    }
+
+    async fn close(mut self) {
+        let client = self.client.clone();
+        let _ = client.close().await;
+        let _ = self.driver.kill();
+    }
+}
+
+fn external(timeout: Duration) -> agentguard::GuardBuilder<agentguard::mode::External> {
+    AgentGuard::external().timeout(timeout).no_audit()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gated_call_appears_as_a_card_without_reload_and_approve_runs_it() {
+    let Some(browser) = Browser::start().await else { return };
+    let mut web = Web::start(external(Duration::from_secs(120))).await;
+    browser.sign_in(&web).await;
+    assert_eq!(
+        browser.js("return document.getElementById('empty').hidden").await,
+        json!(false)
+    );
+    browser.js("window.__sameDocument = true; return 0;").await;
+
+    let call = web.call(
+        "delete_customer",
+        json!({"customer_id": 4711, "api_key": "sk-live-9f8e", "options": {"hard": true}}),
+    );
+    let parked = web.next_parked().await;
+    let id = parked.request_id().clone();
+    browser.until_card(&id, true).await;
+    assert_eq!(
+        browser.js("return window.__sameDocument === true").await,
+        json!(true),
+        "the card came by the event stream, not a reload"
+    );
+    let text = browser.card_text(&id).await;
+    for shown in [
+        "delete_customer",
+        "IRREVERSIBLE",
+        "support-bot",
+        "s-42",
+        "customer_id",
+        "4711",
+        "Expires in",
+    ] {
+        assert!(text.contains(shown), "the card shows {shown:?}: {text}");
+    }
+    assert!(
+        text.contains("[REDACTED]") && !text.contains("sk-live-9f8e"),
+        "secrets are masked: {text}"
+    );
+
+    browser.button(&id, "approve").await.click().await.unwrap();
+    assert_eq!(
+        call.await.unwrap().unwrap(),
+        "ran",
+        "approved from the page, the agent's call ran"
+    );
+    let decision = web.guard.store().get(&id).unwrap().unwrap().decision;
+    assert_eq!(decision.actor.as_deref(), Some("alice"));
+    browser.until_card(&id, false).await;
+    assert_eq!(
+        browser.js("return document.getElementById('empty').hidden").await,
+        json!(false)
+    );
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deny_on_the_page_gives_the_agent_action_denied() {
+    let Some(browser) = Browser::start().await else { return };
+    let mut web = Web::start(external(Duration::from_secs(120))).await;
+    browser.sign_in(&web).await;
+    let call = web.call("send_email", json!({"to": "everyone@example.com", "subject": "Hi"}));
+    let id = web.next_parked().await.request_id().clone();
+    browser.until_card(&id, true).await;
+
+    browser.button(&id, "deny").await.click().await.unwrap();
+    let denied = call.await.unwrap().unwrap_err();
+    assert_eq!(denied.reason(), DenyReason::UserDenied);
+    assert_eq!(denied.to_string(), "Blocked by AgentGuard (user_denied)");
+    browser.until_card(&id, false).await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_deadline_the_card_turns_expired_and_both_buttons_disable() {
+    let Some(browser) = Browser::start().await else { return };
+    let mut web = Web::start(external(Duration::from_secs(4))).await;
+    browser.sign_in(&web).await;
+    let call = web.call("wipe_disk", json!({"device": "/dev/sda"}));
+    let id = web.next_parked().await.request_id().clone();
+    browser.until_card(&id, true).await;
+    assert!(browser.button(&id, "approve").await.is_enabled().await.unwrap());
+
+    browser
+        .until(
+            "the card shows expired",
+            &format!("{}.classList.contains('expired')", Browser::card(&id)),
+        )
+        .await;
+    let text = browser.card_text(&id).await;
+    assert!(text.contains("Expired"), "{text}");
+    assert!(!browser.button(&id, "approve").await.is_enabled().await.unwrap());
+    assert!(!browser.button(&id, "deny").await.is_enabled().await.unwrap());
+    assert_eq!(call.await.unwrap().unwrap_err().reason(), DenyReason::ApprovalTimeout);
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_double_click_sends_one_decision_and_a_second_answer_is_already_resolved() {
+    let Some(browser) = Browser::start().await else { return };
+    let mut web = Web::start(external(Duration::from_secs(120))).await;
+    browser.sign_in(&web).await;
+    // Count the page's resolve requests.
+    browser
+        .js("window.__posts = 0; const f = window.fetch; \
+             window.fetch = (u, o) => { if (String(u).includes('resolve')) window.__posts++; return f(u, o); }; \
+             return 0;")
+        .await;
+    let call = web.call("delete_customer", json!({"customer_id": 1}));
+    let parked = web.next_parked().await;
+    let id = parked.request_id().clone();
+    browser.until_card(&id, true).await;
+
+    let approve = browser.button(&id, "approve").await;
+    let mut double = MouseActions::new("mouse".to_owned()).then(PointerAction::MoveToElement {
+        element: approve,
+        duration: None,
+        x: 0,
+        y: 0,
+    });
+    for _ in 0..2 {
+        double = double
+            .then(PointerAction::Down {
+                button: MOUSE_BUTTON_LEFT,
+            })
+            .then(PointerAction::Up {
+                button: MOUSE_BUTTON_LEFT,
+            });
+    }
+    browser.client.perform_actions(double).await.unwrap();
+    assert_eq!(call.await.unwrap().unwrap(), "ran");
+    assert_eq!(
+        browser.js("return window.__posts").await,
+        json!(1),
+        "one click was sent, the second ignored"
+    );
+    assert_eq!(web.state(&id), RequestState::Executed);
+
+    // Another approver answering the same request afterwards changes nothing.
+    let res = reqwest::Client::new()
+        .post(web.url("resolve"))
+        .bearer_auth(ALICE)
+        .json(&json!({"request_id": id, "approved": false, "params_digest": parked.params_digest()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), reqwest::StatusCode::CONFLICT);
+    let out: Value = res.json().await.unwrap();
+    assert_eq!(out["outcome"], "ALREADY_RESOLVED");
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listed_dangerous_tool_shows_a_card_and_a_safe_tool_shows_none() {
+    let Some(browser) = Browser::start().await else { return };
+    let mut web = Web::start(external(Duration::from_secs(120)).dangerous_tools(["lookup_vip_status"])).await;
+    browser.sign_in(&web).await;
+
+    let safe = web.call("get_order_status", json!({"order": 99}));
+    assert_eq!(safe.await.unwrap().unwrap(), "ran", "a safe tool runs at once");
+    let listed = web.call("lookup_vip_status", json!({"customer_id": 7}));
+    let id = web.next_parked().await.request_id().clone();
+    browser.until_card(&id, true).await;
+
+    let tools = browser
+        .js("return [...document.querySelectorAll('article.card h2')].map(h => h.textContent)")
+        .await;
+    assert_eq!(
+        tools,
+        json!(["lookup_vip_status"]),
+        "only the listed tool asked; the safe one did not"
+    );
+    assert!(browser.card_text(&id).await.contains("MANUALLY FLAGGED"));
+    browser.button(&id, "deny").await.click().await.unwrap();
+    assert!(listed.await.unwrap().is_err());
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_works_by_keyboard_at_phone_width_and_is_saved_as_a_screenshot() {
+    let Some(browser) = Browser::start().await else { return };
+    let mut web = Web::start(external(Duration::from_secs(300)).dangerous_tools(["refund_order"])).await;
+    browser.sign_in(&web).await;
+    let calls = [
+        web.call(
+            "delete_customer",
+            json!({"customer_id": 4711, "reason": "GDPR erasure request", "api_key": "sk-live-9f8e"}),
+        ),
+        web.call(
+            "send_email",
+            json!({"to": "all-customers@example.com", "subject": "Price change", "attachments": ["terms.pdf"]}),
+        ),
+        web.call("refund_order", json!({"order_id": "A-1009", "amount_eur": 249.0})),
+    ];
+    let mut ids = Vec::new();
+    for _ in 0..calls.len() {
+        ids.push(web.next_parked().await.request_id().clone());
+    }
+    browser
+        .until("three cards", "document.querySelectorAll('article.card').length === 3")
+        .await;
+    let shot = browser.screenshot("agentguard-approval-page.png").await;
+    eprintln!("screenshot: {}", shot.display());
+
+    // Phone width: nothing wider than the screen, buttons labelled with what they do.
+    browser.client.set_window_size(390, 844).await.unwrap();
+    browser
+        .until("the layout is phone width", "window.innerWidth <= 400")
+        .await;
+    assert_eq!(
+        browser
+            .js("return document.documentElement.scrollWidth <= document.documentElement.clientWidth")
+            .await,
+        json!(true),
+        "no horizontal scrolling at 390 px"
+    );
+    let labels = browser
+        .js("return [...document.querySelectorAll('article.card button')].map(b => b.getAttribute('aria-label'))")
+        .await;
+    assert_eq!(labels[0], "Approve delete_customer");
+    assert_eq!(labels[1], "Deny delete_customer");
+    browser.screenshot("agentguard-approval-page-phone.png").await;
+
+    // Keyboard: focus the first card's Approve and press Enter.
+    let approve = browser.button(&ids[0], "approve").await;
+    browser
+        .js("document.querySelector('article.card button.approve').focus(); return 0;")
+        .await;
+    approve.send_keys("\u{E007}").await.unwrap();
+    let [first, second, third] = calls;
+    assert_eq!(first.await.unwrap().unwrap(), "ran", "approved with the keyboard");
+    for id in &ids[1..] {
+        web.guard.resolve(id, false, None);
+    }
+    assert!(second.await.unwrap().is_err() && third.await.unwrap().is_err());
+    browser.close().await;
+}
