@@ -4,17 +4,21 @@
 //! agentguard --store sqlite:/tmp/agentguard.db pending
 //! agentguard --store sqlite:/tmp/agentguard.db approve 3f9c2b1e-8d4a-4f7b-9c1d-2e5f6a7b8c9d --actor alice
 //! agentguard audit verify agentguard.log
+//! AGENTGUARD_TOKENS=alice=$(openssl rand -hex 16) agentguard --store sqlite:/tmp/agentguard.db serve
 //! ```
 //!
 //! Exit codes: 0 done (resolved); 1 other error; 2 bad usage or a malformed id; 3 unknown request; 4 already
 //! resolved; 5 expired; 6 digest mismatch; 7 store unreachable or unusable; 8 audit chain broken.
 
 use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use agentguard::http::ApprovalApi;
 use agentguard::{ApprovalRequest, ApprovalStore, ParamsDigest, RequestId, Resolution, ResolveOutcome};
 use clap::{Parser, Subcommand};
 
@@ -81,6 +85,27 @@ enum Command {
         #[arg(long, default_value_t = 250)]
         interval_ms: u64,
     },
+    /// Serve the approval API and web page over the store, at http://127.0.0.1:8787/agentguard/ by default.
+    Serve {
+        /// The address to listen on. Keep a loopback address unless a TLS-terminating proxy is in front: the
+        /// server speaks plain HTTP.
+        #[arg(long, default_value = "127.0.0.1:8787", value_name = "ADDR")]
+        bind: SocketAddr,
+        /// An API token and who holds it, as ACTOR=TOKEN (repeatable, or comma-separated in AGENTGUARD_TOKENS,
+        /// which keeps tokens out of the process list). Tokens need 16+ characters. Without any, a random token is
+        /// made for actor `web` and printed once on stderr.
+        #[arg(
+            long = "token",
+            env = "AGENTGUARD_TOKENS",
+            value_delimiter = ',',
+            value_name = "ACTOR=TOKEN"
+        )]
+        tokens: Vec<String>,
+        /// Also accept answers from pages served at this origin (e.g. https://approvals.example.com behind a
+        /// proxy). Repeatable.
+        #[arg(long = "allow-origin", value_name = "ORIGIN")]
+        allow_origins: Vec<String>,
+    },
     /// Audit log tools.
     Audit {
         #[command(subcommand)]
@@ -145,7 +170,65 @@ fn run(cli: &Cli) -> Result<(), Failure> {
             answer_request(cli, &*open(cli)?, &answer)
         }
         Command::Watch { interval_ms } => watch(cli, &*open(cli)?, Duration::from_millis((*interval_ms).max(10))),
+        Command::Serve {
+            bind,
+            tokens,
+            allow_origins,
+        } => serve(cli, *bind, tokens, allow_origins),
     }
+}
+
+/// `serve`: the approval API and page over the shared store, until the process is stopped.
+fn serve(cli: &Cli, bind: SocketAddr, tokens: &[String], allow_origins: &[String]) -> Result<(), Failure> {
+    let url = cli.store.clone().unwrap_or_default();
+    let mut api = ApprovalApi::new(open(cli)?);
+    if tokens.is_empty() {
+        // A v4 UUID's 122 random bits, as 32 hex characters.
+        let token = RequestId::new().as_str().replace('-', "");
+        eprintln!(
+            "agentguard: no --token given; made one for actor `web` (paste it into the page; it is kept nowhere):\n  \
+             {token}"
+        );
+        api = api.token(token, "web");
+    }
+    for spec in tokens {
+        let (actor, token) = spec.split_once('=').ok_or_else(|| {
+            fail(
+                EXIT_USAGE,
+                "--token takes ACTOR=TOKEN, e.g. --token alice=$(openssl rand -hex 16)".to_owned(),
+            )
+        })?;
+        api = api.token(token, actor);
+    }
+    for origin in allow_origins {
+        api = api.allow_origin(origin.as_str());
+    }
+    let app = api.router().map_err(|e| fail(EXIT_USAGE, e.to_string()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| fail(EXIT_ERROR, format!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(bind).await.map_err(|e| {
+            fail(
+                EXIT_ERROR,
+                format!("cannot listen on {bind}: {e} (pick another address with --bind)"),
+            )
+        })?;
+        let addr = listener.local_addr().unwrap_or(bind);
+        if !addr.ip().is_loopback() {
+            eprintln!(
+                "agentguard: warning: listening on {addr}, reachable from other machines over plain HTTP; put a \
+                 TLS-terminating proxy in front"
+            );
+        }
+        // The address line is printed on stdout, flushed, so scripts (and tests) can read where to connect.
+        println!("serving the approval page at http://{addr}/agentguard/ over {url}");
+        let _ = std::io::stdout().flush();
+        axum::serve(listener, app)
+            .await
+            .map_err(|e| fail(EXIT_ERROR, format!("the server stopped: {e}")))
+    })
 }
 
 fn open(cli: &Cli) -> Result<Arc<dyn ApprovalStore>, Failure> {

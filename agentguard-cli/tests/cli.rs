@@ -259,3 +259,133 @@ fn the_cli_answers_through_postgres_and_verifies_its_audit_table() {
     assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
     assert!(text(&out).0.contains("chain intact: 1 lines"), "{:?}", text(&out));
 }
+
+/// One HTTP/1.1 request over a plain TCP connection; returns the status code and the body.
+fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// `agentguard serve` in its own process; returns it and the address it printed.
+fn serve(db: &Path, extra: &[&str]) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = Command::new(BIN)
+        .arg("--store")
+        .arg(format!("sqlite:{}", db.display()))
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .args(extra)
+        .env_remove("AGENTGUARD_STORE")
+        .env_remove("AGENTGUARD_TOKENS")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_else(|| panic!("serve prints its address first, got {line:?}"))
+        .to_owned();
+    (child, addr)
+}
+
+#[test]
+fn serve_lets_a_browser_in_another_process_approve_an_agents_call() {
+    let (_dir, db) = db();
+    let (mut server, addr) = serve(&db, &["--token", "alice=alice-token-0123456789"]);
+    let (req, agent) = agent(&db, Duration::from_secs(60));
+
+    let auth = ("Authorization", "Bearer alice-token-0123456789");
+    let (status, body) = http(&addr, "GET", "/agentguard/pending", &[auth], "");
+    assert_eq!(status, 200, "{body}");
+    let list: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(list[0]["request_id"], req.request_id().as_str());
+    assert_eq!(list[0]["params"]["password"], "[REDACTED]");
+
+    let (status, page) = http(&addr, "GET", "/agentguard/", &[], "");
+    assert_eq!(status, 200);
+    assert!(page.contains("agentguard approvals"));
+
+    let answer = json!({"request_id": req.request_id(), "approved": true, "params_digest": req.params_digest()});
+    let json_type = ("Content-Type", "application/json");
+    let (status, body) = http(&addr, "POST", "/agentguard/resolve", &[json_type], &answer.to_string());
+    assert_eq!(status, 401, "no token: {body}");
+    let (status, body) = http(
+        &addr,
+        "POST",
+        "/agentguard/resolve",
+        &[auth, json_type],
+        &answer.to_string(),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(agent.join().unwrap().unwrap(), "ran");
+    let (shown, _) = text(&cli(&db, &["show", req.request_id().as_str()]));
+    assert!(shown.contains("alice"), "the token's actor is recorded: {shown}");
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
+#[test]
+fn serve_refuses_a_short_token_and_a_malformed_one_with_exit_2() {
+    let (_dir, db) = db();
+    for (arg, says) in [
+        ("alice=short", "at least 16"),
+        ("no-actor-here-0123456789", "ACTOR=TOKEN"),
+    ] {
+        let out = cli(&db, &["serve", "--bind", "127.0.0.1:0", "--token", arg]);
+        assert_eq!(out.status.code(), Some(2), "{arg}");
+        let (_, err) = text(&out);
+        assert!(err.contains(says), "{arg}: {err}");
+        assert!(!err.contains("0123456789"), "the token is not echoed: {err}");
+    }
+}
+
+#[test]
+fn serve_without_a_token_makes_one_and_prints_it_once_on_stderr() {
+    use std::io::BufRead;
+    let (_dir, db) = db();
+    let (mut server, addr) = serve(&db, &[]);
+    let mut err = std::io::BufReader::new(server.stderr.take().unwrap());
+    let mut line = String::new();
+    let mut token = String::new();
+    while token.is_empty() {
+        line.clear();
+        assert!(
+            err.read_line(&mut line).unwrap() > 0,
+            "stderr ended before a token was printed"
+        );
+        let t = line.trim();
+        if t.len() == 32 && t.chars().all(|c| c.is_ascii_hexdigit()) {
+            token = t.to_owned();
+        }
+    }
+    let (status, _) = http(
+        &addr,
+        "GET",
+        "/agentguard/pending",
+        &[("Authorization", &format!("Bearer {token}"))],
+        "",
+    );
+    assert_eq!(status, 200);
+    let _ = server.kill();
+    let _ = server.wait();
+}
