@@ -123,3 +123,76 @@ fn worker_example_parks_in_the_shared_store_until_another_process_approves() {
     );
     assert!(child.wait().unwrap().success());
 }
+
+#[tokio::test]
+async fn web_approvals_example_serves_the_page_and_its_agents_wait_for_the_answers() {
+    use std::io::BufRead;
+    const TOKEN: &str = "example-test-token-0123456789";
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(example("web_approvals"))
+        .env("AGENTGUARD_BIND", "127.0.0.1:0")
+        .env("AGENTGUARD_TOKEN", TOKEN)
+        .env("AGENTGUARD_LOG", dir.path().join("audit.log"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, lines) = std::sync::mpsc::channel::<String>();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let _ = tx.send(line.unwrap());
+        }
+    });
+    let first = lines.recv_timeout(std::time::Duration::from_secs(60)).unwrap();
+    let page = first
+        .strip_prefix("approval page: ")
+        .expect("the URL comes first")
+        .to_owned();
+    assert!(
+        page.starts_with("http://127.0.0.1:") && page.ends_with("/agentguard/"),
+        "{first}"
+    );
+
+    // A person at the page: approve everything but the deletion, until the five gated calls are answered.
+    let client = reqwest::Client::new();
+    let mut answered = std::collections::HashSet::new();
+    while answered.len() < 5 {
+        let pending: Vec<serde_json::Value> = client
+            .get(format!("{page}pending"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        for req in pending {
+            let id = req["request_id"].as_str().unwrap().to_owned();
+            if answered.insert(id.clone()) {
+                let approve = req["tool"] != "delete_customer";
+                let res = client
+                    .post(format!("{page}resolve"))
+                    .bearer_auth(TOKEN)
+                    .json(&serde_json::json!({"request_id": id, "approved": approve, "params_digest": req["params_digest"]}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(res.status(), 200);
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(child.wait().unwrap().success());
+    let out: Vec<String> = lines.try_iter().collect();
+    let out = out.join("\n");
+    for expected in [
+        "[support-bot] read_customer: customer #7: Jane Doe, plan pro",
+        "[support-bot] delete_customer: blocked: Blocked by AgentGuard (user_denied)",
+        "[billing-bot] loyalty_bonus: credited 500 points to #7",
+        "[billing-bot] refund_payment: refunded 249.0 EUR on order \"A-1009\"",
+        "chain intact, 6 lines",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+}
