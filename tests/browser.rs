@@ -242,7 +242,7 @@ async fn a_gated_call_appears_as_a_card_without_reload_and_approve_runs_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deny_on_the_page_gives_the_agent_action_denied() {
+async fn deny_on_the_page_gives_the_agent_action_denied_with_the_note() {
     let Some(browser) = Browser::start().await else { return };
     let mut web = Web::start(external(Duration::from_secs(120))).await;
     browser.sign_in(&web).await;
@@ -250,10 +250,20 @@ async fn deny_on_the_page_gives_the_agent_action_denied() {
     let id = web.next_parked().await.request_id().clone();
     browser.until_card(&id, true).await;
 
+    let note = browser
+        .client
+        .find(Locator::Css(&format!("article[data-request-id=\"{id}\"] input.note")))
+        .await
+        .unwrap();
+    note.send_keys("not to everyone").await.unwrap();
     browser.button(&id, "deny").await.click().await.unwrap();
     let denied = call.await.unwrap().unwrap_err();
     assert_eq!(denied.reason(), DenyReason::UserDenied);
-    assert_eq!(denied.to_string(), "Blocked by AgentGuard (user_denied)");
+    assert_eq!(denied.detail(), Some("not to everyone"), "the note reaches the agent");
+    assert_eq!(
+        denied.to_string(),
+        "Blocked by AgentGuard (user_denied: not to everyone)"
+    );
     browser.until_card(&id, false).await;
     browser.close().await;
 }
@@ -261,7 +271,7 @@ async fn deny_on_the_page_gives_the_agent_action_denied() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_the_deadline_the_card_turns_expired_and_both_buttons_disable() {
     let Some(browser) = Browser::start().await else { return };
-    let mut web = Web::start(external(Duration::from_secs(4))).await;
+    let mut web = Web::start(external(Duration::from_secs(6))).await;
     browser.sign_in(&web).await;
     let call = web.call("wipe_disk", json!({"device": "/dev/sda"}));
     let id = web.next_parked().await.request_id().clone();
@@ -368,19 +378,22 @@ async fn the_page_works_by_keyboard_at_phone_width_and_is_saved_as_a_screenshot(
     let Some(browser) = Browser::start().await else { return };
     let mut web = Web::start(external(Duration::from_secs(300)).dangerous_tools(["refund_order"])).await;
     browser.sign_in(&web).await;
-    let calls = [
-        web.call(
+    // Parked one after the other, so the cards are in this order.
+    let requests = [
+        (
             "delete_customer",
             json!({"customer_id": 4711, "reason": "GDPR erasure request", "api_key": "sk-live-9f8e"}),
         ),
-        web.call(
+        (
             "send_email",
             json!({"to": "all-customers@example.com", "subject": "Price change", "attachments": ["terms.pdf"]}),
         ),
-        web.call("refund_order", json!({"order_id": "A-1009", "amount_eur": 249.0})),
+        ("refund_order", json!({"order_id": "A-1009", "amount_eur": 249.0})),
     ];
+    let mut calls = Vec::new();
     let mut ids = Vec::new();
-    for _ in 0..calls.len() {
+    for (tool, params) in requests {
+        calls.push(web.call(tool, params));
         ids.push(web.next_parked().await.request_id().clone());
     }
     browser
@@ -414,11 +427,14 @@ async fn the_page_works_by_keyboard_at_phone_width_and_is_saved_as_a_screenshot(
         .js("document.querySelector('article.card button.approve').focus(); return 0;")
         .await;
     approve.send_keys("\u{E007}").await.unwrap();
-    let [first, second, third] = calls;
+    let mut calls = calls.into_iter();
+    let first = calls.next().unwrap();
     assert_eq!(first.await.unwrap().unwrap(), "ran", "approved with the keyboard");
     for id in &ids[1..] {
         web.guard.resolve(id, false, None);
     }
-    assert!(second.await.unwrap().is_err() && third.await.unwrap().is_err());
+    for denied in calls {
+        assert!(denied.await.unwrap().is_err());
+    }
     browser.close().await;
 }

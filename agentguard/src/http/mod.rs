@@ -292,12 +292,7 @@ async fn resolve(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Body) -
     auth::check_same_origin(&s.allowed_origins, &headers)?;
     auth::check_json_content_type(&headers)?;
     let bytes = read_limited(body, s.max_body_bytes).await?;
-    let parsed: ResolveBody = serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::malformed(format!(
-            "the body must be JSON {{\"request_id\": string, \"approved\": bool, \"params_digest\"?: string, \
-             \"reason\"?: string}}: {e}"
-        ))
-    })?;
+    let parsed = parse_body(&bytes)?;
     let request_id: RequestId = parsed
         .request_id
         .parse()
@@ -345,6 +340,24 @@ async fn resolve(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Body) -
     Ok((status, no_store(), Json(body)).into_response())
 }
 
+/// What a resolve body looks like, for error messages.
+const RESOLVE_SHAPE: &str = r#"send {"request_id": "<id>", "approved": true|false, "params_digest": "<hex>" (optional), "reason": "…" (optional)}"#;
+
+/// Parses a resolve body; an error names the field that is wrong and shows the expected shape.
+fn parse_body(bytes: &[u8]) -> Result<ResolveBody, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let what = match inner.classify() {
+            serde_json::error::Category::Data if path != "." => format!("{path}: {inner}"),
+            serde_json::error::Category::Data => inner.to_string(),
+            _ => format!("the body is not valid JSON: {inner}"),
+        };
+        ApiError::malformed(format!("{what} — {RESOLVE_SHAPE}"))
+    })
+}
+
 /// Reads at most `limit` bytes of body; more is a 413, a broken body a 400.
 async fn read_limited(body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
     let mut stream = body.into_data_stream();
@@ -366,7 +379,12 @@ async fn read_limited(body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
 async fn events(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Result<Response, ApiError> {
     auth::authenticate(&s.tokens, &headers)?;
     let stream = events::stream(s.store.clone(), s.poll_interval);
-    Ok((no_store(), Sse::new(stream).keep_alive(KeepAlive::default())).into_response())
+    let mut response = (no_store(), Sse::new(stream).keep_alive(KeepAlive::default())).into_response();
+    // Tell proxies such as nginx not to buffer the stream.
+    response
+        .headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(response)
 }
 
 /// The page's Content-Security-Policy: only its own inline script and style (by hash), requests to itself only.
