@@ -20,6 +20,9 @@ use crate::store::{ApprovalStore, RequestState, StoreError};
 /// How long after a deadline the watcher looks again, so the request has surely left `pending`.
 const DEADLINE_SLACK: Duration = Duration::from_millis(20);
 
+/// For a store that signals its changes, the watcher still looks this often, in case a change went unsignalled.
+const SIGNALLED_POLL: Duration = Duration::from_secs(5);
+
 struct Watch {
     store: Arc<dyn ApprovalStore>,
     poll: Duration,
@@ -69,7 +72,12 @@ impl Watch {
             .values()
             .map(|d| d.duration_since(now).unwrap_or(Duration::ZERO) + DEADLINE_SLACK)
             .min();
-        let wait = next_deadline.map_or(self.poll, |d| d.min(self.poll));
+        let poll = if self.change.is_some() {
+            SIGNALLED_POLL
+        } else {
+            self.poll
+        };
+        let wait = next_deadline.map_or(poll, |d| d.min(poll));
         match self.change.take() {
             Some(change) => {
                 let _ = tokio::time::timeout(wait, change).await;

@@ -125,7 +125,8 @@ impl ApprovalApi {
     }
 
     /// How often the event stream re-reads a store that cannot signal its changes (default
-    /// [`DEFAULT_POLL_INTERVAL`]). The in-memory store signals, so its events are immediate.
+    /// [`DEFAULT_POLL_INTERVAL`]). The in-memory store signals, so its events are immediate (and it is re-read only
+    /// every 5 s besides).
     pub fn poll_interval(mut self, every: Duration) -> Self {
         self.poll_interval = every.max(Duration::from_millis(10));
         self
