@@ -97,6 +97,7 @@ enum Command {
         #[arg(
             long = "token",
             env = "AGENTGUARD_TOKENS",
+            hide_env_values = true,
             value_delimiter = ',',
             value_name = "ACTOR=TOKEN"
         )]

@@ -389,3 +389,16 @@ fn serve_without_a_token_makes_one_and_prints_it_once_on_stderr() {
     let _ = server.kill();
     let _ = server.wait();
 }
+
+#[test]
+fn serve_help_never_shows_the_tokens_from_the_environment() {
+    let out = Command::new(BIN)
+        .args(["serve", "--help"])
+        .env("AGENTGUARD_TOKENS", "alice=supersecret0123456789")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let (help, _) = text(&out);
+    assert!(help.contains("AGENTGUARD_TOKENS"), "{help}");
+    assert!(!help.contains("supersecret"), "{help}");
+}
