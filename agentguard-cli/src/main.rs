@@ -39,7 +39,13 @@ const EXIT_AUDIT: u8 = 8;
 )]
 struct Cli {
     /// Where parked requests are: sqlite:PATH or postgres://user@host/db (optionally ?schema=NAME).
-    #[arg(long, env = "AGENTGUARD_STORE", global = true, value_name = "URL")]
+    #[arg(
+        long,
+        env = "AGENTGUARD_STORE",
+        hide_env_values = true,
+        global = true,
+        value_name = "URL"
+    )]
     store: Option<String>,
     /// Print JSON instead of human-readable text.
     #[arg(long, global = true)]
@@ -224,7 +230,10 @@ fn serve(cli: &Cli, bind: SocketAddr, tokens: &[String], allow_origins: &[String
             );
         }
         // The address line is printed on stdout, flushed, so scripts (and tests) can read where to connect.
-        println!("serving the approval page at http://{addr}/agentguard/ over {url}");
+        println!(
+            "serving the approval page at http://{addr}/agentguard/ over {}",
+            without_password(&url)
+        );
         let _ = std::io::stdout().flush();
         axum::serve(listener, app)
             .await
@@ -239,7 +248,22 @@ fn open(cli: &Cli) -> Result<Arc<dyn ApprovalStore>, Failure> {
             "no store given: pass --store sqlite:PATH or set AGENTGUARD_STORE (the agent's guard must use the same store)",
         )
     })?;
-    agentguard::open_store(url).map_err(|e| fail(EXIT_STORE, format!("store {url}: {e}")))
+    agentguard::open_store(url).map_err(|e| fail(EXIT_STORE, format!("store {}: {e}", without_password(url))))
+}
+
+/// The store URL with any password masked, for messages: `postgres://app:***@db/agentguard`.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rsplit_once('@') {
+        Some((userinfo, host)) if userinfo.contains(':') => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:***@{host}{}", &rest[authority_end..])
+        }
+        _ => url.to_owned(),
+    }
 }
 
 fn parse_id(id: &str) -> Result<RequestId, Failure> {
@@ -414,8 +438,8 @@ fn verify_store(cli: &Cli, url: &str) -> Result<(), Failure> {
         Some((base, query)) => (base, query.split('&').find_map(|kv| kv.strip_prefix("schema="))),
         None => (url, None),
     };
-    let store =
-        agentguard::PostgresStore::connect(base, schema).map_err(|e| fail(EXIT_STORE, format!("store {url}: {e}")))?;
+    let store = agentguard::PostgresStore::connect(base, schema)
+        .map_err(|e| fail(EXIT_STORE, format!("store {}: {e}", without_password(url))))?;
     report_verify(cli, store.verify_audit())
 }
 

@@ -402,3 +402,25 @@ fn serve_help_never_shows_the_tokens_from_the_environment() {
     assert!(help.contains("AGENTGUARD_TOKENS"), "{help}");
     assert!(!help.contains("supersecret"), "{help}");
 }
+
+#[test]
+fn a_store_password_is_masked_in_messages_and_help() {
+    let out = Command::new(BIN)
+        .args([
+            "--store",
+            "postgres://app:hunter2-secret@127.0.0.1:1/agentguard",
+            "pending",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(7));
+    let (_, err) = text(&out);
+    assert!(err.contains("postgres://app:***@127.0.0.1:1/agentguard"), "{err}");
+    assert!(!err.contains("hunter2-secret"), "{err}");
+    let out = Command::new(BIN)
+        .arg("--help")
+        .env("AGENTGUARD_STORE", "postgres://app:hunter2-secret@db/x")
+        .output()
+        .unwrap();
+    assert!(!text(&out).0.contains("hunter2-secret"));
+}
