@@ -13,7 +13,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use agentguard::{AgentGuard, DenyReason, RequestState};
-use fantoccini::actions::{InputSource, MouseActions, PointerAction, MOUSE_BUTTON_LEFT};
+use fantoccini::actions::{InputSource, KeyAction, KeyActions, MouseActions, PointerAction, MOUSE_BUTTON_LEFT};
+use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 use web::{Web, ALICE};
@@ -242,6 +243,33 @@ async fn a_gated_call_appears_as_a_card_without_reload_and_approve_runs_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hidden_and_reordering_characters_in_params_are_shown_not_obeyed() {
+    let Some(browser) = Browser::start().await else { return };
+    let mut web = Web::start(external(Duration::from_secs(120))).await;
+    browser.sign_in(&web).await;
+    // U+202E reverses what follows: unescaped, "report\u{202E}fdp.exe" reads as "reportexe.pdf".
+    let call = web.call(
+        "send_email",
+        json!({"attachment": "report\u{202E}fdp.exe", "to": "a\u{200B}b@example.com", "count": "4711"}),
+    );
+    let id = web.next_parked().await.request_id().clone();
+    browser.until_card(&id, true).await;
+    let text = browser.card_text(&id).await;
+    assert!(
+        text.contains("\\u{202E}") && text.contains("\\u{200B}"),
+        "the hidden characters are marked: {text}"
+    );
+    assert!(
+        !text.contains('\u{202E}') && !text.contains('\u{200B}'),
+        "and not rendered raw: {text}"
+    );
+    assert!(text.contains("\"4711\""), "a string is quoted, unlike a number: {text}");
+    web.guard.resolve(&id, false, None);
+    assert!(call.await.unwrap().is_err());
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deny_on_the_page_gives_the_agent_action_denied_with_the_note() {
     let Some(browser) = Browser::start().await else { return };
     let mut web = Web::start(external(Duration::from_secs(120))).await;
@@ -421,12 +449,31 @@ async fn the_page_works_by_keyboard_at_phone_width_and_is_saved_as_a_screenshot(
     assert_eq!(labels[1], "Deny delete_customer");
     browser.screenshot("agentguard-approval-page-phone.png").await;
 
-    // Keyboard: focus the first card's Approve and press Enter.
-    let approve = browser.button(&ids[0], "approve").await;
-    browser
-        .js("document.querySelector('article.card button.approve').focus(); return 0;")
-        .await;
-    approve.send_keys("\u{E007}").await.unwrap();
+    // Keyboard only: from the header's "Forget token", Tab reaches the first card's note, then its Approve; Enter
+    // presses it.
+    browser.js("document.getElementById('logout').focus(); return 0;").await;
+    let mut keys = KeyActions::new("keyboard".to_owned());
+    for _ in 0..2 {
+        keys = keys
+            .then(KeyAction::Down { value: Key::Tab.into() })
+            .then(KeyAction::Up { value: Key::Tab.into() });
+    }
+    browser.client.perform_actions(keys).await.unwrap();
+    assert_eq!(
+        browser
+            .js("return document.activeElement.getAttribute('aria-label')")
+            .await,
+        json!("Approve delete_customer"),
+        "Tab order: Forget token, note, Approve"
+    );
+    let enter = KeyActions::new("keyboard".to_owned())
+        .then(KeyAction::Down {
+            value: Key::Enter.into(),
+        })
+        .then(KeyAction::Up {
+            value: Key::Enter.into(),
+        });
+    browser.client.perform_actions(enter).await.unwrap();
     let mut calls = calls.into_iter();
     let first = calls.next().unwrap();
     assert_eq!(first.await.unwrap().unwrap(), "ran", "approved with the keyboard");

@@ -402,8 +402,8 @@ async fn events_deliver_snapshot_parked_resolved_and_expired_in_order() {
     assert_eq!((name.as_str(), &data["approved"]), ("resolved", &json!(false)));
     assert!(second.await.unwrap().is_err());
 
-    // A short deadline: the stream wakes at the deadline and says expired.
-    let short = AgentGuard::external().timeout(Duration::from_millis(300)).no_audit();
+    // A short deadline: the request leaves as expired.
+    let short = AgentGuard::external().timeout(Duration::from_secs(2)).no_audit();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let short = short
         .shared_store(web.guard.store().clone())
@@ -540,6 +540,31 @@ async fn the_page_is_self_contained_under_a_strict_csp() {
     let res = no_redirects.get(web.base.trim_end_matches('/')).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::PERMANENT_REDIRECT);
     assert_eq!(res.headers()["location"], "agentguard/");
+}
+
+#[tokio::test]
+async fn events_over_a_sqlite_store_say_expired_at_the_deadline_not_at_the_next_poll() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = agentguard::SqliteStore::open(dir.path().join("store.db")).unwrap();
+    // A poll interval far beyond the test's patience: only the wake-up at the deadline can deliver `expired`.
+    let mut web = Web::start_with(external().store(store).timeout(Duration::from_secs(2)), |api| {
+        api.poll_interval(Duration::from_secs(3600))
+    })
+    .await;
+    let call = web.call("delete_customer", json!({"id": 7}));
+    let parked = web.next_parked().await;
+    let mut events = Events::open(&web).await;
+    let (name, data) = events.next().await;
+    assert_eq!(
+        (name.as_str(), &data["requests"][0]["request_id"]),
+        ("snapshot", &json!(parked.request_id()))
+    );
+    let (name, data) = events.next().await;
+    assert_eq!(
+        (name.as_str(), &data["request_id"]),
+        ("expired", &json!(parked.request_id()))
+    );
+    assert_eq!(call.await.unwrap().unwrap_err().reason(), DenyReason::ApprovalTimeout);
 }
 
 #[tokio::test]

@@ -11,14 +11,14 @@
 //! resolved; 5 expired; 6 digest mismatch; 7 store unreachable or unusable; 8 audit chain broken.
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
+use std::io::{IsTerminal as _, Write as _};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agentguard::http::ApprovalApi;
+use agentguard::http::{ApprovalApi, MIN_TOKEN_LEN};
 use agentguard::{ApprovalRequest, ApprovalStore, ParamsDigest, RequestId, Resolution, ResolveOutcome};
 use clap::{Parser, Subcommand};
 
@@ -190,6 +190,15 @@ fn serve(cli: &Cli, bind: SocketAddr, tokens: &[String], allow_origins: &[String
     let url = cli.store.clone().unwrap_or_default();
     let mut api = ApprovalApi::new(open(cli)?);
     if tokens.is_empty() {
+        // A made-up token is shown once, to the person at the terminal. Where stderr is not a terminal it would land
+        // in a log (journald, docker), so there the server refuses to start instead.
+        if !std::io::stderr().is_terminal() {
+            return Err(fail(
+                EXIT_USAGE,
+                "no API token: pass --token ACTOR=TOKEN or set AGENTGUARD_TOKENS, e.g. \
+                 AGENTGUARD_TOKENS=alice=$(openssl rand -hex 16)",
+            ));
+        }
         // A v4 UUID's 122 random bits, as 32 hex characters.
         let token = RequestId::new().as_str().replace('-', "");
         eprintln!(
@@ -198,13 +207,27 @@ fn serve(cli: &Cli, bind: SocketAddr, tokens: &[String], allow_origins: &[String
         );
         api = api.token(token, "web");
     }
-    for spec in tokens {
+    for (i, spec) in tokens.iter().enumerate() {
+        // Messages never quote the spec: it holds a secret.
         let (actor, token) = spec.split_once('=').ok_or_else(|| {
             fail(
                 EXIT_USAGE,
-                "--token takes ACTOR=TOKEN, e.g. --token alice=$(openssl rand -hex 16)".to_owned(),
+                format!(
+                    "token {}: --token takes ACTOR=TOKEN, e.g. --token alice=$(openssl rand -hex 16)",
+                    i + 1
+                ),
             )
         })?;
+        if actor.chars().count() >= MIN_TOKEN_LEN && token.chars().count() < MIN_TOKEN_LEN {
+            return Err(fail(
+                EXIT_USAGE,
+                format!(
+                    "token {}: did you write TOKEN=ACTOR? The form is ACTOR=TOKEN, e.g. --token alice=$(openssl rand \
+                     -hex 16)",
+                    i + 1
+                ),
+            ));
+        }
         api = api.token(token, actor);
     }
     for origin in allow_origins {
@@ -252,18 +275,35 @@ fn open(cli: &Cli) -> Result<Arc<dyn ApprovalStore>, Failure> {
 }
 
 /// The store URL with any password masked, for messages: `postgres://app:***@db/agentguard`.
+/// A password may sit in the user info (and may contain `/`: libpq reads up to the last `@` before the query) or in a
+/// `password=` query parameter.
 fn without_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rsplit_once('@') {
+    let (before_query, query) = match rest.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (rest, None),
+    };
+    let mut shown = match before_query.rsplit_once('@') {
         Some((userinfo, host)) if userinfo.contains(':') => {
             let user = userinfo.split(':').next().unwrap_or("");
-            format!("{scheme}://{user}:***@{host}{}", &rest[authority_end..])
+            format!("{scheme}://{user}:***@{host}")
         }
-        _ => url.to_owned(),
+        _ => format!("{scheme}://{before_query}"),
+    };
+    if let Some(query) = query {
+        let params: Vec<String> = query
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                _ => kv.to_owned(),
+            })
+            .collect();
+        shown.push('?');
+        shown.push_str(&params.join("&"));
     }
+    shown
 }
 
 fn parse_id(id: &str) -> Result<RequestId, Failure> {

@@ -280,8 +280,25 @@ fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &s
     (status, body)
 }
 
+/// A server process, stopped when the test ends, even by a failed assertion. `script(1)` does not pass its kill on to
+/// the server under it, so processes serving the test's store are stopped by name too.
+struct Server {
+    child: std::process::Child,
+    db: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = Command::new("pkill")
+            .args(["-f", &format!("sqlite:{} serve", self.db.display())])
+            .status();
+    }
+}
+
 /// `agentguard serve` in its own process; returns it and the address it printed.
-fn serve(db: &Path, extra: &[&str]) -> (std::process::Child, String) {
+fn serve(db: &Path, extra: &[&str]) -> (Server, String) {
     use std::io::BufRead;
     let mut child = Command::new(BIN)
         .arg("--store")
@@ -305,13 +322,19 @@ fn serve(db: &Path, extra: &[&str]) -> (std::process::Child, String) {
         .and_then(|rest| rest.split('/').next())
         .unwrap_or_else(|| panic!("serve prints its address first, got {line:?}"))
         .to_owned();
-    (child, addr)
+    (
+        Server {
+            child,
+            db: db.to_owned(),
+        },
+        addr,
+    )
 }
 
 #[test]
 fn serve_lets_a_browser_in_another_process_approve_an_agents_call() {
     let (_dir, db) = db();
-    let (mut server, addr) = serve(&db, &["--token", "alice=alice-token-0123456789"]);
+    let (_server, addr) = serve(&db, &["--token", "alice=alice-token-0123456789"]);
     let (req, agent) = agent(&db, Duration::from_secs(60));
 
     let auth = ("Authorization", "Bearer alice-token-0123456789");
@@ -340,8 +363,6 @@ fn serve_lets_a_browser_in_another_process_approve_an_agents_call() {
     assert_eq!(agent.join().unwrap().unwrap(), "ran");
     let (shown, _) = text(&cli(&db, &["show", req.request_id().as_str()]));
     assert!(shown.contains("alice"), "the token's actor is recorded: {shown}");
-    let _ = server.kill();
-    let _ = server.wait();
 }
 
 #[test]
@@ -355,27 +376,56 @@ fn serve_refuses_a_short_token_and_a_malformed_one_with_exit_2() {
         assert_eq!(out.status.code(), Some(2), "{arg}");
         let (_, err) = text(&out);
         assert!(err.contains(says), "{arg}: {err}");
-        assert!(!err.contains("0123456789"), "the token is not echoed: {err}");
+        assert!(
+            !err.contains("0123456789") && !err.contains("9f8e7d6c"),
+            "the token is not echoed: {err}"
+        );
     }
 }
 
 #[test]
-fn serve_without_a_token_makes_one_and_prints_it_once_on_stderr() {
-    use std::io::BufRead;
+fn serve_without_a_token_and_without_a_terminal_refuses_to_start() {
     let (_dir, db) = db();
-    let (mut server, addr) = serve(&db, &[]);
-    let mut err = std::io::BufReader::new(server.stderr.take().unwrap());
-    let mut line = String::new();
-    let mut token = String::new();
-    while token.is_empty() {
-        line.clear();
+    let out = cli(&db, &["serve", "--bind", "127.0.0.1:0"]);
+    assert_eq!(out.status.code(), Some(2));
+    let (_, err) = text(&out);
+    assert!(err.contains("AGENTGUARD_TOKENS=alice="), "says what to do: {err}");
+}
+
+#[test]
+fn serve_without_a_token_at_a_terminal_makes_one_and_prints_it_once() {
+    use std::io::BufRead;
+    // script(1) runs the server on a pseudo-terminal, as a person starting it by hand would.
+    if Command::new("script").arg("--version").output().is_err() {
         assert!(
-            err.read_line(&mut line).unwrap() > 0,
-            "stderr ended before a token was printed"
+            std::env::var_os("CI").is_none(),
+            "script(1) from util-linux is needed in CI"
         );
+        eprintln!("skipped: no script(1) to provide a terminal");
+        return;
+    }
+    let (_dir, db) = db();
+    let command = format!("{BIN} --store sqlite:{} serve --bind 127.0.0.1:0", db.display());
+    let child = Command::new("script")
+        .args(["-qfec", &command, "/dev/null"])
+        .env_remove("AGENTGUARD_TOKENS")
+        .env_remove("AGENTGUARD_STORE")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut server = Server { child, db: db.clone() };
+    let mut out = std::io::BufReader::new(server.child.stdout.take().unwrap());
+    let (mut token, mut addr) = (String::new(), String::new());
+    let mut line = String::new();
+    while token.is_empty() || addr.is_empty() {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "the server stopped early");
         let t = line.trim();
         if t.len() == 32 && t.chars().all(|c| c.is_ascii_hexdigit()) {
             token = t.to_owned();
+        } else if let Some(rest) = t.split("http://").nth(1) {
+            addr = rest.split('/').next().unwrap().to_owned();
         }
     }
     let (status, _) = http(
@@ -386,8 +436,6 @@ fn serve_without_a_token_makes_one_and_prints_it_once_on_stderr() {
         "",
     );
     assert_eq!(status, 200);
-    let _ = server.kill();
-    let _ = server.wait();
 }
 
 #[test]
@@ -417,6 +465,14 @@ fn a_store_password_is_masked_in_messages_and_help() {
     let (_, err) = text(&out);
     assert!(err.contains("postgres://app:***@127.0.0.1:1/agentguard"), "{err}");
     assert!(!err.contains("hunter2-secret"), "{err}");
+    for url in [
+        "postgres://app@127.0.0.1:1/agentguard?password=hunter2-secret&sslmode=disable",
+        "postgres://app:hun/ter2-secret@127.0.0.1:1/agentguard",
+    ] {
+        let out = Command::new(BIN).args(["--store", url, "pending"]).output().unwrap();
+        let (_, err) = text(&out);
+        assert!(!err.contains("ter2-secret") && err.contains("***"), "{url}: {err}");
+    }
     let out = Command::new(BIN)
         .arg("--help")
         .env("AGENTGUARD_STORE", "postgres://app:hunter2-secret@db/x")

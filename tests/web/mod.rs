@@ -23,14 +23,21 @@ pub struct Web {
 impl Web {
     /// Starts a server for an external guard built from `builder` (timeout etc. already set).
     pub async fn start(builder: GuardBuilder<agentguard::mode::External>) -> Web {
+        Self::start_with(builder, |api| api).await
+    }
+
+    /// Like [`start`](Self::start), with the API configured further by `configure`.
+    pub async fn start_with(
+        builder: GuardBuilder<agentguard::mode::External>,
+        configure: impl FnOnce(ApprovalApi) -> ApprovalApi,
+    ) -> Web {
         let (tx, parked) = mpsc::unbounded_channel();
         let guard = builder
             .on_request(move |req| {
                 let _ = tx.send(req.clone());
             })
             .build();
-        let app = ApprovalApi::for_guard(&guard)
-            .token(ALICE, "alice")
+        let app = configure(ApprovalApi::for_guard(&guard).token(ALICE, "alice"))
             .router()
             .expect("a valid configuration");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

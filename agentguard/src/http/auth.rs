@@ -17,30 +17,36 @@ pub(crate) struct TokenEntry {
 }
 
 impl TokenEntry {
-    pub(crate) fn new(token: &str, actor: &str) -> Result<Self, HttpConfigError> {
+    /// Checks one configured token; `n` is its position (1-based) for messages. Neither the token nor the actor name
+    /// is ever put in a message: a token given in the actor's place would end up in a log.
+    pub(crate) fn new(n: usize, token: &str, actor: &str) -> Result<Self, HttpConfigError> {
         let actor = actor.trim();
         if actor.is_empty() || actor.chars().count() > 64 || actor.chars().any(char::is_control) {
             return Err(HttpConfigError::new(format!(
-                "actor name {actor:?} must be 1 to 64 printable characters"
+                "token {n}: the actor name must be 1 to 64 printable characters"
             )));
         }
         let len = token.chars().count();
         if len < MIN_TOKEN_LEN {
             return Err(HttpConfigError::new(format!(
-                "the token for {actor:?} has {len} characters; use at least {MIN_TOKEN_LEN} (e.g. the output of \
-                 `openssl rand -hex 16`)"
+                "token {n}: it has {len} characters; use at least {MIN_TOKEN_LEN} (e.g. the output of `openssl rand \
+                 -hex 16`)"
             )));
         }
-        if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if !token.chars().all(|c| c.is_ascii_graphic()) {
             return Err(HttpConfigError::new(format!(
-                "the token for {actor:?} contains whitespace or control characters; it must fit in an \
-                 `Authorization: Bearer` header"
+                "token {n}: it must be printable ASCII without spaces, to fit in an `Authorization: Bearer` header"
             )));
         }
         Ok(TokenEntry {
             hash: Sha256::digest(token.as_bytes()).into(),
             actor: actor.to_owned(),
         })
+    }
+
+    /// `true` when both entries hold the same token.
+    pub(crate) fn same_token(&self, other: &TokenEntry) -> bool {
+        bool::from(self.hash.ct_eq(&other.hash))
     }
 }
 
@@ -143,17 +149,27 @@ mod tests {
 
     #[test]
     fn short_tokens_and_blank_actors_are_refused_with_advice() {
-        let e = TokenEntry::new("short", "alice").err().unwrap().to_string();
+        let e = TokenEntry::new(1, "short", "alice").err().unwrap().to_string();
         assert!(e.contains("at least 16"), "{e}");
-        assert!(TokenEntry::new("0123456789abcdef", " ").is_err());
-        assert!(TokenEntry::new("0123456789 abcdef", "alice").is_err());
+        assert!(TokenEntry::new(1, "0123456789abcdef", " ").is_err());
+        assert!(TokenEntry::new(1, "0123456789 abcdef", "alice").is_err());
+        assert!(
+            TokenEntry::new(1, "0123456789abcdéf", "alice").is_err(),
+            "not sendable in a header"
+        );
+        // Swapped by mistake: the secret, now in the actor's place, is not echoed.
+        let e = TokenEntry::new(2, "alice", "9f8e7d6c5b4a39281706f5e4d3c2b1a0")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.starts_with("token 2:") && !e.contains("9f8e7d6c"), "{e}");
     }
 
     #[test]
     fn the_matching_token_names_its_actor() {
         let tokens = vec![
-            TokenEntry::new("aaaaaaaaaaaaaaaaaaaa", "alice").unwrap(),
-            TokenEntry::new("bbbbbbbbbbbbbbbbbbbb", "bob").unwrap(),
+            TokenEntry::new(1, "aaaaaaaaaaaaaaaaaaaa", "alice").unwrap(),
+            TokenEntry::new(2, "bbbbbbbbbbbbbbbbbbbb", "bob").unwrap(),
         ];
         let h = headers(&[("authorization", "Bearer bbbbbbbbbbbbbbbbbbbb")]);
         assert_eq!(authenticate(&tokens, &h).unwrap(), "bob");

@@ -2,13 +2,14 @@
 //!
 //! Each connection watches the store: it reads the live requests, sends a `snapshot`, then waits for a change
 //! (the store's [`changed`](crate::ApprovalStore::changed) signal, the next deadline, or the poll interval) and sends
-//! what differs: `resolved` or `expired` for requests that left, `parked` for new ones, in that order. A request
+//! what differs: `resolved` or `expired` for requests that left, `parked` for new ones, in that order. A store error
+//! is an `error` event, and `ok` follows when the store answers again. A request
 //! parked and decided between two looks appears in neither; the page only shows live requests, so it loses nothing.
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::response::sse::Event;
 use futures_util::Stream;
@@ -23,11 +24,15 @@ const DEADLINE_SLACK: Duration = Duration::from_millis(20);
 /// For a store that signals its changes, the watcher still looks this often, in case a change went unsignalled.
 const SIGNALLED_POLL: Duration = Duration::from_secs(5);
 
+/// The longest wait between looks at a failing store.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
 struct Watch {
     store: Arc<dyn ApprovalStore>,
     poll: Duration,
-    /// Live requests the client was told about, with their deadlines.
-    known: HashMap<RequestId, SystemTime>,
+    /// Live requests the client was told about, with their deadlines on this process's monotonic clock (taken when
+    /// first seen, so a wall-clock jump cannot make the watcher spin).
+    known: HashMap<RequestId, Instant>,
     queue: VecDeque<Event>,
     /// The first look has been made; later ones wait for a change first.
     started: bool,
@@ -35,6 +40,8 @@ struct Watch {
     snapshot_sent: bool,
     change: Option<crate::store::ChangeFuture>,
     last_error: Option<String>,
+    /// Consecutive failed looks, for backing off.
+    failures: u32,
 }
 
 /// The event stream of one client.
@@ -48,6 +55,7 @@ pub(crate) fn stream(store: Arc<dyn ApprovalStore>, poll: Duration) -> impl Stre
         snapshot_sent: false,
         change: None,
         last_error: None,
+        failures: 0,
     };
     futures_util::stream::unfold(watch, |mut w| async move {
         loop {
@@ -64,20 +72,28 @@ pub(crate) fn stream(store: Arc<dyn ApprovalStore>, poll: Duration) -> impl Stre
 }
 
 impl Watch {
-    /// Sleeps until the store signals a change, the earliest known deadline passes, or the poll interval ends.
+    /// Sleeps until the store signals a change, the earliest known deadline passes, or the poll interval ends. While
+    /// the store fails, it backs off instead (doubling, up to 5 s).
     async fn wait(&mut self) {
-        let now = SystemTime::now();
-        let next_deadline = self
-            .known
-            .values()
-            .map(|d| d.duration_since(now).unwrap_or(Duration::ZERO) + DEADLINE_SLACK)
-            .min();
         let poll = if self.change.is_some() {
             SIGNALLED_POLL
         } else {
             self.poll
         };
-        let wait = next_deadline.map_or(poll, |d| d.min(poll));
+        let wait = if self.failures > 0 {
+            (self.poll * 2u32.saturating_pow(self.failures.min(6))).min(MAX_BACKOFF)
+        } else {
+            // Only deadlines still ahead count: a request still listed after its deadline (another clock, a slow
+            // store) is looked at again at the poll interval, not in a tight loop.
+            let now = Instant::now();
+            let next_deadline = self
+                .known
+                .values()
+                .filter(|d| **d + DEADLINE_SLACK > now)
+                .map(|d| (*d + DEADLINE_SLACK).saturating_duration_since(now))
+                .min();
+            next_deadline.map_or(poll, |d| d.min(poll))
+        };
         match self.change.take() {
             Some(change) => {
                 let _ = tokio::time::timeout(wait, change).await;
@@ -95,8 +111,13 @@ impl Watch {
             Ok(live) => live,
             Err(e) => return self.report(e),
         };
-        self.last_error = None;
+        self.failures = 0;
+        if self.last_error.take().is_some() {
+            self.queue
+                .push_back(event("ok", &json!({ "message": "the store answers again" })));
+        }
         let now = SystemTime::now();
+        let mono_now = Instant::now();
         let live_ids: HashMap<&RequestId, &ApprovalRequest> = live.iter().map(|r| (r.request_id(), r)).collect();
 
         if !self.snapshot_sent {
@@ -105,7 +126,7 @@ impl Watch {
                 &json!({ "now": unix_seconds(now), "requests": &live }),
             ));
         } else {
-            let mut gone: Vec<(RequestId, SystemTime)> = self
+            let mut gone: Vec<(RequestId, Instant)> = self
                 .known
                 .iter()
                 .filter(|(id, _)| !live_ids.contains_key(id))
@@ -134,7 +155,7 @@ impl Watch {
                         )
                     }
                     Some(_) => event("expired", &json!({ "request_id": id })),
-                    None if deadline <= now => event("expired", &json!({ "request_id": id })),
+                    None if deadline <= mono_now => event("expired", &json!({ "request_id": id })),
                     None => event("resolved", &json!({ "request_id": id, "state": Value::Null })),
                 };
                 self.queue.push_back(ev);
@@ -145,12 +166,21 @@ impl Watch {
                 }
             }
         }
-        self.known = live.iter().map(|r| (r.request_id().clone(), r.deadline())).collect();
+        let known = std::mem::take(&mut self.known);
+        self.known = live
+            .iter()
+            .map(|r| {
+                let id = r.request_id().clone();
+                let deadline = known.get(&id).copied().unwrap_or_else(|| mono_now + r.remaining());
+                (id, deadline)
+            })
+            .collect();
         self.snapshot_sent = true;
     }
 
     /// A store error becomes an `error` event (once per distinct message); the client keeps what it has.
     fn report(&mut self, e: StoreError) {
+        self.failures = self.failures.saturating_add(1);
         let message = e.to_string();
         if self.last_error.as_deref() != Some(message.as_str()) {
             self.queue.push_back(event(

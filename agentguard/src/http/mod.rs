@@ -61,6 +61,9 @@ pub use auth::MIN_TOKEN_LEN;
 /// Largest `POST /agentguard/resolve` body accepted by default: 16 KiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024;
 
+/// The longest `reason` a resolve may carry, in characters; it goes to the agent and into the audit.
+pub const MAX_REASON_CHARS: usize = 1000;
+
 /// How often the event stream re-reads a store that cannot signal changes (SQLite, PostgreSQL) by default.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(250);
 
@@ -124,6 +127,9 @@ impl ApprovalApi {
         self
     }
 
+    /// The longest `reason` a resolve may carry, in characters; it goes to the agent and into the audit.
+    pub const MAX_REASON_CHARS: usize = 1000;
+
     /// How often the event stream re-reads a store that cannot signal its changes (default
     /// [`DEFAULT_POLL_INTERVAL`]). The in-memory store signals, so its events are immediate (and it is re-read only
     /// every 5 s besides).
@@ -150,8 +156,19 @@ impl ApprovalApi {
         let tokens = self
             .tokens
             .iter()
-            .map(|(t, a)| TokenEntry::new(t, a))
+            .enumerate()
+            .map(|(i, (t, a))| TokenEntry::new(i + 1, t, a))
             .collect::<Result<Vec<_>, _>>()?;
+        for (i, entry) in tokens.iter().enumerate() {
+            if let Some(j) = tokens[..i].iter().position(|earlier| earlier.same_token(entry)) {
+                return Err(HttpConfigError::new(format!(
+                    "tokens {} and {} are the same: give each person a token of their own, so the audit says who \
+                     decided",
+                    j + 1,
+                    i + 1
+                )));
+            }
+        }
         for origin in &self.allowed_origins {
             if !(origin.starts_with("http://") || origin.starts_with("https://")) {
                 return Err(HttpConfigError::new(format!(
@@ -306,6 +323,14 @@ async fn resolve(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Body) -
         .map_err(|e| ApiError::malformed(format!("params_digest: {e}")))?;
     let mut resolution = Resolution::new(request_id.clone(), parsed.approved).actor(actor);
     resolution.params_digest = params_digest;
+    if let Some(reason) = &parsed.reason {
+        if reason.chars().count() > MAX_REASON_CHARS {
+            return Err(ApiError::malformed(format!(
+                "reason: {} characters; at most {MAX_REASON_CHARS}",
+                reason.chars().count()
+            )));
+        }
+    }
     resolution.note = parsed.reason.filter(|r| !r.trim().is_empty());
 
     let store = s.store.clone();
@@ -473,11 +498,17 @@ mod tests {
         let store: Arc<dyn ApprovalStore> = Arc::new(crate::InMemoryStore::new());
         let e = ApprovalApi::new(store.clone()).router().unwrap_err();
         assert!(e.to_string().contains("no API token"), "{e}");
-        let e = ApprovalApi::new(store)
+        let e = ApprovalApi::new(store.clone())
             .token("0123456789abcdef", "alice")
             .allow_origin("approvals.example.com")
             .router()
             .unwrap_err();
         assert!(e.to_string().contains("scheme://host"), "{e}");
+        let e = ApprovalApi::new(store.clone())
+            .token("0123456789abcdef", "alice")
+            .token("0123456789abcdef", "bob")
+            .router()
+            .unwrap_err();
+        assert!(e.to_string().contains("tokens 1 and 2 are the same"), "{e}");
     }
 }
