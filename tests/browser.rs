@@ -9,6 +9,7 @@ mod web;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
+use std::os::unix::process::CommandExt as _;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -27,7 +28,12 @@ struct Browser {
 }
 
 impl Drop for Browser {
+    /// Stops chromedriver and every Chromium process it started: they share chromedriver's process group, so a
+    /// failed test leaves no browser behind.
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", &format!("-{}", self.driver.id())])
+            .status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
@@ -61,6 +67,7 @@ impl Browser {
         let port = free_port();
         let driver = Command::new(driver_path)
             .arg(format!("--port={port}"))
+            .process_group(0) // its own group, so Drop can stop the browsers with it
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -175,10 +182,9 @@ impl Browser {
         path
     }
 
-    async fn close(mut self) {
-        let client = self.client.clone();
-        let _ = client.close().await;
-        let _ = self.driver.kill();
+    /// Ends the session politely; Drop then stops whatever is left.
+    async fn close(self) {
+        let _ = self.client.clone().close().await;
     }
 }
 
