@@ -16,7 +16,7 @@
 //! Editing, deleting, inserting or reordering lines breaks the chain at the first line touched, and [`verify`] names
 //! it. The chain carries on across rotated files.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -185,6 +185,8 @@ pub struct JsonlAudit {
 
 #[derive(Default)]
 struct WriterState {
+    /// `<path>.lock`, kept open between lines (opening it per line cost two system calls).
+    lock: Option<File>,
     file: Option<File>,
     /// (device, inode) of `file`, to notice a rotation by another process.
     id: (u64, u64),
@@ -242,25 +244,61 @@ impl JsonlAudit {
 
     fn append(&self, body: &[u8]) -> Result<(), AuditError> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            fs::create_dir_all(dir)
-                .map_err(|e| AuditError::io(format!("cannot create audit directory {}", dir.display()), e))?;
-        }
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(self.lock_path())
-            .map_err(|e| AuditError::io(format!("cannot open audit lock {}", self.lock_path().display()), e))?;
-        self.lock_within(&lock)?;
+        let lock = match self.take_lock(&mut state) {
+            Ok(lock) => lock,
+            Err(e) => {
+                *state = WriterState::default();
+                return Err(e);
+            }
+        };
         let result = self.append_locked(&mut state, body);
-        // Dropping `lock` releases it; be explicit so the order is obvious.
+        // Release the OS lock; the file stays open for the next line.
         let _ = lock.unlock();
         if result.is_err() {
             // Re-read everything next time rather than trust a state that a failed write may have left.
             *state = WriterState::default();
+        } else {
+            state.lock = Some(lock);
         }
         result
+    }
+
+    /// Opens `<path>.lock` (creating it and the directory the first time; afterwards the open file is reused) and
+    /// takes its exclusive lock. A lock file deleted while we held it open no longer excludes anyone, so when its
+    /// link count is 0 the one now at the path is opened and locked instead.
+    fn take_lock(&self, state: &mut WriterState) -> Result<File, AuditError> {
+        for _ in 0..3 {
+            let lock = match state.lock.take() {
+                Some(lock) => lock,
+                None => {
+                    if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                        fs::create_dir_all(dir).map_err(|e| {
+                            AuditError::io(format!("cannot create audit directory {}", dir.display()), e)
+                        })?;
+                    }
+                    OpenOptions::new()
+                        .create(true)
+                        .truncate(false)
+                        .write(true)
+                        .open(self.lock_path())
+                        .map_err(|e| {
+                            AuditError::io(format!("cannot open audit lock {}", self.lock_path().display()), e)
+                        })?
+                }
+            };
+            self.lock_within(&lock)?;
+            let meta = lock
+                .metadata()
+                .map_err(|e| AuditError::io(format!("cannot stat audit lock {}", self.lock_path().display()), e))?;
+            if still_linked(&meta) {
+                return Ok(lock);
+            }
+            let _ = lock.unlock();
+        }
+        Err(AuditError::new(format!(
+            "the audit lock {} keeps being deleted; stop whatever removes it",
+            self.lock_path().display()
+        )))
     }
 
     /// Takes the exclusive lock, waiting at most `lock_timeout`: a process that hangs while holding it must not
@@ -306,16 +344,18 @@ impl JsonlAudit {
     }
 
     fn append_locked(&self, state: &mut WriterState, body: &[u8]) -> Result<(), AuditError> {
-        let path_id = fs::metadata(&self.path).ok().map(|m| file_id(&m));
-        if state.file.is_none() || path_id != Some(state.id) {
-            self.open_live(state)?;
-            state.len = u64::MAX; // force a tail read
-        }
+        // One stat of the path tells both whether another process rotated the file (a different inode) and, when it
+        // is still ours, its length (a different length means another process wrote since our last line).
+        let path_meta = fs::metadata(&self.path).ok();
+        let len = match &path_meta {
+            Some(meta) if state.file.is_some() && file_id(meta) == state.id => meta.len(),
+            _ => {
+                let len = self.open_live(state)?;
+                state.len = u64::MAX; // force a tail read
+                len
+            }
+        };
         let file = state.file.as_mut().expect("opened above");
-        let len = file
-            .metadata()
-            .map_err(|e| AuditError::io("cannot stat audit log", e))?
-            .len();
         if len != state.len {
             let (seq, hash) = if len == 0 {
                 self.chain_head_from_rotated()?
@@ -379,11 +419,17 @@ impl AuditSink for JsonlAudit {
 
 /// A record's JSON with its timestamp, before `seq`, `prev` and `hash` are added.
 pub(crate) fn record_body(record: &AuditRecord<'_>) -> Result<Vec<u8>, AuditError> {
-    serde_json::to_vec(&LineBody {
-        ts: Timestamp(SystemTime::now()),
-        record,
-    })
-    .map_err(|e| AuditError::new(format!("cannot serialize audit record: {e}")))
+    // Most lines are a few hundred bytes: one allocation instead of a series of doublings.
+    let mut body = Vec::with_capacity(512);
+    serde_json::to_writer(
+        &mut body,
+        &LineBody {
+            ts: Timestamp(SystemTime::now()),
+            record,
+        },
+    )
+    .map_err(|e| AuditError::new(format!("cannot serialize audit record: {e}")))?;
+    Ok(body)
 }
 
 /// The sealed line (with its newline) for `body` at `seq` after `prev`.
@@ -452,7 +498,7 @@ fn seal(body: &[u8], seq: u64, prev: &str) -> Sealed {
     let inner = body.strip_prefix('{').and_then(|b| b.strip_suffix('}')).unwrap_or("");
     let mut hashed = String::with_capacity(body.len() + 100);
     hashed.push_str("{\"seq\":");
-    hashed.push_str(&seq.to_string());
+    let _ = write!(hashed, "{seq}"); // writing to a String cannot fail
     if !inner.is_empty() {
         hashed.push(',');
         hashed.push_str(inner);
@@ -568,6 +614,18 @@ fn rotated_files(base: &Path) -> Result<Vec<PathBuf>, AuditError> {
         .collect();
     found.sort();
     Ok(found.into_iter().map(|(_, p)| p).collect())
+}
+
+/// `false` once the file was deleted (its link count is 0).
+#[cfg(unix)]
+fn still_linked(meta: &fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    meta.nlink() > 0
+}
+
+#[cfg(not(unix))]
+fn still_linked(_meta: &fs::Metadata) -> bool {
+    true
 }
 
 #[cfg(unix)]
@@ -807,6 +865,24 @@ fn check_line(line: &[u8], prev: Option<&(u64, String)>) -> Result<(u64, String)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lock_file_deleted_between_lines_is_recreated_and_the_chain_goes_on() {
+        let dir = std::env::temp_dir().join(format!("agentguard-audit-lock-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let audit = JsonlAudit::new(dir.join("logs").join("audit.log"));
+        let line = |tool: &str| audit.record(&AuditRecord::new(tool, AuditDecision::Allowed));
+        line("first").unwrap();
+        // The sink keeps the lock file open; deleting it (or its whole directory) must not leave it locking a file
+        // no other writer can see.
+        fs::remove_dir_all(&dir).unwrap();
+        line("second").unwrap();
+        assert!(audit.lock_path().exists(), "the lock file was recreated");
+        line("third").unwrap();
+        let report = verify(audit.path()).unwrap();
+        assert_eq!((report.lines, report.first_seq, report.last_seq), (2, Some(1), Some(2)));
+        let _ = fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn rfc3339_formats_known_instants() {

@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -21,14 +22,18 @@ pub const REDACTED: &str = "[REDACTED]";
 /// An approver that was shown a request can send its digest back with the answer
 /// ([`Resolution::params_digest`](crate::Resolution::params_digest)); if the digest does not match the parked request,
 /// the answer is refused with [`ResolveOutcome::DigestMismatch`](crate::ResolveOutcome::DigestMismatch).
+///
+/// Cloning is cheap (a shared, immutable string).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct ParamsDigest(String);
+pub struct ParamsDigest(Arc<str>);
 
 impl ParamsDigest {
     /// Digest of some bytes.
     pub fn of(bytes: &[u8]) -> Self {
-        ParamsDigest(hex(&Sha256::digest(bytes)))
+        let mut text = [0u8; 64];
+        hex_into(&Sha256::digest(bytes), &mut text);
+        ParamsDigest(Arc::from(std::str::from_utf8(&text).expect("hex digits are ASCII")))
     }
 
     /// The 64 hex digits.
@@ -38,13 +43,18 @@ impl ParamsDigest {
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
+    let mut out = vec![0u8; bytes.len() * 2];
+    hex_into(bytes, &mut out);
+    String::from_utf8(out).expect("hex digits are ASCII")
+}
+
+/// Writes `bytes` as lowercase hex into `out` (twice as long).
+fn hex_into(bytes: &[u8], out: &mut [u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[(b >> 4) as usize] as char);
-        s.push(DIGITS[(b & 0xf) as usize] as char);
+    for (b, pair) in bytes.iter().zip(out.chunks_exact_mut(2)) {
+        pair[0] = DIGITS[(b >> 4) as usize];
+        pair[1] = DIGITS[(b & 0xf) as usize];
     }
-    s
 }
 
 impl fmt::Display for ParamsDigest {
@@ -76,7 +86,7 @@ impl FromStr for ParamsDigest {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-            Ok(ParamsDigest(s.to_owned()))
+            Ok(ParamsDigest(Arc::from(s)))
         } else {
             Err(ParseDigestError { input: s.to_owned() })
         }
@@ -93,7 +103,7 @@ impl TryFrom<String> for ParamsDigest {
 
 impl From<ParamsDigest> for String {
     fn from(d: ParamsDigest) -> String {
-        d.0
+        d.0.to_string()
     }
 }
 
@@ -164,47 +174,68 @@ impl FrozenParams {
 
 /// Canonical JSON of `value`, or `None` once it grows past `limit` bytes.
 pub fn canonical_json(value: &Value, limit: usize) -> Option<String> {
-    let mut out = String::new();
+    let mut out = Vec::with_capacity(128);
     write_canonical(value, &mut out, limit)?;
-    Some(out)
+    // Every piece written is serde_json's own (valid UTF-8) output or ASCII punctuation.
+    Some(String::from_utf8(out).expect("canonical JSON is UTF-8"))
 }
 
-fn write_canonical(value: &Value, out: &mut String, limit: usize) -> Option<()> {
+fn write_canonical(value: &Value, out: &mut Vec<u8>, limit: usize) -> Option<()> {
     match value {
         Value::Object(map) => {
-            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-            entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-            out.push('{');
-            for (i, (k, v)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
+            out.push(b'{');
+            // serde_json's default map is a BTreeMap, whose order is already the byte order of the keys: write it as
+            // it is. Only a map in insertion order (serde_json's `preserve_order` feature) needs sorting.
+            let sorted = in_byte_order(map.keys());
+            if sorted {
+                for (i, (k, v)) in map.iter().enumerate() {
+                    write_entry(i, k, v, out, limit)?;
                 }
-                write_string(k, out);
-                out.push(':');
-                write_canonical(v, out, limit)?;
+            } else {
+                let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+                entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+                for (i, (k, v)) in entries.into_iter().enumerate() {
+                    write_entry(i, k, v, out, limit)?;
+                }
             }
-            out.push('}');
+            out.push(b'}');
         }
         Value::Array(items) => {
-            out.push('[');
+            out.push(b'[');
             for (i, v) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 write_canonical(v, out, limit)?;
             }
-            out.push(']');
+            out.push(b']');
         }
-        Value::String(s) => write_string(s, out),
-        // null, booleans and numbers: serde_json's own text is already canonical.
-        other => out.push_str(&other.to_string()),
+        // Strings, numbers, booleans and null: serde_json's own compact text is already canonical. Writing into a
+        // Vec cannot fail.
+        other => serde_json::to_writer(&mut *out, other).ok()?,
     }
     (out.len() <= limit).then_some(())
 }
 
-fn write_string(s: &str, out: &mut String) {
-    // Serializing a &str to JSON cannot fail.
-    out.push_str(&serde_json::to_string(s).unwrap_or_default());
+/// Whether `keys` are in ascending byte order (equal neighbours allowed).
+fn in_byte_order<'a>(mut keys: impl Iterator<Item = &'a String>) -> bool {
+    let Some(mut prev) = keys.next() else { return true };
+    for k in keys {
+        if prev.as_bytes() > k.as_bytes() {
+            return false;
+        }
+        prev = k;
+    }
+    true
+}
+
+fn write_entry(i: usize, key: &str, value: &Value, out: &mut Vec<u8>, limit: usize) -> Option<()> {
+    if i > 0 {
+        out.push(b',');
+    }
+    serde_json::to_writer(&mut *out, key).ok()?;
+    out.push(b':');
+    write_canonical(value, out, limit)
 }
 
 /// Masks values whose keys look secret, in everything a person or a file sees.
@@ -242,52 +273,32 @@ impl Redactor {
 
     /// Whether the value under `key` is masked.
     pub fn is_secret_key(&self, key: &str) -> bool {
-        let mut prev: Option<String> = None;
+        // Every listed word is short ASCII: longer or non-ASCII words match nothing, alone or in a pair. Words are
+        // lowercased into stack buffers, so checking a key allocates nothing.
+        const MAX: usize = 16;
+        let mut prev = [0u8; MAX];
+        let mut prev_len: Option<usize> = None;
         for (s, e) in Words::new(key) {
-            let word = key[s..e].to_ascii_lowercase();
-            if matches!(
-                word.as_str(),
-                "password"
-                    | "passwd"
-                    | "passphrase"
-                    | "pwd"
-                    | "secret"
-                    | "secrets"
-                    | "token"
-                    | "authorization"
-                    | "auth"
-                    | "cookie"
-                    | "cookies"
-                    | "credential"
-                    | "credentials"
-                    | "apikey"
-                    | "bearer"
-                    | "cvv"
-                    | "cvc"
-                    | "ssn"
-                    | "otp"
-                    | "pin"
-                    | "signature"
-                    | "privatekey"
-                    | "accesskey"
-                    | "secretkey"
-            ) {
+            let raw = &key.as_bytes()[s..e];
+            if raw.len() > MAX || !raw.is_ascii() {
+                prev_len = None;
+                continue;
+            }
+            let mut buf = [0u8; MAX];
+            for (o, b) in buf.iter_mut().zip(raw) {
+                *o = b.to_ascii_lowercase();
+            }
+            let word = std::str::from_utf8(&buf[..raw.len()]).expect("ASCII");
+            if is_secret_word(word) {
                 return true;
             }
-            if let Some(p) = &prev {
-                let pair = matches!(
-                    (p.as_str(), word.as_str()),
-                    (
-                        "api" | "private" | "access" | "secret" | "signing" | "encryption" | "client" | "session",
-                        "key"
-                    ) | ("card" | "account", "number")
-                        | ("set", "cookie")
-                );
-                if pair {
+            if let Some(len) = prev_len {
+                if is_secret_pair(std::str::from_utf8(&prev[..len]).expect("ASCII"), word) {
                     return true;
                 }
             }
-            prev = Some(word);
+            prev = buf;
+            prev_len = Some(raw.len());
         }
         !self.extra.is_empty() && self.extra.contains(&normalize_name(key))
     }
@@ -326,6 +337,49 @@ impl Redactor {
     }
 }
 
+/// A word that marks a key secret on its own.
+fn is_secret_word(word: &str) -> bool {
+    matches!(
+        word,
+        "password"
+            | "passwd"
+            | "passphrase"
+            | "pwd"
+            | "secret"
+            | "secrets"
+            | "token"
+            | "authorization"
+            | "auth"
+            | "cookie"
+            | "cookies"
+            | "credential"
+            | "credentials"
+            | "apikey"
+            | "bearer"
+            | "cvv"
+            | "cvc"
+            | "ssn"
+            | "otp"
+            | "pin"
+            | "signature"
+            | "privatekey"
+            | "accesskey"
+            | "secretkey"
+    )
+}
+
+/// Two adjacent words that mark a key secret together.
+fn is_secret_pair(prev: &str, word: &str) -> bool {
+    matches!(
+        (prev, word),
+        (
+            "api" | "private" | "access" | "secret" | "signing" | "encryption" | "client" | "session",
+            "key"
+        ) | ("card" | "account", "number")
+            | ("set", "cookie")
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -338,6 +392,25 @@ mod tests {
         assert_eq!(text, r#"{"a":{"c":"é\n","z":[1,{"x":3,"y":2}]},"b":1}"#);
         // Round trip: the canonical text parses back to the same value.
         assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), a);
+    }
+
+    #[test]
+    fn canonical_strings_and_numbers_are_serde_jsons_own_text() {
+        let mut text: String = (0u8..0x80).map(char::from).collect();
+        text.push_str("é€😀\u{2028}\u{200b}");
+        let v = json!({"k\"\n": text, "n": [0, -1, 1.5, 1e300, u64::MAX, i64::MIN], "b": [true, false, null]});
+        let canonical = canonical_json(&v, usize::MAX).unwrap();
+        assert_eq!(canonical, serde_json::to_string(&v).unwrap()); // a BTreeMap already sorts keys bytewise
+        assert_eq!(serde_json::from_str::<Value>(&canonical).unwrap(), v);
+    }
+
+    #[test]
+    fn key_order_check_catches_maps_kept_in_insertion_order() {
+        let keys = |ks: &[&str]| ks.iter().map(|k| k.to_string()).collect::<Vec<_>>();
+        assert!(in_byte_order(keys(&[]).iter()));
+        assert!(in_byte_order(keys(&["a", "b", "é"]).iter()));
+        assert!(!in_byte_order(keys(&["b", "a"]).iter()));
+        assert!(!in_byte_order(keys(&["é", "z"]).iter())); // é is 0xC3 0xA9: after z in byte order
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -11,14 +12,21 @@ use crate::params::ParamsDigest;
 use agentguard_classify::Risk;
 
 /// The id of one approval request: a random UUID (v4), hyphenated, lowercase.
+///
+/// Cloning is cheap (a shared, immutable string): the guard, the store's index and each waiter hold the same text.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct RequestId(String);
+pub struct RequestId(Arc<str>);
 
 impl RequestId {
     /// A fresh random id.
     pub fn new() -> Self {
-        RequestId(uuid::Uuid::new_v4().hyphenated().to_string())
+        Self::of(uuid::Uuid::new_v4())
+    }
+
+    fn of(uuid: uuid::Uuid) -> Self {
+        let mut buf = uuid::Uuid::encode_buffer();
+        RequestId(Arc::from(&*uuid.hyphenated().encode_lower(&mut buf)))
     }
 
     /// The id as text.
@@ -62,7 +70,7 @@ impl FromStr for RequestId {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         uuid::Uuid::parse_str(s)
-            .map(|u| RequestId(u.hyphenated().to_string()))
+            .map(RequestId::of)
             .map_err(|_| ParseRequestIdError { input: s.to_owned() })
     }
 }
@@ -77,7 +85,7 @@ impl TryFrom<String> for RequestId {
 
 impl From<RequestId> for String {
     fn from(id: RequestId) -> String {
-        id.0
+        id.0.to_string()
     }
 }
 
@@ -162,20 +170,63 @@ impl ToolCall {
 /// `request_id, tool, params, params_digest, risk, reason, agent_id, session_id, timestamp, deadline`, with
 /// `timestamp` and `deadline` as Unix seconds (a float) and `risk` as its label. `params` are **redacted**: secrets are
 /// masked (see [`Redactor`](crate::Redactor)); the digest covers the real values.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ApprovalRequest {
+///
+/// Cloning is cheap: a request is immutable and its clones (the waiting call's, the store's, each notifier's) share
+/// one copy.
+#[derive(Clone)]
+pub struct ApprovalRequest(Arc<RequestData>);
+
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct RequestData {
+    // Boxed strings (no spare capacity field) keep a parked request small: it is held for the whole wait.
     request_id: RequestId,
-    tool: String,
+    tool: Box<str>,
     params: Value,
     params_digest: ParamsDigest,
     risk: Risk,
-    reason: Option<String>,
-    agent_id: Option<String>,
-    session_id: Option<String>,
+    reason: Option<Box<str>>,
+    agent_id: Option<Box<str>>,
+    session_id: Option<Box<str>>,
     #[serde(with = "unix_seconds")]
     timestamp: SystemTime,
     #[serde(with = "unix_seconds")]
     deadline: SystemTime,
+}
+
+impl fmt::Debug for ApprovalRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = &*self.0;
+        f.debug_struct("ApprovalRequest")
+            .field("request_id", &d.request_id)
+            .field("tool", &d.tool)
+            .field("params", &d.params)
+            .field("params_digest", &d.params_digest)
+            .field("risk", &d.risk)
+            .field("reason", &d.reason)
+            .field("agent_id", &d.agent_id)
+            .field("session_id", &d.session_id)
+            .field("timestamp", &d.timestamp)
+            .field("deadline", &d.deadline)
+            .finish()
+    }
+}
+
+impl PartialEq for ApprovalRequest {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+    }
+}
+
+impl Serialize for ApprovalRequest {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for ApprovalRequest {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        RequestData::deserialize(deserializer).map(|d| ApprovalRequest(Arc::new(d)))
+    }
 }
 
 impl ApprovalRequest {
@@ -192,67 +243,72 @@ impl ApprovalRequest {
         timestamp: SystemTime,
         deadline: SystemTime,
     ) -> Self {
-        ApprovalRequest {
+        ApprovalRequest(Arc::new(RequestData {
             request_id,
-            tool,
+            tool: tool.into_boxed_str(),
             params,
             params_digest,
             risk,
-            reason,
-            agent_id,
-            session_id,
+            reason: reason.map(String::into_boxed_str),
+            agent_id: agent_id.map(String::into_boxed_str),
+            session_id: session_id.map(String::into_boxed_str),
             timestamp,
             deadline,
-        }
+        }))
     }
 
+    /// The tool's name, taken without a copy when this is the last holder of the request.
     pub(crate) fn into_tool(self) -> String {
-        self.tool
+        match Arc::try_unwrap(self.0) {
+            Ok(data) => data.tool.into_string(),
+            Err(shared) => shared.tool.to_string(),
+        }
     }
 
     /// The request's id: what `resolve` takes.
     pub fn request_id(&self) -> &RequestId {
-        &self.request_id
+        &self.0.request_id
     }
     /// The tool's name.
     pub fn tool(&self) -> &str {
-        &self.tool
+        &self.0.tool
     }
     /// The params, with secrets masked.
     pub fn params(&self) -> &Value {
-        &self.params
+        &self.0.params
     }
     /// SHA-256 of the real params' canonical JSON.
     pub fn params_digest(&self) -> &ParamsDigest {
-        &self.params_digest
+        &self.0.params_digest
     }
     /// Why the call is gated.
     pub fn risk(&self) -> Risk {
-        self.risk
+        self.0.risk
     }
     /// The agent's stated reason, if any.
     pub fn reason(&self) -> Option<&str> {
-        self.reason.as_deref()
+        self.0.reason.as_deref()
     }
     /// Who is acting, if given.
     pub fn agent_id(&self) -> Option<&str> {
-        self.agent_id.as_deref()
+        self.0.agent_id.as_deref()
     }
     /// Which run this belongs to, if given.
     pub fn session_id(&self) -> Option<&str> {
-        self.session_id.as_deref()
+        self.0.session_id.as_deref()
     }
     /// When the request was made.
     pub fn timestamp(&self) -> SystemTime {
-        self.timestamp
+        self.0.timestamp
     }
     /// When an unanswered request is denied.
     pub fn deadline(&self) -> SystemTime {
-        self.deadline
+        self.0.deadline
     }
     /// Time left before the deadline (zero once it passed).
     pub fn remaining(&self) -> Duration {
-        self.deadline
+        self.0
+            .deadline
             .duration_since(SystemTime::now())
             .unwrap_or(Duration::ZERO)
     }
