@@ -100,7 +100,15 @@ async fn main() {
         std::process::exit(1);
     });
     let addr = listener.local_addr().expect("a bound address");
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    // Shut down gracefully at the end, so the answer to the last card still gets its HTTP response.
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
 
     println!("approval page: http://{addr}/agentguard/");
     println!("token:         {token}");
@@ -130,6 +138,9 @@ async fn main() {
     for agent in agents {
         let _ = agent.await;
     }
+    let _ = stop.send(());
+    // An open page keeps its event stream (and so the server) alive: give in-flight answers a moment, then go.
+    let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
 
     let log = std::env::var("AGENTGUARD_LOG").unwrap_or_else(|_| "agentguard.log".into());
     match agentguard::audit::verify(&log) {
