@@ -31,9 +31,11 @@ impl Drop for Browser {
     /// Stops chromedriver and every Chromium process it started: they share chromedriver's process group, so a
     /// failed test leaves no browser behind.
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-KILL", &format!("-{}", self.driver.id())])
-            .status();
+        // killpg directly: the `kill` command's parsing of `-KILL -<pgid>` differs between implementations (procps
+        // 4.0.2 sends SIGKILL to group 9 instead), and a wrong group is someone else's processes.
+        if let Ok(pgid) = i32::try_from(self.driver.id()) {
+            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), nix::sys::signal::Signal::SIGKILL);
+        }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
