@@ -112,6 +112,14 @@ impl Browser {
         })
     }
 
+    /// A browser signed in to a fresh server over an external guard built from `builder`; `None` when skipped.
+    async fn session(builder: agentguard::GuardBuilder<agentguard::mode::External>) -> Option<(Browser, Web)> {
+        let browser = Browser::start().await?;
+        let web = Web::start(builder).await;
+        browser.sign_in(&web).await;
+        Some((browser, web))
+    }
+
     /// Opens the page and signs in with Alice's token, as a person would.
     async fn sign_in(&self, web: &Web) {
         self.client.goto(&web.base).await.unwrap();
@@ -196,9 +204,9 @@ fn external(timeout: Duration) -> agentguard::GuardBuilder<agentguard::mode::Ext
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gated_call_appears_as_a_card_without_reload_and_approve_runs_it() {
-    let Some(browser) = Browser::start().await else { return };
-    let mut web = Web::start(external(Duration::from_secs(120))).await;
-    browser.sign_in(&web).await;
+    let Some((browser, mut web)) = Browser::session(external(Duration::from_secs(120))).await else {
+        return;
+    };
     assert_eq!(
         browser.js("return document.getElementById('empty').hidden").await,
         json!(false)
@@ -252,9 +260,9 @@ async fn a_gated_call_appears_as_a_card_without_reload_and_approve_runs_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hidden_and_reordering_characters_in_params_are_shown_not_obeyed() {
-    let Some(browser) = Browser::start().await else { return };
-    let mut web = Web::start(external(Duration::from_secs(120))).await;
-    browser.sign_in(&web).await;
+    let Some((browser, mut web)) = Browser::session(external(Duration::from_secs(120))).await else {
+        return;
+    };
     // U+202E reverses what follows: unescaped, "report\u{202E}fdp.exe" reads as "reportexe.pdf".
     let call = web.call(
         "send_email",
@@ -279,9 +287,9 @@ async fn hidden_and_reordering_characters_in_params_are_shown_not_obeyed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deny_on_the_page_gives_the_agent_action_denied_with_the_note() {
-    let Some(browser) = Browser::start().await else { return };
-    let mut web = Web::start(external(Duration::from_secs(120))).await;
-    browser.sign_in(&web).await;
+    let Some((browser, mut web)) = Browser::session(external(Duration::from_secs(120))).await else {
+        return;
+    };
     let call = web.call("send_email", json!({"to": "everyone@example.com", "subject": "Hi"}));
     let id = web.next_parked().await.request_id().clone();
     browser.until_card(&id, true).await;
@@ -306,9 +314,9 @@ async fn deny_on_the_page_gives_the_agent_action_denied_with_the_note() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_the_deadline_the_card_turns_expired_and_both_buttons_disable() {
-    let Some(browser) = Browser::start().await else { return };
-    let mut web = Web::start(external(Duration::from_secs(6))).await;
-    browser.sign_in(&web).await;
+    let Some((browser, mut web)) = Browser::session(external(Duration::from_secs(6))).await else {
+        return;
+    };
     let call = web.call("wipe_disk", json!({"device": "/dev/sda"}));
     let id = web.next_parked().await.request_id().clone();
     browser.until_card(&id, true).await;
@@ -330,9 +338,9 @@ async fn at_the_deadline_the_card_turns_expired_and_both_buttons_disable() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_double_click_sends_one_decision_and_a_second_answer_is_already_resolved() {
-    let Some(browser) = Browser::start().await else { return };
-    let mut web = Web::start(external(Duration::from_secs(120))).await;
-    browser.sign_in(&web).await;
+    let Some((browser, mut web)) = Browser::session(external(Duration::from_secs(120))).await else {
+        return;
+    };
     // Count the page's resolve requests.
     browser
         .js("window.__posts = 0; const f = window.fetch; \
@@ -385,9 +393,11 @@ async fn a_double_click_sends_one_decision_and_a_second_answer_is_already_resolv
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_listed_dangerous_tool_shows_a_card_and_a_safe_tool_shows_none() {
-    let Some(browser) = Browser::start().await else { return };
-    let mut web = Web::start(external(Duration::from_secs(120)).dangerous_tools(["lookup_vip_status"])).await;
-    browser.sign_in(&web).await;
+    let Some((browser, mut web)) =
+        Browser::session(external(Duration::from_secs(120)).dangerous_tools(["lookup_vip_status"])).await
+    else {
+        return;
+    };
 
     let safe = web.call("get_order_status", json!({"order": 99}));
     assert_eq!(safe.await.unwrap().unwrap(), "ran", "a safe tool runs at once");
@@ -411,9 +421,11 @@ async fn a_listed_dangerous_tool_shows_a_card_and_a_safe_tool_shows_none() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_works_by_keyboard_at_phone_width_and_is_saved_as_a_screenshot() {
-    let Some(browser) = Browser::start().await else { return };
-    let mut web = Web::start(external(Duration::from_secs(300)).dangerous_tools(["refund_order"])).await;
-    browser.sign_in(&web).await;
+    let Some((browser, mut web)) =
+        Browser::session(external(Duration::from_secs(300)).dangerous_tools(["refund_order"])).await
+    else {
+        return;
+    };
     // Parked one after the other, so the cards are in this order.
     let requests = [
         (

@@ -337,6 +337,13 @@ impl Events {
         }
     }
 
+    /// The next event, which must be `name` about the request `id`; returns its data.
+    async fn expect(&mut self, name: &str, id: &RequestId) -> Value {
+        let (got, data) = self.next().await;
+        assert_eq!((got.as_str(), &data["request_id"]), (name, &json!(id)), "{data}");
+        data
+    }
+
     async fn next(&mut self) -> (String, Value) {
         loop {
             if let Some(cut) = self.buffer.find("\n\n") {
@@ -382,17 +389,11 @@ async fn events_deliver_snapshot_parked_resolved_and_expired_in_order() {
 
     let second = web.call("refund_payment", json!({"amount": 5}));
     let two = web.next_parked().await;
-    let (name, data) = events.next().await;
-    assert_eq!(
-        (name.as_str(), &data["request_id"]),
-        ("parked", &json!(two.request_id()))
-    );
+    let data = events.expect("parked", two.request_id()).await;
     assert_eq!(data["tool"], "refund_payment");
 
     assert_eq!(resolve(&web, answer(&one, true)).await.0, StatusCode::OK);
-    let (name, data) = events.next().await;
-    assert_eq!(name, "resolved");
-    assert_eq!(data["request_id"], one.request_id().as_str());
+    let data = events.expect("resolved", one.request_id()).await;
     assert_eq!(data["approved"], true);
     assert_eq!(data["actor"], "alice");
     assert_eq!(first.await.unwrap().unwrap(), "ran");
@@ -417,16 +418,8 @@ async fn events_deliver_snapshot_parked_resolved_and_expired_in_order() {
             .await
     });
     let three = rx.recv().await.unwrap();
-    let (name, data) = events.next().await;
-    assert_eq!(
-        (name.as_str(), &data["request_id"]),
-        ("parked", &json!(three.request_id()))
-    );
-    let (name, data) = events.next().await;
-    assert_eq!(
-        (name.as_str(), &data["request_id"]),
-        ("expired", &json!(three.request_id()))
-    );
+    events.expect("parked", three.request_id()).await;
+    events.expect("expired", three.request_id()).await;
     assert_eq!(third.await.unwrap().unwrap_err().reason(), DenyReason::ApprovalTimeout);
 }
 
@@ -434,30 +427,34 @@ async fn events_deliver_snapshot_parked_resolved_and_expired_in_order() {
 #[derive(Debug)]
 struct Unreachable;
 
+fn refused<T>() -> Result<T, StoreError> {
+    Err(StoreError::new("connection refused"))
+}
+
 impl ApprovalStore for Unreachable {
     fn insert(&self, _: &ApprovalRequest) -> Result<(), StoreError> {
-        Err(StoreError::new("connection refused"))
+        refused()
     }
     fn resolve(&self, _: &agentguard::Resolution) -> Result<agentguard::ResolveOutcome, StoreError> {
-        Err(StoreError::new("connection refused"))
+        refused()
     }
     fn expire(&self, _: &RequestId) -> Result<Option<agentguard::Decision>, StoreError> {
-        Err(StoreError::new("connection refused"))
+        refused()
     }
     fn claim(&self, _: &RequestId) -> Result<bool, StoreError> {
-        Err(StoreError::new("connection refused"))
+        refused()
     }
     fn get(&self, _: &RequestId) -> Result<Option<StoredRequest>, StoreError> {
-        Err(StoreError::new("connection refused"))
+        refused()
     }
     fn pending(&self) -> Result<Vec<ApprovalRequest>, StoreError> {
-        Err(StoreError::new("connection refused"))
+        refused()
     }
     fn wait<'a>(&'a self, _: &'a RequestId) -> agentguard::WaitFuture<'a> {
-        Box::pin(async { Err(StoreError::new("connection refused")) })
+        Box::pin(async { refused() })
     }
     fn wait_blocking(&self, _: &RequestId, _: std::time::Instant) -> Result<Option<agentguard::Decision>, StoreError> {
-        Err(StoreError::new("connection refused"))
+        refused()
     }
 }
 
@@ -559,11 +556,7 @@ async fn events_over_a_sqlite_store_say_expired_at_the_deadline_not_at_the_next_
         (name.as_str(), &data["requests"][0]["request_id"]),
         ("snapshot", &json!(parked.request_id()))
     );
-    let (name, data) = events.next().await;
-    assert_eq!(
-        (name.as_str(), &data["request_id"]),
-        ("expired", &json!(parked.request_id()))
-    );
+    events.expect("expired", parked.request_id()).await;
     assert_eq!(call.await.unwrap().unwrap_err().reason(), DenyReason::ApprovalTimeout);
 }
 
@@ -582,11 +575,7 @@ async fn events_over_a_sqlite_store_arrive_by_polling() {
 
     let call = web.call("delete_customer", json!({"id": 7}));
     let parked = web.next_parked().await;
-    let (name, data) = events.next().await;
-    assert_eq!(
-        (name.as_str(), &data["request_id"]),
-        ("parked", &json!(parked.request_id()))
-    );
+    events.expect("parked", parked.request_id()).await;
     assert_eq!(resolve(&web, answer(&parked, true)).await.0, StatusCode::OK);
     let (name, data) = events.next().await;
     assert_eq!((name.as_str(), &data["actor"]), ("resolved", &json!("alice")));

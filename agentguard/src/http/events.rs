@@ -107,7 +107,7 @@ impl Watch {
         // Listen before reading, so a change between the read and the next wait is not missed.
         self.change = self.store.changed();
         let store = self.store.clone();
-        let live = match blocking(move || store.pending()).await {
+        let live = match super::blocking(move || store.pending()).await {
             Ok(live) => live,
             Err(e) => return self.report(e),
         };
@@ -136,7 +136,7 @@ impl Watch {
             for (id, deadline) in gone {
                 let store = self.store.clone();
                 let lookup = id.clone();
-                let stored = blocking(move || store.get(&lookup)).await.ok().flatten();
+                let stored = super::blocking(move || store.get(&lookup)).await.ok().flatten();
                 let ev = match stored.map(|s| s.decision) {
                     Some(d)
                         if matches!(
@@ -199,17 +199,4 @@ fn event(name: &str, data: &Value) -> Event {
 fn unix_seconds(t: SystemTime) -> f64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
-}
-
-/// Runs a store call off the async workers (stores may block on files or sockets). A panic in the store becomes a
-/// store error.
-pub(crate) async fn blocking<T, F>(f: F) -> Result<T, StoreError>
-where
-    F: FnOnce() -> Result<T, StoreError> + Send + 'static,
-    T: Send + 'static,
-{
-    match tokio::task::spawn_blocking(f).await {
-        Ok(result) => result,
-        Err(e) => Err(StoreError::new(format!("the store failed: {e}"))),
-    }
 }

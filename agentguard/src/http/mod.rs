@@ -54,7 +54,7 @@ use serde_json::json;
 use crate::guard::AgentGuard;
 use crate::params::ParamsDigest;
 use crate::request::{RequestId, Resolution, ResolveOutcome};
-use crate::store::ApprovalStore;
+use crate::store::{ApprovalStore, StoreError};
 use auth::TokenEntry;
 pub use auth::MIN_TOKEN_LEN;
 
@@ -287,9 +287,7 @@ fn no_store() -> [(header::HeaderName, HeaderValue); 1] {
 async fn pending(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Result<Response, ApiError> {
     auth::authenticate(&s.tokens, &headers)?;
     let store = s.store.clone();
-    let live = events::blocking(move || store.pending())
-        .await
-        .map_err(ApiError::store)?;
+    let live = blocking(move || store.pending()).await.map_err(ApiError::store)?;
     Ok((no_store(), Json(live)).into_response())
 }
 
@@ -334,7 +332,7 @@ async fn resolve(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Body) -
     resolution.note = parsed.reason.filter(|r| !r.trim().is_empty());
 
     let store = s.store.clone();
-    let outcome = events::blocking(move || store.resolve(&resolution))
+    let outcome = blocking(move || store.resolve(&resolution))
         .await
         .map_err(ApiError::store)?;
     let (status, message) = match outcome {
@@ -382,6 +380,19 @@ fn parse_body(bytes: &[u8]) -> Result<ResolveBody, ApiError> {
         };
         ApiError::malformed(format!("{what} — {RESOLVE_SHAPE}"))
     })
+}
+
+/// Runs a store call off the async workers (stores may block on files or sockets). A panic in the store becomes a
+/// store error.
+async fn blocking<T, F>(f: F) -> Result<T, StoreError>
+where
+    F: FnOnce() -> Result<T, StoreError> + Send + 'static,
+    T: Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result,
+        Err(e) => Err(StoreError::new(format!("the store failed: {e}"))),
+    }
 }
 
 /// Reads at most `limit` bytes of body; more is a 413, a broken body a 400.
