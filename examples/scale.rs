@@ -40,10 +40,9 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use agentguard::audit::{AuditDecision, AuditRecord};
-use agentguard::{
-    open_store, AgentGuard, AuditSink, DenyReason, InMemoryStore, JsonlAudit, RequestId, Resolution, ResolveOutcome,
-    ToolCall,
-};
+use agentguard::audit::{AuditSink, JsonlAudit};
+use agentguard::store::{open_store, InMemoryStore};
+use agentguard::{AgentGuard, DenyReason, RequestId, Resolution, ResolveOutcome, ToolCall};
 use serde_json::{json, Map, Value};
 
 /// The command line, parsed.

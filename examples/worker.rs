@@ -22,7 +22,7 @@ fn run_tool(name: &str, params: Value) -> String {
 
 fn main() {
     let url = std::env::var("AGENTGUARD_STORE").unwrap_or_else(|_| "sqlite:agentguard.db".into());
-    let store = match agentguard::open_store(&url) {
+    let store = match agentguard::store::open_store(&url) {
         Ok(store) => store,
         Err(e) => {
             eprintln!("worker: cannot open the store {url}: {e}");

@@ -7,7 +7,8 @@ use std::path::Path;
 use std::process::Command;
 
 use agentguard::audit::{verify, AuditDecision, AuditRecord};
-use agentguard::{AgentGuard, AuditSink, JsonlAudit, ToolCall};
+use agentguard::audit::{AuditSink, JsonlAudit};
+use agentguard::{AgentGuard, ToolCall};
 use common::audit_path;
 use serde_json::json;
 

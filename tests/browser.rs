@@ -13,7 +13,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use agentguard::{AgentGuard, DenyReason, RequestState};
+use agentguard::store::RequestState;
+use agentguard::{AgentGuard, DenyReason};
 use fantoccini::actions::{InputSource, KeyAction, KeyActions, MouseActions, PointerAction, MOUSE_BUTTON_LEFT};
 use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder, Locator};
@@ -113,7 +114,9 @@ impl Browser {
     }
 
     /// A browser signed in to a fresh server over an external guard built from `builder`; `None` when skipped.
-    async fn session(builder: agentguard::GuardBuilder<agentguard::mode::External>) -> Option<(Browser, Web)> {
+    async fn session(
+        builder: agentguard::guard::GuardBuilder<agentguard::guard::mode::External>,
+    ) -> Option<(Browser, Web)> {
         let browser = Browser::start().await?;
         let web = Web::start(builder).await;
         browser.sign_in(&web).await;
@@ -198,7 +201,7 @@ impl Browser {
     }
 }
 
-fn external(timeout: Duration) -> agentguard::GuardBuilder<agentguard::mode::External> {
+fn external(timeout: Duration) -> agentguard::guard::GuardBuilder<agentguard::guard::mode::External> {
     AgentGuard::external().timeout(timeout).no_audit()
 }
 

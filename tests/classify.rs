@@ -1,4 +1,4 @@
-//! The classifier against the seed's documented names and a labeled list of real tool names from public catalogs
+//! The classifier against the names the README documents and a labeled list of real tool names from public catalogs
 //! (`tests/data/tool_names.tsv`, one source per line).
 
 use agentguard::{classify, Risk};
@@ -88,8 +88,8 @@ fn known_misses_are_still_missed_so_the_list_stays_honest() {
 }
 
 #[test]
-fn seed_documented_positives_stay_positive() {
-    // Names agentguard-hitl 0.2.0's README and tests show as gated.
+fn documented_dangerous_names_are_gated() {
+    // Names that must always be gated: the README's examples and the common spellings of destructive verbs.
     for name in [
         "delete_user",
         "DELETE-RECORD",
@@ -129,7 +129,7 @@ fn read_only_names_stay_safe_even_with_a_danger_word_later() {
     ] {
         assert_eq!(classify(name), None, "{name} should be safe");
     }
-    // `prune_old` was flagged by the predecessor for containing "run"; here it is flagged because pruning deletes.
+    // `prune_old` contains the letters "run", which is not why it is gated: pruning deletes.
     assert_eq!(classify("prune_old"), Some(Risk::Irreversible));
 }
 

@@ -110,10 +110,10 @@ fn worker_example_parks_in_the_shared_store_until_another_process_approves() {
     let approve_line = lines.next().unwrap().unwrap();
     let id: agentguard::RequestId = approve_line.rsplit(' ').next().unwrap().parse().unwrap();
     // The person, in this (other) process, answers through the same file.
-    let store = agentguard::SqliteStore::open(&db).unwrap();
+    let store = agentguard::store::SqliteStore::open(&db).unwrap();
     let answer = agentguard::Resolution::approve(id).actor("alice");
     assert_eq!(
-        agentguard::ApprovalStore::resolve(&store, &answer).unwrap(),
+        agentguard::store::ApprovalStore::resolve(&store, &answer).unwrap(),
         agentguard::ResolveOutcome::Resolved
     );
     let rest: Vec<String> = lines.map(Result::unwrap).collect();

@@ -1,5 +1,4 @@
-//! The guard's behaviour with the blocking `execute`: every behaviour agentguard-hitl 0.2.0 documents, ported, and
-//! every fail-closed path.
+//! The guard's behaviour with the blocking `execute`: every documented behaviour and every fail-closed path.
 
 mod common;
 
@@ -7,9 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use agentguard::{
-    AgentGuard, ApprovalRequest, ApprovalStore, DenyReason, InMemoryStore, Resolution, ResolveOutcome, Risk, ToolCall,
-};
+use agentguard::store::{ApprovalStore, InMemoryStore};
+use agentguard::{AgentGuard, ApprovalRequest, DenyReason, Resolution, ResolveOutcome, Risk, ToolCall};
 use common::{audit_lines, audit_path};
 use serde_json::{json, Value};
 
@@ -430,7 +428,7 @@ fn default_timeout_is_finite_300_seconds() {
     let guard = AgentGuard::external().no_audit().build();
     assert_eq!(guard.timeout(), Duration::from_secs(300));
     let huge = AgentGuard::external().timeout(Duration::MAX).no_audit().build();
-    assert_eq!(huge.timeout(), agentguard::MAX_TIMEOUT);
+    assert_eq!(huge.timeout(), agentguard::guard::MAX_TIMEOUT);
 }
 
 #[test]
@@ -439,7 +437,7 @@ fn digest_mismatch_is_refused_and_the_request_stays_pending() {
     let g = guard.clone();
     let worker = std::thread::spawn(move || g.execute(call("delete_file"), echo));
     let req = wait_for_pending(&guard, 1).remove(0);
-    let other = agentguard::ParamsDigest::of(b"something else");
+    let other = agentguard::params::ParamsDigest::of(b"something else");
     let answer = Resolution::approve(req.request_id().clone()).params_digest(other);
     assert_eq!(guard.resolve_with(&answer), ResolveOutcome::DigestMismatch);
     assert_eq!(guard.pending().len(), 1, "nothing was decided");
@@ -453,33 +451,39 @@ fn digest_mismatch_is_refused_and_the_request_stays_pending() {
 struct DownStore;
 
 impl ApprovalStore for DownStore {
-    fn insert(&self, _: &ApprovalRequest) -> Result<(), agentguard::StoreError> {
-        Err(agentguard::StoreError::new("connection refused"))
+    fn insert(&self, _: &ApprovalRequest) -> Result<(), agentguard::store::StoreError> {
+        Err(agentguard::store::StoreError::new("connection refused"))
     }
-    fn resolve(&self, _: &Resolution) -> Result<ResolveOutcome, agentguard::StoreError> {
-        Err(agentguard::StoreError::new("connection refused"))
+    fn resolve(&self, _: &Resolution) -> Result<ResolveOutcome, agentguard::store::StoreError> {
+        Err(agentguard::store::StoreError::new("connection refused"))
     }
-    fn expire(&self, _: &agentguard::RequestId) -> Result<Option<agentguard::Decision>, agentguard::StoreError> {
-        Err(agentguard::StoreError::new("connection refused"))
+    fn expire(
+        &self,
+        _: &agentguard::RequestId,
+    ) -> Result<Option<agentguard::store::Decision>, agentguard::store::StoreError> {
+        Err(agentguard::store::StoreError::new("connection refused"))
     }
-    fn claim(&self, _: &agentguard::RequestId) -> Result<bool, agentguard::StoreError> {
-        Err(agentguard::StoreError::new("connection refused"))
+    fn claim(&self, _: &agentguard::RequestId) -> Result<bool, agentguard::store::StoreError> {
+        Err(agentguard::store::StoreError::new("connection refused"))
     }
-    fn get(&self, _: &agentguard::RequestId) -> Result<Option<agentguard::StoredRequest>, agentguard::StoreError> {
-        Err(agentguard::StoreError::new("connection refused"))
+    fn get(
+        &self,
+        _: &agentguard::RequestId,
+    ) -> Result<Option<agentguard::store::StoredRequest>, agentguard::store::StoreError> {
+        Err(agentguard::store::StoreError::new("connection refused"))
     }
-    fn pending(&self) -> Result<Vec<ApprovalRequest>, agentguard::StoreError> {
-        Err(agentguard::StoreError::new("connection refused"))
+    fn pending(&self) -> Result<Vec<ApprovalRequest>, agentguard::store::StoreError> {
+        Err(agentguard::store::StoreError::new("connection refused"))
     }
-    fn wait<'a>(&'a self, _: &'a agentguard::RequestId) -> agentguard::WaitFuture<'a> {
-        Box::pin(async { Err(agentguard::StoreError::new("connection refused")) })
+    fn wait<'a>(&'a self, _: &'a agentguard::RequestId) -> agentguard::store::WaitFuture<'a> {
+        Box::pin(async { Err(agentguard::store::StoreError::new("connection refused")) })
     }
     fn wait_blocking(
         &self,
         _: &agentguard::RequestId,
         _: std::time::Instant,
-    ) -> Result<Option<agentguard::Decision>, agentguard::StoreError> {
-        Err(agentguard::StoreError::new("connection refused"))
+    ) -> Result<Option<agentguard::store::Decision>, agentguard::store::StoreError> {
+        Err(agentguard::store::StoreError::new("connection refused"))
     }
 }
 
@@ -509,7 +513,7 @@ fn a_shared_in_memory_store_is_visible_to_the_holder() {
     assert!(worker.join().unwrap().is_ok());
     assert_eq!(
         store.get(req.request_id()).unwrap().unwrap().decision.state,
-        agentguard::RequestState::Executed
+        agentguard::store::RequestState::Executed
     );
 }
 
@@ -540,8 +544,8 @@ fn arguments_changed_after_approval_deny_with_params_changed() {
     .build();
     let rebuild = || Ok(json!({"path": *shared.lock().unwrap()}));
     let call = ToolCall::new("delete_file", rebuild().unwrap());
-    let denied =
-        agentguard::__private::approve(Some(&guard), call, agentguard::Gating::Auto, Some(&rebuild)).unwrap_err();
+    let denied = agentguard::__private::approve(Some(&guard), call, agentguard::guard::Gating::Auto, Some(&rebuild))
+        .unwrap_err();
     assert_eq!(denied.reason(), DenyReason::ParamsChanged);
     assert!(denied.detail().unwrap().contains("changed"), "{denied}");
 }
@@ -553,7 +557,7 @@ fn unchanged_arguments_pass_the_recheck() {
     let approval = agentguard::__private::approve(
         Some(&guard),
         ToolCall::new("delete_file", rebuild().unwrap()),
-        agentguard::Gating::Auto,
+        agentguard::guard::Gating::Auto,
         Some(&rebuild),
     )
     .unwrap();
@@ -604,32 +608,38 @@ fn listed_tools_match_in_any_case_or_separator_style() {
 struct ClaimedElsewhere(InMemoryStore);
 
 impl ApprovalStore for ClaimedElsewhere {
-    fn insert(&self, r: &ApprovalRequest) -> Result<(), agentguard::StoreError> {
+    fn insert(&self, r: &ApprovalRequest) -> Result<(), agentguard::store::StoreError> {
         self.0.insert(r)
     }
-    fn resolve(&self, r: &Resolution) -> Result<ResolveOutcome, agentguard::StoreError> {
+    fn resolve(&self, r: &Resolution) -> Result<ResolveOutcome, agentguard::store::StoreError> {
         self.0.resolve(r)
     }
-    fn expire(&self, id: &agentguard::RequestId) -> Result<Option<agentguard::Decision>, agentguard::StoreError> {
+    fn expire(
+        &self,
+        id: &agentguard::RequestId,
+    ) -> Result<Option<agentguard::store::Decision>, agentguard::store::StoreError> {
         self.0.expire(id)
     }
-    fn claim(&self, id: &agentguard::RequestId) -> Result<bool, agentguard::StoreError> {
+    fn claim(&self, id: &agentguard::RequestId) -> Result<bool, agentguard::store::StoreError> {
         self.0.claim(id)
     }
-    fn get(&self, id: &agentguard::RequestId) -> Result<Option<agentguard::StoredRequest>, agentguard::StoreError> {
+    fn get(
+        &self,
+        id: &agentguard::RequestId,
+    ) -> Result<Option<agentguard::store::StoredRequest>, agentguard::store::StoreError> {
         self.0.get(id)
     }
-    fn pending(&self) -> Result<Vec<ApprovalRequest>, agentguard::StoreError> {
+    fn pending(&self) -> Result<Vec<ApprovalRequest>, agentguard::store::StoreError> {
         self.0.pending()
     }
-    fn wait<'a>(&'a self, id: &'a agentguard::RequestId) -> agentguard::WaitFuture<'a> {
+    fn wait<'a>(&'a self, id: &'a agentguard::RequestId) -> agentguard::store::WaitFuture<'a> {
         self.0.wait(id)
     }
     fn wait_blocking(
         &self,
         id: &agentguard::RequestId,
         until: std::time::Instant,
-    ) -> Result<Option<agentguard::Decision>, agentguard::StoreError> {
+    ) -> Result<Option<agentguard::store::Decision>, agentguard::store::StoreError> {
         let decision = self.0.wait_blocking(id, until)?;
         // The other waiter claims first.
         assert!(self.0.claim(id)?);

@@ -8,9 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agentguard::http::ApprovalApi;
-use agentguard::{
-    AgentGuard, ApprovalRequest, ApprovalStore, DenyReason, RequestId, RequestState, StoreError, StoredRequest,
-};
+use agentguard::store::{ApprovalStore, RequestState, StoreError, StoredRequest};
+use agentguard::{AgentGuard, ApprovalRequest, DenyReason, RequestId};
 use reqwest::{Client, Response, StatusCode};
 use serde_json::{json, Value};
 use web::{Web, ALICE};
@@ -47,7 +46,7 @@ fn answer(req: &ApprovalRequest, approved: bool) -> Value {
     })
 }
 
-fn external() -> agentguard::GuardBuilder<agentguard::mode::External> {
+fn external() -> agentguard::guard::GuardBuilder<agentguard::guard::mode::External> {
     AgentGuard::external().timeout(Duration::from_secs(60)).no_audit()
 }
 
@@ -152,7 +151,7 @@ async fn a_digest_that_is_not_the_requests_is_422_and_decides_nothing() {
     let call = web.call("delete_customer", json!({"id": 7}));
     let parked = web.next_parked().await;
     let mut payload = answer(&parked, true);
-    payload["params_digest"] = json!(agentguard::ParamsDigest::of(b"{\"id\":8}").to_string());
+    payload["params_digest"] = json!(agentguard::params::ParamsDigest::of(b"{\"id\":8}").to_string());
 
     let (status, out) = resolve(&web, payload).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
@@ -438,7 +437,7 @@ impl ApprovalStore for Unreachable {
     fn resolve(&self, _: &agentguard::Resolution) -> Result<agentguard::ResolveOutcome, StoreError> {
         refused()
     }
-    fn expire(&self, _: &RequestId) -> Result<Option<agentguard::Decision>, StoreError> {
+    fn expire(&self, _: &RequestId) -> Result<Option<agentguard::store::Decision>, StoreError> {
         refused()
     }
     fn claim(&self, _: &RequestId) -> Result<bool, StoreError> {
@@ -450,10 +449,14 @@ impl ApprovalStore for Unreachable {
     fn pending(&self) -> Result<Vec<ApprovalRequest>, StoreError> {
         refused()
     }
-    fn wait<'a>(&'a self, _: &'a RequestId) -> agentguard::WaitFuture<'a> {
+    fn wait<'a>(&'a self, _: &'a RequestId) -> agentguard::store::WaitFuture<'a> {
         Box::pin(async { refused() })
     }
-    fn wait_blocking(&self, _: &RequestId, _: std::time::Instant) -> Result<Option<agentguard::Decision>, StoreError> {
+    fn wait_blocking(
+        &self,
+        _: &RequestId,
+        _: std::time::Instant,
+    ) -> Result<Option<agentguard::store::Decision>, StoreError> {
         refused()
     }
 }
@@ -542,7 +545,7 @@ async fn the_page_is_self_contained_under_a_strict_csp() {
 #[tokio::test]
 async fn events_over_a_sqlite_store_say_expired_at_the_deadline_not_at_the_next_poll() {
     let dir = tempfile::tempdir().unwrap();
-    let store = agentguard::SqliteStore::open(dir.path().join("store.db")).unwrap();
+    let store = agentguard::store::SqliteStore::open(dir.path().join("store.db")).unwrap();
     // A poll interval far beyond the test's patience: only the wake-up at the deadline can deliver `expired`.
     let mut web = Web::start_with(external().store(store).timeout(Duration::from_secs(2)), |api| {
         api.poll_interval(Duration::from_secs(3600))
@@ -563,7 +566,7 @@ async fn events_over_a_sqlite_store_say_expired_at_the_deadline_not_at_the_next_
 #[tokio::test]
 async fn events_over_a_sqlite_store_arrive_by_polling() {
     let dir = tempfile::tempdir().unwrap();
-    let store = agentguard::SqliteStore::open(dir.path().join("store.db")).unwrap();
+    let store = agentguard::store::SqliteStore::open(dir.path().join("store.db")).unwrap();
     let mut web = Web::start(external().store(store)).await;
     assert!(
         web.guard.store().changed().is_none(),

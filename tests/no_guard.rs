@@ -6,7 +6,7 @@ use serde_json::json;
 
 #[test]
 fn nothing_installed_means_denied_with_no_guard_and_nothing_runs() {
-    assert!(agentguard::installed().is_none());
+    assert!(agentguard::guard::installed().is_none());
     let mut ran = false;
     let denied = agentguard::execute(ToolCall::new("read_customer", json!({})), |_, _| ran = true).unwrap_err();
     assert_eq!(denied.reason(), DenyReason::NoGuard);

@@ -9,9 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-use agentguard::{
-    open_store, AgentGuard, ApprovalStore, PostgresStore, RequestId, RequestState, Resolution, ResolveOutcome, ToolCall,
-};
+use agentguard::store::{open_store, ApprovalStore, PostgresStore, RequestState};
+use agentguard::{AgentGuard, RequestId, Resolution, ResolveOutcome, ToolCall};
 use common::{runs, Agent};
 use serde_json::json;
 

@@ -5,7 +5,8 @@ use std::sync::mpsc;
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::Duration;
 
-use agentguard::{AgentGuard, ApprovalStore, DenyReason, InMemoryStore, RequestId, ResolveOutcome, ToolCall};
+use agentguard::store::{ApprovalStore, InMemoryStore};
+use agentguard::{AgentGuard, DenyReason, RequestId, ResolveOutcome, ToolCall};
 use serde_json::json;
 
 const RESOLVERS: usize = 32;
@@ -133,7 +134,7 @@ fn resolve_racing_the_deadline_has_one_final_state_and_expired_never_runs() {
         // The store agrees with what happened.
         let state = guard.store().get(&id).unwrap().unwrap().decision.state;
         assert_eq!(
-            state == agentguard::RequestState::Executed,
+            state == agentguard::store::RequestState::Executed,
             outcome == ResolveOutcome::Resolved,
             "store state {state:?} vs outcome {outcome}"
         );
@@ -171,8 +172,8 @@ fn store_expire_and_resolve_racing_on_one_id_have_exactly_one_winner() {
         let final_state = expirer.join().unwrap();
         let result = agent.join().unwrap();
         match outcome {
-            ResolveOutcome::Resolved => assert_eq!(final_state, agentguard::RequestState::Denied),
-            ResolveOutcome::Expired => assert_eq!(final_state, agentguard::RequestState::Expired),
+            ResolveOutcome::Resolved => assert_eq!(final_state, agentguard::store::RequestState::Denied),
+            ResolveOutcome::Expired => assert_eq!(final_state, agentguard::store::RequestState::Expired),
             other => panic!("unexpected outcome {other}"),
         }
         assert!(result.is_err());

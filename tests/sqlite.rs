@@ -7,9 +7,8 @@ use std::path::Path;
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-use agentguard::{
-    open_store, AgentGuard, ApprovalStore, RequestId, RequestState, Resolution, ResolveOutcome, SqliteStore, ToolCall,
-};
+use agentguard::store::{open_store, ApprovalStore, RequestState, SqliteStore};
+use agentguard::{AgentGuard, RequestId, Resolution, ResolveOutcome, ToolCall};
 use serde_json::json;
 
 use common::{runs, Agent};

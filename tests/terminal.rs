@@ -1,4 +1,4 @@
-//! The terminal approver: the seed's prompt box, y/n answers, serialized prompts, and failing closed without input.
+//! The terminal approver: the prompt box, y/n answers, serialized prompts, and failing closed without input.
 
 use std::io::{BufReader, Write};
 use std::process::{Command, Stdio};
@@ -66,7 +66,7 @@ fn delete_call() -> ToolCall {
 }
 
 #[test]
-fn prompt_shows_the_seed_box_and_y_approves() {
+fn prompt_shows_the_box_and_y_approves() {
     let mut t = terminal(Duration::from_secs(30));
     let g = t.guard.clone();
     let agent = std::thread::spawn(move || g.execute(delete_call(), |_, p: Value| p["path"].clone()));

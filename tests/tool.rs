@@ -4,7 +4,9 @@
 use std::sync::mpsc;
 use std::time::Duration;
 
-use agentguard::{AgentGuard, Approval, DenyReason, Gating, Risk, Tool, ToolParseError};
+use agentguard::guard::Gating;
+use agentguard::tool::ToolParseError;
+use agentguard::{AgentGuard, Approval, DenyReason, Risk, Tool};
 use serde_json::json;
 
 /// The support desk's tools.

@@ -12,8 +12,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Why a tool call needs a person's approval.
 ///
-/// The four classified categories and their labels are the ones agentguard-hitl 0.2.0 used, so dashboards that
-/// matched on those strings keep working. [`Risk::ManuallyFlagged`] is for tools the developer listed (or marked with
+/// The four classified categories and their labels are fixed strings, part of the API: dashboards and scripts may
+/// match on them. [`Risk::ManuallyFlagged`] is for tools the developer listed (or marked with
 /// `#[gate]`) whose name alone does not look dangerous.
 ///
 /// Serializes as its [label](Risk::label); deserializes from the label or the [key](Risk::key).
@@ -41,7 +41,7 @@ impl Risk {
         Risk::ManuallyFlagged,
     ];
 
-    /// The human-readable label shown to approvers, identical to agentguard-hitl 0.2.0's strings.
+    /// The human-readable label shown to approvers (a fixed string, part of the API).
     pub const fn label(self) -> &'static str {
         match self {
             Risk::Irreversible => "IRREVERSIBLE - cannot be undone",
@@ -148,7 +148,7 @@ impl<'de> Deserialize<'de> for Risk {
 ///    or more letters ending in `ed`) followed by a verb that is also a common noun (`message`, `post`, `order`,
 ///    `report`, …) makes that word a noun, so `annotatedMessage` is not a send; a real verb after a participle still
 ///    counts (`forced_delete_user` is irreversible).
-/// 4. **Categories** (the seed's four, with the verbs real tool catalogs use for side effects):
+/// 4. **Categories** (four, with the verbs real tool catalogs use for side effects):
 ///    - [`Risk::Irreversible`]: delete, remove, destroy, drop, truncate, wipe, erase, purge, kill, terminate, reset,
 ///      revoke, cancel, clear, prune, uninstall, …
 ///    - [`Risk::SystemExecution`]: run, exec, execute, eval, shell, bash, spawn, launch, invoke, trigger, deploy,

@@ -18,8 +18,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use agentguard::audit::{default_log_path, VerifyError, VerifyReport};
 use agentguard::http::{ApprovalApi, MIN_TOKEN_LEN};
-use agentguard::{ApprovalRequest, ApprovalStore, ParamsDigest, RequestId, Resolution, ResolveOutcome};
+use agentguard::params::ParamsDigest;
+use agentguard::store::{ApprovalStore, StoreError, StoreUrl};
+use agentguard::{ApprovalRequest, RequestId, Resolution, ResolveOutcome};
 use clap::{Parser, Subcommand};
 
 const EXIT_ERROR: u8 = 1;
@@ -162,18 +165,33 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         Command::Pending => pending(cli, &*open(cli)?),
         Command::Show { id } => show(cli, &*open(cli)?, &parse_id(id)?),
         Command::Approve { id, actor, digest } => {
-            let id = parse_id(id)?;
-            let mut answer = Resolution::approve(id);
-            answer.actor = actor.clone();
+            let mut answer = Resolution::approve(parse_id(id)?);
+            if let Some(actor) = actor {
+                answer = answer.actor(actor);
+            }
             if let Some(d) = digest {
-                answer.params_digest = Some(d.parse::<ParamsDigest>().map_err(|e| fail(EXIT_USAGE, e.to_string()))?);
+                answer = answer.params_digest(d.parse::<ParamsDigest>().map_err(|e| fail(EXIT_USAGE, e.to_string()))?);
             }
             answer_request(cli, &*open(cli)?, &answer)
         }
         Command::Deny { id, actor, reason } => {
             let mut answer = Resolution::deny(parse_id(id)?);
-            answer.actor = actor.clone();
-            answer.note = reason.clone();
+            if let Some(actor) = actor {
+                answer = answer.actor(actor);
+            }
+            if let Some(reason) = reason.as_deref().filter(|r| !r.trim().is_empty()) {
+                let chars = reason.chars().count();
+                if chars > Resolution::MAX_NOTE_CHARS {
+                    return Err(fail(
+                        EXIT_USAGE,
+                        format!(
+                            "--reason: {chars} characters; at most {} (it goes to the agent and into the audit)",
+                            Resolution::MAX_NOTE_CHARS
+                        ),
+                    ));
+                }
+                answer = answer.note(reason);
+            }
             answer_request(cli, &*open(cli)?, &answer)
         }
         Command::Watch { interval_ms } => watch(cli, &*open(cli)?, Duration::from_millis((*interval_ms).max(10))),
@@ -187,8 +205,8 @@ fn run(cli: &Cli) -> Result<(), Failure> {
 
 /// `serve`: the approval API and page over the shared store, until the process is stopped.
 fn serve(cli: &Cli, bind: SocketAddr, tokens: &[String], allow_origins: &[String]) -> Result<(), Failure> {
-    let url = cli.store.clone().unwrap_or_default();
-    let mut api = ApprovalApi::new(open(cli)?);
+    let url = store_url(cli)?;
+    let mut api = ApprovalApi::new(open_url(&url)?);
     if tokens.is_empty() {
         // A made-up token is shown once, to the person at the terminal. Where stderr is not a terminal it would land
         // in a log (journald, docker), so there the server refuses to start instead.
@@ -253,10 +271,7 @@ fn serve(cli: &Cli, bind: SocketAddr, tokens: &[String], allow_origins: &[String
             );
         }
         // The address line is printed on stdout, flushed, so scripts (and tests) can read where to connect.
-        println!(
-            "serving the approval page at http://{addr}/agentguard/ over {}",
-            without_password(&url)
-        );
+        println!("serving the approval page at http://{addr}/agentguard/ over {url}");
         let _ = std::io::stdout().flush();
         axum::serve(listener, app)
             .await
@@ -264,54 +279,31 @@ fn serve(cli: &Cli, bind: SocketAddr, tokens: &[String], allow_origins: &[String
     })
 }
 
-fn open(cli: &Cli) -> Result<Arc<dyn ApprovalStore>, Failure> {
+/// The `--store` URL, parsed (its Display masks a password).
+fn store_url(cli: &Cli) -> Result<StoreUrl, Failure> {
     let url = cli.store.as_deref().ok_or_else(|| {
         fail(
             EXIT_USAGE,
             "no store given: pass --store sqlite:PATH or set AGENTGUARD_STORE (the agent's guard must use the same store)",
         )
     })?;
-    agentguard::open_store(url).map_err(|e| fail(EXIT_STORE, format!("store {}: {e}", without_password(url))))
+    StoreUrl::parse(url).map_err(|e| fail(EXIT_STORE, e.to_string()))
 }
 
-/// The store URL with any password masked, for messages: `postgres://app:***@db/agentguard`.
-/// A password may sit in the user info (and may contain `/`: libpq reads up to the last `@` before the query) or in a
-/// `password=` query parameter.
-fn without_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let (before_query, query) = match rest.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (rest, None),
-    };
-    let mut shown = match before_query.rsplit_once('@') {
-        Some((userinfo, host)) if userinfo.contains(':') => {
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{scheme}://{user}:***@{host}")
-        }
-        _ => format!("{scheme}://{before_query}"),
-    };
-    if let Some(query) = query {
-        let params: Vec<String> = query
-            .split('&')
-            .map(|kv| match kv.split_once('=') {
-                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
-                _ => kv.to_owned(),
-            })
-            .collect();
-        shown.push('?');
-        shown.push_str(&params.join("&"));
-    }
-    shown
+fn open(cli: &Cli) -> Result<Arc<dyn ApprovalStore>, Failure> {
+    open_url(&store_url(cli)?)
+}
+
+fn open_url(url: &StoreUrl) -> Result<Arc<dyn ApprovalStore>, Failure> {
+    url.open().map_err(|e| fail(EXIT_STORE, format!("store {url}: {e}")))
 }
 
 fn parse_id(id: &str) -> Result<RequestId, Failure> {
     id.parse()
-        .map_err(|e: agentguard::ParseRequestIdError| fail(EXIT_USAGE, e.to_string()))
+        .map_err(|e: agentguard::error::ParseRequestIdError| fail(EXIT_USAGE, e.to_string()))
 }
 
-fn store_error(e: agentguard::StoreError) -> Failure {
+fn store_error(e: StoreError) -> Failure {
     fail(EXIT_STORE, format!("store unreachable: {e}"))
 }
 
@@ -393,37 +385,28 @@ fn show(cli: &Cli, store: &dyn ApprovalStore, id: &RequestId) -> Result<(), Fail
 
 fn answer_request(cli: &Cli, store: &dyn ApprovalStore, answer: &Resolution) -> Result<(), Failure> {
     let outcome = store.resolve(answer).map_err(store_error)?;
-    let id = &answer.request_id;
-    let verb = if answer.approved { "approved" } else { "denied" };
+    let id = answer.request_id();
     if cli.json {
         print_json(&serde_json::json!({"request_id": id, "outcome": outcome}));
     }
-    match outcome {
+    // The same words as the HTTP API's `message`.
+    let explained = format!("request {id}: {}", outcome.explain(answer.is_approval()));
+    let code = match outcome {
         ResolveOutcome::Resolved => {
             if !cli.json {
+                let verb = if answer.is_approval() { "approved" } else { "denied" };
                 println!("{verb} {id}");
             }
-            Ok(())
+            return Ok(());
         }
-        ResolveOutcome::AlreadyResolved => Err(fail(
-            EXIT_ALREADY,
-            format!("request {id} was already answered; this answer changed nothing"),
-        )),
-        ResolveOutcome::Unknown => Err(fail(
-            EXIT_UNKNOWN,
-            format!("unknown request {id}: not in this store (check the id and --store)"),
-        )),
-        ResolveOutcome::Expired => Err(fail(
-            EXIT_EXPIRED,
-            format!("request {id} expired: its deadline passed, it was denied and will never run"),
-        )),
-        ResolveOutcome::DigestMismatch => Err(fail(
-            EXIT_DIGEST,
-            format!("request {id} has different params than the digest given; nothing was decided (run `show` again)"),
-        )),
-        ResolveOutcome::Unavailable => Err(fail(EXIT_STORE, "store unavailable; nothing was decided")),
-        other => Err(fail(EXIT_ERROR, format!("unexpected outcome {other}"))),
-    }
+        ResolveOutcome::AlreadyResolved => EXIT_ALREADY,
+        ResolveOutcome::Unknown => EXIT_UNKNOWN,
+        ResolveOutcome::Expired => EXIT_EXPIRED,
+        ResolveOutcome::DigestMismatch => EXIT_DIGEST,
+        ResolveOutcome::Unavailable => EXIT_STORE,
+        _ => EXIT_ERROR,
+    };
+    Err(fail(code, explained))
 }
 
 fn watch(cli: &Cli, store: &dyn ApprovalStore, interval: Duration) -> Result<(), Failure> {
@@ -468,28 +451,21 @@ fn watch(cli: &Cli, store: &dyn ApprovalStore, interval: Duration) -> Result<(),
     }
 }
 
-fn is_postgres(url: &str) -> bool {
-    url.starts_with("postgres://") || url.starts_with("postgresql://")
-}
-
 /// `audit verify --store postgres://…`: the audit table of a PostgreSQL store.
-fn verify_store(cli: &Cli, url: &str) -> Result<(), Failure> {
-    let (base, schema) = match url.split_once('?') {
-        Some((base, query)) => (base, query.split('&').find_map(|kv| kv.strip_prefix("schema="))),
-        None => (url, None),
-    };
-    let store = agentguard::PostgresStore::connect(base, schema)
-        .map_err(|e| fail(EXIT_STORE, format!("store {}: {e}", without_password(url))))?;
+fn verify_store(cli: &Cli, url: &StoreUrl) -> Result<(), Failure> {
+    let store = url
+        .connect_postgres()
+        .map_err(|e| fail(EXIT_STORE, format!("store {url}: {e}")))?;
     report_verify(cli, store.verify_audit())
 }
 
 fn verify(cli: &Cli, file: Option<PathBuf>) -> Result<(), Failure> {
     let file = match file {
         Some(f) => f,
-        None if cli.store.as_deref().is_some_and(is_postgres) => {
-            return verify_store(cli, cli.store.as_deref().unwrap_or_default())
-        }
-        None => std::env::var_os("AGENTGUARD_LOG").map_or_else(|| PathBuf::from("agentguard.log"), PathBuf::from),
+        None => match cli.store.as_deref().map(StoreUrl::parse) {
+            Some(Ok(url)) if url.is_postgres() => return verify_store(cli, &url),
+            _ => default_log_path(),
+        },
     };
     if !file.exists() {
         return Err(fail(EXIT_ERROR, format!("no audit log at {}", file.display())));
@@ -497,10 +473,7 @@ fn verify(cli: &Cli, file: Option<PathBuf>) -> Result<(), Failure> {
     report_verify(cli, agentguard::audit::verify(&file))
 }
 
-fn report_verify(
-    cli: &Cli,
-    result: Result<agentguard::audit::VerifyReport, agentguard::audit::VerifyError>,
-) -> Result<(), Failure> {
+fn report_verify(cli: &Cli, result: Result<VerifyReport, VerifyError>) -> Result<(), Failure> {
     match result {
         Ok(report) => {
             if cli.json {

@@ -6,7 +6,8 @@ use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use agentguard::{AgentGuard, ApprovalRequest, DenyReason, SqliteStore, ToolCall};
+use agentguard::store::SqliteStore;
+use agentguard::{AgentGuard, ApprovalRequest, DenyReason, ToolCall};
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_agentguard");
@@ -236,7 +237,7 @@ fn the_cli_answers_through_postgres_and_verifies_its_audit_table() {
     };
     let schema = format!("cli_{}", agentguard::RequestId::new().as_str().replace('-', ""));
     let url = format!("{server}?schema={schema}");
-    let store = std::sync::Arc::new(agentguard::PostgresStore::connect(&server, Some(&schema)).unwrap());
+    let store = std::sync::Arc::new(agentguard::store::PostgresStore::connect(&server, Some(&schema)).unwrap());
     let (tx, rx) = mpsc::channel();
     let guard = AgentGuard::external()
         .shared_store(store.clone())

@@ -1,22 +1,22 @@
 //! The ways a person is asked: terminal prompt, callbacks, and the external (parked) mode's notifier.
 
 use std::fmt;
-use std::future::Future;
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::pin::Pin;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Instant;
 
+use crate::audit::AuditDecision;
 use crate::request::{ApprovalRequest, DenyReason};
 
 /// A synchronous approval callback.
 pub(crate) type SyncCallback = Arc<dyn Fn(&ApprovalRequest) -> bool + Send + Sync>;
 /// The future an async approval callback returns.
-pub(crate) type BoxBoolFuture = Pin<Box<dyn Future<Output = bool> + Send>>;
+#[cfg(feature = "tokio")]
+pub(crate) type BoxBoolFuture = std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>;
 /// An asynchronous approval callback.
+#[cfg(feature = "tokio")]
 pub(crate) type AsyncCallback = Arc<dyn Fn(ApprovalRequest) -> BoxBoolFuture + Send + Sync>;
 /// The external mode's notifier.
 pub(crate) type Notifier = Arc<dyn Fn(&ApprovalRequest) + Send + Sync>;
@@ -26,8 +26,11 @@ pub(crate) type Notifier = Arc<dyn Fn(&ApprovalRequest) + Send + Sync>;
 pub(crate) enum Approver {
     Terminal(Arc<TerminalPrompt>),
     Callback(SyncCallback),
+    #[cfg(feature = "tokio")]
     AsyncCallback(AsyncCallback),
-    External { on_request: Option<Notifier> },
+    External {
+        on_request: Option<Notifier>,
+    },
 }
 
 impl fmt::Debug for Approver {
@@ -35,6 +38,7 @@ impl fmt::Debug for Approver {
         match self {
             Approver::Terminal(_) => f.write_str("Terminal"),
             Approver::Callback(_) => f.write_str("Callback"),
+            #[cfg(feature = "tokio")]
             Approver::AsyncCallback(_) => f.write_str("AsyncCallback"),
             Approver::External { on_request } => f
                 .debug_struct("External")
@@ -58,6 +62,29 @@ pub(crate) enum Verdict {
 }
 
 impl Verdict {
+    /// How the audit names this verdict.
+    pub(crate) fn audit_decision(&self) -> AuditDecision {
+        match self {
+            Verdict::Approved { .. } => AuditDecision::Approved,
+            Verdict::Denied {
+                reason: DenyReason::UserDenied,
+                ..
+            } => AuditDecision::Denied,
+            Verdict::Denied {
+                reason: DenyReason::ApprovalTimeout,
+                ..
+            } => AuditDecision::Expired,
+            Verdict::Denied { .. } => AuditDecision::Blocked,
+        }
+    }
+
+    /// Who gave the verdict, if known.
+    pub(crate) fn actor(&self) -> Option<&str> {
+        match self {
+            Verdict::Approved { actor } | Verdict::Denied { actor, .. } => actor.as_deref(),
+        }
+    }
+
     pub(crate) fn deny(reason: DenyReason, detail: impl Into<Option<String>>) -> Self {
         Verdict::Denied {
             reason,
@@ -101,12 +128,15 @@ pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 }
 
 /// Polls a future, turning a panic into `Err(message)`.
-pub(crate) struct CatchUnwind<F>(pub(crate) Pin<Box<F>>);
+#[cfg(feature = "tokio")]
+pub(crate) struct CatchUnwind<F>(pub(crate) std::pin::Pin<Box<F>>);
 
-impl<F: Future> Future for CatchUnwind<F> {
+#[cfg(feature = "tokio")]
+impl<F: std::future::Future> std::future::Future for CatchUnwind<F> {
     type Output = Result<F::Output, String>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        use std::task::Poll;
         let fut = self.0.as_mut();
         match catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
             Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
@@ -271,7 +301,7 @@ fn spawn_reader(mut reader: Box<dyn BufRead + Send>) -> Receiver<Option<String>>
     rx
 }
 
-/// The prompt box, in agentguard-hitl 0.2.0's layout.
+/// The prompt box: a heading, a rule, one row per field, a rule, then `Allow? (y/n): `.
 pub(crate) fn render_box(request: &ApprovalRequest) -> String {
     const RULE: &str = "===================================================";
     let mut s = String::with_capacity(512);

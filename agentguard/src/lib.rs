@@ -4,7 +4,7 @@
 //!
 //! Agents call functions that do real things: delete files, send email, charge cards. Put an [`AgentGuard`] in front
 //! of your tool dispatcher and a call that looks dangerous — by its name ([`classify`]), because you listed it
-//! ([`dangerous_tools`](GuardBuilder::dangerous_tools)), or because it is a `#[gate]`d function — is paused until a
+//! ([`dangerous_tools`](guard::GuardBuilder::dangerous_tools)), or because it is a `#[gate]`d function — is paused until a
 //! person approves it: at a terminal prompt, through a callback, or later from a web page or another process
 //! ([`external`](AgentGuard::external) + [`resolve`](AgentGuard::resolve)). No answer before the deadline means
 //! denied. Denial is a value, `Err(`[`ActionDenied`]`)`, that the agent reads rather than retries.
@@ -31,55 +31,61 @@
 //! - **Approve exactly what runs.** Params are frozen into canonical JSON with a SHA-256 digest when the request
 //!   is made; approver, audit and executor all see that one snapshot, and an answer can carry the digest it was
 //!   shown ([`Resolution::params_digest`]).
-//! - **A record of everything.** Every call, gated or not, is one hash-chained audit line ([`JsonlAudit`],
-//!   [`verify`](audit::verify)); secrets are redacted in everything a person or file sees ([`Redactor`]).
+//! - **A record of everything.** Every call, gated or not, is one hash-chained audit line ([`audit::JsonlAudit`],
+//!   [`audit::verify`]); secrets are redacted in everything a person or file sees ([`params::Redactor`]).
 //! - **Bounded.** A finite default timeout, decided requests evicted after a retention window, a params size
 //!   limit.
+//!
+//! # Where things are
+//!
+//! The headline types are at the crate root. Everything else lives in one module by concept, reachable by one path:
+//!
+//! | module | what |
+//! |---|---|
+//! | [`guard`] | [`GuardBuilder`](guard::GuardBuilder) and its approval [`mode`](guard::mode)s, [`Gating`](guard::Gating), timeouts, the process-wide guard |
+//! | [`params`] | frozen snapshots, canonical JSON, digests, redaction, size limits |
+//! | [`tool`] | typed tools: dispatching them ([`Dispatch`](tool::Dispatch), [`AsyncDispatch`](tool::AsyncDispatch)), parse errors |
+//! | [`error`] | the parse errors of the root types |
+//! | [`store`] | where parked requests wait: the [`ApprovalStore`](store::ApprovalStore) trait, memory, SQLite, PostgreSQL, store URLs |
+//! | [`audit`] | the hash-chained audit: records, sinks (file, PostgreSQL), [`verify`](audit::verify) |
+//! | `http` | the approval API and page (feature `http`) |
+//!
+//! Cargo features: `tokio` (default: `aexecute`, async callbacks), `sqlite`, `postgres`, `http`. Items that need a
+//! feature say so in these docs.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
 mod approver;
 pub mod audit;
-mod global;
-mod guard;
+pub mod guard;
 #[cfg(feature = "http")]
 pub mod http;
-mod params;
-#[cfg(feature = "postgres")]
-mod postgres;
+pub mod params;
 mod request;
-#[cfg(feature = "sqlite")]
-mod sqlite;
-mod store;
-mod tool;
+pub mod store;
+pub mod tool;
 
-pub use agentguard_classify::{classify, ParseRiskError, Risk};
-pub use audit::{AuditDecision, AuditError, AuditRecord, AuditSink, JsonlAudit};
+/// The parse errors of the root types: a request id ([`RequestId`]'s `FromStr`) and a risk label ([`Risk`]'s).
+pub mod error {
+    pub use crate::request::ParseRequestIdError;
+    pub use agentguard_classify::ParseRiskError;
+}
+
+pub use agentguard_classify::{classify, Risk};
+pub use guard::agent::AgentGuard;
+pub use guard::approval::Approval;
 #[cfg(feature = "tokio")]
-pub use global::aexecute;
-pub use global::execute;
-pub use global::{__private, install, installed, AlreadyInstalled};
-pub use guard::{mode, AgentGuard, Approval, Gating, GuardBuilder, DEFAULT_TIMEOUT, MAX_TIMEOUT};
-pub use params::{
-    canonical_json, FrozenParams, ParamsDigest, ParamsTooLarge, ParseDigestError, Redactor, DEFAULT_MAX_PARAMS_BYTES,
-    REDACTED,
-};
-pub use request::{
-    ActionDenied, ApprovalRequest, DenyReason, ParseRequestIdError, RequestId, Resolution, ResolveOutcome, ToolCall,
-};
-pub use tool::{AsyncDispatch, Dispatch, Tool, ToolParseError};
+pub use guard::global::aexecute;
+pub use guard::global::{execute, install};
+pub use request::{ActionDenied, ApprovalRequest, DenyReason, RequestId, Resolution, ResolveOutcome, ToolCall};
+pub use tool::definition::Tool;
 
 /// `#[gate]`: route a function through the guard. See the crate docs and README.
 pub use agentguard_macros::gate;
 /// `#[derive(Tool)]`: an enum of tool calls with parsing, gating and a handler trait.
 pub use agentguard_macros::Tool;
-
-#[cfg(feature = "postgres")]
-pub use postgres::{PostgresAudit, PostgresStore, POLL_FALLBACK as POSTGRES_POLL_FALLBACK, POSTGRES_SCHEMA_VERSION};
-#[cfg(feature = "sqlite")]
-pub use sqlite::{SqliteStore, MAX_POLL as SQLITE_MAX_POLL, SQLITE_SCHEMA_VERSION};
-pub use store::{
-    open_store, ApprovalStore, ChangeFuture, Decision, ExecOutcome, InMemoryStore, RequestState, StoreError,
-    StoredRequest, WaitFuture, DEFAULT_RETENTION,
-};

@@ -89,7 +89,7 @@ pub fn race_resolvers(url: &str) {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000);
-    let store = agentguard::open_store(url).unwrap();
+    let store = agentguard::store::open_store(url).unwrap();
     let (tx, rx) = mpsc::channel::<RequestId>();
     let guard = AgentGuard::external()
         .shared_store(store)

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use agentguard::audit::{AuditDecision, AuditRecord};
-use agentguard::{AgentGuard, AuditSink, JsonlAudit, ToolCall};
+use agentguard::audit::{AuditSink, JsonlAudit};
+use agentguard::{AgentGuard, ToolCall};
 use serde_json::json;
 
 fn main() -> ExitCode {
@@ -40,7 +41,7 @@ fn main() -> ExitCode {
         // request id as it parks ("parked <id>"), and each call's outcome as JSON. Every executor run appends a line
         // to RAN_FILE. Audits to LOG.
         ["store-agent", url, n, timeout_ms, ran_file, log] => {
-            let store = agentguard::open_store(url).expect("open store");
+            let store = agentguard::store::open_store(url).expect("open store");
             let guard = AgentGuard::external()
                 .shared_store(store)
                 .on_request(|req| println!("parked {}", req.request_id()))
@@ -81,7 +82,7 @@ fn main() -> ExitCode {
         ["store-resolver", url, threads] => {
             use std::io::BufRead;
             use std::sync::{Arc, Barrier};
-            let store = agentguard::open_store(url).expect("open store");
+            let store = agentguard::store::open_store(url).expect("open store");
             let n: usize = threads.parse().expect("threads");
             for line in std::io::stdin().lock().lines() {
                 let id: agentguard::RequestId = line.expect("stdin").trim().parse().expect("id");

@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
+use agentguard::guard::GuardBuilder;
 use agentguard::http::ApprovalApi;
-use agentguard::{ActionDenied, AgentGuard, ApprovalRequest, GuardBuilder, ToolCall};
+use agentguard::{ActionDenied, AgentGuard, ApprovalRequest, ToolCall};
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -22,13 +23,13 @@ pub struct Web {
 
 impl Web {
     /// Starts a server for an external guard built from `builder` (timeout etc. already set).
-    pub async fn start(builder: GuardBuilder<agentguard::mode::External>) -> Web {
+    pub async fn start(builder: GuardBuilder<agentguard::guard::mode::External>) -> Web {
         Self::start_with(builder, |api| api).await
     }
 
     /// Like [`start`](Self::start), with the API configured further by `configure`.
     pub async fn start_with(
-        builder: GuardBuilder<agentguard::mode::External>,
+        builder: GuardBuilder<agentguard::guard::mode::External>,
         configure: impl FnOnce(ApprovalApi) -> ApprovalApi,
     ) -> Web {
         let (tx, parked) = mpsc::unbounded_channel();
@@ -64,7 +65,7 @@ impl Web {
     }
 
     /// Where the request is in its life, as the store says.
-    pub fn state(&self, id: &agentguard::RequestId) -> agentguard::RequestState {
+    pub fn state(&self, id: &agentguard::RequestId) -> agentguard::store::RequestState {
         self.guard
             .store()
             .get(id)

@@ -107,9 +107,9 @@ pub(crate) fn expand(g: &Gated<'_>) -> TokenStream {
             )
             .await?;
             let __agentguard_approval = __agentguard_decided.finish(::core::option::Option::Some(&#build))?;
-            let __agentguard_recorder = ::agentguard::__private::recorder(__agentguard_guard, &__agentguard_approval);
-            ::core::mem::drop(__agentguard_approval);
-            ::core::result::Result::Ok(__agentguard_recorder.finish(#async_body.await))
+            ::core::result::Result::Ok(
+                ::agentguard::__private::arun(__agentguard_guard, __agentguard_approval, #async_body).await,
+            )
         }
     } else {
         quote! {
@@ -120,9 +120,11 @@ pub(crate) fn expand(g: &Gated<'_>) -> TokenStream {
                 ::agentguard::__private::always(#risk),
                 ::core::option::Option::Some(&#build),
             )?;
-            let __agentguard_recorder = ::agentguard::__private::recorder(__agentguard_guard, &__agentguard_approval);
-            ::core::mem::drop(__agentguard_approval);
-            ::core::result::Result::Ok(__agentguard_recorder.finish((move || #ret_annotation #body)()))
+            ::core::result::Result::Ok(::agentguard::__private::run(
+                __agentguard_guard,
+                __agentguard_approval,
+                move || #ret_annotation #body,
+            ))
         }
     };
     quote! {

@@ -25,10 +25,10 @@ pub(crate) fn expand(tools: &ToolEnum<'_>) -> TokenStream {
         let gating = match v.gating() {
             VariantGating::Always(risk) => {
                 let r = format_ident!("{}", risk_variant(risk));
-                quote!(::agentguard::Gating::Always(::agentguard::Risk::#r))
+                quote!(::agentguard::guard::Gating::Always(::agentguard::Risk::#r))
             }
-            VariantGating::Never => quote!(::agentguard::Gating::Never),
-            VariantGating::Auto { .. } => quote!(::agentguard::Gating::Auto),
+            VariantGating::Never => quote!(::agentguard::guard::Gating::Never),
+            VariantGating::Auto { .. } => quote!(::agentguard::guard::Gating::Auto),
         };
         quote!(#pat => #gating)
     });
@@ -180,7 +180,7 @@ pub(crate) fn expand(tools: &ToolEnum<'_>) -> TokenStream {
                     match self { #(#name_arms,)* }
                 }
 
-                fn gating(&self) -> ::agentguard::Gating {
+                fn gating(&self) -> ::agentguard::guard::Gating {
                     match self { #(#gating_arms,)* }
                 }
 
@@ -194,10 +194,10 @@ pub(crate) fn expand(tools: &ToolEnum<'_>) -> TokenStream {
                 fn parse(
                     name: &str,
                     params: ::agentguard::__private::serde_json::Value,
-                ) -> ::core::result::Result<Self, ::agentguard::ToolParseError> {
+                ) -> ::core::result::Result<Self, ::agentguard::tool::ToolParseError> {
                     match name {
                         #(#parse_arms)*
-                        _ => ::core::result::Result::Err(::agentguard::ToolParseError::UnknownTool {
+                        _ => ::core::result::Result::Err(::agentguard::tool::ToolParseError::UnknownTool {
                             name: ::std::string::String::from(name),
                             known: <Self as ::agentguard::Tool>::NAMES,
                         }),
@@ -206,7 +206,7 @@ pub(crate) fn expand(tools: &ToolEnum<'_>) -> TokenStream {
             }
 
             #[automatically_derived]
-            impl<__AgentguardH: #handler + ?Sized> ::agentguard::Dispatch<__AgentguardH> for #ident {
+            impl<__AgentguardH: #handler + ?Sized> ::agentguard::tool::Dispatch<__AgentguardH> for #ident {
                 type Output = <__AgentguardH as #handler>::Output;
 
                 fn call(self, approval: ::agentguard::Approval, handler: &mut __AgentguardH) -> Self::Output {
@@ -215,7 +215,7 @@ pub(crate) fn expand(tools: &ToolEnum<'_>) -> TokenStream {
             }
 
             #[automatically_derived]
-            impl<__AgentguardH: #async_handler + ?Sized> ::agentguard::AsyncDispatch<__AgentguardH> for #ident {
+            impl<__AgentguardH: #async_handler + ?Sized> ::agentguard::tool::AsyncDispatch<__AgentguardH> for #ident {
                 type Output = <__AgentguardH as #async_handler>::Output;
 
                 fn call(

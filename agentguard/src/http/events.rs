@@ -1,7 +1,7 @@
 //! `GET /agentguard/events`: the store's changes as Server-Sent Events.
 //!
 //! Each connection watches the store: it reads the live requests, sends a `snapshot`, then waits for a change
-//! (the store's [`changed`](crate::ApprovalStore::changed) signal, the next deadline, or the poll interval) and sends
+//! (the store's [`changed`](crate::store::ApprovalStore::changed) signal, the next deadline, or the poll interval) and sends
 //! what differs: `resolved` or `expired` for requests that left, `parked` for new ones, in that order. A store error
 //! is an `error` event, and `ok` follows when the store answers again. A request
 //! parked and decided between two looks appears in neither; the page only shows live requests, so it loses nothing.

@@ -61,9 +61,6 @@ pub use auth::MIN_TOKEN_LEN;
 /// Largest `POST /agentguard/resolve` body accepted by default: 16 KiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024;
 
-/// The longest `reason` a resolve may carry, in characters; it goes to the agent and into the audit.
-pub const MAX_REASON_CHARS: usize = 1000;
-
 /// How often the event stream re-reads a store that cannot signal changes (SQLite, PostgreSQL) by default.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(250);
 
@@ -95,8 +92,8 @@ impl fmt::Debug for ApprovalApi {
 }
 
 impl ApprovalApi {
-    /// An API over `store`, e.g. a [`SqliteStore`](crate::SqliteStore) or
-    /// [`PostgresStore`](crate::PostgresStore) that agents in other processes park their requests in.
+    /// An API over `store`, e.g. a [`SqliteStore`](crate::store::SqliteStore) or
+    /// [`PostgresStore`](crate::store::PostgresStore) that agents in other processes park their requests in.
     pub fn new(store: Arc<dyn ApprovalStore>) -> Self {
         ApprovalApi {
             store,
@@ -126,9 +123,6 @@ impl ApprovalApi {
             .push(origin.into().trim_end_matches('/').to_owned());
         self
     }
-
-    /// The longest `reason` a resolve may carry, in characters; it goes to the agent and into the audit.
-    pub const MAX_REASON_CHARS: usize = 1000;
 
     /// How often the event stream re-reads a store that cannot signal its changes (default
     /// [`DEFAULT_POLL_INTERVAL`]). The in-memory store signals, so its events are immediate (and it is re-read only
@@ -320,46 +314,33 @@ async fn resolve(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Body) -
         .transpose()
         .map_err(|e| ApiError::malformed(format!("params_digest: {e}")))?;
     let mut resolution = Resolution::new(request_id.clone(), parsed.approved).actor(actor);
-    resolution.params_digest = params_digest;
-    if let Some(reason) = &parsed.reason {
-        if reason.chars().count() > MAX_REASON_CHARS {
+    if let Some(digest) = params_digest {
+        resolution = resolution.params_digest(digest);
+    }
+    if let Some(reason) = parsed.reason.filter(|r| !r.trim().is_empty()) {
+        let chars = reason.chars().count();
+        if chars > Resolution::MAX_NOTE_CHARS {
             return Err(ApiError::malformed(format!(
-                "reason: {} characters; at most {MAX_REASON_CHARS}",
-                reason.chars().count()
+                "reason: {chars} characters; at most {}",
+                Resolution::MAX_NOTE_CHARS
             )));
         }
+        resolution = resolution.note(reason);
     }
-    resolution.note = parsed.reason.filter(|r| !r.trim().is_empty());
 
     let store = s.store.clone();
     let outcome = blocking(move || store.resolve(&resolution))
         .await
         .map_err(ApiError::store)?;
-    let (status, message) = match outcome {
-        ResolveOutcome::Resolved => (
-            StatusCode::OK,
-            if parsed.approved {
-                "approved: the agent's call runs now"
-            } else {
-                "denied: the agent is told it was denied"
-            },
-        ),
-        ResolveOutcome::AlreadyResolved => (StatusCode::CONFLICT, "someone answered this request first"),
-        ResolveOutcome::Unknown => (
-            StatusCode::NOT_FOUND,
-            "no such request (never parked here, or forgotten after its retention window)",
-        ),
-        ResolveOutcome::Expired => (
-            StatusCode::GONE,
-            "the deadline passed: the request was denied and will never run",
-        ),
-        ResolveOutcome::DigestMismatch => (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "the params digest is not this request's: the params you were shown are not the ones that would run; \
-             nothing was decided, reload and look again",
-        ),
+    let status = match outcome {
+        ResolveOutcome::Resolved => StatusCode::OK,
+        ResolveOutcome::AlreadyResolved => StatusCode::CONFLICT,
+        ResolveOutcome::Unknown => StatusCode::NOT_FOUND,
+        ResolveOutcome::Expired => StatusCode::GONE,
+        ResolveOutcome::DigestMismatch => StatusCode::UNPROCESSABLE_ENTITY,
         ResolveOutcome::Unavailable => return Err(ApiError::store("it did not answer")),
     };
+    let message = outcome.explain(parsed.approved);
     let body = json!({ "outcome": outcome.as_str(), "request_id": request_id, "message": message });
     Ok((status, no_store(), Json(body)).into_response())
 }
@@ -506,7 +487,7 @@ mod tests {
 
     #[test]
     fn a_router_without_tokens_is_refused() {
-        let store: Arc<dyn ApprovalStore> = Arc::new(crate::InMemoryStore::new());
+        let store: Arc<dyn ApprovalStore> = Arc::new(crate::store::InMemoryStore::new());
         let e = ApprovalApi::new(store.clone()).router().unwrap_err();
         assert!(e.to_string().contains("no API token"), "{e}");
         let e = ApprovalApi::new(store.clone())

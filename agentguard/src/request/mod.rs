@@ -1,4 +1,5 @@
-//! The values that cross the guard: tool calls, approval requests, denials and resolve outcomes.
+//! The values that cross the guard: tool calls and approval requests (here), denials (`denied.rs`), answers and
+//! their outcomes (`answer.rs`).
 
 use std::fmt;
 use std::str::FromStr;
@@ -9,7 +10,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::params::ParamsDigest;
+
+mod answer;
+mod denied;
+
 use agentguard_classify::Risk;
+pub use answer::{Resolution, ResolveOutcome};
+pub use denied::{ActionDenied, DenyReason};
 
 /// The id of one approval request: a random UUID (v4), hyphenated, lowercase.
 ///
@@ -166,10 +173,10 @@ impl ToolCall {
 
 /// One call waiting for (or given) a person's decision. Read-only.
 ///
-/// Serializes to agentguard-hitl 0.2.0's `to_dict()` shape plus `params_digest`:
+/// Serializes to a flat JSON object:
 /// `request_id, tool, params, params_digest, risk, reason, agent_id, session_id, timestamp, deadline`, with
 /// `timestamp` and `deadline` as Unix seconds (a float) and `risk` as its label. `params` are **redacted**: secrets are
-/// masked (see [`Redactor`](crate::Redactor)); the digest covers the real values.
+/// masked (see [`Redactor`](crate::params::Redactor)); the digest covers the real values.
 ///
 /// Cloning is cheap: a request is immutable and its clones (the waiting call's, the store's, each notifier's) share
 /// one copy.
@@ -338,261 +345,6 @@ mod unix_seconds {
     }
 }
 
-/// Why a call did not run. The `reason` code of [`ActionDenied`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum DenyReason {
-    /// A person said no.
-    UserDenied,
-    /// Nobody answered before the deadline.
-    ApprovalTimeout,
-    /// The approver panicked, failed, or cannot be used from here.
-    ApproverFailed,
-    /// The params changed between approval and execution.
-    ParamsChanged,
-    /// The params were larger than the limit, so they could not be shown whole.
-    ParamsTooLarge,
-    /// The audit record of a gated call could not be written.
-    AuditUnavailable,
-    /// The approval store could not be reached.
-    StoreUnavailable,
-    /// No guard was installed for a gated function.
-    NoGuard,
-    /// Terminal approval was needed but there is no interactive terminal (or its input ended).
-    NoTerminal,
-    /// The approved request was already executed once (at-most-once per request id).
-    AlreadyExecuted,
-    /// The params could not be built (a `#[gate]` argument failed to serialize).
-    InvalidParams,
-}
-
-impl DenyReason {
-    /// The snake_case code, e.g. `user_denied`.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            DenyReason::UserDenied => "user_denied",
-            DenyReason::ApprovalTimeout => "approval_timeout",
-            DenyReason::ApproverFailed => "approver_failed",
-            DenyReason::ParamsChanged => "params_changed",
-            DenyReason::ParamsTooLarge => "params_too_large",
-            DenyReason::AuditUnavailable => "audit_unavailable",
-            DenyReason::StoreUnavailable => "store_unavailable",
-            DenyReason::NoGuard => "no_guard",
-            DenyReason::NoTerminal => "no_terminal",
-            DenyReason::AlreadyExecuted => "already_executed",
-            DenyReason::InvalidParams => "invalid_params",
-        }
-    }
-}
-
-impl fmt::Display for DenyReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The value a blocked call returns instead of running: `Err(ActionDenied)`.
-///
-/// Denial is an answer for the agent to read, not a fault to retry. Serializes to
-/// `{"denied": true, "reason": "user_denied", "tool": "delete_file", "request_id": "…"}` (plus `detail` when there
-/// is one) and displays as `Blocked by AgentGuard (user_denied)`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ActionDenied {
-    reason: DenyReason,
-    tool: String,
-    request_id: Option<RequestId>,
-    detail: Option<String>,
-}
-
-impl ActionDenied {
-    pub(crate) fn new(reason: DenyReason, tool: impl Into<String>) -> Self {
-        ActionDenied {
-            reason,
-            tool: tool.into(),
-            request_id: None,
-            detail: None,
-        }
-    }
-
-    pub(crate) fn with_request(mut self, id: Option<RequestId>) -> Self {
-        self.request_id = id;
-        self
-    }
-
-    pub(crate) fn with_detail(mut self, detail: Option<String>) -> Self {
-        self.detail = detail;
-        self
-    }
-
-    /// Why the call did not run.
-    pub fn reason(&self) -> DenyReason {
-        self.reason
-    }
-    /// The tool that was blocked.
-    pub fn tool(&self) -> &str {
-        &self.tool
-    }
-    /// The approval request's id, when one was made.
-    pub fn request_id(&self) -> Option<&RequestId> {
-        self.request_id.as_ref()
-    }
-    /// More about the reason: the approver's note, the failure's message.
-    pub fn detail(&self) -> Option<&str> {
-        self.detail.as_deref()
-    }
-}
-
-impl fmt::Display for ActionDenied {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.detail {
-            Some(detail) => write!(f, "Blocked by AgentGuard ({}: {})", self.reason, detail),
-            None => write!(f, "Blocked by AgentGuard ({})", self.reason),
-        }
-    }
-}
-
-impl std::error::Error for ActionDenied {}
-
-#[derive(Serialize, Deserialize)]
-struct DeniedWire {
-    denied: bool,
-    reason: DenyReason,
-    tool: String,
-    request_id: Option<RequestId>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    detail: Option<String>,
-}
-
-impl Serialize for ActionDenied {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        DeniedWire {
-            denied: true,
-            reason: self.reason,
-            tool: self.tool.clone(),
-            request_id: self.request_id.clone(),
-            detail: self.detail.clone(),
-        }
-        .serialize(s)
-    }
-}
-
-impl<'de> Deserialize<'de> for ActionDenied {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let w = DeniedWire::deserialize(d)?;
-        Ok(ActionDenied {
-            reason: w.reason,
-            tool: w.tool,
-            request_id: w.request_id,
-            detail: w.detail,
-        })
-    }
-}
-
-/// The result of answering a parked request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-#[non_exhaustive]
-pub enum ResolveOutcome {
-    /// This answer decided the request.
-    Resolved,
-    /// Someone answered first; this answer changed nothing.
-    AlreadyResolved,
-    /// No such request (never made, or forgotten after the retention window).
-    Unknown,
-    /// The deadline passed; the request was denied and will never run.
-    Expired,
-    /// The answer carried a params digest that is not the request's: the approver was shown something else. Nothing
-    /// was decided; the request stays pending.
-    DigestMismatch,
-    /// The store could not be reached; nothing was decided.
-    Unavailable,
-}
-
-impl ResolveOutcome {
-    /// The upper-case name, e.g. `ALREADY_RESOLVED`.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            ResolveOutcome::Resolved => "RESOLVED",
-            ResolveOutcome::AlreadyResolved => "ALREADY_RESOLVED",
-            ResolveOutcome::Unknown => "UNKNOWN",
-            ResolveOutcome::Expired => "EXPIRED",
-            ResolveOutcome::DigestMismatch => "DIGEST_MISMATCH",
-            ResolveOutcome::Unavailable => "UNAVAILABLE",
-        }
-    }
-}
-
-impl fmt::Display for ResolveOutcome {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A person's answer to a parked request, for [`AgentGuard::resolve_with`](crate::AgentGuard::resolve_with) and
-/// [`ApprovalStore::resolve`](crate::ApprovalStore::resolve).
-///
-/// ```
-/// # use agentguard::{Resolution, RequestId};
-/// let id = RequestId::new();
-/// let answer = Resolution::deny(id).actor("alice").note("wrong customer");
-/// assert!(!answer.approved);
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Resolution {
-    /// Which request.
-    pub request_id: RequestId,
-    /// Approve (`true`) or deny (`false`).
-    pub approved: bool,
-    /// Who answered; recorded in the audit.
-    pub actor: Option<String>,
-    /// The digest of the params the approver was shown; a mismatch is refused.
-    pub params_digest: Option<ParamsDigest>,
-    /// A note, e.g. why it was denied; given to the agent in [`ActionDenied::detail`].
-    pub note: Option<String>,
-}
-
-impl Resolution {
-    /// An approval of `request_id`.
-    pub fn approve(request_id: RequestId) -> Self {
-        Self::new(request_id, true)
-    }
-
-    /// A denial of `request_id`.
-    pub fn deny(request_id: RequestId) -> Self {
-        Self::new(request_id, false)
-    }
-
-    /// An answer to `request_id`.
-    pub fn new(request_id: RequestId, approved: bool) -> Self {
-        Resolution {
-            request_id,
-            approved,
-            actor: None,
-            params_digest: None,
-            note: None,
-        }
-    }
-
-    /// Who answered.
-    pub fn actor(mut self, actor: impl Into<String>) -> Self {
-        self.actor = Some(actor.into());
-        self
-    }
-
-    /// The digest the approver was shown.
-    pub fn params_digest(mut self, digest: ParamsDigest) -> Self {
-        self.params_digest = Some(digest);
-        self
-    }
-
-    /// A note for the agent and the audit.
-    pub fn note(mut self, note: impl Into<String>) -> Self {
-        self.note = Some(note.into());
-        self
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -614,7 +366,7 @@ mod tests {
     }
 
     #[test]
-    fn approval_request_serializes_to_the_seed_shape_plus_digest() {
+    fn approval_request_serializes_to_its_documented_flat_shape() {
         let v = serde_json::to_value(sample()).unwrap();
         let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
         let mut expected = vec![
@@ -647,34 +399,6 @@ mod tests {
         v["deadline"] = json!(1e30);
         let err = serde_json::from_value::<ApprovalRequest>(v).unwrap_err().to_string();
         assert!(err.contains("out of range"), "{err}");
-    }
-
-    #[test]
-    fn action_denied_serializes_and_displays_as_designed() {
-        let d = ActionDenied::new(DenyReason::UserDenied, "delete_file")
-            .with_request(Some("3f9c2b1e-8d4a-4f7b-9c1d-2e5f6a7b8c9d".parse().unwrap()));
-        assert_eq!(
-            serde_json::to_value(&d).unwrap(),
-            json!({"denied": true, "reason": "user_denied", "tool": "delete_file",
-                   "request_id": "3f9c2b1e-8d4a-4f7b-9c1d-2e5f6a7b8c9d"})
-        );
-        assert_eq!(d.to_string(), "Blocked by AgentGuard (user_denied)");
-        let with_note = d.clone().with_detail(Some("wrong customer".into()));
-        assert_eq!(
-            with_note.to_string(),
-            "Blocked by AgentGuard (user_denied: wrong customer)"
-        );
-        let back: ActionDenied = serde_json::from_value(serde_json::to_value(&with_note).unwrap()).unwrap();
-        assert_eq!(back, with_note);
-    }
-
-    #[test]
-    fn resolve_outcome_uses_the_seed_names() {
-        assert_eq!(
-            serde_json::to_value(ResolveOutcome::AlreadyResolved).unwrap(),
-            "ALREADY_RESOLVED"
-        );
-        assert_eq!(ResolveOutcome::Resolved.to_string(), "RESOLVED");
     }
 
     #[test]

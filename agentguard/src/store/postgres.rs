@@ -1,5 +1,5 @@
 //! [`PostgresStore`]: parked requests in PostgreSQL, for agents and approvers on different hosts, woken by
-//! LISTEN/NOTIFY with a polling fallback; and [`PostgresAudit`], the hash-chained audit in a table.
+//! LISTEN/NOTIFY with a polling fallback. Its audit table sink is [`PostgresAudit`](crate::audit::PostgresAudit).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use event_listener::{Event, Listener};
 use tokio_postgres::{AsyncMessage, Client, Config, NoTls};
 
-use crate::audit::{self, AuditError, AuditRecord, AuditSink, VerifyError, VerifyReport};
 use crate::request::{ApprovalRequest, RequestId, Resolution, ResolveOutcome};
 use crate::store::{ApprovalStore, Decision, ExecOutcome, RequestState, StoreError, StoredRequest, WaitFuture};
 
@@ -19,7 +18,7 @@ use crate::store::{ApprovalStore, Decision, ExecOutcome, RequestState, StoreErro
 pub const POSTGRES_SCHEMA_VERSION: i64 = 1;
 
 /// A waiter re-reads its row at least this often, so a lost notification delays an answer but never strands it.
-pub const POLL_FALLBACK: Duration = Duration::from_secs(1);
+pub const POSTGRES_POLL_FALLBACK: Duration = Duration::from_secs(1);
 
 /// How long one database call may take before the store reports it unreachable.
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);
@@ -34,7 +33,7 @@ const CHANNEL: &str = "agentguard_decided";
 /// - **Wake-up** is LISTEN/NOTIFY on a dedicated connection (never pooled): a decision commits a `pg_notify` of the
 ///   request id, and the waiting agent re-reads its row. A waiter starts listening before it reads, re-reads after
 ///   the listener reconnects (notifications sent while it was down are lost), and re-reads every
-///   [`POLL_FALLBACK`] (1 s) in any case.
+///   [`POSTGRES_POLL_FALLBACK`] (1 s) in any case.
 /// - **At most once**: an approved request is claimed (`approved` → `executed`) before its executor runs.
 ///
 /// The store runs its connections on a small private tokio runtime, so its blocking methods can be called from
@@ -44,11 +43,11 @@ pub struct PostgresStore {
     runtime: tokio::runtime::Runtime,
 }
 
-struct Shared {
+pub(crate) struct Shared {
     config: Config,
     schema: Option<String>,
     client: tokio::sync::Mutex<Option<Arc<Client>>>,
-    audit_client: tokio::sync::Mutex<Option<Client>>,
+    pub(crate) audit_client: tokio::sync::Mutex<Option<Client>>,
     waiters: Mutex<HashMap<String, Arc<Event>>>,
     listening: AtomicBool,
     closed: AtomicBool,
@@ -71,7 +70,7 @@ impl Drop for PostgresStore {
     }
 }
 
-fn pg_err(what: &'static str) -> impl Fn(tokio_postgres::Error) -> StoreError {
+pub(crate) fn pg_err(what: &'static str) -> impl Fn(tokio_postgres::Error) -> StoreError {
     move |e| StoreError::with_source(format!("postgres store: {what}"), e)
 }
 
@@ -89,9 +88,12 @@ impl PostgresStore {
     /// the tables to the current schema version (idempotent; a database at another version is refused with a
     /// message and left untouched), and starts listening.
     pub fn connect(url: &str, schema: Option<&str>) -> Result<Self, StoreError> {
-        let mut config: Config = url
-            .parse()
-            .map_err(|e| StoreError::with_source(format!("invalid PostgreSQL URL {url:?}"), e))?;
+        let mut config: Config = url.parse().map_err(|e| {
+            StoreError::with_source(
+                format!("invalid PostgreSQL URL {:?}", super::url::mask_password(url)),
+                e,
+            )
+        })?;
         config.connect_timeout(Duration::from_secs(5));
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -119,7 +121,7 @@ impl PostgresStore {
     }
 
     /// Runs `f` on the store's runtime and waits for it: callable from any thread.
-    fn call<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
+    pub(crate) fn call<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(Arc<Shared>) -> Fut,
@@ -159,35 +161,6 @@ impl PostgresStore {
         self.shared.listening.load(Ordering::SeqCst)
     }
 
-    /// An audit sink writing hash-chained records to the `agentguard_audit` table of this store's database.
-    pub fn audit(self: &Arc<Self>) -> PostgresAudit {
-        PostgresAudit {
-            store: Arc::clone(self),
-        }
-    }
-
-    /// Verifies the hash chain of the `agentguard_audit` table (line numbers in errors are `seq` values).
-    pub fn verify_audit(&self) -> Result<VerifyReport, VerifyError> {
-        let lines = self
-            .call(|s| async move {
-                let c = s.client().await?;
-                let rows = c
-                    .query("SELECT seq, line FROM agentguard_audit ORDER BY seq", &[])
-                    .await
-                    .map_err(pg_err("read the audit table"))?;
-                Ok(rows
-                    .iter()
-                    .map(|r| (r.get::<_, i64>(0), r.get::<_, String>(1)))
-                    .collect::<Vec<_>>())
-            })
-            .map_err(|e| VerifyError {
-                file: "postgres:agentguard_audit".into(),
-                line: 0,
-                problem: e.to_string(),
-            })?;
-        audit::verify_lines("postgres:agentguard_audit", lines.iter().map(|(_, l)| l.as_str()))
-    }
-
     fn waiter(&self, id: &RequestId) -> Arc<Event> {
         let mut waiters = self.shared.waiters.lock().unwrap_or_else(|p| p.into_inner());
         Arc::clone(waiters.entry(id.as_str().to_owned()).or_default())
@@ -219,7 +192,7 @@ impl PostgresStore {
 }
 
 impl Shared {
-    async fn client(&self) -> Result<Arc<Client>, StoreError> {
+    pub(crate) async fn client(&self) -> Result<Arc<Client>, StoreError> {
         let mut slot = self.client.lock().await;
         if let Some(c) = slot.as_ref().filter(|c| !c.is_closed()) {
             return Ok(Arc::clone(c));
@@ -230,7 +203,7 @@ impl Shared {
     }
 
     /// A new connection of its own, in the store's schema.
-    async fn connect_dedicated(&self, application: &str) -> Result<Client, StoreError> {
+    pub(crate) async fn connect_dedicated(&self, application: &str) -> Result<Client, StoreError> {
         let mut config = self.config.clone();
         config.application_name(application);
         let (client, connection) = config
@@ -397,10 +370,13 @@ impl ApprovalStore for PostgresStore {
     }
 
     fn resolve(&self, resolution: &Resolution) -> Result<ResolveOutcome, StoreError> {
-        let id = resolution.request_id.as_str().to_owned();
-        let state = if resolution.approved { "approved" } else { "denied" };
-        let digest = resolution.params_digest.as_ref().map(|d| d.as_str().to_owned());
-        let (actor, note) = (resolution.actor.clone(), resolution.note.clone());
+        let id = resolution.request_id().as_str().to_owned();
+        let state = if resolution.is_approval() { "approved" } else { "denied" };
+        let digest = resolution.get_params_digest().map(|d| d.as_str().to_owned());
+        let (actor, note) = (
+            resolution.get_actor().map(str::to_owned),
+            resolution.get_note().map(str::to_owned),
+        );
         self.call(move |s| async move {
             let c = s.client().await?;
             // One statement decides: pending and in time and (if given) the same digest → the answer; pending but
@@ -583,7 +559,7 @@ impl ApprovalStore for PostgresStore {
                     Ok(_) => {}
                     Err(e) => break Err(e),
                 }
-                let _ = tokio::time::timeout(POLL_FALLBACK, listener).await;
+                let _ = tokio::time::timeout(POSTGRES_POLL_FALLBACK, listener).await;
             };
             drop(event);
             self.forget_waiter(id);
@@ -605,62 +581,10 @@ impl ApprovalStore for PostgresStore {
             if left.is_zero() {
                 break Ok(None);
             }
-            let _ = listener.wait_timeout(left.min(POLL_FALLBACK));
+            let _ = listener.wait_timeout(left.min(POSTGRES_POLL_FALLBACK));
         };
         drop(event);
         self.forget_waiter(id);
         result
-    }
-}
-
-/// The audit in PostgreSQL: the same hash-chained lines as [`JsonlAudit`](crate::JsonlAudit), one row each in
-/// `agentguard_audit`, appended under a table lock so writers on any host keep one chain. Verify with
-/// [`PostgresStore::verify_audit`] or `agentguard audit verify --store postgres://…`.
-#[derive(Debug, Clone)]
-pub struct PostgresAudit {
-    store: Arc<PostgresStore>,
-}
-
-impl AuditSink for PostgresAudit {
-    fn record(&self, record: &AuditRecord<'_>) -> Result<(), AuditError> {
-        let body = audit::record_body(record)?;
-        self.store
-            .call(move |s| async move {
-                let mut slot = s.audit_client.lock().await;
-                if slot.as_ref().is_none_or(|c| c.is_closed()) {
-                    *slot = Some(s.connect_dedicated("agentguard-audit").await?);
-                }
-                let client = slot.as_mut().expect("connected above");
-                let tx = client.transaction().await.map_err(pg_err("begin an audit append"))?;
-                tx.batch_execute("LOCK TABLE agentguard_audit IN EXCLUSIVE MODE")
-                    .await
-                    .map_err(pg_err("lock the audit table"))?;
-                let last = tx
-                    .query_opt("SELECT seq, line FROM agentguard_audit ORDER BY seq DESC LIMIT 1", &[])
-                    .await
-                    .map_err(pg_err("read the audit chain head"))?;
-                let (seq, prev) = match last {
-                    Some(row) => {
-                        let line: String = row.get(1);
-                        let hash = audit::line_hash(&line).ok_or_else(|| {
-                            StoreError::new("postgres store: the last audit row is damaged; run audit verify")
-                        })?;
-                        (row.get::<_, i64>(0), hash)
-                    }
-                    None => (0, audit::GENESIS.to_owned()),
-                };
-                let next = seq
-                    .checked_add(1)
-                    .ok_or_else(|| StoreError::new("postgres store: the audit table is at its largest seq"))?;
-                let sealed = audit::seal_line(&body, next as u64, &prev);
-                tx.execute(
-                    "INSERT INTO agentguard_audit (seq, line) VALUES ($1, $2)",
-                    &[&next, &sealed.trim_end()],
-                )
-                .await
-                .map_err(pg_err("append to the audit table"))?;
-                tx.commit().await.map_err(pg_err("commit an audit append"))
-            })
-            .map_err(|e| AuditError::new(e.to_string()))
     }
 }

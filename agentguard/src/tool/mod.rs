@@ -1,47 +1,14 @@
-//! Typed tools: the [`Tool`] trait that `#[derive(Tool)]` implements, and dispatch through the guard.
+//! Typed tools: the [`Tool`] trait that `#[derive(Tool)]` implements ([`Dispatch`] and [`AsyncDispatch`] call its
+//! handler methods), and dispatch through the guard.
 
 use std::fmt;
 use std::future::Future;
 
-use serde_json::Value;
+pub(crate) mod definition;
 
-use crate::guard::{AgentGuard, Approval, Gating};
-use crate::request::{ActionDenied, ToolCall};
-use agentguard_classify::Risk;
-
-/// An enum of tool calls, usually from `#[derive(agentguard::Tool)]`: each variant is one tool, its fields the
-/// params.
-pub trait Tool: Sized {
-    /// Every tool name, in declaration order.
-    const NAMES: &'static [&'static str];
-
-    /// This call's tool name.
-    fn name(&self) -> &'static str;
-
-    /// How this call is gated, as declared: `#[tool(risk = "...")]` and `#[tool(dangerous)]` always ask,
-    /// `#[tool(safe)]` never asks, an unmarked variant follows the guard's rules (`classify` and its lists).
-    fn gating(&self) -> Gating;
-
-    /// The risk the declaration or the classifier gives this call (`None` when it is safe by its name).
-    fn risk(&self) -> Option<Risk> {
-        match self.gating() {
-            Gating::Always(risk) => Some(risk),
-            Gating::Never => None,
-            Gating::Auto => agentguard_classify::classify(self.name()),
-        }
-    }
-
-    /// The params snapshot: a JSON object of the variant's fields.
-    fn params(&self) -> Result<Value, serde_json::Error>;
-
-    /// Parses an LLM's tool call (`name` and JSON `params`) into the enum.
-    fn parse(name: &str, params: Value) -> Result<Self, ToolParseError>;
-
-    /// A [`ToolCall`] of this value, for [`AgentGuard::execute`] or an audit.
-    fn to_call(&self) -> Result<ToolCall, serde_json::Error> {
-        Ok(ToolCall::new(self.name(), self.params()?))
-    }
-}
+use crate::guard::{AgentGuard, Approval};
+use crate::request::ActionDenied;
+use definition::Tool;
 
 /// An LLM's tool call could not be parsed into a [`Tool`] enum.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,12 +79,10 @@ impl AgentGuard {
     {
         let call = tool
             .to_call()
-            .map_err(|e| crate::__private::invalid_params(tool.name(), e))?;
+            .map_err(|e| ActionDenied::invalid_params(tool.name(), e))?;
         let recheck = || tool.params().map_err(|e| e.to_string());
-        let approval = self.approve_as(call, tool.gating(), Some(&recheck))?;
-        let record = self.inner().outcome_recorder(&approval);
-        let out = tool.call(approval, handler);
-        Ok(record.finish(out))
+        let approval = self.decide_blocking(call, tool.gating(), Some(&recheck))?;
+        Ok(self.run_approved(approval, |approval| tool.call(approval, handler)))
     }
 
     /// The async twin of [`dispatch`](Self::dispatch), for `<Enum>AsyncHandler` implementations.
@@ -129,12 +94,12 @@ impl AgentGuard {
     {
         let call = tool
             .to_call()
-            .map_err(|e| crate::__private::invalid_params(tool.name(), e))?;
-        let decided = self.adecide(call, tool.gating()).await?;
+            .map_err(|e| ActionDenied::invalid_params(tool.name(), e))?;
+        let decided = self.decide(call, tool.gating()).await?;
         let recheck = || tool.params().map_err(|e| e.to_string());
         let approval = decided.finish(Some(&recheck))?;
-        let record = self.inner().outcome_recorder(&approval);
-        let out = tool.call(approval, handler).await;
-        Ok(record.finish(out))
+        Ok(self
+            .arun_approved(approval, |approval| tool.call(approval, handler))
+            .await)
     }
 }

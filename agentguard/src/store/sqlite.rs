@@ -13,17 +13,17 @@ use crate::store::{ApprovalStore, Decision, ExecOutcome, RequestState, StoreErro
 /// The schema version this build writes and reads.
 pub const SQLITE_SCHEMA_VERSION: i64 = 1;
 
-/// First poll interval of a waiter; doubles up to [`MAX_POLL`].
+/// First poll interval of a waiter; doubles up to [`SQLITE_MAX_POLL`].
 const FIRST_POLL: Duration = Duration::from_millis(2);
 /// Longest poll interval of a waiter: a decision made by another process is seen within this.
-pub const MAX_POLL: Duration = Duration::from_millis(25);
+pub const SQLITE_MAX_POLL: Duration = Duration::from_millis(25);
 
 /// Parked requests in a SQLite database file, so an agent in one process can be approved from another (the
 /// `agentguard` CLI, a web server) on the same host.
 ///
 /// The file is opened in WAL mode; every decision is a compare-and-set inside `BEGIN IMMEDIATE`, so of concurrent
 /// answers from any number of processes exactly one wins. A waiting agent polls its request's row, starting at 2 ms
-/// and backing off to [`MAX_POLL`] (25 ms), so a decision is seen within about 25 ms. Deadlines are stored as Unix
+/// and backing off to [`SQLITE_MAX_POLL`] (25 ms), so a decision is seen within about 25 ms. Deadlines are stored as Unix
 /// milliseconds and judged by the deciding process's clock (one host: one clock).
 ///
 /// Decided requests stay in the file (the CLI's `show` reads them) and are deleted after the retention window
@@ -229,7 +229,7 @@ impl ApprovalStore for SqliteStore {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db_err("begin a decision"))?;
-        let id = resolution.request_id.as_str();
+        let id = resolution.request_id().as_str();
         let row: Option<(String, i64, String)> = tx
             .query_row(
                 "SELECT state, deadline_ms, params_digest FROM agentguard_requests WHERE id = ?1",
@@ -252,14 +252,14 @@ impl ApprovalStore for SqliteStore {
                 ResolveOutcome::Expired
             }
             RequestState::Pending => {
-                if resolution.params_digest.as_ref().is_some_and(|d| d.as_str() != digest) {
+                if resolution.get_params_digest().is_some_and(|d| d.as_str() != digest) {
                     ResolveOutcome::DigestMismatch
                 } else {
-                    let state = if resolution.approved { "approved" } else { "denied" };
+                    let state = if resolution.is_approval() { "approved" } else { "denied" };
                     tx.execute(
                         "UPDATE agentguard_requests SET state = ?2, actor = ?3, note = ?4, decided_ms = ?5
                          WHERE id = ?1 AND state = 'pending'",
-                        params![id, state, resolution.actor, resolution.note, now_ms()],
+                        params![id, state, resolution.get_actor(), resolution.get_note(), now_ms()],
                     )
                     .map_err(db_err("record a decision"))?;
                     ResolveOutcome::Resolved
@@ -376,7 +376,7 @@ impl ApprovalStore for SqliteStore {
                     return Ok(decision);
                 }
                 tokio::time::sleep(interval).await;
-                interval = (interval * 2).min(MAX_POLL);
+                interval = (interval * 2).min(SQLITE_MAX_POLL);
             }
         })
     }
@@ -393,7 +393,7 @@ impl ApprovalStore for SqliteStore {
                 return Ok(None);
             }
             std::thread::sleep(interval.min(left));
-            interval = (interval * 2).min(MAX_POLL);
+            interval = (interval * 2).min(SQLITE_MAX_POLL);
         }
     }
 }

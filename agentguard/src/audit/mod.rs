@@ -1,0 +1,203 @@
+//! The audit trail: one hash-chained JSON line per call ([`AuditRecord`], [`AuditSink`]), the file sink
+//! ([`JsonlAudit`]), the PostgreSQL table sink (`PostgresAudit`, feature `postgres`), and [`verify`].
+//!
+//! # Line format
+//!
+//! Each line is one JSON object:
+//!
+//! ```text
+//! {"seq":7,"ts":"2026-11-25T13:40:02.117Z","event":"call","tool":"delete_file","decision":"approved",
+//!  "reason":null,"risk":"IRREVERSIBLE - cannot be undone","params":{"path":"notes.txt"},
+//!  "params_digest":"5f1c…","agent_id":"bot","session_id":null,"request_id":"3f9c…","actor":"alice",
+//!  "detail":null,"prev":"<hash of line 6>","hash":"<sha256 of this line without its hash field>"}
+//! ```
+//!
+//! `hash` is the SHA-256 (hex) of the line's bytes up to and excluding `,"hash":…`, with the closing `}` in its
+//! place; that text includes `prev`, the previous line's hash (64 zeros before the first line). `seq` counts from 1.
+//! Editing, deleting, inserting or reordering lines breaks the chain at the first line touched, and [`verify`] names
+//! it. The chain carries on across rotated files.
+
+mod chain;
+mod jsonl;
+#[cfg(feature = "postgres")]
+mod postgres;
+mod verify;
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::params::ParamsDigest;
+use crate::request::{ApprovalRequest, RequestId, ToolCall};
+use agentguard_classify::Risk;
+
+pub use chain::GENESIS;
+pub use jsonl::{JsonlAudit, DEFAULT_MAX_BYTES};
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresAudit;
+pub use verify::{verify, VerifyError, VerifyReport};
+
+/// The environment variable that names the default audit log file.
+pub const LOG_ENV: &str = "AGENTGUARD_LOG";
+
+/// The default audit log file, in the working directory, when [`LOG_ENV`] is not set.
+pub const DEFAULT_LOG_FILE: &str = "agentguard.log";
+
+/// Where the default audit log is: `$AGENTGUARD_LOG` if set, else `agentguard.log` in the working directory. The
+/// guard's default sink writes there and `agentguard audit verify` reads there.
+pub fn default_log_path() -> PathBuf {
+    std::env::var_os(LOG_ENV).map_or_else(|| PathBuf::from(DEFAULT_LOG_FILE), PathBuf::from)
+}
+
+/// What happened to a call, as recorded in the audit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum AuditDecision {
+    /// Not gated: ran without asking (safe name, or listed in `safe_tools`).
+    Allowed,
+    /// Gated and approved: ran.
+    Approved,
+    /// Gated and denied by a person.
+    Denied,
+    /// Gated and blocked without a person's "no": approver failure, params too large, store down, …
+    Blocked,
+    /// Gated and unanswered before the deadline.
+    Expired,
+    /// Not a call: the `on_request` notifier failed (the request stayed parked).
+    NotifierError,
+}
+
+impl AuditDecision {
+    /// The snake_case name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            AuditDecision::Allowed => "allowed",
+            AuditDecision::Approved => "approved",
+            AuditDecision::Denied => "denied",
+            AuditDecision::Blocked => "blocked",
+            AuditDecision::Expired => "expired",
+            AuditDecision::NotifierError => "notifier_error",
+        }
+    }
+}
+
+/// One audit record, as handed to an [`AuditSink`]. `params` are already redacted.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditRecord<'a> {
+    /// `call` for a tool call, `notifier` for a failed `on_request`.
+    pub event: &'a str,
+    /// The tool.
+    pub tool: &'a str,
+    /// What happened.
+    pub decision: AuditDecision,
+    /// The deny reason code, when it did not run.
+    pub reason: Option<&'a str>,
+    /// Why it was gated.
+    pub risk: Option<Risk>,
+    /// The params, redacted (or a note that they were too large to record).
+    pub params: Option<&'a Value>,
+    /// SHA-256 of the real params' canonical JSON.
+    pub params_digest: Option<&'a ParamsDigest>,
+    /// Who was acting.
+    pub agent_id: Option<&'a str>,
+    /// Which run.
+    pub session_id: Option<&'a str>,
+    /// The approval request, when one was made.
+    pub request_id: Option<&'a RequestId>,
+    /// Who decided.
+    pub actor: Option<&'a str>,
+    /// More: the approver's note, an error message.
+    pub detail: Option<&'a str>,
+}
+
+impl<'a> AuditRecord<'a> {
+    /// A record with only the tool and decision set.
+    pub fn new(tool: &'a str, decision: AuditDecision) -> Self {
+        AuditRecord {
+            event: "call",
+            tool,
+            decision,
+            reason: None,
+            risk: None,
+            params: None,
+            params_digest: None,
+            agent_id: None,
+            session_id: None,
+            request_id: None,
+            actor: None,
+            detail: None,
+        }
+    }
+
+    /// The record of an approval request: its tool, risk, redacted params, digest, agent, session and id.
+    pub fn of_request(request: &'a ApprovalRequest, decision: AuditDecision) -> Self {
+        AuditRecord {
+            risk: Some(request.risk()),
+            params: Some(request.params()),
+            params_digest: Some(request.params_digest()),
+            agent_id: request.agent_id(),
+            session_id: request.session_id(),
+            request_id: Some(request.request_id()),
+            ..AuditRecord::new(request.tool(), decision)
+        }
+    }
+
+    /// The record of a call that made no request: its tool, agent and session (params are set by the caller,
+    /// redacted).
+    pub(crate) fn of_call(call: &'a ToolCall, decision: AuditDecision) -> Self {
+        AuditRecord {
+            agent_id: call.agent_id.as_deref(),
+            session_id: call.session_id.as_deref(),
+            ..AuditRecord::new(&call.name, decision)
+        }
+    }
+}
+
+/// An audit record could not be written.
+#[derive(Debug)]
+pub struct AuditError {
+    message: String,
+    source: Option<io::Error>,
+}
+
+impl AuditError {
+    /// An error with a message.
+    pub fn new(message: impl Into<String>) -> Self {
+        AuditError {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    pub(crate) fn io(message: impl Into<String>, source: io::Error) -> Self {
+        AuditError {
+            message: message.into(),
+            source: Some(source),
+        }
+    }
+}
+
+impl fmt::Display for AuditError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.source {
+            Some(e) => write!(f, "{}: {}", self.message, e),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+impl std::error::Error for AuditError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_ref().map(|e| e as _)
+    }
+}
+
+/// Somewhere audit records go. A gated call whose record cannot be written does not run.
+pub trait AuditSink: Send + Sync + fmt::Debug + 'static {
+    /// Writes one record durably enough for this sink, or says why not.
+    fn record(&self, record: &AuditRecord<'_>) -> Result<(), AuditError>;
+}

@@ -1,0 +1,167 @@
+//! [`AgentGuard`]: its state, and the calls an agent and an approver make on it.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::approver::Approver;
+use crate::audit::AuditSink;
+use crate::params::Redactor;
+use crate::request::{ActionDenied, ApprovalRequest, RequestId, Resolution, ResolveOutcome, ToolCall};
+use crate::store::{ApprovalStore, StoreError};
+use agentguard_classify::Risk;
+
+/// The checkpoint in front of an agent's tool calls.
+///
+/// A call whose tool looks dangerous ([`classify`](crate::classify)), or is listed in
+/// [`dangerous_tools`](super::GuardBuilder::dangerous_tools), is shown to a person and runs only if they approve before the
+/// deadline. Every call, gated or not, is written to the audit log. Denial is a value: `Err(ActionDenied)`.
+///
+/// Create one with the constructor of the approval mode you want — [`terminal`](Self::terminal),
+/// [`callback`](Self::callback), [`async_callback`](Self::async_callback) or [`external`](Self::external) — so two
+/// modes can never be configured at once. Cloning is cheap (an `Arc`); clones share everything.
+///
+/// ```
+/// use agentguard::{AgentGuard, ToolCall};
+/// use serde_json::json;
+///
+/// let guard = AgentGuard::callback(|req| req.tool() != "delete_everything").no_audit().build();
+/// let out = guard.execute(ToolCall::new("delete_file", json!({"path": "a.txt"})), |name, params| {
+///     format!("ran {name} with {params}")
+/// });
+/// assert_eq!(out.unwrap(), r#"ran delete_file with {"path":"a.txt"}"#);
+/// ```
+#[derive(Clone)]
+pub struct AgentGuard {
+    pub(super) inner: Arc<Inner>,
+}
+
+/// Everything a guard is, shared by its clones.
+pub(crate) struct Inner {
+    // Fields are read by the sibling modules that make up the guard (builder, decide, ask, wait, approval).
+    pub(super) approver: Approver,
+    pub(super) timeout: Duration,
+    pub(super) dangerous: HashSet<String>,
+    pub(super) safe: HashSet<String>,
+    pub(super) store: Arc<dyn ApprovalStore>,
+    pub(super) audit: Option<Arc<dyn AuditSink>>,
+    pub(super) redactor: Redactor,
+    pub(super) max_params_bytes: usize,
+}
+
+impl fmt::Debug for AgentGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let i = &*self.inner;
+        f.debug_struct("AgentGuard")
+            .field("approver", &i.approver)
+            .field("timeout", &i.timeout)
+            .field("dangerous_tools", &i.dangerous)
+            .field("safe_tools", &i.safe)
+            .field("store", &i.store)
+            .field("audit", &i.audit)
+            .field("max_params_bytes", &i.max_params_bytes)
+            .finish()
+    }
+}
+
+/// How a call is gated: by the guard's rules, or as its declaration says (`#[gate]`, `#[tool(...)]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Gating {
+    /// By the guard's rules: `dangerous_tools`, then `safe_tools`, then [`classify`](crate::classify).
+    Auto,
+    /// Always asks, with this risk.
+    Always(Risk),
+    /// Never asks (still audited, as allowed).
+    Never,
+}
+
+/// Rebuilds a call's params from the live arguments after approval, to detect a change behind the approver's back.
+#[doc(hidden)]
+pub type Recheck<'a> = dyn Fn() -> Result<Value, String> + 'a;
+
+impl AgentGuard {
+    /// Gates one call and runs `executor(name, params)` only if it is allowed.
+    ///
+    /// Safe calls run at once. Gated calls block the calling thread until a person answers or the deadline passes.
+    /// The executor receives exactly the params that were frozen and shown (their digest is in the audit).
+    pub fn execute<T, F>(&self, call: ToolCall, executor: F) -> Result<T, ActionDenied>
+    where
+        F: FnOnce(&str, Value) -> T,
+    {
+        let approval = self.decide_blocking(call, Gating::Auto, None)?;
+        Ok(self.run_approved(approval, |a| {
+            let (tool, params) = a.into_parts();
+            executor(&tool, params)
+        }))
+    }
+
+    /// The async twin of [`execute`](Self::execute): `executor(name, params)` returns a future.
+    ///
+    /// Waiting costs no thread: a parked call is a future woken by [`resolve`](Self::resolve) or by a tokio timer
+    /// at its deadline. Needs a tokio runtime with the time driver enabled. Dropping the future while it is parked
+    /// expires the request, so it can never run later.
+    #[cfg(feature = "tokio")]
+    pub async fn aexecute<T, F, Fut>(&self, call: ToolCall, executor: F) -> Result<T, ActionDenied>
+    where
+        F: FnOnce(String, Value) -> Fut,
+        Fut: std::future::Future<Output = T>,
+    {
+        let approval = self.decide(call, Gating::Auto).await?.finish(None)?;
+        Ok(self
+            .arun_approved(approval, |a| {
+                let (tool, params) = a.into_parts();
+                executor(tool, params)
+            })
+            .await)
+    }
+
+    /// The requests waiting for an answer now (only live ones: not decided, not past their deadline), oldest
+    /// first. Params are redacted. Empty if the store cannot be read; use [`try_pending`](Self::try_pending) to see
+    /// the error.
+    pub fn pending(&self) -> Vec<ApprovalRequest> {
+        self.try_pending().unwrap_or_default()
+    }
+
+    /// Like [`pending`](Self::pending), with the store's error.
+    pub fn try_pending(&self) -> Result<Vec<ApprovalRequest>, StoreError> {
+        self.inner.store.pending()
+    }
+
+    /// Approves (`true`) or denies (`false`) a parked request. First answer wins: `Resolved` once, then
+    /// `AlreadyResolved`; `Unknown` for an id never parked (or forgotten after the retention window); `Expired`
+    /// after the deadline, and the late answer never runs the action.
+    pub fn resolve(&self, request_id: &RequestId, approved: bool, actor: Option<&str>) -> ResolveOutcome {
+        let mut answer = Resolution::new(request_id.clone(), approved);
+        if let Some(actor) = actor {
+            answer = answer.actor(actor);
+        }
+        self.resolve_with(&answer)
+    }
+
+    /// Answers with everything a [`Resolution`] carries: actor, the digest the approver was shown, a note.
+    /// A store error gives [`ResolveOutcome::Unavailable`] (nothing decided).
+    pub fn resolve_with(&self, resolution: &Resolution) -> ResolveOutcome {
+        self.inner
+            .store
+            .resolve(resolution)
+            .unwrap_or(ResolveOutcome::Unavailable)
+    }
+
+    /// Whether a call of `tool` would be gated by this guard, and with what risk.
+    pub fn risk_of(&self, tool: &str) -> Option<Risk> {
+        self.inner.risk_of(tool)
+    }
+
+    /// The store parked requests are kept in.
+    pub fn store(&self) -> &Arc<dyn ApprovalStore> {
+        &self.inner.store
+    }
+
+    /// The timeout given to each gated call.
+    pub fn timeout(&self) -> Duration {
+        self.inner.timeout
+    }
+}

@@ -1,0 +1,287 @@
+//! The one decision core every entry point shares.
+//!
+//! [`start`](Inner::start) classifies the call: a safe one is audited and allowed at once; a gated one has its params
+//! frozen into a request ([`Parked`]). The approver is then asked (blocking or async, `ask.rs`), and
+//! [`conclude`](Inner::conclude) rechecks the arguments, writes the audit line and hands out the [`Approval`] only if
+//! the call may run. `decide_blocking` and `decide` are the sync and async paths through these same steps.
+
+use std::time::{Instant, SystemTime};
+
+use serde_json::{json, Value};
+
+use super::{approval, AgentGuard, Approval, Gating, Inner, Recheck};
+use crate::approver::{self, Approver, Notifier, Verdict};
+use crate::audit::{AuditDecision, AuditRecord};
+use crate::params::{canonical_json, FrozenParams, ParamsDigest};
+use crate::request::{ActionDenied, ApprovalRequest, DenyReason, RequestId, ToolCall};
+use agentguard_classify::{classify, normalize_name, Risk};
+
+/// A gated call between its request and its verdict.
+pub(crate) struct Parked {
+    pub(super) request: ApprovalRequest,
+    /// The frozen params (not redacted): what runs if approved.
+    params: Value,
+    /// The deadline on the monotonic clock.
+    pub(super) until: Instant,
+}
+
+/// Where a call stands after [`Inner::start`].
+enum Start {
+    /// Safe: nobody is asked.
+    Allowed(Approval),
+    /// Gated: the request waits for a verdict.
+    Ask(Parked),
+}
+
+/// An async approval with its verdict in, before the params are checked again and the verdict recorded.
+#[cfg(feature = "tokio")]
+pub(crate) enum Decided<'g> {
+    Allowed(Approval),
+    Parked(&'g Inner, Parked, Verdict),
+}
+
+#[cfg(feature = "tokio")]
+impl Decided<'_> {
+    /// Checks the params again (if `recheck` is given), records the verdict, and hands out the approval.
+    pub(crate) fn finish(self, recheck: Option<&Recheck<'_>>) -> Result<Approval, ActionDenied> {
+        match self {
+            Decided::Allowed(approval) => Ok(approval),
+            Decided::Parked(inner, parked, verdict) => inner.conclude(parked, verdict, recheck),
+        }
+    }
+}
+
+impl AgentGuard {
+    /// The blocking path: decides `call` and returns the approval if it may run. `recheck` rebuilds the params after
+    /// approval to catch a change behind the approver's back.
+    pub(crate) fn decide_blocking(
+        &self,
+        call: ToolCall,
+        gate: Gating,
+        recheck: Option<&Recheck<'_>>,
+    ) -> Result<Approval, ActionDenied> {
+        let inner = &*self.inner;
+        match inner.start(call, gate)? {
+            Start::Allowed(approval) => Ok(approval),
+            Start::Ask(parked) => {
+                let verdict = inner.ask_blocking(&parked);
+                inner.conclude(parked, verdict, recheck)
+            }
+        }
+    }
+
+    /// The async path: everything up to the verdict. The recheck happens in [`Decided::finish`], so the (possibly
+    /// non-`Sync`) recheck closure is never held across an await.
+    #[cfg(feature = "tokio")]
+    pub(crate) async fn decide(&self, call: ToolCall, gate: Gating) -> Result<Decided<'_>, ActionDenied> {
+        let inner = &*self.inner;
+        match inner.start(call, gate)? {
+            Start::Allowed(approval) => Ok(Decided::Allowed(approval)),
+            Start::Ask(parked) => {
+                let verdict = inner.ask(&parked).await;
+                Ok(Decided::Parked(inner, parked, verdict))
+            }
+        }
+    }
+}
+
+impl Inner {
+    /// The risk a call is gated with, or `None` when it runs without asking.
+    pub(super) fn gate_risk(&self, tool: &str, gate: Gating) -> Option<Risk> {
+        match gate {
+            Gating::Auto => self.risk_of(tool),
+            Gating::Always(risk) => Some(risk),
+            Gating::Never => None,
+        }
+    }
+
+    /// The guard's rules for a name: `dangerous_tools`, then `safe_tools`, then [`classify`].
+    pub(super) fn risk_of(&self, tool: &str) -> Option<Risk> {
+        if self.dangerous.is_empty() && self.safe.is_empty() {
+            return classify(tool);
+        }
+        // Lists match names in any case or separator style, like classify does: `loyaltyBonus` is `loyalty_bonus`.
+        let name = normalize_name(tool);
+        if self.dangerous.contains(&name) {
+            return Some(classify(tool).unwrap_or(Risk::ManuallyFlagged));
+        }
+        if self.safe.contains(&name) {
+            return None;
+        }
+        classify(tool)
+    }
+
+    /// The first step of every decision: a safe call is audited and allowed; a gated one is frozen into a request.
+    fn start(&self, call: ToolCall, gate: Gating) -> Result<Start, ActionDenied> {
+        match self.gate_risk(&call.name, gate) {
+            None => {
+                self.record_allowed(&call);
+                Ok(Start::Allowed(approval::unasked(call.name, call.params)))
+            }
+            Some(risk) => self.prepare(call, risk).map(Start::Ask),
+        }
+    }
+
+    /// Audits a call that runs without asking. An audit failure does not stop a safe call (only gated calls fail
+    /// closed on it); it is reported on stderr.
+    fn record_allowed(&self, call: &ToolCall) {
+        let Some(audit) = &self.audit else { return };
+        // Digest from the canonical text; no copy of the params is made.
+        let digest = canonical_json(&call.params, self.max_params_bytes).map(|text| ParamsDigest::of(text.as_bytes()));
+        let shown = match &digest {
+            Some(_) => self.redactor.redact_with(&call.params, &call.redact),
+            None => too_large_note(self.max_params_bytes),
+        };
+        let mut rec = AuditRecord::of_call(call, AuditDecision::Allowed);
+        rec.params = Some(&shown);
+        rec.params_digest = digest.as_ref();
+        if !self.safe.is_empty() && self.safe.contains(&normalize_name(&call.name)) {
+            rec.detail = Some("listed in safe_tools");
+        }
+        if let Err(e) = audit.record(&rec) {
+            eprintln!("agentguard: audit record for safe call {:?} failed: {e}", call.name);
+        }
+    }
+
+    /// Freezes the params and builds the request; denies (and audits) params over the size limit.
+    fn prepare(&self, mut call: ToolCall, risk: Risk) -> Result<Parked, ActionDenied> {
+        let params = std::mem::take(&mut call.params); // moved into the snapshot, not copied
+        let frozen = match FrozenParams::freeze(params, self.max_params_bytes) {
+            Ok(f) => f,
+            Err(too_large) => {
+                let detail = too_large.to_string();
+                if let Some(audit) = &self.audit {
+                    let note = too_large_note(self.max_params_bytes);
+                    let mut rec = AuditRecord::of_call(&call, AuditDecision::Blocked);
+                    rec.reason = Some(DenyReason::ParamsTooLarge.as_str());
+                    rec.risk = Some(risk);
+                    rec.params = Some(&note);
+                    rec.detail = Some(&detail);
+                    let _ = audit.record(&rec);
+                }
+                return Err(ActionDenied::new(DenyReason::ParamsTooLarge, call.name).with_detail(Some(detail)));
+            }
+        };
+        let ToolCall {
+            name,
+            agent_id,
+            session_id,
+            reason,
+            redact,
+            ..
+        } = call;
+        let now = SystemTime::now();
+        let until = Instant::now() + self.timeout;
+        let shown = self.redactor.redact_with(frozen.value(), &redact);
+        let digest = frozen.digest().clone();
+        let request = ApprovalRequest::new(
+            RequestId::new(),
+            name,
+            shown,
+            digest,
+            risk,
+            reason,
+            agent_id,
+            session_id,
+            now,
+            now + self.timeout,
+        );
+        Ok(Parked {
+            request,
+            params: frozen.into_value(),
+            until,
+        })
+    }
+
+    /// The last step of every gated decision: checks the params again if asked, records the verdict, and returns the
+    /// approval only if the call may run (a gated call whose audit line cannot be written does not run).
+    pub(super) fn conclude(
+        &self,
+        parked: Parked,
+        verdict: Verdict,
+        recheck: Option<&Recheck<'_>>,
+    ) -> Result<Approval, ActionDenied> {
+        let verdict = match (verdict, recheck) {
+            (Verdict::Approved { actor }, Some(recheck)) => match params_unchanged(&parked, recheck) {
+                Ok(()) => Verdict::Approved { actor },
+                Err(detail) => Verdict::Denied {
+                    reason: DenyReason::ParamsChanged,
+                    actor,
+                    detail: Some(detail),
+                },
+            },
+            (verdict, _) => verdict,
+        };
+        let req = &parked.request;
+        let written = match &self.audit {
+            None => Ok(()),
+            Some(audit) => {
+                let mut rec = AuditRecord::of_request(req, verdict.audit_decision());
+                if let Verdict::Denied { reason, detail, .. } = &verdict {
+                    rec.reason = Some(reason.as_str());
+                    rec.detail = detail.as_deref();
+                }
+                rec.actor = verdict.actor();
+                audit.record(&rec)
+            }
+        };
+        let denied = |reason: DenyReason, detail: Option<String>| {
+            ActionDenied::new(reason, req.tool())
+                .with_request(Some(req.request_id().clone()))
+                .with_detail(detail)
+        };
+        match (verdict, written) {
+            (Verdict::Approved { actor }, Ok(())) => {
+                let id = req.request_id().clone();
+                let digest = req.params_digest().clone();
+                let parked_in_store = matches!(self.approver, Approver::External { .. });
+                Ok(approval::asked(
+                    parked.request.into_tool(),
+                    parked.params,
+                    id,
+                    digest,
+                    actor,
+                    parked_in_store,
+                ))
+            }
+            (Verdict::Approved { .. }, Err(e)) => Err(denied(
+                DenyReason::AuditUnavailable,
+                Some(format!(
+                    "the approved call was not run because its audit record failed: {e}"
+                )),
+            )),
+            (Verdict::Denied { reason, detail, .. }, _) => Err(denied(reason, detail)),
+        }
+    }
+
+    /// Tells the external mode's `on_request` about a parked request; a panic in it is audited, not propagated.
+    pub(super) fn notify(&self, notifier: Option<&Notifier>, request: &ApprovalRequest) {
+        let Some(notifier) = notifier else { return };
+        if let Err(panic) = approver::call_notifier(notifier, request) {
+            let detail = format!("on_request panicked: {panic}");
+            let Some(audit) = &self.audit else { return };
+            let mut rec = AuditRecord::of_request(request, AuditDecision::NotifierError);
+            rec.event = "notifier";
+            rec.params = None;
+            rec.detail = Some(&detail);
+            if let Err(e) = audit.record(&rec) {
+                eprintln!("agentguard: {detail}; and its audit record failed: {e}");
+            }
+        }
+    }
+}
+
+fn params_unchanged(parked: &Parked, recheck: &Recheck<'_>) -> Result<(), String> {
+    let now = recheck().map_err(|e| format!("the arguments could not be serialized again after approval: {e}"))?;
+    let same = canonical_json(&now, usize::MAX)
+        .is_some_and(|text| ParamsDigest::of(text.as_bytes()) == *parked.request.params_digest());
+    if same {
+        Ok(())
+    } else {
+        Err("the arguments changed after they were shown to the approver; nothing ran".to_owned())
+    }
+}
+
+fn too_large_note(limit: usize) -> Value {
+    json!({ "omitted": format!("params larger than {limit} bytes are not recorded") })
+}

@@ -1,0 +1,23 @@
+//! The guard: [`AgentGuard`] and how it is configured ([`GuardBuilder`], the approval [`mode`]s, [`Gating`]), and
+//! the process-wide guard ([`installed`], [`AlreadyInstalled`]).
+//!
+//! Every entry point (`execute`, `aexecute`, `dispatch`, the macros' expansion) goes through one decision core
+//! (`decide.rs`): classify the call, audit a safe one, freeze a gated one's params, ask (blocking or async, `ask.rs`,
+//! waiting on the store in `wait.rs`), record the verdict; then one ending runs the allowed code and records how it
+//! ended (`approval.rs`).
+
+pub(crate) mod agent;
+pub(crate) mod approval;
+mod ask;
+mod builder;
+mod decide;
+pub(crate) mod global;
+mod wait;
+
+pub use agent::Gating;
+pub(crate) use agent::{AgentGuard, Inner, Recheck};
+pub(crate) use approval::Approval;
+pub use builder::{mode, GuardBuilder, DEFAULT_TIMEOUT, MAX_TIMEOUT};
+#[cfg(feature = "tokio")]
+pub(crate) use decide::Decided;
+pub use global::{installed, AlreadyInstalled};

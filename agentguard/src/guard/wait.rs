@@ -1,0 +1,121 @@
+//! The external mode: park the request in the store, tell `on_request`, and wait for an answer or the deadline —
+//! blocking ([`Inner::park_blocking_anywhere`]) or as a future ([`Inner::park_async`]).
+
+use super::decide::Parked;
+use super::Inner;
+use crate::approver::{Notifier, Verdict};
+use crate::request::{DenyReason, RequestId};
+use crate::store::{Decision, RequestState, StoreError};
+
+impl Inner {
+    /// Parks from blocking code. Inside a tokio runtime, a blocked worker could be the one that would run the
+    /// `resolve`: on a multi-thread runtime the wait moves off the worker (`block_in_place`); on a current-thread
+    /// runtime it cannot, so the call is denied with advice instead of deadlocking until its deadline.
+    pub(super) fn park_blocking_anywhere(&self, parked: &Parked, notifier: Option<&Notifier>) -> Verdict {
+        #[cfg(feature = "tokio")]
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            return match handle.runtime_flavor() {
+                tokio::runtime::RuntimeFlavor::MultiThread => {
+                    tokio::task::block_in_place(|| self.park_blocking(parked, notifier))
+                }
+                _ => Verdict::deny(
+                    DenyReason::ApproverFailed,
+                    "the blocking execute() of an external guard was called on a current-thread tokio runtime, \
+                     where waiting would block the task that answers it; use aexecute().await"
+                        .to_owned(),
+                ),
+            };
+        }
+        self.park_blocking(parked, notifier)
+    }
+
+    fn park_blocking(&self, parked: &Parked, notifier: Option<&Notifier>) -> Verdict {
+        let id = parked.request.request_id();
+        if let Err(e) = self.store.insert(&parked.request) {
+            return store_down(e);
+        }
+        self.notify(notifier, &parked.request);
+        let decision = match self.store.wait_blocking(id, parked.until) {
+            Ok(Some(decision)) => Ok(Some(decision)),
+            Ok(None) => self.store.expire(id),
+            Err(e) => {
+                let _ = self.store.expire(id);
+                return store_down(e);
+            }
+        };
+        self.verdict_of(id, decision)
+    }
+
+    /// Parks as a future: woken by the store's answer or by a tokio timer at the deadline. Dropping it while parked
+    /// abandons the request, so it can never run later.
+    #[cfg(feature = "tokio")]
+    pub(super) async fn park_async(&self, parked: &Parked, notifier: Option<&Notifier>) -> Verdict {
+        let id = parked.request.request_id();
+        if let Err(e) = self.store.insert(&parked.request) {
+            return store_down(e);
+        }
+        // From here on, a dropped future must not leave a request that could still be approved.
+        let mut expire_on_drop = ExpireOnDrop {
+            store: &*self.store,
+            id,
+            armed: true,
+        };
+        self.notify(notifier, &parked.request);
+        let decision = match tokio::time::timeout_at(parked.until.into(), self.store.wait(id)).await {
+            Ok(Ok(decision)) => Ok(Some(decision)),
+            Ok(Err(e)) => return store_down(e), // expire_on_drop expires it
+            Err(_elapsed) => self.store.expire(id),
+        };
+        expire_on_drop.armed = false;
+        self.verdict_of(id, decision)
+    }
+
+    /// Turns a store decision into a verdict, claiming an approval so it runs at most once.
+    fn verdict_of(&self, id: &RequestId, decision: Result<Option<Decision>, StoreError>) -> Verdict {
+        let decision = match decision {
+            Ok(Some(d)) => d,
+            Ok(None) => {
+                return Verdict::deny(
+                    DenyReason::StoreUnavailable,
+                    format!("request {id} vanished from the store while parked"),
+                )
+            }
+            Err(e) => return store_down(e),
+        };
+        match decision.state {
+            RequestState::Approved => match self.store.claim(id) {
+                Ok(true) => Verdict::Approved { actor: decision.actor },
+                Ok(false) => Verdict::deny(DenyReason::AlreadyExecuted, None),
+                Err(e) => store_down(e),
+            },
+            RequestState::Denied => Verdict::Denied {
+                reason: DenyReason::UserDenied,
+                actor: decision.actor,
+                detail: decision.note,
+            },
+            RequestState::Executed => Verdict::deny(DenyReason::AlreadyExecuted, None),
+            RequestState::Expired | RequestState::Pending => Verdict::deny(DenyReason::ApprovalTimeout, None),
+        }
+    }
+}
+
+fn store_down(e: StoreError) -> Verdict {
+    Verdict::deny(DenyReason::StoreUnavailable, e.to_string())
+}
+
+/// Abandons a parked request when the future waiting for it is dropped.
+#[cfg(feature = "tokio")]
+struct ExpireOnDrop<'a> {
+    store: &'a dyn crate::store::ApprovalStore,
+    id: &'a RequestId,
+    armed: bool,
+}
+
+#[cfg(feature = "tokio")]
+impl Drop for ExpireOnDrop<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = self.store.abandon(self.id);
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! Where parked requests wait: the [`ApprovalStore`] trait and its stores — [`InMemoryStore`] (the default),
+//! `SqliteStore` (feature `sqlite`) and `PostgresStore` (feature `postgres`) — opened from a URL with
+//! [`open_store`] / [`StoreUrl`].
+
+mod memory;
+#[cfg(feature = "postgres")]
+pub(crate) mod postgres;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+mod url;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::request::{ApprovalRequest, RequestId, Resolution, ResolveOutcome};
+
+pub use memory::{InMemoryStore, DEFAULT_RETENTION};
+#[cfg(feature = "postgres")]
+pub use postgres::{PostgresStore, POSTGRES_POLL_FALLBACK, POSTGRES_SCHEMA_VERSION};
+#[cfg(feature = "sqlite")]
+pub use sqlite::{SqliteStore, SQLITE_MAX_POLL, SQLITE_SCHEMA_VERSION};
+pub use url::{open_store, StoreUrl};
+
+/// Where a request is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum RequestState {
+    /// Waiting for an answer.
+    Pending,
+    /// Approved; not yet claimed for execution.
+    Approved,
+    /// Denied by a person.
+    Denied,
+    /// The deadline passed with no answer (or the waiter went away); it will never run.
+    Expired,
+    /// Approved and claimed by the waiting agent: its executor has been started, once.
+    Executed,
+}
+
+impl RequestState {
+    /// The snake_case name: `pending`, `approved`, `denied`, `expired`, `executed`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RequestState::Pending => "pending",
+            RequestState::Approved => "approved",
+            RequestState::Denied => "denied",
+            RequestState::Expired => "expired",
+            RequestState::Executed => "executed",
+        }
+    }
+
+    /// The state named by [`as_str`](Self::as_str), or `None`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [
+            RequestState::Pending,
+            RequestState::Approved,
+            RequestState::Denied,
+            RequestState::Expired,
+            RequestState::Executed,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == name)
+    }
+
+    /// `true` for every state but [`Pending`](Self::Pending).
+    pub fn is_final(self) -> bool {
+        self != RequestState::Pending
+    }
+}
+
+/// The decision recorded for a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    /// The state.
+    pub state: RequestState,
+    /// Who decided, if known.
+    pub actor: Option<String>,
+    /// The decider's note.
+    pub note: Option<String>,
+}
+
+impl Decision {
+    pub(crate) fn of(state: RequestState) -> Self {
+        Decision {
+            state,
+            actor: None,
+            note: None,
+        }
+    }
+}
+
+/// A request and what became of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredRequest {
+    /// The request as parked (params redacted).
+    pub request: ApprovalRequest,
+    /// Its decision so far.
+    pub decision: Decision,
+    /// How its execution ended, once an executed request's executor returned (`ok`) or panicked (`error: …`).
+    #[serde(default)]
+    pub outcome: Option<String>,
+}
+
+/// How the executor of an approved request ended, recorded by [`ApprovalStore::finish`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecOutcome {
+    /// The executor returned (whatever value it returned: agentguard cannot see inside it).
+    Ok,
+    /// The executor panicked.
+    Error(String),
+}
+
+impl ExecOutcome {
+    /// `ok`, or `error: <message>`.
+    pub fn to_text(&self) -> String {
+        match self {
+            ExecOutcome::Ok => "ok".to_owned(),
+            ExecOutcome::Error(e) => format!("error: {e}"),
+        }
+    }
+}
+
+/// The store could not do what was asked. Gated calls fail closed on it (`store_unavailable`).
+#[derive(Debug)]
+pub struct StoreError {
+    message: String,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl StoreError {
+    /// An error with a message saying what failed and what to do.
+    pub fn new(message: impl Into<String>) -> Self {
+        StoreError {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// An error caused by `source`.
+    pub fn with_source(message: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        StoreError {
+            message: message.into(),
+            source: Some(Box::new(source)),
+        }
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.source {
+            Some(source) => write!(f, "{}: {}", self.message, source),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// A future returned by [`ApprovalStore::wait`].
+pub type WaitFuture<'a> = Pin<Box<dyn Future<Output = Result<Decision, StoreError>> + Send + 'a>>;
+
+/// A future returned by [`ApprovalStore::changed`]: it completes at the next change to the store's requests.
+pub type ChangeFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// Storage for parked approval requests.
+///
+/// The guard parks a request with [`insert`](Self::insert), waits with [`wait`](Self::wait) (async) or
+/// [`wait_blocking`](Self::wait_blocking), and on its deadline calls [`expire`](Self::expire). Answers arrive through
+/// [`resolve`](Self::resolve), possibly from another process. Each store brings its own wake-up: the in-memory store
+/// wakes waiters directly; a database store may use notifications or polling. The guard owns the deadline: `wait`
+/// need not time out by itself, the guard drops it when the deadline passes.
+///
+/// Implementations must make decisions atomic: of concurrent `resolve` and `expire` calls on one pending request,
+/// exactly one changes it, and the others see its final state. A `resolve` that arrives after the request's deadline
+/// must not approve it: it returns [`ResolveOutcome::Expired`] (and marks the request expired).
+pub trait ApprovalStore: Send + Sync + fmt::Debug + 'static {
+    /// Parks a new pending request.
+    fn insert(&self, request: &ApprovalRequest) -> Result<(), StoreError>;
+
+    /// Answers a request. First answer wins: [`Resolved`](ResolveOutcome::Resolved) once, then
+    /// [`AlreadyResolved`](ResolveOutcome::AlreadyResolved); [`Unknown`](ResolveOutcome::Unknown),
+    /// [`Expired`](ResolveOutcome::Expired), or [`DigestMismatch`](ResolveOutcome::DigestMismatch) (nothing decided)
+    /// otherwise.
+    fn resolve(&self, resolution: &Resolution) -> Result<ResolveOutcome, StoreError>;
+
+    /// Marks a still-pending request expired and returns the request's final decision (which may be an approval or
+    /// denial that won the race). `None` for an unknown id.
+    fn expire(&self, id: &RequestId) -> Result<Option<Decision>, StoreError>;
+
+    /// The waiter of a request went away (its future was dropped): a request that is pending, or approved but not
+    /// yet claimed, becomes [`Expired`](RequestState::Expired) so it can never run. The default calls
+    /// [`expire`](Self::expire); stores that keep unclaimed approvals should override it.
+    fn abandon(&self, id: &RequestId) -> Result<(), StoreError> {
+        self.expire(id).map(|_| ())
+    }
+
+    /// Claims an approved request for execution: `true` exactly once per request (it becomes
+    /// [`Executed`](RequestState::Executed)), `false` for any other state or a second claim.
+    fn claim(&self, id: &RequestId) -> Result<bool, StoreError>;
+
+    /// Records how the executor of a claimed request ended. The default records nothing (the in-memory store keeps
+    /// only the `executed` state); durable stores keep it for `show`.
+    fn finish(&self, id: &RequestId, outcome: &ExecOutcome) -> Result<(), StoreError> {
+        let _ = (id, outcome);
+        Ok(())
+    }
+
+    /// A request and its decision.
+    fn get(&self, id: &RequestId) -> Result<Option<StoredRequest>, StoreError>;
+
+    /// The requests still waiting for an answer, oldest first. Requests past their deadline are not listed.
+    fn pending(&self) -> Result<Vec<ApprovalRequest>, StoreError>;
+
+    /// Waits until the request is no longer pending and returns its decision. Returns at once if it is decided
+    /// already; an unknown id is an error.
+    fn wait<'a>(&'a self, id: &'a RequestId) -> WaitFuture<'a>;
+
+    /// Blocks the calling thread until the request is no longer pending (`Some`) or `until` passes (`None`).
+    fn wait_blocking(&self, id: &RequestId, until: Instant) -> Result<Option<Decision>, StoreError>;
+
+    /// A future that completes at the next change to this store's requests (one parked, decided or expired), for
+    /// watchers such as the approval page's event stream, which then read [`pending`](Self::pending) again. Take it
+    /// *before* reading, so a change in between is not missed. It may also complete spuriously.
+    ///
+    /// `None` (the default) means the store cannot tell (e.g. the change happened in another process); watchers then
+    /// poll. The in-memory store can tell.
+    fn changed(&self) -> Option<ChangeFuture> {
+        None
+    }
+}
