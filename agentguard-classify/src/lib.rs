@@ -5,6 +5,11 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod hidden;
+mod hidden_table;
+
+pub use hidden::{escape_hidden, hidden_js_class, is_hidden};
+
 use std::fmt;
 use std::str::FromStr;
 

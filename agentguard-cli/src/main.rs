@@ -22,8 +22,25 @@ use agentguard::audit::{default_log_path, VerifyError, VerifyReport};
 use agentguard::http::{ApprovalApi, MIN_TOKEN_LEN};
 use agentguard::params::ParamsDigest;
 use agentguard::store::{ApprovalStore, StoreError, StoreUrl};
+use agentguard::text::{escape_hidden, is_hidden};
 use agentguard::{ApprovalRequest, RequestId, Resolution, ResolveOutcome};
 use clap::{Parser, Subcommand};
+
+/// `println!` that ends the process quietly (exit 0) when stdout is closed, as in `agentguard show ID | head -1`,
+/// instead of panicking on the broken pipe.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        if let Err(e) = writeln!(out, $($arg)*).and_then(|()| out.flush()) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+            eprintln!("agentguard: cannot write to stdout: {e}");
+            std::process::exit(EXIT_ERROR.into());
+        }
+    }};
+}
 
 const EXIT_ERROR: u8 = 1;
 const EXIT_USAGE: u8 = 2;
@@ -271,7 +288,7 @@ fn serve(cli: &Cli, bind: SocketAddr, tokens: &[String], allow_origins: &[String
             );
         }
         // The address line is printed on stdout, flushed, so scripts (and tests) can read where to connect.
-        println!("serving the approval page at http://{addr}/agentguard/ over {url}");
+        outln!("serving the approval page at http://{addr}/agentguard/ over {url}");
         let _ = std::io::stdout().flush();
         axum::serve(listener, app)
             .await
@@ -307,8 +324,31 @@ fn store_error(e: StoreError) -> Failure {
     fail(EXIT_STORE, format!("store unreachable: {e}"))
 }
 
+/// Prints JSON with every hidden character (bidi controls, zero-width, tags, …) written as a `\uXXXX` escape: the
+/// same data for a program, nothing that reorders or hides text on a terminal.
 fn print_json(value: &impl serde::Serialize) {
-    println!("{}", serde_json::to_string(value).unwrap_or_default());
+    let text = serde_json::to_string(value).unwrap_or_default();
+    outln!("{}", json_escape_hidden(&text));
+}
+
+fn json_escape_hidden(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if is_hidden(c) {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Text from the agent or the model, as the CLI shows it: hidden characters as visible `\u{…}` marks.
+fn shown(text: &str) -> String {
+    escape_hidden(text).into_owned()
 }
 
 fn left(req: &ApprovalRequest) -> String {
@@ -322,25 +362,29 @@ fn pending(cli: &Cli, store: &dyn ApprovalStore) -> Result<(), Failure> {
         return Ok(());
     }
     if list.is_empty() {
-        println!("no pending requests");
+        outln!("no pending requests");
         return Ok(());
     }
-    println!(
+    outln!(
         "{:<36}  {:<20}  {:<16}  {:<12}  {:>6}  PARAMS",
-        "REQUEST", "TOOL", "RISK", "AGENT", "LEFT"
+        "REQUEST",
+        "TOOL",
+        "RISK",
+        "AGENT",
+        "LEFT"
     );
     for req in &list {
         let risk = req.risk().key();
-        let mut params = req.params().to_string();
+        let mut params = shown(&req.params().to_string());
         if params.chars().count() > 60 {
             params = params.chars().take(57).collect::<String>() + "...";
         }
-        println!(
+        outln!(
             "{:<36}  {:<20}  {:<16}  {:<12}  {:>6}  {params}",
             req.request_id(),
-            req.tool(),
+            shown(req.tool()),
             risk,
-            req.agent_id().unwrap_or("-"),
+            shown(req.agent_id().unwrap_or("-")),
             left(req)
         );
     }
@@ -378,7 +422,15 @@ fn show(cli: &Cli, store: &dyn ApprovalStore, id: &RequestId) -> Result<(), Fail
         ),
     ];
     for (k, v) in rows {
-        println!("{k:<10}: {v}");
+        // Every value may hold what the model wrote: an escape sequence or a newline must not redraw or fake the
+        // lines around it. Only the pretty-printed params span lines, and their newlines are serde_json's own
+        // (a newline inside a string is written as `\n`).
+        let v = if k == "Parameters" {
+            v.split('\n').map(shown).collect::<Vec<_>>().join("\n")
+        } else {
+            shown(&v)
+        };
+        outln!("{k:<10}: {v}");
     }
     Ok(())
 }
@@ -395,7 +447,7 @@ fn answer_request(cli: &Cli, store: &dyn ApprovalStore, answer: &Resolution) -> 
         ResolveOutcome::Resolved => {
             if !cli.json {
                 let verb = if answer.is_approval() { "approved" } else { "denied" };
-                println!("{verb} {id}");
+                outln!("{verb} {id}");
             }
             return Ok(());
         }
@@ -412,7 +464,7 @@ fn answer_request(cli: &Cli, store: &dyn ApprovalStore, answer: &Resolution) -> 
 fn watch(cli: &Cli, store: &dyn ApprovalStore, interval: Duration) -> Result<(), Failure> {
     let mut known: BTreeMap<RequestId, ApprovalRequest> = BTreeMap::new();
     if !cli.json {
-        println!("watching for requests (Ctrl-C to stop)");
+        outln!("watching for requests (Ctrl-C to stop)");
     }
     loop {
         let now: BTreeMap<RequestId, ApprovalRequest> = store
@@ -426,11 +478,11 @@ fn watch(cli: &Cli, store: &dyn ApprovalStore, interval: Duration) -> Result<(),
                 if cli.json {
                     print_json(&serde_json::json!({"event": "parked", "request": req}));
                 } else {
-                    println!(
+                    outln!(
                         "+ parked   {id}  {}  {}  {}",
-                        req.tool(),
+                        shown(req.tool()),
                         req.risk().key(),
-                        req.params()
+                        shown(&req.params().to_string())
                     );
                 }
             }
@@ -443,7 +495,7 @@ fn watch(cli: &Cli, store: &dyn ApprovalStore, interval: Duration) -> Result<(),
             if cli.json {
                 print_json(&serde_json::json!({"event": state, "request_id": id}));
             } else {
-                println!("- {state:<8} {id}");
+                outln!("- {state:<8} {id}");
             }
         }
         known = now;
@@ -482,7 +534,7 @@ fn report_verify(cli: &Cli, result: Result<VerifyReport, VerifyError>) -> Result
                     "last_seq": report.last_seq, "files": report.files,
                 }));
             } else {
-                println!(
+                outln!(
                     "chain intact: {} lines (seq {}..{}) in {} file(s)",
                     report.lines,
                     report.first_seq.unwrap_or(0),

@@ -481,3 +481,126 @@ fn a_store_password_is_masked_in_messages_and_help() {
         .unwrap();
     assert!(!text(&out).0.contains("hunter2-secret"));
 }
+
+/// Parks one call whose reason, agent and params carry what a model could write to fake the display.
+fn hostile_agent(
+    db: &Path,
+) -> (
+    ApprovalRequest,
+    std::thread::JoinHandle<Result<&'static str, agentguard::ActionDenied>>,
+) {
+    let (tx, rx) = mpsc::channel();
+    let guard = AgentGuard::external()
+        .store(SqliteStore::open(db).unwrap())
+        .on_request(move |req| {
+            let _ = tx.send(req.clone());
+        })
+        .timeout(Duration::from_secs(30))
+        .no_audit()
+        .build();
+    let handle = std::thread::spawn(move || {
+        guard.execute(
+            ToolCall::new(
+                "delete_file",
+                json!({"path": "report\u{202E}fdp.exe", "note": "a\u{E0041}\u{FE0F}b"}),
+            )
+            .agent_id("bot\u{1b}[31m")
+            .reason("\x1b[2A\r\x1b[2KTool      : read_file\u{2066}"),
+            |_, _| "ran",
+        )
+    });
+    (rx.recv_timeout(Duration::from_secs(30)).unwrap(), handle)
+}
+
+fn assert_no_raw_hidden(what: &str, out: &str) {
+    for c in out.chars() {
+        assert!(
+            c == '\n' || !agentguard::text::is_hidden(c),
+            "{what} printed U+{:04X} raw:\n{out}",
+            c as u32
+        );
+    }
+}
+
+#[test]
+fn show_pending_and_watch_never_print_the_models_escape_sequences_or_bidi_controls() {
+    let (_d, db) = db();
+    let mut watch = Command::new(BIN)
+        .arg("--store")
+        .arg(format!("sqlite:{}", db.display()))
+        .args(["watch", "--interval-ms", "20"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    SqliteStore::open(&db).unwrap();
+    let (req, agent) = hostile_agent(&db);
+    let id = req.request_id().as_str();
+
+    let (shown, _) = text(&cli(&db, &["show", id]));
+    assert_no_raw_hidden("show", &shown);
+    assert!(shown.contains("Tool      : delete_file"), "{shown}");
+    assert_eq!(
+        shown.lines().filter(|l| l.starts_with("Tool")).count(),
+        1,
+        "no second Tool line can be faked:\n{shown}"
+    );
+    assert!(
+        shown.contains("\\u{001B}[2A\\u{000D}\\u{001B}[2KTool      : read_file\\u{2066}"),
+        "the reason is shown with visible marks:\n{shown}"
+    );
+    assert!(
+        shown.contains("report\\u{202E}fdp.exe") && shown.contains("a\\u{E0041}\\u{FE0F}b"),
+        "{shown}"
+    );
+
+    let (table, _) = text(&cli(&db, &["pending"]));
+    assert_no_raw_hidden("pending", &table);
+    assert!(table.contains("bot\\u{001B}[31m"), "{table}");
+
+    for args in [&["pending", "--json"][..], &["show", id, "--json"][..]] {
+        let (json_text, _) = text(&cli(&db, args));
+        assert_no_raw_hidden("--json", &json_text);
+        // The same data for a program: the escapes are JSON's own.
+        let v: Value = serde_json::from_str(&json_text).unwrap();
+        let params = if args[0] == "pending" {
+            &v[0]["params"]
+        } else {
+            &v["request"]["params"]
+        };
+        assert_eq!(params["path"], "report\u{202E}fdp.exe");
+    }
+
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(watch.stdout.take().unwrap()));
+    let _header = lines.next().unwrap().unwrap();
+    let parked = lines.next().unwrap().unwrap();
+    assert_no_raw_hidden("watch", &parked);
+    assert!(parked.contains("report\\u{202E}fdp.exe"), "{parked}");
+    watch.kill().unwrap();
+    watch.wait().unwrap();
+
+    cli(&db, &["deny", id]);
+    agent.join().unwrap().unwrap_err();
+}
+
+#[test]
+fn a_closed_stdout_ends_the_command_quietly_instead_of_panicking() {
+    let (_d, db) = db();
+    let (req, agent) = agent(&db, Duration::from_secs(30));
+    for args in [&["show", req.request_id().as_str()][..], &["pending"][..]] {
+        // `agentguard show ID | head -0`: the reader is gone before the first line is written.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = Command::new(BIN)
+            .arg("--store")
+            .arg(format!("sqlite:{}", db.display()))
+            .args(args)
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {:?}", text(&out));
+        assert!(out.stderr.is_empty(), "{args:?}: {}", text(&out).1);
+    }
+    cli(&db, &["deny", req.request_id().as_str()]);
+    agent.join().unwrap().unwrap_err();
+}

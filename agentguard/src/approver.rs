@@ -329,24 +329,8 @@ pub(crate) fn render_box(request: &ApprovalRequest) -> String {
     s
 }
 
-/// Control characters in agent-supplied text could move the cursor or fake a prompt, and invisible or
-/// direction-changing format characters (zero-width spaces, bidi overrides) could make the prompt read differently
-/// from what will run: show them all escaped.
+/// Agent-supplied text with every character that could move the cursor, hide or reorder text shown as a visible
+/// `\u{…}` mark: the one definition the CLI and the approval page use too.
 fn sanitize(s: &str) -> String {
-    fn hidden(c: char) -> bool {
-        c.is_control()
-            || matches!(c, '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
-    }
-    if !s.chars().any(hidden) {
-        return s.to_owned();
-    }
-    s.chars()
-        .map(|c| {
-            if hidden(c) {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
+    agentguard_classify::escape_hidden(s).into_owned()
 }

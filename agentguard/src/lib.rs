@@ -45,6 +45,7 @@
 //! | [`guard`] | [`GuardBuilder`](guard::GuardBuilder) and its approval [`mode`](guard::mode)s, [`Gating`](guard::Gating), timeouts, the process-wide guard |
 //! | [`params`] | frozen snapshots, canonical JSON, digests, redaction, size limits |
 //! | [`tool`] | typed tools: dispatching them ([`Dispatch`](tool::Dispatch), [`AsyncDispatch`](tool::AsyncDispatch)), parse errors |
+//! | [`text`] | showing text a model wrote without hidden or reordering characters |
 //! | [`error`] | the parse errors of the root types |
 //! | [`store`] | where parked requests wait: the [`ApprovalStore`](store::ApprovalStore) trait, memory, SQLite, PostgreSQL, store URLs |
 //! | [`audit`] | the hash-chained audit: records, sinks (file, PostgreSQL), [`verify`](audit::verify) |
@@ -69,6 +70,13 @@ pub mod params;
 mod request;
 pub mod store;
 pub mod tool;
+
+/// Showing text a model wrote: characters that hide, reorder or fake text (controls, zero-width and bidi controls, tag
+/// characters, variation selectors, every Default_Ignorable_Code_Point) as visible `\u{…}` marks. The terminal
+/// prompt, the CLI and the approval page all use this one definition.
+pub mod text {
+    pub use agentguard_classify::{escape_hidden, is_hidden};
+}
 
 /// The parse errors of the root types: a request id ([`RequestId`]'s `FromStr`) and a risk label ([`Risk`]'s).
 pub mod error {

@@ -64,8 +64,11 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024;
 /// How often the event stream re-reads a store that cannot signal changes (SQLite, PostgreSQL) by default.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(250);
 
-/// The approval page, compiled into the binary.
-const PAGE: &str = include_str!("page.html");
+/// The approval page, compiled into the binary, with the hidden-character class filled in from the same table the
+/// terminal and the CLI use.
+static PAGE: LazyLock<String> = LazyLock::new(|| {
+    include_str!("page.html").replacen("AGENTGUARD_HIDDEN_CLASS", &agentguard_classify::hidden_js_class(), 1)
+});
 
 /// Configures the approval API and page over a store. Build the axum router with [`router`](Self::router).
 #[derive(Clone)]
@@ -410,8 +413,8 @@ static PAGE_CSP: LazyLock<String> = LazyLock::new(|| {
     format!(
         "default-src 'none'; script-src '{}'; style-src '{}'; connect-src 'self'; img-src 'self' data:; \
          base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
-        inline_hash(PAGE, "script"),
-        inline_hash(PAGE, "style"),
+        inline_hash(&PAGE, "script"),
+        inline_hash(&PAGE, "style"),
     )
 });
 
@@ -442,7 +445,7 @@ async fn page() -> Response {
         (header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
         (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
     ];
-    let mut response = (headers, PAGE).into_response();
+    let mut response = (headers, PAGE.as_str()).into_response();
     if let Ok(csp) = HeaderValue::from_str(&PAGE_CSP) {
         response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, csp);
     }
@@ -477,11 +480,15 @@ mod tests {
                 PAGE.matches(&format!("<{tag}>")).count() == 1,
                 "one inline <{tag}> in page.html"
             );
-            assert!(inline_hash(PAGE, tag).len() > "sha256-".len() + 40);
+            assert!(inline_hash(&PAGE, tag).len() > "sha256-".len() + 40);
         }
         assert!(
             !PAGE.contains("http://") && !PAGE.contains("https://"),
             "the page loads nothing from elsewhere"
+        );
+        assert!(
+            PAGE.contains("const HIDDEN = /[\\u{0}-\\u{1F}") && !PAGE.contains("AGENTGUARD_HIDDEN_CLASS"),
+            "the page's hidden-character class is filled in"
         );
     }
 
