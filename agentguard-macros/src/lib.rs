@@ -12,6 +12,7 @@ use proc_macro::TokenStream;
 mod ctxt;
 mod gate;
 mod tool;
+mod ty;
 
 /// Routes a function through an `AgentGuard`: its arguments are frozen into a params snapshot, a person approves,
 /// and only then does the body run. The return type `R` becomes `Result<R, agentguard::ActionDenied>`.

@@ -3,11 +3,12 @@
 //! own closure so that its `return` and `?` keep their meaning.
 
 use proc_macro2::TokenStream;
-use quote::{quote, quote_spanned, ToTokens};
+use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{ReturnType, Type};
 
 use super::ast::Gated;
+use crate::ty::find_impl_trait;
 
 pub(crate) fn expand(g: &Gated<'_>) -> TokenStream {
     let f = g.original;
@@ -22,12 +23,10 @@ pub(crate) fn expand(g: &Gated<'_>) -> TokenStream {
     };
     let mut sig = f.sig.clone();
     sig.output = syn::parse_quote!(-> ::core::result::Result<#ret, ::agentguard::ActionDenied>);
-    // A closure cannot name an `impl Trait` return type; let inference find it then.
-    let ret_annotation = if mentions_impl_trait(&ret) {
-        quote!()
-    } else {
-        quote!(-> #ret)
-    };
+    // A closure's return type and a turbofish cannot name an `impl Trait`, at the top of the type or nested in it
+    // (`Option<impl Iterator>`); let inference find the type then.
+    let ret_is_opaque = find_impl_trait(&ret).is_some();
+    let ret_annotation = if ret_is_opaque { quote!() } else { quote!(-> #ret) };
 
     let entries = g.args.iter().map(|arg| {
         let ident = arg.ident;
@@ -92,7 +91,7 @@ pub(crate) fn expand(g: &Gated<'_>) -> TokenStream {
     };
     // The body as an async block (not an async closure, whose call would borrow it and make the future `Send` only
     // for `Sync` arguments), typed by `typed_future` so that `?` inside it knows its error type.
-    let async_body = if mentions_impl_trait(&ret) {
+    let async_body = if ret_is_opaque {
         quote!(async move #body)
     } else {
         quote!(::agentguard::__private::typed_future::<#ret, _>(async move #body))
@@ -131,13 +130,6 @@ pub(crate) fn expand(g: &Gated<'_>) -> TokenStream {
             #gated_body
         }
     }
-}
-
-fn mentions_impl_trait(ty: &Type) -> bool {
-    ty.to_token_stream()
-        .into_iter()
-        .any(|t| matches!(&t, proc_macro2::TokenTree::Ident(i) if i == "impl"))
-        || matches!(ty, Type::ImplTrait(_))
 }
 
 pub(crate) fn risk_variant(risk: agentguard_classify::Risk) -> &'static str {
