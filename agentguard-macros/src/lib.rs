@@ -1,14 +1,15 @@
 //! Procedural macros for [agentguard](https://docs.rs/agentguard): `#[gate]` and `#[derive(Tool)]`.
 //!
 //! Use them through the runtime crate (`agentguard::gate`, `agentguard::Tool`), which they expand against with
-//! absolute `::agentguard::…` paths. Each macro is split the same way: `attr` parses the attribute grammar strictly,
-//! `ast` borrows the item and keeps its spans, `valid` checks what the grammar alone cannot, `expand` writes the
-//! code. All errors of one item are reported in one compile, and on error the original item is still emitted so
-//! the user sees one error, not a cascade.
+//! absolute `::agentguard::…` paths. Each macro is split the same way: `attr` declares its options on the one
+//! attribute grammar both share (`attr.rs`), `ast` borrows the item and keeps its spans, `valid` checks what the
+//! grammar alone cannot, `expand` writes the code. All errors of one item are reported in one compile, and on error
+//! the original item is still emitted so the user sees one error, not a cascade.
 #![forbid(unsafe_code)]
 
 use proc_macro::TokenStream;
 
+mod attr;
 mod ctxt;
 mod gate;
 mod tool;

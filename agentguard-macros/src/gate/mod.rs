@@ -5,7 +5,6 @@ mod attr;
 mod expand;
 mod valid;
 
-pub(crate) use attr::{parse_name, parse_risk};
 pub(crate) use expand::risk_variant;
 
 use proc_macro2::TokenStream;

@@ -24,7 +24,6 @@ pub(crate) struct ToolField<'a> {
     pub ident: &'a Ident,
     pub ty: &'a Type,
     pub serde_attrs: Vec<&'a Attribute>,
-    pub original: &'a syn::Field,
 }
 
 /// How a variant is gated, from its options (validated later).
@@ -68,16 +67,18 @@ impl<'a> ToolEnum<'a> {
 
 impl<'a> ToolVariant<'a> {
     fn from_variant(cx: &Ctxt, original: &'a Variant) -> Option<Self> {
-        let options = attr::parse(cx, &original.attrs);
+        let options = attr::parse_variant(cx, &original.attrs);
         let fields = match &original.fields {
             Fields::Named(named) => named
                 .named
                 .iter()
-                .map(|f| ToolField {
-                    ident: f.ident.as_ref().expect("named field"),
-                    ty: &f.ty,
-                    serde_attrs: f.attrs.iter().filter(|a| a.path().is_ident("serde")).collect(),
-                    original: f,
+                .map(|f| {
+                    attr::parse_field(cx, &f.attrs);
+                    ToolField {
+                        ident: f.ident.as_ref().expect("named field"),
+                        ty: &f.ty,
+                        serde_attrs: f.attrs.iter().filter(|a| a.path().is_ident("serde")).collect(),
+                    }
                 })
                 .collect(),
             Fields::Unit => Vec::new(),

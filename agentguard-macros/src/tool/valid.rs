@@ -1,4 +1,4 @@
-//! Checks the grammar alone cannot: conflicting options, duplicate tool names, misplaced `#[tool]`, generics,
+//! Checks the grammar alone cannot: conflicting options, duplicate tool names, `#[tool]` on the enum, generics,
 //! `impl Trait` fields, and field names that clash with the generated handler's arguments.
 
 use std::collections::HashMap;
@@ -56,9 +56,6 @@ pub(crate) fn check(cx: &Ctxt, tools: &ToolEnum<'_>) {
             }
         }
         for f in &v.fields {
-            for attr in f.original.attrs.iter().filter(|a| a.path().is_ident("tool")) {
-                cx.error_spanned_by(attr, "misplaced #[tool(...)]: it goes on a variant, not on a field");
-            }
             if let Some(found) = find_impl_trait(f.ty) {
                 cx.error_spanned_by(
                     found,
