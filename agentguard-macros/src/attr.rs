@@ -3,8 +3,8 @@
 //! against it. Unknown, duplicate and misplaced options, and options written in the wrong shape, are spanned errors
 //! recorded in the [`Ctxt`]; parsing goes on after each one, so every error of an attribute shows in one compile.
 //!
-//! The shapes: a flag (`dangerous`), a string (`name = "..."`), an expression (`guard = <expr>`), and a list of
-//! names (`skip(a, b)`).
+//! The shapes: a flag (`dangerous`), a string (`name = "..."`), an expression (`guard = <expr>`), a path
+//! (`crate = path` or `crate = "path"`), and a list of names (`skip(a, b)`).
 
 use agentguard_classify::Risk;
 use proc_macro2::{Span, TokenStream, TokenTree};
@@ -13,7 +13,7 @@ use syn::ext::IdentExt;
 use syn::meta::ParseNestedMeta;
 use syn::parse::{ParseStream, Parser};
 use syn::punctuated::Punctuated;
-use syn::{Attribute, Expr, Ident, LitStr, Token};
+use syn::{Attribute, Expr, Ident, LitStr, Path, Token};
 
 use crate::ctxt::Ctxt;
 
@@ -33,6 +33,8 @@ pub(crate) enum Syntax {
     Str,
     /// `key = <expr>`
     Expr,
+    /// `key = path` or `key = "path"`
+    Path,
     /// `key(name, ...)`
     List,
 }
@@ -56,6 +58,7 @@ enum Value {
     Flag,
     Str(LitStr),
     Expr(Expr),
+    Path(Path),
     List(Vec<Ident>),
 }
 
@@ -151,6 +154,7 @@ impl Grammar {
             Syntax::Flag if !has_value && !has_list => Ok(Value::Flag),
             Syntax::Str if has_value => meta.value().and_then(|v| v.parse()).map(Value::Str),
             Syntax::Expr if has_value => meta.value().and_then(|v| v.parse()).map(Value::Expr),
+            Syntax::Path if has_value => meta.value().and_then(parse_path).map(Value::Path),
             Syntax::List if has_list => parse_list(meta).map(Value::List),
             _ => {
                 let shape = match opt.syntax {
@@ -222,6 +226,13 @@ impl Given {
         })
     }
 
+    pub(crate) fn path(&mut self, name: &str) -> Option<Path> {
+        self.take(name).map(|(_, value)| match value {
+            Value::Path(path) => path,
+            _ => unreachable!("`{name}` is not declared as a path"),
+        })
+    }
+
     /// The names in `name(...)`, empty when the option was not given.
     pub(crate) fn list(&mut self, name: &str) -> Vec<Ident> {
         self.take(name).map_or_else(Vec::new, |(_, value)| match value {
@@ -268,6 +279,7 @@ fn usage(opt: &Opt) -> String {
         Syntax::Flag => format!("`{name}`"),
         Syntax::Str => format!("`{name} = \"...\"`"),
         Syntax::Expr => format!("`{name} = <expr>`"),
+        Syntax::Path => format!("`{name} = path`"),
         Syntax::List => format!("`{name}(arg, ...)`"),
     }
 }
@@ -282,6 +294,15 @@ fn or_list<S: AsRef<str>>(items: impl IntoIterator<Item = S>) -> String {
             let rest: Vec<&str> = rest.iter().map(AsRef::as_ref).collect();
             format!("{} or {}", rest.join(", "), last.as_ref())
         }
+    }
+}
+
+/// `path` or `"path"`, a module-style path (no generic arguments).
+fn parse_path(input: ParseStream<'_>) -> syn::Result<Path> {
+    if input.peek(LitStr) {
+        input.parse::<LitStr>()?.parse_with(Path::parse_mod_style)
+    } else {
+        Path::parse_mod_style(input)
     }
 }
 
@@ -322,7 +343,7 @@ mod tests {
         options: &[
             Opt {
                 name: "crate",
-                syntax: Syntax::Flag,
+                syntax: Syntax::Path,
                 places: &[THERE],
             },
             Opt {
@@ -368,6 +389,17 @@ mod tests {
         assert!(given.flag("safe").is_some());
         assert!(given.flag("safe").is_none(), "taken once");
         assert!(errors(cx).is_empty());
+    }
+
+    #[test]
+    fn a_path_is_written_bare_or_as_a_string() {
+        for tokens in [quote!(crate = guard), quote!(crate = "guard"), quote!(crate = ::guard)] {
+            let cx = Ctxt::new();
+            let mut given = GRAMMAR.parse_args(&cx, THERE, tokens);
+            let path = given.path("crate").unwrap();
+            assert_eq!(path.segments.last().unwrap().ident, "guard");
+            assert!(errors(cx).is_empty());
+        }
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! The `#[gate(...)]` options, declared on the shared grammar: `guard = <expr>`, `name = "..."`, `risk = "..."`,
-//! `skip(a, b)`, `redact(a, b)`.
+//! `skip(a, b)`, `redact(a, b)`, `crate = path`.
 
 use agentguard_classify::Risk;
 use proc_macro2::TokenStream;
-use syn::{Expr, Ident, LitStr};
+use syn::{Expr, Ident, LitStr, Path};
 
 use crate::attr::{self, Grammar, Opt, Place, Syntax};
 use crate::ctxt::Ctxt;
@@ -38,6 +38,11 @@ static GRAMMAR: Grammar = Grammar {
             syntax: Syntax::List,
             places: &[FUNCTION],
         },
+        Opt {
+            name: "crate",
+            syntax: Syntax::Path,
+            places: &[FUNCTION],
+        },
     ],
 };
 
@@ -47,6 +52,7 @@ pub(crate) struct GateOptions {
     pub risk: Option<Risk>,
     pub skip: Vec<Ident>,
     pub redact: Vec<Ident>,
+    pub krate: Option<Path>,
 }
 
 pub(crate) fn parse(cx: &Ctxt, args: TokenStream) -> GateOptions {
@@ -57,5 +63,6 @@ pub(crate) fn parse(cx: &Ctxt, args: TokenStream) -> GateOptions {
         risk: given.str("risk").and_then(|lit| attr::risk(cx, &lit)),
         skip: given.list("skip"),
         redact: given.list("redact"),
+        krate: given.path("crate"),
     }
 }

@@ -1,20 +1,18 @@
-//! `#[gate]`.
+//! `#[gate]`: attr → ast → valid → expand.
 
 mod ast;
 mod attr;
 mod expand;
 mod valid;
 
-pub(crate) use expand::risk_variant;
-
 use proc_macro2::TokenStream;
 use quote::quote;
 
 use crate::ctxt::Ctxt;
 
-pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
+pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     let cx = Ctxt::new();
-    let options = attr::parse(&cx, attr);
+    let options = attr::parse(&cx, args);
     let func = match syn::parse2::<syn::ItemFn>(item.clone()) {
         Ok(f) => f,
         Err(_) => {
@@ -22,21 +20,12 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
             return fallback(cx, item);
         }
     };
-    let Some(gated) = ast::Gated::from_fn(&cx, &func, options) else {
-        return fallback(cx, item);
-    };
+    let gated = ast::Gated::from_fn(&cx, &func, options);
     valid::check(&cx, &gated);
     if cx.check_ref() {
         return fallback(cx, item);
     }
-    let out = expand::expand(&gated);
-    match cx.check() {
-        Ok(()) => out,
-        Err(e) => {
-            let err = e.into_compile_error();
-            quote!(#err #item)
-        }
-    }
+    expand::expand(&gated)
 }
 
 /// On error: the errors, then the original item, so the user sees one error rather than a cascade of "cannot find

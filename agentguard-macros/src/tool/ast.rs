@@ -6,10 +6,13 @@ use syn::{Attribute, Data, DeriveInput, Fields, Ident, Type, Variant};
 
 use super::attr::{self, VariantOptions};
 use crate::ctxt::Ctxt;
+use crate::krate::CratePath;
 
 pub(crate) struct ToolEnum<'a> {
     pub original: &'a DeriveInput,
     pub variants: Vec<ToolVariant<'a>>,
+    /// How the generated code names the runtime crate.
+    pub krate: CratePath,
 }
 
 pub(crate) struct ToolVariant<'a> {
@@ -35,6 +38,7 @@ pub(crate) enum VariantGating {
 
 impl<'a> ToolEnum<'a> {
     pub(crate) fn from_input(cx: &Ctxt, input: &'a DeriveInput) -> Option<Self> {
+        let options = attr::parse_enum(cx, &input.attrs);
         let data = match &input.data {
             Data::Enum(data) => data,
             Data::Struct(s) => {
@@ -58,9 +62,13 @@ impl<'a> ToolEnum<'a> {
             .iter()
             .filter_map(|v| ToolVariant::from_variant(cx, v))
             .collect();
+        let krate = CratePath::new(cx, options.krate, |name| {
+            format!("add #[tool(crate = {name})] to the enum")
+        });
         Some(ToolEnum {
             original: input,
             variants,
+            krate,
         })
     }
 }

@@ -1,19 +1,25 @@
-//! The `#[tool(...)]` options, declared on the shared grammar: on a variant `name = "..."`, `risk = "..."`,
-//! `dangerous`, `safe`; none on a field.
+//! The `#[tool(...)]` options, declared on the shared grammar: on the enum `crate = path`; on a variant
+//! `name = "..."`, `risk = "..."`, `dangerous`, `safe`; none on a field.
 
 use agentguard_classify::Risk;
 use proc_macro2::Span;
-use syn::{Attribute, LitStr};
+use syn::{Attribute, LitStr, Path};
 
 use crate::attr::{self, Grammar, Opt, Place, Syntax};
 use crate::ctxt::Ctxt;
 
+const ENUM: Place = Place("the enum");
 const VARIANT: Place = Place("a variant");
 const FIELD: Place = Place("a field");
 
 static GRAMMAR: Grammar = Grammar {
     attr: "tool",
     options: &[
+        Opt {
+            name: "crate",
+            syntax: Syntax::Path,
+            places: &[ENUM],
+        },
         Opt {
             name: "name",
             syntax: Syntax::Str,
@@ -37,11 +43,22 @@ static GRAMMAR: Grammar = Grammar {
     ],
 };
 
+pub(crate) struct EnumOptions {
+    pub krate: Option<Path>,
+}
+
 pub(crate) struct VariantOptions {
     pub name: Option<LitStr>,
     pub risk: Option<(Risk, Span)>,
     pub dangerous: Option<Span>,
     pub safe: Option<Span>,
+}
+
+pub(crate) fn parse_enum(cx: &Ctxt, attrs: &[Attribute]) -> EnumOptions {
+    let mut given = GRAMMAR.parse_attrs(cx, ENUM, attrs);
+    EnumOptions {
+        krate: given.path("crate"),
+    }
 }
 
 pub(crate) fn parse_variant(cx: &Ctxt, attrs: &[Attribute]) -> VariantOptions {

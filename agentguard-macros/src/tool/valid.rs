@@ -1,5 +1,5 @@
-//! Checks the grammar alone cannot: conflicting options, duplicate tool names, `#[tool]` on the enum, generics,
-//! `impl Trait` fields, and field names that clash with the generated handler's arguments.
+//! Checks the grammar alone cannot: conflicting options, duplicate tool names, generics, `impl Trait` fields, and
+//! field names that clash with the generated handler's arguments.
 
 use std::collections::HashMap;
 
@@ -9,12 +9,6 @@ use crate::ty::find_impl_trait;
 
 pub(crate) fn check(cx: &Ctxt, tools: &ToolEnum<'_>) {
     let input = tools.original;
-    for attr in input.attrs.iter().filter(|a| a.path().is_ident("tool")) {
-        cx.error_spanned_by(
-            attr,
-            "misplaced #[tool(...)]: it goes on a variant (name, risk, dangerous, safe), not on the enum",
-        );
-    }
     if !input.generics.params.is_empty() {
         cx.error_spanned_by(
             &input.generics,
