@@ -35,7 +35,9 @@ mod ty;
 /// `crate = ...` to write.
 #[proc_macro_attribute]
 pub fn gate(attr: TokenStream, item: TokenStream) -> TokenStream {
-    gate::expand(attr.into(), item.into()).into()
+    gate::expand(attr.into(), item.into())
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
 }
 
 /// Implements `agentguard::Tool` for an enum of tool calls and generates its `<Enum>Handler` and
@@ -58,5 +60,7 @@ pub fn gate(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// ```
 #[proc_macro_derive(Tool, attributes(tool, serde))]
 pub fn derive_tool(input: TokenStream) -> TokenStream {
-    tool::expand(input.into()).into()
+    tool::expand(input.into())
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
 }

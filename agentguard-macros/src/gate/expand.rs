@@ -86,9 +86,9 @@ pub(crate) fn expand(g: &Gated<'_>) -> TokenStream {
     let prologue = quote! {
         #guard
         let __agentguard_snapshot = match (#build)() {
-            ::core::result::Result::Ok(v) => v,
-            ::core::result::Result::Err(e) => {
-                return ::core::result::Result::Err(#private::invalid_params(#name, e));
+            ::core::result::Result::Ok(__agentguard_params) => __agentguard_params,
+            ::core::result::Result::Err(__agentguard_error) => {
+                return ::core::result::Result::Err(#private::invalid_params(#name, __agentguard_error));
             }
         };
         let __agentguard_call = #krate::ToolCall::new(#name, __agentguard_snapshot) #redact;

@@ -10,26 +10,28 @@ use quote::quote;
 
 use crate::ctxt::Ctxt;
 
-pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
+/// The gated function. On an error in the attribute or the function, the errors followed by the original item, so
+/// the user sees those errors and not a cascade of "cannot find function" at every call site (thiserror's
+/// `fallback.rs`): that is why this never returns `Err`, whose tokens would replace the item.
+pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
     let cx = Ctxt::new();
     let options = attr::parse(&cx, args);
     let func = match syn::parse2::<syn::ItemFn>(item.clone()) {
         Ok(f) => f,
         Err(_) => {
             cx.syn_error(not_a_function(&item));
-            return fallback(cx, item);
+            return Ok(fallback(cx, item));
         }
     };
     let gated = ast::Gated::from_fn(&cx, &func, options);
     valid::check(&cx, &gated);
     if cx.check_ref() {
-        return fallback(cx, item);
+        return Ok(fallback(cx, item));
     }
-    expand::expand(&gated)
+    Ok(expand::expand(&gated))
 }
 
-/// On error: the errors, then the original item, so the user sees one error rather than a cascade of "cannot find
-/// function" errors at every call site (thiserror's `fallback.rs`).
+/// The errors, then the original item.
 fn fallback(cx: Ctxt, item: TokenStream) -> TokenStream {
     let err = cx.check().err().map(syn::Error::into_compile_error);
     quote!(#err #item)

@@ -96,7 +96,7 @@ pub(crate) fn expand(tools: &ToolEnum<'_>) -> TokenStream {
         };
         parse_arms.push(quote! {
             #name => {
-                let __agentguard_args: #args_ty = #private::parse_args(#name, params)?;
+                let __agentguard_args: #args_ty = #private::parse_args(#name, __agentguard_params)?;
                 let _ = &__agentguard_args;
                 ::core::result::Result::Ok(#build)
             }
@@ -129,20 +129,20 @@ pub(crate) fn expand(tools: &ToolEnum<'_>) -> TokenStream {
                 -> impl ::core::future::Future<Output = Self::Output> + ::core::marker::Send;
         });
         let approval_arg = if v.takes_approval() {
-            quote!(approval,)
+            quote!(__agentguard_approval,)
         } else {
             quote!()
         };
         let drop_unused = if v.takes_approval() {
             quote!()
         } else {
-            quote!(::core::mem::drop(approval);)
+            quote!(::core::mem::drop(__agentguard_approval);)
         };
         dispatch_arms.push(quote! {
-            #binding => { #drop_unused handler.#method(#approval_arg #(#bound),*) }
+            #binding => { #drop_unused __agentguard_handler.#method(#approval_arg #(#bound),*) }
         });
         async_dispatch_arms.push(quote! {
-            #binding => { #drop_unused handler.#method(#approval_arg #(#bound),*).await }
+            #binding => { #drop_unused __agentguard_handler.#method(#approval_arg #(#bound),*).await }
         });
     }
 
@@ -195,13 +195,13 @@ pub(crate) fn expand(tools: &ToolEnum<'_>) -> TokenStream {
                 }
 
                 fn parse(
-                    name: &str,
-                    params: #private::serde_json::Value,
+                    __agentguard_name: &str,
+                    __agentguard_params: #private::serde_json::Value,
                 ) -> ::core::result::Result<Self, #krate::ToolParseError> {
-                    match name {
+                    match __agentguard_name {
                         #(#parse_arms)*
                         _ => ::core::result::Result::Err(#krate::ToolParseError::UnknownTool {
-                            name: ::std::string::String::from(name),
+                            name: ::std::string::String::from(__agentguard_name),
                             known: <Self as #krate::Tool>::NAMES,
                         }),
                     }
@@ -212,7 +212,11 @@ pub(crate) fn expand(tools: &ToolEnum<'_>) -> TokenStream {
             impl<__AgentguardH: #handler + ?Sized> #krate::Dispatch<__AgentguardH> for #ident {
                 type Output = <__AgentguardH as #handler>::Output;
 
-                fn call(self, approval: #krate::Approval, handler: &mut __AgentguardH) -> Self::Output {
+                fn call(
+                    self,
+                    __agentguard_approval: #krate::Approval,
+                    __agentguard_handler: &mut __AgentguardH,
+                ) -> Self::Output {
                     match self { #(#dispatch_arms)* }
                 }
             }
@@ -223,8 +227,8 @@ pub(crate) fn expand(tools: &ToolEnum<'_>) -> TokenStream {
 
                 fn call(
                     self,
-                    approval: #krate::Approval,
-                    handler: &mut __AgentguardH,
+                    __agentguard_approval: #krate::Approval,
+                    __agentguard_handler: &mut __AgentguardH,
                 ) -> impl ::core::future::Future<Output = Self::Output> + ::core::marker::Send + '_ {
                     async move { match self { #(#async_dispatch_arms)* } }
                 }
