@@ -1,32 +1,66 @@
 //! Procedural macros for [agentguard](https://docs.rs/agentguard): `#[gate]` and `#[derive(Tool)]`.
 //!
-//! Use them through the runtime crate (`agentguard::gate`, `agentguard::Tool`), which they expand against with
-//! absolute `::agentguard::…` paths. Each macro is split the same way: `attr` parses the attribute grammar strictly,
-//! `ast` borrows the item and keeps its spans, `valid` checks what the grammar alone cannot, `expand` writes the
-//! code. All errors of one item are reported in one compile, and on error the original item is still emitted so
-//! the user sees one error, not a cascade.
+//! Use them through the runtime crate (`agentguard::gate`, `agentguard::Tool`). Each macro is split the same way:
+//! `attr` declares its options on the one attribute grammar both share (`attr.rs`), `ast` borrows the item and keeps
+//! its spans, `valid` checks what the grammar alone cannot, `expand` writes the code. All errors of one item are
+//! reported in one compile, and on error `#[gate]` still emits the original function so the user sees one error,
+//! not a cascade.
+//!
+//! Generated code names the runtime crate `::agentguard`, or what `crate = path` says (one place decides:
+//! `krate.rs`), and reaches its internals only through `agentguard::__private`.
 #![forbid(unsafe_code)]
 
 use proc_macro::TokenStream;
 
+mod attr;
 mod ctxt;
 mod gate;
+mod krate;
 mod tool;
+mod ty;
 
 /// Routes a function through an `AgentGuard`: its arguments are frozen into a params snapshot, a person approves,
 /// and only then does the body run. The return type `R` becomes `Result<R, agentguard::ActionDenied>`.
 ///
 /// Options: `guard = <expr>`, `name = "..."`, `risk = "irreversible" | "external_send" | "system_execution" |
-/// "data_mutation"`, `skip(arg, ...)`, `redact(arg, ...)`. See the `agentguard` crate docs.
+/// "data_mutation"`, `skip(arg, ...)`, `redact(arg, ...)`, `crate = path`. See the `agentguard` crate docs.
+///
+/// # `crate = path`
+///
+/// The generated code names the runtime crate `::agentguard`. When your Cargo.toml renames the dependency
+/// (`guard = { package = "agentguard", version = "..." }`), or you reach agentguard through a re-export, say where
+/// it is: `#[guard::gate(crate = guard)]`. The path is written bare (`crate = guard`, `crate = ::guard`,
+/// `crate = crate::deps::agentguard`) or, as in serde's `#[serde(crate = "...")]`, as a string
+/// (`crate = "guard"`). Without it, a package whose Cargo.toml renames agentguard gets one error saying which
+/// `crate = ...` to write.
 #[proc_macro_attribute]
 pub fn gate(attr: TokenStream, item: TokenStream) -> TokenStream {
-    gate::expand(attr.into(), item.into()).into()
+    gate::expand(attr.into(), item.into())
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
 }
 
 /// Implements `agentguard::Tool` for an enum of tool calls and generates its `<Enum>Handler` and
 /// `<Enum>AsyncHandler` traits. Variant options: `#[tool(name = "...")]`, `#[tool(risk = "...")]`,
-/// `#[tool(dangerous)]`, `#[tool(safe)]`.
+/// `#[tool(dangerous)]`, `#[tool(safe)]`. Enum option: `#[tool(crate = path)]`.
+///
+/// # `crate = path`
+///
+/// As for `#[gate]`: when agentguard is renamed in your Cargo.toml or re-exported, put `#[tool(crate = path)]` on
+/// the enum (`crate = guard` or `crate = "guard"`):
+///
+/// ```ignore
+/// #[derive(guard::Tool, serde::Serialize, serde::Deserialize)]
+/// #[tool(crate = guard)]
+/// enum SupportTool {
+///     ReadCustomer { id: u64 },
+///     #[tool(risk = "irreversible")]
+///     DeleteCustomer { id: u64 },
+/// }
+/// ```
 #[proc_macro_derive(Tool, attributes(tool, serde))]
 pub fn derive_tool(input: TokenStream) -> TokenStream {
-    tool::expand(input.into()).into()
+    tool::expand(input.into())
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
 }

@@ -4,11 +4,14 @@ use syn::{FnArg, Ident, ItemFn, Pat, Type};
 
 use super::attr::GateOptions;
 use crate::ctxt::Ctxt;
+use crate::krate::CratePath;
 
 pub(crate) struct Gated<'a> {
     pub original: &'a ItemFn,
     pub options: GateOptions,
     pub args: Vec<Arg<'a>>,
+    /// How the generated code names the runtime crate.
+    pub krate: CratePath,
 }
 
 pub(crate) struct Arg<'a> {
@@ -17,7 +20,10 @@ pub(crate) struct Arg<'a> {
 }
 
 impl<'a> Gated<'a> {
-    pub(crate) fn from_fn(cx: &Ctxt, original: &'a ItemFn, options: GateOptions) -> Option<Self> {
+    pub(crate) fn from_fn(cx: &Ctxt, original: &'a ItemFn, mut options: GateOptions) -> Self {
+        let krate = CratePath::new(cx, options.krate.take(), |name| {
+            format!("write #[gate(crate = {name})]")
+        });
         let mut args = Vec::new();
         for input in &original.sig.inputs {
             let FnArg::Typed(pat_type) = input else { continue }; // the receiver is never part of the params
@@ -33,11 +39,12 @@ impl<'a> Gated<'a> {
                 ),
             }
         }
-        Some(Gated {
+        Gated {
             original,
             options,
             args,
-        })
+            krate,
+        }
     }
 
     /// The tool name: `name = "..."` or the function's name.

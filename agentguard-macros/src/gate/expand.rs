@@ -3,11 +3,12 @@
 //! own closure so that its `return` and `?` keep their meaning.
 
 use proc_macro2::TokenStream;
-use quote::{quote, quote_spanned, ToTokens};
+use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{ReturnType, Type};
 
 use super::ast::Gated;
+use crate::ty::find_impl_trait;
 
 pub(crate) fn expand(g: &Gated<'_>) -> TokenStream {
     let f = g.original;
@@ -15,19 +16,19 @@ pub(crate) fn expand(g: &Gated<'_>) -> TokenStream {
     let vis = &f.vis;
     let body = &f.block;
     let name = g.tool_name();
+    let krate = &g.krate;
+    let private = krate.private();
 
     let ret: Type = match &f.sig.output {
         ReturnType::Default => syn::parse_quote!(()),
         ReturnType::Type(_, ty) => (**ty).clone(),
     };
     let mut sig = f.sig.clone();
-    sig.output = syn::parse_quote!(-> ::core::result::Result<#ret, ::agentguard::ActionDenied>);
-    // A closure cannot name an `impl Trait` return type; let inference find it then.
-    let ret_annotation = if mentions_impl_trait(&ret) {
-        quote!()
-    } else {
-        quote!(-> #ret)
-    };
+    sig.output = syn::parse_quote!(-> ::core::result::Result<#ret, #krate::ActionDenied>);
+    // A closure's return type and a turbofish cannot name an `impl Trait`, at the top of the type or nested in it
+    // (`Option<impl Iterator>`); let inference find the type then.
+    let ret_is_opaque = find_impl_trait(&ret).is_some();
+    let ret_annotation = if ret_is_opaque { quote!() } else { quote!(-> #ret) };
 
     let entries = g.args.iter().map(|arg| {
         let ident = arg.ident;
@@ -36,40 +37,42 @@ pub(crate) fn expand(g: &Gated<'_>) -> TokenStream {
             quote! {
                 __agentguard_map.insert(
                     ::std::string::String::from(#key),
-                    ::agentguard::__private::serde_json::Value::String(
-                        ::std::string::String::from(::agentguard::__private::SKIPPED),
+                    #private::serde_json::Value::String(
+                        ::std::string::String::from(#private::SKIPPED),
                     ),
                 );
             }
         } else {
             // Spanned on the argument's type: a type that is not Serialize is reported there, suggesting `skip`.
-            let value = quote_spanned!(arg.ty.span()=> ::agentguard::__private::GateArg::to_json(&#ident));
+            let span = arg.ty.span();
+            let private = krate.private_at(span);
+            let value = quote_spanned!(span=> #private::GateArg::to_json(&#ident));
             quote! {
                 __agentguard_map.insert(::std::string::String::from(#key), #value?);
             }
         }
     });
     let build = quote! {
-        || -> ::core::result::Result<::agentguard::__private::serde_json::Value, ::std::string::String> {
-            let mut __agentguard_map = ::agentguard::__private::serde_json::Map::new();
+        || -> ::core::result::Result<#private::serde_json::Value, ::std::string::String> {
+            let mut __agentguard_map = #private::serde_json::Map::new();
             #(#entries)*
-            ::core::result::Result::Ok(::agentguard::__private::serde_json::Value::Object(__agentguard_map))
+            ::core::result::Result::Ok(#private::serde_json::Value::Object(__agentguard_map))
         }
     };
 
     let guard = match &g.options.guard {
         Some(expr) => quote! {
             let __agentguard_guard_src = &#expr;
-            let __agentguard_guard = ::agentguard::__private::named_guard(__agentguard_guard_src);
+            let __agentguard_guard = #private::named_guard(__agentguard_guard_src);
         },
         None => quote! {
-            let __agentguard_guard: ::core::option::Option<&::agentguard::AgentGuard> = ::core::option::Option::None;
+            let __agentguard_guard: ::core::option::Option<&#krate::AgentGuard> = ::core::option::Option::None;
         },
     };
     let risk = match g.options.risk {
         Some(risk) => {
-            let variant = syn::Ident::new(risk_variant(risk), proc_macro2::Span::call_site());
-            quote!(::core::option::Option::Some(::agentguard::Risk::#variant))
+            let risk = krate.risk(risk);
+            quote!(::core::option::Option::Some(#risk))
         }
         None => quote!(::core::option::Option::None),
     };
@@ -83,44 +86,42 @@ pub(crate) fn expand(g: &Gated<'_>) -> TokenStream {
     let prologue = quote! {
         #guard
         let __agentguard_snapshot = match (#build)() {
-            ::core::result::Result::Ok(v) => v,
-            ::core::result::Result::Err(e) => {
-                return ::core::result::Result::Err(::agentguard::__private::invalid_params(#name, e));
+            ::core::result::Result::Ok(__agentguard_params) => __agentguard_params,
+            ::core::result::Result::Err(__agentguard_error) => {
+                return ::core::result::Result::Err(#private::invalid_params(#name, __agentguard_error));
             }
         };
-        let __agentguard_call = ::agentguard::ToolCall::new(#name, __agentguard_snapshot) #redact;
+        let __agentguard_call = #krate::ToolCall::new(#name, __agentguard_snapshot) #redact;
     };
     // The body as an async block (not an async closure, whose call would borrow it and make the future `Send` only
     // for `Sync` arguments), typed by `typed_future` so that `?` inside it knows its error type.
-    let async_body = if mentions_impl_trait(&ret) {
+    let async_body = if ret_is_opaque {
         quote!(async move #body)
     } else {
-        quote!(::agentguard::__private::typed_future::<#ret, _>(async move #body))
+        quote!(#private::typed_future::<#ret, _>(async move #body))
     };
     let gated_body = if f.sig.asyncness.is_some() {
         quote! {
             #prologue
-            let __agentguard_decided = ::agentguard::__private::adecide(
+            let __agentguard_decided = #private::adecide(
                 __agentguard_guard,
                 __agentguard_call,
-                ::agentguard::__private::always(#risk),
+                #private::always(#risk),
             )
             .await?;
             let __agentguard_approval = __agentguard_decided.finish(::core::option::Option::Some(&#build))?;
-            ::core::result::Result::Ok(
-                ::agentguard::__private::arun(__agentguard_guard, __agentguard_approval, #async_body).await,
-            )
+            ::core::result::Result::Ok(#private::arun(__agentguard_guard, __agentguard_approval, #async_body).await)
         }
     } else {
         quote! {
             #prologue
-            let __agentguard_approval = ::agentguard::__private::approve(
+            let __agentguard_approval = #private::approve(
                 __agentguard_guard,
                 __agentguard_call,
-                ::agentguard::__private::always(#risk),
+                #private::always(#risk),
                 ::core::option::Option::Some(&#build),
             )?;
-            ::core::result::Result::Ok(::agentguard::__private::run(
+            ::core::result::Result::Ok(#private::run(
                 __agentguard_guard,
                 __agentguard_approval,
                 move || #ret_annotation #body,
@@ -132,23 +133,5 @@ pub(crate) fn expand(g: &Gated<'_>) -> TokenStream {
         #vis #sig {
             #gated_body
         }
-    }
-}
-
-fn mentions_impl_trait(ty: &Type) -> bool {
-    ty.to_token_stream()
-        .into_iter()
-        .any(|t| matches!(&t, proc_macro2::TokenTree::Ident(i) if i == "impl"))
-        || matches!(ty, Type::ImplTrait(_))
-}
-
-pub(crate) fn risk_variant(risk: agentguard_classify::Risk) -> &'static str {
-    use agentguard_classify::Risk::*;
-    match risk {
-        Irreversible => "Irreversible",
-        ExternalSend => "ExternalSend",
-        SystemExecution => "SystemExecution",
-        DataMutation => "DataMutation",
-        ManuallyFlagged => "ManuallyFlagged",
     }
 }

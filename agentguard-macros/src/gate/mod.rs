@@ -1,47 +1,37 @@
-//! `#[gate]`.
+//! `#[gate]`: attr → ast → valid → expand.
 
 mod ast;
 mod attr;
 mod expand;
 mod valid;
 
-pub(crate) use attr::{parse_name, parse_risk};
-pub(crate) use expand::risk_variant;
-
 use proc_macro2::TokenStream;
 use quote::quote;
 
 use crate::ctxt::Ctxt;
 
-pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
+/// The gated function. On an error in the attribute or the function, the errors followed by the original item, so
+/// the user sees those errors and not a cascade of "cannot find function" at every call site (thiserror's
+/// `fallback.rs`): that is why this never returns `Err`, whose tokens would replace the item.
+pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
     let cx = Ctxt::new();
-    let options = attr::parse(&cx, attr);
+    let options = attr::parse(&cx, args);
     let func = match syn::parse2::<syn::ItemFn>(item.clone()) {
         Ok(f) => f,
         Err(_) => {
             cx.syn_error(not_a_function(&item));
-            return fallback(cx, item);
+            return Ok(fallback(cx, item));
         }
     };
-    let Some(gated) = ast::Gated::from_fn(&cx, &func, options) else {
-        return fallback(cx, item);
-    };
+    let gated = ast::Gated::from_fn(&cx, &func, options);
     valid::check(&cx, &gated);
     if cx.check_ref() {
-        return fallback(cx, item);
+        return Ok(fallback(cx, item));
     }
-    let out = expand::expand(&gated);
-    match cx.check() {
-        Ok(()) => out,
-        Err(e) => {
-            let err = e.into_compile_error();
-            quote!(#err #item)
-        }
-    }
+    Ok(expand::expand(&gated))
 }
 
-/// On error: the errors, then the original item, so the user sees one error rather than a cascade of "cannot find
-/// function" errors at every call site (thiserror's `fallback.rs`).
+/// The errors, then the original item.
 fn fallback(cx: Ctxt, item: TokenStream) -> TokenStream {
     let err = cx.check().err().map(syn::Error::into_compile_error);
     quote!(#err #item)

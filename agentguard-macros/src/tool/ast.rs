@@ -6,10 +6,13 @@ use syn::{Attribute, Data, DeriveInput, Fields, Ident, Type, Variant};
 
 use super::attr::{self, VariantOptions};
 use crate::ctxt::Ctxt;
+use crate::krate::CratePath;
 
 pub(crate) struct ToolEnum<'a> {
     pub original: &'a DeriveInput,
     pub variants: Vec<ToolVariant<'a>>,
+    /// How the generated code names the runtime crate.
+    pub krate: CratePath,
 }
 
 pub(crate) struct ToolVariant<'a> {
@@ -24,7 +27,6 @@ pub(crate) struct ToolField<'a> {
     pub ident: &'a Ident,
     pub ty: &'a Type,
     pub serde_attrs: Vec<&'a Attribute>,
-    pub original: &'a syn::Field,
 }
 
 /// How a variant is gated, from its options (validated later).
@@ -36,6 +38,7 @@ pub(crate) enum VariantGating {
 
 impl<'a> ToolEnum<'a> {
     pub(crate) fn from_input(cx: &Ctxt, input: &'a DeriveInput) -> Option<Self> {
+        let options = attr::parse_enum(cx, &input.attrs);
         let data = match &input.data {
             Data::Enum(data) => data,
             Data::Struct(s) => {
@@ -59,25 +62,31 @@ impl<'a> ToolEnum<'a> {
             .iter()
             .filter_map(|v| ToolVariant::from_variant(cx, v))
             .collect();
+        let krate = CratePath::new(cx, options.krate, |name| {
+            format!("add #[tool(crate = {name})] to the enum")
+        });
         Some(ToolEnum {
             original: input,
             variants,
+            krate,
         })
     }
 }
 
 impl<'a> ToolVariant<'a> {
     fn from_variant(cx: &Ctxt, original: &'a Variant) -> Option<Self> {
-        let options = attr::parse(cx, &original.attrs);
+        let options = attr::parse_variant(cx, &original.attrs);
         let fields = match &original.fields {
             Fields::Named(named) => named
                 .named
                 .iter()
-                .map(|f| ToolField {
-                    ident: f.ident.as_ref().expect("named field"),
-                    ty: &f.ty,
-                    serde_attrs: f.attrs.iter().filter(|a| a.path().is_ident("serde")).collect(),
-                    original: f,
+                .map(|f| {
+                    attr::parse_field(cx, &f.attrs);
+                    ToolField {
+                        ident: f.ident.as_ref().expect("named field"),
+                        ty: &f.ty,
+                        serde_attrs: f.attrs.iter().filter(|a| a.path().is_ident("serde")).collect(),
+                    }
                 })
                 .collect(),
             Fields::Unit => Vec::new(),

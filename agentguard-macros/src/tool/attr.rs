@@ -1,13 +1,52 @@
-//! The `#[tool(...)]` grammar on a variant: `name = "..."`, `risk = "..."`, `dangerous`, `safe`.
+//! The `#[tool(...)]` options, declared on the shared grammar: on the enum `crate = path`; on a variant
+//! `name = "..."`, `risk = "..."`, `dangerous`, `safe`; none on a field.
 
 use agentguard_classify::Risk;
 use proc_macro2::Span;
-use syn::{Attribute, LitStr};
+use syn::{Attribute, LitStr, Path};
 
+use crate::attr::{self, Grammar, Opt, Place, Syntax};
 use crate::ctxt::Ctxt;
-use crate::gate::{parse_name, parse_risk};
 
-#[derive(Default)]
+const ENUM: Place = Place("the enum");
+const VARIANT: Place = Place("a variant");
+const FIELD: Place = Place("a field");
+
+static GRAMMAR: Grammar = Grammar {
+    attr: "tool",
+    options: &[
+        Opt {
+            name: "crate",
+            syntax: Syntax::Path,
+            places: &[ENUM],
+        },
+        Opt {
+            name: "name",
+            syntax: Syntax::Str,
+            places: &[VARIANT],
+        },
+        Opt {
+            name: "risk",
+            syntax: Syntax::Str,
+            places: &[VARIANT],
+        },
+        Opt {
+            name: "dangerous",
+            syntax: Syntax::Flag,
+            places: &[VARIANT],
+        },
+        Opt {
+            name: "safe",
+            syntax: Syntax::Flag,
+            places: &[VARIANT],
+        },
+    ],
+};
+
+pub(crate) struct EnumOptions {
+    pub krate: Option<Path>,
+}
+
 pub(crate) struct VariantOptions {
     pub name: Option<LitStr>,
     pub risk: Option<(Risk, Span)>,
@@ -15,50 +54,26 @@ pub(crate) struct VariantOptions {
     pub safe: Option<Span>,
 }
 
-pub(crate) fn parse(cx: &Ctxt, attrs: &[Attribute]) -> VariantOptions {
-    let mut opts = VariantOptions::default();
-    let mut seen: Vec<String> = Vec::new();
-    for attr in attrs.iter().filter(|a| a.path().is_ident("tool")) {
-        let result =
-            attr.parse_nested_meta(|meta| {
-                let key = meta.path.get_ident().map(ToString::to_string).unwrap_or_default();
-                if !key.is_empty() && seen.contains(&key) {
-                    cx.error_spanned_by(&meta.path, format!("duplicate option `{key}`: give it once"));
-                    if meta.input.peek(syn::Token![=]) {
-                        let _ = meta.value()?.parse::<syn::Expr>();
-                    }
-                    return Ok(());
-                }
-                seen.push(key.clone());
-                match key.as_str() {
-                    "name" => opts.name = Some(parse_name(cx, &meta)?),
-                    "risk" => {
-                        let lit: LitStr = meta.value()?.parse()?;
-                        opts.risk = parse_risk(cx, &lit).map(|r| (r, lit.span()));
-                    }
-                    "dangerous" => opts.dangerous = Some(meta.path.span()),
-                    "safe" => opts.safe = Some(meta.path.span()),
-                    _ => {
-                        cx.error_spanned_by(
-                            &meta.path,
-                            format!(
-                            "unknown #[tool] option `{}`: expected `name = \"...\"`, `risk = \"...\"`, `dangerous` \
-                             or `safe`",
-                            quote::ToTokens::to_token_stream(&meta.path).to_string().replace(' ', "")
-                        ),
-                        );
-                        if meta.input.peek(syn::Token![=]) {
-                            let _ = meta.value()?.parse::<syn::Expr>();
-                        }
-                    }
-                }
-                Ok(())
-            });
-        if let Err(e) = result {
-            cx.syn_error(e);
-        }
+pub(crate) fn parse_enum(cx: &Ctxt, attrs: &[Attribute]) -> EnumOptions {
+    let mut given = GRAMMAR.parse_attrs(cx, ENUM, attrs);
+    EnumOptions {
+        krate: given.path("crate"),
     }
-    opts
 }
 
-use syn::spanned::Spanned;
+pub(crate) fn parse_variant(cx: &Ctxt, attrs: &[Attribute]) -> VariantOptions {
+    let mut given = GRAMMAR.parse_attrs(cx, VARIANT, attrs);
+    VariantOptions {
+        name: given.str("name").map(|lit| attr::tool_name(cx, lit)),
+        risk: given
+            .str("risk")
+            .and_then(|lit| Some((attr::risk(cx, &lit)?, lit.span()))),
+        dangerous: given.flag("dangerous"),
+        safe: given.flag("safe"),
+    }
+}
+
+/// A field takes no `#[tool]`: each one there is reported as misplaced.
+pub(crate) fn parse_field(cx: &Ctxt, attrs: &[Attribute]) {
+    GRAMMAR.parse_attrs(cx, FIELD, attrs);
+}

@@ -5,10 +5,12 @@ use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
 use super::ast::{ToolEnum, ToolVariant, VariantGating};
-use crate::gate::risk_variant;
 
 pub(crate) fn expand(tools: &ToolEnum<'_>) -> TokenStream {
     let input = tools.original;
+    let krate = &tools.krate;
+    let private = krate.private();
+    let serde_crate = krate.serde_crate();
     let ident = &input.ident;
     let vis = &input.vis;
     let handler = format_ident!("{}Handler", ident);
@@ -24,11 +26,11 @@ pub(crate) fn expand(tools: &ToolEnum<'_>) -> TokenStream {
     let gating_arms = tools.variants.iter().zip(&patterns).map(|(v, pat)| {
         let gating = match v.gating() {
             VariantGating::Always(risk) => {
-                let r = format_ident!("{}", risk_variant(risk));
-                quote!(::agentguard::guard::Gating::Always(::agentguard::Risk::#r))
+                let risk = krate.risk(risk);
+                quote!(#krate::guard::Gating::Always(#risk))
             }
-            VariantGating::Never => quote!(::agentguard::guard::Gating::Never),
-            VariantGating::Auto { .. } => quote!(::agentguard::guard::Gating::Auto),
+            VariantGating::Never => quote!(#krate::guard::Gating::Never),
+            VariantGating::Auto { .. } => quote!(#krate::guard::Gating::Auto),
         };
         quote!(#pat => #gating)
     });
@@ -66,14 +68,14 @@ pub(crate) fn expand(tools: &ToolEnum<'_>) -> TokenStream {
         };
 
         helpers.push(quote! {
-            #[derive(::agentguard::__private::serde::Deserialize)]
-            #[serde(crate = "::agentguard::__private::serde", deny_unknown_fields)]
+            #[derive(#private::serde::Deserialize)]
+            #[serde(crate = #serde_crate, deny_unknown_fields)]
             #[allow(non_camel_case_types)]
             struct #args_ty {
                 #( #serde_attrs #fields: #types, )*
             }
-            #[derive(::agentguard::__private::serde::Serialize)]
-            #[serde(crate = "::agentguard::__private::serde")]
+            #[derive(#private::serde::Serialize)]
+            #[serde(crate = #serde_crate)]
             #[allow(non_camel_case_types)]
             struct #ref_ty<'__agentguard> {
                 #( #serde_attrs #fields: &'__agentguard #types, )*
@@ -82,7 +84,7 @@ pub(crate) fn expand(tools: &ToolEnum<'_>) -> TokenStream {
             }
         });
         params_arms.push(quote! {
-            #binding => ::agentguard::__private::serde_json::to_value(#ref_ty {
+            #binding => #private::serde_json::to_value(#ref_ty {
                 #(#fields: #bound,)*
                 __agentguard_marker: ::core::marker::PhantomData,
             })
@@ -94,7 +96,7 @@ pub(crate) fn expand(tools: &ToolEnum<'_>) -> TokenStream {
         };
         parse_arms.push(quote! {
             #name => {
-                let __agentguard_args: #args_ty = ::agentguard::__private::parse_args(#name, params)?;
+                let __agentguard_args: #args_ty = #private::parse_args(#name, __agentguard_params)?;
                 let _ = &__agentguard_args;
                 ::core::result::Result::Ok(#build)
             }
@@ -109,7 +111,7 @@ pub(crate) fn expand(tools: &ToolEnum<'_>) -> TokenStream {
             format!(" Tool `{name}`: not gated by its declaration or name.")
         };
         let approval_param = if v.takes_approval() {
-            quote!(approval: ::agentguard::Approval,)
+            quote!(approval: #krate::Approval,)
         } else {
             quote!()
         };
@@ -127,25 +129,26 @@ pub(crate) fn expand(tools: &ToolEnum<'_>) -> TokenStream {
                 -> impl ::core::future::Future<Output = Self::Output> + ::core::marker::Send;
         });
         let approval_arg = if v.takes_approval() {
-            quote!(approval,)
+            quote!(__agentguard_approval,)
         } else {
             quote!()
         };
         let drop_unused = if v.takes_approval() {
             quote!()
         } else {
-            quote!(::core::mem::drop(approval);)
+            quote!(::core::mem::drop(__agentguard_approval);)
         };
         dispatch_arms.push(quote! {
-            #binding => { #drop_unused handler.#method(#approval_arg #(#bound),*) }
+            #binding => { #drop_unused __agentguard_handler.#method(#approval_arg #(#bound),*) }
         });
         async_dispatch_arms.push(quote! {
-            #binding => { #drop_unused handler.#method(#approval_arg #(#bound),*).await }
+            #binding => { #drop_unused __agentguard_handler.#method(#approval_arg #(#bound),*).await }
         });
     }
 
+    let approval = krate.doc_path("Approval");
     let handler_doc = format!(
-        " The handler of [`{ident}`]: one method per tool. Methods of gated tools take an [`agentguard::Approval`], \
+        " The handler of [`{ident}`]: one method per tool. Methods of gated tools take an [`Approval`]({approval}), \
          which only the guard can create, so they cannot be called without it. Run one with \
          `guard.dispatch(tool, &mut handler)`."
     );
@@ -173,55 +176,59 @@ pub(crate) fn expand(tools: &ToolEnum<'_>) -> TokenStream {
             #(#helpers)*
 
             #[automatically_derived]
-            impl ::agentguard::Tool for #ident {
+            impl #krate::Tool for #ident {
                 const NAMES: &'static [&'static str] = &[#(#names),*];
 
                 fn name(&self) -> &'static str {
                     match self { #(#name_arms,)* }
                 }
 
-                fn gating(&self) -> ::agentguard::guard::Gating {
+                fn gating(&self) -> #krate::guard::Gating {
                     match self { #(#gating_arms,)* }
                 }
 
                 fn params(&self) -> ::core::result::Result<
-                    ::agentguard::__private::serde_json::Value,
-                    ::agentguard::__private::serde_json::Error,
+                    #private::serde_json::Value,
+                    #private::serde_json::Error,
                 > {
                     match self { #(#params_arms,)* }
                 }
 
                 fn parse(
-                    name: &str,
-                    params: ::agentguard::__private::serde_json::Value,
-                ) -> ::core::result::Result<Self, ::agentguard::tool::ToolParseError> {
-                    match name {
+                    __agentguard_name: &str,
+                    __agentguard_params: #private::serde_json::Value,
+                ) -> ::core::result::Result<Self, #krate::tool::ToolParseError> {
+                    match __agentguard_name {
                         #(#parse_arms)*
-                        _ => ::core::result::Result::Err(::agentguard::tool::ToolParseError::UnknownTool {
-                            name: ::std::string::String::from(name),
-                            known: <Self as ::agentguard::Tool>::NAMES,
+                        _ => ::core::result::Result::Err(#krate::tool::ToolParseError::UnknownTool {
+                            name: ::std::string::String::from(__agentguard_name),
+                            known: <Self as #krate::Tool>::NAMES,
                         }),
                     }
                 }
             }
 
             #[automatically_derived]
-            impl<__AgentguardH: #handler + ?Sized> ::agentguard::tool::Dispatch<__AgentguardH> for #ident {
+            impl<__AgentguardH: #handler + ?Sized> #krate::tool::Dispatch<__AgentguardH> for #ident {
                 type Output = <__AgentguardH as #handler>::Output;
 
-                fn call(self, approval: ::agentguard::Approval, handler: &mut __AgentguardH) -> Self::Output {
+                fn call(
+                    self,
+                    __agentguard_approval: #krate::Approval,
+                    __agentguard_handler: &mut __AgentguardH,
+                ) -> Self::Output {
                     match self { #(#dispatch_arms)* }
                 }
             }
 
             #[automatically_derived]
-            impl<__AgentguardH: #async_handler + ?Sized> ::agentguard::tool::AsyncDispatch<__AgentguardH> for #ident {
+            impl<__AgentguardH: #async_handler + ?Sized> #krate::tool::AsyncDispatch<__AgentguardH> for #ident {
                 type Output = <__AgentguardH as #async_handler>::Output;
 
                 fn call(
                     self,
-                    approval: ::agentguard::Approval,
-                    handler: &mut __AgentguardH,
+                    __agentguard_approval: #krate::Approval,
+                    __agentguard_handler: &mut __AgentguardH,
                 ) -> impl ::core::future::Future<Output = Self::Output> + ::core::marker::Send + '_ {
                     async move { match self { #(#async_dispatch_arms)* } }
                 }

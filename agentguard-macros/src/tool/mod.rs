@@ -1,4 +1,4 @@
-//! `#[derive(Tool)]`.
+//! `#[derive(Tool)]`: attr → ast → valid → expand.
 
 mod ast;
 mod attr;
@@ -9,20 +9,15 @@ use proc_macro2::TokenStream;
 
 use crate::ctxt::Ctxt;
 
-pub(crate) fn expand(input: TokenStream) -> TokenStream {
-    let input = match syn::parse2::<syn::DeriveInput>(input) {
-        Ok(i) => i,
-        Err(e) => return e.into_compile_error(),
-    };
+/// The items derived for the enum, or every error found. A derive adds items next to the enum, which stays as
+/// written, so on error there is nothing to fall back on: only the errors are emitted.
+pub(crate) fn expand(input: TokenStream) -> syn::Result<TokenStream> {
+    let input = syn::parse2::<syn::DeriveInput>(input)?;
     let cx = Ctxt::new();
     let parsed = ast::ToolEnum::from_input(&cx, &input);
     if let Some(parsed) = &parsed {
         valid::check(&cx, parsed);
     }
-    // A derive adds items next to the enum, which stays as written; on error, emit only the errors.
-    match (cx.check(), parsed) {
-        (Ok(()), Some(parsed)) => expand::expand(&parsed),
-        (Err(e), _) => e.into_compile_error(),
-        (Ok(()), None) => TokenStream::new(),
-    }
+    cx.check()?;
+    Ok(parsed.map_or_else(TokenStream::new, |parsed| expand::expand(&parsed)))
 }

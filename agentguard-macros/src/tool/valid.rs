@@ -1,19 +1,14 @@
-//! Checks the grammar alone cannot: conflicting options, duplicate tool names, misplaced `#[tool]`, generics, and
+//! Checks the grammar alone cannot: conflicting options, duplicate tool names, generics, `impl Trait` fields, and
 //! field names that clash with the generated handler's arguments.
 
 use std::collections::HashMap;
 
 use super::ast::ToolEnum;
 use crate::ctxt::Ctxt;
+use crate::ty::find_impl_trait;
 
 pub(crate) fn check(cx: &Ctxt, tools: &ToolEnum<'_>) {
     let input = tools.original;
-    for attr in input.attrs.iter().filter(|a| a.path().is_ident("tool")) {
-        cx.error_spanned_by(
-            attr,
-            "misplaced #[tool(...)]: it goes on a variant (name, risk, dangerous, safe), not on the enum",
-        );
-    }
     if !input.generics.params.is_empty() {
         cx.error_spanned_by(
             &input.generics,
@@ -55,8 +50,16 @@ pub(crate) fn check(cx: &Ctxt, tools: &ToolEnum<'_>) {
             }
         }
         for f in &v.fields {
-            for attr in f.original.attrs.iter().filter(|a| a.path().is_ident("tool")) {
-                cx.error_spanned_by(attr, "misplaced #[tool(...)]: it goes on a variant, not on a field");
+            if let Some(found) = find_impl_trait(f.ty) {
+                cx.error_spanned_by(
+                    found,
+                    format!(
+                        "field `{}` of tool `{}` needs a concrete type: its value is parsed from the model's JSON, \
+                         and `impl Trait` names no type to parse into; write the type (`String`, `u64`, \
+                         `serde_json::Value`, your own `Deserialize` struct)",
+                        f.ident, v.name
+                    ),
+                );
             }
             if f.ident == "approval" && v.takes_approval() {
                 cx.error_spanned_by(
