@@ -121,6 +121,48 @@ async fn slow_async_callback_is_cut_off_at_the_deadline() {
     assert_eq!(denied.reason(), DenyReason::ApprovalTimeout);
 }
 
+/// An async callback that blocks its thread (no await point) and says yes after the deadline.
+fn late_blocking_yes(timeout: Duration) -> AgentGuard {
+    AgentGuard::async_callback(move |_req: ApprovalRequest| async move {
+        std::thread::sleep(timeout * 3);
+        true
+    })
+    .timeout(timeout)
+    .no_audit()
+    .build()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn late_yes_from_an_async_callback_that_blocks_a_current_thread_runtime_is_a_timeout() {
+    let ran = Arc::new(AtomicUsize::new(0));
+    let r = ran.clone();
+    let denied = late_blocking_yes(Duration::from_millis(200))
+        .aexecute(call("send_email"), |_, _| async move {
+            r.fetch_add(1, Ordering::SeqCst);
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(denied.reason(), DenyReason::ApprovalTimeout, "{denied}");
+    assert_eq!(ran.load(Ordering::SeqCst), 0, "the late yes never runs the action");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_yes_from_a_blocking_async_callback_is_a_timeout_on_a_multi_thread_runtime() {
+    let denied = late_blocking_yes(Duration::from_millis(200))
+        .aexecute(call("send_email"), |_, _| async { panic!("must not run") })
+        .await
+        .unwrap_err();
+    assert_eq!(denied.reason(), DenyReason::ApprovalTimeout, "{denied}");
+}
+
+#[test]
+fn late_yes_from_a_blocking_async_callback_is_a_timeout_through_the_blocking_execute() {
+    let denied = late_blocking_yes(Duration::from_millis(200))
+        .execute(call("send_email"), |_, _| panic!("must not run"))
+        .unwrap_err();
+    assert_eq!(denied.reason(), DenyReason::ApprovalTimeout, "{denied}");
+}
+
 #[tokio::test]
 async fn sync_callback_runs_off_the_runtime_in_aexecute() {
     let guard = AgentGuard::callback(|req| req.tool() == "delete_customer")

@@ -14,12 +14,32 @@ pub use serde;
 pub use serde_json;
 pub use serde_path_to_error;
 
-/// The named guard, else the installed one.
-fn pick(guard: Option<&AgentGuard>) -> Option<&AgentGuard> {
-    match guard {
-        Some(guard) => Some(guard),
-        None => installed(),
+/// Which guard a `#[gate]` function goes through.
+#[derive(Debug, Clone, Copy)]
+pub enum Which<'g> {
+    /// None was named: the installed guard.
+    Installed,
+    /// `#[gate(guard = ...)]` named one; `None` when it is not set (an empty `OnceLock`, a `None`). A named guard that
+    /// is not there is never replaced by the installed one: the call is denied (`no_guard`).
+    Named(Option<&'g AgentGuard>),
+}
+
+impl<'g> Which<'g> {
+    fn guard(self) -> Result<&'g AgentGuard, fn(String) -> ActionDenied> {
+        match self {
+            Which::Installed => installed().ok_or(no_guard as fn(String) -> ActionDenied),
+            Which::Named(Some(guard)) => Ok(guard),
+            Which::Named(None) => Err(named_guard_unset),
+        }
     }
+}
+
+fn named_guard_unset(tool: String) -> ActionDenied {
+    ActionDenied::no_guard(
+        tool,
+        "the guard named in #[gate(guard = ...)] is not set (an empty OnceLock or a None); set it before the call. \
+         The installed guard is not used in its place; nothing ran",
+    )
 }
 
 /// `#[gate]`'s rule: always ask, with the declared risk or `MANUALLY FLAGGED`.
@@ -95,24 +115,24 @@ pub fn named_guard<G: AsGuard + ?Sized>(guard: &G) -> Option<&AgentGuard> {
 /// Approves a call through `guard`, or the installed guard when `None`; `recheck` rebuilds the params after
 /// approval to catch changes.
 pub fn approve(
-    guard: Option<&AgentGuard>,
+    guard: Which<'_>,
     call: ToolCall,
     gate: Gating,
     recheck: Option<&Recheck<'_>>,
 ) -> Result<Approval, ActionDenied> {
-    match pick(guard) {
-        Some(guard) => guard.decide_blocking(call, gate, recheck),
-        None => Err(no_guard(call.name)),
+    match guard.guard() {
+        Ok(guard) => guard.decide_blocking(call, gate, recheck),
+        Err(deny) => Err(deny(call.name)),
     }
 }
 
 /// The async half of [`approve`]: everything up to the verdict. Finish with [`Pending::finish`], which rechecks the
 /// arguments; the recheck closure is never held across the await.
 #[cfg(feature = "tokio")]
-pub async fn adecide(guard: Option<&AgentGuard>, call: ToolCall, gate: Gating) -> Result<Pending<'_>, ActionDenied> {
-    match pick(guard) {
-        Some(guard) => Ok(Pending(guard.decide(call, gate).await?)),
-        None => Err(no_guard(call.name)),
+pub async fn adecide(guard: Which<'_>, call: ToolCall, gate: Gating) -> Result<Pending<'_>, ActionDenied> {
+    match guard.guard() {
+        Ok(guard) => Ok(Pending(guard.decide(call, gate).await?)),
+        Err(deny) => Err(deny(call.name)),
     }
 }
 
@@ -141,20 +161,20 @@ pub fn typed_future<R, F: std::future::Future<Output = R>>(future: F) -> F {
 }
 
 /// Runs a gated body under `approval` through the guard's one ending (the execution is recorded in its store).
-pub fn run<T>(guard: Option<&AgentGuard>, approval: Approval, body: impl FnOnce() -> T) -> T {
-    match pick(guard) {
-        Some(guard) => guard.run_approved(approval, |_| body()),
-        // The approval came from a guard, so there is one; this arm only keeps the signature total.
-        None => body(),
+pub fn run<T>(guard: Which<'_>, approval: Approval, body: impl FnOnce() -> T) -> T {
+    match guard.guard() {
+        Ok(guard) => guard.run_approved(approval, |_| body()),
+        // The approval came from this guard, so it is there; this arm only keeps the signature total.
+        Err(_) => body(),
     }
 }
 
 /// The async twin of [`run`].
 #[cfg(feature = "tokio")]
-pub async fn arun<T>(guard: Option<&AgentGuard>, approval: Approval, body: impl std::future::Future<Output = T>) -> T {
-    match pick(guard) {
-        Some(guard) => guard.arun_approved(approval, |_| body).await,
-        None => body.await,
+pub async fn arun<T>(guard: Which<'_>, approval: Approval, body: impl std::future::Future<Output = T>) -> T {
+    match guard.guard() {
+        Ok(guard) => guard.arun_approved(approval, |_| body).await,
+        Err(_) => body.await,
     }
 }
 

@@ -63,10 +63,10 @@ pub(crate) fn expand(g: &Gated<'_>) -> TokenStream {
     let guard = match &g.options.guard {
         Some(expr) => quote! {
             let __agentguard_guard_src = &#expr;
-            let __agentguard_guard = #private::named_guard(__agentguard_guard_src);
+            let __agentguard_guard = #private::Which::Named(#private::named_guard(__agentguard_guard_src));
         },
         None => quote! {
-            let __agentguard_guard: ::core::option::Option<&#krate::AgentGuard> = ::core::option::Option::None;
+            let __agentguard_guard: #private::Which<'_> = #private::Which::Installed;
         },
     };
     let risk = match g.options.risk {

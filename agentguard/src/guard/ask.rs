@@ -1,8 +1,6 @@
 //! Asking the approver for a verdict on a parked call: from blocking code ([`Inner::ask_blocking`]) or from async
 //! code ([`Inner::ask`]). Each approval mode has one arm in each; both end in the same [`Verdict`].
 
-use std::time::Instant;
-
 use super::decide::Parked;
 use super::Inner;
 use crate::approver::{self, Approver, Verdict};
@@ -13,7 +11,7 @@ impl Inner {
     pub(super) fn ask_blocking(&self, parked: &Parked) -> Verdict {
         match &self.approver {
             Approver::Terminal(prompt) => prompt.ask(&parked.request, parked.until),
-            Approver::Callback(cb) => within_deadline(approver::call_sync(cb, &parked.request), parked.until),
+            Approver::Callback(cb) => approver::call_sync(cb, &parked.request),
             #[cfg(feature = "tokio")]
             Approver::AsyncCallback(cb) => block_on_async_callback(cb, parked),
             Approver::External { on_request } => self.park_blocking_anywhere(parked, on_request.as_ref()),
@@ -60,7 +58,7 @@ impl Inner {
                 let request = parked.request.clone();
                 let task = tokio::task::spawn_blocking(move || approver::call_sync(&cb, &request));
                 match tokio::time::timeout_at(parked.until.into(), task).await {
-                    Ok(Ok(v)) => within_deadline(v, parked.until),
+                    Ok(Ok(v)) => v,
                     Ok(Err(e)) => Verdict::deny(DenyReason::ApproverFailed, format!("approval callback failed: {e}")),
                     Err(_) => Verdict::deny(DenyReason::ApprovalTimeout, None),
                 }
@@ -68,18 +66,6 @@ impl Inner {
             Approver::AsyncCallback(cb) => async_callback_verdict(cb, parked).await,
             Approver::External { on_request } => self.park_async(parked, on_request.as_ref()).await,
         }
-    }
-}
-
-/// An answer that came after the deadline does not count.
-fn within_deadline(verdict: Verdict, until: Instant) -> Verdict {
-    if Instant::now() > until {
-        Verdict::deny(
-            DenyReason::ApprovalTimeout,
-            "the approver answered after the deadline".to_owned(),
-        )
-    } else {
-        verdict
     }
 }
 

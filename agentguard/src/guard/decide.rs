@@ -201,6 +201,7 @@ impl Inner {
         verdict: Verdict,
         recheck: Option<&Recheck<'_>>,
     ) -> Result<Approval, ActionDenied> {
+        let verdict = self.in_time(verdict, parked.until);
         let verdict = match (verdict, recheck) {
             (Verdict::Approved { actor }, Some(recheck)) => match params_unchanged(&parked, recheck) {
                 Ok(()) => Verdict::Approved { actor },
@@ -251,6 +252,21 @@ impl Inner {
                 )),
             )),
             (Verdict::Denied { reason, detail, .. }, _) => Err(denied(reason, detail)),
+        }
+    }
+
+    /// The one deadline check at the moment of decision: an approval that reaches the guard after the deadline is a
+    /// timeout, whichever approver gave it (a terminal prompt, a callback that blocked its thread, an async callback
+    /// whose runtime was stalled). In external mode the store already refused an answer given after the deadline,
+    /// so an approval it returns was given in time, even if the waiting agent wakes late.
+    fn in_time(&self, verdict: Verdict, until: Instant) -> Verdict {
+        let late = Instant::now() > until;
+        match verdict {
+            Verdict::Approved { .. } if late && !matches!(self.approver, Approver::External { .. }) => Verdict::deny(
+                DenyReason::ApprovalTimeout,
+                "the approver answered after the deadline".to_owned(),
+            ),
+            verdict => verdict,
         }
     }
 

@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 use serde_json::Value;
 
 use super::AgentGuard;
-use crate::request::{ActionDenied, DenyReason, ToolCall};
+use crate::request::{ActionDenied, ToolCall};
 
 static INSTALLED: OnceLock<AgentGuard> = OnceLock::new();
 
@@ -43,11 +43,11 @@ pub fn installed() -> Option<&'static AgentGuard> {
 }
 
 pub(crate) fn no_guard(tool: String) -> ActionDenied {
-    ActionDenied::new(DenyReason::NoGuard, tool).with_detail(Some(
+    ActionDenied::no_guard(
+        tool,
         "no AgentGuard is installed: call agentguard::install(guard) at startup (or name one with #[gate(guard = \
-         ...)]); nothing ran"
-            .to_owned(),
-    ))
+         ...)]); nothing ran",
+    )
 }
 
 /// [`AgentGuard::execute`] through the [installed](install) guard. With none installed, the call is denied

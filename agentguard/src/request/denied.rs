@@ -90,6 +90,11 @@ impl ActionDenied {
         )))
     }
 
+    /// No guard to ask: denied, with what to do.
+    pub(crate) fn no_guard(tool: impl Into<String>, detail: &str) -> Self {
+        ActionDenied::new(DenyReason::NoGuard, tool).with_detail(Some(detail.to_owned()))
+    }
+
     pub(crate) fn with_request(mut self, id: Option<RequestId>) -> Self {
         self.request_id = id;
         self
