@@ -544,8 +544,13 @@ fn arguments_changed_after_approval_deny_with_params_changed() {
     .build();
     let rebuild = || Ok(json!({"path": *shared.lock().unwrap()}));
     let call = ToolCall::new("delete_file", rebuild().unwrap());
-    let denied = agentguard::__private::approve(Some(&guard), call, agentguard::guard::Gating::Auto, Some(&rebuild))
-        .unwrap_err();
+    let denied = agentguard::__private::approve(
+        agentguard::__private::Which::Named(Some(&guard)),
+        call,
+        agentguard::guard::Gating::Auto,
+        Some(&rebuild),
+    )
+    .unwrap_err();
     assert_eq!(denied.reason(), DenyReason::ParamsChanged);
     assert!(denied.detail().unwrap().contains("changed"), "{denied}");
 }
@@ -555,7 +560,7 @@ fn unchanged_arguments_pass_the_recheck() {
     let guard = AgentGuard::callback(|_| true).no_audit().build();
     let rebuild = || Ok(json!({"path": "notes.txt"}));
     let approval = agentguard::__private::approve(
-        Some(&guard),
+        agentguard::__private::Which::Named(Some(&guard)),
         ToolCall::new("delete_file", rebuild().unwrap()),
         agentguard::guard::Gating::Auto,
         Some(&rebuild),
