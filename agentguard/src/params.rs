@@ -118,31 +118,97 @@ pub struct FrozenParams {
     digest: ParamsDigest,
 }
 
-/// The params were larger than the configured limit.
+/// Params refused at intake, before anyone is shown them.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ParamsTooLarge {
-    /// The limit, in bytes of canonical JSON.
-    pub limit: usize,
+#[non_exhaustive]
+pub enum ParamsRejected {
+    /// Larger than the limit, in bytes of canonical JSON.
+    TooLarge {
+        /// The limit.
+        limit: usize,
+    },
+    /// Nested deeper than [`MAX_PARAMS_DEPTH`] objects and arrays: too deep to show, and to read back from a store.
+    TooDeep {
+        /// The limit.
+        limit: usize,
+    },
 }
 
-impl fmt::Display for ParamsTooLarge {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "params are larger than {} bytes of canonical JSON; send a reference (a path, an id) instead of the data, \
-             or raise the limit with .max_params_bytes(..)",
-            self.limit
-        )
+impl ParamsRejected {
+    /// The deny reason an agent reads for it.
+    pub fn deny_reason(&self) -> crate::DenyReason {
+        match self {
+            ParamsRejected::TooLarge { .. } => crate::DenyReason::ParamsTooLarge,
+            ParamsRejected::TooDeep { .. } => crate::DenyReason::ParamsTooDeep,
+        }
     }
 }
 
-impl std::error::Error for ParamsTooLarge {}
+impl fmt::Display for ParamsRejected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ParamsRejected::TooLarge { limit } => write!(
+                f,
+                "params are larger than {limit} bytes of canonical JSON; send a reference (a path, an id) instead of \
+                 the data, or raise the limit with .max_params_bytes(..)"
+            ),
+            ParamsRejected::TooDeep { limit } => write!(
+                f,
+                "params are nested deeper than {limit} levels of objects and arrays; flatten them (a person must be \
+                 able to read what they approve)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ParamsRejected {}
+
+/// The deepest nesting of objects and arrays accepted in a call's params: 64 levels. Deeper params are refused at
+/// intake (`params_too_deep`): nobody can review them, and stores could not read them back.
+pub const MAX_PARAMS_DEPTH: usize = 64;
+
+/// Whether `value` nests objects and arrays more than `limit` levels deep (a scalar is depth 0, `[]` depth 1).
+/// Iterative, so any depth is safe to ask about, and it stops looking once past the limit.
+pub fn deeper_than(value: &Value, limit: usize) -> bool {
+    let mut stack: Vec<(&Value, usize)> = vec![(value, 0)];
+    while let Some((v, depth)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match v {
+            Value::Array(items) => Box::new(items.iter()),
+            Value::Object(map) => Box::new(map.values()),
+            _ => continue,
+        };
+        if depth + 1 > limit {
+            return true;
+        }
+        stack.extend(children.map(|c| (c, depth + 1)));
+    }
+    false
+}
+
+/// Drops a value without recursion, so a refused value nested a million levels deep cannot overflow the stack on
+/// its way out.
+pub(crate) fn drop_flat(value: Value) {
+    let mut stack = vec![value];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::Array(items) => stack.extend(items),
+            Value::Object(map) => stack.extend(map.into_iter().map(|(_, v)| v)),
+            _ => {}
+        }
+    }
+}
 
 impl FrozenParams {
-    /// Freezes a value. Fails if its canonical JSON is longer than `limit` bytes; it stops writing at the limit, so a
-    /// huge value costs no more than the limit to reject.
-    pub fn freeze(value: Value, limit: usize) -> Result<Self, ParamsTooLarge> {
-        let canonical = canonical_json(&value, limit).ok_or(ParamsTooLarge { limit })?;
+    /// Freezes a value. Refuses params nested deeper than [`MAX_PARAMS_DEPTH`], or whose canonical JSON is longer
+    /// than `limit` bytes (it stops writing at the limit, so a huge value costs no more than the limit to reject).
+    pub fn freeze(value: Value, limit: usize) -> Result<Self, ParamsRejected> {
+        if deeper_than(&value, MAX_PARAMS_DEPTH) {
+            drop_flat(value);
+            return Err(ParamsRejected::TooDeep {
+                limit: MAX_PARAMS_DEPTH,
+            });
+        }
+        let canonical = canonical_json(&value, limit).ok_or(ParamsRejected::TooLarge { limit })?;
         let digest = ParamsDigest::of(canonical.as_bytes());
         Ok(FrozenParams {
             value,
@@ -172,7 +238,8 @@ impl FrozenParams {
     }
 }
 
-/// Canonical JSON of `value`, or `None` once it grows past `limit` bytes.
+/// Canonical JSON of `value`, or `None` once it grows past `limit` bytes. Iterative: any depth is safe (a value
+/// nested deeper than the stack could hold is written, or refused at the limit, without recursion).
 pub fn canonical_json(value: &Value, limit: usize) -> Option<String> {
     let mut out = Vec::with_capacity(128);
     write_canonical(value, &mut out, limit)?;
@@ -180,41 +247,66 @@ pub fn canonical_json(value: &Value, limit: usize) -> Option<String> {
     Some(String::from_utf8(out).expect("canonical JSON is UTF-8"))
 }
 
-fn write_canonical(value: &Value, out: &mut Vec<u8>, limit: usize) -> Option<()> {
-    match value {
-        Value::Object(map) => {
-            out.push(b'{');
-            // serde_json's default map is a BTreeMap, whose order is already the byte order of the keys: write it as
-            // it is. Only a map in insertion order (serde_json's `preserve_order` feature) needs sorting.
-            let sorted = in_byte_order(map.keys());
-            if sorted {
-                for (i, (k, v)) in map.iter().enumerate() {
-                    write_entry(i, k, v, out, limit)?;
-                }
-            } else {
-                let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-                entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-                for (i, (k, v)) in entries.into_iter().enumerate() {
-                    write_entry(i, k, v, out, limit)?;
+/// What is left to write: a value, or the punctuation that closes a container or separates its items.
+enum Step<'a> {
+    Value(&'a Value),
+    Key(&'a str),
+    Byte(u8),
+}
+
+fn write_canonical<'a>(value: &'a Value, out: &mut Vec<u8>, limit: usize) -> Option<()> {
+    let mut todo = vec![Step::Value(value)];
+    while let Some(step) = todo.pop() {
+        match step {
+            Step::Byte(b) => out.push(b),
+            Step::Key(k) => {
+                serde_json::to_writer(&mut *out, k).ok()?;
+                out.push(b':');
+            }
+            Step::Value(Value::Object(map)) => {
+                out.push(b'{');
+                todo.push(Step::Byte(b'}'));
+                // serde_json's default map is a BTreeMap, whose order is already the byte order of the keys. Only a
+                // map in insertion order (serde_json's `preserve_order` feature) needs sorting.
+                // Pushed in reverse so the first entry is written first.
+                let mut push = |i: usize, k: &'a String, v: &'a Value| {
+                    todo.push(Step::Value(v));
+                    todo.push(Step::Key(k));
+                    if i > 0 {
+                        todo.push(Step::Byte(b','));
+                    }
+                };
+                if in_byte_order(map.keys()) {
+                    for (i, (k, v)) in map.iter().enumerate().rev() {
+                        push(i, k, v);
+                    }
+                } else {
+                    let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+                    entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+                    for (i, (k, v)) in entries.into_iter().enumerate().rev() {
+                        push(i, k, v);
+                    }
                 }
             }
-            out.push(b'}');
-        }
-        Value::Array(items) => {
-            out.push(b'[');
-            for (i, v) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
+            Step::Value(Value::Array(items)) => {
+                out.push(b'[');
+                todo.push(Step::Byte(b']'));
+                for (i, v) in items.iter().enumerate().rev() {
+                    todo.push(Step::Value(v));
+                    if i > 0 {
+                        todo.push(Step::Byte(b','));
+                    }
                 }
-                write_canonical(v, out, limit)?;
             }
-            out.push(b']');
+            // Strings, numbers, booleans and null: serde_json's own compact text is already canonical. Writing into
+            // a Vec cannot fail.
+            Step::Value(other) => serde_json::to_writer(&mut *out, other).ok()?,
         }
-        // Strings, numbers, booleans and null: serde_json's own compact text is already canonical. Writing into a
-        // Vec cannot fail.
-        other => serde_json::to_writer(&mut *out, other).ok()?,
+        if out.len() > limit {
+            return None;
+        }
     }
-    (out.len() <= limit).then_some(())
+    Some(())
 }
 
 /// Whether `keys` are in ascending byte order (equal neighbours allowed).
@@ -227,15 +319,6 @@ fn in_byte_order<'a>(mut keys: impl Iterator<Item = &'a String>) -> bool {
         prev = k;
     }
     true
-}
-
-fn write_entry(i: usize, key: &str, value: &Value, out: &mut Vec<u8>, limit: usize) -> Option<()> {
-    if i > 0 {
-        out.push(b',');
-    }
-    serde_json::to_writer(&mut *out, key).ok()?;
-    out.push(b':');
-    write_canonical(value, out, limit)
 }
 
 /// Masks values whose keys look secret, in everything a person or a file sees.
@@ -316,8 +399,16 @@ impl Redactor {
         shown
     }
 
-    /// A copy of `value` with secret values masked.
+    /// A copy of `value` with secret values masked. A value nested deeper than [`MAX_PARAMS_DEPTH`] is not shown at
+    /// all (the guard refuses such params at intake): it is replaced by a note, so no depth can overflow the stack.
     pub fn redact(&self, value: &Value) -> Value {
+        if deeper_than(value, MAX_PARAMS_DEPTH) {
+            return Value::String(format!("[not shown: nested deeper than {MAX_PARAMS_DEPTH} levels]"));
+        }
+        self.redact_shallow(value)
+    }
+
+    fn redact_shallow(&self, value: &Value) -> Value {
         match value {
             Value::Object(map) => Value::Object(
                 map.iter()
@@ -325,13 +416,13 @@ impl Redactor {
                         let shown = if self.is_secret_key(k) {
                             Value::String(REDACTED.to_owned())
                         } else {
-                            self.redact(v)
+                            self.redact_shallow(v)
                         };
                         (k.clone(), shown)
                     })
                     .collect(),
             ),
-            Value::Array(items) => Value::Array(items.iter().map(|v| self.redact(v)).collect()),
+            Value::Array(items) => Value::Array(items.iter().map(|v| self.redact_shallow(v)).collect()),
             other => other.clone(),
         }
     }

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use super::{approval, AgentGuard, Approval, Gating, Inner, Recheck};
 use crate::approver::{self, Approver, Notifier, Verdict};
 use crate::audit::{AuditDecision, AuditRecord};
-use crate::params::{canonical_json, FrozenParams, ParamsDigest};
+use crate::params::{canonical_json, deeper_than, FrozenParams, ParamsDigest, ParamsRejected, MAX_PARAMS_DEPTH};
 use crate::request::{ActionDenied, ApprovalRequest, DenyReason, RequestId, ToolCall};
 use agentguard_classify::{classify, normalize_name, Risk};
 
@@ -126,11 +126,25 @@ impl Inner {
     /// closed on it); it is reported on stderr.
     fn record_allowed(&self, call: &ToolCall) {
         let Some(audit) = &self.audit else { return };
-        // Digest from the canonical text; no copy of the params is made.
-        let digest = canonical_json(&call.params, self.max_params_bytes).map(|text| ParamsDigest::of(text.as_bytes()));
-        let shown = match &digest {
-            Some(_) => self.redactor.redact_with(&call.params, &call.redact),
-            None => too_large_note(self.max_params_bytes),
+        // Digest from the canonical text; no copy of the params is made. Params too deep or too large to show are
+        // recorded as a note (the call still runs: it is safe).
+        let refused = if deeper_than(&call.params, MAX_PARAMS_DEPTH) {
+            Some(ParamsRejected::TooDeep {
+                limit: MAX_PARAMS_DEPTH,
+            })
+        } else {
+            None
+        };
+        let digest = match refused {
+            Some(_) => None,
+            None => canonical_json(&call.params, self.max_params_bytes).map(|text| ParamsDigest::of(text.as_bytes())),
+        };
+        let shown = match (&refused, &digest) {
+            (None, Some(_)) => self.redactor.redact_with(&call.params, &call.redact),
+            (Some(rejected), _) => not_recorded_note(rejected),
+            (None, None) => not_recorded_note(&ParamsRejected::TooLarge {
+                limit: self.max_params_bytes,
+            }),
         };
         let mut rec = AuditRecord::of_call(call, AuditDecision::Allowed);
         rec.params = Some(&shown);
@@ -148,18 +162,19 @@ impl Inner {
         let params = std::mem::take(&mut call.params); // moved into the snapshot, not copied
         let frozen = match FrozenParams::freeze(params, self.max_params_bytes) {
             Ok(f) => f,
-            Err(too_large) => {
-                let detail = too_large.to_string();
+            Err(rejected) => {
+                let detail = rejected.to_string();
+                let reason = rejected.deny_reason();
                 if let Some(audit) = &self.audit {
-                    let note = too_large_note(self.max_params_bytes);
+                    let note = not_recorded_note(&rejected);
                     let mut rec = AuditRecord::of_call(&call, AuditDecision::Blocked);
-                    rec.reason = Some(DenyReason::ParamsTooLarge.as_str());
+                    rec.reason = Some(reason.as_str());
                     rec.risk = Some(risk);
                     rec.params = Some(&note);
                     rec.detail = Some(&detail);
                     let _ = audit.record(&rec);
                 }
-                return Err(ActionDenied::new(DenyReason::ParamsTooLarge, call.name).with_detail(Some(detail)));
+                return Err(ActionDenied::new(reason, call.name).with_detail(Some(detail)));
             }
         };
         let ToolCall {
@@ -298,6 +313,11 @@ fn params_unchanged(parked: &Parked, recheck: &Recheck<'_>) -> Result<(), String
     }
 }
 
-fn too_large_note(limit: usize) -> Value {
-    json!({ "omitted": format!("params larger than {limit} bytes are not recorded") })
+/// What the audit records instead of params it refused to show.
+fn not_recorded_note(rejected: &ParamsRejected) -> Value {
+    let why = match rejected {
+        ParamsRejected::TooLarge { limit } => format!("params larger than {limit} bytes are not recorded"),
+        ParamsRejected::TooDeep { limit } => format!("params nested deeper than {limit} levels are not recorded"),
+    };
+    json!({ "omitted": why })
 }

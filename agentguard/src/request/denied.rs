@@ -21,6 +21,8 @@ pub enum DenyReason {
     ParamsChanged,
     /// The params were larger than the limit, so they could not be shown whole.
     ParamsTooLarge,
+    /// The params were nested too deep to show (more than 64 levels of objects and arrays).
+    ParamsTooDeep,
     /// The audit record of a gated call could not be written.
     AuditUnavailable,
     /// The approval store could not be reached.
@@ -44,6 +46,7 @@ impl DenyReason {
             DenyReason::ApproverFailed => "approver_failed",
             DenyReason::ParamsChanged => "params_changed",
             DenyReason::ParamsTooLarge => "params_too_large",
+            DenyReason::ParamsTooDeep => "params_too_deep",
             DenyReason::AuditUnavailable => "audit_unavailable",
             DenyReason::StoreUnavailable => "store_unavailable",
             DenyReason::NoGuard => "no_guard",
