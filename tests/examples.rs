@@ -4,10 +4,15 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 fn example(name: &str) -> PathBuf {
-    // target/<profile>/deps/examples-<hash> → target/<profile>/examples/<name>
+    // target/<profile>/deps/examples-<hash> → target/<profile>/examples/<name> (one target dir for the workspace)
     let exe = std::env::current_exe().unwrap();
     let path = exe.parent().unwrap().parent().unwrap().join("examples").join(name);
-    assert!(path.exists(), "{} not built; run through `cargo test`", path.display());
+    assert!(
+        path.exists(),
+        "{} not built: `cargo test --workspace` builds every example; with `-p agentguard-tests`, build them first \
+         with `cargo build --examples` (add `--release` for a release test run)",
+        path.display()
+    );
     path
 }
 
