@@ -10,7 +10,7 @@ fn example(name: &str) -> PathBuf {
     assert!(
         path.exists(),
         "{} not built: `cargo test --workspace` builds every example; with `-p agentguard-tests`, build them first \
-         with `cargo build --examples` (add `--release` for a release test run)",
+         with `cargo build --examples --all-features` (add `--release` for a release test run)",
         path.display()
     );
     path
