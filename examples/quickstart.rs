@@ -15,7 +15,8 @@ fn run_tool(name: &str, params: Value) -> String {
     format!("ran {name} with {params}")
 }
 
-fn main() {
+// `pub` because a bare `cargo run` at the root (src/main.rs) runs it too.
+pub fn main() {
     let guard = AgentGuard::terminal().build(); // approval happens in the terminal
 
     // "delete_file" has the word "delete", so this asks before running:

@@ -2,8 +2,11 @@
 //! built-in approval page.
 //!
 //! ```text
-//! cargo run --example web_approvals
+//! cargo run --example web_approvals --features web
 //! ```
+//!
+//! (The `web` feature of this examples package turns on agentguard's `http` feature and axum, which the other
+//! examples do not need.)
 //!
 //! Open the URL it prints, paste the token it prints, and approve or deny the cards as they arrive. Two agents work
 //! at once, so several cards can wait together; each waits at most two minutes, then it is denied.

@@ -3,13 +3,15 @@
 //!
 //! ```text
 //! # terminal 1: the agent
-//! cargo run --example worker
+//! cargo run --example worker --features sqlite
 //! # terminal 2: the person
 //! cargo run -p agentguard-cli -- --store sqlite:agentguard.db pending
 //! cargo run -p agentguard-cli -- --store sqlite:agentguard.db approve <REQUEST-ID>
 //! ```
 //!
-//! The store URL comes from `AGENTGUARD_STORE` (default `sqlite:agentguard.db`).
+//! The store URL comes from `AGENTGUARD_STORE` (default `sqlite:agentguard.db`). The `sqlite` feature of this
+//! examples package turns on agentguard's SQLite store (bundled SQLite, compiled from C), which the other examples
+//! do not need.
 
 use std::time::Duration;
 

@@ -4,10 +4,15 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 fn example(name: &str) -> PathBuf {
-    // target/<profile>/deps/examples-<hash> → target/<profile>/examples/<name>
+    // target/<profile>/deps/examples-<hash> → target/<profile>/examples/<name> (one target dir for the workspace)
     let exe = std::env::current_exe().unwrap();
     let path = exe.parent().unwrap().parent().unwrap().join("examples").join(name);
-    assert!(path.exists(), "{} not built; run through `cargo test`", path.display());
+    assert!(
+        path.exists(),
+        "{} not built: `cargo test --workspace` builds every example; with `-p agentguard-tests`, build them first \
+         with `cargo build --examples --all-features` (add `--release` for a release test run)",
+        path.display()
+    );
     path
 }
 
@@ -195,34 +200,4 @@ async fn web_approvals_example_serves_the_page_and_its_agents_wait_for_the_answe
     ] {
         assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
     }
-}
-
-#[test]
-fn scale_example_parks_cycles_and_audits_at_small_sizes() {
-    let out = Command::new(example("scale"))
-        .args([
-            "park",
-            "--park-n",
-            "1000",
-            "cycles",
-            "--cycles",
-            "10000",
-            "audit",
-            "--audit-records",
-            "1000",
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains("failed closed (timeout)       1000 of 1000; executors run: 0"),
-        "{text}"
-    );
-    assert!(
-        text.contains("10000 cycles in") && text.contains(", 0 failed;"),
-        "{text}"
-    );
-    assert_eq!(text.matches("chain intact").count(), 3, "{text}");
 }

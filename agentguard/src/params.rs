@@ -521,9 +521,61 @@ mod tests {
     fn freeze_rejects_params_over_the_limit_without_building_them_whole() {
         let big = json!({"data": "x".repeat(2000)});
         let err = FrozenParams::freeze(big, 1000).unwrap_err();
-        assert_eq!(err.limit, 1000);
+        assert_eq!(err, ParamsRejected::TooLarge { limit: 1000 });
         assert!(err.to_string().contains("max_params_bytes"));
         assert!(FrozenParams::freeze(json!({"data": "x"}), 1000).is_ok());
+    }
+
+    /// `[[[…]]]`, `levels` deep, built without recursion.
+    fn nested(levels: usize) -> Value {
+        let mut v = json!("bottom");
+        for i in 0..levels {
+            // Not json!([v]): json! serializes an expression, which would recurse.
+            v = if i % 2 == 0 {
+                Value::Array(vec![v])
+            } else {
+                Value::Object([("k".to_owned(), v)].into_iter().collect())
+            };
+        }
+        v
+    }
+
+    #[test]
+    fn params_nested_past_the_limit_are_refused_at_any_depth_without_overflowing_the_stack() {
+        assert!(FrozenParams::freeze(nested(MAX_PARAMS_DEPTH), usize::MAX).is_ok());
+        for levels in [MAX_PARAMS_DEPTH + 1, 127, 2_000, 200_000] {
+            let err = FrozenParams::freeze(nested(levels), usize::MAX).unwrap_err();
+            assert_eq!(
+                err,
+                ParamsRejected::TooDeep {
+                    limit: MAX_PARAMS_DEPTH
+                },
+                "{levels}"
+            );
+            assert_eq!(err.deny_reason(), crate::DenyReason::ParamsTooDeep);
+        }
+    }
+
+    #[test]
+    fn canonical_json_and_redaction_are_stack_safe_at_any_depth() {
+        // Run on a small stack, so a recursive walk would overflow it at these depths.
+        std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(|| {
+                let deep = nested(100_000);
+                let text = canonical_json(&deep, usize::MAX).unwrap();
+                assert!(text.starts_with("{\"k\":[{\"k\":[") && text.ends_with("]}]}"));
+                assert_eq!(text.matches("bottom").count(), 1);
+                let shown = Redactor::new().redact(&deep);
+                assert!(
+                    shown.as_str().unwrap().contains("nested deeper than 64 levels"),
+                    "{shown}"
+                );
+                drop_flat(deep);
+            })
+            .unwrap()
+            .join()
+            .unwrap();
     }
 
     #[test]

@@ -12,6 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
+TARGET="${CARGO_TARGET_DIR:-$ROOT/target}" # where cargo puts the binaries and criterion its estimates
 OUT="$ROOT/target/peer"
 VENV="$ROOT/target/peer-venv"
 mkdir -p "$OUT"
@@ -23,9 +24,9 @@ fi
 "$VENV/bin/pip" install --quiet --disable-pip-version-check "agentguard-hitl==0.2.0"
 "$VENV/bin/python" -c "import agentguard, sys; print('agentguard-hitl', 'on Python', sys.version.split()[0])"
 
-echo "== building our benches and the scale program (release)"
+echo "== building our benches and the scale program (release; both in bench/, package agentguard-bench)"
 cargo bench --workspace --no-run --quiet
-cargo build --release --example scale --quiet
+cargo build --release -p agentguard-bench --bin scale --quiet
 
 # Compiles and test runs (ours or anyone's on this machine) skew timings: wait until, for three 5 s windows in a row,
 # no rustc runs and the CPUs are at least 85% idle (from /proc/stat). Gives up waiting after 5 minutes; the load
@@ -59,7 +60,7 @@ quiet_machine
 } | tee "$OUT/machine.txt"
 
 echo "== ours: criterion benches"
-cargo bench --quiet --bench classify --bench execute --bench gate --bench tool_parse --bench resolve_latency \
+cargo bench --quiet -p agentguard-bench --bench classify --bench execute --bench gate --bench tool_parse --bench resolve_latency \
   2>&1 | tee "$OUT/criterion.txt" | grep -E "^[a-z_]+/|time:|resolve_latency:|chain" || true
 echo "loadavg after criterion: $(cat /proc/loadavg)" | tee -a "$OUT/machine.txt"
 
@@ -68,7 +69,7 @@ rm -f "$OUT"/scale-*.json
 for section in ${SCALE_SECTIONS:-park cycles wake audit}; do
   quiet_machine
   # shellcheck disable=SC2086  # SCALE_ARGS is a list of words on purpose
-  ./target/release/examples/scale "$section" ${SCALE_ARGS:-} --json "$OUT/scale-$section.json" | tee "$OUT/scale-$section.txt"
+  "$TARGET/release/scale" "$section" ${SCALE_ARGS:-} --json "$OUT/scale-$section.json" | tee "$OUT/scale-$section.txt"
   echo "loadavg after scale $section: $(cat /proc/loadavg)" | tee -a "$OUT/machine.txt"
 done
 
@@ -78,4 +79,4 @@ quiet_machine
 echo "loadavg after python: $(cat /proc/loadavg)" | tee -a "$OUT/machine.txt"
 
 echo
-"$VENV/bin/python" bench/peer/table.py "$ROOT/target/criterion" "$OUT" | tee "$OUT/table.md"
+"$VENV/bin/python" bench/peer/table.py "$TARGET/criterion" "$OUT" | tee "$OUT/table.md"

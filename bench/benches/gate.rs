@@ -2,7 +2,7 @@
 //! on a hash-chained file).
 //!
 //! ```text
-//! cargo bench --bench gate
+//! cargo bench -p agentguard-bench --bench gate
 //! ```
 //!
 //! The wrapper freezes the arguments into a params object, asks the guard, serializes the arguments again to check

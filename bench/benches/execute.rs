@@ -2,7 +2,7 @@
 //! auto-approving callback, audited.
 //!
 //! ```text
-//! cargo bench --bench execute
+//! cargo bench -p agentguard-bench --bench execute
 //! ```
 //!
 //! Building the `ToolCall` (the name `String` and the params map) is done outside the timed part (`iter_batched`),

@@ -1,9 +1,9 @@
 //! Scale: what agentguard does with many parked approvals, many cycles, other processes and many audit writers.
 //!
 //! ```text
-//! cargo run --release --example scale                      # every section
-//! cargo run --release --example scale -- park cycles       # only these sections
-//! cargo run --release --example scale -- --json out.json   # also write the figures as JSON
+//! cargo run --release -p agentguard-bench --bin scale                      # every section
+//! cargo run --release -p agentguard-bench --bin scale -- park cycles       # only these sections
+//! cargo run --release -p agentguard-bench --bin scale -- --json out.json   # also write the figures as JSON
 //! ```
 //!
 //! Sections (all by default; name some to run only those):

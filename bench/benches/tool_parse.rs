@@ -2,7 +2,7 @@
 //! already-parsed `serde_json::Value`.
 //!
 //! ```text
-//! cargo bench --bench tool_parse
+//! cargo bench -p agentguard-bench --bench tool_parse
 //! ```
 
 use std::hint::black_box;

@@ -3,7 +3,7 @@
 //! the first line of the executor.
 //!
 //! ```text
-//! cargo bench --bench resolve_latency
+//! cargo bench -p agentguard-bench --bench resolve_latency
 //! ```
 //!
 //! The resolver waits 50 µs after the request is announced before it answers, so the agent is really parked (its

@@ -2,7 +2,7 @@
 //! safe reads, mutations, sends, executions, mixed case and separator styles), one name per iteration in file order.
 //!
 //! ```text
-//! cargo bench --bench classify
+//! cargo bench -p agentguard-bench --bench classify
 //! ```
 
 use std::hint::black_box;
@@ -12,7 +12,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 
 /// The tool names of the classifier's test corpus, in file order.
 fn names() -> Vec<&'static str> {
-    include_str!("../tests/data/tool_names.tsv")
+    include_str!("../../tests/data/tool_names.tsv")
         .lines()
         .skip(1)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
