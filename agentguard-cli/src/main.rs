@@ -7,7 +7,7 @@
 //! AGENTGUARD_TOKENS=alice=$(openssl rand -hex 16) agentguard --store sqlite:/tmp/agentguard.db serve
 //! ```
 //!
-//! Exit codes: 0 done (resolved); 1 other error; 2 bad usage or a malformed id; 3 unknown request; 4 already
+//! Exit codes: 0 done (resolved); 1 other error; 2 bad usage, a malformed id or store URL; 3 unknown request; 4 already
 //! resolved; 5 expired; 6 digest mismatch; 7 store unreachable or unusable; 8 audit chain broken.
 
 use std::collections::BTreeMap;
@@ -304,7 +304,7 @@ fn store_url(cli: &Cli) -> Result<StoreUrl, Failure> {
             "no store given: pass --store sqlite:PATH or set AGENTGUARD_STORE (the agent's guard must use the same store)",
         )
     })?;
-    StoreUrl::parse(url).map_err(|e| fail(EXIT_STORE, e.to_string()))
+    StoreUrl::parse(url).map_err(|e| fail(EXIT_USAGE, e.to_string()))
 }
 
 fn open(cli: &Cli) -> Result<Arc<dyn ApprovalStore>, Failure> {

@@ -134,19 +134,19 @@ fn a_digest_that_does_not_match_exits_6_and_decides_nothing() {
 }
 
 #[test]
-fn an_unreachable_or_unknown_store_exits_7_with_what_to_do() {
+fn an_unreachable_store_exits_7_and_an_unknown_url_2_with_what_to_do() {
     let out = Command::new(BIN)
         .args(["--store", "sqlite:/nonexistent-dir/x/store.db", "pending"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(7));
     assert!(text(&out).1.contains("directory exist"), "{:?}", text(&out));
-    let out = Command::new(BIN)
-        .args(["--store", "mysql://db", "pending"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(7));
-    assert!(text(&out).1.contains("expected sqlite:PATH"), "{:?}", text(&out));
+    // A URL that names no store is bad usage (2), not an unreachable store.
+    for url in ["mysql://db", "bogus:x", "postgres:/app@h/db"] {
+        let out = Command::new(BIN).args(["--store", url, "pending"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{url}: {:?}", text(&out));
+        assert!(text(&out).1.contains("postgres://"), "{url}: {:?}", text(&out));
+    }
     let out = Command::new(BIN)
         .arg("pending")
         .env_remove("AGENTGUARD_STORE")
