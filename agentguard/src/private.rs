@@ -5,8 +5,9 @@
 
 use serde_json::Value;
 
+pub use crate::guard::approval::Allowed;
 use crate::guard::global::{installed, no_guard};
-use crate::guard::{AgentGuard, Approval, Gating, Recheck};
+use crate::guard::{AgentGuard, Gating, Recheck};
 use crate::request::{ActionDenied, ToolCall};
 use crate::Risk;
 
@@ -119,7 +120,7 @@ pub fn approve(
     call: ToolCall,
     gate: Gating,
     recheck: Option<&Recheck<'_>>,
-) -> Result<Approval, ActionDenied> {
+) -> Result<Allowed, ActionDenied> {
     match guard.guard() {
         Ok(guard) => guard.decide_blocking(call, gate, recheck),
         Err(deny) => Err(deny(call.name)),
@@ -150,7 +151,7 @@ impl std::fmt::Debug for Pending<'_> {
 #[cfg(feature = "tokio")]
 impl Pending<'_> {
     /// Rechecks the arguments, records the verdict, and hands out the approval.
-    pub fn finish(self, recheck: Option<&Recheck<'_>>) -> Result<Approval, ActionDenied> {
+    pub fn finish(self, recheck: Option<&Recheck<'_>>) -> Result<Allowed, ActionDenied> {
         self.0.finish(recheck)
     }
 }
@@ -161,7 +162,7 @@ pub fn typed_future<R, F: std::future::Future<Output = R>>(future: F) -> F {
 }
 
 /// Runs a gated body under `approval` through the guard's one ending (the execution is recorded in its store).
-pub fn run<T>(guard: Which<'_>, approval: Approval, body: impl FnOnce() -> T) -> T {
+pub fn run<T>(guard: Which<'_>, approval: Allowed, body: impl FnOnce() -> T) -> T {
     match guard.guard() {
         Ok(guard) => guard.run_approved(approval, |_| body()),
         // The approval came from this guard, so it is there; this arm only keeps the signature total.
@@ -171,7 +172,7 @@ pub fn run<T>(guard: Which<'_>, approval: Approval, body: impl FnOnce() -> T) ->
 
 /// The async twin of [`run`].
 #[cfg(feature = "tokio")]
-pub async fn arun<T>(guard: Which<'_>, approval: Approval, body: impl std::future::Future<Output = T>) -> T {
+pub async fn arun<T>(guard: Which<'_>, approval: Allowed, body: impl std::future::Future<Output = T>) -> T {
     match guard.guard() {
         Ok(guard) => guard.arun_approved(approval, |_| body).await,
         Err(_) => body.await,

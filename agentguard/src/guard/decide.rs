@@ -2,14 +2,15 @@
 //!
 //! [`start`](Inner::start) classifies the call: a safe one is audited and allowed at once; a gated one has its params
 //! frozen into a request ([`Parked`]). The approver is then asked (blocking or async, `ask.rs`), and
-//! [`conclude`](Inner::conclude) rechecks the arguments, writes the audit line and hands out the [`Approval`] only if
+//! [`conclude`](Inner::conclude) rechecks the arguments, writes the audit line and hands out the [`Allowed`] decision only if
 //! the call may run. `decide_blocking` and `decide` are the sync and async paths through these same steps.
 
 use std::time::{Instant, SystemTime};
 
 use serde_json::{json, Value};
 
-use super::{approval, AgentGuard, Approval, Gating, Inner, Recheck};
+use super::approval::{self, Allowed, Route};
+use super::{AgentGuard, Gating, Inner, Recheck};
 use crate::approver::{self, Approver, Notifier, Verdict};
 use crate::audit::{AuditDecision, AuditRecord};
 use crate::params::{canonical_json, deeper_than, FrozenParams, ParamsDigest, ParamsRejected, MAX_PARAMS_DEPTH};
@@ -28,7 +29,7 @@ pub(crate) struct Parked {
 /// Where a call stands after [`Inner::start`].
 enum Start {
     /// Safe: nobody is asked.
-    Allowed(Approval),
+    Allowed(Allowed),
     /// Gated: the request waits for a verdict.
     Ask(Parked),
 }
@@ -36,14 +37,14 @@ enum Start {
 /// An async approval with its verdict in, before the params are checked again and the verdict recorded.
 #[cfg(feature = "tokio")]
 pub(crate) enum Decided<'g> {
-    Allowed(Approval),
+    Allowed(Allowed),
     Parked(&'g Inner, Parked, Verdict),
 }
 
 #[cfg(feature = "tokio")]
 impl Decided<'_> {
     /// Checks the params again (if `recheck` is given), records the verdict, and hands out the approval.
-    pub(crate) fn finish(self, recheck: Option<&Recheck<'_>>) -> Result<Approval, ActionDenied> {
+    pub(crate) fn finish(self, recheck: Option<&Recheck<'_>>) -> Result<Allowed, ActionDenied> {
         match self {
             Decided::Allowed(approval) => Ok(approval),
             Decided::Parked(inner, parked, verdict) => inner.conclude(parked, verdict, recheck),
@@ -59,7 +60,7 @@ impl AgentGuard {
         call: ToolCall,
         gate: Gating,
         recheck: Option<&Recheck<'_>>,
-    ) -> Result<Approval, ActionDenied> {
+    ) -> Result<Allowed, ActionDenied> {
         let inner = &*self.inner;
         match inner.start(call, gate)? {
             Start::Allowed(approval) => Ok(approval),
@@ -116,7 +117,12 @@ impl Inner {
         match self.gate_risk(&call.name, gate) {
             None => {
                 self.record_allowed(&call);
-                Ok(Start::Allowed(approval::unasked(call.name, call.params)))
+                // Whose word made it safe: the caller's declaration proves nothing about the call.
+                let route = match gate {
+                    Gating::Never => Route::Declared,
+                    _ => Route::GuardRules,
+                };
+                Ok(Start::Allowed(approval::unasked(call.name, call.params, route)))
             }
             Some(risk) => self.prepare(call, risk).map(Start::Ask),
         }
@@ -215,7 +221,7 @@ impl Inner {
         parked: Parked,
         verdict: Verdict,
         recheck: Option<&Recheck<'_>>,
-    ) -> Result<Approval, ActionDenied> {
+    ) -> Result<Allowed, ActionDenied> {
         let verdict = self.in_time(verdict, parked.until);
         let verdict = match (verdict, recheck) {
             (Verdict::Approved { actor }, Some(recheck)) => match params_unchanged(&parked, recheck) {

@@ -35,6 +35,9 @@ pub enum DenyReason {
     AlreadyExecuted,
     /// The params could not be built (a `#[gate]` argument failed to serialize).
     InvalidParams,
+    /// A handler's [`Approval`](crate::Approval) was asked for a call that was not approved: another tool, other
+    /// arguments, or a call its own tool declared safe.
+    NotApproved,
 }
 
 impl DenyReason {
@@ -53,6 +56,7 @@ impl DenyReason {
             DenyReason::NoTerminal => "no_terminal",
             DenyReason::AlreadyExecuted => "already_executed",
             DenyReason::InvalidParams => "invalid_params",
+            DenyReason::NotApproved => "not_approved",
         }
     }
 }
