@@ -216,6 +216,11 @@ impl Inner {
 
     /// The last step of every gated decision: checks the params again if asked, records the verdict, and returns the
     /// approval only if the call may run (a gated call whose audit line cannot be written does not run).
+    ///
+    /// In external mode the store hears the end of it too, and only once it is known: an approval is claimed
+    /// (`executed`, at most once) after its audit line is written, just before it runs; one that will not run after
+    /// all (arguments changed, audit failed) is abandoned, so the store ends it `expired`, never `approved` forever
+    /// or `executed` for a call that never started.
     pub(super) fn conclude(
         &self,
         parked: Parked,
@@ -234,46 +239,75 @@ impl Inner {
             },
             (verdict, _) => verdict,
         };
+        let in_store = matches!(self.approver, Approver::External { .. });
         let req = &parked.request;
-        let written = match &self.audit {
-            None => Ok(()),
-            Some(audit) => {
-                let mut rec = AuditRecord::of_request(req, verdict.audit_decision());
-                if let Verdict::Denied { reason, detail, .. } = &verdict {
-                    rec.reason = Some(reason.as_str());
-                    rec.detail = detail.as_deref();
-                }
-                rec.actor = verdict.actor();
-                audit.record(&rec)
-            }
-        };
         let denied = |reason: DenyReason, detail: Option<String>| {
             ActionDenied::new(reason, req.tool())
                 .with_request(Some(req.request_id().clone()))
                 .with_detail(detail)
         };
-        match (verdict, written) {
-            (Verdict::Approved { actor }, Ok(())) => {
+        let written = self.record_verdict(req, &verdict);
+        match verdict {
+            Verdict::Denied { reason, detail, .. } => {
+                if in_store && reason == DenyReason::ParamsChanged {
+                    let _ = self.store.abandon(req.request_id());
+                }
+                Err(denied(reason, detail))
+            }
+            Verdict::Approved { .. } if written.is_err() => {
+                if in_store {
+                    let _ = self.store.abandon(req.request_id());
+                }
+                let e = written.err().map(|e| e.to_string()).unwrap_or_default();
+                Err(denied(
+                    DenyReason::AuditUnavailable,
+                    Some(format!(
+                        "the approved call was not run because its audit record failed: {e}"
+                    )),
+                ))
+            }
+            Verdict::Approved { actor } => {
+                if in_store {
+                    // At most once: the claim is the store's compare-and-set. A claim that fails is audited too, so
+                    // the approved line above is followed by the reason it did not run.
+                    let claimed = match self.store.claim(req.request_id()) {
+                        Ok(true) => None,
+                        Ok(false) => Some(Verdict::deny(DenyReason::AlreadyExecuted, None)),
+                        Err(e) => Some(super::wait::store_down(e)),
+                    };
+                    if let Some(refused @ Verdict::Denied { reason, .. }) = claimed {
+                        let _ = self.record_verdict(req, &refused);
+                        let detail = match refused {
+                            Verdict::Denied { detail, .. } => detail,
+                            Verdict::Approved { .. } => None,
+                        };
+                        return Err(denied(reason, detail));
+                    }
+                }
                 let id = req.request_id().clone();
                 let digest = req.params_digest().clone();
-                let parked_in_store = matches!(self.approver, Approver::External { .. });
                 Ok(approval::asked(
                     parked.request.into_tool(),
                     parked.params,
                     id,
                     digest,
                     actor,
-                    parked_in_store,
+                    in_store,
                 ))
             }
-            (Verdict::Approved { .. }, Err(e)) => Err(denied(
-                DenyReason::AuditUnavailable,
-                Some(format!(
-                    "the approved call was not run because its audit record failed: {e}"
-                )),
-            )),
-            (Verdict::Denied { reason, detail, .. }, _) => Err(denied(reason, detail)),
         }
+    }
+
+    /// Writes the audit line of a gated request's verdict.
+    fn record_verdict(&self, req: &ApprovalRequest, verdict: &Verdict) -> Result<(), crate::audit::AuditError> {
+        let Some(audit) = &self.audit else { return Ok(()) };
+        let mut rec = AuditRecord::of_request(req, verdict.audit_decision());
+        if let Verdict::Denied { reason, detail, .. } = verdict {
+            rec.reason = Some(reason.as_str());
+            rec.detail = detail.as_deref();
+        }
+        rec.actor = verdict.actor();
+        audit.record(&rec)
     }
 
     /// The one deadline check at the moment of decision: an approval that reaches the guard after the deadline is a
