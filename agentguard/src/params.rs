@@ -325,9 +325,11 @@ fn in_byte_order<'a>(mut keys: impl Iterator<Item = &'a String>) -> bool {
 ///
 /// A key is secret when one of its words (split like [`classify`](crate::classify) splits names, so `apiKey`,
 /// `api-key` and `API_KEY` are the same) is `password`, `passwd`, `passphrase`, `pwd`, `secret`, `token`,
-/// `authorization`, `auth`, `cookie`, `credential(s)`, `apikey`, `bearer`, `cvv`, `cvc`, `ssn`, `otp`, `pin`,
-/// `signature`, or when two adjacent words are `api key`, `private key`, `access key`, `secret key`, `signing key`,
-/// `encryption key`, `client key`, `session key`, `card number`, `account number`, `set cookie`. Keys added with
+/// `authorization`, `auth`, `cookie`, `credential(s)`, `apikey`, `bearer`, `jwt`, `cvv`, `cvc`, `ssn`, `otp`, `pin`,
+/// `signature`; when a run-together word ends in `password`, `passwd`, `passphrase`, `secret`, `token`,
+/// `credential(s)`, `apikey`, `privatekey`, `accesskey` or `secretkey` (`accesstoken`, `clientsecret`, `dbpassword`); or when two adjacent
+/// words are `api key`, `private key`, `access key`, `secret key`, `signing key`, `encryption key`, `client key`,
+/// `session key`, `card number`, `account number`, `set cookie`. Keys added with
 /// [`with_keys`](Self::with_keys) are matched by their whole word sequence (`customerNote` matches `customer_note`).
 /// Matching is at every depth of objects and arrays; the whole value under a secret key is replaced by
 /// [`REDACTED`].
@@ -358,7 +360,7 @@ impl Redactor {
     pub fn is_secret_key(&self, key: &str) -> bool {
         // Every listed word is short ASCII: longer or non-ASCII words match nothing, alone or in a pair. Words are
         // lowercased into stack buffers, so checking a key allocates nothing.
-        const MAX: usize = 16;
+        const MAX: usize = 32;
         let mut prev = [0u8; MAX];
         let mut prev_len: Option<usize> = None;
         for (s, e) in Words::new(key) {
@@ -372,7 +374,7 @@ impl Redactor {
                 *o = b.to_ascii_lowercase();
             }
             let word = std::str::from_utf8(&buf[..raw.len()]).expect("ASCII");
-            if is_secret_word(word) {
+            if is_secret_word(word) || is_secret_compound(word) {
                 return true;
             }
             if let Some(len) = prev_len {
@@ -428,11 +430,34 @@ impl Redactor {
     }
 }
 
+/// A run-together word that ends in a long secret word: `accesstoken`, `clientsecret`, `dbpassword`, `authtoken`.
+/// Only these long endings are read this way, so a short secret word such as `pin`, `otp` or `auth` at the end of a
+/// longer word (`spin`, `hotp`, `oauth`) is not.
+fn is_secret_compound(word: &str) -> bool {
+    const ENDINGS: [&str; 11] = [
+        "accesskey",
+        "secretkey",
+        "password",
+        "passwd",
+        "passphrase",
+        "secret",
+        "token",
+        "credential",
+        "credentials",
+        "apikey",
+        "privatekey",
+    ];
+    ENDINGS
+        .iter()
+        .any(|end| word.len() > end.len() && word.ends_with(end))
+}
+
 /// A word that marks a key secret on its own.
 fn is_secret_word(word: &str) -> bool {
     matches!(
         word,
-        "password"
+        "jwt"
+            | "password"
             | "passwd"
             | "passphrase"
             | "pwd"
@@ -614,4 +639,28 @@ mod tests {
         assert_eq!(shown["key"], "id-7");
         assert_eq!(shown["password"], REDACTED);
     }
+    #[test]
+    fn run_together_secret_keys_are_redacted_and_ordinary_words_are_not() {
+        let r = Redactor::new();
+        for key in [
+            "accesstoken",
+            "ACCESSTOKEN",
+            "clientsecret",
+            "dbpassword",
+            "DbPassword",
+            "jwt",
+            "user_jwt",
+            "authtoken",
+            "refreshtoken",
+            "githubPersonalAccessToken",
+            "awssecretaccesskey",
+            "sshprivatekey",
+        ] {
+            assert!(r.is_secret_key(key), "{key} should be secret");
+        }
+        for key in ["max_tokens", "tokens", "spin", "oauth_provider", "hotp_digits", "path", "id", "tokenizer"] {
+            assert!(!r.is_secret_key(key), "{key} should not be secret");
+        }
+    }
+
 }

@@ -114,6 +114,16 @@ impl Inner {
 
     /// The first step of every decision: a safe call is audited and allowed; a gated one is frozen into a request.
     fn start(&self, call: ToolCall, gate: Gating) -> Result<Start, ActionDenied> {
+        if let Some(problem) = call.problem() {
+            let shown = call.clipped();
+            if let Some(audit) = &self.audit {
+                let mut rec = AuditRecord::of_call(&shown, AuditDecision::Blocked);
+                rec.reason = Some(DenyReason::InvalidCall.as_str());
+                rec.detail = Some(&problem);
+                let _ = audit.record(&rec);
+            }
+            return Err(ActionDenied::new(DenyReason::InvalidCall, shown.name).with_detail(Some(problem)));
+        }
         match self.gate_risk(&call.name, gate) {
             None => {
                 self.record_allowed(&call);
