@@ -703,10 +703,12 @@ fn oversized_names_and_context_are_refused_before_anything_runs_and_audited_clip
     for line in &lines {
         assert_eq!(line["reason"], "invalid_call");
         assert!(line["tool"].as_str().unwrap().len() <= ToolCall::MAX_NAME_CHARS + "…".len());
-        assert!(line["agent_id"].as_str().is_none_or(|a| a.len() <= ToolCall::MAX_TEXT_BYTES + "…".len()));
+        assert!(line["agent_id"]
+            .as_str()
+            .is_none_or(|a| a.len() <= ToolCall::MAX_TEXT_BYTES + "…".len()));
     }
     // At the limits, calls go through.
-    let at_limit = ToolCall::new("r".repeat(ToolCall::MAX_NAME_CHARS), json!({}))
-        .agent_id("a".repeat(ToolCall::MAX_TEXT_BYTES));
+    let at_limit =
+        ToolCall::new("r".repeat(ToolCall::MAX_NAME_CHARS), json!({})).agent_id("a".repeat(ToolCall::MAX_TEXT_BYTES));
     assert_eq!(guard.execute(at_limit, |_, _| "ran").unwrap(), "ran");
 }

@@ -388,3 +388,38 @@ fn a_refused_approval_is_recorded_in_the_store_as_not_run() {
     let outcome = stored.outcome.unwrap();
     assert!(outcome.starts_with("error: not run: "), "{outcome}");
 }
+
+#[derive(Tool, Debug)]
+enum Payments {
+    #[tool(risk = "irreversible")]
+    Refund { order: String, amount: f64 },
+}
+
+struct Till;
+
+impl PaymentsHandler for Till {
+    type Output = String;
+    fn refund(&mut self, approval: Approval<'_, PaymentsRefund>) -> String {
+        format!("refunded {}", approval.amount)
+    }
+}
+
+#[test]
+fn a_tool_call_with_a_nan_field_is_refused_before_anyone_is_asked() {
+    let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let a = asked.clone();
+    let guard = AgentGuard::callback(move |_| {
+        a.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        true
+    })
+    .no_audit()
+    .build();
+    let call = Payments::Refund {
+        order: "A-1".into(),
+        amount: f64::NAN,
+    };
+    let denied = guard.dispatch(call, &mut Till).unwrap_err();
+    assert_eq!(denied.reason(), DenyReason::InvalidParams);
+    assert!(denied.detail().unwrap().contains("amount is NaN"), "{denied}");
+    assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 0);
+}

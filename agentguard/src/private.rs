@@ -63,13 +63,20 @@ pub const SKIPPED: &str = "[skipped: not part of the approved params]";
     note = "derive or implement `serde::Serialize` for it, or leave this argument out of the approved params with `#[gate(skip(<argument name>))]` (a skipped argument is not covered by the approval)"
 )]
 pub trait GateArg {
-    /// The argument as JSON.
-    fn to_json(&self) -> Result<Value, String>;
+    /// The argument named `name` as JSON; NaN and infinities are refused (JSON would record them as `null`).
+    fn to_json(&self, name: &str) -> Result<Value, String>;
 }
 impl<T: ?Sized + serde::Serialize> GateArg for T {
-    fn to_json(&self) -> Result<Value, String> {
+    fn to_json(&self, name: &str) -> Result<Value, String> {
+        crate::params::check_finite_at(self, name).map_err(|e| e.to_string())?;
         serde_json::to_value(self).map_err(|e| e.to_string())
     }
+}
+
+/// A `#[derive(Tool)]` variant's params as JSON; NaN and infinities are refused, naming the field.
+pub fn finite_json<T: serde::Serialize>(value: &T) -> Result<Value, serde_json::Error> {
+    crate::params::check_finite(value).map_err(<serde_json::Error as serde::ser::Error>::custom)?;
+    serde_json::to_value(value)
 }
 
 /// Something that names a guard in `#[gate(guard = ...)]`.

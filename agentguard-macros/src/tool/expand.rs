@@ -114,7 +114,7 @@ pub(crate) fn expand(tools: &ToolEnum<'_>) -> TokenStream {
             }
         });
         params_arms.push(quote! {
-            #binding => #private::serde_json::to_value(#ref_ty {
+            #binding => #private::finite_json(&#ref_ty {
                 #(#fields: #bound,)*
                 __agentguard_marker: ::core::marker::PhantomData,
             })
