@@ -7,6 +7,7 @@ mod memory;
 pub(crate) mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+mod sync;
 mod url;
 
 use std::fmt;
