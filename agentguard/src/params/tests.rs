@@ -174,3 +174,99 @@ fn run_together_secret_keys_are_redacted_and_ordinary_words_are_not() {
         assert!(!r.is_secret_key(key), "{key} should not be secret");
     }
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Any JSON value, a few levels deep, with keys and strings that need escaping.
+    fn json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::from),
+            "\\PC{0,8}|[\\x00-\\x1f\"\\\\é😀\u{2028}]{0,4}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(6, 64, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::btree_map("\\PC{0,6}", inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// Every leaf of `v`, by position.
+    fn leaves(v: &Value) -> usize {
+        match v {
+            Value::Array(a) => a.iter().map(leaves).sum(),
+            Value::Object(m) => m.values().map(leaves).sum(),
+            _ => 1,
+        }
+    }
+
+    /// `v` with its `n`th leaf replaced by `with`.
+    fn replace_leaf(v: &mut Value, n: &mut usize, with: &Value) -> bool {
+        match v {
+            Value::Array(a) => a.iter_mut().any(|x| replace_leaf(x, n, with)),
+            Value::Object(m) => m.values_mut().any(|x| replace_leaf(x, n, with)),
+            leaf => {
+                if *n == 0 {
+                    *leaf = with.clone();
+                    true
+                } else {
+                    *n -= 1;
+                    false
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+        #[test]
+        fn canonical_json_parses_back_to_the_value_and_is_stable(v in json()) {
+            let text = canonical_json(&v, usize::MAX).unwrap();
+            let back: Value = serde_json::from_str(&text).unwrap();
+            prop_assert_eq!(&back, &v);
+            prop_assert_eq!(canonical_json(&back, usize::MAX).unwrap(), text);
+            // Equal to serde_json's compact text, since its default map sorts keys bytewise.
+            prop_assert_eq!(serde_json::to_string(&v).unwrap(), canonical_json(&v, usize::MAX).unwrap());
+        }
+
+        #[test]
+        fn the_digest_changes_when_any_value_changes(v in json(), pick in any::<prop::sample::Index>(), with in json()) {
+            let count = leaves(&v);
+            prop_assume!(count > 0);
+            let n = pick.index(count);
+            let mut changed = v.clone();
+            replace_leaf(&mut changed, &mut n.clone(), &with);
+            let digest = |v: &Value| ParamsDigest::of(canonical_json(v, usize::MAX).unwrap().as_bytes());
+            prop_assert_eq!(changed == v, digest(&changed) == digest(&v));
+        }
+
+        #[test]
+        fn the_size_limit_is_exact(v in json()) {
+            let text = canonical_json(&v, usize::MAX).unwrap();
+            prop_assert_eq!(canonical_json(&v, text.len()), Some(text.clone()));
+            if !text.is_empty() {
+                prop_assert_eq!(canonical_json(&v, text.len() - 1), None);
+            }
+        }
+
+        #[test]
+        fn freezing_is_stack_safe_and_refuses_exactly_past_the_depth_limit(levels in 0usize..20_000) {
+            let mut v = Value::Null;
+            for _ in 0..levels {
+                v = Value::Array(vec![v]);
+            }
+            let frozen = FrozenParams::freeze(v, usize::MAX);
+            prop_assert_eq!(frozen.is_ok(), levels <= MAX_PARAMS_DEPTH);
+        }
+    }
+}
