@@ -469,7 +469,7 @@ async fn an_unreachable_store_is_503_with_the_cause_never_a_500() {
         .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}/agentguard/", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    tokio::spawn(agentguard::http::serve(listener, app, Default::default()));
 
     let res = client()
         .get(format!("{base}pending"))

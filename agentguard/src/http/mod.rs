@@ -2,7 +2,7 @@
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! use agentguard::http::ApprovalApi;
+//! use agentguard::http::{ApprovalApi, ServeLimits};
 //! use agentguard::AgentGuard;
 //!
 //! let guard = AgentGuard::external().build();
@@ -10,7 +10,7 @@
 //!     .token(std::env::var("AGENTGUARD_TOKEN")?, "alice") // the token the page asks for; "alice" goes into the audit
 //!     .router()?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8787").await?;
-//! axum::serve(listener, app).await?;
+//! agentguard::http::serve(listener, app, ServeLimits::default()).await; // or merge `app` into your own router
 //! # Ok(()) }
 //! ```
 //!
@@ -22,9 +22,9 @@
 //! | `GET /agentguard/events` | Server-Sent Events: `snapshot`, then `parked`, `resolved`, `expired` |
 //!
 //! `resolve` answers 200 resolved, 404 unknown, 409 already resolved, 410 expired, 422 digest mismatch or a
-//! malformed body, 413 a body over the limit, 415 a body that is not JSON, 401 no or a wrong token, 403 a
-//! cross-origin request, 503 a store that cannot be reached. Every error has a JSON body
-//! `{"error": <code>, "message": <what to do>}`.
+//! malformed body, 413 a body over the limit, 408 a body that did not arrive within the body timeout, 415 a body
+//! that is not JSON, 401 no or a wrong token, 429 too many wrong tokens from the client's address, 403 a
+//! cross-origin request, 503 a store that cannot be reached. Every error has a JSON body `{"error": <code>, "message": <what to do>}`.
 //!
 //! Security: every API route needs `Authorization: Bearer <token>`; each token names an actor, recorded as who
 //! decided. Tokens are compared in constant time and never echoed. State changes only by `POST` with
@@ -32,9 +32,16 @@
 //! site cannot approve anything. The page keeps the token in the tab's `sessionStorage` and sends it in a header:
 //! never in a URL, so never in a log. It is served with a strict Content-Security-Policy. Bind to `127.0.0.1`
 //! unless a TLS-terminating proxy is in front.
+//!
+//! Limits: [`serve`] closes connections that stall or idle ([`ServeLimits`]: a request head within 5 s, no
+//! connection silent for 60 s, at most 256 at once); the router caps open event streams (64, then 503), gives a
+//! client address that sent 10 wrong tokens within a minute 429 for a minute, and wants a resolve body within 10 s.
+//! Each is configurable; the defaults are the `DEFAULT_*` constants.
 
 mod auth;
 mod events;
+mod serve;
+mod throttle;
 
 use std::fmt;
 use std::sync::{Arc, LazyLock};
@@ -46,10 +53,11 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{middleware, Json, Router};
 use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
+use tokio::sync::Semaphore;
 
 use crate::guard::AgentGuard;
 use crate::params::ParamsDigest;
@@ -57,9 +65,18 @@ use crate::request::{RequestId, Resolution, ResolveOutcome};
 use crate::store::{ApprovalStore, StoreError};
 use auth::TokenEntry;
 pub use auth::MIN_TOKEN_LEN;
+pub use serve::{serve, ServeLimits, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS};
+use throttle::Throttle;
+pub use throttle::{DEFAULT_AUTH_BLOCK, DEFAULT_AUTH_FAILURE_WINDOW, DEFAULT_MAX_AUTH_FAILURES};
 
 /// Largest `POST /agentguard/resolve` body accepted by default: 16 KiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// How long a `POST /agentguard/resolve` body may take to arrive in full by default: 10 s.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How many event streams (`GET /agentguard/events`) may be open at once by default: 64. Each open page holds one.
+pub const DEFAULT_MAX_EVENT_STREAMS: usize = 64;
 
 /// How often the event stream re-reads a store that cannot signal changes (SQLite, PostgreSQL) by default.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(250);
@@ -78,6 +95,9 @@ pub struct ApprovalApi {
     allowed_origins: Vec<String>,
     poll_interval: Duration,
     max_body_bytes: usize,
+    body_timeout: Duration,
+    max_event_streams: usize,
+    auth_limit: (u32, Duration, Duration),
 }
 
 impl fmt::Debug for ApprovalApi {
@@ -90,6 +110,9 @@ impl fmt::Debug for ApprovalApi {
             .field("allowed_origins", &self.allowed_origins)
             .field("poll_interval", &self.poll_interval)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("body_timeout", &self.body_timeout)
+            .field("max_event_streams", &self.max_event_streams)
+            .field("auth_limit", &self.auth_limit)
             .finish()
     }
 }
@@ -104,6 +127,13 @@ impl ApprovalApi {
             allowed_origins: Vec::new(),
             poll_interval: DEFAULT_POLL_INTERVAL,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+            max_event_streams: DEFAULT_MAX_EVENT_STREAMS,
+            auth_limit: (
+                DEFAULT_MAX_AUTH_FAILURES,
+                DEFAULT_AUTH_FAILURE_WINDOW,
+                DEFAULT_AUTH_BLOCK,
+            ),
         }
     }
 
@@ -141,6 +171,33 @@ impl ApprovalApi {
         self
     }
 
+    /// How long a resolve body may take to arrive in full (default [`DEFAULT_BODY_TIMEOUT`]); a slower one is
+    /// answered 408.
+    pub fn body_timeout(mut self, timeout: Duration) -> Self {
+        self.body_timeout = timeout;
+        self
+    }
+
+    /// How many event streams may be open at once (default [`DEFAULT_MAX_EVENT_STREAMS`]); one more is answered 503
+    /// with `Retry-After` (the page retries with back-off).
+    pub fn max_event_streams(mut self, max: usize) -> Self {
+        self.max_event_streams = max;
+        self
+    }
+
+    /// Blocks a client address that sent `max_failures` wrong tokens within `window`: its API requests are answered
+    /// 429 with `Retry-After` for `block`, whatever token they carry (a right token does not lift the block early, or
+    /// a guesser could tell which guess was right). Requests without any token are not counted, nor are other
+    /// addresses affected; IPv6 addresses count by /64. `max_failures` 0 turns the limit off. Default
+    /// [`DEFAULT_MAX_AUTH_FAILURES`] within [`DEFAULT_AUTH_FAILURE_WINDOW`], blocked for [`DEFAULT_AUTH_BLOCK`].
+    ///
+    /// The client address comes from [`serve`] (or axum's `into_make_service_with_connect_info::<SocketAddr>()`);
+    /// served otherwise, there is no address and no limit. Behind a proxy every client has the proxy's address.
+    pub fn auth_failure_limit(mut self, max_failures: u32, window: Duration, block: Duration) -> Self {
+        self.auth_limit = (max_failures, window, block);
+        self
+    }
+
     /// The axum router with the routes under `/agentguard/`. Mount it with `Router::merge` (or `nest`: the page uses
     /// relative URLs). Fails if no token is configured or one is unfit, so a misconfigured server never starts.
     pub fn router(self) -> Result<Router, HttpConfigError> {
@@ -173,22 +230,29 @@ impl ApprovalApi {
                 )));
             }
         }
+        let (max_failures, window, block) = self.auth_limit;
         let state = Arc::new(Shared {
             store: self.store,
             tokens,
             allowed_origins: self.allowed_origins,
             poll_interval: self.poll_interval,
             max_body_bytes: self.max_body_bytes,
+            body_timeout: self.body_timeout,
+            event_streams: Arc::new(Semaphore::new(self.max_event_streams.min(Semaphore::MAX_PERMITS))),
+            throttle: Throttle::new(max_failures, window, block),
         });
-        Ok(Router::new()
-            .route("/agentguard", get(|| async { Redirect::permanent("agentguard/") }))
-            .route("/agentguard/", get(page))
+        let api = Router::new()
             .route("/agentguard/pending", get(pending))
             .route("/agentguard/resolve", post(resolve))
             .route("/agentguard/events", get(events))
+            .route_layer(middleware::from_fn_with_state(state.clone(), throttle::limit));
+        let router = Router::new()
+            .route("/agentguard", get(|| async { Redirect::permanent("agentguard/") }))
+            .route("/agentguard/", get(page))
             .route("/agentguard/{*rest}", axum::routing::any(not_found))
-            .method_not_allowed_fallback(method_not_allowed)
-            .with_state(state))
+            .merge(api)
+            .method_not_allowed_fallback(method_not_allowed);
+        Ok(router.with_state(state))
     }
 }
 
@@ -220,6 +284,10 @@ struct Shared {
     allowed_origins: Vec<String>,
     poll_interval: Duration,
     max_body_bytes: usize,
+    body_timeout: Duration,
+    /// One permit per open event stream.
+    event_streams: Arc<Semaphore>,
+    throttle: Throttle,
 }
 
 /// An error response: a status and `{"error", "message"}`.
@@ -228,6 +296,8 @@ pub(crate) struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// Seconds for a `Retry-After` header.
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -236,7 +306,12 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
+    }
+    fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
     pub(crate) fn unauthorized(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
@@ -273,6 +348,11 @@ impl IntoResponse for ApiError {
                 HeaderValue::from_static("Bearer realm=\"agentguard\""),
             );
         }
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         response
     }
 }
@@ -304,7 +384,18 @@ async fn resolve(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Body) -
     let actor = auth::authenticate(&s.tokens, &headers)?.to_owned();
     auth::check_same_origin(&s.allowed_origins, &headers)?;
     auth::check_json_content_type(&headers)?;
-    let bytes = read_limited(body, s.max_body_bytes).await?;
+    let bytes = tokio::time::timeout(s.body_timeout, read_limited(body, s.max_body_bytes))
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!(
+                    "the body did not arrive within {} s; send the whole body at once",
+                    s.body_timeout.as_secs_f64()
+                ),
+            )
+        })??;
     let parsed = parse_body(&bytes)?;
     let request_id: RequestId = parsed
         .request_id
@@ -399,13 +490,26 @@ async fn read_limited(body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
 
 async fn events(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Result<Response, ApiError> {
     auth::authenticate(&s.tokens, &headers)?;
-    let stream = events::stream(s.store.clone(), s.poll_interval);
+    let Ok(slot) = s.event_streams.clone().try_acquire_owned() else {
+        return Err(too_many_streams());
+    };
+    // The slot is held by the stream, so it frees when the client goes away.
+    let stream = events::stream(s.store.clone(), s.poll_interval).map(move |e| (&slot, e).1);
     let mut response = (no_store(), Sse::new(stream).keep_alive(KeepAlive::default())).into_response();
     // Tell proxies such as nginx not to buffer the stream.
     response
         .headers_mut()
         .insert("x-accel-buffering", HeaderValue::from_static("no"));
     Ok(response)
+}
+
+fn too_many_streams() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "too_many_streams",
+        "the server has as many event streams open as it allows: close a page, or try again shortly",
+    )
+    .retry_after(5)
 }
 
 /// The page's Content-Security-Policy: only its own inline script and style (by hash), requests to itself only.
