@@ -10,7 +10,7 @@
 //!   head is complete, so a stalled or half-sent head and an idle keep-alive connection both end at that timeout;
 //! - a connection that moves no byte either way for [`ServeLimits::idle_timeout`] is closed, whatever it is doing
 //!   (a stalled body, a client that stopped reading its response);
-//! - at [`ServeLimits::max_connections`], a new connection makes room by closing the oldest connection that has no
+//! - at [`ServeLimits::max_connections`] (or the open-file limit less 32, if lower), a new connection makes room by closing the oldest connection that has no
 //!   request in progress (idle or still sending its head, as nginx reuses its idle keep-alive connections); if every
 //!   connection is busy, the new one gets a `503` JSON answer and is closed at once. When the process is out of file
 //!   descriptors, idle connections are closed the same way, so a real request still gets in.
@@ -94,7 +94,8 @@ impl ServeLimits {
 
     /// How many connections may be open at once (default [`DEFAULT_MAX_CONNECTIONS`]; at least 1). At the cap a new
     /// connection closes the oldest one that has no request in progress; if all are busy it is answered `503` and
-    /// closed.
+    /// closed. The cap in force is never above the process's open-file limit less 32 (kept for the store's files
+    /// and the runtime), so connections cannot starve the requests they carry: under `ulimit -n 64`, 32.
     pub fn max_connections(mut self, max: usize) -> Self {
         self.max_connections = max.max(1);
         self
@@ -119,6 +120,7 @@ impl ServeLimits {
 /// # Ok(()) }
 /// ```
 pub async fn serve(listener: TcpListener, app: Router, limits: ServeLimits) {
+    let max_connections = limits.max_connections.min(fd_budget());
     let registry = Arc::new(Registry::default());
     let mut tasks = JoinSet::new();
     let mut next_id: u64 = 0;
@@ -140,7 +142,7 @@ pub async fn serve(listener: TcpListener, app: Router, limits: ServeLimits) {
                 continue;
             }
         };
-        if registry.len() >= limits.max_connections && !registry.evict_idle() {
+        if registry.len() >= max_connections && !registry.evict_idle() {
             refuse(&stream);
             continue;
         }
@@ -156,6 +158,22 @@ pub async fn serve(listener: TcpListener, app: Router, limits: ServeLimits) {
         let handle = tasks.spawn(connection(stream, peer, app.clone(), limits.clone(), active, slot));
         registry.set_abort(id, handle);
     }
+}
+
+/// File descriptors left to everything else a request needs (the store's files, the runtime, the listener) when the
+/// open-file limit, not [`ServeLimits::max_connections`], is what bounds the connections.
+const FD_RESERVE: u64 = 32;
+
+/// How many connections the process's open-file limit leaves room for (at least 1), or no bound where it is unknown.
+fn fd_budget() -> usize {
+    #[cfg(unix)]
+    {
+        let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+        if let Some(current) = limit.current {
+            return usize::try_from(current.saturating_sub(FD_RESERVE).max(1)).unwrap_or(usize::MAX);
+        }
+    }
+    usize::MAX
 }
 
 /// Errors that concern one connection only (it was reset before it was accepted): go on accepting.
