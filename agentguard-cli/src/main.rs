@@ -242,7 +242,9 @@ fn serve(
     max_event_streams: usize,
 ) -> Result<(), Failure> {
     let url = store_url(cli)?;
-    let mut api = ApprovalApi::new(open_url(&url)?).max_event_streams(max_event_streams);
+    let mut api = ApprovalApi::new(open_url(&url)?)
+        .standalone()
+        .max_event_streams(max_event_streams);
     if tokens.is_empty() {
         // A made-up token is shown once, to the person at the terminal. Where stderr is not a terminal it would land
         // in a log (journald, docker), so there the server refuses to start instead.

@@ -415,6 +415,16 @@ fn serve_under_ulimit_64_answers_a_real_request_past_70_idle_connections() {
 }
 
 #[test]
+fn serve_answers_a_path_outside_the_api_with_a_json_404() {
+    let (_dir, db) = db();
+    let (_server, addr) = serve(&db, &["--token", "alice=alice-token-0123456789"]);
+    let (status, body) = http(&addr, "GET", "/elsewhere", &[], "");
+    assert_eq!(status, 404);
+    let out: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{body:?}: {e}"));
+    assert_eq!(out["error"], "not_found", "{out}");
+}
+
+#[test]
 fn serve_refuses_a_short_token_and_a_malformed_one_with_exit_2() {
     let (_dir, db) = db();
     for (arg, says) in [

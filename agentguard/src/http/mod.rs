@@ -21,10 +21,13 @@
 //! | `POST /agentguard/resolve` | `{request_id, approved, params_digest?, reason?}` → `{outcome}` |
 //! | `GET /agentguard/events` | Server-Sent Events: `snapshot`, then `parked`, `resolved`, `expired` |
 //!
-//! `resolve` answers 200 resolved, 404 unknown, 409 already resolved, 410 expired, 422 digest mismatch or a
-//! malformed body, 413 a body over the limit, 408 a body that did not arrive within the body timeout, 415 a body
-//! that is not JSON, 401 no or a wrong token, 429 too many wrong tokens from the client's address, 403 a
-//! cross-origin request, 503 a store that cannot be reached. Every error has a JSON body `{"error": <code>, "message": <what to do>}`.
+//! `resolve` answers 200 resolved, 404 unknown, 409 already resolved, 410 expired, 422 digest mismatch (each as
+//! `{outcome, request_id, message}`, with an `error` code when not 200) or a malformed body (a `reason` with a
+//! control character other than newline and tab is one), 413 a body over the limit, 408 a body that did not arrive
+//! within the body timeout, 415 a body that is not JSON, 401 no or a wrong token, 429 too many wrong tokens from the
+//! client's address, 403 a cross-origin request, 503 a store that cannot be reached. Every error response of the
+//! router, whatever produced it (a handler, axum's routing, a layer), has a JSON body
+//! `{"error": <code>, "message": <what to do>}`.
 //!
 //! Security: every API route needs `Authorization: Bearer <token>`; each token names an actor, recorded as who
 //! decided. Tokens are compared in constant time and never echoed. State changes only by `POST` with
@@ -98,6 +101,7 @@ pub struct ApprovalApi {
     body_timeout: Duration,
     max_event_streams: usize,
     auth_limit: (u32, Duration, Duration),
+    standalone: bool,
 }
 
 impl fmt::Debug for ApprovalApi {
@@ -113,6 +117,7 @@ impl fmt::Debug for ApprovalApi {
             .field("body_timeout", &self.body_timeout)
             .field("max_event_streams", &self.max_event_streams)
             .field("auth_limit", &self.auth_limit)
+            .field("standalone", &self.standalone)
             .finish()
     }
 }
@@ -134,6 +139,7 @@ impl ApprovalApi {
                 DEFAULT_AUTH_FAILURE_WINDOW,
                 DEFAULT_AUTH_BLOCK,
             ),
+            standalone: false,
         }
     }
 
@@ -198,6 +204,13 @@ impl ApprovalApi {
         self
     }
 
+    /// Also answers every path outside `/agentguard/` with a JSON 404, for a server that serves only the approval API
+    /// and page (as `agentguard serve` does). Leave it off to merge the router into an app with its own fallback.
+    pub fn standalone(mut self) -> Self {
+        self.standalone = true;
+        self
+    }
+
     /// The axum router with the routes under `/agentguard/`. Mount it with `Router::merge` (or `nest`: the page uses
     /// relative URLs). Fails if no token is configured or one is unfit, so a misconfigured server never starts.
     pub fn router(self) -> Result<Router, HttpConfigError> {
@@ -246,13 +259,16 @@ impl ApprovalApi {
             .route("/agentguard/resolve", post(resolve))
             .route("/agentguard/events", get(events))
             .route_layer(middleware::from_fn_with_state(state.clone(), throttle::limit));
-        let router = Router::new()
+        let mut router = Router::new()
             .route("/agentguard", get(|| async { Redirect::permanent("agentguard/") }))
             .route("/agentguard/", get(page))
             .route("/agentguard/{*rest}", axum::routing::any(not_found))
             .merge(api)
             .method_not_allowed_fallback(method_not_allowed);
-        Ok(router.with_state(state))
+        if self.standalone {
+            router = router.fallback(not_found);
+        }
+        Ok(router.layer(middleware::map_response(json_errors)).with_state(state))
     }
 }
 
@@ -357,6 +373,44 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The last layer of the router: an error response that is not JSON yet (axum's own rejections, a layer's error)
+/// gets the `{"error", "message"}` body every other error has, keeping its status and headers.
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let code = match status {
+        StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::REQUEST_TIMEOUT => "body_timeout",
+        StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::UNPROCESSABLE_ENTITY => "malformed_body",
+        StatusCode::TOO_MANY_REQUESTS => "too_many_requests",
+        StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+        s if s.is_server_error() => "server_error",
+        _ => "request_refused",
+    };
+    let message = format!("{} {}", status.as_str(), status.canonical_reason().unwrap_or("error"));
+    let (mut parts, _) = response.into_parts();
+    let body = json!({ "error": code, "message": message }).to_string();
+    parts
+        .headers
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts
+        .headers
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Response::from_parts(parts, Body::from(body))
+}
+
 fn no_store() -> [(header::HeaderName, HeaderValue); 1] {
     [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))]
 }
@@ -412,13 +466,7 @@ async fn resolve(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Body) -
         resolution = resolution.params_digest(digest);
     }
     if let Some(reason) = parsed.reason.filter(|r| !r.trim().is_empty()) {
-        let chars = reason.chars().count();
-        if chars > Resolution::MAX_NOTE_CHARS {
-            return Err(ApiError::malformed(format!(
-                "reason: {chars} characters; at most {}",
-                Resolution::MAX_NOTE_CHARS
-            )));
-        }
+        check_reason(&reason)?;
         resolution = resolution.note(reason);
     }
 
@@ -435,8 +483,38 @@ async fn resolve(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Body) -
         ResolveOutcome::Unavailable => return Err(ApiError::store("it did not answer")),
     };
     let message = outcome.explain(parsed.approved);
-    let body = json!({ "outcome": outcome.as_str(), "request_id": request_id, "message": message });
+    let mut body = json!({ "outcome": outcome.as_str(), "request_id": request_id, "message": message });
+    if status != StatusCode::OK {
+        // Like every other error: an `error` code (the outcome in lower case) beside the outcome.
+        body["error"] = json!(outcome.as_str().to_ascii_lowercase());
+    }
     Ok((status, no_store(), Json(body)).into_response())
+}
+
+/// A reason is text for a person and the audit: at most [`Resolution::MAX_NOTE_CHARS`] characters, and no control
+/// characters but newline and tab. NUL in particular cannot be stored (PostgreSQL refuses it in text), and the others
+/// (escape sequences, carriage return, C1 controls) have no place in a note someone reads in a terminal.
+fn check_reason(reason: &str) -> Result<(), ApiError> {
+    let chars = reason.chars().count();
+    if chars > Resolution::MAX_NOTE_CHARS {
+        return Err(ApiError::malformed(format!(
+            "reason: {chars} characters; at most {}",
+            Resolution::MAX_NOTE_CHARS
+        )));
+    }
+    if let Some((at, c)) = reason
+        .chars()
+        .enumerate()
+        .find(|(_, c)| c.is_control() && !matches!(c, '\n' | '\t'))
+    {
+        return Err(ApiError::malformed(format!(
+            "reason: a control character (U+{:04X}) at character {}; a reason is plain text, with newlines and tabs \
+             at most",
+            u32::from(c),
+            at + 1
+        )));
+    }
+    Ok(())
 }
 
 /// What a resolve body looks like, for error messages.
