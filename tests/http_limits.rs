@@ -94,6 +94,23 @@ async fn a_half_sent_request_is_closed_within_the_header_timeout() {
 }
 
 #[tokio::test]
+async fn a_request_head_over_64_kib_is_refused_not_buffered() {
+    let web = Web::start(external()).await;
+    let mut stream = TcpStream::connect(web.addr).await.unwrap();
+    let head = format!(
+        "GET /agentguard/ HTTP/1.1\r\nHost: {}\r\nX-Padding: {}\r\n",
+        web.addr,
+        "a".repeat(70_000)
+    );
+    let since = Instant::now();
+    // The server may stop reading (and close) before all of it is written.
+    let _ = stream.write_all(head.as_bytes()).await;
+    let (answer, closed) = until_closed(&mut stream, since, Duration::from_secs(5)).await;
+    eprintln!("a 70 KB head: refused and closed after {closed:?}");
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer:?}");
+}
+
+#[tokio::test]
 async fn an_idle_kept_alive_connection_is_closed_at_the_header_timeout() {
     let timeout = Duration::from_secs(1);
     let web = Web::start_limited(

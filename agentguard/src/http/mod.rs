@@ -508,8 +508,8 @@ fn check_reason(reason: &str) -> Result<(), ApiError> {
         .find(|(_, c)| c.is_control() && !matches!(c, '\n' | '\t'))
     {
         return Err(ApiError::malformed(format!(
-            "reason: a control character (U+{:04X}) at character {}; a reason is plain text, with newlines and tabs \
-             at most",
+            "reason: a control character (U+{:04X}) at character {}; send plain text (newline and tab are the only \
+             control characters allowed)",
             u32::from(c),
             at + 1
         )));
@@ -571,8 +571,11 @@ async fn events(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Result<Resp
     let Ok(slot) = s.event_streams.clone().try_acquire_owned() else {
         return Err(too_many_streams());
     };
-    // The slot is held by the stream, so it frees when the client goes away.
-    let stream = events::stream(s.store.clone(), s.poll_interval).map(move |e| (&slot, e).1);
+    // The stream owns the slot, so the slot frees when the stream is dropped: when the client goes away.
+    let stream = events::stream(s.store.clone(), s.poll_interval).map(move |event| {
+        let _slot = &slot;
+        event
+    });
     let mut response = (no_store(), Sse::new(stream).keep_alive(KeepAlive::default())).into_response();
     // Tell proxies such as nginx not to buffer the stream.
     response

@@ -10,6 +10,7 @@
 //!   head is complete, so a stalled or half-sent head and an idle keep-alive connection both end at that timeout;
 //! - a connection that moves no byte either way for [`ServeLimits::idle_timeout`] is closed, whatever it is doing
 //!   (a stalled body, a client that stopped reading its response);
+//! - a request head over 64 KiB is refused with hyper's `431`, not buffered;
 //! - at [`ServeLimits::max_connections`] (or the open-file limit less 32, if lower), a new connection makes room by closing the oldest connection that has no
 //!   request in progress (idle or still sending its head, as nginx reuses its idle keep-alive connections); if every
 //!   connection is busy, the new one gets a `503` JSON answer and is closed at once. When the process is out of file
@@ -160,6 +161,9 @@ pub async fn serve(listener: TcpListener, app: Router, limits: ServeLimits) {
     }
 }
 
+/// The most a connection buffers while reading: a request head must fit in it.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+
 /// File descriptors left to everything else a request needs (the store's files, the runtime, the listener) when the
 /// open-file limit, not [`ServeLimits::max_connections`], is what bounds the connections.
 const FD_RESERVE: u64 = 32;
@@ -298,6 +302,9 @@ async fn connection(
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
+        // A request head over 64 KiB is refused (431) instead of buffered: hyper's default, about 400 KB, would let
+        // 256 half-sent heads hold 100 MB.
+        .max_buf_size(MAX_HEAD_BYTES)
         .keep_alive(true)
         .serve_connection(io, service);
     let mut conn = std::pin::pin!(conn);
