@@ -469,7 +469,7 @@ async fn an_unreachable_store_is_503_with_the_cause_never_a_500() {
         .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}/agentguard/", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    tokio::spawn(agentguard::http::serve(listener, app, Default::default()));
 
     let res = client()
         .get(format!("{base}pending"))
@@ -479,6 +479,7 @@ async fn an_unreachable_store_is_503_with_the_cause_never_a_500() {
         .unwrap();
     let (status, out) = body(res).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(out["error"], "store_unavailable");
     assert!(out["message"].as_str().unwrap().contains("connection refused"), "{out}");
     let res = client()
         .post(format!("{base}resolve"))
@@ -583,4 +584,268 @@ async fn events_over_a_sqlite_store_arrive_by_polling() {
     let (name, data) = events.next().await;
     assert_eq!((name.as_str(), &data["actor"]), ("resolved", &json!("alice")));
     assert_eq!(call.await.unwrap().unwrap(), "ran");
+}
+
+/// Sends `raw` on a new connection and reads the answer until the server closes it (bounded: 5 s).
+async fn raw_exchange(web: &Web, raw: &str) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(web.addr).await.unwrap();
+    stream.write_all(raw.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut got)).await;
+    let got = String::from_utf8_lossy(&got).into_owned();
+    assert!(read.is_ok(), "no answer and no close within 5 s: {got:?}");
+    got
+}
+
+#[tokio::test]
+async fn every_error_path_answers_json_with_an_error_key() {
+    let mut web = Web::start_with(external(), |api| {
+        api.standalone()
+            .max_event_streams(1)
+            .body_timeout(Duration::from_millis(300))
+            .auth_failure_limit(2, Duration::from_secs(60), Duration::from_secs(60))
+    })
+    .await;
+    let _first = web.call("delete_customer", json!({"id": 7}));
+    let parked = web.next_parked().await;
+    let done = web.call("delete_customer", json!({"id": 8}));
+    let resolved = web.next_parked().await;
+    assert_eq!(resolve(&web, answer(&resolved, false)).await.0, StatusCode::OK);
+    assert!(done.await.unwrap().is_err());
+    let expiring = AgentGuard::external()
+        .timeout(Duration::from_millis(100))
+        .no_audit()
+        .shared_store(web.guard.store().clone())
+        .build();
+    let expired = expiring
+        .aexecute(agentguard::ToolCall::new("wipe_disk", json!({})), |_, _| async {})
+        .await
+        .unwrap_err();
+    let expired_id = expired.request_id().cloned().expect("a parked request's id");
+    let stream = client().get(web.url("events")).bearer_auth(ALICE).send().await.unwrap();
+    assert_eq!(stream.status(), StatusCode::OK, "the one event stream allowed");
+
+    let id = parked.request_id().to_string();
+    let valid = |extra: &str| format!(r#"{{"request_id": "{id}", "approved": true{extra}}}"#);
+    let json_type = ("content-type", "application/json");
+    let host = web.addr.to_string();
+    let root = web.base.trim_end_matches("agentguard/").to_owned();
+    let c = client();
+    let mut cases: Vec<(String, reqwest::RequestBuilder)> = vec![
+        ("unknown route under /agentguard/".into(), c.get(web.url("nope"))),
+        ("a path outside /agentguard/".into(), c.get(format!("{root}elsewhere"))),
+        ("GET resolve".into(), c.get(web.url("resolve")).bearer_auth(ALICE)),
+        ("POST pending".into(), c.post(web.url("pending")).bearer_auth(ALICE)),
+        ("PUT the page".into(), c.put(&web.base)),
+        ("DELETE events".into(), c.delete(web.url("events")).bearer_auth(ALICE)),
+        (
+            "no token".into(),
+            c.post(web.url("resolve"))
+                .header(json_type.0, json_type.1)
+                .body(valid("")),
+        ),
+        (
+            "Basic credentials".into(),
+            c.get(web.url("pending")).basic_auth("alice", Some("x")),
+        ),
+        (
+            "cross-origin".into(),
+            c.post(web.url("resolve"))
+                .bearer_auth(ALICE)
+                .header("origin", "https://evil.example")
+                .header(json_type.0, json_type.1)
+                .body(valid("")),
+        ),
+        (
+            "no content type".into(),
+            c.post(web.url("resolve")).bearer_auth(ALICE).body(valid("")),
+        ),
+        (
+            "text/plain".into(),
+            c.post(web.url("resolve"))
+                .bearer_auth(ALICE)
+                .header("content-type", "text/plain")
+                .body(valid("")),
+        ),
+        (
+            "a second event stream".into(),
+            c.get(web.url("events")).bearer_auth(ALICE),
+        ),
+    ];
+    let bodies: Vec<(&str, Vec<u8>)> = vec![
+        ("an empty body", Vec::new()),
+        ("not JSON", b"{not json".to_vec()),
+        ("a JSON array", b"[1, 2]".to_vec()),
+        ("JSON null", b"null".to_vec()),
+        (
+            "invalid UTF-8",
+            b"{\"request_id\": \"\xff\xfe\", \"approved\": true}".to_vec(),
+        ),
+        ("a missing field", br#"{"approved": true}"#.to_vec()),
+        ("an unknown field", valid(r#", "extra": 1"#).into_bytes()),
+        ("a malformed id", br#"{"request_id": "x", "approved": true}"#.to_vec()),
+        ("a malformed digest", valid(r#", "params_digest": "zz""#).into_bytes()),
+        (
+            "a NUL in the reason",
+            valid(r#", "reason": "no\u0000way""#).into_bytes(),
+        ),
+        (
+            "an escape in the reason",
+            valid(r#", "reason": "\u001b[2Jok""#).into_bytes(),
+        ),
+        (
+            "a reason too long",
+            valid(&format!(r#", "reason": "{}""#, "x".repeat(1001))).into_bytes(),
+        ),
+        (
+            "a body over the limit",
+            valid(&format!(r#", "reason": "{}""#, "x".repeat(20_000))).into_bytes(),
+        ),
+        (
+            "an unknown request",
+            format!(r#"{{"request_id": "{}", "approved": true}}"#, RequestId::new()).into_bytes(),
+        ),
+        (
+            "an answered request",
+            format!(r#"{{"request_id": "{}", "approved": true}}"#, resolved.request_id()).into_bytes(),
+        ),
+        (
+            "an expired request",
+            format!(r#"{{"request_id": "{expired_id}", "approved": true}}"#).into_bytes(),
+        ),
+        (
+            "another digest",
+            valid(&format!(
+                r#", "params_digest": "{}""#,
+                agentguard::params::ParamsDigest::of(b"{}")
+            ))
+            .into_bytes(),
+        ),
+    ];
+    for (what, payload) in bodies {
+        let req = c
+            .post(web.url("resolve"))
+            .bearer_auth(ALICE)
+            .header(json_type.0, json_type.1)
+            .body(payload);
+        cases.push((what.to_owned(), req));
+    }
+    let mut seen = std::collections::BTreeMap::new();
+    for (what, req) in cases {
+        let res = req.send().await.unwrap();
+        let content_type = res
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let (status, out) = body(res).await;
+        assert!(!status.is_success(), "{what}: {status} {out}");
+        assert_eq!(content_type.as_deref(), Some("application/json"), "{what}");
+        assert!(out["error"].is_string() && out["message"].is_string(), "{what}: {out}");
+        seen.insert(status.as_u16(), out["error"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(
+        web.state(parked.request_id()),
+        RequestState::Pending,
+        "no error path decided anything"
+    );
+
+    // Over raw TCP: a stalled body (408) and a broken chunked body (400).
+    let head = |extra: &str| {
+        format!(
+            "POST /agentguard/resolve HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {ALICE}\r\nContent-Type: \
+             application/json\r\n{extra}\r\n"
+        )
+    };
+    let stalled = raw_exchange(&web, &head("Content-Length: 50\r\n")).await;
+    let broken = raw_exchange(
+        &web,
+        &format!("{}zz\r\nnot a chunk\r\n", head("Transfer-Encoding: chunked\r\n")),
+    )
+    .await;
+    for (what, answer) in [("a stalled body", stalled), ("a broken chunked body", broken)] {
+        let (head, payload) = answer
+            .split_once("\r\n\r\n")
+            .unwrap_or_else(|| panic!("{what}: {answer:?}"));
+        assert!(head.contains("content-type: application/json"), "{what}: {head}");
+        let out: Value = serde_json::from_str(payload).unwrap_or_else(|e| panic!("{what}: {payload:?}: {e}"));
+        assert!(out["error"].is_string(), "{what}: {out}");
+        seen.insert(head[9..12].parse().unwrap(), out["error"].as_str().unwrap().to_owned());
+    }
+
+    // Two wrong tokens block an address (another one than above, where "Basic credentials" counted): then 429.
+    let c = Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 3]))
+        .build()
+        .unwrap();
+    for _ in 0..2 {
+        let res = c
+            .get(web.url("pending"))
+            .bearer_auth("wrong-token-0123456789")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    let (status, out) = body(c.get(web.url("pending")).bearer_auth(ALICE).send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    seen.insert(status.as_u16(), out["error"].as_str().unwrap().to_owned());
+
+    let codes: Vec<u16> = seen.keys().copied().collect();
+    assert_eq!(
+        codes,
+        [400, 401, 403, 404, 405, 408, 409, 410, 413, 415, 422, 429, 503],
+        "every error status was reached: {seen:?}"
+    );
+    drop(stream);
+}
+
+#[tokio::test]
+async fn a_nul_in_the_reason_is_422_naming_reason_and_decides_nothing() {
+    let mut web = Web::start(external()).await;
+    let _call = web.call("delete_customer", json!({"id": 7}));
+    let parked = web.next_parked().await;
+    let mut payload = answer(&parked, false);
+    payload["reason"] = json!("not\u{0}this");
+    let (status, out) = resolve(&web, payload).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{out}");
+    assert_eq!(out["error"], "malformed_body");
+    let message = out["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("reason: ") && message.contains("U+0000"),
+        "{message}"
+    );
+    assert_eq!(web.state(parked.request_id()), RequestState::Pending);
+}
+
+#[tokio::test]
+async fn control_characters_other_than_newline_and_tab_in_the_reason_are_422() {
+    let mut web = Web::start(external()).await;
+    let _call = web.call("delete_customer", json!({"id": 7}));
+    let parked = web.next_parked().await;
+    for (reason, code) in [
+        ("\u{1b}[2J", "U+001B"),
+        ("a\rb", "U+000D"),
+        ("x\u{7f}", "U+007F"),
+        ("\u{9b}31m", "U+009B"),
+    ] {
+        let mut payload = answer(&parked, false);
+        payload["reason"] = json!(reason);
+        let (status, out) = resolve(&web, payload).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{reason:?}: {out}");
+        assert!(out["message"].as_str().unwrap().contains(code), "{reason:?}: {out}");
+    }
+    let mut payload = answer(&parked, false);
+    payload["reason"] = json!("line one\n\tline two — ünïcode ✓");
+    let (status, out) = resolve(&web, payload).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "newline, tab and any printable text pass: {out}"
+    );
+    let stored = web.guard.store().get(parked.request_id()).unwrap().unwrap();
+    assert_eq!(
+        stored.decision.note.as_deref(),
+        Some("line one\n\tline two — ünïcode ✓")
+    );
 }

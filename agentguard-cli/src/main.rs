@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agentguard::audit::{default_log_path, VerifyError, VerifyReport};
-use agentguard::http::{ApprovalApi, MIN_TOKEN_LEN};
+use agentguard::http::{ApprovalApi, ServeLimits, MIN_TOKEN_LEN};
 use agentguard::params::ParamsDigest;
 use agentguard::store::{ApprovalStore, StoreError, StoreUrl};
 use agentguard::text::{escape_hidden, is_hidden};
@@ -132,6 +132,13 @@ enum Command {
         /// proxy). Repeatable.
         #[arg(long = "allow-origin", value_name = "ORIGIN")]
         allow_origins: Vec<String>,
+        /// Connections open at once at most; at the cap the oldest idle one is closed to make room, and when all are
+        /// busy a new one is answered 503.
+        #[arg(long, default_value_t = agentguard::http::DEFAULT_MAX_CONNECTIONS, value_name = "N")]
+        max_connections: usize,
+        /// Event streams (open pages) at once at most; one more is answered 503 and the page retries.
+        #[arg(long, default_value_t = agentguard::http::DEFAULT_MAX_EVENT_STREAMS, value_name = "N")]
+        max_event_streams: usize,
     },
     /// Audit log tools.
     Audit {
@@ -216,14 +223,28 @@ fn run(cli: &Cli) -> Result<(), Failure> {
             bind,
             tokens,
             allow_origins,
-        } => serve(cli, *bind, tokens, allow_origins),
+            max_connections,
+            max_event_streams,
+        } => {
+            let limits = ServeLimits::default().max_connections(*max_connections);
+            serve(cli, *bind, tokens, allow_origins, limits, *max_event_streams)
+        }
     }
 }
 
 /// `serve`: the approval API and page over the shared store, until the process is stopped.
-fn serve(cli: &Cli, bind: SocketAddr, tokens: &[String], allow_origins: &[String]) -> Result<(), Failure> {
+fn serve(
+    cli: &Cli,
+    bind: SocketAddr,
+    tokens: &[String],
+    allow_origins: &[String],
+    limits: ServeLimits,
+    max_event_streams: usize,
+) -> Result<(), Failure> {
     let url = store_url(cli)?;
-    let mut api = ApprovalApi::new(open_url(&url)?);
+    let mut api = ApprovalApi::new(open_url(&url)?)
+        .standalone()
+        .max_event_streams(max_event_streams);
     if tokens.is_empty() {
         // A made-up token is shown once, to the person at the terminal. Where stderr is not a terminal it would land
         // in a log (journald, docker), so there the server refuses to start instead.
@@ -290,9 +311,8 @@ fn serve(cli: &Cli, bind: SocketAddr, tokens: &[String], allow_origins: &[String
         // The address line is printed on stdout, flushed, so scripts (and tests) can read where to connect.
         outln!("serving the approval page at http://{addr}/agentguard/ over {url}");
         let _ = std::io::stdout().flush();
-        axum::serve(listener, app)
-            .await
-            .map_err(|e| fail(EXIT_ERROR, format!("the server stopped: {e}")))
+        agentguard::http::serve(listener, app, limits).await;
+        Ok(())
     })
 }
 

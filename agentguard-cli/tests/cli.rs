@@ -265,6 +265,7 @@ fn the_cli_answers_through_postgres_and_verifies_its_audit_table() {
 fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in headers {
         request.push_str(&format!("{k}: {v}\r\n"));
@@ -364,6 +365,63 @@ fn serve_lets_a_browser_in_another_process_approve_an_agents_call() {
     assert_eq!(agent.join().unwrap().unwrap(), "ran");
     let (shown, _) = text(&cli(&db, &["show", req.request_id().as_str()]));
     assert!(shown.contains("alice"), "the token's actor is recorded: {shown}");
+}
+
+#[test]
+fn serve_under_ulimit_64_answers_a_real_request_past_70_idle_connections() {
+    use std::io::BufRead;
+    let (_dir, db) = db();
+    // The server gets 64 file descriptors; 70 clients connect and send nothing.
+    let mut child = Command::new("sh")
+        .args(["-c", "ulimit -n 64 && exec \"$0\" \"$@\"", BIN, "--store"])
+        .arg(format!("sqlite:{}", db.display()))
+        .args([
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--token",
+            "alice=alice-token-0123456789",
+        ])
+        .env_remove("AGENTGUARD_STORE")
+        .env_remove("AGENTGUARD_TOKENS")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _server = Server { child, db: db.clone() };
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_else(|| panic!("serve prints its address first, got {line:?}"))
+        .to_owned();
+    let idle: Vec<std::net::TcpStream> = (0..70).map(|_| std::net::TcpStream::connect(&addr).unwrap()).collect();
+
+    let since = std::time::Instant::now();
+    let auth = ("Authorization", "Bearer alice-token-0123456789");
+    let (status, body) = http(&addr, "GET", "/agentguard/pending", &[auth], "");
+    let took = since.elapsed();
+    eprintln!(
+        "a real request past {} idle connections under ulimit -n 64: answered in {took:?}",
+        idle.len()
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+}
+
+#[test]
+fn serve_answers_a_path_outside_the_api_with_a_json_404() {
+    let (_dir, db) = db();
+    let (_server, addr) = serve(&db, &["--token", "alice=alice-token-0123456789"]);
+    let (status, body) = http(&addr, "GET", "/elsewhere", &[], "");
+    assert_eq!(status, 404);
+    let out: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{body:?}: {e}"));
+    assert_eq!(out["error"], "not_found", "{out}");
 }
 
 #[test]

@@ -1,10 +1,11 @@
 //! A real approval server on a loopback port, over an external guard, for the HTTP and browser tests.
 #![allow(dead_code)]
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use agentguard::guard::GuardBuilder;
-use agentguard::http::ApprovalApi;
+use agentguard::http::{ApprovalApi, ServeLimits};
 use agentguard::{ActionDenied, AgentGuard, ApprovalRequest, ToolCall};
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -17,6 +18,8 @@ pub const ALICE: &str = "alice-token-0123456789abcdef";
 pub struct Web {
     /// `http://127.0.0.1:PORT/agentguard/`
     pub base: String,
+    /// `127.0.0.1:PORT`, for raw TCP clients.
+    pub addr: SocketAddr,
     pub guard: AgentGuard,
     pub parked: mpsc::UnboundedReceiver<ApprovalRequest>,
 }
@@ -32,6 +35,15 @@ impl Web {
         builder: GuardBuilder<agentguard::guard::mode::External>,
         configure: impl FnOnce(ApprovalApi) -> ApprovalApi,
     ) -> Web {
+        Self::start_limited(builder, configure, ServeLimits::default()).await
+    }
+
+    /// Like [`start_with`](Self::start_with), served by `agentguard::http::serve` with `limits`.
+    pub async fn start_limited(
+        builder: GuardBuilder<agentguard::guard::mode::External>,
+        configure: impl FnOnce(ApprovalApi) -> ApprovalApi,
+        limits: ServeLimits,
+    ) -> Web {
         let (tx, parked) = mpsc::unbounded_channel();
         let guard = builder
             .on_request(move |req| {
@@ -43,9 +55,10 @@ impl Web {
             .expect("a valid configuration");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        tokio::spawn(agentguard::http::serve(listener, app, limits));
         Web {
             base: format!("http://{addr}/agentguard/"),
+            addr,
             guard,
             parked,
         }

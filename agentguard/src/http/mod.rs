@@ -2,7 +2,7 @@
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! use agentguard::http::ApprovalApi;
+//! use agentguard::http::{ApprovalApi, ServeLimits};
 //! use agentguard::AgentGuard;
 //!
 //! let guard = AgentGuard::external().build();
@@ -10,7 +10,7 @@
 //!     .token(std::env::var("AGENTGUARD_TOKEN")?, "alice") // the token the page asks for; "alice" goes into the audit
 //!     .router()?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8787").await?;
-//! axum::serve(listener, app).await?;
+//! agentguard::http::serve(listener, app, ServeLimits::default()).await; // or merge `app` into your own router
 //! # Ok(()) }
 //! ```
 //!
@@ -21,9 +21,12 @@
 //! | `POST /agentguard/resolve` | `{request_id, approved, params_digest?, reason?}` → `{outcome}` |
 //! | `GET /agentguard/events` | Server-Sent Events: `snapshot`, then `parked`, `resolved`, `expired` |
 //!
-//! `resolve` answers 200 resolved, 404 unknown, 409 already resolved, 410 expired, 422 digest mismatch or a
-//! malformed body, 413 a body over the limit, 415 a body that is not JSON, 401 no or a wrong token, 403 a
-//! cross-origin request, 503 a store that cannot be reached. Every error has a JSON body
+//! `resolve` answers 200 resolved, 404 unknown, 409 already resolved, 410 expired, 422 digest mismatch (each as
+//! `{outcome, request_id, message}`, with an `error` code when not 200) or a malformed body (a `reason` with a
+//! control character other than newline and tab is one), 413 a body over the limit, 408 a body that did not arrive
+//! within the body timeout, 415 a body that is not JSON, 401 no or a wrong token, 429 too many wrong tokens from the
+//! client's address, 403 a cross-origin request, 503 a store that cannot be reached. Every error response of the
+//! router, whatever produced it (a handler, axum's routing, a layer), has a JSON body
 //! `{"error": <code>, "message": <what to do>}`.
 //!
 //! Security: every API route needs `Authorization: Bearer <token>`; each token names an actor, recorded as who
@@ -32,9 +35,16 @@
 //! site cannot approve anything. The page keeps the token in the tab's `sessionStorage` and sends it in a header:
 //! never in a URL, so never in a log. It is served with a strict Content-Security-Policy. Bind to `127.0.0.1`
 //! unless a TLS-terminating proxy is in front.
+//!
+//! Limits: [`serve`] closes connections that stall or idle ([`ServeLimits`]: a request head within 5 s, no
+//! connection silent for 60 s, at most 256 at once); the router caps open event streams (64, then 503), gives a
+//! client address that sent 10 wrong tokens within a minute 429 for a minute, and wants a resolve body within 10 s.
+//! Each is configurable; the defaults are the `DEFAULT_*` constants.
 
 mod auth;
 mod events;
+mod serve;
+mod throttle;
 
 use std::fmt;
 use std::sync::{Arc, LazyLock};
@@ -46,10 +56,11 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{middleware, Json, Router};
 use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
+use tokio::sync::Semaphore;
 
 use crate::guard::AgentGuard;
 use crate::params::ParamsDigest;
@@ -57,9 +68,18 @@ use crate::request::{RequestId, Resolution, ResolveOutcome};
 use crate::store::{ApprovalStore, StoreError};
 use auth::TokenEntry;
 pub use auth::MIN_TOKEN_LEN;
+pub use serve::{serve, ServeLimits, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS};
+use throttle::Throttle;
+pub use throttle::{DEFAULT_AUTH_BLOCK, DEFAULT_AUTH_FAILURE_WINDOW, DEFAULT_MAX_AUTH_FAILURES};
 
 /// Largest `POST /agentguard/resolve` body accepted by default: 16 KiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// How long a `POST /agentguard/resolve` body may take to arrive in full by default: 10 s.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How many event streams (`GET /agentguard/events`) may be open at once by default: 64. Each open page holds one.
+pub const DEFAULT_MAX_EVENT_STREAMS: usize = 64;
 
 /// How often the event stream re-reads a store that cannot signal changes (SQLite, PostgreSQL) by default.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(250);
@@ -78,6 +98,10 @@ pub struct ApprovalApi {
     allowed_origins: Vec<String>,
     poll_interval: Duration,
     max_body_bytes: usize,
+    body_timeout: Duration,
+    max_event_streams: usize,
+    auth_limit: (u32, Duration, Duration),
+    standalone: bool,
 }
 
 impl fmt::Debug for ApprovalApi {
@@ -90,6 +114,10 @@ impl fmt::Debug for ApprovalApi {
             .field("allowed_origins", &self.allowed_origins)
             .field("poll_interval", &self.poll_interval)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("body_timeout", &self.body_timeout)
+            .field("max_event_streams", &self.max_event_streams)
+            .field("auth_limit", &self.auth_limit)
+            .field("standalone", &self.standalone)
             .finish()
     }
 }
@@ -104,6 +132,14 @@ impl ApprovalApi {
             allowed_origins: Vec::new(),
             poll_interval: DEFAULT_POLL_INTERVAL,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+            max_event_streams: DEFAULT_MAX_EVENT_STREAMS,
+            auth_limit: (
+                DEFAULT_MAX_AUTH_FAILURES,
+                DEFAULT_AUTH_FAILURE_WINDOW,
+                DEFAULT_AUTH_BLOCK,
+            ),
+            standalone: false,
         }
     }
 
@@ -141,6 +177,40 @@ impl ApprovalApi {
         self
     }
 
+    /// How long a resolve body may take to arrive in full (default [`DEFAULT_BODY_TIMEOUT`]); a slower one is
+    /// answered 408.
+    pub fn body_timeout(mut self, timeout: Duration) -> Self {
+        self.body_timeout = timeout;
+        self
+    }
+
+    /// How many event streams may be open at once (default [`DEFAULT_MAX_EVENT_STREAMS`]); one more is answered 503
+    /// with `Retry-After` (the page retries with back-off).
+    pub fn max_event_streams(mut self, max: usize) -> Self {
+        self.max_event_streams = max;
+        self
+    }
+
+    /// Blocks a client address that sent `max_failures` wrong tokens within `window`: its API requests are answered
+    /// 429 with `Retry-After` for `block`, whatever token they carry (a right token does not lift the block early, or
+    /// a guesser could tell which guess was right). Requests without any token are not counted, nor are other
+    /// addresses affected; IPv6 addresses count by /64. `max_failures` 0 turns the limit off. Default
+    /// [`DEFAULT_MAX_AUTH_FAILURES`] within [`DEFAULT_AUTH_FAILURE_WINDOW`], blocked for [`DEFAULT_AUTH_BLOCK`].
+    ///
+    /// The client address comes from [`serve`] (or axum's `into_make_service_with_connect_info::<SocketAddr>()`);
+    /// served otherwise, there is no address and no limit. Behind a proxy every client has the proxy's address.
+    pub fn auth_failure_limit(mut self, max_failures: u32, window: Duration, block: Duration) -> Self {
+        self.auth_limit = (max_failures, window, block);
+        self
+    }
+
+    /// Also answers every path outside `/agentguard/` with a JSON 404, for a server that serves only the approval API
+    /// and page (as `agentguard serve` does). Leave it off to merge the router into an app with its own fallback.
+    pub fn standalone(mut self) -> Self {
+        self.standalone = true;
+        self
+    }
+
     /// The axum router with the routes under `/agentguard/`. Mount it with `Router::merge` (or `nest`: the page uses
     /// relative URLs). Fails if no token is configured or one is unfit, so a misconfigured server never starts.
     pub fn router(self) -> Result<Router, HttpConfigError> {
@@ -173,22 +243,32 @@ impl ApprovalApi {
                 )));
             }
         }
+        let (max_failures, window, block) = self.auth_limit;
         let state = Arc::new(Shared {
             store: self.store,
             tokens,
             allowed_origins: self.allowed_origins,
             poll_interval: self.poll_interval,
             max_body_bytes: self.max_body_bytes,
+            body_timeout: self.body_timeout,
+            event_streams: Arc::new(Semaphore::new(self.max_event_streams.min(Semaphore::MAX_PERMITS))),
+            throttle: Throttle::new(max_failures, window, block),
         });
-        Ok(Router::new()
-            .route("/agentguard", get(|| async { Redirect::permanent("agentguard/") }))
-            .route("/agentguard/", get(page))
+        let api = Router::new()
             .route("/agentguard/pending", get(pending))
             .route("/agentguard/resolve", post(resolve))
             .route("/agentguard/events", get(events))
+            .route_layer(middleware::from_fn_with_state(state.clone(), throttle::limit));
+        let mut router = Router::new()
+            .route("/agentguard", get(|| async { Redirect::permanent("agentguard/") }))
+            .route("/agentguard/", get(page))
             .route("/agentguard/{*rest}", axum::routing::any(not_found))
-            .method_not_allowed_fallback(method_not_allowed)
-            .with_state(state))
+            .merge(api)
+            .method_not_allowed_fallback(method_not_allowed);
+        if self.standalone {
+            router = router.fallback(not_found);
+        }
+        Ok(router.layer(middleware::map_response(json_errors)).with_state(state))
     }
 }
 
@@ -220,6 +300,10 @@ struct Shared {
     allowed_origins: Vec<String>,
     poll_interval: Duration,
     max_body_bytes: usize,
+    body_timeout: Duration,
+    /// One permit per open event stream.
+    event_streams: Arc<Semaphore>,
+    throttle: Throttle,
 }
 
 /// An error response: a status and `{"error", "message"}`.
@@ -228,6 +312,8 @@ pub(crate) struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// Seconds for a `Retry-After` header.
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -236,7 +322,12 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
+    }
+    fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
     pub(crate) fn unauthorized(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
@@ -273,8 +364,51 @@ impl IntoResponse for ApiError {
                 HeaderValue::from_static("Bearer realm=\"agentguard\""),
             );
         }
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         response
     }
+}
+
+/// The last layer of the router: an error response that is not JSON yet (axum's own rejections, a layer's error)
+/// gets the `{"error", "message"}` body every other error has, keeping its status and headers.
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let code = match status {
+        StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::REQUEST_TIMEOUT => "body_timeout",
+        StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::UNPROCESSABLE_ENTITY => "malformed_body",
+        StatusCode::TOO_MANY_REQUESTS => "too_many_requests",
+        StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+        s if s.is_server_error() => "server_error",
+        _ => "request_refused",
+    };
+    let message = format!("{} {}", status.as_str(), status.canonical_reason().unwrap_or("error"));
+    let (mut parts, _) = response.into_parts();
+    let body = json!({ "error": code, "message": message }).to_string();
+    parts
+        .headers
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts
+        .headers
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Response::from_parts(parts, Body::from(body))
 }
 
 fn no_store() -> [(header::HeaderName, HeaderValue); 1] {
@@ -304,7 +438,18 @@ async fn resolve(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Body) -
     let actor = auth::authenticate(&s.tokens, &headers)?.to_owned();
     auth::check_same_origin(&s.allowed_origins, &headers)?;
     auth::check_json_content_type(&headers)?;
-    let bytes = read_limited(body, s.max_body_bytes).await?;
+    let bytes = tokio::time::timeout(s.body_timeout, read_limited(body, s.max_body_bytes))
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!(
+                    "the body did not arrive within {} s; send the whole body at once",
+                    s.body_timeout.as_secs_f64()
+                ),
+            )
+        })??;
     let parsed = parse_body(&bytes)?;
     let request_id: RequestId = parsed
         .request_id
@@ -321,13 +466,7 @@ async fn resolve(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Body) -
         resolution = resolution.params_digest(digest);
     }
     if let Some(reason) = parsed.reason.filter(|r| !r.trim().is_empty()) {
-        let chars = reason.chars().count();
-        if chars > Resolution::MAX_NOTE_CHARS {
-            return Err(ApiError::malformed(format!(
-                "reason: {chars} characters; at most {}",
-                Resolution::MAX_NOTE_CHARS
-            )));
-        }
+        check_reason(&reason)?;
         resolution = resolution.note(reason);
     }
 
@@ -344,8 +483,38 @@ async fn resolve(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Body) -
         ResolveOutcome::Unavailable => return Err(ApiError::store("it did not answer")),
     };
     let message = outcome.explain(parsed.approved);
-    let body = json!({ "outcome": outcome.as_str(), "request_id": request_id, "message": message });
+    let mut body = json!({ "outcome": outcome.as_str(), "request_id": request_id, "message": message });
+    if status != StatusCode::OK {
+        // Like every other error: an `error` code (the outcome in lower case) beside the outcome.
+        body["error"] = json!(outcome.as_str().to_ascii_lowercase());
+    }
     Ok((status, no_store(), Json(body)).into_response())
+}
+
+/// A reason is text for a person and the audit: at most [`Resolution::MAX_NOTE_CHARS`] characters, and no control
+/// characters but newline and tab. NUL in particular cannot be stored (PostgreSQL refuses it in text), and the others
+/// (escape sequences, carriage return, C1 controls) have no place in a note someone reads in a terminal.
+fn check_reason(reason: &str) -> Result<(), ApiError> {
+    let chars = reason.chars().count();
+    if chars > Resolution::MAX_NOTE_CHARS {
+        return Err(ApiError::malformed(format!(
+            "reason: {chars} characters; at most {}",
+            Resolution::MAX_NOTE_CHARS
+        )));
+    }
+    if let Some((at, c)) = reason
+        .chars()
+        .enumerate()
+        .find(|(_, c)| c.is_control() && !matches!(c, '\n' | '\t'))
+    {
+        return Err(ApiError::malformed(format!(
+            "reason: a control character (U+{:04X}) at character {}; send plain text (newline and tab are the only \
+             control characters allowed)",
+            u32::from(c),
+            at + 1
+        )));
+    }
+    Ok(())
 }
 
 /// What a resolve body looks like, for error messages.
@@ -399,13 +568,29 @@ async fn read_limited(body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
 
 async fn events(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Result<Response, ApiError> {
     auth::authenticate(&s.tokens, &headers)?;
-    let stream = events::stream(s.store.clone(), s.poll_interval);
+    let Ok(slot) = s.event_streams.clone().try_acquire_owned() else {
+        return Err(too_many_streams());
+    };
+    // The stream owns the slot, so the slot frees when the stream is dropped: when the client goes away.
+    let stream = events::stream(s.store.clone(), s.poll_interval).map(move |event| {
+        let _slot = &slot;
+        event
+    });
     let mut response = (no_store(), Sse::new(stream).keep_alive(KeepAlive::default())).into_response();
     // Tell proxies such as nginx not to buffer the stream.
     response
         .headers_mut()
         .insert("x-accel-buffering", HeaderValue::from_static("no"));
     Ok(response)
+}
+
+fn too_many_streams() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "too_many_streams",
+        "the server has as many event streams open as it allows: close a page, or try again shortly",
+    )
+    .retry_after(5)
 }
 
 /// The page's Content-Security-Policy: only its own inline script and style (by hash), requests to itself only.
