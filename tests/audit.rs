@@ -639,3 +639,46 @@ fn checkpoints_kept_in_another_file_are_checked_when_verify_is_told_where() {
     let err = Verify::new(&log).checkpoint_file(&elsewhere).run().unwrap_err();
     assert_eq!(err.kind, VerifyErrorKind::Truncated, "{err}");
 }
+
+#[test]
+fn a_keyed_audit_table_verifies_with_its_key_and_rows_rewritten_without_it_are_found() {
+    let server = match std::env::var("AGENTGUARD_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ => {
+            eprintln!("skipped: AGENTGUARD_TEST_POSTGRES_URL is not set; .ci/run sets it");
+            return;
+        }
+    };
+    let schema = format!("audit_{}", agentguard::RequestId::new().as_str().replace('-', ""));
+    let pg = std::sync::Arc::new(agentguard::store::PostgresStore::connect(&server, Some(&schema)).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let (_, key) = key_file(dir.path(), "audit.key", 'p');
+    let keyed = pg.audit().key(key.clone());
+    for tool in ["read_row", "delete_row"] {
+        keyed.record(&AuditRecord::new(tool, AuditDecision::Allowed)).unwrap();
+    }
+    let report = pg.verify_audit_with_keys(std::slice::from_ref(&key)).unwrap();
+    assert_eq!((report.lines, report.keyed), (2, true));
+    assert_eq!(pg.verify_audit().unwrap_err().kind, VerifyErrorKind::KeyNeeded);
+
+    // A writer without the key refuses to continue the keyed table.
+    let err = pg
+        .audit()
+        .record(&AuditRecord::new("x", AuditDecision::Allowed))
+        .unwrap_err();
+    assert!(err.to_string().contains("is keyed"), "{err}");
+
+    // Someone with write access to the table but not the key replaces its rows with a chain of their own.
+    let out = Command::new("psql")
+        .args([&server, "-Atc", &format!("DELETE FROM \"{schema}\".agentguard_audit")])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    pg.audit()
+        .record(&AuditRecord::new("read_row", AuditDecision::Allowed))
+        .unwrap();
+    assert!(pg.verify_audit().is_ok(), "without the key, the rewrite holds");
+    let err = pg.verify_audit_with_keys(&[key]).unwrap_err();
+    assert_eq!(err.kind, VerifyErrorKind::Tampered, "{err}");
+    assert!(err.problem.contains("no line carries a MAC"), "{err}");
+}
