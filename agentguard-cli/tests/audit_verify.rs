@@ -134,7 +134,7 @@ fn removed_newest_lines_exit_8_naming_the_checkpoint_and_the_checkpoint_flags_ch
     let (code, _, err) = verify(&[&arg], None);
     assert_eq!(code, Some(8), "{err}");
     assert!(
-        err.contains("audit.log.checkpoint:2:") && err.contains("ends at seq 7, but a checkpoint records seq 10"),
+        err.contains("audit.log.checkpoint:") && err.contains("ends at seq 7, but a checkpoint records seq 10"),
         "{err}"
     );
     let (code, out, _) = verify(&["--json", &arg], None);

@@ -9,11 +9,15 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 use serde::Deserialize;
 
 use super::chain::is_hash;
+use super::jsonl::lock_within;
 use super::AuditError;
 
 /// Default number of lines between two checkpoints of the file sink.
@@ -95,6 +99,78 @@ pub(crate) fn append(path: &Path, seq: u64, hash: &str) -> Result<(), AuditError
         .len();
     write_whole(&mut file, at, format(seq, hash).as_bytes())
         .map_err(|e| AuditError::new(format!("audit checkpoint file {}: {e}", path.display())))
+}
+
+/// A checkpoint to write: the log file holding the line (flushed to disk first), its seq and hash.
+pub(crate) struct Job {
+    pub(crate) log: File,
+    pub(crate) seq: u64,
+    pub(crate) link: String,
+}
+
+/// The checkpoint thread of one file sink. Jobs that queue up while one is written are merged into the newest (a
+/// later checkpoint covers every line before it).
+pub(crate) struct Checkpointer {
+    tx: mpsc::Sender<Job>,
+    thread: JoinHandle<()>,
+}
+
+impl Checkpointer {
+    /// Starts the thread writing checkpoints to `path` under the log's lock file `lock`.
+    pub(crate) fn start(path: PathBuf, lock: PathBuf, lock_timeout: Duration) -> Self {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let thread = std::thread::Builder::new()
+            .name("agentguard-audit-checkpoint".into())
+            .spawn(move || {
+                while let Ok(mut job) = rx.recv() {
+                    while let Ok(newer) = rx.try_recv() {
+                        job = newer;
+                    }
+                    if let Err(e) = write_durably(&job, &path, &lock, lock_timeout) {
+                        eprintln!(
+                            "agentguard: audit checkpoint of seq {} failed ({e}); the line was written, and the next \
+                             checkpoint covers it",
+                            job.seq
+                        );
+                    }
+                }
+            })
+            .expect("spawn the audit checkpoint thread");
+        Checkpointer { tx, thread }
+    }
+
+    /// Queues a checkpoint.
+    pub(crate) fn submit(&self, job: Job) {
+        let _ = self.tx.send(job);
+    }
+
+    /// Writes what is queued, then ends the thread.
+    pub(crate) fn finish(self) {
+        drop(self.tx);
+        let _ = self.thread.join();
+    }
+}
+
+/// Flushes the log to disk, so that the checkpoint never names a line a power loss could take away, then appends the
+/// checkpoint under the log's lock, unless one as new is already there (from another process).
+fn write_durably(job: &Job, path: &Path, lock_path: &Path, timeout: Duration) -> Result<(), AuditError> {
+    job.log
+        .sync_data()
+        .map_err(|e| AuditError::io("cannot flush the audit log to disk", e))?;
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(lock_path)
+        .map_err(|e| AuditError::io(format!("cannot open audit lock {}", lock_path.display()), e))?;
+    lock_within(&lock, lock_path, timeout)?;
+    let result = match read_last(path) {
+        Ok(Some((seq, _))) if seq >= job.seq => Ok(()),
+        Ok(_) => append(path, job.seq, &job.link),
+        Err(e) => Err(e),
+    };
+    let _ = lock.unlock();
+    result
 }
 
 /// Writes `bytes` at the end of `file` (opened for append, `at` bytes long), or leaves it `at` bytes long: a write
