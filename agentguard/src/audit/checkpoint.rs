@@ -3,9 +3,10 @@
 //! shorter chain that still holds; a checkpoint remembers how far it reached. [`verify`](super::verify) checks each
 //! checkpoint against the chain, and the writer refuses to continue a chain that ends before its last checkpoint.
 //!
-//! Each line is `{"seq":N,"hash":"<the line's hash, or its MAC in a keyed log>"}`. The file is only ever appended
-//! to (so it can be made append-only, `chattr +a`), under the log's lock; a checkpoint is written only after the log
-//! was flushed to disk (`fdatasync`), so a power loss cannot leave a checkpoint ahead of the log.
+//! Each line is `{"seq":N,"hash":"<the line's hash, or its MAC in a keyed log>"}`. The file is appended to under the
+//! log's lock (a torn last line, from a crash while appending, is cut off first); a checkpoint is written only after
+//! the log was flushed to disk (`fdatasync`), so a power loss cannot leave a checkpoint ahead of the log. The flush
+//! takes milliseconds, so a `Checkpointer` thread does it, not the call being audited.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
