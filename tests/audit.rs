@@ -377,6 +377,53 @@ fn a_full_disk_denies_gated_calls_leaves_no_partial_line_and_calls_work_once_spa
 }
 
 #[test]
+fn a_torn_tail_found_on_a_full_disk_is_put_back_not_lost_unrecorded_and_repaired_once_space_returns() {
+    let Some(fs) = Tmpfs::mount("64k") else { return };
+    let log = fs.path().join("audit.log");
+    let audit = JsonlAudit::new(&log).no_checkpoints();
+    // End the last good line near the end of a 4 KiB page, so that once the disk is full the room the torn bytes
+    // leave is too small for the repair line.
+    while !(3_600..3_900).contains(&(std::fs::metadata(&log).map_or(0, |m| m.len()) % 4096)) {
+        write_records(&audit, 1, "a");
+    }
+    let good = std::fs::read(&log).unwrap();
+    let torn = format!(
+        "{{\"seq\":99,\"ts\":\"2026-01-01T00:00:00.000Z\",\"tool\":\"{}",
+        "t".repeat(140)
+    );
+    let mut bytes = good.clone();
+    bytes.extend_from_slice(torn.as_bytes());
+    assert!(
+        bytes.len() % 4096 > good.len() % 4096,
+        "the torn bytes stay in the same page"
+    );
+    std::fs::write(&log, &bytes).unwrap();
+    let filler = fs.path().join("filler");
+    fill_disk(&filler);
+
+    let guard = AgentGuard::callback(|_| true).audit_file(&log).build();
+    let denied = guard.execute(gated(10), |_, _| ()).unwrap_err();
+    assert_eq!(denied.reason(), agentguard::DenyReason::AuditUnavailable);
+    assert!(denied.detail().unwrap().contains("it was put back"), "{denied}");
+    assert_eq!(
+        std::fs::read(&log).unwrap(),
+        bytes,
+        "the torn bytes are back as they were"
+    );
+    assert_eq!(verify(&log).unwrap_err().kind, VerifyErrorKind::TornTail);
+
+    std::fs::remove_file(&filler).unwrap();
+    guard.execute(gated(10), |_, _| ()).unwrap();
+    let report = verify(&log).unwrap();
+    assert_eq!(report.repairs, 1);
+    let lines = common::audit_lines(&log);
+    let repair = &lines[lines.len() - 2];
+    assert_eq!(repair["event"], "repair");
+    assert_eq!(repair["removed_bytes"], torn.len());
+    assert_eq!(repair["removed_sha256"], sha256_hex(torn.as_bytes()));
+}
+
+#[test]
 fn a_torn_tail_is_reported_as_a_torn_write_not_tampering_and_the_next_write_removes_it_on_the_record() {
     let (_dir, log) = audit_path();
     write_records(&JsonlAudit::new(&log), 3, "a");
