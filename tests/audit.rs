@@ -1,12 +1,14 @@
 //! The hash-chained audit log: tampering is found at the right line, rotation keeps the chain, and many threads and
-//! many OS processes can append to one log without tearing it.
+//! many OS processes can append to one log without tearing it. A full disk leaves no partial line, a torn tail is
+//! told from an edit and repaired on the record, a keyed log cannot be rewritten without its key, and checkpoints
+//! show removed lines.
 
 mod common;
 
 use std::path::Path;
 use std::process::Command;
 
-use agentguard::audit::{verify, AuditDecision, AuditRecord};
+use agentguard::audit::{verify, AuditDecision, AuditKey, AuditRecord, Verify, VerifyErrorKind};
 use agentguard::audit::{AuditSink, JsonlAudit};
 use agentguard::{AgentGuard, ToolCall};
 use common::audit_path;
@@ -254,4 +256,479 @@ fn a_tail_edited_to_an_absurd_seq_or_hash_is_an_error_not_a_panic() {
         .execute(ToolCall::new("delete_file", json!({})), |_, _| ())
         .unwrap_err();
     assert!(denied.detail().unwrap().contains("malformed hash"), "{denied}");
+}
+
+// ---- Attacks from the security review: a full disk, a torn tail, a rewrite without the key, truncation. ----
+
+/// A small tmpfs mounted on a temporary directory for one test, unmounted when dropped. Mounting needs root: CI runs
+/// as root; elsewhere the test is skipped with the reason printed, and under `CI` a failed mount fails it.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(size: &str) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output();
+        let reason = match out {
+            Ok(o) if o.status.success() => return Some(Tmpfs { dir }),
+            Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_owned(),
+            Err(e) => e.to_string(),
+        };
+        if std::env::var_os("CI").is_some() {
+            panic!("cannot mount a {size} tmpfs under CI (which runs as root): {reason}");
+        }
+        eprintln!("skipped: cannot mount a {size} tmpfs ({reason}); run as root, as CI does");
+        None
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+/// Writes to `path` until the file system is full; returns how much it wrote.
+fn fill_disk(path: &Path) -> u64 {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).unwrap();
+    let chunk = vec![b'.'; 1024];
+    let mut written = 0;
+    loop {
+        match f.write(&chunk) {
+            Ok(0) => break,
+            Ok(n) => written += n as u64,
+            Err(e) => {
+                assert_eq!(e.raw_os_error(), Some(28), "expected ENOSPC, got {e}");
+                break;
+            }
+        }
+    }
+    written
+}
+
+fn gated(path_len: usize) -> ToolCall {
+    ToolCall::new("delete_file", json!({ "path": "p".repeat(path_len) }))
+}
+
+#[test]
+fn a_full_disk_denies_gated_calls_leaves_no_partial_line_and_calls_work_once_space_returns() {
+    let Some(fs) = Tmpfs::mount("64k") else { return };
+    let log = fs.path().join("audit.log");
+    let guard = AgentGuard::callback(|_| true).audit_file(&log).build();
+    for _ in 0..3 {
+        guard.execute(gated(100), |_, _| ()).unwrap();
+    }
+    let filler = fs.path().join("filler");
+    assert!(fill_disk(&filler) > 0);
+    let before = std::fs::read(&log).unwrap();
+    // tmpfs allocates whole pages: the log's last page still has room, so a longer line than that room is written
+    // in part before the write fails. That part must not stay.
+    assert_ne!(
+        before.len() % 4096,
+        0,
+        "the log's last page has room for part of a line"
+    );
+    let ran = std::sync::atomic::AtomicUsize::new(0);
+    for _ in 0..2 {
+        let denied = guard
+            .execute(gated(6_000), |_, _| {
+                ran.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            })
+            .unwrap_err();
+        assert_eq!(denied.reason(), agentguard::DenyReason::AuditUnavailable);
+        assert!(denied.detail().unwrap().contains("No space left"), "{denied}");
+        let after = std::fs::read(&log).unwrap();
+        assert_eq!(after.len(), before.len(), "no partial line is left behind");
+        assert!(after == before);
+    }
+    assert_eq!(
+        ran.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "a call whose audit failed never runs"
+    );
+    assert_eq!(
+        verify(&log).unwrap().lines,
+        3,
+        "the chain is intact while the disk is full"
+    );
+
+    std::fs::remove_file(&filler).unwrap();
+    guard
+        .execute(gated(6_000), |_, _| {
+            ran.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        })
+        .unwrap();
+    assert_eq!(
+        ran.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "calls work once space returns"
+    );
+    let report = verify(&log).unwrap();
+    assert_eq!((report.lines, report.repairs), (4, 0), "nothing needed repairing");
+}
+
+#[test]
+fn a_torn_tail_found_on_a_full_disk_is_put_back_not_lost_unrecorded_and_repaired_once_space_returns() {
+    let Some(fs) = Tmpfs::mount("64k") else { return };
+    let log = fs.path().join("audit.log");
+    let audit = JsonlAudit::new(&log).no_checkpoints();
+    // End the last good line near the end of a 4 KiB page, so that once the disk is full the room the torn bytes
+    // leave is too small for the repair line.
+    while !(3_600..3_900).contains(&(std::fs::metadata(&log).map_or(0, |m| m.len()) % 4096)) {
+        write_records(&audit, 1, "a");
+    }
+    let good = std::fs::read(&log).unwrap();
+    let torn = format!(
+        "{{\"seq\":99,\"ts\":\"2026-01-01T00:00:00.000Z\",\"tool\":\"{}",
+        "t".repeat(140)
+    );
+    let mut bytes = good.clone();
+    bytes.extend_from_slice(torn.as_bytes());
+    assert!(
+        bytes.len() % 4096 > good.len() % 4096,
+        "the torn bytes stay in the same page"
+    );
+    std::fs::write(&log, &bytes).unwrap();
+    let filler = fs.path().join("filler");
+    fill_disk(&filler);
+
+    let guard = AgentGuard::callback(|_| true).audit_file(&log).build();
+    let denied = guard.execute(gated(10), |_, _| ()).unwrap_err();
+    assert_eq!(denied.reason(), agentguard::DenyReason::AuditUnavailable);
+    assert!(denied.detail().unwrap().contains("it was put back"), "{denied}");
+    assert_eq!(
+        std::fs::read(&log).unwrap(),
+        bytes,
+        "the torn bytes are back as they were"
+    );
+    assert_eq!(verify(&log).unwrap_err().kind, VerifyErrorKind::TornTail);
+
+    std::fs::remove_file(&filler).unwrap();
+    guard.execute(gated(10), |_, _| ()).unwrap();
+    let report = verify(&log).unwrap();
+    assert_eq!(report.repairs, 1);
+    let lines = common::audit_lines(&log);
+    let repair = &lines[lines.len() - 2];
+    assert_eq!(repair["event"], "repair");
+    assert_eq!(repair["removed_bytes"], torn.len());
+    assert_eq!(repair["removed_sha256"], sha256_hex(torn.as_bytes()));
+}
+
+#[test]
+fn a_torn_tail_is_reported_as_a_torn_write_not_tampering_and_the_next_write_removes_it_on_the_record() {
+    let (_dir, log) = audit_path();
+    write_records(&JsonlAudit::new(&log), 3, "a");
+    // A crash (or a full disk with no chance to clean up) in the middle of writing the fourth line.
+    let torn = br#"{"seq":4,"ts":"2026-01-01T00:00:00.000Z","event":"call","tool":"tool_a_3","deci"#;
+    let mut bytes = std::fs::read(&log).unwrap();
+    bytes.extend_from_slice(torn);
+    std::fs::write(&log, &bytes).unwrap();
+
+    let err = verify(&log).unwrap_err();
+    assert_eq!(err.kind, VerifyErrorKind::TornTail, "{err}");
+    assert_eq!(err.line, 4, "{err}");
+    assert!(
+        err.problem
+            .starts_with("torn tail: a write was cut short (crash or full disk), not an edit"),
+        "{err}"
+    );
+
+    // The next writer cuts the torn bytes off and says so in the chain; gated calls work again.
+    let guard = AgentGuard::callback(|_| true).audit_file(&log).build();
+    guard.execute(gated(10), |_, _| ()).unwrap();
+    let report = verify(&log).unwrap();
+    assert_eq!((report.lines, report.repairs), (5, 1));
+    let lines = common::audit_lines(&log);
+    let repair = &lines[3];
+    assert_eq!(repair["event"], "repair");
+    assert_eq!(repair["seq"], 4);
+    assert_eq!(repair["removed_bytes"], torn.len());
+    assert_eq!(repair["removed_sha256"], sha256_hex(torn));
+    assert!(repair["removed_head"].as_str().unwrap().starts_with("{\"seq\":4,"));
+    assert_eq!(lines[4]["tool"], "delete_file");
+}
+
+/// SHA-256 in hex, computed by the `sha256sum` tool so that the test does not reuse the code it checks.
+fn sha256_hex(bytes: &[u8]) -> String {
+    use std::io::Write;
+    let mut child = Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(bytes).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8(out.stdout).unwrap()[..64].to_owned()
+}
+
+/// A 64-hex-digit key in a file of its own.
+fn key_file(dir: &Path, name: &str, fill: char) -> (std::path::PathBuf, AuditKey) {
+    let path = dir.join(name);
+    std::fs::write(&path, format!("{}\n", fill.to_string().repeat(64))).unwrap();
+    let key = AuditKey::from_file(&path).unwrap();
+    (path, key)
+}
+
+/// What an attacker without the key does: write a whole new chain with the lines they want, hashes recomputed.
+fn forge_log(log: &Path, tools: &[&str], sink: impl Fn(&Path) -> JsonlAudit) {
+    let forged_dir = tempfile::tempdir().unwrap();
+    let forged = forged_dir.path().join("forged.log");
+    let audit = sink(&forged).no_checkpoints();
+    for tool in tools {
+        audit.record(&AuditRecord::new(tool, AuditDecision::Allowed)).unwrap();
+    }
+    std::fs::copy(&forged, log).unwrap();
+}
+
+#[test]
+fn an_unkeyed_log_rewritten_whole_verifies_which_is_why_there_is_a_key() {
+    let (_dir, log) = audit_path();
+    let audit = JsonlAudit::new(&log).no_checkpoints();
+    for tool in ["read", "delete_everything", "read"] {
+        audit.record(&AuditRecord::new(tool, AuditDecision::Allowed)).unwrap();
+    }
+    forge_log(&log, &["read", "read", "read"], |p| JsonlAudit::new(p));
+    assert_eq!(
+        verify(&log).unwrap().lines,
+        3,
+        "without a key, a full rewrite cannot be told"
+    );
+}
+
+#[test]
+fn a_keyed_log_rewritten_without_the_key_fails_verify() {
+    let (dir, log) = audit_path();
+    let (_, key) = key_file(dir.path(), "audit.key", 'k');
+    let audit = JsonlAudit::new(&log).key(key.clone());
+    for tool in ["read", "delete_everything", "read"] {
+        audit.record(&AuditRecord::new(tool, AuditDecision::Allowed)).unwrap();
+    }
+    let report = Verify::new(&log).key(key.clone()).run().unwrap();
+    assert!(report.keyed);
+    let keyed_lines = lines_of(&log);
+
+    // Rewritten with recomputed SHA-256 hashes, as works on an unkeyed log.
+    forge_log(&log, &["read", "read", "read"], |p| JsonlAudit::new(p));
+    let err = Verify::new(&log).key(key.clone()).run().unwrap_err();
+    assert_eq!(err.kind, VerifyErrorKind::Tampered, "{err}");
+    assert!(err.problem.contains("no line carries a MAC"), "{err}");
+
+    // Rewritten with the attacker's own key, under the real key's id.
+    let (_, theirs) = key_file(dir.path(), "their.key", 'z');
+    forge_log(&log, &["read", "read", "read"], |p| {
+        JsonlAudit::new(p).key(theirs.clone())
+    });
+    let text = std::fs::read_to_string(&log).unwrap().replace(theirs.id(), key.id());
+    std::fs::write(&log, text).unwrap();
+    let err = Verify::new(&log).key(key.clone()).run().unwrap_err();
+    assert_eq!((err.kind, err.line), (VerifyErrorKind::Tampered, 1), "{err}");
+    assert!(err.problem.contains("does not match its MAC"), "{err}");
+
+    // One line edited in place, the chain after it re-linked by hand: the MAC of the edited line fails.
+    let mut lines = keyed_lines.clone();
+    lines[1] = lines[1].replace("delete_everything", "read_everything__");
+    rewrite(&log, &lines);
+    let err = Verify::new(&log).key(key.clone()).run().unwrap_err();
+    assert_eq!((err.kind, err.line), (VerifyErrorKind::Tampered, 2), "{err}");
+
+    // Unkeyed lines appended after keyed ones (the attacker continues the chain with SHA-256).
+    rewrite(&log, &keyed_lines);
+    let last: serde_json::Value = serde_json::from_str(&keyed_lines[2]).unwrap();
+    let mac = last["mac"].as_str().unwrap();
+    let forged_dir = tempfile::tempdir().unwrap();
+    let forged = forged_dir.path().join("f.log");
+    // Start an unkeyed chain at seq 4 whose prev is the last MAC: a rotated file with that line lets JsonlAudit
+    // continue from it, as an attacker could.
+    std::fs::write(
+        forged_dir.path().join("f.log.000001"),
+        format!("{{\"seq\":3,\"prev\":\"x\",\"hash\":\"{mac}\"}}\n"),
+    )
+    .unwrap();
+    JsonlAudit::new(&forged)
+        .no_checkpoints()
+        .record(&AuditRecord::new("read", AuditDecision::Allowed))
+        .unwrap();
+    let mut tampered = keyed_lines.clone();
+    tampered.extend(lines_of(&forged));
+    rewrite(&log, &tampered);
+    let err = Verify::new(&log).key(key).run().unwrap_err();
+    assert_eq!((err.kind, err.line), (VerifyErrorKind::Tampered, 4), "{err}");
+    assert!(err.problem.contains("unkeyed after keyed"), "{err}");
+}
+
+#[test]
+fn a_keyed_log_verified_without_its_key_says_a_key_is_needed() {
+    let (dir, log) = audit_path();
+    let (_, key) = key_file(dir.path(), "audit.key", 'k');
+    write_records(&JsonlAudit::new(&log).key(key.clone()), 2, "a");
+    let err = verify(&log).unwrap_err();
+    assert_eq!(err.kind, VerifyErrorKind::KeyNeeded, "{err}");
+    assert!(err.problem.contains(key.id()), "{err}");
+}
+
+#[test]
+fn a_writer_without_the_key_refuses_to_continue_a_keyed_log() {
+    let (dir, log) = audit_path();
+    let (_, key) = key_file(dir.path(), "audit.key", 'k');
+    write_records(&JsonlAudit::new(&log).key(key.clone()), 2, "a");
+    let guard = AgentGuard::callback(|_| true).audit_file(&log).build();
+    let denied = guard.execute(gated(1), |_, _| ()).unwrap_err();
+    assert_eq!(denied.reason(), agentguard::DenyReason::AuditUnavailable);
+    assert!(denied.detail().unwrap().contains("is keyed"), "{denied}");
+    assert_eq!(Verify::new(&log).key(key).run().unwrap().lines, 2);
+}
+
+#[test]
+fn an_unkeyed_log_that_gains_a_key_stays_verifiable_and_old_logs_verify_as_before() {
+    let (dir, log) = audit_path();
+    write_records(&JsonlAudit::new(&log), 3, "old");
+    assert!(!verify(&log).unwrap().keyed);
+    let (_, key) = key_file(dir.path(), "audit.key", 'k');
+    write_records(&JsonlAudit::new(&log).key(key.clone()), 3, "new");
+    let report = Verify::new(&log).key(key).run().unwrap();
+    assert_eq!((report.lines, report.keyed), (6, true));
+    let lines = common::audit_lines(&log);
+    assert!(lines[2].get("hash").is_some() && lines[3].get("mac").is_some());
+}
+
+#[test]
+fn removing_the_newest_lines_is_detected_by_the_checkpoint_and_the_writer_refuses_to_go_on() {
+    let (_dir, log) = audit_path();
+    write_records(&JsonlAudit::new(&log).checkpoint_every(10), 25, "a");
+    assert_eq!(verify(&log).unwrap().checkpoint, Some(20));
+    let lines = lines_of(&log);
+    rewrite(&log, &lines[..17]);
+
+    let err = verify(&log).unwrap_err();
+    assert_eq!(err.kind, VerifyErrorKind::Truncated, "{err}");
+    assert_eq!(err.file, log.with_file_name("audit.log.checkpoint"));
+    assert!(
+        err.problem.contains("ends at seq 17") && err.problem.contains("seq 20"),
+        "{err}"
+    );
+    // Without the checkpoint, the shorter chain holds: that is the attack.
+    assert!(Verify::new(&log).no_checkpoint().run().is_ok());
+
+    let guard = AgentGuard::callback(|_| true).audit_file(&log).build();
+    let denied = guard.execute(gated(1), |_, _| ()).unwrap_err();
+    assert_eq!(denied.reason(), agentguard::DenyReason::AuditUnavailable);
+    assert!(denied.detail().unwrap().contains("lines were removed"), "{denied}");
+    assert_eq!(lines_of(&log).len(), 17, "the writer did not paper over the gap");
+}
+
+#[test]
+fn cutting_back_and_rewriting_past_a_checkpoint_is_detected() {
+    let (_dir, log) = audit_path();
+    write_records(&JsonlAudit::new(&log).checkpoint_every(10), 25, "a");
+    let lines = lines_of(&log);
+    rewrite(&log, &lines[..15]);
+    // The attacker writes new lines 16..=25 without checkpoints: the chain is whole and as long as before.
+    write_records(&JsonlAudit::new(&log).no_checkpoints(), 10, "forged");
+    let err = verify(&log).unwrap_err();
+    assert_eq!(err.kind, VerifyErrorKind::Truncated, "{err}");
+    assert_eq!(err.file, log.with_file_name("audit.log.checkpoint"));
+    assert!(err.problem.contains("checkpoint of seq 20 names another line"), "{err}");
+}
+
+#[test]
+fn deleting_the_live_log_is_detected_by_the_checkpoint_and_no_new_chain_is_started() {
+    let (_dir, log) = audit_path();
+    write_records(&JsonlAudit::new(&log).checkpoint_every(10), 12, "a");
+    std::fs::remove_file(&log).unwrap();
+    let err = verify(&log).unwrap_err();
+    assert_eq!(err.kind, VerifyErrorKind::Truncated, "{err}");
+    assert!(err.problem.contains("no lines"), "{err}");
+    let guard = AgentGuard::callback(|_| true).audit_file(&log).build();
+    assert_eq!(
+        guard.execute(gated(1), |_, _| ()).unwrap_err().reason(),
+        agentguard::DenyReason::AuditUnavailable
+    );
+}
+
+#[test]
+fn rotation_writes_a_checkpoint_of_the_file_it_rotates_out() {
+    let (_dir, log) = audit_path();
+    let audit = JsonlAudit::new(&log).max_bytes(2_000).checkpoint_every(1_000);
+    write_records(&audit, 30, "r");
+    drop(audit); // waits for the checkpoint thread
+    let report = verify(&log).unwrap();
+    assert!(report.files.len() > 2);
+    // The newest checkpoint names the last line of the newest rotated file.
+    let newest_rotated = &report.files[report.files.len() - 2];
+    let lines = lines_of(newest_rotated);
+    let last: serde_json::Value = serde_json::from_str(lines.last().unwrap()).unwrap();
+    assert_eq!(report.checkpoint, last["seq"].as_u64());
+    // So cutting that file short is caught.
+    rewrite(newest_rotated, &lines[..lines.len() - 1]);
+    assert!(verify(&log).is_err());
+}
+
+#[test]
+fn checkpoints_kept_in_another_file_are_checked_when_verify_is_told_where() {
+    let (dir, log) = audit_path();
+    let elsewhere = dir.path().join("elsewhere").join("cp");
+    std::fs::create_dir_all(elsewhere.parent().unwrap()).unwrap();
+    write_records(
+        &JsonlAudit::new(&log).checkpoint_file(&elsewhere).checkpoint_every(5),
+        12,
+        "a",
+    );
+    assert!(!log.with_file_name("audit.log.checkpoint").exists());
+    let lines = lines_of(&log);
+    rewrite(&log, &lines[..8]);
+    assert!(verify(&log).is_ok(), "the default place has no checkpoint");
+    let err = Verify::new(&log).checkpoint_file(&elsewhere).run().unwrap_err();
+    assert_eq!(err.kind, VerifyErrorKind::Truncated, "{err}");
+}
+
+#[test]
+fn a_keyed_audit_table_verifies_with_its_key_and_rows_rewritten_without_it_are_found() {
+    let server = match std::env::var("AGENTGUARD_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ => {
+            eprintln!("skipped: AGENTGUARD_TEST_POSTGRES_URL is not set; .ci/run sets it");
+            return;
+        }
+    };
+    let schema = format!("audit_{}", agentguard::RequestId::new().as_str().replace('-', ""));
+    let pg = std::sync::Arc::new(agentguard::store::PostgresStore::connect(&server, Some(&schema)).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let (_, key) = key_file(dir.path(), "audit.key", 'p');
+    let keyed = pg.audit().key(key.clone());
+    for tool in ["read_row", "delete_row"] {
+        keyed.record(&AuditRecord::new(tool, AuditDecision::Allowed)).unwrap();
+    }
+    let report = pg.verify_audit_with_keys(std::slice::from_ref(&key)).unwrap();
+    assert_eq!((report.lines, report.keyed), (2, true));
+    assert_eq!(pg.verify_audit().unwrap_err().kind, VerifyErrorKind::KeyNeeded);
+
+    // A writer without the key refuses to continue the keyed table.
+    let err = pg
+        .audit()
+        .record(&AuditRecord::new("x", AuditDecision::Allowed))
+        .unwrap_err();
+    assert!(err.to_string().contains("is keyed"), "{err}");
+
+    // Someone with write access to the table but not the key replaces its rows with a chain of their own.
+    let out = Command::new("psql")
+        .args([&server, "-Atc", &format!("DELETE FROM \"{schema}\".agentguard_audit")])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    pg.audit()
+        .record(&AuditRecord::new("read_row", AuditDecision::Allowed))
+        .unwrap();
+    assert!(pg.verify_audit().is_ok(), "without the key, the rewrite holds");
+    let err = pg.verify_audit_with_keys(&[key]).unwrap_err();
+    assert_eq!(err.kind, VerifyErrorKind::Tampered, "{err}");
+    assert!(err.problem.contains("no line carries a MAC"), "{err}");
 }

@@ -4,11 +4,14 @@
 //! agentguard --store sqlite:/tmp/agentguard.db pending
 //! agentguard --store sqlite:/tmp/agentguard.db approve 3f9c2b1e-8d4a-4f7b-9c1d-2e5f6a7b8c9d --actor alice
 //! agentguard audit verify agentguard.log
+//! agentguard audit verify /var/log/agentguard/agentguard.log --key-file /etc/agentguard/audit.key \
+//!     --checkpoint /var/lib/agentguard/agentguard.log.checkpoint
 //! AGENTGUARD_TOKENS=alice=$(openssl rand -hex 16) agentguard --store sqlite:/tmp/agentguard.db serve
 //! ```
 //!
 //! Exit codes: 0 done (resolved); 1 other error; 2 bad usage, a malformed id or store URL; 3 unknown request; 4 already
-//! resolved; 5 expired; 6 digest mismatch; 7 store unreachable or unusable; 8 audit chain broken.
+//! resolved; 5 expired; 6 digest mismatch; 7 store unreachable or unusable; 8 audit chain broken (edited, forged or
+//! truncated); 9 audit log ends in a torn write (a crash or a full disk, not an edit).
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal as _, Write as _};
@@ -18,7 +21,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agentguard::audit::{default_log_path, VerifyError, VerifyReport};
+use agentguard::audit::{default_log_path, AuditKey, Verify, VerifyError, VerifyErrorKind, VerifyReport, KEY_FILE_ENV};
 use agentguard::http::{ApprovalApi, ServeLimits, MIN_TOKEN_LEN};
 use agentguard::params::ParamsDigest;
 use agentguard::store::{ApprovalStore, StoreError, StoreUrl};
@@ -50,6 +53,7 @@ const EXIT_EXPIRED: u8 = 5;
 const EXIT_DIGEST: u8 = 6;
 const EXIT_STORE: u8 = 7;
 const EXIT_AUDIT: u8 = 8;
+const EXIT_TORN: u8 = 9;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -151,9 +155,22 @@ enum Command {
 enum AuditCommand {
     /// Check the hash chain of an audit log (and its rotated files), or with --store postgres://… the store's
     /// audit table.
+    ///
+    /// Exit 0 intact; 8 edited, forged or truncated; 9 the last line is a torn write (a crash or a full disk, not an
+    /// edit: the next write repairs it); 2 a keyed log and no key given.
     Verify {
         /// The log file (agentguard.log, or $AGENTGUARD_LOG).
         file: Option<PathBuf>,
+        /// The audit key file of a keyed log (default: $AGENTGUARD_AUDIT_KEY_FILE). Repeat it for a log whose key
+        /// was changed.
+        #[arg(long = "key-file", value_name = "K")]
+        key_files: Vec<PathBuf>,
+        /// The checkpoint file, when it is not FILE.checkpoint (which is checked when it exists).
+        #[arg(long, value_name = "FILE", conflicts_with = "no_checkpoint")]
+        checkpoint: Option<PathBuf>,
+        /// Do not check checkpoints.
+        #[arg(long)]
+        no_checkpoint: bool,
     },
 }
 
@@ -184,8 +201,22 @@ fn main() -> ExitCode {
 fn run(cli: &Cli) -> Result<(), Failure> {
     match &cli.command {
         Command::Audit {
-            command: AuditCommand::Verify { file },
-        } => verify(cli, file.clone()),
+            command:
+                AuditCommand::Verify {
+                    file,
+                    key_files,
+                    checkpoint,
+                    no_checkpoint,
+                },
+        } => {
+            let keys = audit_keys(key_files)?;
+            let checkpoint = match (checkpoint, no_checkpoint) {
+                (_, true) => CheckpointArg::Off,
+                (Some(c), false) => CheckpointArg::File(c.clone()),
+                (None, false) => CheckpointArg::Default,
+            };
+            verify(cli, file.clone(), &keys, checkpoint)
+        }
         Command::Pending => pending(cli, &*open(cli)?),
         Command::Show { id } => show(cli, &*open(cli)?, &parse_id(id)?),
         Command::Approve { id, actor, digest } => {
@@ -523,26 +554,66 @@ fn watch(cli: &Cli, store: &dyn ApprovalStore, interval: Duration) -> Result<(),
     }
 }
 
+/// The keys for `audit verify`: each --key-file, or else the one named by $AGENTGUARD_AUDIT_KEY_FILE.
+fn audit_keys(files: &[PathBuf]) -> Result<Vec<AuditKey>, Failure> {
+    if files.is_empty() {
+        return AuditKey::from_env()
+            .map(|key| key.into_iter().collect())
+            .map_err(|e| fail(EXIT_USAGE, e.to_string()));
+    }
+    files
+        .iter()
+        .map(|f| AuditKey::from_file(f).map_err(|e| fail(EXIT_USAGE, format!("--key-file: {e}"))))
+        .collect()
+}
+
+/// Which checkpoint file `audit verify` checks.
+enum CheckpointArg {
+    /// FILE.checkpoint, when it exists.
+    Default,
+    File(PathBuf),
+    Off,
+}
+
 /// `audit verify --store postgres://…`: the audit table of a PostgreSQL store.
-fn verify_store(cli: &Cli, url: &StoreUrl) -> Result<(), Failure> {
+fn verify_store(cli: &Cli, url: &StoreUrl, keys: &[AuditKey]) -> Result<(), Failure> {
     let store = url
         .connect_postgres()
         .map_err(|e| fail(EXIT_STORE, format!("store {url}: {e}")))?;
-    report_verify(cli, store.verify_audit())
+    report_verify(cli, store.verify_audit_with_keys(keys))
 }
 
-fn verify(cli: &Cli, file: Option<PathBuf>) -> Result<(), Failure> {
+fn verify(cli: &Cli, file: Option<PathBuf>, keys: &[AuditKey], checkpoint: CheckpointArg) -> Result<(), Failure> {
     let file = match file {
         Some(f) => f,
         None => match cli.store.as_deref().map(StoreUrl::parse) {
-            Some(Ok(url)) if url.is_postgres() => return verify_store(cli, &url),
+            Some(Ok(url)) if url.is_postgres() => return verify_store(cli, &url, keys),
             _ => default_log_path(),
         },
     };
-    if !file.exists() {
+    let mut check = Verify::new(&file);
+    for key in keys {
+        check = check.key(key.clone());
+    }
+    let checkpoint_exists = match &checkpoint {
+        CheckpointArg::Default => {
+            let mut name = file.clone().into_os_string();
+            name.push(".checkpoint");
+            PathBuf::from(name).exists()
+        }
+        CheckpointArg::File(_) => true,
+        CheckpointArg::Off => false,
+    };
+    check = match checkpoint {
+        CheckpointArg::Default => check,
+        CheckpointArg::File(c) => check.checkpoint_file(c),
+        CheckpointArg::Off => check.no_checkpoint(),
+    };
+    // A missing log whose checkpoint file remains is a removed log: verify reports that, as a truncation.
+    if !file.exists() && !checkpoint_exists {
         return Err(fail(EXIT_ERROR, format!("no audit log at {}", file.display())));
     }
-    report_verify(cli, agentguard::audit::verify(&file))
+    report_verify(cli, check.run())
 }
 
 fn report_verify(cli: &Cli, result: Result<VerifyReport, VerifyError>) -> Result<(), Failure> {
@@ -551,11 +622,25 @@ fn report_verify(cli: &Cli, result: Result<VerifyReport, VerifyError>) -> Result
             if cli.json {
                 print_json(&serde_json::json!({
                     "ok": true, "lines": report.lines, "first_seq": report.first_seq,
-                    "last_seq": report.last_seq, "files": report.files,
+                    "last_seq": report.last_seq, "files": report.files, "keyed": report.keyed,
+                    "repairs": report.repairs, "checkpoint": report.checkpoint,
                 }));
             } else {
+                let mut extra = String::new();
+                if report.keyed {
+                    extra.push_str("; keyed, every MAC checked");
+                }
+                if let Some(seq) = report.checkpoint {
+                    extra.push_str(&format!("; reaches its last checkpoint (seq {seq})"));
+                }
+                if report.repairs > 0 {
+                    extra.push_str(&format!(
+                        "; {} repair(s) of a torn write (see the lines with \"event\":\"repair\")",
+                        report.repairs
+                    ));
+                }
                 outln!(
-                    "chain intact: {} lines (seq {}..{}) in {} file(s)",
+                    "chain intact: {} lines (seq {}..{}) in {} file(s){extra}",
                     report.lines,
                     report.first_seq.unwrap_or(0),
                     report.last_seq.unwrap_or(0),
@@ -566,9 +651,16 @@ fn report_verify(cli: &Cli, result: Result<VerifyReport, VerifyError>) -> Result
         }
         Err(e) => {
             if cli.json {
-                print_json(&serde_json::json!({"ok": false, "file": e.file, "line": e.line, "problem": e.problem}));
+                print_json(&serde_json::json!({
+                    "ok": false, "kind": e.kind.as_str(), "file": e.file, "line": e.line, "problem": e.problem,
+                }));
             }
-            Err(fail(EXIT_AUDIT, format!("chain broken at {e}")))
+            Err(match e.kind {
+                VerifyErrorKind::TornTail => fail(EXIT_TORN, e.to_string()),
+                VerifyErrorKind::KeyNeeded => fail(EXIT_USAGE, format!("{e} (--key-file K, or {KEY_FILE_ENV})")),
+                VerifyErrorKind::Unreadable => fail(EXIT_ERROR, e.to_string()),
+                _ => fail(EXIT_AUDIT, format!("chain broken at {e}")),
+            })
         }
     }
 }

@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{AuditError, AuditRecord};
+use super::{AuditError, AuditKey, AuditRecord, VerifyErrorKind};
 use crate::params::hex;
 
 /// The `prev` of the first line of a chain.
@@ -28,12 +28,36 @@ pub(crate) fn record_body(record: &AuditRecord<'_>) -> Result<Vec<u8>, AuditErro
     Ok(body)
 }
 
-/// The `hash` field of a sealed line, if it has a well-formed one.
+/// The chain link of a sealed line (its `hash`, or its `mac` when keyed) and whether it is keyed, if the line ends
+/// in a well-formed one. Reads the tail only; [`check_line`] is what checks it.
 #[cfg_attr(not(feature = "postgres"), allow(dead_code))] // used by the PostgreSQL audit
-pub(crate) fn line_hash(line: &str) -> Option<String> {
-    let tail = line.trim_end().strip_suffix("\"}")?;
-    let hash = tail.get(tail.len().checked_sub(64)?..)?;
-    is_hash(hash).then(|| hash.to_owned())
+pub(crate) fn line_link(line: &str) -> Option<(String, bool)> {
+    let tail = split_tail(line.trim_end().as_bytes())?;
+    Some((tail.link.to_owned(), tail.keyed))
+}
+
+/// The body of a `repair` line: the writer found a torn tail (a line cut short by a crash or a full disk), removed
+/// it, and says so here, with the size and SHA-256 of the bytes it removed and their start (at most 200 bytes, as
+/// text).
+pub(crate) fn repair_body(removed_bytes: u64, removed_sha256: &str, removed_head: &str) -> Result<Vec<u8>, AuditError> {
+    #[derive(Serialize)]
+    struct Repair<'a> {
+        ts: Timestamp,
+        event: &'static str,
+        detail: &'static str,
+        removed_bytes: u64,
+        removed_sha256: &'a str,
+        removed_head: &'a str,
+    }
+    serde_json::to_vec(&Repair {
+        ts: Timestamp(SystemTime::now()),
+        event: "repair",
+        detail: "removed a torn tail: a write was cut short (crash or full disk) before its newline",
+        removed_bytes,
+        removed_sha256,
+        removed_head,
+    })
+    .map_err(|e| AuditError::new(format!("cannot serialize audit repair record: {e}")))
 }
 
 #[derive(Serialize)]
@@ -43,36 +67,50 @@ struct LineBody<'a> {
     record: &'a AuditRecord<'a>,
 }
 
-/// A line ready to append, and its hash (the next line's `prev`).
+/// A line ready to append, and its chain link (its hash or MAC: the next line's `prev`).
 pub(crate) struct Sealed {
     pub(crate) line: String,
-    pub(crate) hash: String,
+    pub(crate) link: String,
 }
 
-/// `{"ts":…}` → `{"seq":N,"ts":…,"prev":"…","hash":"…"}\n`.
-pub(crate) fn seal(body: &[u8], seq: u64, prev: &str) -> Sealed {
+/// `{"ts":…}` → `{"seq":N,"ts":…,"prev":"…","hash":"…"}\n`, or with a key
+/// `{"seq":N,"ts":…,"prev":"…","kid":"…","mac":"…"}\n`. The hash (or MAC) covers the line up to that last field,
+/// with a closing brace in its place.
+pub(crate) fn seal(body: &[u8], seq: u64, prev: &str, key: Option<&AuditKey>) -> Sealed {
     let body = std::str::from_utf8(body).unwrap_or("{}");
     let inner = body.strip_prefix('{').and_then(|b| b.strip_suffix('}')).unwrap_or("");
-    let mut hashed = String::with_capacity(body.len() + 100);
-    hashed.push_str("{\"seq\":");
-    let _ = write!(hashed, "{seq}"); // writing to a String cannot fail
+    let mut covered = String::with_capacity(body.len() + 140);
+    covered.push_str("{\"seq\":");
+    let _ = write!(covered, "{seq}"); // writing to a String cannot fail
     if !inner.is_empty() {
-        hashed.push(',');
-        hashed.push_str(inner);
+        covered.push(',');
+        covered.push_str(inner);
     }
-    hashed.push_str(",\"prev\":\"");
-    hashed.push_str(prev);
-    hashed.push_str("\"}");
-    let hash = hex(&Sha256::digest(hashed.as_bytes()));
-    hashed.pop(); // the closing brace
-    hashed.push_str(",\"hash\":\"");
-    hashed.push_str(&hash);
-    hashed.push_str("\"}\n");
-    Sealed { line: hashed, hash }
+    covered.push_str(",\"prev\":\"");
+    covered.push_str(prev);
+    if let Some(key) = key {
+        covered.push_str("\",\"kid\":\"");
+        covered.push_str(key.id());
+    }
+    covered.push_str("\"}");
+    let (link, field) = match key {
+        Some(key) => (key.mac_hex(covered.as_bytes()), ",\"mac\":\""),
+        None => (hex(&Sha256::digest(covered.as_bytes())), ",\"hash\":\""),
+    };
+    covered.pop(); // the closing brace
+    covered.push_str(field);
+    covered.push_str(&link);
+    covered.push_str("\"}\n");
+    Sealed { line: covered, link }
 }
 
+/// 64 lowercase hex digits: a SHA-256 or HMAC-SHA256 in hex.
 pub(crate) fn is_hash(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    is_lower_hex(s, 64)
+}
+
+fn is_lower_hex(s: &str, len: usize) -> bool {
+    s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// UTC time as RFC 3339 with milliseconds.
@@ -112,79 +150,231 @@ fn format_rfc3339(t: SystemTime) -> String {
 struct ChainFields {
     seq: u64,
     prev: String,
-    hash: String,
+    hash: Option<String>,
+    mac: Option<String>,
+    kid: Option<String>,
+    event: Option<String>,
 }
 
-/// Checks one line against the previous (seq, hash); returns its own.
-pub(crate) fn check_line(line: &[u8], prev: Option<&(u64, String)>) -> Result<(u64, String), String> {
-    let text = std::str::from_utf8(line).map_err(|_| "not UTF-8".to_string())?;
-    let fields: ChainFields = serde_json::from_str(text).map_err(|e| format!("not an audit record: {e}"))?;
-    const TAIL: usize = ",\"hash\":\"\"}".len() + 64;
-    let cut = text.len().checked_sub(TAIL).ok_or("line too short to carry a hash")?;
-    let bytes = text.as_bytes();
-    if !text.is_char_boundary(cut) || &bytes[cut..cut + 9] != b",\"hash\":\"" || !bytes.ends_with(b"\"}") {
-        return Err("the hash is not the last field".into());
+/// The last field of a sealed line, read from its bytes: `,"hash":"<64 hex>"}` or `,"mac":"<64 hex>"}`.
+struct Tail<'a> {
+    /// Where the last field starts: the hash or MAC covers `line[..cut]` followed by `}`.
+    cut: usize,
+    link: &'a str,
+    keyed: bool,
+}
+
+fn split_tail(line: &[u8]) -> Option<Tail<'_>> {
+    const HASH: &[u8] = b",\"hash\":\"";
+    const MAC: &[u8] = b",\"mac\":\"";
+    let end = line.len().checked_sub(2)?;
+    if &line[end..] != b"\"}" {
+        return None;
     }
-    let hashed = format!("{}}}", &text[..cut]);
-    let actual = hex(&Sha256::digest(hashed.as_bytes()));
-    if actual != fields.hash {
-        return Err(format!(
-            "content does not match its hash (seq {}): the line was edited",
-            fields.seq
-        ));
+    let start = end.checked_sub(64)?;
+    let link = std::str::from_utf8(&line[start..end]).ok().filter(|l| is_hash(l))?;
+    let (cut, keyed) = if line[..start].ends_with(HASH) {
+        (start - HASH.len(), false)
+    } else if line[..start].ends_with(MAC) {
+        (start - MAC.len(), true)
+    } else {
+        return None;
+    };
+    Some(Tail { cut, link, keyed })
+}
+
+/// What kind of fault a line has, and what to say about it.
+#[derive(Debug)]
+pub(crate) struct LineFault {
+    pub(crate) kind: VerifyErrorKind,
+    pub(crate) problem: String,
+}
+
+impl LineFault {
+    fn tampered(problem: impl Into<String>) -> Self {
+        LineFault {
+            kind: VerifyErrorKind::Tampered,
+            problem: problem.into(),
+        }
     }
+}
+
+/// A line that checked out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Checked {
+    pub(crate) seq: u64,
+    /// Its hash or MAC.
+    pub(crate) link: String,
+    /// The id of the key that sealed it, if keyed.
+    pub(crate) kid: Option<String>,
+    /// A `repair` line (the writer removed a torn tail before it).
+    pub(crate) repair: bool,
+}
+
+/// Checks one line (without its newline) against the previous (seq, link), with the keys that may have sealed it.
+pub(crate) fn check_line(line: &[u8], prev: Option<&(u64, String)>, keys: &[AuditKey]) -> Result<Checked, LineFault> {
+    let text = std::str::from_utf8(line).map_err(|_| LineFault::tampered("not UTF-8"))?;
+    let fields: ChainFields =
+        serde_json::from_str(text).map_err(|e| LineFault::tampered(format!("not an audit record: {e}")))?;
+    let tail = split_tail(line).ok_or_else(|| LineFault::tampered("the hash (or mac) is not the last field"))?;
+    let covered = format!("{}}}", &text[..tail.cut]); // cut is before an ASCII comma: a char boundary
+    let seq = fields.seq;
+    let kid = if tail.keyed {
+        if fields.mac.as_deref() != Some(tail.link) || fields.hash.is_some() {
+            return Err(LineFault::tampered("a keyed line must carry one mac and no hash"));
+        }
+        let kid = fields
+            .kid
+            .filter(|k| is_lower_hex(k, 16))
+            .ok_or_else(|| LineFault::tampered("a keyed line without a well-formed key id (kid)"))?;
+        let Some(key) = keys.iter().find(|k| k.id() == kid) else {
+            if keys.is_empty() {
+                return Err(LineFault {
+                    kind: VerifyErrorKind::KeyNeeded,
+                    problem: format!(
+                        "seq {seq} is keyed (key id {kid}) and no key was given: pass the audit key to check it"
+                    ),
+                });
+            }
+            let given: Vec<&str> = keys.iter().map(AuditKey::id).collect();
+            return Err(LineFault::tampered(format!(
+                "seq {seq} is sealed with key id {kid}, not with the key given (id {}): if the key was never \
+                 changed, this line was forged; otherwise give the key it was written with too",
+                given.join(", ")
+            )));
+        };
+        if key.mac_hex(covered.as_bytes()) != tail.link {
+            return Err(LineFault::tampered(format!(
+                "content does not match its MAC (seq {seq}): the line was edited, or written without the key"
+            )));
+        }
+        Some(kid)
+    } else {
+        if fields.hash.as_deref() != Some(tail.link) || fields.mac.is_some() || fields.kid.is_some() {
+            return Err(LineFault::tampered(
+                "an unkeyed line must carry one hash and no mac or kid",
+            ));
+        }
+        if hex(&Sha256::digest(covered.as_bytes())) != tail.link {
+            return Err(LineFault::tampered(format!(
+                "content does not match its hash (seq {seq}): the line was edited"
+            )));
+        }
+        None
+    };
     match prev {
         None => {
-            if fields.seq == 1 && fields.prev != GENESIS {
-                return Err("seq 1 does not start from the genesis hash".into());
+            if seq == 1 && fields.prev != GENESIS {
+                return Err(LineFault::tampered("seq 1 does not start from the genesis hash"));
             }
         }
-        Some((prev_seq, prev_hash)) => {
-            if fields.seq != prev_seq + 1 {
-                return Err(format!(
-                    "expected seq {} after seq {}, found seq {}: lines were deleted, inserted or reordered",
-                    prev_seq + 1,
-                    prev_seq,
-                    fields.seq
-                ));
+        Some((prev_seq, prev_link)) => {
+            if Some(seq) != prev_seq.checked_add(1) {
+                return Err(LineFault::tampered(format!(
+                    "expected seq {} after seq {prev_seq}, found seq {seq}: lines were deleted, inserted or reordered",
+                    u128::from(*prev_seq) + 1,
+                )));
             }
-            if &fields.prev != prev_hash {
-                return Err(format!(
+            if &fields.prev != prev_link {
+                return Err(LineFault::tampered(format!(
                     "prev does not match the hash of seq {prev_seq}: the chain was broken here"
-                ));
+                )));
             }
         }
     }
-    Ok((fields.seq, fields.hash))
+    Ok(Checked {
+        seq,
+        link: tail.link.to_owned(),
+        kid,
+        repair: fields.event.as_deref() == Some("repair"),
+    })
 }
 
 /// Walks a chain line by line, oldest first, checking each line against the one before: the one chain checker that
 /// file logs ([`verify`](super::verify)) and the PostgreSQL audit table share.
-#[derive(Debug, Default)]
-pub(crate) struct ChainWalker {
+#[derive(Debug)]
+pub(crate) struct ChainWalker<'k> {
+    keys: &'k [AuditKey],
     prev: Option<(u64, String)>,
     first_seq: Option<u64>,
     lines: u64,
+    /// The seq of the first keyed line: every line after it must be keyed too.
+    first_keyed: Option<u64>,
+    repairs: u64,
 }
 
-impl ChainWalker {
+impl<'k> ChainWalker<'k> {
+    /// A walker checking MACs with `keys` (none: an unkeyed chain).
+    pub(crate) fn new(keys: &'k [AuditKey]) -> Self {
+        ChainWalker {
+            keys,
+            prev: None,
+            first_seq: None,
+            lines: 0,
+            first_keyed: None,
+            repairs: 0,
+        }
+    }
+
     /// Checks the next line. `whole` says the walk starts at the chain's beginning (nothing older was removed), so
     /// its first line must be seq 1; `start_hint` finishes the message when it is not.
-    pub(crate) fn step(&mut self, line: &[u8], whole: bool, start_hint: &str) -> Result<(), String> {
-        let (seq, hash) = check_line(line, self.prev.as_ref())?;
+    pub(crate) fn step(&mut self, line: &[u8], whole: bool, start_hint: &str) -> Result<Checked, LineFault> {
+        let checked = check_line(line, self.prev.as_ref(), self.keys)?;
+        let seq = checked.seq;
         if self.prev.is_none() && whole && seq != 1 {
-            return Err(format!("the chain starts at seq {seq}, not 1{start_hint}"));
+            return Err(LineFault::tampered(format!(
+                "the chain starts at seq {seq}, not 1{start_hint}"
+            )));
+        }
+        match (checked.kid.is_some(), self.first_keyed) {
+            (true, None) => self.first_keyed = Some(seq),
+            (false, Some(first)) => {
+                return Err(LineFault::tampered(format!(
+                    "seq {seq} is unkeyed after keyed lines (from seq {first}): it was written by someone without \
+                     the key"
+                )))
+            }
+            _ => {}
         }
         self.first_seq.get_or_insert(seq);
         self.lines += 1;
-        self.prev = Some((seq, hash));
+        self.repairs += u64::from(checked.repair);
+        self.prev = Some((seq, checked.link.clone()));
+        Ok(checked)
+    }
+
+    /// The check after the last line: with a key, a chain with lines must have keyed ones (else it was written, or
+    /// rewritten, without the key).
+    pub(crate) fn finish(&self) -> Result<(), LineFault> {
+        if !self.keys.is_empty() && self.lines > 0 && self.first_keyed.is_none() {
+            return Err(LineFault::tampered(
+                "a key was given but no line carries a MAC: the log was written without the key, or rewritten by \
+                 someone without it",
+            ));
+        }
         Ok(())
     }
 
-    /// How many lines were checked, the first seq and the last.
-    pub(crate) fn totals(&self) -> (u64, Option<u64>, Option<u64>) {
-        (self.lines, self.first_seq, self.prev.as_ref().map(|(seq, _)| *seq))
+    /// How many lines were checked, the first seq, the last, whether any was keyed, and how many were repairs.
+    pub(crate) fn totals(&self) -> Totals {
+        Totals {
+            lines: self.lines,
+            first_seq: self.first_seq,
+            last_seq: self.prev.as_ref().map(|(seq, _)| *seq),
+            keyed: self.first_keyed.is_some(),
+            repairs: self.repairs,
+        }
     }
+}
+
+/// What a walk counted.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Totals {
+    pub(crate) lines: u64,
+    pub(crate) first_seq: Option<u64>,
+    pub(crate) last_seq: Option<u64>,
+    pub(crate) keyed: bool,
+    pub(crate) repairs: u64,
 }
 
 #[cfg(test)]
@@ -206,16 +396,166 @@ mod tests {
                 "0".repeat(64),
                 "é".repeat(n)
             );
-            assert!(check_line(line.as_bytes(), None).is_err());
+            assert!(check_line(line.as_bytes(), None, &[]).is_err());
         }
     }
 
     #[test]
     fn sealed_line_hash_covers_everything_but_itself() {
-        let s = seal(br#"{"ts":"x","tool":"t"}"#, 3, GENESIS);
+        let s = seal(br#"{"ts":"x","tool":"t"}"#, 3, GENESIS, None);
         assert!(s.line.starts_with(r#"{"seq":3,"ts":"x","tool":"t","prev":"000"#));
-        assert!(s.line.ends_with(&format!(",\"hash\":\"{}\"}}\n", s.hash)));
+        assert!(s.line.ends_with(&format!(",\"hash\":\"{}\"}}\n", s.link)));
         let line = s.line.trim_end().as_bytes();
-        assert_eq!(check_line(line, Some(&(2, GENESIS.to_owned()))).unwrap().0, 3);
+        assert_eq!(check_line(line, Some(&(2, GENESIS.to_owned())), &[]).unwrap().seq, 3);
+    }
+
+    fn key(byte: u8) -> AuditKey {
+        AuditKey::new(&[byte; 32]).unwrap()
+    }
+
+    #[test]
+    fn a_keyed_line_carries_its_key_id_and_a_mac_that_only_its_key_checks() {
+        let k = key(1);
+        let s = seal(br#"{"ts":"x","tool":"t"}"#, 1, GENESIS, Some(&k));
+        assert!(s
+            .line
+            .ends_with(&format!(",\"kid\":\"{}\",\"mac\":\"{}\"}}\n", k.id(), s.link)));
+        let line = s.line.trim_end().as_bytes();
+        assert_eq!(
+            check_line(line, None, std::slice::from_ref(&k)).unwrap().kid.as_deref(),
+            Some(k.id())
+        );
+        let err = check_line(line, None, &[]).unwrap_err();
+        assert_eq!(err.kind, VerifyErrorKind::KeyNeeded, "{}", err.problem);
+        let err = check_line(line, None, &[key(2)]).unwrap_err();
+        assert_eq!(err.kind, VerifyErrorKind::Tampered, "{}", err.problem);
+        assert!(err.problem.contains(k.id()), "{}", err.problem);
+    }
+
+    #[test]
+    fn a_keyed_line_edited_and_resealed_with_another_key_under_the_same_kid_fails_its_mac() {
+        let (k, attacker) = (key(1), key(9));
+        let forged = seal(br#"{"ts":"x","tool":"forged"}"#, 1, GENESIS, Some(&attacker))
+            .line
+            .replace(attacker.id(), k.id());
+        let err = check_line(forged.trim_end().as_bytes(), None, &[k]).unwrap_err();
+        assert_eq!(err.kind, VerifyErrorKind::Tampered);
+        assert!(err.problem.contains("MAC"), "{}", err.problem);
+    }
+
+    #[test]
+    fn an_unkeyed_line_after_keyed_ones_is_tampering() {
+        let k = key(1);
+        let first = seal(br#"{"ts":"x"}"#, 1, GENESIS, Some(&k));
+        let second = seal(br#"{"ts":"y"}"#, 2, &first.link, None);
+        let keys = [k];
+        let mut walker = ChainWalker::new(&keys);
+        walker.step(first.line.trim_end().as_bytes(), true, "").unwrap();
+        let err = walker.step(second.line.trim_end().as_bytes(), true, "").unwrap_err();
+        assert!(err.problem.contains("unkeyed after keyed"), "{}", err.problem);
+    }
+
+    #[test]
+    fn a_key_given_for_a_log_with_no_keyed_line_is_an_error_after_the_walk() {
+        let line = seal(br#"{"ts":"x"}"#, 1, GENESIS, None).line;
+        let keys = [key(1)];
+        let mut walker = ChainWalker::new(&keys);
+        walker.step(line.trim_end().as_bytes(), true, "").unwrap();
+        assert!(walker.finish().unwrap_err().problem.contains("no line carries a MAC"));
+    }
+
+    #[test]
+    fn line_link_reads_hash_or_mac_from_the_tail() {
+        let plain = seal(br#"{"ts":"x"}"#, 1, GENESIS, None);
+        assert_eq!(line_link(&plain.line), Some((plain.link.clone(), false)));
+        let keyed = seal(br#"{"ts":"x"}"#, 1, GENESIS, Some(&key(3)));
+        assert_eq!(line_link(&keyed.line), Some((keyed.link.clone(), true)));
+        assert_eq!(line_link("{\"seq\":1}"), None);
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// A record body as the writer makes one: JSON text of an object with a few fields of any content.
+        fn body() -> impl Strategy<Value = Vec<u8>> {
+            (
+                any::<String>(),
+                prop::collection::vec((any::<String>(), any::<String>()), 0..4),
+                any::<i64>(),
+            )
+                .prop_map(|(tool, extra, n)| {
+                    let mut map = serde_json::Map::new();
+                    map.insert("ts".into(), "2026-01-01T00:00:00.000Z".into());
+                    map.insert("tool".into(), tool.into());
+                    map.insert("n".into(), n.into());
+                    for (k, v) in extra {
+                        // Fields named like the chain's own are the writer's, never a record's.
+                        if !["seq", "prev", "hash", "mac", "kid", "event"].contains(&k.as_str()) {
+                            map.insert(k, v.into());
+                        }
+                    }
+                    serde_json::to_vec(&map).unwrap()
+                })
+        }
+
+        fn maybe_key() -> impl Strategy<Value = Option<AuditKey>> {
+            prop::option::of(any::<[u8; 32]>().prop_map(|b| AuditKey::new(&b).unwrap()))
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+            /// Any bytes are a clean answer from the checker (and from the tail reader), never a panic.
+            #[test]
+            fn any_bytes_are_a_line_or_a_clean_error(bytes in prop::collection::vec(any::<u8>(), 0..400),
+                                                     prev_seq in any::<u64>()) {
+                let keys = [AuditKey::new(&[5; 32]).unwrap()];
+                let _ = check_line(&bytes, None, &[]);
+                let _ = check_line(&bytes, Some(&(prev_seq, GENESIS.to_owned())), &keys);
+                if let Ok(text) = std::str::from_utf8(&bytes) {
+                    let _ = line_link(text);
+                }
+            }
+
+            /// Text that looks like a line (valid UTF-8, the right shape) is also a clean answer.
+            #[test]
+            fn line_shaped_text_is_a_line_or_a_clean_error(seq in any::<u64>(), middle in ".{0,80}",
+                                                           link in "[0-9a-fA-F\"]{60,68}", keyed in any::<bool>()) {
+                let field = if keyed { "\"kid\":\"0123456789abcdef\",\"mac\"" } else { "\"hash\"" };
+                let line = format!("{{\"seq\":{seq},{middle}\"prev\":\"{GENESIS}\",{field}:\"{link}\"}}");
+                let _ = check_line(line.as_bytes(), None, &[]);
+                let _ = line_link(&line);
+            }
+
+            /// Sealing any record and checking the line gives back its seq, its link and its key id.
+            #[test]
+            fn sealing_then_checking_round_trips(body in body(), seq in 1..u64::MAX, key in maybe_key()) {
+                let prev = (seq - 1, GENESIS.to_owned());
+                let sealed = seal(&body, seq, &prev.1, key.as_ref());
+                prop_assert!(sealed.line.ends_with('\n'));
+                prop_assert_eq!(sealed.line.matches('\n').count(), 1, "one line, one newline");
+                let keys: Vec<AuditKey> = key.iter().cloned().collect();
+                let checked = check_line(sealed.line.trim_end_matches('\n').as_bytes(), Some(&prev), &keys)
+                    .map_err(|f| TestCaseError::fail(f.problem))?;
+                prop_assert_eq!(checked.seq, seq);
+                prop_assert_eq!(checked.link, sealed.link);
+                prop_assert_eq!(checked.kid.as_deref(), key.as_ref().map(AuditKey::id));
+            }
+
+            /// Flipping any bits of any one byte of a sealed line is detected.
+            #[test]
+            fn flipping_any_byte_of_a_sealed_line_is_detected(body in body(), seq in 1..u64::MAX,
+                                                              key in maybe_key(), at in any::<prop::sample::Index>(),
+                                                              mask in 1..=255u8) {
+                let prev = (seq - 1, GENESIS.to_owned());
+                let sealed = seal(&body, seq, &prev.1, key.as_ref());
+                let mut line = sealed.line.trim_end_matches('\n').as_bytes().to_vec();
+                let i = at.index(line.len());
+                line[i] ^= mask;
+                let keys: Vec<AuditKey> = key.iter().cloned().collect();
+                prop_assert!(check_line(&line, Some(&prev), &keys).is_err(), "byte {} ^ {:#x} went unnoticed", i, mask);
+            }
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! The audit trail: one hash-chained JSON line per call ([`AuditRecord`], [`AuditSink`]), the file sink
-//! ([`JsonlAudit`]), the PostgreSQL table sink (`PostgresAudit`, feature `postgres`), and [`verify`].
+//! ([`JsonlAudit`]), the PostgreSQL table sink (`PostgresAudit`, feature `postgres`), an optional key
+//! ([`AuditKey`]), checkpoints, and [`verify`] / [`Verify`].
 //!
 //! # Line format
 //!
@@ -16,9 +17,26 @@
 //! place; that text includes `prev`, the previous line's hash (64 zeros before the first line). `seq` counts from 1.
 //! Editing, deleting, inserting or reordering lines breaks the chain at the first line touched, and [`verify`] names
 //! it. The chain carries on across rotated files.
+//!
+//! A keyed log ([`JsonlAudit::key`]) ends each line in `"kid":"<key id>","mac":"<HMAC-SHA256>"` instead of
+//! `"hash"`: the same rule with HMAC-SHA256 under the key, so nobody without the key can recompute the chain after
+//! an edit. Both kinds verify; an unkeyed log stays as it was, and a log that gains a key keeps its unkeyed lines
+//! before the first keyed one (after it, an unkeyed line is a forgery).
+//!
+//! A line with `"event":"repair"` is written by the file sink when it finds the log ending in a torn line (a write
+//! cut short by a crash or a full disk): it removed those bytes, and records how many (`removed_bytes`), their
+//! SHA-256 (`removed_sha256`) and their first 200 bytes as text (`removed_head`).
+//!
+//! # Checkpoints
+//!
+//! The file sink appends `{"seq":N,"hash":"…"}` of its newest line to `<log>.checkpoint` every 100 lines (by
+//! default) and at each rotation. A chain alone cannot show that its newest lines were removed; [`verify`] checks
+//! the chain against every checkpoint, and the writer refuses to continue a chain that ends before its last one.
 
 mod chain;
+mod checkpoint;
 mod jsonl;
+mod key;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod verify;
@@ -35,10 +53,12 @@ use crate::request::{ApprovalRequest, RequestId, ToolCall};
 use agentguard_classify::Risk;
 
 pub use chain::GENESIS;
+pub use checkpoint::DEFAULT_CHECKPOINT_EVERY;
 pub use jsonl::{JsonlAudit, DEFAULT_MAX_BYTES};
+pub use key::{AuditKey, KEY_FILE_ENV};
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresAudit;
-pub use verify::{verify, VerifyError, VerifyReport};
+pub use verify::{verify, Verify, VerifyError, VerifyErrorKind, VerifyReport};
 
 /// The environment variable that names the default audit log file.
 pub const LOG_ENV: &str = "AGENTGUARD_LOG";

@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
-use super::chain::{line_hash, record_body, seal, GENESIS};
+use super::chain::{line_link, record_body, seal, GENESIS};
 use super::verify::verify_lines;
-use super::{AuditError, AuditRecord, AuditSink, VerifyError, VerifyReport};
+use super::{AuditError, AuditKey, AuditRecord, AuditSink, VerifyError, VerifyErrorKind, VerifyReport};
 use crate::store::postgres::pg_err;
 use crate::store::{PostgresStore, StoreError};
 
@@ -13,11 +13,18 @@ impl PostgresStore {
     pub fn audit(self: &Arc<Self>) -> PostgresAudit {
         PostgresAudit {
             store: Arc::clone(self),
+            key: None,
         }
     }
 
-    /// Verifies the hash chain of the `agentguard_audit` table (line numbers in errors are `seq` values).
+    /// Verifies the hash chain of the `agentguard_audit` table (line numbers in errors count rows from 1). A keyed
+    /// table needs [`verify_audit_with_keys`](Self::verify_audit_with_keys).
     pub fn verify_audit(&self) -> Result<VerifyReport, VerifyError> {
+        self.verify_audit_with_keys(&[])
+    }
+
+    /// Verifies the chain of the `agentguard_audit` table, checking MACs with these keys (see [`AuditKey`]).
+    pub fn verify_audit_with_keys(&self, keys: &[AuditKey]) -> Result<VerifyReport, VerifyError> {
         let lines = self
             .call(|s| async move {
                 let c = s.client().await?;
@@ -33,23 +40,38 @@ impl PostgresStore {
             .map_err(|e| VerifyError {
                 file: "postgres:agentguard_audit".into(),
                 line: 0,
+                kind: VerifyErrorKind::Unreadable,
                 problem: e.to_string(),
             })?;
-        verify_lines("postgres:agentguard_audit", lines.iter().map(|(_, l)| l.as_str()))
+        verify_lines("postgres:agentguard_audit", lines.iter().map(|(_, l)| l.as_str()), keys)
     }
 }
 
 /// The audit in PostgreSQL: the same hash-chained lines as [`JsonlAudit`](super::JsonlAudit), one row each in
 /// `agentguard_audit`, appended under a table lock so writers on any host keep one chain. Verify with
 /// [`PostgresStore::verify_audit`] or `agentguard audit verify --store postgres://…`.
+///
+/// Truncation: a table has no checkpoint file. Give the role the agents use `INSERT` and `SELECT` on
+/// `agentguard_audit` and no `UPDATE`, `DELETE` or `TRUNCATE`, and rows cannot be removed or edited by it at all.
 #[derive(Debug, Clone)]
 pub struct PostgresAudit {
     store: Arc<PostgresStore>,
+    key: Option<AuditKey>,
+}
+
+impl PostgresAudit {
+    /// Seals rows with HMAC-SHA256 under `key` (see [`AuditKey`]); verify with
+    /// [`PostgresStore::verify_audit_with_keys`] or `agentguard audit verify --key-file K --store postgres://…`.
+    pub fn key(mut self, key: AuditKey) -> Self {
+        self.key = Some(key);
+        self
+    }
 }
 
 impl AuditSink for PostgresAudit {
     fn record(&self, record: &AuditRecord<'_>) -> Result<(), AuditError> {
         let body = record_body(record)?;
+        let key = self.key.clone();
         self.store
             .call(move |s| async move {
                 let mut slot = s.audit_client.lock().await;
@@ -68,17 +90,23 @@ impl AuditSink for PostgresAudit {
                 let (seq, prev) = match last {
                     Some(row) => {
                         let line: String = row.get(1);
-                        let hash = line_hash(&line).ok_or_else(|| {
+                        let (link, keyed) = line_link(&line).ok_or_else(|| {
                             StoreError::new("postgres store: the last audit row is damaged; run audit verify")
                         })?;
-                        (row.get::<_, i64>(0), hash)
+                        if keyed && key.is_none() {
+                            return Err(StoreError::new(
+                                "postgres store: the audit table is keyed (its last row carries a MAC) and this \
+                                 writer has no key: give it the key (PostgresAudit::key)",
+                            ));
+                        }
+                        (row.get::<_, i64>(0), link)
                     }
                     None => (0, GENESIS.to_owned()),
                 };
                 let next = seq
                     .checked_add(1)
                     .ok_or_else(|| StoreError::new("postgres store: the audit table is at its largest seq"))?;
-                let sealed = seal(&body, next as u64, &prev).line;
+                let sealed = seal(&body, next as u64, &prev, key.as_ref()).line;
                 tx.execute(
                     "INSERT INTO agentguard_audit (seq, line) VALUES ($1, $2)",
                     &[&next, &sealed.trim_end()],
