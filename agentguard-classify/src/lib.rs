@@ -7,6 +7,8 @@
 
 mod hidden;
 mod hidden_table;
+mod read;
+mod vocab;
 
 pub use hidden::{escape_hidden, hidden_js_class, is_hidden};
 
@@ -139,13 +141,23 @@ impl<'de> Deserialize<'de> for Risk {
 /// # Rules
 ///
 /// 1. **Words.** The name is split into words at every character that is not a letter or digit (`snake_case`,
-///    `kebab-case`, `dotted.names`, `spaced names`, `path/like`) and at case changes (`camelCase`, `PascalCase`,
-///    `HTTPRequest` → `http` + `request`). Words are compared case-insensitively and whole: `evaluate_model` is not
-///    `eval`, `get_runtime_info` is not `run`, `prune` is not `run`.
-/// 2. **Clauses.** The words `and`, `then` and `or` split the name into clauses (`fetch_and_delete`,
+///    `kebab-case`, `dotted.names`, `spaced names`, `path/like`), at case changes (`camelCase`, `PascalCase`,
+///    `HTTPRequest` → `http` + `request`) and between letters and digits (`s3upload` → `s` `3` `upload`). Words are
+///    compared case-insensitively and whole: `evaluate_model` is not `eval`, `get_runtime_info` is not `run`,
+///    `prune` is not `run`.
+/// 2. **Run-together words.** A word the classifier does not know is split into words it knows when the whole word
+///    splits cleanly: `deletefile` is `delete` and `file`, `SENDEMAIL` is `send` and `email`, `RUNSHELLCOMMAND` is
+///    `run`, `shell` and `command`. Words may also be read across case changes and separators when one of them is
+///    unknown (`dElEtE_fIlE` reads `delete` and `file`, `CANCel` reads `cancel`), or when two words together make
+///    a known one. A known word is never split (`runtime`, `output` and `dataset` are nouns). When a name reads
+///    several ways, every reading counts and the most severe wins, so a spelling cannot pick the harmless reading.
+///    The vocabulary is the verbs below plus a list of common nouns, qualifiers and service names; a word outside
+///    it (a product name) stays unread, so `FOOBARDELETE` for `fooBarDelete` is not seen: list such tools in
+///    `dangerous_tools`, which ignores case and separators.
+/// 3. **Clauses.** The words `and`, `then` and `or` split the name into clauses (`fetch_and_delete`,
 ///    `create_or_update_file`). Each clause is classified on its own and the most severe result wins
 ///    (irreversible, then system execution, then external send, then data mutation).
-/// 3. **The first verb decides.** In each clause, the first word that is a known verb decides. A read-only verb
+/// 4. **The first verb decides.** In each clause, the first word that is a known verb decides. A read-only verb
 ///    (`get`, `list`, `read`, `search`, `fetch`, `query`, `describe`, `show`, `count`, `evaluate`, …) makes the clause
 ///    safe even when a danger word follows (`get_run_logs`, `list_messages`, `search_emails`). A danger verb gives the
 ///    clause its category. Words that are not verbs (`bulk`, `slack`, `git`, `user`) are skipped, so `bulk_delete`,
@@ -153,7 +165,7 @@ impl<'de> Deserialize<'de> for Risk {
 ///    or more letters ending in `ed`) followed by a verb that is also a common noun (`message`, `post`, `order`,
 ///    `report`, …) makes that word a noun, so `annotatedMessage` is not a send; a real verb after a participle still
 ///    counts (`forced_delete_user` is irreversible).
-/// 4. **Categories** (four, with the verbs real tool catalogs use for side effects):
+/// 5. **Categories** (four, with the verbs real tool catalogs use for side effects):
 ///    - [`Risk::Irreversible`]: delete, remove, destroy, drop, truncate, wipe, erase, purge, kill, terminate, reset,
 ///      revoke, cancel, clear, prune, uninstall, …
 ///    - [`Risk::SystemExecution`]: run, exec, execute, eval, shell, bash, spawn, launch, invoke, trigger, deploy,
@@ -162,109 +174,29 @@ impl<'de> Deserialize<'de> for Risk {
 ///      upload, push, export, transfer, pay, charge, refund, purchase, …
 ///    - [`Risk::DataMutation`]: write, create, add, insert, set, update, upsert, patch, edit, save, merge, fork,
 ///      assign, submit, dismiss, move, rename, copy, approve, reject, grant, enable, disable, commit, apply, …
-/// 5. A name with no known verb (`weather`, `calculator`, `computer`) is safe.
+/// 6. A name with no known verb (`weather`, `calculator`, `computer`) is safe.
 ///
 /// ```
 /// use agentguard_classify::{classify, Risk};
 ///
 /// assert_eq!(classify("delete_user"), Some(Risk::Irreversible));
 /// assert_eq!(classify("deleteUser"), Some(Risk::Irreversible));
+/// assert_eq!(classify("DELETEUSER"), Some(Risk::Irreversible));
 /// assert_eq!(classify("slack_post_message"), Some(Risk::ExternalSend));
 /// assert_eq!(classify("update_email"), Some(Risk::DataMutation));
 /// assert_eq!(classify("get_run_logs"), None);
 /// assert_eq!(classify("evaluate_model"), None);
 /// ```
 pub fn classify(name: &str) -> Option<Risk> {
-    let mut worst: Option<Risk> = None;
-    // State of the current clause: `true` once its first verb has been seen.
-    let mut clause_decided = false;
-    let mut skip_next = false;
-    let mut buf = [0u8; MAX_WORD];
-    for (start, end) in Words::new(name) {
-        let Some(word) = lowercase(&name.as_bytes()[start..end], &mut buf) else {
-            continue;
-        };
-        if matches!(word, "and" | "then" | "or") {
-            clause_decided = false;
-            skip_next = false;
-            continue;
-        }
-        if clause_decided {
-            continue;
-        }
-        let class = verb(word);
-        if std::mem::take(&mut skip_next) && is_noun_verb(word) {
-            continue;
-        }
-        match class {
-            // A past participle is an adjective here (`annotatedMessage`, `scheduled_post_list`): the word after it
-            // is a noun, not a verb.
-            Verb::None if is_participle(word) => skip_next = true,
-            Verb::None => {}
-            Verb::ReadOnly => clause_decided = true,
-            Verb::Danger(risk) => {
-                clause_decided = true;
-                if worst.is_none_or(|w| risk.severity() < w.severity()) {
-                    worst = Some(risk);
-                }
-            }
-        }
-    }
-    worst
+    read::read(name)
 }
 
-const MAX_WORD: usize = 24;
-
-/// Verbs that are also common nouns: only these are read as nouns after a participle. A real danger verb after
-/// one (`forced_delete_user`, `scheduled_run`) still counts.
-fn is_noun_verb(word: &str) -> bool {
-    matches!(
-        word,
-        "message"
-            | "post"
-            | "email"
-            | "mail"
-            | "order"
-            | "call"
-            | "page"
-            | "comment"
-            | "record"
-            | "report"
-            | "review"
-            | "tag"
-            | "label"
-            | "book"
-            | "link"
-            | "star"
-            | "pin"
-            | "like"
-            | "store"
-            | "stage"
-            | "block"
-            | "command"
-            | "script"
-            | "alert"
-            | "transfer"
-            | "export"
-            | "import"
-            | "request"
-    )
-}
-
-fn is_participle(word: &str) -> bool {
-    word.len() > 4 && word.ends_with("ed")
-}
-
-/// Lowercases an ASCII word into `buf`; `None` for words that cannot be in the vocabulary.
-fn lowercase<'b>(word: &[u8], buf: &'b mut [u8; MAX_WORD]) -> Option<&'b str> {
-    if word.len() > MAX_WORD || !word.is_ascii() {
-        return None;
-    }
-    let out = &mut buf[..word.len()];
-    for (o, b) in out.iter_mut().zip(word) {
-        *o = b.to_ascii_lowercase();
-    }
-    std::str::from_utf8(out).ok()
+/// Whether `word` (ASCII letters, any case) is in the classifier's vocabulary, as a verb, noun or clause word, or
+/// as the plural of a noun. For tests; not a stable API.
+#[doc(hidden)]
+pub fn is_known_word(word: &str) -> bool {
+    let lower = word.to_ascii_lowercase();
+    lower.bytes().all(|b| b.is_ascii_lowercase()) && vocab::VOCAB.get(lower.as_bytes()).is_some()
 }
 
 /// A name in one canonical spelling: its words, lowercased, joined by `_` (`deleteUser`, `Delete-User` and
@@ -334,74 +266,6 @@ impl Iterator for Words<'_> {
         }
         self.pos = i;
         Some((start, i))
-    }
-}
-
-/// What a word means to the classifier.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Verb {
-    /// Not a verb we know: skipped.
-    None,
-    /// A verb that only reads: the clause is safe.
-    ReadOnly,
-    /// A verb with a side effect.
-    Danger(Risk),
-}
-
-fn verb(word: &str) -> Verb {
-    use Risk::*;
-    match word {
-        // Read-only verbs: a clause that starts with one of these is safe.
-        "get" | "gets" | "list" | "lists" | "read" | "reads" | "search" | "find" | "fetch" | "query" | "describe"
-        | "show" | "view" | "lookup" | "look" | "check" | "count" | "evaluate" | "inspect" | "preview" | "explain"
-        | "estimate" | "calculate" | "compute" | "summarize" | "summarise" | "analyze" | "analyse" | "validate"
-        | "verify" | "watch" | "poll" | "ping" | "is" | "has" | "can" | "whoami" | "browse" | "retrieve" | "load"
-        | "download" | "open" | "diff" | "compare" | "status" | "translate" | "parse" | "render" | "navigate"
-        | "screenshot" | "capture" | "test" | "sample" | "think" | "convert" | "format" | "suggest" | "recommend"
-        | "generate" | "predict" | "classify" | "detect" | "extract" | "lint" | "debug" | "trace" | "tail" | "grep"
-        | "head" | "cat" | "ls" | "stat" | "echo" | "print" | "peek" | "scan" | "audit" | "monitor" | "measure"
-        | "retrieves" | "fetches" | "returns" | "return" => Verb::ReadOnly,
-
-        // Irreversible.
-        "delete" | "deletes" | "del" | "remove" | "removes" | "rm" | "rmdir" | "destroy" | "drop" | "truncate"
-        | "wipe" | "erase" | "purge" | "kill" | "terminate" | "unlink" | "shred" | "reset" | "revoke" | "uninstall"
-        | "deprovision" | "decommission" | "clear" | "flush" | "discard" | "cancel" | "void" | "expunge" | "ban"
-        | "evict" | "prune" | "overwrite" | "nuke" | "empty" | "obliterate" | "deactivate" | "suspend"
-        | "disconnect" | "detach" | "unpublish" | "unregister" | "delist" => Verb::Danger(Irreversible),
-
-        // System execution.
-        "run" | "runs" | "rerun" | "exec" | "execute" | "eval" | "shell" | "bash" | "sh" | "zsh" | "powershell"
-        | "cmd" | "spawn" | "launch" | "invoke" | "trigger" | "deploy" | "redeploy" | "install" | "restart"
-        | "reboot" | "shutdown" | "start" | "stop" | "sudo" | "script" | "python" | "repl" | "terminal" | "command"
-        | "execution" | "rollout" | "provision" | "scale" | "rollback" | "migrate" | "build" | "compile"
-        | "interpret" | "dispatch" | "cron" => Verb::Danger(SystemExecution),
-
-        // External send.
-        "send" | "sends" | "resend" | "email" | "mail" | "post" | "publish" | "tweet" | "retweet" | "notify"
-        | "message" | "sms" | "reply" | "respond" | "forward" | "share" | "invite" | "broadcast" | "upload"
-        | "transfer" | "pay" | "charge" | "refund" | "payout" | "wire" | "dm" | "push" | "webhook" | "announce"
-        | "export" | "purchase" | "buy" | "sell" | "order" | "checkout" | "withdraw" | "deposit" | "tip" | "donate"
-        | "call" | "page" | "escalate" => Verb::Danger(ExternalSend),
-
-        // Data mutation.
-        "write" | "writes" | "create" | "creates" | "add" | "adds" | "insert" | "put" | "set" | "update"
-        | "updates" | "upsert" | "patch" | "modify" | "edit" | "change" | "save" | "store" | "append" | "prepend"
-        | "replace" | "merge" | "fork" | "assign" | "unassign" | "submit" | "dismiss" | "move" | "mv" | "rename"
-        | "copy" | "cp" | "approve" | "reject" | "grant" | "enable" | "disable" | "lock" | "unlock" | "archive"
-        | "unarchive" | "restore" | "import" | "commit" | "apply" | "register" | "subscribe" | "unsubscribe"
-        | "close" | "reopen" | "mark" | "label" | "unlabel" | "tag" | "untag" | "star" | "unstar" | "pin" | "unpin"
-        | "follow" | "unfollow" | "like" | "unlike" | "react" | "comment" | "schedule" | "reschedule" | "book"
-        | "finalize" | "link" | "attach" | "upgrade" | "downgrade" | "configure" | "sync" | "rotate" | "reorder"
-        | "transition" | "accept" | "decline" | "mute" | "unmute" | "kick" | "promote" | "demote" | "revert"
-        | "rebase" | "cherry" | "squash" | "stage" | "unstage" | "toggle" | "increment" | "decrement" | "record"
-        | "init" | "initialize" | "setup" | "allocate" | "reserve" | "claim" | "release" | "duplicate" | "clone"
-        | "sign" | "activate" | "invalidate" | "fill" | "mkdir" | "touch" | "chmod" | "chown" | "resize"
-        | "refresh" | "reindex" | "complete" | "resume" | "pause" | "hide" | "unhide" | "block" | "unblock"
-        | "report" | "vote" | "rate" | "review" | "manage" | "click" | "drag" | "redeem" | "upvote" | "downvote" => {
-            Verb::Danger(DataMutation)
-        }
-
-        _ => Verb::None,
     }
 }
 
