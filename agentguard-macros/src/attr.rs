@@ -264,7 +264,8 @@ pub(crate) fn tool_name(cx: &Ctxt, lit: LitStr) -> LitStr {
 pub(crate) fn risk(cx: &Ctxt, lit: &LitStr) -> Option<Risk> {
     let value = lit.value();
     match value.parse::<Risk>() {
-        Ok(risk) if risk.key() == value => Some(risk),
+        // `suspicious_name` is what classify says of a disguised name, not something a tool declares.
+        Ok(risk) if risk.key() == value && risk != Risk::SuspiciousName => Some(risk),
         _ => {
             cx.error_spanned_by(lit, format!("unknown risk {value:?}: expected one of {RISKS}"));
             None

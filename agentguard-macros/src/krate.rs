@@ -76,6 +76,7 @@ impl CratePath {
                 Risk::SystemExecution => "SystemExecution",
                 Risk::DataMutation => "DataMutation",
                 Risk::ManuallyFlagged => "ManuallyFlagged",
+                Risk::SuspiciousName => "SuspiciousName",
             },
             Span::call_site(),
         );

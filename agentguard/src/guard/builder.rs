@@ -128,9 +128,12 @@ impl<M> GuardBuilder<M> {
         self
     }
 
-    /// Tools that always need approval, whatever their name (matched in any case or separator style:
-    /// `loyalty_bonus` also covers `loyaltyBonus` and `Loyalty-Bonus`). Their risk is [`Risk::ManuallyFlagged`](crate::Risk::ManuallyFlagged) unless
-    /// [`classify`](crate::classify) also finds one, which then wins; either way the call is gated once and logged once.
+    /// Tools that always need approval, whatever their name. A name matches in any case, separator or Unicode
+    /// compatibility spelling (`loyalty_bonus` also covers `loyaltyBonus`, `LOYALTYBONUS`, `Loyalty-Bonus` and
+    /// fullwidth `ｌｏｙａｌｔｙ_ｂｏｎｕｓ`), and in look-alike letters (a Cyrillic `о` for the `o`: names are compared
+    /// by their UTS #39 confusable skeleton, `agentguard_classify::confusable_key`). Their risk is
+    /// [`Risk::ManuallyFlagged`](crate::Risk::ManuallyFlagged) unless [`classify`](crate::classify) also finds one,
+    /// which then wins; either way the call is gated once and logged once.
     ///
     /// A name in both `dangerous_tools` and [`safe_tools`](Self::safe_tools) is dangerous: the guard fails closed.
     pub fn dangerous_tools<I, S>(mut self, names: I) -> Self
@@ -141,23 +144,23 @@ impl<M> GuardBuilder<M> {
         self.dangerous.extend(
             names
                 .into_iter()
-                .map(|n| agentguard_classify::normalize_name(&n.into())),
+                .map(|n| agentguard_classify::confusable_key(&n.into())),
         );
         self
     }
 
     /// Tools that never need approval even though their name looks dangerous (e.g. `reset_view`). They still get
-    /// an audit line, marked as allowed by `safe_tools`.
+    /// an audit line, marked as allowed by `safe_tools`. A name matches in any case, separator or Unicode
+    /// compatibility spelling (`agentguard_classify::name_key`), never in look-alike letters, and never when
+    /// [`classify`](crate::classify) finds the name suspicious (hidden or edge-whitespace characters, mixed
+    /// scripts): such a call is gated.
     pub fn safe_tools<I, S>(mut self, names: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.safe.extend(
-            names
-                .into_iter()
-                .map(|n| agentguard_classify::normalize_name(&n.into())),
-        );
+        self.safe
+            .extend(names.into_iter().map(|n| agentguard_classify::name_key(&n.into())));
         self
     }
 

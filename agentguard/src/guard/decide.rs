@@ -15,7 +15,7 @@ use crate::approver::{self, Approver, Notifier, Verdict};
 use crate::audit::{AuditDecision, AuditRecord};
 use crate::params::{canonical_json, deeper_than, FrozenParams, ParamsDigest, ParamsRejected, MAX_PARAMS_DEPTH};
 use crate::request::{ActionDenied, ApprovalRequest, DenyReason, RequestId, ToolCall};
-use agentguard_classify::{classify, normalize_name, Risk};
+use agentguard_classify::{classify, confusable_key, name_key, Risk};
 
 /// A gated call between its request and its verdict.
 pub(crate) struct Parked {
@@ -96,20 +96,23 @@ impl Inner {
         }
     }
 
-    /// The guard's rules for a name: `dangerous_tools`, then `safe_tools`, then [`classify`].
+    /// The guard's rules for a name: a suspicious name is gated whatever the lists say; then `dangerous_tools`,
+    /// `safe_tools`, and [`classify`].
     pub(super) fn risk_of(&self, tool: &str) -> Option<Risk> {
-        if self.dangerous.is_empty() && self.safe.is_empty() {
-            return classify(tool);
+        let risk = classify(tool);
+        if (self.dangerous.is_empty() && self.safe.is_empty()) || risk == Some(Risk::SuspiciousName) {
+            return risk;
         }
-        // Lists match names in any case or separator style, like classify does: `loyaltyBonus` is `loyalty_bonus`.
-        let name = normalize_name(tool);
-        if self.dangerous.contains(&name) {
-            return Some(classify(tool).unwrap_or(Risk::ManuallyFlagged));
+        // The lists match names in one normalized form (NFKC, case folded, separators ignored: `LOYALTYBONUS` and
+        // fullwidth `ｌｏｙａｌｔｙ_ｂｏｎｕｓ` are `loyalty_bonus`); `dangerous_tools` also by confusable skeleton, so a
+        // look-alike of a listed name is listed too.
+        if !self.dangerous.is_empty() && self.dangerous.contains(&confusable_key(tool)) {
+            return Some(risk.unwrap_or(Risk::ManuallyFlagged));
         }
-        if self.safe.contains(&name) {
+        if !self.safe.is_empty() && self.safe.contains(&name_key(tool)) {
             return None;
         }
-        classify(tool)
+        risk
     }
 
     /// The first step of every decision: a safe call is audited and allowed; a gated one is frozen into a request.
@@ -165,7 +168,7 @@ impl Inner {
         let mut rec = AuditRecord::of_call(call, AuditDecision::Allowed);
         rec.params = Some(&shown);
         rec.params_digest = digest.as_ref();
-        if !self.safe.is_empty() && self.safe.contains(&normalize_name(&call.name)) {
+        if !self.safe.is_empty() && self.safe.contains(&name_key(&call.name)) {
             rec.detail = Some("listed in safe_tools");
         }
         if let Err(e) = audit.record(&rec) {
@@ -370,4 +373,50 @@ fn not_recorded_note(rejected: &ParamsRejected) -> Value {
         ParamsRejected::TooDeep { limit } => format!("params nested deeper than {limit} levels are not recorded"),
     };
     json!({ "omitted": why })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{AgentGuard, Risk};
+
+    fn guard() -> AgentGuard {
+        AgentGuard::callback(|_| false)
+            .dangerous_tools(["loyaltyBonus"])
+            .safe_tools(["reset_view"])
+            .no_audit()
+            .build()
+    }
+
+    #[test]
+    fn dangerous_tools_gate_every_spelling_a_dispatcher_could_run() {
+        let guard = guard();
+        for spelling in [
+            "loyaltyBonus",
+            "LOYALTYBONUS",
+            "loyaltybonus",
+            "loyalty_bonus",
+            "Loyalty-Bonus",
+            "\u{00A0}loyalty_bonus",
+            "loyalty_bonus\u{3000}",
+            "l\u{043E}yalty_bonus",
+            "\u{FF4C}\u{FF4F}\u{FF59}\u{FF41}\u{FF4C}\u{FF54}\u{FF59}_\u{FF42}\u{FF4F}\u{FF4E}\u{FF55}\u{FF53}",
+            "loyalty\u{200B}_bonus",
+        ] {
+            assert!(guard.risk_of(spelling).is_some(), "{spelling:?} runs ungated");
+        }
+        assert_eq!(guard.risk_of("LOYALTYBONUS"), Some(Risk::ManuallyFlagged));
+        assert_eq!(guard.risk_of("l\u{043E}yalty_bonus"), Some(Risk::SuspiciousName));
+        assert_eq!(guard.risk_of("loyalty_points"), None);
+    }
+
+    #[test]
+    fn safe_tools_never_cover_a_disguised_name() {
+        let guard = guard();
+        assert_eq!(guard.risk_of("reset_view"), None);
+        assert_eq!(guard.risk_of("RESETVIEW"), None);
+        assert_eq!(guard.risk_of("\u{00A0}reset_view"), Some(Risk::SuspiciousName));
+        assert_eq!(guard.risk_of("r\u{0435}set_view"), Some(Risk::SuspiciousName));
+        assert_eq!(guard.risk_of("reset\u{200B}_view"), Some(Risk::SuspiciousName));
+        assert_eq!(guard.risk_of("reset_views_all"), Some(Risk::Irreversible));
+    }
 }
