@@ -21,7 +21,7 @@ use std::time::Duration;
 use agentguard::audit::{default_log_path, VerifyError, VerifyReport};
 use agentguard::http::{ApprovalApi, MIN_TOKEN_LEN};
 use agentguard::params::ParamsDigest;
-use agentguard::store::{ApprovalStore, StoreError, StoreUrl};
+use agentguard::store::{ApprovalStore, StoreError, StoreUrl, UnreadableRow};
 use agentguard::text::{escape_hidden, is_hidden};
 use agentguard::{ApprovalRequest, RequestId, Resolution, ResolveOutcome};
 use clap::{Parser, Subcommand};
@@ -58,7 +58,8 @@ const EXIT_AUDIT: u8 = 8;
     about = "Answer and inspect agentguard approval requests"
 )]
 struct Cli {
-    /// Where parked requests are: sqlite:PATH or postgres://user@host/db (optionally ?schema=NAME).
+    /// Where parked requests are: sqlite:PATH or postgres://user@host/db (optionally ?schema=NAME, ?sslmode=verify-full
+    /// &sslrootcert=PATH). It must exist: the agents' guard creates it; commands never do.
     #[arg(
         long,
         env = "AGENTGUARD_STORE",
@@ -111,7 +112,8 @@ enum Command {
         #[arg(long, default_value_t = 250)]
         interval_ms: u64,
     },
-    /// Serve the approval API and web page over the store, at http://127.0.0.1:8787/agentguard/ by default.
+    /// Serve the approval API and web page over the store, at http://127.0.0.1:8787/agentguard/ by default. The
+    /// store must exist (the agents' guard creates it): start an agent first.
     Serve {
         /// The address to listen on. Keep a loopback address unless a TLS-terminating proxy is in front: the
         /// server speaks plain HTTP.
@@ -311,8 +313,23 @@ fn open(cli: &Cli) -> Result<Arc<dyn ApprovalStore>, Failure> {
     open_url(&store_url(cli)?)
 }
 
+/// Every command opens an agentguard store that exists, never creates one: the agents' guard creates it, and a
+/// mistyped path or schema must not become a new, empty store that no agent uses (nor add tables to a foreign
+/// SQLite file).
 fn open_url(url: &StoreUrl) -> Result<Arc<dyn ApprovalStore>, Failure> {
-    url.open().map_err(|e| fail(EXIT_STORE, format!("store {url}: {e}")))
+    url.open_existing()
+        .map_err(|e| fail(EXIT_STORE, format!("store {url}: {e}")))
+}
+
+/// A warning on stderr for each pending row the store cannot read back: which, why, and what to do.
+fn warn_unreadable(rows: &[UnreadableRow]) {
+    for row in rows {
+        let row = UnreadableRow {
+            id: shown(&row.id),
+            problem: shown(&row.problem),
+        };
+        eprintln!("agentguard: warning: {}", row.advice());
+    }
 }
 
 fn parse_id(id: &str) -> Result<RequestId, Failure> {
@@ -356,7 +373,10 @@ fn left(req: &ApprovalRequest) -> String {
 }
 
 fn pending(cli: &Cli, store: &dyn ApprovalStore) -> Result<(), Failure> {
-    let list = store.pending().map_err(store_error)?;
+    let found = store.list_pending().map_err(store_error)?;
+    // A row that cannot be read back is named on stderr; the others are listed as usual.
+    warn_unreadable(&found.unreadable);
+    let list = found.requests;
     if cli.json {
         print_json(&list);
         return Ok(());
@@ -463,13 +483,24 @@ fn answer_request(cli: &Cli, store: &dyn ApprovalStore, answer: &Resolution) -> 
 
 fn watch(cli: &Cli, store: &dyn ApprovalStore, interval: Duration) -> Result<(), Failure> {
     let mut known: BTreeMap<RequestId, ApprovalRequest> = BTreeMap::new();
+    let mut unreadable: Vec<String> = Vec::new();
     if !cli.json {
         outln!("watching for requests (Ctrl-C to stop)");
     }
     loop {
-        let now: BTreeMap<RequestId, ApprovalRequest> = store
-            .pending()
-            .map_err(store_error)?
+        let found = store.list_pending().map_err(store_error)?;
+        // Each unreadable row is named once, when first seen; the others are watched as usual.
+        warn_unreadable(
+            &found
+                .unreadable
+                .iter()
+                .filter(|row| !unreadable.contains(&row.id))
+                .cloned()
+                .collect::<Vec<_>>(),
+        );
+        unreadable = found.unreadable.into_iter().map(|row| row.id).collect();
+        let now: BTreeMap<RequestId, ApprovalRequest> = found
+            .requests
             .into_iter()
             .map(|r| (r.request_id().clone(), r))
             .collect();
