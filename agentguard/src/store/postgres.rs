@@ -299,26 +299,38 @@ impl Shared {
         Ok(client)
     }
 
-    /// Why a connection failed, with what to check; for TLS, which mode asked for what.
+    /// Why a connection failed (the whole chain of causes: a TLS failure's reason is in the innermost), with what
+    /// to check; for TLS, which mode asked for what. tokio-postgres's errors never include the password.
     fn connect_error(&self, e: tokio_postgres::Error) -> StoreError {
-        let hint = match self.tls_mode {
-            TlsMode::Disable => "cannot connect (is the server running and the URL right?)".to_owned(),
+        let mut cause = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(inner) = source {
+            let text = inner.to_string();
+            if !cause.contains(&text) {
+                cause = format!("{cause}: {text}");
+            }
+            source = inner.source();
+        }
+        StoreError::new(match self.tls_mode {
+            TlsMode::Disable => {
+                format!("postgres store: cannot connect (is the server running and the URL right?): {cause}")
+            }
             TlsMode::Prefer | TlsMode::Require => format!(
-                "cannot connect over TLS (sslmode={}; is the server running with ssl = on, and the URL right?)",
+                "postgres store: cannot connect over TLS (sslmode={}: {cause}); check that the server is running \
+                 with ssl = on and that the URL is right",
                 self.tls_mode
             ),
             TlsMode::VerifyCa | TlsMode::VerifyFull => format!(
-                "cannot connect over TLS (sslmode={}): is the server running with ssl = on, does sslrootcert name \
-                 the CA that signed its certificate{}?",
+                "postgres store: cannot connect over TLS (sslmode={}: {cause}); check that the server is running \
+                 with ssl = on and that sslrootcert names the CA that signed its certificate{}",
                 self.tls_mode,
                 if self.tls_mode == TlsMode::VerifyFull {
-                    ", and does the certificate name the host in the URL"
+                    ", and that the certificate names the host in the URL"
                 } else {
                     ""
                 }
             ),
-        };
-        StoreError::with_source(format!("postgres store: {hint}"), e)
+        })
     }
 
     async fn migrate(self: Arc<Self>) -> Result<(), StoreError> {
