@@ -90,7 +90,9 @@ fn a_sqlite_store_stays_flat_over_100_000_park_and_decide_cycles() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("store.db");
     let wal = dir.path().join("store.db-wal");
-    let store = SqliteStore::open(&db).unwrap().retention(Duration::from_millis(50));
+    // A short retention, so decided rows are deleted within the run; short enough that how many fit in it (and so
+    // the file's size) hardly depends on this machine's speed.
+    let store = SqliteStore::open(&db).unwrap().retention(Duration::from_millis(5));
     let template = template();
     let started = Instant::now();
     let mut max_rows = [0i64; 2];
@@ -115,7 +117,7 @@ fn a_sqlite_store_stays_flat_over_100_000_park_and_decide_cycles() {
         max_rows[1],
         sqlite_rows(&db),
     );
-    // Bounded: what the 50 ms retention holds, never a share of the cycles.
+    // Bounded: what the 5 ms retention holds (plus the sweep's batches), never a share of the cycles.
     assert!(max_rows[1] <= 5_000, "rows grew to {}", max_rows[1]);
     assert!(max_rows[1] <= max_rows[0] * 2 + 500, "rows grew: {max_rows:?}");
     // Flat: the second half adds nothing to the file (freed pages are reused) beyond a little slack.

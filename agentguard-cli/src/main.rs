@@ -8,7 +8,8 @@
 //! ```
 //!
 //! Exit codes: 0 done (resolved); 1 other error; 2 bad usage, a malformed id or store URL; 3 unknown request; 4 already
-//! resolved; 5 expired; 6 digest mismatch; 7 store unreachable or unusable; 8 audit chain broken.
+//! resolved; 5 expired; 6 digest mismatch; 7 store unreachable, unusable or not there (commands open an existing store
+//! only: the agents' guard creates it); 8 audit chain broken.
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal as _, Write as _};
