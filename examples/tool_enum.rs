@@ -33,8 +33,10 @@ enum SupportTool {
     },
 }
 
-/// The real implementations. Gated tools take an `Approval`: only the guard can make one, so calling
-/// `desk.delete_customer(..)` without going through `guard.dispatch` does not compile.
+/// The real implementations. A gated tool's method takes the `Approval` of its call, which carries the approved
+/// arguments (`SupportToolUpdateEmail { id, email }`, generated): only the guard can make one, so calling
+/// `desk.delete_customer(..)` without going through `guard.dispatch` does not compile, and neither does keeping an
+/// approval for later or using it for another tool.
 struct Desk;
 
 impl SupportToolHandler for Desk {
@@ -43,16 +45,19 @@ impl SupportToolHandler for Desk {
     fn read_customer(&mut self, id: u64) -> Value {
         json!({"id": id, "name": "Jane Doe", "plan": "pro"})
     }
-    fn update_email(&mut self, approval: Approval, id: u64, email: String) -> Value {
+    fn update_email(&mut self, approval: Approval<'_, SupportToolUpdateEmail>) -> Value {
         json!(format!(
-            "#{id} email set to {email} (approved by {})",
+            "#{} email set to {} (approved by {})",
+            approval.id,
+            approval.email,
             approval.actor().unwrap_or("?")
         ))
     }
-    fn delete_customer(&mut self, _approval: Approval, id: u64) -> Value {
-        json!(format!("#{id} deleted"))
+    fn delete_customer(&mut self, approval: Approval<'_, SupportToolDeleteCustomer>) -> Value {
+        json!(format!("#{} deleted", approval.id))
     }
-    fn bonus(&mut self, _approval: Approval, id: u64, points: u32) -> Value {
+    fn bonus(&mut self, approval: Approval<'_, SupportToolBonus>) -> Value {
+        let SupportToolBonus { id, points } = approval.into_args();
         json!(format!("#{id} credited {points} points"))
     }
 }

@@ -267,21 +267,34 @@ async fn hidden_and_reordering_characters_in_params_are_shown_not_obeyed() {
         return;
     };
     // U+202E reverses what follows: unescaped, "report\u{202E}fdp.exe" reads as "reportexe.pdf".
+    // One character of each class the terminal and the CLI escape too: bidi override, zero-width space, tag
+    // characters ("ASCII smuggling", outside the BMP), a variation selector, the combining grapheme joiner, Mongolian
+    // and Khmer invisibles, a Hangul filler.
+    let hidden = [
+        '\u{202E}',
+        '\u{200B}',
+        '\u{E0041}',
+        '\u{E007F}',
+        '\u{FE0F}',
+        '\u{034F}',
+        '\u{180B}',
+        '\u{17B4}',
+        '\u{3164}',
+    ];
+    let smuggled: String = hidden.iter().collect();
     let call = web.call(
         "send_email",
-        json!({"attachment": "report\u{202E}fdp.exe", "to": "a\u{200B}b@example.com", "count": "4711"}),
+        json!({"attachment": "report\u{202E}fdp.exe", "to": "a\u{200B}b@example.com", "count": "4711",
+               "note": format!("ok{smuggled}")}),
     );
     let id = web.next_parked().await.request_id().clone();
     browser.until_card(&id, true).await;
     let text = browser.card_text(&id).await;
-    assert!(
-        text.contains("\\u{202E}") && text.contains("\\u{200B}"),
-        "the hidden characters are marked: {text}"
-    );
-    assert!(
-        !text.contains('\u{202E}') && !text.contains('\u{200B}'),
-        "and not rendered raw: {text}"
-    );
+    for c in hidden {
+        let mark = format!("\\u{{{:04X}}}", c as u32);
+        assert!(text.contains(&mark), "U+{:04X} is marked as {mark}: {text}", c as u32);
+        assert!(!text.contains(c), "U+{:04X} is not rendered raw: {text}", c as u32);
+    }
     assert!(text.contains("\"4711\""), "a string is quoted, unlike a number: {text}");
     web.guard.resolve(&id, false, None);
     assert!(call.await.unwrap().is_err());

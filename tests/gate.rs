@@ -275,3 +275,46 @@ fn arguments_that_cannot_become_json_deny_with_invalid_params_before_anyone_is_a
     assert!(denied.detail().unwrap().contains("could not be serialized"), "{denied}");
     assert!(seen_for("set_grid").is_empty(), "the approver was never asked");
 }
+
+/// Refunds an amount (pretend); the guard records what it was asked about.
+#[gate(guard = GUARD)]
+fn refund_payment(order: String, amount_eur: f64) -> String {
+    format!("refunded {amount_eur} on {order}")
+}
+
+#[test]
+fn nan_and_infinite_arguments_are_refused_at_intake_naming_the_argument() {
+    for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+        let denied = refund_payment("A-1".into(), bad).unwrap_err();
+        assert_eq!(denied.reason(), DenyReason::InvalidParams, "{denied}");
+        assert!(denied.detail().unwrap().contains("amount_eur is"), "{denied}");
+        assert!(denied.detail().unwrap().contains("finite"), "{denied}");
+    }
+    assert!(
+        seen_for("refund_payment").is_empty(),
+        "nobody was shown a null for a NaN"
+    );
+    assert_eq!(refund_payment("A-1".into(), 12.5).unwrap(), "refunded 12.5 on A-1");
+}
+
+static LIMIT: Mutex<f64> = Mutex::new(100.0);
+static RAISING_GUARD: LazyLock<AgentGuard> = LazyLock::new(|| {
+    // Behind the approver's back: the limit becomes infinite once it has been shown.
+    AgentGuard::callback(|_| {
+        *LIMIT.lock().unwrap() = f64::INFINITY;
+        true
+    })
+    .no_audit()
+    .build()
+});
+
+#[gate(guard = RAISING_GUARD)]
+fn set_spending_limit(limit: &Mutex<f64>) -> f64 {
+    *limit.lock().unwrap()
+}
+
+#[test]
+fn an_argument_changed_to_infinity_after_approval_is_params_changed() {
+    let denied = set_spending_limit(&LIMIT).unwrap_err();
+    assert_eq!(denied.reason(), DenyReason::ParamsChanged, "{denied}");
+}

@@ -676,3 +676,39 @@ fn an_approval_claimed_by_another_waiter_is_not_run_twice() {
     assert_eq!(denied.reason(), DenyReason::AlreadyExecuted);
     assert_eq!(ran.load(Ordering::SeqCst), 0);
 }
+
+#[test]
+fn oversized_names_and_context_are_refused_before_anything_runs_and_audited_clipped() {
+    let (_dir, log) = audit_path();
+    let guard = AgentGuard::callback(|_| true).audit_file(&log).build();
+    let long_name = format!("read_{}", "x".repeat(300));
+    let big = "y".repeat(ToolCall::MAX_TEXT_BYTES + 1);
+    let cases = [
+        ToolCall::new(long_name.clone(), json!({})),
+        ToolCall::new("", json!({})),
+        ToolCall::new("delete_file", json!({})).reason(big.clone()),
+        ToolCall::new("read_file", json!({})).agent_id(big.clone()),
+        ToolCall::new("read_file", json!({})).session_id(big.clone()),
+    ];
+    for call in cases {
+        let denied = guard
+            .execute(call, |_, _| -> () { panic!("must not run") })
+            .unwrap_err();
+        assert_eq!(denied.reason(), DenyReason::InvalidCall, "{denied}");
+        assert!(denied.detail().unwrap().contains("at most") || denied.detail().unwrap().contains("empty"));
+        assert!(denied.tool().len() <= ToolCall::MAX_NAME_CHARS + "…".len());
+    }
+    let lines = audit_lines(&log);
+    assert_eq!(lines.len(), 5);
+    for line in &lines {
+        assert_eq!(line["reason"], "invalid_call");
+        assert!(line["tool"].as_str().unwrap().len() <= ToolCall::MAX_NAME_CHARS + "…".len());
+        assert!(line["agent_id"]
+            .as_str()
+            .is_none_or(|a| a.len() <= ToolCall::MAX_TEXT_BYTES + "…".len()));
+    }
+    // At the limits, calls go through.
+    let at_limit =
+        ToolCall::new("r".repeat(ToolCall::MAX_NAME_CHARS), json!({})).agent_id("a".repeat(ToolCall::MAX_TEXT_BYTES));
+    assert_eq!(guard.execute(at_limit, |_, _| "ran").unwrap(), "ran");
+}

@@ -5,8 +5,9 @@
 
 use serde_json::Value;
 
+pub use crate::guard::approval::Allowed;
 use crate::guard::global::{installed, no_guard};
-use crate::guard::{AgentGuard, Approval, Gating, Recheck};
+use crate::guard::{AgentGuard, Gating, Recheck};
 use crate::request::{ActionDenied, ToolCall};
 use crate::Risk;
 
@@ -62,13 +63,20 @@ pub const SKIPPED: &str = "[skipped: not part of the approved params]";
     note = "derive or implement `serde::Serialize` for it, or leave this argument out of the approved params with `#[gate(skip(<argument name>))]` (a skipped argument is not covered by the approval)"
 )]
 pub trait GateArg {
-    /// The argument as JSON.
-    fn to_json(&self) -> Result<Value, String>;
+    /// The argument named `name` as JSON; NaN and infinities are refused (JSON would record them as `null`).
+    fn to_json(&self, name: &str) -> Result<Value, String>;
 }
 impl<T: ?Sized + serde::Serialize> GateArg for T {
-    fn to_json(&self) -> Result<Value, String> {
+    fn to_json(&self, name: &str) -> Result<Value, String> {
+        crate::params::check_finite_at(self, name).map_err(|e| e.to_string())?;
         serde_json::to_value(self).map_err(|e| e.to_string())
     }
+}
+
+/// A `#[derive(Tool)]` variant's params as JSON; NaN and infinities are refused, naming the field.
+pub fn finite_json<T: serde::Serialize>(value: &T) -> Result<Value, serde_json::Error> {
+    crate::params::check_finite(value).map_err(<serde_json::Error as serde::ser::Error>::custom)?;
+    serde_json::to_value(value)
 }
 
 /// Something that names a guard in `#[gate(guard = ...)]`.
@@ -119,7 +127,7 @@ pub fn approve(
     call: ToolCall,
     gate: Gating,
     recheck: Option<&Recheck<'_>>,
-) -> Result<Approval, ActionDenied> {
+) -> Result<Allowed, ActionDenied> {
     match guard.guard() {
         Ok(guard) => guard.decide_blocking(call, gate, recheck),
         Err(deny) => Err(deny(call.name)),
@@ -150,7 +158,7 @@ impl std::fmt::Debug for Pending<'_> {
 #[cfg(feature = "tokio")]
 impl Pending<'_> {
     /// Rechecks the arguments, records the verdict, and hands out the approval.
-    pub fn finish(self, recheck: Option<&Recheck<'_>>) -> Result<Approval, ActionDenied> {
+    pub fn finish(self, recheck: Option<&Recheck<'_>>) -> Result<Allowed, ActionDenied> {
         self.0.finish(recheck)
     }
 }
@@ -161,7 +169,7 @@ pub fn typed_future<R, F: std::future::Future<Output = R>>(future: F) -> F {
 }
 
 /// Runs a gated body under `approval` through the guard's one ending (the execution is recorded in its store).
-pub fn run<T>(guard: Which<'_>, approval: Approval, body: impl FnOnce() -> T) -> T {
+pub fn run<T>(guard: Which<'_>, approval: Allowed, body: impl FnOnce() -> T) -> T {
     match guard.guard() {
         Ok(guard) => guard.run_approved(approval, |_| body()),
         // The approval came from this guard, so it is there; this arm only keeps the signature total.
@@ -171,7 +179,7 @@ pub fn run<T>(guard: Which<'_>, approval: Approval, body: impl FnOnce() -> T) ->
 
 /// The async twin of [`run`].
 #[cfg(feature = "tokio")]
-pub async fn arun<T>(guard: Which<'_>, approval: Approval, body: impl std::future::Future<Output = T>) -> T {
+pub async fn arun<T>(guard: Which<'_>, approval: Allowed, body: impl std::future::Future<Output = T>) -> T {
     match guard.guard() {
         Ok(guard) => guard.arun_approved(approval, |_| body).await,
         Err(_) => body.await,

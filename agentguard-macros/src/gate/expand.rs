@@ -46,7 +46,7 @@ pub(crate) fn expand(g: &Gated<'_>) -> TokenStream {
             // Spanned on the argument's type: a type that is not Serialize is reported there, suggesting `skip`.
             let span = arg.ty.span();
             let private = krate.private_at(span);
-            let value = quote_spanned!(span=> #private::GateArg::to_json(&#ident));
+            let value = quote_spanned!(span=> #private::GateArg::to_json(&#ident, #key));
             quote! {
                 __agentguard_map.insert(::std::string::String::from(#key), #value?);
             }

@@ -36,6 +36,7 @@ pub(crate) fn expand(tools: &ToolEnum<'_>) -> TokenStream {
     });
 
     let mut helpers = Vec::new();
+    let mut public_args = Vec::new();
     let mut params_arms = Vec::new();
     let mut parse_arms = Vec::new();
     let mut handler_methods = Vec::new();
@@ -46,7 +47,13 @@ pub(crate) fn expand(tools: &ToolEnum<'_>) -> TokenStream {
     for v in &tools.variants {
         let vident = &v.original.ident;
         let name = &v.name;
-        let args_ty = format_ident!("__AgentguardArgs{}", vident);
+        // A gated tool's args are a public struct, `<Enum><Variant>`: its handler method receives them inside an
+        // Approval. A safe tool's stay hidden (they only parse).
+        let args_ty = if v.takes_approval() {
+            format_ident!("{}{}", ident, vident)
+        } else {
+            format_ident!("__AgentguardArgs{}", vident)
+        };
         let ref_ty = format_ident!("__AgentguardRef{}", vident);
         let fields: Vec<_> = v.fields.iter().map(|f| f.ident).collect();
         let types: Vec<_> = v.fields.iter().map(|f| f.ty).collect();
@@ -67,13 +74,36 @@ pub(crate) fn expand(tools: &ToolEnum<'_>) -> TokenStream {
             quote!(#ident::#vident { #(#fields: #bound),* })
         };
 
+        if v.takes_approval() {
+            let doc = format!(
+                " The arguments of tool `{name}` (`{ident}::{vident}`), as its handler method receives them in an \
+                 [`Approval`]({}).",
+                krate.doc_path("Approval")
+            );
+            public_args.push(quote! {
+                #[doc = #doc]
+                #[derive(#private::serde::Serialize, #private::serde::Deserialize)]
+                #[serde(crate = #serde_crate, deny_unknown_fields)]
+                #vis struct #args_ty {
+                    #( #serde_attrs pub #fields: #types, )*
+                }
+
+                #[automatically_derived]
+                impl #krate::tool::ToolArgs for #args_ty {
+                    const NAME: &'static str = #name;
+                }
+            });
+        } else {
+            helpers.push(quote! {
+                #[derive(#private::serde::Deserialize)]
+                #[serde(crate = #serde_crate, deny_unknown_fields)]
+                #[allow(non_camel_case_types)]
+                struct #args_ty {
+                    #( #serde_attrs #fields: #types, )*
+                }
+            });
+        }
         helpers.push(quote! {
-            #[derive(#private::serde::Deserialize)]
-            #[serde(crate = #serde_crate, deny_unknown_fields)]
-            #[allow(non_camel_case_types)]
-            struct #args_ty {
-                #( #serde_attrs #fields: #types, )*
-            }
             #[derive(#private::serde::Serialize)]
             #[serde(crate = #serde_crate)]
             #[allow(non_camel_case_types)]
@@ -84,7 +114,7 @@ pub(crate) fn expand(tools: &ToolEnum<'_>) -> TokenStream {
             }
         });
         params_arms.push(quote! {
-            #binding => #private::serde_json::to_value(#ref_ty {
+            #binding => #private::finite_json(&#ref_ty {
                 #(#fields: #bound,)*
                 __agentguard_marker: ::core::marker::PhantomData,
             })
@@ -106,51 +136,59 @@ pub(crate) fn expand(tools: &ToolEnum<'_>) -> TokenStream {
         let docs = v.original.attrs.iter().filter(|a| a.path().is_ident("doc"));
         let docs: Vec<_> = docs.collect();
         let gate_doc = if v.takes_approval() {
-            format!(" Tool `{name}`: gated. Runs only with the guard's `Approval`.")
+            format!(" Tool `{name}`: gated. Runs only with the guard's `Approval` of this very call, which carries its arguments.")
         } else {
             format!(" Tool `{name}`: not gated by its declaration or name.")
         };
-        let approval_param = if v.takes_approval() {
-            quote!(approval: #krate::Approval,)
+        // A gated tool's method takes only its Approval (which carries the approved arguments); a safe one its fields.
+        let params = if v.takes_approval() {
+            quote!(approval: #krate::Approval<'_, #args_ty>)
         } else {
-            quote!()
+            quote!(#(#fields: #types),*)
         };
         handler_methods.push(quote! {
             #(#docs)*
             #[doc = ""]
             #[doc = #gate_doc]
-            fn #method(&mut self, #approval_param #(#fields: #types),*) -> Self::Output;
+            fn #method(&mut self, #params) -> Self::Output;
         });
         async_handler_methods.push(quote! {
             #(#docs)*
             #[doc = ""]
             #[doc = #gate_doc]
-            fn #method(&mut self, #approval_param #(#fields: #types),*)
+            fn #method(&mut self, #params)
                 -> impl ::core::future::Future<Output = Self::Output> + ::core::marker::Send;
         });
-        let approval_arg = if v.takes_approval() {
-            quote!(__agentguard_approval,)
+        let (prepare, args) = if v.takes_approval() {
+            (
+                quote! {
+                    let __agentguard_approval =
+                        __agentguard_grant.approve(#args_ty { #(#fields: #bound),* })?;
+                },
+                quote!(__agentguard_approval),
+            )
         } else {
-            quote!()
-        };
-        let drop_unused = if v.takes_approval() {
-            quote!()
-        } else {
-            quote!(::core::mem::drop(__agentguard_approval);)
+            (quote!(let _ = __agentguard_grant;), quote!(#(#bound),*))
         };
         dispatch_arms.push(quote! {
-            #binding => { #drop_unused __agentguard_handler.#method(#approval_arg #(#bound),*) }
+            #binding => {
+                #prepare
+                ::core::result::Result::Ok(__agentguard_handler.#method(#args))
+            }
         });
         async_dispatch_arms.push(quote! {
-            #binding => { #drop_unused __agentguard_handler.#method(#approval_arg #(#bound),*).await }
+            #binding => {
+                #prepare
+                ::core::result::Result::Ok(__agentguard_handler.#method(#args).await)
+            }
         });
     }
 
     let approval = krate.doc_path("Approval");
     let handler_doc = format!(
-        " The handler of [`{ident}`]: one method per tool. Methods of gated tools take an [`Approval`]({approval}), \
-         which only the guard can create, so they cannot be called without it. Run one with \
-         `guard.dispatch(tool, &mut handler)`."
+        " The handler of [`{ident}`]: one method per tool. Methods of gated tools take an [`Approval`]({approval}) of \
+         the call with its arguments, which only the guard can create, so they cannot be called without it. Run one \
+         with `guard.dispatch(tool, &mut handler)`."
     );
     let async_handler_doc = format!(
         " The async handler of [`{ident}`]: like [`{handler}`], with methods returning futures (write them as \
@@ -158,6 +196,8 @@ pub(crate) fn expand(tools: &ToolEnum<'_>) -> TokenStream {
     );
 
     quote! {
+        #(#public_args)*
+
         #[doc = #handler_doc]
         #vis trait #handler {
             /// What every method returns.
@@ -214,9 +254,9 @@ pub(crate) fn expand(tools: &ToolEnum<'_>) -> TokenStream {
 
                 fn call(
                     self,
-                    __agentguard_approval: #krate::Approval,
+                    __agentguard_grant: #krate::tool::Grant<'_>,
                     __agentguard_handler: &mut __AgentguardH,
-                ) -> Self::Output {
+                ) -> ::core::result::Result<Self::Output, #krate::ActionDenied> {
                     match self { #(#dispatch_arms)* }
                 }
             }
@@ -225,11 +265,13 @@ pub(crate) fn expand(tools: &ToolEnum<'_>) -> TokenStream {
             impl<__AgentguardH: #async_handler + ?Sized> #krate::tool::AsyncDispatch<__AgentguardH> for #ident {
                 type Output = <__AgentguardH as #async_handler>::Output;
 
-                fn call(
+                fn call<'__agentguard>(
                     self,
-                    __agentguard_approval: #krate::Approval,
-                    __agentguard_handler: &mut __AgentguardH,
-                ) -> impl ::core::future::Future<Output = Self::Output> + ::core::marker::Send + '_ {
+                    __agentguard_grant: #krate::tool::Grant<'__agentguard>,
+                    __agentguard_handler: &'__agentguard mut __AgentguardH,
+                ) -> impl ::core::future::Future<
+                    Output = ::core::result::Result<Self::Output, #krate::ActionDenied>,
+                > + ::core::marker::Send + '__agentguard {
                     async move { match self { #(#async_dispatch_arms)* } }
                 }
             }

@@ -2,14 +2,15 @@
 //!
 //! [`start`](Inner::start) classifies the call: a safe one is audited and allowed at once; a gated one has its params
 //! frozen into a request ([`Parked`]). The approver is then asked (blocking or async, `ask.rs`), and
-//! [`conclude`](Inner::conclude) rechecks the arguments, writes the audit line and hands out the [`Approval`] only if
+//! [`conclude`](Inner::conclude) rechecks the arguments, writes the audit line and hands out the [`Allowed`] decision only if
 //! the call may run. `decide_blocking` and `decide` are the sync and async paths through these same steps.
 
 use std::time::{Instant, SystemTime};
 
 use serde_json::{json, Value};
 
-use super::{approval, AgentGuard, Approval, Gating, Inner, Recheck};
+use super::approval::{self, Allowed, Route};
+use super::{AgentGuard, Gating, Inner, Recheck};
 use crate::approver::{self, Approver, Notifier, Verdict};
 use crate::audit::{AuditDecision, AuditRecord};
 use crate::params::{canonical_json, deeper_than, FrozenParams, ParamsDigest, ParamsRejected, MAX_PARAMS_DEPTH};
@@ -28,7 +29,7 @@ pub(crate) struct Parked {
 /// Where a call stands after [`Inner::start`].
 enum Start {
     /// Safe: nobody is asked.
-    Allowed(Approval),
+    Allowed(Allowed),
     /// Gated: the request waits for a verdict.
     Ask(Parked),
 }
@@ -36,14 +37,14 @@ enum Start {
 /// An async approval with its verdict in, before the params are checked again and the verdict recorded.
 #[cfg(feature = "tokio")]
 pub(crate) enum Decided<'g> {
-    Allowed(Approval),
+    Allowed(Allowed),
     Parked(&'g Inner, Parked, Verdict),
 }
 
 #[cfg(feature = "tokio")]
 impl Decided<'_> {
     /// Checks the params again (if `recheck` is given), records the verdict, and hands out the approval.
-    pub(crate) fn finish(self, recheck: Option<&Recheck<'_>>) -> Result<Approval, ActionDenied> {
+    pub(crate) fn finish(self, recheck: Option<&Recheck<'_>>) -> Result<Allowed, ActionDenied> {
         match self {
             Decided::Allowed(approval) => Ok(approval),
             Decided::Parked(inner, parked, verdict) => inner.conclude(parked, verdict, recheck),
@@ -59,7 +60,7 @@ impl AgentGuard {
         call: ToolCall,
         gate: Gating,
         recheck: Option<&Recheck<'_>>,
-    ) -> Result<Approval, ActionDenied> {
+    ) -> Result<Allowed, ActionDenied> {
         let inner = &*self.inner;
         match inner.start(call, gate)? {
             Start::Allowed(approval) => Ok(approval),
@@ -113,10 +114,25 @@ impl Inner {
 
     /// The first step of every decision: a safe call is audited and allowed; a gated one is frozen into a request.
     fn start(&self, call: ToolCall, gate: Gating) -> Result<Start, ActionDenied> {
+        if let Some(problem) = call.problem() {
+            let shown = call.clipped();
+            if let Some(audit) = &self.audit {
+                let mut rec = AuditRecord::of_call(&shown, AuditDecision::Blocked);
+                rec.reason = Some(DenyReason::InvalidCall.as_str());
+                rec.detail = Some(&problem);
+                let _ = audit.record(&rec);
+            }
+            return Err(ActionDenied::new(DenyReason::InvalidCall, shown.name).with_detail(Some(problem)));
+        }
         match self.gate_risk(&call.name, gate) {
             None => {
                 self.record_allowed(&call);
-                Ok(Start::Allowed(approval::unasked(call.name, call.params)))
+                // Whose word made it safe: the caller's declaration proves nothing about the call.
+                let route = match gate {
+                    Gating::Never => Route::Declared,
+                    _ => Route::GuardRules,
+                };
+                Ok(Start::Allowed(approval::unasked(call.name, call.params, route)))
             }
             Some(risk) => self.prepare(call, risk).map(Start::Ask),
         }
@@ -210,12 +226,17 @@ impl Inner {
 
     /// The last step of every gated decision: checks the params again if asked, records the verdict, and returns the
     /// approval only if the call may run (a gated call whose audit line cannot be written does not run).
+    ///
+    /// In external mode the store hears the end of it too, and only once it is known: an approval is claimed
+    /// (`executed`, at most once) after its audit line is written, just before it runs; one that will not run after
+    /// all (arguments changed, audit failed) is abandoned, so the store ends it `expired`, never `approved` forever
+    /// or `executed` for a call that never started.
     pub(super) fn conclude(
         &self,
         parked: Parked,
         verdict: Verdict,
         recheck: Option<&Recheck<'_>>,
-    ) -> Result<Approval, ActionDenied> {
+    ) -> Result<Allowed, ActionDenied> {
         let verdict = self.in_time(verdict, parked.until);
         let verdict = match (verdict, recheck) {
             (Verdict::Approved { actor }, Some(recheck)) => match params_unchanged(&parked, recheck) {
@@ -228,46 +249,75 @@ impl Inner {
             },
             (verdict, _) => verdict,
         };
+        let in_store = matches!(self.approver, Approver::External { .. });
         let req = &parked.request;
-        let written = match &self.audit {
-            None => Ok(()),
-            Some(audit) => {
-                let mut rec = AuditRecord::of_request(req, verdict.audit_decision());
-                if let Verdict::Denied { reason, detail, .. } = &verdict {
-                    rec.reason = Some(reason.as_str());
-                    rec.detail = detail.as_deref();
-                }
-                rec.actor = verdict.actor();
-                audit.record(&rec)
-            }
-        };
         let denied = |reason: DenyReason, detail: Option<String>| {
             ActionDenied::new(reason, req.tool())
                 .with_request(Some(req.request_id().clone()))
                 .with_detail(detail)
         };
-        match (verdict, written) {
-            (Verdict::Approved { actor }, Ok(())) => {
+        let written = self.record_verdict(req, &verdict);
+        match verdict {
+            Verdict::Denied { reason, detail, .. } => {
+                if in_store && reason == DenyReason::ParamsChanged {
+                    let _ = self.store.abandon(req.request_id());
+                }
+                Err(denied(reason, detail))
+            }
+            Verdict::Approved { .. } if written.is_err() => {
+                if in_store {
+                    let _ = self.store.abandon(req.request_id());
+                }
+                let e = written.err().map(|e| e.to_string()).unwrap_or_default();
+                Err(denied(
+                    DenyReason::AuditUnavailable,
+                    Some(format!(
+                        "the approved call was not run because its audit record failed: {e}"
+                    )),
+                ))
+            }
+            Verdict::Approved { actor } => {
+                if in_store {
+                    // At most once: the claim is the store's compare-and-set. A claim that fails is audited too, so
+                    // the approved line above is followed by the reason it did not run.
+                    let claimed = match self.store.claim(req.request_id()) {
+                        Ok(true) => None,
+                        Ok(false) => Some(Verdict::deny(DenyReason::AlreadyExecuted, None)),
+                        Err(e) => Some(super::wait::store_down(e)),
+                    };
+                    if let Some(refused @ Verdict::Denied { reason, .. }) = claimed {
+                        let _ = self.record_verdict(req, &refused);
+                        let detail = match refused {
+                            Verdict::Denied { detail, .. } => detail,
+                            Verdict::Approved { .. } => None,
+                        };
+                        return Err(denied(reason, detail));
+                    }
+                }
                 let id = req.request_id().clone();
                 let digest = req.params_digest().clone();
-                let parked_in_store = matches!(self.approver, Approver::External { .. });
                 Ok(approval::asked(
                     parked.request.into_tool(),
                     parked.params,
                     id,
                     digest,
                     actor,
-                    parked_in_store,
+                    in_store,
                 ))
             }
-            (Verdict::Approved { .. }, Err(e)) => Err(denied(
-                DenyReason::AuditUnavailable,
-                Some(format!(
-                    "the approved call was not run because its audit record failed: {e}"
-                )),
-            )),
-            (Verdict::Denied { reason, detail, .. }, _) => Err(denied(reason, detail)),
         }
+    }
+
+    /// Writes the audit line of a gated request's verdict.
+    fn record_verdict(&self, req: &ApprovalRequest, verdict: &Verdict) -> Result<(), crate::audit::AuditError> {
+        let Some(audit) = &self.audit else { return Ok(()) };
+        let mut rec = AuditRecord::of_request(req, verdict.audit_decision());
+        if let Verdict::Denied { reason, detail, .. } = verdict {
+            rec.reason = Some(reason.as_str());
+            rec.detail = detail.as_deref();
+        }
+        rec.actor = verdict.actor();
+        audit.record(&rec)
     }
 
     /// The one deadline check at the moment of decision: an approval that reaches the guard after the deadline is a

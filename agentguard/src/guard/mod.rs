@@ -16,7 +16,7 @@ mod wait;
 
 pub use agent::Gating;
 pub(crate) use agent::{AgentGuard, Inner, Recheck};
-pub(crate) use approval::Approval;
+pub(crate) use approval::Allowed;
 pub use builder::{mode, GuardBuilder, DEFAULT_TIMEOUT, MAX_TIMEOUT};
 #[cfg(feature = "tokio")]
 pub(crate) use decide::Decided;

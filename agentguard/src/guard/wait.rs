@@ -70,7 +70,8 @@ impl Inner {
         self.verdict_of(id, decision)
     }
 
-    /// Turns a store decision into a verdict, claiming an approval so it runs at most once.
+    /// Turns a store decision into a verdict. An approval is claimed later, in `conclude`, once it is known that the
+    /// call will run (the arguments rechecked), so the store never says `executed` for a call that was not started.
     fn verdict_of(&self, id: &RequestId, decision: Result<Option<Decision>, StoreError>) -> Verdict {
         let decision = match decision {
             Ok(Some(d)) => d,
@@ -83,11 +84,7 @@ impl Inner {
             Err(e) => return store_down(e),
         };
         match decision.state {
-            RequestState::Approved => match self.store.claim(id) {
-                Ok(true) => Verdict::Approved { actor: decision.actor },
-                Ok(false) => Verdict::deny(DenyReason::AlreadyExecuted, None),
-                Err(e) => store_down(e),
-            },
+            RequestState::Approved => Verdict::Approved { actor: decision.actor },
             RequestState::Denied => Verdict::Denied {
                 reason: DenyReason::UserDenied,
                 actor: decision.actor,
@@ -99,7 +96,7 @@ impl Inner {
     }
 }
 
-fn store_down(e: StoreError) -> Verdict {
+pub(super) fn store_down(e: StoreError) -> Verdict {
     Verdict::deny(DenyReason::StoreUnavailable, e.to_string())
 }
 

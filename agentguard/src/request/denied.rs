@@ -35,6 +35,13 @@ pub enum DenyReason {
     AlreadyExecuted,
     /// The params could not be built (a `#[gate]` argument failed to serialize).
     InvalidParams,
+    /// The call itself was refused before any check: an empty or over-long tool name, or a reason, agent id or
+    /// session id over its limit ([`ToolCall::MAX_NAME_CHARS`](crate::ToolCall::MAX_NAME_CHARS),
+    /// [`ToolCall::MAX_TEXT_BYTES`](crate::ToolCall::MAX_TEXT_BYTES)).
+    InvalidCall,
+    /// A handler's [`Approval`](crate::Approval) was asked for a call that was not approved: another tool, other
+    /// arguments, or a call its own tool declared safe.
+    NotApproved,
 }
 
 impl DenyReason {
@@ -53,6 +60,8 @@ impl DenyReason {
             DenyReason::NoTerminal => "no_terminal",
             DenyReason::AlreadyExecuted => "already_executed",
             DenyReason::InvalidParams => "invalid_params",
+            DenyReason::NotApproved => "not_approved",
+            DenyReason::InvalidCall => "invalid_call",
         }
     }
 }

@@ -119,6 +119,63 @@ pub struct ToolCall {
 }
 
 impl ToolCall {
+    /// The longest tool name accepted, in characters. A longer one is denied (`invalid_call`).
+    pub const MAX_NAME_CHARS: usize = 256;
+
+    /// The longest `reason`, `agent_id` or `session_id` accepted, in bytes. A longer one is denied (`invalid_call`):
+    /// what a person is shown must fit on a card.
+    pub const MAX_TEXT_BYTES: usize = 4096;
+
+    /// What is wrong with this call's name or context, if anything: checked before anything else, for every call.
+    pub(crate) fn problem(&self) -> Option<String> {
+        let chars = self.name.chars().count();
+        if chars == 0 {
+            return Some("the tool name is empty".to_owned());
+        }
+        if chars > Self::MAX_NAME_CHARS {
+            return Some(format!(
+                "the tool name is {chars} characters long; at most {} are accepted",
+                Self::MAX_NAME_CHARS
+            ));
+        }
+        for (field, value) in [
+            ("reason", &self.reason),
+            ("agent_id", &self.agent_id),
+            ("session_id", &self.session_id),
+        ] {
+            if let Some(value) = value.as_deref().filter(|v| v.len() > Self::MAX_TEXT_BYTES) {
+                return Some(format!(
+                    "{field} is {} bytes long; at most {} are accepted",
+                    value.len(),
+                    Self::MAX_TEXT_BYTES
+                ));
+            }
+        }
+        None
+    }
+
+    /// A copy of this call's name and context cut to their limits (with `…`), for the record of a refused call.
+    pub(crate) fn clipped(&self) -> ToolCall {
+        fn clip(text: &str, max_bytes: usize) -> String {
+            if text.len() <= max_bytes {
+                return text.to_owned();
+            }
+            let mut end = max_bytes;
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            format!("{}…", &text[..end])
+        }
+        ToolCall {
+            name: clip(&self.name, Self::MAX_NAME_CHARS),
+            params: Value::Null,
+            agent_id: self.agent_id.as_deref().map(|v| clip(v, Self::MAX_TEXT_BYTES)),
+            session_id: self.session_id.as_deref().map(|v| clip(v, Self::MAX_TEXT_BYTES)),
+            reason: None,
+            redact: Vec::new(),
+        }
+    }
+
     /// A call of tool `name` with `params` (usually a JSON object).
     pub fn new(name: impl Into<String>, params: Value) -> Self {
         ToolCall {

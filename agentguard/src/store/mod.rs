@@ -9,6 +9,7 @@ mod pg_tls;
 pub(crate) mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+mod sync;
 mod url;
 
 use std::fmt;

@@ -6,8 +6,9 @@ use std::future::Future;
 
 pub(crate) mod definition;
 
-use crate::guard::{AgentGuard, Approval};
+use crate::guard::{AgentGuard, Allowed};
 use crate::request::ActionDenied;
+use crate::Approval;
 use definition::Tool;
 
 /// An LLM's tool call could not be parsed into a [`Tool`] enum.
@@ -47,14 +48,61 @@ impl fmt::Display for ToolParseError {
 
 impl std::error::Error for ToolParseError {}
 
+/// The arguments of one gated tool, as `#[derive(Tool)]` generates them (`SupportToolDeleteCustomer` for the variant
+/// `DeleteCustomer` of `SupportTool`): what an [`Approval`] carries to the handler method.
+///
+/// They serialize exactly as the variant's params do, so the guard can check that they are the arguments that were
+/// approved.
+pub trait ToolArgs: serde::Serialize {
+    /// The tool's name.
+    const NAME: &'static str;
+}
+
+/// What a [`Dispatch`] implementation receives for the one call the guard allowed: the means to get that call's
+/// [`Approval`] for its handler method.
+///
+/// Its lifetime is the dispatch call's, so neither it nor the approval it gives can be kept for later; it is consumed
+/// by [`approve`](Self::approve), so it gives one approval at most.
+pub struct Grant<'a> {
+    allowed: &'a Allowed,
+}
+
+impl fmt::Debug for Grant<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Grant").field("tool", &self.allowed.tool()).finish()
+    }
+}
+
+impl<'a> Grant<'a> {
+    fn new(allowed: &'a Allowed) -> Self {
+        Grant { allowed }
+    }
+
+    /// The tool that was allowed.
+    pub fn tool(&self) -> &str {
+        self.allowed.tool()
+    }
+
+    /// The [`Approval`] of this call, for the handler method of tool `A::NAME` with arguments `args`.
+    ///
+    /// Refused (`not_approved`) unless an approver approved this call or the guard's own rules found it safe (a
+    /// tool's own declaration that it is safe, [`Gating::Never`](crate::guard::Gating::Never), is not enough), the
+    /// tool is `A`'s, and `args` are the arguments that were approved. The code `#[derive(Tool)]` generates always
+    /// passes the approved arguments; a hand-written [`Dispatch`] can get nothing else.
+    pub fn approve<A: ToolArgs>(self, args: A) -> Result<Approval<'a, A>, ActionDenied> {
+        self.allowed.approval_for(args)
+    }
+}
+
 /// Calls the handler method of a [`Tool`] value. Implemented by `#[derive(Tool)]` for every `H` that implements
 /// the generated `<Enum>Handler` trait; use it through [`AgentGuard::dispatch`].
 pub trait Dispatch<H: ?Sized>: Tool {
     /// What the handler returns.
     type Output;
 
-    /// Runs the handler method for this value. Gated variants' methods receive the `approval`.
-    fn call(self, approval: Approval, handler: &mut H) -> Self::Output;
+    /// Runs the handler method for this value. A gated variant's method gets the [`Approval`] made from `grant`;
+    /// an error is a denial (`not_approved`) and the method does not run.
+    fn call(self, grant: Grant<'_>, handler: &mut H) -> Result<Self::Output, ActionDenied>;
 }
 
 /// The async twin of [`Dispatch`], for the generated `<Enum>AsyncHandler` trait; use it through
@@ -64,14 +112,18 @@ pub trait AsyncDispatch<H: ?Sized>: Tool {
     type Output;
 
     /// Runs the handler method for this value.
-    fn call(self, approval: Approval, handler: &mut H) -> impl Future<Output = Self::Output> + Send + '_;
+    fn call<'a>(
+        self,
+        grant: Grant<'a>,
+        handler: &'a mut H,
+    ) -> impl Future<Output = Result<Self::Output, ActionDenied>> + Send + 'a;
 }
 
 impl AgentGuard {
     /// Gates a typed tool call and runs its handler method if allowed.
     ///
     /// The call is gated as the enum declares ([`Tool::gating`]); the params are the variant's fields, frozen. A
-    /// gated variant's handler method gets the [`Approval`].
+    /// gated variant's handler method gets the [`Approval`] of exactly this call.
     pub fn dispatch<T, H>(&self, tool: T, handler: &mut H) -> Result<T::Output, ActionDenied>
     where
         T: Dispatch<H>,
@@ -81,8 +133,8 @@ impl AgentGuard {
             .to_call()
             .map_err(|e| ActionDenied::invalid_params(tool.name(), e))?;
         let recheck = || tool.params().map_err(|e| e.to_string());
-        let approval = self.decide_blocking(call, tool.gating(), Some(&recheck))?;
-        Ok(self.run_approved(approval, |approval| tool.call(approval, handler)))
+        let allowed = self.decide_blocking(call, tool.gating(), Some(&recheck))?;
+        self.run_approved_fallible(allowed, |allowed| tool.call(Grant::new(&allowed), handler))
     }
 
     /// The async twin of [`dispatch`](Self::dispatch), for `<Enum>AsyncHandler` implementations.
@@ -97,9 +149,10 @@ impl AgentGuard {
             .map_err(|e| ActionDenied::invalid_params(tool.name(), e))?;
         let decided = self.decide(call, tool.gating()).await?;
         let recheck = || tool.params().map_err(|e| e.to_string());
-        let approval = decided.finish(Some(&recheck))?;
-        Ok(self
-            .arun_approved(approval, |approval| tool.call(approval, handler))
-            .await)
+        let allowed = decided.finish(Some(&recheck))?;
+        self.arun_approved_fallible(allowed, |allowed| async move {
+            tool.call(Grant::new(&allowed), handler).await
+        })
+        .await
     }
 }

@@ -28,8 +28,8 @@ impl SupportToolHandler for Handler {
     fn read_customer(&mut self, id: u64) -> u64 {
         id
     }
-    fn delete_customer(&mut self, _approval: Approval, id: u64) -> u64 {
-        id + 100
+    fn delete_customer(&mut self, approval: Approval<'_, SupportToolDeleteCustomer>) -> u64 {
+        approval.id + 100
     }
 }
 

@@ -41,7 +41,7 @@ impl ToolsHandler for Handler {
     fn read_file(&mut self, _path: String) -> &'static str {
         "read"
     }
-    fn wipe(&mut self, _approval: agentguard::Approval) -> &'static str {
+    fn wipe(&mut self, _approval: agentguard::Approval<'_, ToolsWipe>) -> &'static str {
         "wiped"
     }
 }

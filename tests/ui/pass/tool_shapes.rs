@@ -27,20 +27,20 @@ impl ToolsHandler for Handler {
     fn search(&mut self, query: String, _limit: Option<u32>) -> String {
         query
     }
-    fn delete_file(&mut self, _approval: Approval, path: String) -> String {
-        path
+    fn delete_file(&mut self, approval: Approval<'_, ToolsDeleteFile>) -> String {
+        approval.into_args().path
     }
-    fn grant_credits(&mut self, _approval: Approval, _user: u64, _amount: u32) -> String {
-        String::new()
+    fn grant_credits(&mut self, approval: Approval<'_, ToolsGrantCredits>) -> String {
+        format!("{} to {}", approval.amount, approval.user)
     }
     fn reset_view(&mut self) -> String {
         String::new()
     }
-    fn send_email(&mut self, _approval: Approval, to: String) -> String {
-        to
+    fn send_email(&mut self, approval: Approval<'_, ToolsSendEmail>) -> String {
+        approval.to.clone()
     }
-    fn r#move(&mut self, _approval: Approval, from: String, _to: String) -> String {
-        from
+    fn r#move(&mut self, approval: Approval<'_, ToolsMove>) -> String {
+        approval.from.clone()
     }
 }
 

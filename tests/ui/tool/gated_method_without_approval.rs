@@ -1,4 +1,4 @@
-use agentguard::{Approval, Tool};
+use agentguard::Tool;
 
 #[derive(Tool)]
 enum Tools {
@@ -11,10 +11,10 @@ struct Files;
 impl ToolsHandler for Files {
     type Output = ();
     fn read_file(&mut self, _path: String) {}
-    fn delete_file(&mut self, _approval: Approval, _path: String) {}
+    fn delete_file(&mut self, _approval: agentguard::Approval<'_, ToolsDeleteFile>) {}
 }
 
 fn main() {
-    // Calling the dangerous handler directly, without the guard: there is no Approval to pass.
-    Files.delete_file("notes.txt".to_string());
+    // Calling the dangerous handler directly, without the guard: its arguments alone are not an Approval.
+    Files.delete_file(ToolsDeleteFile { path: "notes.txt".to_string() });
 }

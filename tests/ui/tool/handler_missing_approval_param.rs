@@ -8,7 +8,7 @@ enum Tools {
 
 struct Disks;
 
-// Implementing the gated method without the Approval parameter does not match the trait.
+// Implementing the gated method with its fields instead of its Approval does not match the trait.
 impl ToolsHandler for Disks {
     type Output = ();
     fn wipe(&mut self, _disk: String) {}

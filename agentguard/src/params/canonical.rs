@@ -1,0 +1,86 @@
+//! Canonical JSON: compact, keys sorted by their bytes at every depth, written without recursion.
+
+use serde_json::Value;
+
+/// Canonical JSON of `value`, or `None` once it grows past `limit` bytes. Iterative: any depth is safe (a value
+/// nested deeper than the stack could hold is written, or refused at the limit, without recursion).
+pub fn canonical_json(value: &Value, limit: usize) -> Option<String> {
+    let mut out = Vec::with_capacity(128);
+    write_canonical(value, &mut out, limit)?;
+    // Every piece written is serde_json's own (valid UTF-8) output or ASCII punctuation.
+    Some(String::from_utf8(out).expect("canonical JSON is UTF-8"))
+}
+
+/// What is left to write: a value, or the punctuation that closes a container or separates its items.
+enum Step<'a> {
+    Value(&'a Value),
+    Key(&'a str),
+    Byte(u8),
+}
+
+fn write_canonical<'a>(value: &'a Value, out: &mut Vec<u8>, limit: usize) -> Option<()> {
+    let mut todo = vec![Step::Value(value)];
+    while let Some(step) = todo.pop() {
+        match step {
+            Step::Byte(b) => out.push(b),
+            Step::Key(k) => {
+                serde_json::to_writer(&mut *out, k).ok()?;
+                out.push(b':');
+            }
+            Step::Value(Value::Object(map)) => {
+                out.push(b'{');
+                todo.push(Step::Byte(b'}'));
+                // serde_json's default map is a BTreeMap, whose order is already the byte order of the keys. Only a
+                // map in insertion order (serde_json's `preserve_order` feature) needs sorting.
+                // Pushed in reverse so the first entry is written first.
+                let mut push = |i: usize, k: &'a String, v: &'a Value| {
+                    todo.push(Step::Value(v));
+                    todo.push(Step::Key(k));
+                    if i > 0 {
+                        todo.push(Step::Byte(b','));
+                    }
+                };
+                if in_byte_order(map.keys()) {
+                    for (i, (k, v)) in map.iter().enumerate().rev() {
+                        push(i, k, v);
+                    }
+                } else {
+                    let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+                    entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+                    for (i, (k, v)) in entries.into_iter().enumerate().rev() {
+                        push(i, k, v);
+                    }
+                }
+            }
+            Step::Value(Value::Array(items)) => {
+                out.push(b'[');
+                todo.push(Step::Byte(b']'));
+                for (i, v) in items.iter().enumerate().rev() {
+                    todo.push(Step::Value(v));
+                    if i > 0 {
+                        todo.push(Step::Byte(b','));
+                    }
+                }
+            }
+            // Strings, numbers, booleans and null: serde_json's own compact text is already canonical. Writing into
+            // a Vec cannot fail.
+            Step::Value(other) => serde_json::to_writer(&mut *out, other).ok()?,
+        }
+        if out.len() > limit {
+            return None;
+        }
+    }
+    Some(())
+}
+
+/// Whether `keys` are in ascending byte order (equal neighbours allowed).
+pub(super) fn in_byte_order<'a>(mut keys: impl Iterator<Item = &'a String>) -> bool {
+    let Some(mut prev) = keys.next() else { return true };
+    for k in keys {
+        if prev.as_bytes() > k.as_bytes() {
+            return false;
+        }
+        prev = k;
+    }
+    true
+}

@@ -1,0 +1,181 @@
+//! [`Redactor`]: masks values under secret-looking keys in everything a person or a file sees.
+
+use std::collections::HashSet;
+
+use serde_json::Value;
+
+use super::{deeper_than, MAX_PARAMS_DEPTH, REDACTED};
+use agentguard_classify::{normalize_name, Words};
+
+/// Masks values whose keys look secret, in everything a person or a file sees.
+///
+/// A key is secret when one of its words (split like [`classify`](crate::classify) splits names, so `apiKey`,
+/// `api-key` and `API_KEY` are the same) is `password`, `passwd`, `passphrase`, `pwd`, `secret`, `token`,
+/// `authorization`, `auth`, `cookie`, `credential(s)`, `apikey`, `bearer`, `jwt`, `cvv`, `cvc`, `ssn`, `otp`, `pin`,
+/// `signature`; when a run-together word ends in `password`, `passwd`, `passphrase`, `secret`, `token`,
+/// `credential(s)`, `apikey`, `privatekey`, `accesskey` or `secretkey` (`accesstoken`, `clientsecret`, `dbpassword`); or when two adjacent
+/// words are `api key`, `private key`, `access key`, `secret key`, `signing key`, `encryption key`, `client key`,
+/// `session key`, `card number`, `account number`, `set cookie`. Keys added with
+/// [`with_keys`](Self::with_keys) are matched by their whole word sequence (`customerNote` matches `customer_note`).
+/// Matching is at every depth of objects and arrays; the whole value under a secret key is replaced by
+/// [`REDACTED`].
+///
+/// Redaction changes only what is shown: the digest covers the real values and the executor receives them.
+#[derive(Debug, Clone, Default)]
+pub struct Redactor {
+    extra: HashSet<String>,
+}
+
+impl Redactor {
+    /// A redactor with the built-in secret words only.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds keys to mask (in any naming convention).
+    pub fn with_keys<I, S>(mut self, keys: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.extra.extend(keys.into_iter().map(|k| normalize_name(k.as_ref())));
+        self
+    }
+
+    /// Whether the value under `key` is masked.
+    pub fn is_secret_key(&self, key: &str) -> bool {
+        // Every listed word is short ASCII: longer or non-ASCII words match nothing, alone or in a pair. Words are
+        // lowercased into stack buffers, so checking a key allocates nothing.
+        const MAX: usize = 32;
+        let mut prev = [0u8; MAX];
+        let mut prev_len: Option<usize> = None;
+        for (s, e) in Words::new(key) {
+            let raw = &key.as_bytes()[s..e];
+            if raw.len() > MAX || !raw.is_ascii() {
+                prev_len = None;
+                continue;
+            }
+            let mut buf = [0u8; MAX];
+            for (o, b) in buf.iter_mut().zip(raw) {
+                *o = b.to_ascii_lowercase();
+            }
+            let word = std::str::from_utf8(&buf[..raw.len()]).expect("ASCII");
+            if is_secret_word(word) || is_secret_compound(word) {
+                return true;
+            }
+            if let Some(len) = prev_len {
+                if is_secret_pair(std::str::from_utf8(&prev[..len]).expect("ASCII"), word) {
+                    return true;
+                }
+            }
+            prev = buf;
+            prev_len = Some(raw.len());
+        }
+        !self.extra.is_empty() && self.extra.contains(&normalize_name(key))
+    }
+
+    /// [`redact`](Self::redact), then also masks the top-level keys in `keys`.
+    pub fn redact_with(&self, value: &Value, keys: &[String]) -> Value {
+        let mut shown = self.redact(value);
+        if let Value::Object(map) = &mut shown {
+            for key in keys {
+                if let Some(v) = map.get_mut(key) {
+                    *v = Value::String(REDACTED.to_owned());
+                }
+            }
+        }
+        shown
+    }
+
+    /// A copy of `value` with secret values masked. A value nested deeper than [`MAX_PARAMS_DEPTH`] is not shown at
+    /// all (the guard refuses such params at intake): it is replaced by a note, so no depth can overflow the stack.
+    pub fn redact(&self, value: &Value) -> Value {
+        if deeper_than(value, MAX_PARAMS_DEPTH) {
+            return Value::String(format!("[not shown: nested deeper than {MAX_PARAMS_DEPTH} levels]"));
+        }
+        self.redact_shallow(value)
+    }
+
+    fn redact_shallow(&self, value: &Value) -> Value {
+        match value {
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .map(|(k, v)| {
+                        let shown = if self.is_secret_key(k) {
+                            Value::String(REDACTED.to_owned())
+                        } else {
+                            self.redact_shallow(v)
+                        };
+                        (k.clone(), shown)
+                    })
+                    .collect(),
+            ),
+            Value::Array(items) => Value::Array(items.iter().map(|v| self.redact_shallow(v)).collect()),
+            other => other.clone(),
+        }
+    }
+}
+
+/// A run-together word that ends in a long secret word: `accesstoken`, `clientsecret`, `dbpassword`, `authtoken`.
+/// Only these long endings are read this way, so a short secret word such as `pin`, `otp` or `auth` at the end of a
+/// longer word (`spin`, `hotp`, `oauth`) is not.
+fn is_secret_compound(word: &str) -> bool {
+    const ENDINGS: [&str; 11] = [
+        "accesskey",
+        "secretkey",
+        "password",
+        "passwd",
+        "passphrase",
+        "secret",
+        "token",
+        "credential",
+        "credentials",
+        "apikey",
+        "privatekey",
+    ];
+    ENDINGS.iter().any(|end| word.len() > end.len() && word.ends_with(end))
+}
+
+/// A word that marks a key secret on its own.
+fn is_secret_word(word: &str) -> bool {
+    matches!(
+        word,
+        "jwt"
+            | "password"
+            | "passwd"
+            | "passphrase"
+            | "pwd"
+            | "secret"
+            | "secrets"
+            | "token"
+            | "authorization"
+            | "auth"
+            | "cookie"
+            | "cookies"
+            | "credential"
+            | "credentials"
+            | "apikey"
+            | "bearer"
+            | "cvv"
+            | "cvc"
+            | "ssn"
+            | "otp"
+            | "pin"
+            | "signature"
+            | "privatekey"
+            | "accesskey"
+            | "secretkey"
+    )
+}
+
+/// Two adjacent words that mark a key secret together.
+fn is_secret_pair(prev: &str, word: &str) -> bool {
+    matches!(
+        (prev, word),
+        (
+            "api" | "private" | "access" | "secret" | "signing" | "encryption" | "client" | "session",
+            "key"
+        ) | ("card" | "account", "number")
+            | ("set", "cookie")
+    )
+}
