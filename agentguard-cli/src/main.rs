@@ -413,7 +413,25 @@ fn pending(cli: &Cli, store: &dyn ApprovalStore) -> Result<(), Failure> {
 }
 
 fn show(cli: &Cli, store: &dyn ApprovalStore, id: &RequestId) -> Result<(), Failure> {
-    let Some(stored) = store.get(id).map_err(store_error)? else {
+    let stored = store.get(id).map_err(|e| {
+        // A pending row that cannot be read back: say so, and what to do, rather than "unreachable".
+        let unreadable = store
+            .list_pending()
+            .ok()
+            .and_then(|list| list.unreadable.into_iter().find(|row| row.id == id.as_str()));
+        match unreadable {
+            Some(row) => fail(
+                EXIT_STORE,
+                UnreadableRow {
+                    id: shown(&row.id),
+                    problem: shown(&row.problem),
+                }
+                .advice(),
+            ),
+            None => store_error(e),
+        }
+    })?;
+    let Some(stored) = stored else {
         return Err(fail(
             EXIT_UNKNOWN,
             format!("unknown request {id}: not in this store (check the id and --store)"),

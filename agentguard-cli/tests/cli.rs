@@ -250,6 +250,13 @@ fn one_deep_or_damaged_row_does_not_hide_the_other_pending_requests_from_pending
     let mut lines = std::io::BufRead::lines(std::io::BufReader::new(watch.stdout.take().unwrap()));
     let parked: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
     assert_eq!(parked["request"]["request_id"], good, "{parked}");
+    let out = cli(&db, &["show", &deep]);
+    assert_eq!(out.status.code(), Some(7));
+    assert!(
+        text(&out).1.contains(&format!("request {deep} cannot be read")) && !text(&out).1.contains("unreachable"),
+        "{:?}",
+        text(&out)
+    );
     // The unreadable row can still be answered: denied, it leaves the list.
     assert_eq!(cli(&db, &["deny", &deep]).status.code(), Some(0));
     cli(&db, &["approve", good]);
