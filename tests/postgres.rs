@@ -266,3 +266,225 @@ fn unreachable_servers_and_old_schemas_give_clear_errors() {
     );
     assert_eq!(tables, "1", "no table was added");
 }
+
+/// A request parked by a real agent thread on `store`: its request and the handle giving the call's result.
+fn park(
+    store: Arc<dyn ApprovalStore>,
+) -> (
+    agentguard::ApprovalRequest,
+    std::thread::JoinHandle<Result<&'static str, agentguard::ActionDenied>>,
+) {
+    let (tx, rx) = mpsc::channel();
+    let guard = AgentGuard::external()
+        .shared_store(store)
+        .on_request(move |req| {
+            let _ = tx.send(req.clone());
+        })
+        .timeout(Duration::from_secs(60))
+        .no_audit()
+        .build();
+    let agent = std::thread::spawn(move || guard.execute(ToolCall::new("delete_row", json!({"id": 7})), |_, _| "ran"));
+    (rx.recv_timeout(Duration::from_secs(30)).unwrap(), agent)
+}
+
+#[test]
+fn one_deep_or_damaged_row_does_not_hide_the_other_pending_requests_in_postgres() {
+    let Some(server) = server() else { return };
+    let url = fresh(&server);
+    let (pg, schema) = pg_store(&url);
+    let (good, agent) = park(pg.clone());
+    // What an older version (before intake refused params deeper than 64 levels) or a damaged write left behind:
+    // params nested 200 levels deep (serde_json reads 128), and JSON cut short.
+    let mut deep = serde_json::to_value(&good).unwrap();
+    let deep_id = RequestId::new();
+    deep["request_id"] = json!(deep_id);
+    deep["params"] = json!("PLACEHOLDER");
+    let deep = deep
+        .to_string()
+        .replace("\"PLACEHOLDER\"", &format!("{}0{}", "[".repeat(200), "]".repeat(200)));
+    let damaged_id = RequestId::new();
+    psql(
+        &server,
+        &format!(
+            "INSERT INTO \"{schema}\".agentguard_requests (id, request, tool, params_digest, deadline, state) VALUES
+             ('{deep_id}', '{deep}', 'delete_row', '', now() + interval '1 minute', 'pending'),
+             ('{damaged_id}', '{{\"request_id\": \"trunc', 'delete_row', '', now() + interval '1 minute', 'pending')"
+        ),
+    );
+    let list = pg.list_pending().unwrap();
+    assert_eq!(
+        list.requests.iter().map(|r| r.request_id()).collect::<Vec<_>>(),
+        vec![good.request_id()],
+        "the readable request is listed"
+    );
+    let mut bad: Vec<(String, String)> = list.unreadable.into_iter().map(|r| (r.id, r.problem)).collect();
+    bad.sort_by_key(|(id, _)| *id != deep_id.as_str());
+    assert_eq!(bad.len(), 2, "{bad:?}");
+    assert!(
+        bad[0].0 == deep_id.as_str() && bad[0].1.contains("recursion limit"),
+        "{bad:?}"
+    );
+    assert!(
+        bad[1].0 == damaged_id.as_str() && bad[1].1.contains("damaged"),
+        "{bad:?}"
+    );
+    assert_eq!(pg.pending().unwrap().len(), 1);
+    // Another process's reader (the CLI opens existing stores) sees the same.
+    let reader = agentguard::store::open_existing_store(&url).unwrap();
+    assert_eq!(reader.list_pending().unwrap().unreadable.len(), 2);
+    assert_eq!(
+        reader.resolve(&Resolution::deny(deep_id)).unwrap(),
+        ResolveOutcome::Resolved,
+        "an unreadable row can still be denied by id"
+    );
+    reader.resolve(&Resolution::approve(good.request_id().clone())).unwrap();
+    assert_eq!(agent.join().unwrap().unwrap(), "ran");
+}
+
+#[test]
+fn a_reader_refuses_a_schema_without_a_store_and_creates_nothing() {
+    let Some(server) = server() else { return };
+    let url = fresh(&server);
+    let schema = url.split_once("schema=").unwrap().1.to_owned();
+    let err = agentguard::store::open_existing_store(&url).unwrap_err().to_string();
+    assert!(
+        err.contains("no agentguard store") && err.contains(&schema) && err.contains("nothing was created"),
+        "{err}"
+    );
+    assert_eq!(
+        psql(
+            &server,
+            &format!("SELECT count(*) FROM pg_namespace WHERE nspname = '{schema}'")
+        ),
+        "0",
+        "no schema was created"
+    );
+    store(&url); // an agent's guard creates it
+    assert!(agentguard::store::open_existing_store(&url).is_ok());
+}
+
+/// The TLS server URL (`sslmode=verify-full&sslrootcert=…`), or `None` (and a message) when not configured.
+fn tls_server() -> Option<String> {
+    match std::env::var("AGENTGUARD_TEST_POSTGRES_TLS_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            eprintln!(
+                "skipped: AGENTGUARD_TEST_POSTGRES_TLS_URL is not set (a server with ssl = on, e.g. \
+                 postgres://postgres@localhost:5432/test?sslmode=verify-full&sslrootcert=/path/ca.pem); .ci/run sets it"
+            );
+            None
+        }
+    }
+}
+
+#[test]
+fn over_verify_full_a_store_parks_and_resolves_a_request_encrypted() {
+    let Some(tls) = tls_server() else { return };
+    let url = fresh(&tls);
+    let s = store(&url);
+    let schema = url.rsplit_once("schema=").unwrap().1.to_owned();
+    let pg = PostgresStore::connect(&tls, Some(&schema)).unwrap();
+    assert!(pg.uses_tls().unwrap(), "the server sees an encrypted connection");
+    let (req, agent) = park(s.clone());
+    assert_eq!(
+        agentguard::store::open_existing_store(&url)
+            .unwrap()
+            .resolve(&Resolution::approve(req.request_id().clone()).actor("alice"))
+            .unwrap(),
+        ResolveOutcome::Resolved
+    );
+    assert_eq!(agent.join().unwrap().unwrap(), "ran");
+    assert_eq!(
+        s.get(req.request_id()).unwrap().unwrap().decision.state,
+        RequestState::Executed
+    );
+}
+
+#[test]
+fn sslmode_require_encrypts_and_disable_does_not() {
+    let Some(tls) = tls_server() else { return };
+    let Some(plain) = server() else { return };
+    let (base, _) = tls.split_once('?').unwrap();
+    let required = PostgresStore::connect(&format!("{base}?sslmode=require"), Some("ag_tls_require")).unwrap();
+    assert!(required.uses_tls().unwrap());
+    let (req, agent) = park(Arc::new(required));
+    store(&format!("{base}?sslmode=require&schema=ag_tls_require"))
+        .resolve(&Resolution::deny(req.request_id().clone()))
+        .unwrap();
+    assert!(agent.join().unwrap().is_err());
+    // No sslmode: plain, as before (the documented default), even though the server offers TLS.
+    let plain = PostgresStore::connect(&plain, Some("ag_tls_require")).unwrap();
+    assert!(!plain.uses_tls().unwrap());
+}
+
+/// A CA of its own that signed nothing the server has, made with openssl in `dir`.
+fn wrong_ca(dir: &std::path::Path) -> std::path::PathBuf {
+    let ca = dir.join("wrong-ca.pem");
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=not the server's CA",
+        ])
+        .args(["-addext", "basicConstraints=critical,CA:TRUE", "-keyout"])
+        .arg(dir.join("wrong-ca.key"))
+        .arg("-out")
+        .arg(&ca)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    ca
+}
+
+#[test]
+fn verify_full_with_the_wrong_ca_or_host_is_refused_clearly_and_never_shows_the_password() {
+    let Some(tls) = tls_server() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let ca = wrong_ca(dir.path());
+    let (base, _) = tls.split_once('?').unwrap();
+    let with_password = base.replacen("postgres@", "postgres:S3cr3tPw@", 1);
+    let url = format!(
+        "{with_password}?sslmode=verify-full&sslrootcert={}&schema=ag_tls_refused",
+        ca.display()
+    );
+    let err = open_store(&url).unwrap_err();
+    let shown = format!("{err} / {err:?}");
+    assert!(
+        shown.contains("cannot connect over TLS (sslmode=verify-full: ")
+            && shown.contains("invalid peer certificate: UnknownIssuer")
+            && shown.contains("sslrootcert names the CA"),
+        "{shown}"
+    );
+    assert!(!shown.contains("S3cr3tPw"), "{shown}");
+    let parsed: agentguard::store::StoreUrl = url.parse().unwrap();
+    assert!(!parsed.to_string().contains("S3cr3tPw"));
+    // The right CA, but a host name the certificate does not carry (it names localhost and 127.0.0.1; hostaddr
+    // says where to connect): refused by verify-full, accepted by verify-ca, which checks the chain only.
+    let right_ca = tls.split_once("sslrootcert=").unwrap().1.split('&').next().unwrap();
+    let other_name = base.replacen("@localhost", "@not-in-the-certificate.invalid", 1);
+    let err = open_store(&format!(
+        "{other_name}?hostaddr=127.0.0.1&sslmode=verify-full&sslrootcert={right_ca}"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("not valid for name") && err.contains("names the host"),
+        "{err}"
+    );
+    let ok = PostgresStore::connect(
+        &format!("{other_name}?hostaddr=127.0.0.1&sslmode=verify-ca&sslrootcert={right_ca}"),
+        Some("ag_tls_refused"),
+    );
+    assert!(ok.unwrap().uses_tls().unwrap());
+    // A missing CA file is named before anything is sent.
+    let err = open_store(&format!("{base}?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("sslrootcert=/nonexistent/ca.pem"), "{err}");
+}

@@ -241,3 +241,62 @@ fn a_gated_function_parked_in_sqlite_records_its_execution_outcome() {
     assert_eq!(stored.decision.state, RequestState::Executed);
     assert_eq!(stored.outcome.as_deref(), Some("ok"));
 }
+
+#[test]
+fn a_reader_never_creates_a_store_at_a_mistyped_path_nor_adds_tables_to_a_foreign_sqlite_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let typo = dir.path().join("agentgaurd.db");
+    for err in [
+        SqliteStore::open_existing(&typo).unwrap_err().to_string(),
+        agentguard::store::open_existing_store(&format!("sqlite:{}", typo.display()))
+            .unwrap_err()
+            .to_string(),
+    ] {
+        assert!(
+            err.contains(&format!("no agentguard store at {}", typo.display())) && err.contains("does not exist"),
+            "{err}"
+        );
+    }
+    assert!(!typo.exists(), "nothing was created");
+
+    // Another program's database: refused, byte for byte unchanged, no agentguard table added.
+    let foreign = dir.path().join("app.db");
+    {
+        let conn = rusqlite::Connection::open(&foreign).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT); INSERT INTO notes (body) VALUES ('x');",
+        )
+        .unwrap();
+    }
+    let before = std::fs::read(&foreign).unwrap();
+    let err = SqliteStore::open_existing(&foreign).unwrap_err().to_string();
+    assert!(
+        err.contains(&foreign.display().to_string())
+            && err.contains("not an agentguard store")
+            && err.contains("nothing was changed"),
+        "{err}"
+    );
+    assert!(
+        std::fs::read(&foreign).unwrap() == before,
+        "the foreign file was changed"
+    );
+    let tables: i64 = rusqlite::Connection::open(&foreign)
+        .unwrap()
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name LIKE 'agentguard%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(tables, 0);
+    // A text file: not a database, named, untouched.
+    let text = dir.path().join("notes.txt");
+    std::fs::write(&text, "this is not a database, just text that is long enough").unwrap();
+    let err = SqliteStore::open_existing(&text).unwrap_err().to_string();
+    assert!(err.contains("SQLite database") && err.contains("notes.txt"), "{err}");
+
+    // The store an agent made opens, and answers.
+    let real = dir.path().join("store.db");
+    SqliteStore::open(&real).unwrap();
+    assert!(SqliteStore::open_existing(&real).unwrap().pending().unwrap().is_empty());
+}

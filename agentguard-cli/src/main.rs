@@ -10,8 +10,9 @@
 //! ```
 //!
 //! Exit codes: 0 done (resolved); 1 other error; 2 bad usage, a malformed id or store URL; 3 unknown request; 4 already
-//! resolved; 5 expired; 6 digest mismatch; 7 store unreachable or unusable; 8 audit chain broken (edited, forged or
-//! truncated); 9 audit log ends in a torn write (a crash or a full disk, not an edit).
+//! resolved; 5 expired; 6 digest mismatch; 7 store unreachable, unusable or not there (commands open an existing store
+//! only: the agents' guard creates it); 8 audit chain broken (edited, forged or truncated); 9 audit log ends in a torn
+//! write (a crash or a full disk, not an edit).
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal as _, Write as _};
@@ -24,7 +25,7 @@ use std::time::Duration;
 use agentguard::audit::{default_log_path, AuditKey, Verify, VerifyError, VerifyErrorKind, VerifyReport, KEY_FILE_ENV};
 use agentguard::http::{ApprovalApi, ServeLimits, MIN_TOKEN_LEN};
 use agentguard::params::ParamsDigest;
-use agentguard::store::{ApprovalStore, StoreError, StoreUrl};
+use agentguard::store::{ApprovalStore, StoreError, StoreUrl, UnreadableRow};
 use agentguard::text::{escape_hidden, is_hidden};
 use agentguard::{ApprovalRequest, RequestId, Resolution, ResolveOutcome};
 use clap::{Parser, Subcommand};
@@ -62,7 +63,8 @@ const EXIT_TORN: u8 = 9;
     about = "Answer and inspect agentguard approval requests"
 )]
 struct Cli {
-    /// Where parked requests are: sqlite:PATH or postgres://user@host/db (optionally ?schema=NAME).
+    /// Where parked requests are: sqlite:PATH or postgres://user@host/db (optionally ?schema=NAME, ?sslmode=verify-full
+    /// &sslrootcert=PATH). It must exist: the agents' guard creates it; commands never do.
     #[arg(
         long,
         env = "AGENTGUARD_STORE",
@@ -115,7 +117,8 @@ enum Command {
         #[arg(long, default_value_t = 250)]
         interval_ms: u64,
     },
-    /// Serve the approval API and web page over the store, at http://127.0.0.1:8787/agentguard/ by default.
+    /// Serve the approval API and web page over the store, at http://127.0.0.1:8787/agentguard/ by default. The
+    /// store must exist (the agents' guard creates it): start an agent first.
     Serve {
         /// The address to listen on. Keep a loopback address unless a TLS-terminating proxy is in front: the
         /// server speaks plain HTTP.
@@ -362,8 +365,23 @@ fn open(cli: &Cli) -> Result<Arc<dyn ApprovalStore>, Failure> {
     open_url(&store_url(cli)?)
 }
 
+/// Every command opens an agentguard store that exists, never creates one: the agents' guard creates it, and a
+/// mistyped path or schema must not become a new, empty store that no agent uses (nor add tables to a foreign
+/// SQLite file).
 fn open_url(url: &StoreUrl) -> Result<Arc<dyn ApprovalStore>, Failure> {
-    url.open().map_err(|e| fail(EXIT_STORE, format!("store {url}: {e}")))
+    url.open_existing()
+        .map_err(|e| fail(EXIT_STORE, format!("store {url}: {e}")))
+}
+
+/// A warning on stderr for each pending row the store cannot read back: which, why, and what to do.
+fn warn_unreadable(rows: &[UnreadableRow]) {
+    for row in rows {
+        let row = UnreadableRow {
+            id: shown(&row.id),
+            problem: shown(&row.problem),
+        };
+        eprintln!("agentguard: warning: {}", row.advice());
+    }
 }
 
 fn parse_id(id: &str) -> Result<RequestId, Failure> {
@@ -407,7 +425,10 @@ fn left(req: &ApprovalRequest) -> String {
 }
 
 fn pending(cli: &Cli, store: &dyn ApprovalStore) -> Result<(), Failure> {
-    let list = store.pending().map_err(store_error)?;
+    let found = store.list_pending().map_err(store_error)?;
+    // A row that cannot be read back is named on stderr; the others are listed as usual.
+    warn_unreadable(&found.unreadable);
+    let list = found.requests;
     if cli.json {
         print_json(&list);
         return Ok(());
@@ -443,7 +464,25 @@ fn pending(cli: &Cli, store: &dyn ApprovalStore) -> Result<(), Failure> {
 }
 
 fn show(cli: &Cli, store: &dyn ApprovalStore, id: &RequestId) -> Result<(), Failure> {
-    let Some(stored) = store.get(id).map_err(store_error)? else {
+    let stored = store.get(id).map_err(|e| {
+        // A pending row that cannot be read back: say so, and what to do, rather than "unreachable".
+        let unreadable = store
+            .list_pending()
+            .ok()
+            .and_then(|list| list.unreadable.into_iter().find(|row| row.id == id.as_str()));
+        match unreadable {
+            Some(row) => fail(
+                EXIT_STORE,
+                UnreadableRow {
+                    id: shown(&row.id),
+                    problem: shown(&row.problem),
+                }
+                .advice(),
+            ),
+            None => store_error(e),
+        }
+    })?;
+    let Some(stored) = stored else {
         return Err(fail(
             EXIT_UNKNOWN,
             format!("unknown request {id}: not in this store (check the id and --store)"),
@@ -514,13 +553,24 @@ fn answer_request(cli: &Cli, store: &dyn ApprovalStore, answer: &Resolution) -> 
 
 fn watch(cli: &Cli, store: &dyn ApprovalStore, interval: Duration) -> Result<(), Failure> {
     let mut known: BTreeMap<RequestId, ApprovalRequest> = BTreeMap::new();
+    let mut unreadable: Vec<String> = Vec::new();
     if !cli.json {
         outln!("watching for requests (Ctrl-C to stop)");
     }
     loop {
-        let now: BTreeMap<RequestId, ApprovalRequest> = store
-            .pending()
-            .map_err(store_error)?
+        let found = store.list_pending().map_err(store_error)?;
+        // Each unreadable row is named once, when first seen; the others are watched as usual.
+        warn_unreadable(
+            &found
+                .unreadable
+                .iter()
+                .filter(|row| !unreadable.contains(&row.id))
+                .cloned()
+                .collect::<Vec<_>>(),
+        );
+        unreadable = found.unreadable.into_iter().map(|row| row.id).collect();
+        let now: BTreeMap<RequestId, ApprovalRequest> = found
+            .requests
             .into_iter()
             .map(|r| (r.request_id().clone(), r))
             .collect();

@@ -57,9 +57,11 @@ fn agent(
     (rx.recv_timeout(Duration::from_secs(30)).unwrap(), handle)
 }
 
+/// A store file as an agent's guard leaves it (the CLI opens existing stores only).
 fn db() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("store.db");
+    SqliteStore::open(&db).unwrap();
     (dir, db)
 }
 
@@ -140,7 +142,13 @@ fn an_unreachable_store_exits_7_and_an_unknown_url_2_with_what_to_do() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(7));
-    assert!(text(&out).1.contains("directory exist"), "{:?}", text(&out));
+    assert!(
+        text(&out)
+            .1
+            .contains("no agentguard store at /nonexistent-dir/x/store.db"),
+        "{:?}",
+        text(&out)
+    );
     // A URL that names no store is bad usage (2), not an unreachable store.
     for url in ["mysql://db", "bogus:x", "postgres:/app@h/db"] {
         let out = Command::new(BIN).args(["--store", url, "pending"]).output().unwrap();
@@ -158,6 +166,111 @@ fn an_unreachable_store_exits_7_and_an_unknown_url_2_with_what_to_do() {
         "{:?}",
         text(&out)
     );
+}
+
+#[test]
+fn a_mistyped_store_path_is_refused_with_exit_7_and_never_created() {
+    let (dir, db) = db();
+    let typo = dir.path().join("stroe.db");
+    for args in [
+        &["pending"][..],
+        &["show", "3f9c2b1e-8d4a-4f7b-9c1d-2e5f6a7b8c9d"],
+        &["approve", "3f9c2b1e-8d4a-4f7b-9c1d-2e5f6a7b8c9d"],
+        &["deny", "3f9c2b1e-8d4a-4f7b-9c1d-2e5f6a7b8c9d"],
+        &["watch"],
+        &["serve", "--token", "alice=alice-token-0123456789"],
+    ] {
+        let out = cli(&typo, args);
+        assert_eq!(out.status.code(), Some(7), "{args:?}: {:?}", text(&out));
+        let err = text(&out).1;
+        assert!(
+            err.contains(&format!("no agentguard store at {}", typo.display())) && err.contains("check the path"),
+            "{args:?}: {err}"
+        );
+        assert!(!typo.exists(), "{args:?} created {}", typo.display());
+    }
+    // An empty file (SQLite reads it as an empty database): refused, and left empty. (A foreign SQLite database
+    // with tables of its own: tests/sqlite.rs.)
+    let empty = dir.path().join("empty.db");
+    std::fs::File::create(&empty).unwrap();
+    let out = cli(&empty, &["pending"]);
+    assert_eq!(out.status.code(), Some(7), "{:?}", text(&out));
+    assert!(text(&out).1.contains("not an agentguard store"), "{:?}", text(&out));
+    assert_eq!(
+        std::fs::metadata(&empty).unwrap().len(),
+        0,
+        "the empty file was written to"
+    );
+    // The real store still works.
+    assert_eq!(cli(&db, &["pending"]).status.code(), Some(0));
+}
+
+/// Parks, next to `req`, a copy whose params are nested 200 levels deep, as an older agentguard (before intake
+/// refused params deeper than 64 levels) would have written it: serde_json cannot read it back (limit 128).
+fn park_too_deep(db: &Path, req: &ApprovalRequest) -> String {
+    let mut deep = json!("bottom");
+    for _ in 0..200 {
+        deep = json!([deep]);
+    }
+    let id = agentguard::RequestId::new();
+    let mut value = serde_json::to_value(req).unwrap();
+    value["request_id"] = json!(id);
+    value["params"] = deep;
+    let deep_req: ApprovalRequest = serde_json::from_value(value).unwrap();
+    agentguard::store::ApprovalStore::insert(&SqliteStore::open(db).unwrap(), &deep_req).unwrap();
+    id.to_string()
+}
+
+#[test]
+fn one_deep_or_damaged_row_does_not_hide_the_other_pending_requests_from_pending_or_watch() {
+    let (_d, db) = db();
+    let (req, agent) = agent(&db, Duration::from_secs(30));
+    let deep = park_too_deep(&db, &req);
+    let good = req.request_id().as_str();
+    for args in [&["pending"][..], &["pending", "--json"]] {
+        let out = cli(&db, args);
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(stdout.contains(good) && !stdout.contains(&deep), "{args:?}: {stdout}");
+        assert!(
+            stderr.contains(&format!("warning: request {deep} cannot be read"))
+                && stderr.contains("recursion limit")
+                && stderr.contains(&format!("agentguard deny {deep}")),
+            "{args:?}: {stderr}"
+        );
+    }
+    let mut watch = Command::new(BIN)
+        .arg("--store")
+        .arg(format!("sqlite:{}", db.display()))
+        .args(["watch", "--interval-ms", "20", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(watch.stdout.take().unwrap()));
+    let parked: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(parked["request"]["request_id"], good, "{parked}");
+    let out = cli(&db, &["show", &deep]);
+    assert_eq!(out.status.code(), Some(7));
+    assert!(
+        text(&out).1.contains(&format!("request {deep} cannot be read")) && !text(&out).1.contains("unreachable"),
+        "{:?}",
+        text(&out)
+    );
+    // The unreadable row can still be answered: denied, it leaves the list.
+    assert_eq!(cli(&db, &["deny", &deep]).status.code(), Some(0));
+    cli(&db, &["approve", good]);
+    assert_eq!(agent.join().unwrap().unwrap(), "ran");
+    let left: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert!(
+        matches!(left["event"].as_str(), Some("approved" | "executed")) && left["request_id"] == good,
+        "{left}"
+    );
+    let _ = watch.kill();
+    let out = watch.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.matches("cannot be read").count(), 1, "named once: {stderr}");
+    assert_eq!(text(&cli(&db, &["pending"])).1, "", "no warning once it is denied");
 }
 
 #[test]

@@ -26,8 +26,8 @@ pub(crate) enum Route {
 
 /// The guard's decision that a call may run: its tool, the frozen params and how it was allowed.
 ///
-/// Internal: generated code passes it back to the guard (`#[gate]`), and `dispatch` turns it into a [`Grant`]
-/// (crate::tool::Grant). It is not a capability: nothing outside the guard can turn it into an [`Approval`].
+/// Internal: generated code passes it back to the guard (`#[gate]`), and `dispatch` turns it into a
+/// [`Grant`](crate::tool::Grant). It is not a capability: nothing outside the guard can turn it into an [`Approval`].
 #[derive(Debug)]
 #[must_use = "an allowed call is consumed by running it"]
 pub struct Allowed {

@@ -2,7 +2,9 @@
 //!
 //! Each connection watches the store: it reads the live requests, sends a `snapshot`, then waits for a change
 //! (the store's [`changed`](crate::store::ApprovalStore::changed) signal, the next deadline, or the poll interval) and sends
-//! what differs: `resolved` or `expired` for requests that left, `parked` for new ones, in that order. A store error
+//! what differs: `resolved` or `expired` for requests that left, `parked` for new ones, in that order. Pending rows the
+//! store cannot read back (too deep, damaged) are left out of those and named in an `unreadable` event
+//! (`{"rows": [{"id", "problem"}], "message"}`), sent when that set changes. A store error
 //! is an `error` event, and `ok` follows when the store answers again. A request
 //! parked and decided between two looks appears in neither; the page only shows live requests, so it loses nothing.
 
@@ -16,7 +18,7 @@ use futures_util::Stream;
 use serde_json::{json, Value};
 
 use crate::request::{ApprovalRequest, RequestId};
-use crate::store::{ApprovalStore, RequestState, StoreError};
+use crate::store::{ApprovalStore, RequestState, StoreError, UnreadableRow};
 
 /// How long after a deadline the watcher looks again, so the request has surely left `pending`.
 const DEADLINE_SLACK: Duration = Duration::from_millis(20);
@@ -42,6 +44,8 @@ struct Watch {
     last_error: Option<String>,
     /// Consecutive failed looks, for backing off.
     failures: u32,
+    /// The unreadable rows last reported, so the `unreadable` event is sent when they change only.
+    unreadable: Vec<UnreadableRow>,
 }
 
 /// The event stream of one client.
@@ -56,6 +60,7 @@ pub(crate) fn stream(store: Arc<dyn ApprovalStore>, poll: Duration) -> impl Stre
         change: None,
         last_error: None,
         failures: 0,
+        unreadable: Vec::new(),
     };
     futures_util::stream::unfold(watch, |mut w| async move {
         loop {
@@ -107,8 +112,8 @@ impl Watch {
         // Listen before reading, so a change between the read and the next wait is not missed.
         self.change = self.store.changed();
         let store = self.store.clone();
-        let live = match super::blocking(move || store.pending()).await {
-            Ok(live) => live,
+        let (live, unreadable) = match super::blocking(move || store.list_pending()).await {
+            Ok(list) => (list.requests, list.unreadable),
             Err(e) => return self.report(e),
         };
         self.failures = 0;
@@ -165,6 +170,16 @@ impl Watch {
                     self.queue.push_back(event("parked", &json!(request)));
                 }
             }
+        }
+        if unreadable != self.unreadable {
+            let message = unreadable
+                .iter()
+                .map(UnreadableRow::advice)
+                .collect::<Vec<_>>()
+                .join("; ");
+            self.queue
+                .push_back(event("unreadable", &json!({ "rows": &unreadable, "message": message })));
+            self.unreadable = unreadable;
         }
         let known = std::mem::take(&mut self.known);
         self.known = live

@@ -17,9 +17,9 @@
 //! | route | what |
 //! |---|---|
 //! | `GET /agentguard/` | the approval page: one self-contained HTML file, no CDN, works offline |
-//! | `GET /agentguard/pending` | JSON list of live requests (redacted params, digest, deadline) |
+//! | `GET /agentguard/pending` | JSON list of live requests (redacted params, digest, deadline); header `x-agentguard-unreadable`: how many pending rows the store could not read back |
 //! | `POST /agentguard/resolve` | `{request_id, approved, params_digest?, reason?}` → `{outcome}` |
-//! | `GET /agentguard/events` | Server-Sent Events: `snapshot`, then `parked`, `resolved`, `expired` |
+//! | `GET /agentguard/events` | Server-Sent Events: `snapshot`, then `parked`, `resolved`, `expired`; `unreadable` names pending rows the store cannot read back |
 //!
 //! `resolve` answers 200 resolved, 404 unknown, 409 already resolved, 410 expired, 422 digest mismatch (each as
 //! `{outcome, request_id, message}`, with an `error` code when not 200) or a malformed body (a `reason` with a
@@ -415,11 +415,20 @@ fn no_store() -> [(header::HeaderName, HeaderValue); 1] {
     [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))]
 }
 
+/// The response header of `GET /agentguard/pending` that counts the pending rows the store could not read back
+/// (each is named in the event stream's `unreadable` event and by `agentguard pending`).
+pub const UNREADABLE_HEADER: &str = "x-agentguard-unreadable";
+
 async fn pending(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Result<Response, ApiError> {
     auth::authenticate(&s.tokens, &headers)?;
     let store = s.store.clone();
-    let live = blocking(move || store.pending()).await.map_err(ApiError::store)?;
-    Ok((no_store(), Json(live)).into_response())
+    // One row that cannot be read back does not hide the others: they are listed, and the header counts it.
+    let list = blocking(move || store.list_pending()).await.map_err(ApiError::store)?;
+    let mut response = (no_store(), Json(list.requests)).into_response();
+    response
+        .headers_mut()
+        .insert(UNREADABLE_HEADER, HeaderValue::from(list.unreadable.len()));
+    Ok(response)
 }
 
 /// The body of `POST /agentguard/resolve`.

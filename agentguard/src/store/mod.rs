@@ -4,6 +4,8 @@
 
 mod memory;
 #[cfg(feature = "postgres")]
+mod pg_tls;
+#[cfg(feature = "postgres")]
 pub(crate) mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
@@ -21,10 +23,20 @@ use crate::request::{ApprovalRequest, RequestId, Resolution, ResolveOutcome};
 
 pub use memory::{InMemoryStore, DEFAULT_RETENTION};
 #[cfg(feature = "postgres")]
-pub use postgres::{PostgresStore, POSTGRES_POLL_FALLBACK, POSTGRES_SCHEMA_VERSION};
+pub use postgres::{PostgresStore, POSTGRES_DEFAULT_RETENTION, POSTGRES_POLL_FALLBACK, POSTGRES_SCHEMA_VERSION};
 #[cfg(feature = "sqlite")]
-pub use sqlite::{SqliteStore, SQLITE_MAX_POLL, SQLITE_SCHEMA_VERSION};
-pub use url::{open_store, StoreUrl};
+pub use sqlite::{SqliteStore, SQLITE_DEFAULT_RETENTION, SQLITE_MAX_POLL, SQLITE_SCHEMA_VERSION};
+pub use url::{open_existing_store, open_store, StoreUrl};
+
+/// An approval still unclaimed this long after its request's deadline belongs to an agent that died (a living one
+/// claims it within a poll of seeing it): the database stores' sweep expires it, so it can never run.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) const CLAIM_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The most rows one sweep of a database store expires, and the most it deletes: bounded work per insert, and still
+/// ahead of the inserts (each adds one row).
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) const SWEEP_BATCH: i64 = 32;
 
 /// Where a request is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -166,6 +178,38 @@ impl std::error::Error for StoreError {
     }
 }
 
+/// A parked request whose stored form cannot be read back: its params nested deeper than the JSON reader allows
+/// (written by an older version or another program), a damaged row, a foreign row. It is still pending in the
+/// store, and readers list every other request around it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnreadableRow {
+    /// The row's id as stored (normally a request id), so it can be denied with `agentguard deny ID`.
+    pub id: String,
+    /// What is wrong with it, e.g. `recursion limit exceeded at line 1 column 129`.
+    pub problem: String,
+}
+
+impl UnreadableRow {
+    /// What a person can do about it, for warnings: deny it (its agent then gets `user_denied`) or let it expire.
+    pub fn advice(&self) -> String {
+        format!(
+            "request {} cannot be read ({}); it is still pending: deny it with `agentguard deny {}` or let it \
+             expire at its deadline",
+            self.id, self.problem, self.id
+        )
+    }
+}
+
+/// What [`ApprovalStore::list_pending`] found: the live requests it could read, oldest first, and the pending rows
+/// it could not.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PendingList {
+    /// The live requests, oldest first.
+    pub requests: Vec<ApprovalRequest>,
+    /// Pending rows that cannot be read back; each is reported, none hides the others.
+    pub unreadable: Vec<UnreadableRow>,
+}
+
 /// A future returned by [`ApprovalStore::wait`].
 pub type WaitFuture<'a> = Pin<Box<dyn Future<Output = Result<Decision, StoreError>> + Send + 'a>>;
 
@@ -218,8 +262,20 @@ pub trait ApprovalStore: Send + Sync + fmt::Debug + 'static {
     /// A request and its decision.
     fn get(&self, id: &RequestId) -> Result<Option<StoredRequest>, StoreError>;
 
-    /// The requests still waiting for an answer, oldest first. Requests past their deadline are not listed.
+    /// The requests still waiting for an answer, oldest first. Requests past their deadline are not listed, and
+    /// neither are rows that cannot be read back: [`list_pending`](Self::list_pending) reports those.
     fn pending(&self) -> Result<Vec<ApprovalRequest>, StoreError>;
+
+    /// The requests still waiting for an answer, oldest first, and the pending rows that cannot be read back (too
+    /// deep, damaged, foreign), each named by its id, so one bad row never hides the others. Readers that show
+    /// requests to a person (the CLI, the approval page) use this. The default lists [`pending`](Self::pending)
+    /// with no unreadable rows (a store that keeps requests in memory has none).
+    fn list_pending(&self) -> Result<PendingList, StoreError> {
+        Ok(PendingList {
+            requests: self.pending()?,
+            unreadable: Vec::new(),
+        })
+    }
 
     /// Waits until the request is no longer pending and returns its decision. Returns at once if it is decided
     /// already; an unknown id is an error.

@@ -9,10 +9,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use event_listener::{Event, Listener};
-use tokio_postgres::{AsyncMessage, Client, Config, NoTls};
+use tokio_postgres::{AsyncMessage, Client, Config};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
+use super::pg_tls::{split_tls, TlsMode};
+use super::{CLAIM_GRACE, SWEEP_BATCH};
 use crate::request::{ApprovalRequest, RequestId, Resolution, ResolveOutcome};
-use crate::store::{ApprovalStore, Decision, ExecOutcome, RequestState, StoreError, StoredRequest, WaitFuture};
+use crate::store::{
+    ApprovalStore, Decision, ExecOutcome, PendingList, RequestState, StoreError, StoredRequest, UnreadableRow,
+    WaitFuture,
+};
 
 /// The schema version this build writes and reads.
 pub const POSTGRES_SCHEMA_VERSION: i64 = 1;
@@ -25,6 +31,9 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 
 const CHANNEL: &str = "agentguard_decided";
 
+/// Default retention of decided requests in a [`PostgresStore`]: 7 days.
+pub const POSTGRES_DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// Parked requests in PostgreSQL: agents and approvers on different hosts share one database.
 ///
 /// - **Decisions** are single statements, `UPDATE … WHERE id = $1 AND state = 'pending' RETURNING …`, so of any
@@ -36,15 +45,34 @@ const CHANNEL: &str = "agentguard_decided";
 ///   [`POSTGRES_POLL_FALLBACK`] (1 s) in any case.
 /// - **At most once**: an approved request is claimed (`approved` → `executed`) before its executor runs.
 ///
+/// - **Bounded**: every insert also sweeps a bounded batch (at most 32 rows of each kind): pending requests past
+///   their deadline become `expired`, approvals their agent never claimed (it died) become `expired` a minute after
+///   the deadline, and decided requests older than the retention (default 7 days, [`retention`](Self::retention))
+///   are deleted.
+/// - **TLS** (rustls, ring provider) by libpq's `sslmode`: `disable` (the default when absent: unlike libpq, whose
+///   default `prefer` silently falls back to plain text, agentguard does what the URL says), `prefer` (TLS when
+///   the server offers it; certificate not checked), `require` (TLS or nothing; certificate not checked unless
+///   `sslrootcert` is given, then as `verify-ca`), `verify-ca` (the certificate must chain to a trusted root),
+///   `verify-full` (and name the host). The roots are `sslrootcert=PATH` (PEM), or without it the system's CA
+///   store. Across any network you do not control, use `verify-full`.
+///
+/// [`connect`](Self::connect) creates the schema and tables (an agent's guard); [`connect_existing`](Self::connect_existing)
+/// only opens a store that exists (the CLI).
+///
 /// The store runs its connections on a small private tokio runtime, so its blocking methods can be called from
 /// any thread, inside another runtime or not.
 pub struct PostgresStore {
     shared: Arc<Shared>,
     runtime: tokio::runtime::Runtime,
+    retention: Duration,
 }
 
 pub(crate) struct Shared {
     config: Config,
+    tls: MakeRustlsConnect,
+    tls_mode: TlsMode,
+    /// Create the schema and tables if missing (agents), or refuse a database without them (readers).
+    create: bool,
     schema: Option<String>,
     client: tokio::sync::Mutex<Option<Arc<Client>>>,
     pub(crate) audit_client: tokio::sync::Mutex<Option<Client>>,
@@ -59,6 +87,8 @@ impl fmt::Debug for PostgresStore {
             .field("hosts", &self.shared.config.get_hosts())
             .field("dbname", &self.shared.config.get_dbname())
             .field("schema", &self.shared.schema)
+            .field("sslmode", &self.shared.tls_mode.as_str())
+            .field("retention", &self.retention)
             .field("listening", &self.shared.listening.load(Ordering::Relaxed))
             .finish()
     }
@@ -84,17 +114,30 @@ fn parse_state(s: &str) -> Result<RequestState, StoreError> {
 }
 
 impl PostgresStore {
-    /// Connects to `url` (`postgres://user@host:port/db`), optionally inside `schema` (created if missing), brings
-    /// the tables to the current schema version (idempotent; a database at another version is refused with a
-    /// message and left untouched), and starts listening.
+    /// Connects to `url` (`postgres://user@host:port/db`, with `sslmode` and `sslrootcert` as in libpq: see the type's
+    /// docs), optionally inside `schema` (created if missing), brings the tables to the current schema version
+    /// (idempotent; a database at another version is refused with a message and left untouched), and starts
+    /// listening.
     pub fn connect(url: &str, schema: Option<&str>) -> Result<Self, StoreError> {
-        let mut config: Config = url.parse().map_err(|e| {
-            StoreError::with_source(
-                format!("invalid PostgreSQL URL {:?}", super::url::mask_password(url)),
-                e,
-            )
-        })?;
+        Self::start(url, schema, true)
+    }
+
+    /// Connects to an agentguard store that already exists in `url` (and `schema`): a database or schema without
+    /// agentguard's tables is an error, and nothing is created. For tools that read or answer requests.
+    pub fn connect_existing(url: &str, schema: Option<&str>) -> Result<Self, StoreError> {
+        Self::start(url, schema, false)
+    }
+
+    fn start(url: &str, schema: Option<&str>, create: bool) -> Result<Self, StoreError> {
+        let masked = || super::url::mask_password(url);
+        let tls = split_tls(url).map_err(|e| StoreError::new(format!("invalid PostgreSQL URL {:?}: {e}", masked())))?;
+        let mut config: Config = tls
+            .conn
+            .parse()
+            .map_err(|e| StoreError::with_source(format!("invalid PostgreSQL URL {:?}", masked()), e))?;
         config.connect_timeout(Duration::from_secs(5));
+        config.ssl_mode(tls.ssl_mode());
+        let connector = tls.connector()?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("agentguard-postgres")
@@ -103,6 +146,9 @@ impl PostgresStore {
             .map_err(|e| StoreError::with_source("postgres store: cannot start its runtime", e))?;
         let shared = Arc::new(Shared {
             config,
+            tls: connector,
+            tls_mode: tls.mode,
+            create,
             schema: schema.map(str::to_owned),
             client: tokio::sync::Mutex::new(None),
             audit_client: tokio::sync::Mutex::new(None),
@@ -110,7 +156,11 @@ impl PostgresStore {
             listening: AtomicBool::new(false),
             closed: AtomicBool::new(false),
         });
-        let store = PostgresStore { shared, runtime };
+        let store = PostgresStore {
+            shared,
+            runtime,
+            retention: POSTGRES_DEFAULT_RETENTION,
+        };
         store.call(|s| async move { s.migrate().await })?;
         let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
         store.runtime.spawn(listen_loop(store.shared.clone(), ready_tx));
@@ -118,6 +168,28 @@ impl PostgresStore {
             .recv_timeout(CALL_TIMEOUT)
             .map_err(|_| StoreError::new("postgres store: the LISTEN connection did not come up in time"))??;
         Ok(store)
+    }
+
+    /// Deletes decided requests `retention` after their decision (default [`POSTGRES_DEFAULT_RETENTION`], 7 days).
+    pub fn retention(mut self, retention: Duration) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// Whether the store's connection is encrypted, as the server sees it (`pg_stat_ssl`): for diagnostics and
+    /// tests of `sslmode`.
+    pub fn uses_tls(&self) -> Result<bool, StoreError> {
+        self.call(|s| async move {
+            let c = s.client().await?;
+            let row = c
+                .query_one(
+                    "SELECT coalesce((SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()), false)",
+                    &[],
+                )
+                .await
+                .map_err(pg_err("read the connection's TLS state"))?;
+            Ok(row.get::<_, bool>(0))
+        })
     }
 
     /// Runs `f` on the store's runtime and waits for it: callable from any thread.
@@ -207,22 +279,58 @@ impl Shared {
         let mut config = self.config.clone();
         config.application_name(application);
         let (client, connection) = config
-            .connect(NoTls)
+            .connect(self.tls.clone())
             .await
-            .map_err(pg_err("cannot connect (is the server running and the URL right?)"))?;
+            .map_err(|e| self.connect_error(e))?;
         tokio::spawn(async move {
             let _ = connection.await;
         });
         if let Some(schema) = &self.schema {
-            client
-                .batch_execute(&format!(
+            let sql = if self.create {
+                format!(
                     "CREATE SCHEMA IF NOT EXISTS {s}; SET search_path TO {s}",
                     s = quote_ident(schema)
-                ))
-                .await
-                .map_err(pg_err("select the schema"))?;
+                )
+            } else {
+                format!("SET search_path TO {}", quote_ident(schema))
+            };
+            client.batch_execute(&sql).await.map_err(pg_err("select the schema"))?;
         }
         Ok(client)
+    }
+
+    /// Why a connection failed (the whole chain of causes: a TLS failure's reason is in the innermost), with what
+    /// to check; for TLS, which mode asked for what. tokio-postgres's errors never include the password.
+    fn connect_error(&self, e: tokio_postgres::Error) -> StoreError {
+        let mut cause = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(inner) = source {
+            let text = inner.to_string();
+            if !cause.contains(&text) {
+                cause = format!("{cause}: {text}");
+            }
+            source = inner.source();
+        }
+        StoreError::new(match self.tls_mode {
+            TlsMode::Disable => {
+                format!("postgres store: cannot connect (is the server running and the URL right?): {cause}")
+            }
+            TlsMode::Prefer | TlsMode::Require => format!(
+                "postgres store: cannot connect over TLS (sslmode={}: {cause}); check that the server is running \
+                 with ssl = on and that the URL is right",
+                self.tls_mode
+            ),
+            TlsMode::VerifyCa | TlsMode::VerifyFull => format!(
+                "postgres store: cannot connect over TLS (sslmode={}: {cause}); check that the server is running \
+                 with ssl = on and that sslrootcert names the CA that signed its certificate{}",
+                self.tls_mode,
+                if self.tls_mode == TlsMode::VerifyFull {
+                    ", and that the certificate names the host in the URL"
+                } else {
+                    ""
+                }
+            ),
+        })
     }
 
     async fn migrate(self: Arc<Self>) -> Result<(), StoreError> {
@@ -232,6 +340,17 @@ impl Shared {
             .await
             .map_err(pg_err("read the schema"))?
             .get(0);
+        if !has_meta && !self.create {
+            return Err(StoreError::new(format!(
+                "postgres store: no agentguard store in {} of database {:?} (no agentguard_meta table); nothing was \
+                 created: check the URL and ?schema= (the agents' guard creates the store when it connects)",
+                match &self.schema {
+                    Some(schema) => format!("schema {schema:?}"),
+                    None => "the default schema (search_path)".to_owned(),
+                },
+                self.config.get_dbname().unwrap_or("")
+            )));
+        }
         if has_meta {
             let version: Option<String> = c
                 .query_opt("SELECT value FROM agentguard_meta WHERE key = 'schema_version'", &[])
@@ -245,6 +364,14 @@ impl Shared {
                      {POSTGRES_SCHEMA_VERSION}; drain it with the agentguard version that created it (nothing was \
                      changed)"
                 )));
+            }
+            if self.create {
+                // Added after schema 1 shipped, and only an index: stores of schema 1 get it here.
+                c.batch_execute(
+                    "CREATE INDEX IF NOT EXISTS agentguard_requests_decided ON agentguard_requests (decided)",
+                )
+                .await
+                .map_err(pg_err("create the retention index"))?;
             }
             return Ok(());
         }
@@ -268,6 +395,7 @@ impl Shared {
                  finished timestamptz
              );
              CREATE INDEX IF NOT EXISTS agentguard_requests_pending ON agentguard_requests (state, deadline);
+             CREATE INDEX IF NOT EXISTS agentguard_requests_decided ON agentguard_requests (decided);
              CREATE TABLE IF NOT EXISTS agentguard_audit (seq bigint PRIMARY KEY, line text NOT NULL);
              INSERT INTO agentguard_meta (key, value) VALUES ('schema_version', '1') ON CONFLICT DO NOTHING;
              COMMIT;",
@@ -298,7 +426,7 @@ async fn listen_loop(shared: Arc<Shared>, ready: std::sync::mpsc::SyncSender<Res
     let mut config = shared.config.clone();
     config.application_name("agentguard-listen");
     while !shared.closed.load(Ordering::SeqCst) {
-        match config.connect(NoTls).await {
+        match config.connect(shared.tls.clone()).await {
             Ok((client, mut connection)) => {
                 let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
                 let pump = tokio::spawn(async move {
@@ -332,10 +460,7 @@ async fn listen_loop(shared: Arc<Shared>, ready: std::sync::mpsc::SyncSender<Res
             }
             Err(e) => {
                 if let Some(r) = ready.take() {
-                    let _ = r.send(Err(StoreError::with_source(
-                        "postgres store: cannot open the LISTEN connection",
-                        e,
-                    )));
+                    let _ = r.send(Err(shared.connect_error(e)));
                     return;
                 }
             }
@@ -356,12 +481,39 @@ impl ApprovalStore for PostgresStore {
             .deadline()
             .duration_since(request.timestamp())
             .map_or(0, |d| d.as_millis() as i64);
+        let retention_ms = self.retention.as_millis().min(i64::MAX as u128) as i64;
+        let grace_ms = CLAIM_GRACE.as_millis() as i64;
         self.call(move |s| async move {
             let c = s.client().await?;
+            // One statement parks the request and sweeps a bounded batch of old rows (every part of it runs, and
+            // it commits or fails as one): pending past the deadline and approvals unclaimed a grace after it
+            // become expired (their waiters are told), decided rows past the retention are deleted. SKIP LOCKED:
+            // two sweeps never wait for each other, and the outer conditions are re-checked on the locked row.
             c.execute(
-                "INSERT INTO agentguard_requests (id, request, tool, params_digest, deadline, state)
-                 VALUES ($1, $2, $3, $4, now() + $5::bigint * interval '1 millisecond', 'pending')",
-                &[&id, &json, &tool, &digest, &timeout_ms],
+                "WITH parked AS (
+                     INSERT INTO agentguard_requests (id, request, tool, params_digest, deadline, state)
+                     VALUES ($1, $2, $3, $4, now() + $5::bigint * interval '1 millisecond', 'pending')
+                     RETURNING id),
+                 expired AS (
+                     UPDATE agentguard_requests SET state = 'expired', decided = now()
+                     WHERE id IN (SELECT id FROM agentguard_requests
+                                  WHERE (state = 'pending' AND deadline <= now())
+                                     OR (state = 'approved' AND deadline <= now() - $7::bigint * interval '1 millisecond')
+                                  LIMIT $8 FOR UPDATE SKIP LOCKED)
+                       AND ((state = 'pending' AND deadline <= now())
+                            OR (state = 'approved' AND deadline <= now() - $7::bigint * interval '1 millisecond'))
+                     RETURNING id),
+                 pruned AS (
+                     DELETE FROM agentguard_requests
+                     WHERE id IN (SELECT id FROM agentguard_requests
+                                  WHERE decided < now() - $6::bigint * interval '1 millisecond'
+                                    AND state IN ('denied', 'expired', 'executed')
+                                  LIMIT $8 FOR UPDATE SKIP LOCKED)
+                       AND state IN ('denied', 'expired', 'executed')
+                     RETURNING id)
+                 SELECT (SELECT count(*) FROM parked), (SELECT count(*) FROM pruned),
+                        (SELECT count(pg_notify($9, id)) FROM expired)",
+                &[&id, &json, &tool, &digest, &timeout_ms, &retention_ms, &grace_ms, &SWEEP_BATCH, &CHANNEL],
             )
             .await
             .map_err(pg_err("park a request"))?;
@@ -527,24 +679,42 @@ impl ApprovalStore for PostgresStore {
     }
 
     fn pending(&self) -> Result<Vec<ApprovalRequest>, StoreError> {
+        self.list_pending().map(|list| list.requests)
+    }
+
+    fn list_pending(&self) -> Result<PendingList, StoreError> {
         let rows = self.call(|s| async move {
             let c = s.client().await?;
             let rows = c
                 .query(
-                    "SELECT request FROM agentguard_requests WHERE state = 'pending' AND deadline > now()
+                    "SELECT id, request FROM agentguard_requests WHERE state = 'pending' AND deadline > now()
                      ORDER BY created, id",
                     &[],
                 )
                 .await
                 .map_err(pg_err("list pending requests"))?;
-            Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect::<Vec<_>>())
+            Ok(rows
+                .iter()
+                .map(|r| {
+                    (
+                        r.try_get::<_, String>(0)
+                            .unwrap_or_else(|e| format!("<unreadable id: {e}>")),
+                        r.try_get::<_, String>(1).map_err(|e| e.to_string()),
+                    )
+                })
+                .collect::<Vec<_>>())
         })?;
-        rows.iter()
-            .map(|json| {
-                serde_json::from_str(json)
-                    .map_err(|e| StoreError::new(format!("postgres store: a parked request is damaged: {e}")))
-            })
-            .collect()
+        let mut list = PendingList::default();
+        // Each row is read on its own: one that cannot be read back is reported by id, and the others still listed.
+        for (id, json) in rows {
+            match json.and_then(|json| {
+                serde_json::from_str::<ApprovalRequest>(&json).map_err(|e| format!("damaged request JSON: {e}"))
+            }) {
+                Ok(request) => list.requests.push(request),
+                Err(problem) => list.unreadable.push(UnreadableRow { id, problem }),
+            }
+        }
+        Ok(list)
     }
 
     fn wait<'a>(&'a self, id: &'a RequestId) -> WaitFuture<'a> {

@@ -5,10 +5,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::types::ValueRef;
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
 use crate::request::{ApprovalRequest, RequestId, Resolution, ResolveOutcome};
-use crate::store::{ApprovalStore, Decision, ExecOutcome, RequestState, StoreError, StoredRequest, WaitFuture};
+use crate::store::{
+    ApprovalStore, Decision, ExecOutcome, PendingList, RequestState, StoreError, StoredRequest, UnreadableRow,
+    WaitFuture, CLAIM_GRACE, SWEEP_BATCH,
+};
 
 /// The schema version this build writes and reads.
 pub const SQLITE_SCHEMA_VERSION: i64 = 1;
@@ -18,6 +22,12 @@ const FIRST_POLL: Duration = Duration::from_millis(2);
 /// Longest poll interval of a waiter: a decision made by another process is seen within this.
 pub const SQLITE_MAX_POLL: Duration = Duration::from_millis(25);
 
+/// Default retention of decided requests in a [`SqliteStore`]: 7 days.
+pub const SQLITE_DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The WAL is truncated back to this after a checkpoint, so it cannot keep the size of a past burst.
+const WAL_SIZE_LIMIT: i64 = 4 * 1024 * 1024;
+
 /// Parked requests in a SQLite database file, so an agent in one process can be approved from another (the
 /// `agentguard` CLI, a web server) on the same host.
 ///
@@ -26,8 +36,14 @@ pub const SQLITE_MAX_POLL: Duration = Duration::from_millis(25);
 /// and backing off to [`SQLITE_MAX_POLL`] (25 ms), so a decision is seen within about 25 ms. Deadlines are stored as Unix
 /// milliseconds and judged by the deciding process's clock (one host: one clock).
 ///
-/// Decided requests stay in the file (the CLI's `show` reads them) and are deleted after the retention window
-/// (default 7 days) by later inserts.
+/// The file stays flat on a long-running host: every insert also sweeps a bounded batch (at most 32 rows of each
+/// kind). A pending request past its deadline becomes `expired`; an approval its agent never claimed (the
+/// agent died) becomes `expired` a minute after the deadline, so it can never run; and decided requests (denied,
+/// expired, executed) are deleted once older than the retention window (default 7 days,
+/// [`retention`](Self::retention)), until then the CLI's `show` reads them.
+///
+/// [`open`](Self::open) creates the file (an agent's guard); [`open_existing`](Self::open_existing) opens only a
+/// file that already is an agentguard store (the CLI), so a mistyped path is an error, never a new empty store.
 pub struct SqliteStore {
     path: PathBuf,
     conn: Mutex<Connection>,
@@ -52,6 +68,21 @@ fn to_ms(t: SystemTime) -> i64 {
 
 fn db_err(what: &str) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
     move |e| StoreError::with_source(format!("sqlite store: {what}"), e)
+}
+
+/// Runs a statement through the connection's statement cache: the hot statements are parsed once, not per call.
+fn exec(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
+    conn.prepare_cached(sql)?.execute(params)
+}
+
+/// `query_row` through the statement cache.
+fn query_row<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    conn.prepare_cached(sql)?.query_row(params, f)
 }
 
 fn parse_state(s: &str) -> Result<RequestState, StoreError> {
@@ -79,16 +110,76 @@ impl SqliteStore {
         migrate(&conn, &path)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(db_err("enable WAL (is the file a SQLite database?)"))?;
+        // Added after schema 1 shipped, and only an index: files of schema 1 get it here, older readers ignore it.
+        conn.execute_batch(
+            "CREATE INDEX IF NOT EXISTS agentguard_requests_decided ON agentguard_requests (decided_ms)",
+        )
+        .map_err(db_err("create the retention index"))?;
+        Self::with_connection(path, conn)
+    }
+
+    /// Opens the agentguard store at `path` only if there is one: a missing file, a file that is not a SQLite
+    /// database, or a SQLite database without agentguard's tables is an error that names the path, and nothing is
+    /// created or changed. For tools that read or answer requests (the CLI), where a mistyped path must not become a
+    /// new, empty store that no agent uses.
+    pub fn open_existing(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        if !path.is_file() {
+            return Err(StoreError::new(format!(
+                "no agentguard store at {}: {} (check the path: it must be the file the agents' guard uses; the \
+                 guard creates it when the agent starts)",
+                path.display(),
+                if path.exists() {
+                    "it is not a file"
+                } else {
+                    "the file does not exist"
+                }
+            )));
+        }
+        // Without SQLITE_OPEN_CREATE: a file that vanished in between is an error, not a new database.
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+        )
+        .map_err(|e| {
+            StoreError::with_source(
+                format!(
+                    "cannot open the sqlite store at {} (is it readable and writable?)",
+                    path.display()
+                ),
+                e,
+            )
+        })?;
+        conn.busy_timeout(Duration::from_secs(10))
+            .map_err(db_err("set busy timeout"))?;
+        if !has_meta(&conn, &path)? {
+            return Err(StoreError::new(format!(
+                "{} is a SQLite database but not an agentguard store (it has no agentguard_meta table); nothing \
+                 was changed: check the path",
+                path.display()
+            )));
+        }
+        check_version(&conn, &path)?;
+        Self::with_connection(path, conn)
+    }
+
+    fn with_connection(path: PathBuf, conn: Connection) -> Result<Self, StoreError> {
+        // One plan per statement whatever its bound values: the bundled SQLite (built with STAT4) would otherwise
+        // re-parse a cached statement each time a parameter bounding an index range changes, as `now` always does.
+        conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
+            .map_err(db_err("fix query plans"))?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(db_err("set synchronous"))?;
+        conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)
+            .map_err(db_err("set the WAL size limit"))?;
         Ok(SqliteStore {
             path,
             conn: Mutex::new(conn),
-            retention: Duration::from_secs(7 * 24 * 3600),
+            retention: SQLITE_DEFAULT_RETENTION,
         })
     }
 
-    /// Deletes decided requests `retention` after their decision (default 7 days).
+    /// Deletes decided requests `retention` after their decision (default [`SQLITE_DEFAULT_RETENTION`], 7 days).
     pub fn retention(mut self, retention: Duration) -> Self {
         self.retention = retention;
         self
@@ -104,7 +195,8 @@ impl SqliteStore {
     }
 
     fn decision(conn: &Connection, id: &RequestId) -> Result<Option<(Decision, i64)>, StoreError> {
-        conn.query_row(
+        query_row(
+            conn,
             "SELECT state, actor, note, deadline_ms FROM agentguard_requests WHERE id = ?1",
             params![id.as_str()],
             |row| {
@@ -140,34 +232,49 @@ impl SqliteStore {
     }
 }
 
-fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
-    let has_meta: bool = conn
+fn has_meta(conn: &Connection, path: &Path) -> Result<bool, StoreError> {
+    let tables: i64 = conn
         .query_row(
             "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'agentguard_meta'",
             [],
-            |r| r.get::<_, i64>(0),
+            |r| r.get(0),
         )
-        .map_err(db_err("read the schema (is the file a SQLite database?)"))?
-        > 0;
-    if has_meta {
-        let version: Option<String> = conn
-            .query_row(
-                "SELECT value FROM agentguard_meta WHERE key = 'schema_version'",
-                [],
-                |r| r.get(0),
+        .map_err(|e| {
+            StoreError::with_source(
+                format!(
+                    "sqlite store: cannot read the schema of {} (is the file a SQLite database?)",
+                    path.display()
+                ),
+                e,
             )
-            .optional()
-            .map_err(db_err("read the schema version"))?;
-        let version: i64 = version.and_then(|v| v.parse().ok()).unwrap_or(0);
-        if version != SQLITE_SCHEMA_VERSION {
-            return Err(StoreError::new(format!(
-                "the sqlite store at {} has schema version {version}, and this agentguard reads version \
-                 {SQLITE_SCHEMA_VERSION}; drain it with the agentguard version that created it, then move the file \
-                 aside (nothing was changed)",
-                path.display()
-            )));
-        }
-        return Ok(());
+        })?;
+    Ok(tables > 0)
+}
+
+fn check_version(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let version: Option<String> = conn
+        .query_row(
+            "SELECT value FROM agentguard_meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(db_err("read the schema version"))?;
+    let version: i64 = version.and_then(|v| v.parse().ok()).unwrap_or(0);
+    if version != SQLITE_SCHEMA_VERSION {
+        return Err(StoreError::new(format!(
+            "the sqlite store at {} has schema version {version}, and this agentguard reads version \
+             {SQLITE_SCHEMA_VERSION}; drain it with the agentguard version that created it, then move the file \
+             aside (nothing was changed)",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    if has_meta(conn, path)? {
+        return check_version(conn, path);
     }
     conn.execute_batch(
         "BEGIN IMMEDIATE;
@@ -188,10 +295,38 @@ fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
              finished_ms INTEGER
          );
          CREATE INDEX IF NOT EXISTS agentguard_requests_state ON agentguard_requests (state, deadline_ms);
+         CREATE INDEX IF NOT EXISTS agentguard_requests_decided ON agentguard_requests (decided_ms);
          INSERT OR IGNORE INTO agentguard_meta (key, value) VALUES ('schema_version', '1');
          COMMIT;",
     )
     .map_err(db_err("create the schema"))
+}
+
+/// Bounded housekeeping inside a write transaction: at most [`SWEEP_BATCH`] pending requests past their deadline
+/// and as many approvals unclaimed [`CLAIM_GRACE`] after it become `expired`; at most [`SWEEP_BATCH`] decided rows
+/// (denied, expired, executed) older than `retention` are deleted. Each step walks an index from its oldest entry.
+fn sweep(conn: &Connection, now: i64, retention: Duration) -> Result<(), StoreError> {
+    let grace = CLAIM_GRACE.as_millis() as i64;
+    exec(
+        conn,
+        "UPDATE agentguard_requests SET state = 'expired', decided_ms = ?1
+         WHERE id IN (SELECT id FROM agentguard_requests INDEXED BY agentguard_requests_state
+                      WHERE state = 'pending' AND deadline_ms <= ?1 LIMIT ?3)
+            OR id IN (SELECT id FROM agentguard_requests INDEXED BY agentguard_requests_state
+                      WHERE state = 'approved' AND deadline_ms <= ?1 - ?2 LIMIT ?3)",
+        params![now, grace, SWEEP_BATCH],
+    )
+    .map_err(db_err("expire requests past their deadline"))?;
+    let horizon = now.saturating_sub(retention.as_millis().min(i64::MAX as u128) as i64);
+    exec(
+        conn,
+        "DELETE FROM agentguard_requests
+         WHERE id IN (SELECT id FROM agentguard_requests INDEXED BY agentguard_requests_decided
+                      WHERE decided_ms < ?1 AND state IN ('denied', 'expired', 'executed') LIMIT ?2)",
+        params![horizon, SWEEP_BATCH],
+    )
+    .map_err(db_err("prune old requests"))?;
+    Ok(())
 }
 
 /// `request, state, actor, note, deadline_ms, outcome` of one row.
@@ -201,8 +336,13 @@ impl ApprovalStore for SqliteStore {
     fn insert(&self, request: &ApprovalRequest) -> Result<(), StoreError> {
         let json = serde_json::to_string(request)
             .map_err(|e| StoreError::new(format!("sqlite store: cannot serialize the request: {e}")))?;
-        let conn = self.conn();
-        conn.execute(
+        let mut conn = self.conn();
+        // One write transaction: the new row and a bounded sweep of old ones.
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db_err("begin parking a request"))?;
+        exec(
+            &tx,
             "INSERT INTO agentguard_requests (id, request, tool, params_digest, created_ms, deadline_ms, state)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending')",
             params![
@@ -215,12 +355,8 @@ impl ApprovalStore for SqliteStore {
             ],
         )
         .map_err(db_err("park a request"))?;
-        let horizon = now_ms() - self.retention.as_millis() as i64;
-        conn.execute(
-            "DELETE FROM agentguard_requests WHERE state != 'pending' AND state != 'approved' AND decided_ms < ?1",
-            params![horizon],
-        )
-        .map_err(db_err("prune old requests"))?;
+        sweep(&tx, now_ms(), self.retention)?;
+        tx.commit().map_err(db_err("commit a parked request"))?;
         Ok(())
     }
 
@@ -230,21 +366,22 @@ impl ApprovalStore for SqliteStore {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db_err("begin a decision"))?;
         let id = resolution.request_id().as_str();
-        let row: Option<(String, i64, String)> = tx
-            .query_row(
-                "SELECT state, deadline_ms, params_digest FROM agentguard_requests WHERE id = ?1",
-                params![id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()
-            .map_err(db_err("read a request"))?;
+        let row: Option<(String, i64, String)> = query_row(
+            &tx,
+            "SELECT state, deadline_ms, params_digest FROM agentguard_requests WHERE id = ?1",
+            params![id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()
+        .map_err(db_err("read a request"))?;
         let Some((state, deadline_ms, digest)) = row else {
             return Ok(ResolveOutcome::Unknown);
         };
         let outcome = match parse_state(&state)? {
             RequestState::Expired => ResolveOutcome::Expired,
             RequestState::Pending if now_ms() >= deadline_ms => {
-                tx.execute(
+                exec(
+                    &tx,
                     "UPDATE agentguard_requests SET state = 'expired', decided_ms = ?2 WHERE id = ?1",
                     params![id, now_ms()],
                 )
@@ -256,7 +393,8 @@ impl ApprovalStore for SqliteStore {
                     ResolveOutcome::DigestMismatch
                 } else {
                     let state = if resolution.is_approval() { "approved" } else { "denied" };
-                    tx.execute(
+                    exec(
+                        &tx,
                         "UPDATE agentguard_requests SET state = ?2, actor = ?3, note = ?4, decided_ms = ?5
                          WHERE id = ?1 AND state = 'pending'",
                         params![id, state, resolution.get_actor(), resolution.get_note(), now_ms()],
@@ -276,7 +414,8 @@ impl ApprovalStore for SqliteStore {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db_err("begin an expiry"))?;
-        tx.execute(
+        exec(
+            &tx,
             "UPDATE agentguard_requests SET state = 'expired', decided_ms = ?2 WHERE id = ?1 AND state = 'pending'",
             params![id.as_str(), now_ms()],
         )
@@ -287,47 +426,46 @@ impl ApprovalStore for SqliteStore {
     }
 
     fn abandon(&self, id: &RequestId) -> Result<(), StoreError> {
-        self.conn()
-            .execute(
-                "UPDATE agentguard_requests SET state = 'expired', decided_ms = ?2
+        exec(
+            &self.conn(),
+            "UPDATE agentguard_requests SET state = 'expired', decided_ms = ?2
                  WHERE id = ?1 AND state IN ('pending', 'approved')",
-                params![id.as_str(), now_ms()],
-            )
-            .map_err(db_err("abandon a request"))?;
+            params![id.as_str(), now_ms()],
+        )
+        .map_err(db_err("abandon a request"))?;
         Ok(())
     }
 
     fn claim(&self, id: &RequestId) -> Result<bool, StoreError> {
-        let changed = self
-            .conn()
-            .execute(
-                "UPDATE agentguard_requests SET state = 'executed', executed_ms = ?2 WHERE id = ?1 AND state = 'approved'",
-                params![id.as_str(), now_ms()],
-            )
-            .map_err(db_err("claim a request"))?;
+        let changed = exec(
+            &self.conn(),
+            "UPDATE agentguard_requests SET state = 'executed', executed_ms = ?2 WHERE id = ?1 AND state = 'approved'",
+            params![id.as_str(), now_ms()],
+        )
+        .map_err(db_err("claim a request"))?;
         Ok(changed == 1)
     }
 
     fn finish(&self, id: &RequestId, outcome: &ExecOutcome) -> Result<(), StoreError> {
-        self.conn()
-            .execute(
-                "UPDATE agentguard_requests SET outcome = ?2, finished_ms = ?3 WHERE id = ?1 AND state = 'executed'",
-                params![id.as_str(), outcome.to_text(), now_ms()],
-            )
-            .map_err(db_err("record an execution outcome"))?;
+        exec(
+            &self.conn(),
+            "UPDATE agentguard_requests SET outcome = ?2, finished_ms = ?3 WHERE id = ?1 AND state = 'executed'",
+            params![id.as_str(), outcome.to_text(), now_ms()],
+        )
+        .map_err(db_err("record an execution outcome"))?;
         Ok(())
     }
 
     fn get(&self, id: &RequestId) -> Result<Option<StoredRequest>, StoreError> {
         let conn = self.conn();
-        let row: Option<RequestRow> = conn
-            .query_row(
-                "SELECT request, state, actor, note, deadline_ms, outcome FROM agentguard_requests WHERE id = ?1",
-                params![id.as_str()],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
-            )
-            .optional()
-            .map_err(db_err("read a request"))?;
+        let row: Option<RequestRow> = query_row(
+            &conn,
+            "SELECT request, state, actor, note, deadline_ms, outcome FROM agentguard_requests WHERE id = ?1",
+            params![id.as_str()],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+        )
+        .optional()
+        .map_err(db_err("read a request"))?;
         row.map(|(json, state, actor, note, deadline_ms, outcome)| {
             let request: ApprovalRequest = serde_json::from_str(&json)
                 .map_err(|e| StoreError::new(format!("sqlite store: request {id} is damaged: {e}")))?;
@@ -346,25 +484,42 @@ impl ApprovalStore for SqliteStore {
     }
 
     fn pending(&self) -> Result<Vec<ApprovalRequest>, StoreError> {
+        self.list_pending().map(|list| list.requests)
+    }
+
+    fn list_pending(&self) -> Result<PendingList, StoreError> {
         let conn = self.conn();
         let mut stmt = conn
-            .prepare(
-                "SELECT request FROM agentguard_requests WHERE state = 'pending' AND deadline_ms > ?1
+            .prepare_cached(
+                "SELECT id, request FROM agentguard_requests WHERE state = 'pending' AND deadline_ms > ?1
                  ORDER BY created_ms, id",
             )
             .map_err(db_err("list pending requests"))?;
-        let rows = stmt
-            .query_map(params![now_ms()], |r| r.get::<_, String>(0))
-            .map_err(db_err("list pending requests"))?;
-        let mut out = Vec::new();
-        for json in rows {
-            let json = json.map_err(db_err("list pending requests"))?;
-            out.push(
-                serde_json::from_str(&json)
-                    .map_err(|e| StoreError::new(format!("sqlite store: a parked request is damaged: {e}")))?,
-            );
+        let mut rows = stmt.query(params![now_ms()]).map_err(db_err("list pending requests"))?;
+        let mut list = PendingList::default();
+        // Each row is read on its own: one that cannot be read back is reported by id, and the others still listed.
+        while let Some(row) = rows.next().map_err(db_err("list pending requests"))? {
+            let id = match row.get_ref(0) {
+                Ok(ValueRef::Text(t)) => String::from_utf8_lossy(t).into_owned(),
+                Ok(other) => format!("{other:?}"),
+                Err(e) => format!("<unreadable id: {e}>"),
+            };
+            let parsed = match row.get_ref(1) {
+                Ok(ValueRef::Text(json)) => {
+                    serde_json::from_slice::<ApprovalRequest>(json).map_err(|e| format!("damaged request JSON: {e}"))
+                }
+                Ok(other) => Err(format!(
+                    "the request column holds {:?}, not JSON text",
+                    other.data_type()
+                )),
+                Err(e) => Err(e.to_string()),
+            };
+            match parsed {
+                Ok(request) => list.requests.push(request),
+                Err(problem) => list.unreadable.push(UnreadableRow { id, problem }),
+            }
         }
-        Ok(out)
+        Ok(list)
     }
 
     fn wait<'a>(&'a self, id: &'a RequestId) -> WaitFuture<'a> {

@@ -15,8 +15,10 @@ const ACCEPTED: &str = "expected sqlite:PATH or postgres://user@host/db (or memo
 ///
 /// - `sqlite:PATH` (or `sqlite://PATH`): a `SqliteStore` file shared by processes on one host (feature `sqlite`);
 /// - `postgres://user@host:port/db` (or `postgresql://`): a `PostgresStore` shared by hosts (feature `postgres`).
-///   The optional `schema=NAME` query parameter is agentguard's own (the schema to keep the tables in); every other
-///   parameter (`sslmode`, `password`, `connect_timeout`, …) is passed to the PostgreSQL client as written;
+///   The optional `schema=NAME` query parameter is agentguard's own (the schema to keep the tables in);
+///   `sslmode` (`disable`, the default; `prefer`, `require`, `verify-ca`, `verify-full`) and `sslrootcert=PATH` choose
+///   TLS (see `PostgresStore`); every other parameter (`password`, `connect_timeout`, …) is passed to the
+///   PostgreSQL client as written;
 /// - `memory:`: a fresh [`InMemoryStore`], for tests.
 ///
 /// Schemes are matched in any case. `Display` and `Debug` mask a password (in the user info or a `password=`
@@ -112,6 +114,27 @@ impl StoreUrl {
         }
     }
 
+    /// Opens the store this URL names only if it already exists, for tools that read or answer requests (the CLI):
+    /// a SQLite path with no file, or a file or PostgreSQL schema without agentguard's tables, is an error naming
+    /// it, and nothing is created. `memory:` is refused (a fresh in-memory store holds no one's requests).
+    pub fn open_existing(&self) -> Result<Arc<dyn ApprovalStore>, StoreError> {
+        match &self.kind {
+            Kind::Memory => Err(StoreError::new(
+                "store URL memory: names a store inside one process, with no requests of any agent: give the \
+                 agents' store, sqlite:PATH or postgres://user@host/db",
+            )),
+            #[cfg(feature = "sqlite")]
+            Kind::Sqlite(path) => Ok(Arc::new(super::SqliteStore::open_existing(path)?)),
+            #[cfg(feature = "postgres")]
+            Kind::Postgres { conn, schema } => Ok(Arc::new(super::PostgresStore::connect_existing(
+                conn,
+                schema.as_deref(),
+            )?)),
+            #[allow(unreachable_patterns)]
+            _ => self.open(),
+        }
+    }
+
     /// Connects to the PostgreSQL store this URL names (e.g. to verify its audit table); an error for another kind.
     #[cfg(feature = "postgres")]
     pub fn connect_postgres(&self) -> Result<super::PostgresStore, StoreError> {
@@ -151,6 +174,11 @@ impl fmt::Debug for StoreUrl {
 /// Anything else is an error that lists what is accepted.
 pub fn open_store(url: &str) -> Result<Arc<dyn ApprovalStore>, StoreError> {
     StoreUrl::parse(url)?.open()
+}
+
+/// Opens an existing store from a URL, as the CLI's read and answer commands do: see [`StoreUrl::open_existing`].
+pub fn open_existing_store(url: &str) -> Result<Arc<dyn ApprovalStore>, StoreError> {
+    StoreUrl::parse(url)?.open_existing()
 }
 
 /// Takes agentguard's own `schema=NAME` query parameter out of a PostgreSQL URL.
