@@ -18,7 +18,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::chain::is_hash;
-use super::jsonl::lock_within;
+use super::files::lock_within;
 use super::AuditError;
 
 /// Default number of lines between two checkpoints of the file sink.

@@ -3,17 +3,16 @@
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 #[cfg(not(unix))]
 use std::time::UNIX_EPOCH;
 
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::chain::{line_link, record_body, repair_body, seal, GENESIS};
-use super::checkpoint::{self, after_last_newline, write_whole, Checkpointer, Job, DEFAULT_CHECKPOINT_EVERY};
+use super::chain::{record_body, repair_body, seal, GENESIS};
+use super::checkpoint::{self, write_whole, Checkpointer, Job, DEFAULT_CHECKPOINT_EVERY};
+use super::files::*;
 use super::{default_log_path, AuditError, AuditKey, AuditRecord, AuditSink};
 use crate::params::hex;
 
@@ -450,167 +449,6 @@ impl AuditSink for JsonlAudit {
         }
         self.append(&record_body(record)?)
     }
-}
-
-/// The end of a chain file: its last complete line's (seq, link, keyed), and the bytes after it if the file does not
-/// end in a newline.
-struct TailRead {
-    last: Option<(u64, String, bool)>,
-    torn: Option<Torn>,
-}
-
-/// A torn tail: bytes after the last newline, from offset `at`.
-struct Torn {
-    at: u64,
-    bytes: Vec<u8>,
-}
-
-/// A torn write is at most one line; more bytes than this without a newline is not one, and is not repaired.
-const MAX_TORN: u64 = 64 * 1024 * 1024;
-
-/// Reads the end of a chain file.
-fn read_tail(file: &mut File, path: &Path) -> Result<TailRead, AuditError> {
-    let io_err = |e| AuditError::io(format!("cannot read audit log {}", path.display()), e);
-    let len = file.seek(SeekFrom::End(0)).map_err(io_err)?;
-    let good = after_last_newline(file, len).map_err(io_err)?;
-    let torn = if good < len {
-        if len - good > MAX_TORN {
-            return Err(AuditError::new(format!(
-                "the audit log {} ends in {} bytes without a newline, more than any line: run `agentguard audit \
-                 verify {}` and move the file aside to start a new chain",
-                path.display(),
-                len - good,
-                path.display()
-            )));
-        }
-        let mut bytes = vec![0u8; (len - good) as usize];
-        file.seek(SeekFrom::Start(good)).map_err(io_err)?;
-        file.read_exact(&mut bytes).map_err(io_err)?;
-        Some(Torn { at: good, bytes })
-    } else {
-        None
-    };
-    if good == 0 {
-        return Ok(TailRead { last: None, torn });
-    }
-    let start = after_last_newline(file, good - 1).map_err(io_err)?;
-    let mut line = vec![0u8; (good - 1 - start) as usize];
-    file.seek(SeekFrom::Start(start)).map_err(io_err)?;
-    file.read_exact(&mut line).map_err(io_err)?;
-    let line = String::from_utf8_lossy(&line);
-    let damaged = |what: String| {
-        AuditError::new(format!(
-            "the last line of audit log {} {what}; run `agentguard audit verify {}` and move the file aside to start \
-             a new chain",
-            path.display(),
-            path.display()
-        ))
-    };
-    let fields: TailFields = serde_json::from_str(&line).map_err(|e| damaged(format!("is damaged ({e})")))?;
-    let (link, keyed) = line_link(&line).ok_or_else(|| damaged("has a malformed hash".into()))?;
-    Ok(TailRead {
-        last: Some((fields.seq, link, keyed)),
-        torn,
-    })
-}
-
-#[derive(Deserialize)]
-struct TailFields {
-    seq: u64,
-}
-
-/// Takes the exclusive lock on `lock` (the file at `path`), waiting at most `timeout`: a process that hangs while
-/// holding it must not hang every call of every other process (the calls fail closed with `audit_unavailable`
-/// instead).
-pub(super) fn lock_within(lock: &File, path: &Path, timeout: std::time::Duration) -> Result<(), AuditError> {
-    let give_up = std::time::Instant::now() + timeout;
-    let mut pause = std::time::Duration::from_micros(50);
-    loop {
-        match lock.try_lock() {
-            Ok(()) => return Ok(()),
-            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < give_up => {
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(std::time::Duration::from_millis(10));
-            }
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(AuditError::new(format!(
-                    "could not lock {} within {timeout:?}: another process holds it; if that process is stuck, stop it",
-                    path.display(),
-                )))
-            }
-            Err(std::fs::TryLockError::Error(e)) => {
-                return Err(AuditError::io(format!("cannot lock {}", path.display()), e))
-            }
-        }
-    }
-}
-
-pub(super) fn sibling(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".");
-    name.push(suffix);
-    PathBuf::from(name)
-}
-
-pub(super) fn rotation_index(base: &Path, candidate: &Path) -> Option<u64> {
-    let base_name = base.file_name()?.to_str()?;
-    let name = candidate.file_name()?.to_str()?;
-    let digits = name.strip_prefix(base_name)?.strip_prefix('.')?;
-    (digits.len() >= 6 && digits.bytes().all(|b| b.is_ascii_digit()))
-        .then(|| digits.parse().ok())
-        .flatten()
-}
-
-/// Rotated files of `base`, oldest first.
-pub(super) fn rotated_files(base: &Path) -> Result<Vec<PathBuf>, AuditError> {
-    let dir = match base.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let entries = match fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(AuditError::io(format!("cannot list {}", dir.display()), e)),
-    };
-    let mut found: Vec<(u64, PathBuf)> = entries
-        .filter_map(Result::ok)
-        .filter_map(|e| {
-            let p = dir.join(e.file_name());
-            rotation_index(base, &p).map(|i| (i, p))
-        })
-        .collect();
-    found.sort();
-    Ok(found.into_iter().map(|(_, p)| p).collect())
-}
-
-/// `false` once the file was deleted (its link count is 0).
-#[cfg(unix)]
-fn still_linked(meta: &fs::Metadata) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    meta.nlink() > 0
-}
-
-#[cfg(not(unix))]
-fn still_linked(_meta: &fs::Metadata) -> bool {
-    true
-}
-
-#[cfg(unix)]
-fn file_id(meta: &fs::Metadata) -> (u64, u64) {
-    use std::os::unix::fs::MetadataExt;
-    (meta.dev(), meta.ino())
-}
-
-#[cfg(not(unix))]
-fn file_id(meta: &fs::Metadata) -> (u64, u64) {
-    // Without inodes, a rotation by another process is noticed by the length check only.
-    (
-        0,
-        meta.created()
-            .ok()
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_nanos() as u64),
-    )
 }
 
 #[cfg(test)]

@@ -35,6 +35,7 @@
 
 mod chain;
 mod checkpoint;
+mod files;
 mod jsonl;
 mod key;
 #[cfg(feature = "postgres")]

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::chain::{ChainWalker, LineFault};
 use super::checkpoint;
-use super::jsonl::{rotated_files, rotation_index, sibling};
+use super::files::{rotated_files, rotation_index, sibling};
 use super::AuditKey;
 
 /// What [`verify`] found in a chain that holds.

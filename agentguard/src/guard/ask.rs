@@ -4,6 +4,7 @@
 use super::decide::Parked;
 use super::Inner;
 use crate::approver::{self, Approver, Verdict};
+#[cfg(feature = "tokio")]
 use crate::request::DenyReason;
 
 impl Inner {

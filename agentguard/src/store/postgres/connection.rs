@@ -1,0 +1,209 @@
+//! The store's connections: connecting (with TLS), the schema migration, and the LISTEN loop that wakes waiters.
+
+use super::*;
+
+impl Shared {
+    pub(crate) async fn client(&self) -> Result<Arc<Client>, StoreError> {
+        let mut slot = self.client.lock().await;
+        if let Some(c) = slot.as_ref().filter(|c| !c.is_closed()) {
+            return Ok(Arc::clone(c));
+        }
+        let client = Arc::new(self.connect_dedicated("agentguard").await?);
+        *slot = Some(Arc::clone(&client));
+        Ok(client)
+    }
+
+    /// A new connection of its own, in the store's schema.
+    pub(crate) async fn connect_dedicated(&self, application: &str) -> Result<Client, StoreError> {
+        let mut config = self.config.clone();
+        config.application_name(application);
+        let (client, connection) = config
+            .connect(self.tls.clone())
+            .await
+            .map_err(|e| self.connect_error(e))?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        if let Some(schema) = &self.schema {
+            let sql = if self.create {
+                format!(
+                    "CREATE SCHEMA IF NOT EXISTS {s}; SET search_path TO {s}",
+                    s = quote_ident(schema)
+                )
+            } else {
+                format!("SET search_path TO {}", quote_ident(schema))
+            };
+            client.batch_execute(&sql).await.map_err(pg_err("select the schema"))?;
+        }
+        Ok(client)
+    }
+
+    /// Why a connection failed (the whole chain of causes: a TLS failure's reason is in the innermost), with what
+    /// to check; for TLS, which mode asked for what. tokio-postgres's errors never include the password.
+    pub(super) fn connect_error(&self, e: tokio_postgres::Error) -> StoreError {
+        let mut cause = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(inner) = source {
+            let text = inner.to_string();
+            if !cause.contains(&text) {
+                cause = format!("{cause}: {text}");
+            }
+            source = inner.source();
+        }
+        StoreError::new(match self.tls_mode {
+            TlsMode::Disable => {
+                format!("postgres store: cannot connect (is the server running and the URL right?): {cause}")
+            }
+            TlsMode::Prefer | TlsMode::Require => format!(
+                "postgres store: cannot connect over TLS (sslmode={}: {cause}); check that the server is running \
+                 with ssl = on and that the URL is right",
+                self.tls_mode
+            ),
+            TlsMode::VerifyCa | TlsMode::VerifyFull => format!(
+                "postgres store: cannot connect over TLS (sslmode={}: {cause}); check that the server is running \
+                 with ssl = on and that sslrootcert names the CA that signed its certificate{}",
+                self.tls_mode,
+                if self.tls_mode == TlsMode::VerifyFull {
+                    ", and that the certificate names the host in the URL"
+                } else {
+                    ""
+                }
+            ),
+        })
+    }
+
+    pub(super) async fn migrate(self: Arc<Self>) -> Result<(), StoreError> {
+        let c = self.client().await?;
+        let has_meta: bool = c
+            .query_one("SELECT to_regclass('agentguard_meta') IS NOT NULL", &[])
+            .await
+            .map_err(pg_err("read the schema"))?
+            .get(0);
+        if !has_meta && !self.create {
+            return Err(StoreError::new(format!(
+                "postgres store: no agentguard store in {} of database {:?} (no agentguard_meta table); nothing was \
+                 created: check the URL and ?schema= (the agents' guard creates the store when it connects)",
+                match &self.schema {
+                    Some(schema) => format!("schema {schema:?}"),
+                    None => "the default schema (search_path)".to_owned(),
+                },
+                self.config.get_dbname().unwrap_or("")
+            )));
+        }
+        if has_meta {
+            let version: Option<String> = c
+                .query_opt("SELECT value FROM agentguard_meta WHERE key = 'schema_version'", &[])
+                .await
+                .map_err(pg_err("read the schema version"))?
+                .map(|r| r.get(0));
+            let version: i64 = version.and_then(|v| v.parse().ok()).unwrap_or(0);
+            if version != POSTGRES_SCHEMA_VERSION {
+                return Err(StoreError::new(format!(
+                    "the postgres store has schema version {version}, and this agentguard reads version \
+                     {POSTGRES_SCHEMA_VERSION}; drain it with the agentguard version that created it (nothing was \
+                     changed)"
+                )));
+            }
+            if self.create {
+                // Added after schema 1 shipped, and only an index: stores of schema 1 get it here.
+                c.batch_execute(
+                    "CREATE INDEX IF NOT EXISTS agentguard_requests_decided ON agentguard_requests (decided)",
+                )
+                .await
+                .map_err(pg_err("create the retention index"))?;
+            }
+            return Ok(());
+        }
+        c.batch_execute(
+            "BEGIN;
+             SELECT pg_advisory_xact_lock(7423119);
+             CREATE TABLE IF NOT EXISTS agentguard_meta (key text PRIMARY KEY, value text NOT NULL);
+             CREATE TABLE IF NOT EXISTS agentguard_requests (
+                 id text PRIMARY KEY,
+                 request text NOT NULL,
+                 tool text NOT NULL,
+                 params_digest text NOT NULL,
+                 created timestamptz NOT NULL DEFAULT now(),
+                 deadline timestamptz NOT NULL,
+                 state text NOT NULL,
+                 actor text,
+                 note text,
+                 decided timestamptz,
+                 executed timestamptz,
+                 outcome text,
+                 finished timestamptz
+             );
+             CREATE INDEX IF NOT EXISTS agentguard_requests_pending ON agentguard_requests (state, deadline);
+             CREATE INDEX IF NOT EXISTS agentguard_requests_decided ON agentguard_requests (decided);
+             CREATE TABLE IF NOT EXISTS agentguard_audit (seq bigint PRIMARY KEY, line text NOT NULL);
+             INSERT INTO agentguard_meta (key, value) VALUES ('schema_version', '1') ON CONFLICT DO NOTHING;
+             COMMIT;",
+        )
+        .await
+        .map_err(pg_err("create the schema"))
+    }
+
+    pub(super) fn wake(&self, id: &str) {
+        let waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = waiters.get(id) {
+            e.notify(usize::MAX);
+        }
+    }
+
+    pub(super) fn wake_all(&self) {
+        let waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        for e in waiters.values() {
+            e.notify(usize::MAX);
+        }
+    }
+}
+
+/// Keeps a dedicated LISTEN connection up for the life of the store; wakes waiters on each notification and all of
+/// them after every (re)connect, since notifications sent while it was down are lost.
+pub(super) async fn listen_loop(shared: Arc<Shared>, ready: std::sync::mpsc::SyncSender<Result<(), StoreError>>) {
+    let mut ready = Some(ready);
+    let mut config = shared.config.clone();
+    config.application_name("agentguard-listen");
+    while !shared.closed.load(Ordering::SeqCst) {
+        match config.connect(shared.tls.clone()).await {
+            Ok((client, mut connection)) => {
+                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+                let pump = tokio::spawn(async move {
+                    while let Some(msg) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                        match msg {
+                            Ok(AsyncMessage::Notification(n)) => {
+                                if tx.send(n.payload().to_owned()).is_err() {
+                                    break;
+                                }
+                            }
+                            Ok(_) => {}
+                            Err(_) => break,
+                        }
+                    }
+                });
+                if client.batch_execute(&format!("LISTEN {CHANNEL}")).await.is_ok() {
+                    shared.listening.store(true, Ordering::SeqCst);
+                    if let Some(r) = ready.take() {
+                        let _ = r.send(Ok(()));
+                    }
+                    shared.wake_all();
+                    while let Some(id) = rx.recv().await {
+                        shared.wake(&id);
+                        if shared.closed.load(Ordering::SeqCst) {
+                            break;
+                        }
+                    }
+                }
+                shared.listening.store(false, Ordering::SeqCst);
+                pump.abort();
+            }
+            Err(e) => {
+                if let Some(r) = ready.take() {
+                    let _ = r.send(Err(shared.connect_error(e)));
+                    return;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

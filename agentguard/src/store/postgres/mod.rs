@@ -1,0 +1,269 @@
+//! [`PostgresStore`]: parked requests in PostgreSQL, for agents and approvers on different hosts, woken by
+//! LISTEN/NOTIFY with a polling fallback. Its audit table sink is [`PostgresAudit`](crate::audit::PostgresAudit).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use event_listener::{Event, Listener};
+use tokio_postgres::{AsyncMessage, Client, Config};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+mod connection;
+mod requests;
+
+use connection::listen_loop;
+
+use super::pg_tls::{split_tls, TlsMode};
+use super::{CLAIM_GRACE, SWEEP_BATCH};
+use crate::request::{ApprovalRequest, RequestId, Resolution, ResolveOutcome};
+use crate::store::{
+    ApprovalStore, Decision, ExecOutcome, PendingList, RequestState, StoreError, StoredRequest, UnreadableRow,
+    WaitFuture,
+};
+
+/// The schema version this build writes and reads.
+pub const POSTGRES_SCHEMA_VERSION: i64 = 1;
+
+/// A waiter re-reads its row at least this often, so a lost notification delays an answer but never strands it.
+pub const POSTGRES_POLL_FALLBACK: Duration = Duration::from_secs(1);
+
+/// How long one database call may take before the store reports it unreachable.
+const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+
+const CHANNEL: &str = "agentguard_decided";
+
+/// Default retention of decided requests in a [`PostgresStore`]: 7 days.
+pub const POSTGRES_DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Parked requests in PostgreSQL: agents and approvers on different hosts share one database.
+///
+/// - **Decisions** are single statements, `UPDATE … WHERE id = $1 AND state = 'pending' RETURNING …`, so of any
+///   number of concurrent answers exactly one wins; deadlines are compared with the database's `now()`, so hosts
+///   with skewed clocks agree.
+/// - **Wake-up** is LISTEN/NOTIFY on a dedicated connection (never pooled): a decision commits a `pg_notify` of the
+///   request id, and the waiting agent re-reads its row. A waiter starts listening before it reads, re-reads after
+///   the listener reconnects (notifications sent while it was down are lost), and re-reads every
+///   [`POSTGRES_POLL_FALLBACK`] (1 s) in any case.
+/// - **At most once**: an approved request is claimed (`approved` → `executed`) before its executor runs.
+///
+/// - **Bounded**: every insert also sweeps a bounded batch (at most 32 rows of each kind): pending requests past
+///   their deadline become `expired`, approvals their agent never claimed (it died) become `expired` a minute after
+///   the deadline, and decided requests older than the retention (default 7 days, [`retention`](Self::retention))
+///   are deleted.
+/// - **TLS** (rustls, ring provider) by libpq's `sslmode`: `disable` (the default when absent: unlike libpq, whose
+///   default `prefer` silently falls back to plain text, agentguard does what the URL says), `prefer` (TLS when
+///   the server offers it; certificate not checked), `require` (TLS or nothing; certificate not checked unless
+///   `sslrootcert` is given, then as `verify-ca`), `verify-ca` (the certificate must chain to a trusted root),
+///   `verify-full` (and name the host). The roots are `sslrootcert=PATH` (PEM), or without it the system's CA
+///   store. Across any network you do not control, use `verify-full`.
+///
+/// [`connect`](Self::connect) creates the schema and tables (an agent's guard); [`connect_existing`](Self::connect_existing)
+/// only opens a store that exists (the CLI).
+///
+/// The store runs its connections on a small private tokio runtime, so its blocking methods can be called from
+/// any thread, inside another runtime or not.
+pub struct PostgresStore {
+    shared: Arc<Shared>,
+    runtime: tokio::runtime::Runtime,
+    retention: Duration,
+}
+
+pub(crate) struct Shared {
+    config: Config,
+    tls: MakeRustlsConnect,
+    tls_mode: TlsMode,
+    /// Create the schema and tables if missing (agents), or refuse a database without them (readers).
+    create: bool,
+    schema: Option<String>,
+    client: tokio::sync::Mutex<Option<Arc<Client>>>,
+    pub(crate) audit_client: tokio::sync::Mutex<Option<Client>>,
+    waiters: Mutex<HashMap<String, Arc<Event>>>,
+    listening: AtomicBool,
+    closed: AtomicBool,
+}
+
+impl fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("hosts", &self.shared.config.get_hosts())
+            .field("dbname", &self.shared.config.get_dbname())
+            .field("schema", &self.shared.schema)
+            .field("sslmode", &self.shared.tls_mode.as_str())
+            .field("retention", &self.retention)
+            .field("listening", &self.shared.listening.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        self.shared.closed.store(true, Ordering::SeqCst);
+    }
+}
+
+pub(crate) fn pg_err(what: &'static str) -> impl Fn(tokio_postgres::Error) -> StoreError {
+    move |e| StoreError::with_source(format!("postgres store: {what}"), e)
+}
+
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn parse_state(s: &str) -> Result<RequestState, StoreError> {
+    RequestState::from_name(s)
+        .ok_or_else(|| StoreError::new(format!("postgres store: unknown state {s:?} in the database")))
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://user@host:port/db`, with `sslmode` and `sslrootcert` as in libpq: see the type's
+    /// docs), optionally inside `schema` (created if missing), brings the tables to the current schema version
+    /// (idempotent; a database at another version is refused with a message and left untouched), and starts
+    /// listening.
+    pub fn connect(url: &str, schema: Option<&str>) -> Result<Self, StoreError> {
+        Self::start(url, schema, true)
+    }
+
+    /// Connects to an agentguard store that already exists in `url` (and `schema`): a database or schema without
+    /// agentguard's tables is an error, and nothing is created. For tools that read or answer requests.
+    pub fn connect_existing(url: &str, schema: Option<&str>) -> Result<Self, StoreError> {
+        Self::start(url, schema, false)
+    }
+
+    fn start(url: &str, schema: Option<&str>, create: bool) -> Result<Self, StoreError> {
+        let masked = || super::url::mask_password(url);
+        let tls = split_tls(url).map_err(|e| StoreError::new(format!("invalid PostgreSQL URL {:?}: {e}", masked())))?;
+        let mut config: Config = tls
+            .conn
+            .parse()
+            .map_err(|e| StoreError::with_source(format!("invalid PostgreSQL URL {:?}", masked()), e))?;
+        config.connect_timeout(Duration::from_secs(5));
+        config.ssl_mode(tls.ssl_mode());
+        let connector = tls.connector()?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("agentguard-postgres")
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::with_source("postgres store: cannot start its runtime", e))?;
+        let shared = Arc::new(Shared {
+            config,
+            tls: connector,
+            tls_mode: tls.mode,
+            create,
+            schema: schema.map(str::to_owned),
+            client: tokio::sync::Mutex::new(None),
+            audit_client: tokio::sync::Mutex::new(None),
+            waiters: Mutex::new(HashMap::new()),
+            listening: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+        });
+        let store = PostgresStore {
+            shared,
+            runtime,
+            retention: POSTGRES_DEFAULT_RETENTION,
+        };
+        store.call(|s| async move { s.migrate().await })?;
+        let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
+        store.runtime.spawn(listen_loop(store.shared.clone(), ready_tx));
+        ready_rx
+            .recv_timeout(CALL_TIMEOUT)
+            .map_err(|_| StoreError::new("postgres store: the LISTEN connection did not come up in time"))??;
+        Ok(store)
+    }
+
+    /// Deletes decided requests `retention` after their decision (default [`POSTGRES_DEFAULT_RETENTION`], 7 days).
+    pub fn retention(mut self, retention: Duration) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// Whether the store's connection is encrypted, as the server sees it (`pg_stat_ssl`): for diagnostics and
+    /// tests of `sslmode`.
+    pub fn uses_tls(&self) -> Result<bool, StoreError> {
+        self.call(|s| async move {
+            let c = s.client().await?;
+            let row = c
+                .query_one(
+                    "SELECT coalesce((SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()), false)",
+                    &[],
+                )
+                .await
+                .map_err(pg_err("read the connection's TLS state"))?;
+            Ok(row.get::<_, bool>(0))
+        })
+    }
+
+    /// Runs `f` on the store's runtime and waits for it: callable from any thread.
+    pub(crate) fn call<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Arc<Shared>) -> Fut,
+        Fut: Future<Output = Result<T, StoreError>> + Send + 'static,
+    {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let fut = f(self.shared.clone());
+        self.runtime.spawn(async move {
+            let _ = tx.send(fut.await);
+        });
+        rx.recv_timeout(CALL_TIMEOUT)
+            .map_err(|_| StoreError::new("postgres store: the database did not answer within 15 s"))?
+    }
+
+    /// The async twin of `call`, for futures running on another runtime.
+    async fn acall<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Arc<Shared>) -> Fut,
+        Fut: Future<Output = Result<T, StoreError>> + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let fut = f(self.shared.clone());
+        self.runtime.spawn(async move {
+            let _ = tx.send(fut.await);
+        });
+        match tokio::time::timeout(CALL_TIMEOUT, rx).await {
+            Ok(Ok(result)) => result,
+            _ => Err(StoreError::new(
+                "postgres store: the database did not answer within 15 s",
+            )),
+        }
+    }
+
+    /// Whether the LISTEN connection is up now (for diagnostics and tests).
+    pub fn is_listening(&self) -> bool {
+        self.shared.listening.load(Ordering::SeqCst)
+    }
+
+    fn waiter(&self, id: &RequestId) -> Arc<Event> {
+        let mut waiters = self.shared.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(waiters.entry(id.as_str().to_owned()).or_default())
+    }
+
+    fn forget_waiter(&self, id: &RequestId) {
+        let mut waiters = self.shared.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        if waiters.get(id.as_str()).is_some_and(|e| Arc::strong_count(e) == 1) {
+            waiters.remove(id.as_str());
+        }
+    }
+
+    async fn read_decision(shared: Arc<Shared>, id: String) -> Result<Decision, StoreError> {
+        let c = shared.client().await?;
+        let row = c
+            .query_opt(
+                "SELECT state, actor, note FROM agentguard_requests WHERE id = $1",
+                &[&id],
+            )
+            .await
+            .map_err(pg_err("read a request"))?
+            .ok_or_else(|| StoreError::new(format!("no request {id} in the postgres store")))?;
+        Ok(Decision {
+            state: parse_state(row.get(0))?,
+            actor: row.get(1),
+            note: row.get(2),
+        })
+    }
+}

@@ -1,0 +1,224 @@
+//! The requests, in SQLite: [`ApprovalStore`] for [`SqliteStore`], each decision a compare-and-set.
+
+use super::*;
+
+impl ApprovalStore for SqliteStore {
+    fn insert(&self, request: &ApprovalRequest) -> Result<(), StoreError> {
+        let json = serde_json::to_string(request)
+            .map_err(|e| StoreError::new(format!("sqlite store: cannot serialize the request: {e}")))?;
+        let mut conn = self.conn();
+        // One write transaction: the new row and a bounded sweep of old ones.
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db_err("begin parking a request"))?;
+        exec(
+            &tx,
+            "INSERT INTO agentguard_requests (id, request, tool, params_digest, created_ms, deadline_ms, state)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending')",
+            params![
+                request.request_id().as_str(),
+                json,
+                request.tool(),
+                request.params_digest().as_str(),
+                to_ms(request.timestamp()),
+                to_ms(request.deadline()),
+            ],
+        )
+        .map_err(db_err("park a request"))?;
+        sweep(&tx, now_ms(), self.retention)?;
+        tx.commit().map_err(db_err("commit a parked request"))?;
+        Ok(())
+    }
+
+    fn resolve(&self, resolution: &Resolution) -> Result<ResolveOutcome, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db_err("begin a decision"))?;
+        let id = resolution.request_id().as_str();
+        let row: Option<(String, i64, String)> = query_row(
+            &tx,
+            "SELECT state, deadline_ms, params_digest FROM agentguard_requests WHERE id = ?1",
+            params![id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()
+        .map_err(db_err("read a request"))?;
+        let Some((state, deadline_ms, digest)) = row else {
+            return Ok(ResolveOutcome::Unknown);
+        };
+        let outcome = match parse_state(&state)? {
+            RequestState::Expired => ResolveOutcome::Expired,
+            RequestState::Pending if now_ms() >= deadline_ms => {
+                exec(
+                    &tx,
+                    "UPDATE agentguard_requests SET state = 'expired', decided_ms = ?2 WHERE id = ?1",
+                    params![id, now_ms()],
+                )
+                .map_err(db_err("expire a request"))?;
+                ResolveOutcome::Expired
+            }
+            RequestState::Pending => {
+                if resolution.get_params_digest().is_some_and(|d| d.as_str() != digest) {
+                    ResolveOutcome::DigestMismatch
+                } else {
+                    let state = if resolution.is_approval() { "approved" } else { "denied" };
+                    exec(
+                        &tx,
+                        "UPDATE agentguard_requests SET state = ?2, actor = ?3, note = ?4, decided_ms = ?5
+                         WHERE id = ?1 AND state = 'pending'",
+                        params![id, state, resolution.get_actor(), resolution.get_note(), now_ms()],
+                    )
+                    .map_err(db_err("record a decision"))?;
+                    ResolveOutcome::Resolved
+                }
+            }
+            _ => ResolveOutcome::AlreadyResolved,
+        };
+        tx.commit().map_err(db_err("commit a decision"))?;
+        Ok(outcome)
+    }
+
+    fn expire(&self, id: &RequestId) -> Result<Option<Decision>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db_err("begin an expiry"))?;
+        exec(
+            &tx,
+            "UPDATE agentguard_requests SET state = 'expired', decided_ms = ?2 WHERE id = ?1 AND state = 'pending'",
+            params![id.as_str(), now_ms()],
+        )
+        .map_err(db_err("expire a request"))?;
+        let decision = Self::decision(&tx, id)?.map(|(d, _)| d);
+        tx.commit().map_err(db_err("commit an expiry"))?;
+        Ok(decision)
+    }
+
+    fn abandon(&self, id: &RequestId) -> Result<(), StoreError> {
+        exec(
+            &self.conn(),
+            "UPDATE agentguard_requests SET state = 'expired', decided_ms = ?2
+                 WHERE id = ?1 AND state IN ('pending', 'approved')",
+            params![id.as_str(), now_ms()],
+        )
+        .map_err(db_err("abandon a request"))?;
+        Ok(())
+    }
+
+    fn claim(&self, id: &RequestId) -> Result<bool, StoreError> {
+        let changed = exec(
+            &self.conn(),
+            "UPDATE agentguard_requests SET state = 'executed', executed_ms = ?2 WHERE id = ?1 AND state = 'approved'",
+            params![id.as_str(), now_ms()],
+        )
+        .map_err(db_err("claim a request"))?;
+        Ok(changed == 1)
+    }
+
+    fn finish(&self, id: &RequestId, outcome: &ExecOutcome) -> Result<(), StoreError> {
+        exec(
+            &self.conn(),
+            "UPDATE agentguard_requests SET outcome = ?2, finished_ms = ?3 WHERE id = ?1 AND state = 'executed'",
+            params![id.as_str(), outcome.to_text(), now_ms()],
+        )
+        .map_err(db_err("record an execution outcome"))?;
+        Ok(())
+    }
+
+    fn get(&self, id: &RequestId) -> Result<Option<StoredRequest>, StoreError> {
+        let conn = self.conn();
+        let row: Option<RequestRow> = query_row(
+            &conn,
+            "SELECT request, state, actor, note, deadline_ms, outcome FROM agentguard_requests WHERE id = ?1",
+            params![id.as_str()],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+        )
+        .optional()
+        .map_err(db_err("read a request"))?;
+        row.map(|(json, state, actor, note, deadline_ms, outcome)| {
+            let request: ApprovalRequest = serde_json::from_str(&json)
+                .map_err(|e| StoreError::new(format!("sqlite store: request {id} is damaged: {e}")))?;
+            let mut state = parse_state(&state)?;
+            // A pending request past its deadline whose agent is gone is expired, whether or not anyone wrote it.
+            if state == RequestState::Pending && now_ms() >= deadline_ms {
+                state = RequestState::Expired;
+            }
+            Ok(StoredRequest {
+                request,
+                decision: Decision { state, actor, note },
+                outcome,
+            })
+        })
+        .transpose()
+    }
+
+    fn pending(&self) -> Result<Vec<ApprovalRequest>, StoreError> {
+        self.list_pending().map(|list| list.requests)
+    }
+
+    fn list_pending(&self) -> Result<PendingList, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT id, request FROM agentguard_requests WHERE state = 'pending' AND deadline_ms > ?1
+                 ORDER BY created_ms, id",
+            )
+            .map_err(db_err("list pending requests"))?;
+        let mut rows = stmt.query(params![now_ms()]).map_err(db_err("list pending requests"))?;
+        let mut list = PendingList::default();
+        // Each row is read on its own: one that cannot be read back is reported by id, and the others still listed.
+        while let Some(row) = rows.next().map_err(db_err("list pending requests"))? {
+            let id = match row.get_ref(0) {
+                Ok(ValueRef::Text(t)) => String::from_utf8_lossy(t).into_owned(),
+                Ok(other) => format!("{other:?}"),
+                Err(e) => format!("<unreadable id: {e}>"),
+            };
+            let parsed = match row.get_ref(1) {
+                Ok(ValueRef::Text(json)) => {
+                    serde_json::from_slice::<ApprovalRequest>(json).map_err(|e| format!("damaged request JSON: {e}"))
+                }
+                Ok(other) => Err(format!(
+                    "the request column holds {:?}, not JSON text",
+                    other.data_type()
+                )),
+                Err(e) => Err(e.to_string()),
+            };
+            match parsed {
+                Ok(request) => list.requests.push(request),
+                Err(problem) => list.unreadable.push(UnreadableRow { id, problem }),
+            }
+        }
+        Ok(list)
+    }
+
+    fn wait<'a>(&'a self, id: &'a RequestId) -> WaitFuture<'a> {
+        Box::pin(async move {
+            let mut interval = FIRST_POLL;
+            loop {
+                let decision = self.poll_decision(id)?;
+                if decision.state.is_final() {
+                    return Ok(decision);
+                }
+                tokio::time::sleep(interval).await;
+                interval = (interval * 2).min(SQLITE_MAX_POLL);
+            }
+        })
+    }
+
+    fn wait_blocking(&self, id: &RequestId, until: Instant) -> Result<Option<Decision>, StoreError> {
+        let mut interval = FIRST_POLL;
+        loop {
+            let decision = self.poll_decision(id)?;
+            if decision.state.is_final() {
+                return Ok(Some(decision));
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            std::thread::sleep(interval.min(left));
+            interval = (interval * 2).min(SQLITE_MAX_POLL);
+        }
+    }
+}
