@@ -246,16 +246,12 @@ fn run(cli: &Cli) -> Result<(), Failure> {
                 answer = answer.actor(actor);
             }
             if let Some(reason) = reason.as_deref().filter(|r| !r.trim().is_empty()) {
-                let chars = reason.chars().count();
-                if chars > Resolution::MAX_NOTE_CHARS {
-                    return Err(fail(
+                Resolution::check_note(reason).map_err(|problem| {
+                    fail(
                         EXIT_USAGE,
-                        format!(
-                            "--reason: {chars} characters; at most {} (it goes to the agent and into the audit)",
-                            Resolution::MAX_NOTE_CHARS
-                        ),
-                    ));
-                }
+                        format!("--reason: {problem} (it goes to the agent and into the audit)"),
+                    )
+                })?;
                 answer = answer.note(reason);
             }
             answer_request(cli, &*open(cli)?, &answer)

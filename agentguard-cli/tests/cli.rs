@@ -775,3 +775,17 @@ fn a_closed_stdout_ends_the_command_quietly_instead_of_panicking() {
     cli(&db, &["deny", req.request_id().as_str()]);
     agent.join().unwrap().unwrap_err();
 }
+
+#[test]
+fn a_deny_reason_with_control_characters_is_refused_before_anything_is_decided() {
+    let (_d, db) = db();
+    let (req, agent) = agent(&db, Duration::from_secs(30));
+    let id = req.request_id().as_str();
+    let out = cli(&db, &["deny", id, "--reason", "wrong\x1b[2K customer"]);
+    assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
+    assert!(text(&out).1.contains("control character (U+001B)"), "{:?}", text(&out));
+    let out = cli(&db, &["deny", id, "--reason", "wrong customer\nsee ticket 4821"]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    let denied = agent.join().unwrap().unwrap_err();
+    assert_eq!(denied.detail(), Some("wrong customer\nsee ticket 4821"));
+}

@@ -91,26 +91,7 @@ pub(super) async fn resolve(
 /// characters but newline and tab. NUL in particular cannot be stored (PostgreSQL refuses it in text), and the others
 /// (escape sequences, carriage return, C1 controls) have no place in a note someone reads in a terminal.
 pub(super) fn check_reason(reason: &str) -> Result<(), ApiError> {
-    let chars = reason.chars().count();
-    if chars > Resolution::MAX_NOTE_CHARS {
-        return Err(ApiError::malformed(format!(
-            "reason: {chars} characters; at most {}",
-            Resolution::MAX_NOTE_CHARS
-        )));
-    }
-    if let Some((at, c)) = reason
-        .chars()
-        .enumerate()
-        .find(|(_, c)| c.is_control() && !matches!(c, '\n' | '\t'))
-    {
-        return Err(ApiError::malformed(format!(
-            "reason: a control character (U+{:04X}) at character {}; send plain text (newline and tab are the only \
-             control characters allowed)",
-            u32::from(c),
-            at + 1
-        )));
-    }
-    Ok(())
+    Resolution::check_note(reason).map_err(|problem| ApiError::malformed(format!("reason: {problem}")))
 }
 
 /// What a resolve body looks like, for error messages.

@@ -99,6 +99,29 @@ impl Resolution {
     /// and the CLI refuse longer ones.
     pub const MAX_NOTE_CHARS: usize = 1000;
 
+    /// Checks a note before it is sent: at most [`MAX_NOTE_CHARS`](Self::MAX_NOTE_CHARS) characters, and no
+    /// control character but newline and tab (a NUL or an escape sequence has no place in a note for a person, and
+    /// a database may refuse it). The error says what is wrong, for the HTTP API and the CLI alike.
+    pub fn check_note(note: &str) -> Result<(), String> {
+        let chars = note.chars().count();
+        if chars > Self::MAX_NOTE_CHARS {
+            return Err(format!("{chars} characters; at most {}", Self::MAX_NOTE_CHARS));
+        }
+        if let Some((at, c)) = note
+            .chars()
+            .enumerate()
+            .find(|(_, c)| c.is_control() && !matches!(c, '\n' | '\t'))
+        {
+            return Err(format!(
+                "a control character (U+{:04X}) at character {}; send plain text (newline and tab are the only \
+                 control characters allowed)",
+                u32::from(c),
+                at + 1
+            ));
+        }
+        Ok(())
+    }
+
     /// An approval of `request_id`.
     pub fn approve(request_id: RequestId) -> Self {
         Self::new(request_id, true)
