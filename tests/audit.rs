@@ -436,11 +436,7 @@ fn a_torn_tail_is_reported_as_a_torn_write_not_tampering_and_the_next_write_remo
     let err = verify(&log).unwrap_err();
     assert_eq!(err.kind, VerifyErrorKind::TornTail, "{err}");
     assert_eq!(err.line, 4, "{err}");
-    assert!(
-        err.problem
-            .starts_with("torn tail: a write was cut short (crash or full disk), not an edit"),
-        "{err}"
-    );
+    assert!(err.problem.starts_with("torn tail: the last "), "{err}");
 
     // The next writer cuts the torn bytes off and says so in the chain; gated calls work again.
     let guard = AgentGuard::callback(|_| true).audit_file(&log).build();
@@ -695,6 +691,10 @@ fn a_keyed_audit_table_verifies_with_its_key_and_rows_rewritten_without_it_are_f
     let server = match std::env::var("AGENTGUARD_TEST_POSTGRES_URL") {
         Ok(url) if !url.is_empty() => url,
         _ => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must set AGENTGUARD_TEST_POSTGRES_URL (.ci/run does)"
+            );
             eprintln!("skipped: AGENTGUARD_TEST_POSTGRES_URL is not set; .ci/run sets it");
             return;
         }

@@ -244,6 +244,10 @@ async fn a_gated_call_appears_as_a_card_without_reload_and_approve_runs_it() {
         text.contains("[REDACTED]") && !text.contains("sk-live-9f8e"),
         "secrets are masked: {text}"
     );
+    assert!(
+        text.contains("\"hard\": true") && !text.contains("\\u{000A}"),
+        "nested params keep their own line breaks, unmarked: {text}"
+    );
 
     browser.button(&id, "approve").await.click().await.unwrap();
     assert_eq!(

@@ -19,6 +19,10 @@ fn server() -> Option<String> {
     match std::env::var("AGENTGUARD_TEST_POSTGRES_URL") {
         Ok(url) if !url.is_empty() => Some(url),
         _ => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must set AGENTGUARD_TEST_POSTGRES_URL (.ci/run does)"
+            );
             eprintln!(
                 "skipped: AGENTGUARD_TEST_POSTGRES_URL is not set (e.g. postgres://postgres@127.0.0.1:5432/test); \
                  .ci/run sets it"
@@ -368,6 +372,10 @@ fn tls_server() -> Option<String> {
     match std::env::var("AGENTGUARD_TEST_POSTGRES_TLS_URL") {
         Ok(url) if !url.is_empty() => Some(url),
         _ => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must set AGENTGUARD_TEST_POSTGRES_TLS_URL (.ci/run does)"
+            );
             eprintln!(
                 "skipped: AGENTGUARD_TEST_POSTGRES_TLS_URL is not set (a server with ssl = on, e.g. \
                  postgres://postgres@localhost:5432/test?sslmode=verify-full&sslrootcert=/path/ca.pem); .ci/run sets it"

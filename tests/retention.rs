@@ -206,6 +206,10 @@ fn server() -> Option<String> {
     match std::env::var("AGENTGUARD_TEST_POSTGRES_URL") {
         Ok(url) if !url.is_empty() => Some(url),
         _ => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must set AGENTGUARD_TEST_POSTGRES_URL (.ci/run does)"
+            );
             eprintln!("skipped: AGENTGUARD_TEST_POSTGRES_URL is not set; .ci/run sets it");
             None
         }

@@ -39,8 +39,10 @@ pub(super) fn verify(
 ) -> Result<(), Failure> {
     let file = match file {
         Some(f) => f,
+        // A --store that does not parse is a mistake to report, never a reason to check some other log instead.
         None => match cli.store.as_deref().map(StoreUrl::parse) {
             Some(Ok(url)) if url.is_postgres() => return verify_store(cli, &url, keys),
+            Some(Err(e)) => return Err(fail(EXIT_USAGE, e.to_string())),
             _ => default_log_path(),
         },
     };

@@ -12,7 +12,7 @@
 //! Exit codes: 0 done (resolved); 1 other error; 2 bad usage, a malformed id or store URL; 3 unknown request; 4 already
 //! resolved; 5 expired; 6 digest mismatch; 7 store unreachable, unusable or not there (commands open an existing store
 //! only: the agents' guard creates it); 8 audit chain broken (edited, forged or truncated); 9 audit log ends in a torn
-//! write (a crash or a full disk, not an edit).
+//! write (a crash or a full disk; removed newest lines show against the checkpoints).
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal as _, Write as _};

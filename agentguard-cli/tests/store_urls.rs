@@ -17,6 +17,11 @@ fn a_store_password_is_never_printed_in_any_spelling_of_the_url() {
         "postgres:/app:S3cr3tPw@127.0.0.1:1/db",
         "postgres:app:S3cr3tPw@127.0.0.1:1/db",
         "mysql://app:S3cr3tPw@127.0.0.1:1/db",
+        // A keyword/value connection string, a password holding `?`, `@` or `:`.
+        "host=127.0.0.1 port=1 password=S3cr3tPw",
+        "host=127.0.0.1 password=ab:S3cr3tPw",
+        "postgres://app:pa?S3cr3tPw@127.0.0.1:1/db",
+        "postgres://app:S3cr3tPw@x@127.0.0.1:1/db",
     ] {
         for args in [&["pending"][..], &["audit", "verify"][..]] {
             let out = Command::new(BIN)

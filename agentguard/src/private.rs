@@ -169,20 +169,24 @@ pub fn typed_future<R, F: std::future::Future<Output = R>>(future: F) -> F {
 }
 
 /// Runs a gated body under `approval` through the guard's one ending (the execution is recorded in its store).
-pub fn run<T>(guard: Which<'_>, approval: Allowed, body: impl FnOnce() -> T) -> T {
+/// Without the guard (which cannot happen: the approval came from it) nothing runs.
+pub fn run<T>(guard: Which<'_>, approval: Allowed, body: impl FnOnce() -> T) -> Result<T, ActionDenied> {
     match guard.guard() {
-        Ok(guard) => guard.run_approved(approval, |_| body()),
-        // The approval came from this guard, so it is there; this arm only keeps the signature total.
-        Err(_) => body(),
+        Ok(guard) => Ok(guard.run_approved(approval, |_| body())),
+        Err(deny) => Err(deny(approval.tool().to_owned())),
     }
 }
 
 /// The async twin of [`run`].
 #[cfg(feature = "tokio")]
-pub async fn arun<T>(guard: Which<'_>, approval: Allowed, body: impl std::future::Future<Output = T>) -> T {
+pub async fn arun<T>(
+    guard: Which<'_>,
+    approval: Allowed,
+    body: impl std::future::Future<Output = T>,
+) -> Result<T, ActionDenied> {
     match guard.guard() {
-        Ok(guard) => guard.arun_approved(approval, |_| body).await,
-        Err(_) => body.await,
+        Ok(guard) => Ok(guard.arun_approved(approval, |_| body).await),
+        Err(deny) => Err(deny(approval.tool().to_owned())),
     }
 }
 

@@ -110,7 +110,7 @@ pub(crate) fn expand(g: &Gated<'_>) -> TokenStream {
             )
             .await?;
             let __agentguard_approval = __agentguard_decided.finish(::core::option::Option::Some(&#build))?;
-            ::core::result::Result::Ok(#private::arun(__agentguard_guard, __agentguard_approval, #async_body).await)
+            #private::arun(__agentguard_guard, __agentguard_approval, #async_body).await
         }
     } else {
         quote! {
@@ -121,11 +121,7 @@ pub(crate) fn expand(g: &Gated<'_>) -> TokenStream {
                 #private::always(#risk),
                 ::core::option::Option::Some(&#build),
             )?;
-            ::core::result::Result::Ok(#private::run(
-                __agentguard_guard,
-                __agentguard_approval,
-                move || #ret_annotation #body,
-            ))
+            #private::run(__agentguard_guard, __agentguard_approval, move || #ret_annotation #body)
         }
     };
     quote! {

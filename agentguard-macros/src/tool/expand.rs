@@ -75,6 +75,7 @@ pub(crate) fn expand(tools: &ToolEnum<'_>) -> TokenStream {
         };
 
         if v.takes_approval() {
+            let always_ask = matches!(v.gating(), VariantGating::Always(_));
             let doc = format!(
                 " The arguments of tool `{name}` (`{ident}::{vident}`), as its handler method receives them in an \
                  [`Approval`]({}).",
@@ -91,6 +92,7 @@ pub(crate) fn expand(tools: &ToolEnum<'_>) -> TokenStream {
                 #[automatically_derived]
                 impl #krate::tool::ToolArgs for #args_ty {
                     const NAME: &'static str = #name;
+                    const ALWAYS_ASK: bool = #always_ask;
                 }
             });
         } else {
@@ -106,7 +108,7 @@ pub(crate) fn expand(tools: &ToolEnum<'_>) -> TokenStream {
         helpers.push(quote! {
             #[derive(#private::serde::Serialize)]
             #[serde(crate = #serde_crate)]
-            #[allow(non_camel_case_types)]
+            #[allow(non_camel_case_types, dead_code)] // a `skip_serializing` field is never read here
             struct #ref_ty<'__agentguard> {
                 #( #serde_attrs #fields: &'__agentguard #types, )*
                 #[serde(skip)]

@@ -118,7 +118,8 @@ pub(crate) struct Checkpointer {
 
 impl Checkpointer {
     /// Starts the thread writing checkpoints to `path` under the log's lock file `lock`.
-    pub(crate) fn start(path: PathBuf, lock: PathBuf, lock_timeout: Duration) -> Self {
+    /// A thread that cannot be started is an error: the caller reports it and skips the checkpoint.
+    pub(crate) fn start(path: PathBuf, lock: PathBuf, lock_timeout: Duration) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel::<Job>();
         let thread = std::thread::Builder::new()
             .name("agentguard-audit-checkpoint".into())
@@ -135,9 +136,8 @@ impl Checkpointer {
                         );
                     }
                 }
-            })
-            .expect("spawn the audit checkpoint thread");
-        Checkpointer { tx, thread }
+            })?;
+        Ok(Checkpointer { tx, thread })
     }
 
     /// Queues a checkpoint.

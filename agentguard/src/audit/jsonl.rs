@@ -390,8 +390,19 @@ impl JsonlAudit {
             return;
         };
         let mut slot = self.checkpointer.lock().unwrap_or_else(|p| p.into_inner());
-        let checkpointer =
-            slot.get_or_insert_with(|| Checkpointer::start(path.clone(), self.lock_path(), self.lock_timeout));
+        if slot.is_none() {
+            match Checkpointer::start(path.clone(), self.lock_path(), self.lock_timeout) {
+                Ok(started) => *slot = Some(started),
+                Err(e) => {
+                    eprintln!(
+                        "agentguard: cannot start the audit checkpoint thread ({e}); the line was written, and the \
+                         next line tries again"
+                    );
+                    return;
+                }
+            }
+        }
+        let Some(checkpointer) = slot.as_ref() else { return };
         checkpointer.submit(Job {
             log,
             seq: state.last_seq,

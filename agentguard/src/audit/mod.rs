@@ -80,7 +80,8 @@ pub fn default_log_path() -> PathBuf {
 pub enum AuditDecision {
     /// Not gated: ran without asking (safe name, or listed in `safe_tools`).
     Allowed,
-    /// Gated and approved: ran.
+    /// Gated and approved: it runs next (if it then cannot start — its claim in the store fails — a `blocked` line
+    /// with the reason follows).
     Approved,
     /// Gated and denied by a person.
     Denied,

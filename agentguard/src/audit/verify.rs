@@ -40,8 +40,9 @@ pub enum VerifyErrorKind {
     /// The newest lines were removed: the chain ends before its last checkpoint, or a checkpointed line is no
     /// longer the one in the chain (cut back and rewritten).
     Truncated,
-    /// The live file's last line has no newline: a write was cut short (a crash or a full disk), not an edit. The
-    /// next write removes it and records a `repair` line; everything before it verified.
+    /// The live file's last line has no newline: most likely a write cut short (a crash or a full disk); lines cut
+    /// off mid-line by hand look the same, and only the checkpoints tell how many went. The next write removes it and
+    /// records a `repair` line; everything before it verified.
     TornTail,
     /// The log is keyed and no key was given. (A line sealed with another key than the one given is
     /// [`Tampered`](VerifyErrorKind::Tampered).)
@@ -267,9 +268,9 @@ impl Verify {
                         n,
                         VerifyErrorKind::TornTail,
                         format!(
-                            "torn tail: a write was cut short (crash or full disk), not an edit: the last {} bytes \
-                             have no newline; every line before them verified, and the next write removes them and \
-                             records a repair line",
+                            "torn tail: the last {} bytes have no newline, as when a write is cut short (a crash \
+                             or a full disk); every line before them verified (removed newest lines show against the \
+                             checkpoints), and the next write removes them and records a repair line",
                             buf.len()
                         ),
                     ));

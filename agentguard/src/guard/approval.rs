@@ -139,6 +139,12 @@ impl Allowed {
                 self.tool
             ));
         }
+        if A::ALWAYS_ASK && self.route != Route::Asked {
+            return refuse(format!(
+                "tool `{}` is declared to always ask, but nobody was asked about this call: no Approval is made for it",
+                self.tool
+            ));
+        }
         let shown = serde_json::to_value(&args)
             .ok()
             .and_then(|v| canonical_json(&v, usize::MAX))
@@ -147,14 +153,23 @@ impl Allowed {
             Some(d) => Some(d.clone()),
             None => canonical_json(&self.params, usize::MAX).map(|text| ParamsDigest::of(text.as_bytes())),
         };
-        match (shown, approved) {
-            (Some(shown), Some(approved)) if shown == approved => Ok(Approval {
+        // The handler gets the arguments read back from the approved snapshot, not the caller's value: a field the
+        // snapshot does not show (`#[serde(skip_serializing)]`, a lossy `serialize_with`) cannot carry anything the
+        // approver did not see. A field that cannot be read back refuses the call.
+        let from_snapshot = serde_json::from_value::<A>(self.params.clone());
+        match (shown, approved, from_snapshot) {
+            (Some(shown), Some(approved), Ok(args)) if shown == approved => Ok(Approval {
                 args,
                 request_id: self.request_id.clone(),
                 digest: approved,
                 actor: self.actor.clone(),
                 _scope: PhantomData,
             }),
+            (Some(shown), Some(approved), Err(e)) if shown == approved => refuse(format!(
+                "the approved params of tool `{}` do not hold all its arguments ({e}): a field the approver was \
+                 not shown cannot run",
+                self.tool
+            )),
             _ => refuse(format!(
                 "the arguments given for tool `{}` are not the ones that were approved: nothing ran",
                 self.tool

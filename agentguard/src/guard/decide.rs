@@ -285,7 +285,17 @@ impl Inner {
                     // the approved line above is followed by the reason it did not run.
                     let claimed = match self.store.claim(req.request_id()) {
                         Ok(true) => None,
-                        Ok(false) => Some(Verdict::deny(DenyReason::AlreadyExecuted, None)),
+                        // Not claimable: run already, or expired meanwhile (the store sweeps an approval its agent
+                        // did not claim soon after the deadline). Say which.
+                        Ok(false) => Some(match self.store.get(req.request_id()) {
+                            Ok(Some(stored)) if stored.decision.state == crate::store::RequestState::Expired => {
+                                Verdict::deny(
+                                    DenyReason::ApprovalTimeout,
+                                    "the approval expired before this agent could start the call".to_owned(),
+                                )
+                            }
+                            _ => Verdict::deny(DenyReason::AlreadyExecuted, None),
+                        }),
                         Err(e) => Some(super::wait::store_down(e)),
                     };
                     if let Some(refused @ Verdict::Denied { reason, .. }) = claimed {

@@ -84,7 +84,7 @@ impl StoreUrl {
             }
             _ => {
                 return Err(StoreError::new(format!(
-                    "unknown store URL scheme {scheme:?} in {:?}: {ACCEPTED}",
+                    "unknown store URL scheme in {:?}: {ACCEPTED}",
                     mask_password(given)
                 )))
             }
@@ -206,27 +206,32 @@ fn split_schema(url: &str) -> (String, Option<String>) {
 }
 
 /// The URL with any password masked, for messages: `postgres://app:***@db/agentguard`. A password may sit in the
-/// user info (and may contain `/` or `@`: libpq reads up to the last `@` before the query) or in a `password=`
-/// query parameter (in any case).
+/// user info (and hold `:`, `/`, `?` or `@`), in a `password=` query parameter, or in a keyword/value string
+/// (`host=db password=…`); all are masked.
 pub(crate) fn mask_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once(':') else {
-        return url.to_owned();
+    // A keyword/value connection string (`host=db user=app password=…`), or anything without a URL scheme: mask
+    // every `password=` value, whatever else it holds.
+    let scheme_end = url.find(':').filter(|&i| is_scheme(&url[..i]));
+    let Some(scheme_end) = scheme_end else {
+        return mask_keywords(url);
     };
+    let (scheme, rest) = (&url[..scheme_end], &url[scheme_end + 1..]);
     // `postgres://…`, but also misspellings such as `postgres:/…` or `postgres:…`: mask those too.
     let after_slashes = rest.trim_start_matches('/');
     let slashes = &rest[..rest.len() - after_slashes.len()];
     let rest = after_slashes;
-    let (before_query, query) = match rest.split_once('?') {
+    // The user info runs from the start to an `@`; a password may hold `:`, `/`, `?` and even `@`, and clients
+    // differ on which `@` ends it. So everything from the first `:` to the last `@` is masked (masking too much is
+    // safe; a host or query holds no `:` before an `@` in any URL we accept).
+    let (shown_auth, after_auth) = match (rest.find(':'), rest.rfind('@')) {
+        (Some(colon), Some(at)) if colon < at => (format!("{}:***", &rest[..colon]), &rest[at..]),
+        _ => (String::new(), rest),
+    };
+    let (before_query, query) = match after_auth.split_once('?') {
         Some((b, q)) => (b, Some(q)),
-        None => (rest, None),
+        None => (after_auth, None),
     };
-    let mut shown = match before_query.rsplit_once('@') {
-        Some((userinfo, host)) if userinfo.contains(':') => {
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{scheme}:{slashes}{user}:***@{host}")
-        }
-        _ => format!("{scheme}:{slashes}{before_query}"),
-    };
+    let mut shown = format!("{scheme}:{slashes}{shown_auth}{before_query}");
     if let Some(query) = query {
         let params: Vec<String> = query
             .split('&')
@@ -239,6 +244,46 @@ pub(crate) fn mask_password(url: &str) -> String {
         shown.push_str(&params.join("&"));
     }
     shown
+}
+
+/// A URL scheme: a letter, then letters, digits, `+`, `-` or `.`.
+fn is_scheme(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+}
+
+/// `password=…` values in a keyword/value string masked (quoted values too).
+fn mask_keywords(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = find_ignore_case(rest, "password") {
+        let after = &rest[at + "password".len()..];
+        let value = after.trim_start();
+        let Some(value) = value.strip_prefix('=') else {
+            out.push_str(&rest[..at + "password".len()]);
+            rest = after;
+            continue;
+        };
+        out.push_str(&rest[..at]);
+        out.push_str("password=***");
+        let value = value.trim_start();
+        let end = if let Some(quoted) = value.strip_prefix('\'') {
+            quoted.find('\'').map_or(value.len(), |i| i + 2)
+        } else {
+            value.find(char::is_whitespace).unwrap_or(value.len())
+        };
+        rest = &value[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn find_ignore_case(haystack: &str, needle: &str) -> Option<usize> {
+    haystack
+        .as_bytes()
+        .windows(needle.len())
+        .position(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
 }
 
 #[cfg(test)]

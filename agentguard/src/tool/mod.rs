@@ -53,9 +53,13 @@ impl std::error::Error for ToolParseError {}
 ///
 /// They serialize exactly as the variant's params do, so the guard can check that they are the arguments that were
 /// approved.
-pub trait ToolArgs: serde::Serialize {
+pub trait ToolArgs: serde::Serialize + serde::de::DeserializeOwned {
     /// The tool's name.
     const NAME: &'static str;
+
+    /// `true` when the tool's declaration says it always asks (`#[tool(risk = …)]`, `#[tool(dangerous)]`): then only
+    /// an approver's yes makes its [`Approval`], never the guard's rules finding its name safe.
+    const ALWAYS_ASK: bool;
 }
 
 /// What a [`Dispatch`] implementation receives for the one call the guard allowed: the means to get that call's

@@ -24,6 +24,13 @@ impl Shared {
         tokio::spawn(async move {
             let _ = connection.await;
         });
+        // The server gives up on a statement before this client stops waiting for it (CALL_TIMEOUT), so a claim or an
+        // audit row the caller reported as failed cannot commit later behind its back.
+        let limit = CALL_TIMEOUT.saturating_sub(Duration::from_secs(1)).as_millis();
+        client
+            .batch_execute(&format!("SET statement_timeout = {limit}"))
+            .await
+            .map_err(pg_err("set the statement timeout"))?;
         if let Some(schema) = &self.schema {
             let sql = if self.create {
                 format!(
