@@ -361,7 +361,7 @@ fn an_approval_for_one_call_cannot_run_the_same_tool_with_other_arguments() {
 }
 
 #[test]
-fn a_refused_approval_is_recorded_in_the_store_as_not_run() {
+fn a_refused_approval_is_never_claimed_and_ends_expired_in_the_store() {
     let (tx, rx) = mpsc::channel();
     let dir = tempfile::tempdir().unwrap();
     let guard = AgentGuard::external()
@@ -385,8 +385,12 @@ fn a_refused_approval_is_recorded_in_the_store_as_not_run() {
     guard.resolve(req.request_id(), true, Some("alice"));
     assert_eq!(agent.join().unwrap().unwrap_err().reason(), DenyReason::NotApproved);
     let stored = guard.store().get(req.request_id()).unwrap().unwrap();
-    let outcome = stored.outcome.unwrap();
-    assert!(outcome.starts_with("error: not run: "), "{outcome}");
+    assert_eq!(
+        stored.decision.state,
+        agentguard::store::RequestState::Expired,
+        "{stored:?}"
+    );
+    assert_eq!(stored.outcome, None, "nothing ran, so no outcome");
 }
 
 #[derive(Tool, Debug)]

@@ -129,7 +129,7 @@ pub fn approve(
     recheck: Option<&Recheck<'_>>,
 ) -> Result<Allowed, ActionDenied> {
     match guard.guard() {
-        Ok(guard) => guard.decide_blocking(call, gate, recheck),
+        Ok(guard) => guard.decide_blocking(call, gate, recheck, crate::guard::Claim::Now),
         Err(deny) => Err(deny(call.name)),
     }
 }
@@ -159,7 +159,7 @@ impl std::fmt::Debug for Pending<'_> {
 impl Pending<'_> {
     /// Rechecks the arguments, records the verdict, and hands out the approval.
     pub fn finish(self, recheck: Option<&Recheck<'_>>) -> Result<Allowed, ActionDenied> {
-        self.0.finish(recheck)
+        self.0.finish(recheck, crate::guard::Claim::Now)
     }
 }
 

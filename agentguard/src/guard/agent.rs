@@ -91,7 +91,7 @@ impl AgentGuard {
     where
         F: FnOnce(&str, Value) -> T,
     {
-        let approval = self.decide_blocking(call, Gating::Auto, None)?;
+        let approval = self.decide_blocking(call, Gating::Auto, None, super::Claim::Now)?;
         Ok(self.run_approved(approval, |a| {
             let (tool, params) = a.into_parts();
             executor(&tool, params)
@@ -109,7 +109,7 @@ impl AgentGuard {
         F: FnOnce(String, Value) -> Fut,
         Fut: std::future::Future<Output = T>,
     {
-        let approval = self.decide(call, Gating::Auto).await?.finish(None)?;
+        let approval = self.decide(call, Gating::Auto).await?.finish(None, super::Claim::Now)?;
         Ok(self
             .arun_approved(approval, |a| {
                 let (tool, params) = a.into_parts();

@@ -4,6 +4,8 @@
 
 use std::fmt;
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -38,6 +40,8 @@ pub struct Allowed {
     actor: Option<String>,
     /// Parked in the store (external mode): its execution outcome is recorded there.
     parked: bool,
+    /// Parked and not claimed yet: the claim is made when the handler's `Approval` is minted (`dispatch`).
+    unclaimed: Arc<AtomicBool>,
     route: Route,
 }
 
@@ -51,6 +55,7 @@ pub(super) fn unasked(tool: String, params: Value, route: Route) -> Allowed {
         digest: None,
         actor: None,
         parked: false,
+        unclaimed: Arc::new(AtomicBool::new(false)),
         route,
     }
 }
@@ -63,6 +68,7 @@ pub(super) fn asked(
     digest: ParamsDigest,
     actor: Option<String>,
     parked: bool,
+    unclaimed: bool,
 ) -> Allowed {
     Allowed {
         tool,
@@ -71,6 +77,7 @@ pub(super) fn asked(
         digest: Some(digest),
         actor,
         parked,
+        unclaimed: Arc::new(AtomicBool::new(unclaimed)),
         route: Route::Asked,
     }
 }
@@ -119,7 +126,11 @@ impl Allowed {
     /// Mints the [`Approval`] of this very call for the handler that runs it: only when an approver approved it or
     /// the guard's own rules found it safe (never on the caller's word alone), only for the tool `A` names, and only
     /// with the arguments that were approved (their canonical JSON must be the approved params').
-    pub(crate) fn approval_for<'a, A: ToolArgs>(&'a self, args: A) -> Result<Approval<'a, A>, ActionDenied> {
+    pub(crate) fn approval_for<'a, A: ToolArgs>(
+        &'a self,
+        args: A,
+        store: &dyn ApprovalStore,
+    ) -> Result<Approval<'a, A>, ActionDenied> {
         let refuse = |why: String| {
             Err(ActionDenied::new(DenyReason::NotApproved, self.tool.clone())
                 .with_request(self.request_id.clone())
@@ -158,13 +169,16 @@ impl Allowed {
         // approver did not see. A field that cannot be read back refuses the call.
         let from_snapshot = serde_json::from_value::<A>(self.params.clone());
         match (shown, approved, from_snapshot) {
-            (Some(shown), Some(approved), Ok(args)) if shown == approved => Ok(Approval {
-                args,
-                request_id: self.request_id.clone(),
-                digest: approved,
-                actor: self.actor.clone(),
-                _scope: PhantomData,
-            }),
+            (Some(shown), Some(approved), Ok(args)) if shown == approved => {
+                self.claim(store)?;
+                Ok(Approval {
+                    args,
+                    request_id: self.request_id.clone(),
+                    digest: approved,
+                    actor: self.actor.clone(),
+                    _scope: PhantomData,
+                })
+            }
             (Some(shown), Some(approved), Err(e)) if shown == approved => refuse(format!(
                 "the approved params of tool `{}` do not hold all its arguments ({e}): a field the approver was \
                  not shown cannot run",
@@ -174,6 +188,32 @@ impl Allowed {
                 "the arguments given for tool `{}` are not the ones that were approved: nothing ran",
                 self.tool
             )),
+        }
+    }
+}
+
+impl Allowed {
+    /// Claims a parked approval whose claim was left for this moment (at most once: the store's compare-and-set).
+    fn claim(&self, store: &dyn ApprovalStore) -> Result<(), ActionDenied> {
+        if !self.unclaimed.swap(false, Ordering::SeqCst) {
+            return Ok(());
+        }
+        let Some(id) = &self.request_id else { return Ok(()) };
+        let refuse = |reason: DenyReason, detail: Option<String>| {
+            Err(ActionDenied::new(reason, self.tool.clone())
+                .with_request(Some(id.clone()))
+                .with_detail(detail))
+        };
+        match store.claim(id) {
+            Ok(true) => Ok(()),
+            Ok(false) => match store.get(id) {
+                Ok(Some(stored)) if stored.decision.state == crate::store::RequestState::Expired => refuse(
+                    DenyReason::ApprovalTimeout,
+                    Some("the approval expired before this agent could start the call".to_owned()),
+                ),
+                _ => refuse(DenyReason::AlreadyExecuted, None),
+            },
+            Err(e) => refuse(DenyReason::StoreUnavailable, Some(e.to_string())),
         }
     }
 }
@@ -307,6 +347,7 @@ impl Inner {
         OutcomeRecorder {
             store: &*self.store,
             id: approval.parked.then(|| approval.request_id.clone()).flatten(),
+            unclaimed: Arc::clone(&approval.unclaimed),
         }
     }
 }
@@ -316,22 +357,31 @@ impl Inner {
 struct OutcomeRecorder<'a> {
     store: &'a dyn ApprovalStore,
     id: Option<RequestId>,
+    /// Still set when the run ends: the approval was never claimed (no `Approval` was made from it), so it is
+    /// abandoned rather than recorded as run.
+    unclaimed: Arc<AtomicBool>,
 }
 
 impl OutcomeRecorder<'_> {
     /// The executor returned `out`: record `ok` and pass it on.
     fn finish<T>(mut self, out: T) -> T {
         if let Some(id) = self.id.take() {
-            let _ = self.store.finish(&id, &ExecOutcome::Ok);
+            if self.unclaimed.load(Ordering::SeqCst) {
+                let _ = self.store.abandon(&id);
+            } else {
+                let _ = self.store.finish(&id, &ExecOutcome::Ok);
+            }
         }
         out
     }
 }
 
 impl OutcomeRecorder<'_> {
-    /// The run was refused before anything ran: record that, and pass the denial on.
+    /// The run was refused before anything ran: record that, and pass the denial on. A parked approval that was
+    /// never claimed (its `Approval` refused) is abandoned, so the store ends it `expired`, not `executed`.
     fn refused(mut self, denied: ActionDenied) -> ActionDenied {
         if let Some(id) = self.id.take() {
+            let _ = self.store.abandon(&id);
             let _ = self
                 .store
                 .finish(&id, &ExecOutcome::Error(format!("not run: {denied}")));
@@ -348,7 +398,12 @@ impl Drop for OutcomeRecorder<'_> {
             } else {
                 "the executor was cancelled before it finished"
             };
-            let _ = self.store.finish(&id, &ExecOutcome::Error(why.to_owned()));
+            if self.unclaimed.load(Ordering::SeqCst) {
+                // Nothing was claimed, so nothing started: the approval is let go, never left claimable.
+                let _ = self.store.abandon(&id);
+            } else {
+                let _ = self.store.finish(&id, &ExecOutcome::Error(why.to_owned()));
+            }
         }
     }
 }

@@ -17,6 +17,15 @@ use crate::params::{canonical_json, deeper_than, FrozenParams, ParamsDigest, Par
 use crate::request::{ActionDenied, ApprovalRequest, DenyReason, RequestId, ToolCall};
 use agentguard_classify::{classify, confusable_key, name_key, Risk};
 
+/// When a parked approval is claimed in the store (marked `executed`, at most once).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Claim {
+    /// As the decision ends: the executor or body runs right after (`execute`, `#[gate]`).
+    Now,
+    /// When the handler's [`Approval`](crate::Approval) is minted (`dispatch`): a refused one is never claimed.
+    AtApproval,
+}
+
 /// A gated call between its request and its verdict.
 pub(crate) struct Parked {
     pub(super) request: ApprovalRequest,
@@ -44,10 +53,10 @@ pub(crate) enum Decided<'g> {
 #[cfg(feature = "tokio")]
 impl Decided<'_> {
     /// Checks the params again (if `recheck` is given), records the verdict, and hands out the approval.
-    pub(crate) fn finish(self, recheck: Option<&Recheck<'_>>) -> Result<Allowed, ActionDenied> {
+    pub(crate) fn finish(self, recheck: Option<&Recheck<'_>>, claim: Claim) -> Result<Allowed, ActionDenied> {
         match self {
             Decided::Allowed(approval) => Ok(approval),
-            Decided::Parked(inner, parked, verdict) => inner.conclude(parked, verdict, recheck),
+            Decided::Parked(inner, parked, verdict) => inner.conclude(parked, verdict, recheck, claim),
         }
     }
 }
@@ -60,13 +69,14 @@ impl AgentGuard {
         call: ToolCall,
         gate: Gating,
         recheck: Option<&Recheck<'_>>,
+        claim: Claim,
     ) -> Result<Allowed, ActionDenied> {
         let inner = &*self.inner;
         match inner.start(call, gate)? {
             Start::Allowed(approval) => Ok(approval),
             Start::Ask(parked) => {
                 let verdict = inner.ask_blocking(&parked);
-                inner.conclude(parked, verdict, recheck)
+                inner.conclude(parked, verdict, recheck, claim)
             }
         }
     }
@@ -239,6 +249,7 @@ impl Inner {
         parked: Parked,
         verdict: Verdict,
         recheck: Option<&Recheck<'_>>,
+        claim: Claim,
     ) -> Result<Allowed, ActionDenied> {
         let verdict = self.in_time(verdict, parked.until);
         let verdict = match (verdict, recheck) {
@@ -280,7 +291,7 @@ impl Inner {
                 ))
             }
             Verdict::Approved { actor } => {
-                if in_store {
+                if in_store && claim == Claim::Now {
                     // At most once: the claim is the store's compare-and-set. A claim that fails is audited too, so
                     // the approved line above is followed by the reason it did not run.
                     let claimed = match self.store.claim(req.request_id()) {
@@ -316,6 +327,7 @@ impl Inner {
                     digest,
                     actor,
                     in_store,
+                    in_store && claim == Claim::AtApproval,
                 ))
             }
         }

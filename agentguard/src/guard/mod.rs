@@ -18,6 +18,7 @@ pub use agent::Gating;
 pub(crate) use agent::{AgentGuard, Inner, Recheck};
 pub(crate) use approval::Allowed;
 pub use builder::{mode, GuardBuilder, DEFAULT_TIMEOUT, MAX_TIMEOUT};
+pub(crate) use decide::Claim;
 #[cfg(feature = "tokio")]
 pub(crate) use decide::Decided;
 pub use global::{installed, AlreadyInstalled};

@@ -373,9 +373,9 @@ mod tests {
     }
 }
 
-/// Model checking with shuttle (`cargo test -p agentguard --features model --lib model::`): a waiter racing an
+/// Model checking with shuttle (`RUSTFLAGS="--cfg agentguard_model" cargo test -p agentguard --lib model::`, as `.ci/run` does): a waiter racing an
 /// answer, its deadline and its own drop, over the real store code, in every interleaving shuttle explores.
-#[cfg(all(test, feature = "model"))]
+#[cfg(all(test, agentguard_model))]
 mod model {
     use super::*;
     use crate::params::ParamsDigest;

@@ -1,18 +1,18 @@
 //! The synchronization the in-memory store is built on: std's `Mutex` and `event_listener`'s `Event`, or, with the
-//! `model` feature (model checking only, never for use), shuttle's mutex and a condition-variable event, so that
+//! `agentguard_model` cfg (model checking only, never in a build anyone runs), shuttle's mutex and a condition-variable event, so that
 //! shuttle can explore every interleaving of waiters, answers, deadlines and drops over the real store code.
 
-#[cfg(not(feature = "model"))]
+#[cfg(not(agentguard_model))]
 pub(crate) use event_listener::{Event, Listener};
-#[cfg(not(feature = "model"))]
+#[cfg(not(agentguard_model))]
 pub(crate) use std::sync::{Mutex, MutexGuard};
 
-#[cfg(feature = "model")]
+#[cfg(agentguard_model)]
 pub(crate) use model::{Event, Listener};
-#[cfg(feature = "model")]
+#[cfg(agentguard_model)]
 pub(crate) use shuttle::sync::{Mutex, MutexGuard};
 
-#[cfg(feature = "model")]
+#[cfg(agentguard_model)]
 mod model {
     use std::future::Future;
     use std::pin::Pin;

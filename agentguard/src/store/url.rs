@@ -83,10 +83,17 @@ impl StoreUrl {
                 Kind::Postgres { conn, schema }
             }
             _ => {
+                // The scheme is named only when it is one (text before a `:` in a keyword string may hold a
+                // password).
+                let what = if is_scheme(scheme) {
+                    format!("unknown store URL scheme {scheme:?}")
+                } else {
+                    "no store URL scheme".to_owned()
+                };
                 return Err(StoreError::new(format!(
-                    "unknown store URL scheme in {:?}: {ACCEPTED}",
+                    "{what} in {:?}: {ACCEPTED}",
                     mask_password(given)
-                )))
+                )));
             }
         };
         Ok(StoreUrl {

@@ -6,8 +6,9 @@ use std::future::Future;
 
 pub(crate) mod definition;
 
-use crate::guard::{AgentGuard, Allowed};
+use crate::guard::{AgentGuard, Allowed, Claim};
 use crate::request::ActionDenied;
+use crate::store::ApprovalStore;
 use crate::Approval;
 use definition::Tool;
 
@@ -69,6 +70,8 @@ pub trait ToolArgs: serde::Serialize + serde::de::DeserializeOwned {
 /// by [`approve`](Self::approve), so it gives one approval at most.
 pub struct Grant<'a> {
     allowed: &'a Allowed,
+    /// Where a parked approval is claimed once its `Approval` is made.
+    store: &'a dyn ApprovalStore,
 }
 
 impl fmt::Debug for Grant<'_> {
@@ -78,8 +81,8 @@ impl fmt::Debug for Grant<'_> {
 }
 
 impl<'a> Grant<'a> {
-    fn new(allowed: &'a Allowed) -> Self {
-        Grant { allowed }
+    fn new(allowed: &'a Allowed, store: &'a dyn ApprovalStore) -> Self {
+        Grant { allowed, store }
     }
 
     /// The tool that was allowed.
@@ -94,7 +97,7 @@ impl<'a> Grant<'a> {
     /// tool is `A`'s, and `args` are the arguments that were approved. The code `#[derive(Tool)]` generates always
     /// passes the approved arguments; a hand-written [`Dispatch`] can get nothing else.
     pub fn approve<A: ToolArgs>(self, args: A) -> Result<Approval<'a, A>, ActionDenied> {
-        self.allowed.approval_for(args)
+        self.allowed.approval_for(args, self.store)
     }
 }
 
@@ -137,8 +140,10 @@ impl AgentGuard {
             .to_call()
             .map_err(|e| ActionDenied::invalid_params(tool.name(), e))?;
         let recheck = || tool.params().map_err(|e| e.to_string());
-        let allowed = self.decide_blocking(call, tool.gating(), Some(&recheck))?;
-        self.run_approved_fallible(allowed, |allowed| tool.call(Grant::new(&allowed), handler))
+        let allowed = self.decide_blocking(call, tool.gating(), Some(&recheck), Claim::AtApproval)?;
+        self.run_approved_fallible(allowed, |allowed| {
+            tool.call(Grant::new(&allowed, &**self.store()), handler)
+        })
     }
 
     /// The async twin of [`dispatch`](Self::dispatch), for `<Enum>AsyncHandler` implementations.
@@ -153,9 +158,9 @@ impl AgentGuard {
             .map_err(|e| ActionDenied::invalid_params(tool.name(), e))?;
         let decided = self.decide(call, tool.gating()).await?;
         let recheck = || tool.params().map_err(|e| e.to_string());
-        let allowed = decided.finish(Some(&recheck))?;
+        let allowed = decided.finish(Some(&recheck), Claim::AtApproval)?;
         self.arun_approved_fallible(allowed, |allowed| async move {
-            tool.call(Grant::new(&allowed), handler).await
+            tool.call(Grant::new(&allowed, &**self.store()), handler).await
         })
         .await
     }
