@@ -110,7 +110,9 @@ pub(crate) fn expand(g: &Gated<'_>) -> TokenStream {
             )
             .await?;
             let __agentguard_approval = __agentguard_decided.finish(::core::option::Option::Some(&#build))?;
-            #private::arun(__agentguard_guard, __agentguard_approval, #async_body).await
+            // `Ok(…?)`: the `Ok` argument is a coercion site, so a body returning `Box<Range<u32>>` fits a declared
+            // `Box<dyn Iterator<…>>`.
+            ::core::result::Result::Ok(#private::arun(__agentguard_guard, __agentguard_approval, #async_body).await?)
         }
     } else {
         quote! {
@@ -121,7 +123,11 @@ pub(crate) fn expand(g: &Gated<'_>) -> TokenStream {
                 #private::always(#risk),
                 ::core::option::Option::Some(&#build),
             )?;
-            #private::run(__agentguard_guard, __agentguard_approval, move || #ret_annotation #body)
+            ::core::result::Result::Ok(#private::run(
+                __agentguard_guard,
+                __agentguard_approval,
+                move || #ret_annotation #body,
+            )?)
         }
     };
     quote! {

@@ -80,11 +80,13 @@ impl fmt::Debug for Grant<'_> {
     }
 }
 
-impl<'a> Grant<'a> {
-    fn new(allowed: &'a Allowed, store: &'a dyn ApprovalStore) -> Self {
-        Grant { allowed, store }
-    }
+/// A grant for the call `allowed`. (A free function, not an associated one, so the compiler never suggests it to
+/// code outside the guard that tries to build a `Grant`.)
+fn grant<'a>(allowed: &'a Allowed, store: &'a dyn ApprovalStore) -> Grant<'a> {
+    Grant { allowed, store }
+}
 
+impl<'a> Grant<'a> {
     /// The tool that was allowed.
     pub fn tool(&self) -> &str {
         self.allowed.tool()
@@ -141,9 +143,7 @@ impl AgentGuard {
             .map_err(|e| ActionDenied::invalid_params(tool.name(), e))?;
         let recheck = || tool.params().map_err(|e| e.to_string());
         let allowed = self.decide_blocking(call, tool.gating(), Some(&recheck), Claim::AtApproval)?;
-        self.run_approved_fallible(allowed, |allowed| {
-            tool.call(Grant::new(&allowed, &**self.store()), handler)
-        })
+        self.run_approved_fallible(allowed, |allowed| tool.call(grant(&allowed, &**self.store()), handler))
     }
 
     /// The async twin of [`dispatch`](Self::dispatch), for `<Enum>AsyncHandler` implementations.
@@ -160,7 +160,7 @@ impl AgentGuard {
         let recheck = || tool.params().map_err(|e| e.to_string());
         let allowed = decided.finish(Some(&recheck), Claim::AtApproval)?;
         self.arun_approved_fallible(allowed, |allowed| async move {
-            tool.call(Grant::new(&allowed, &**self.store()), handler).await
+            tool.call(grant(&allowed, &**self.store()), handler).await
         })
         .await
     }
