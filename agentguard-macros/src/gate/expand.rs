@@ -110,9 +110,10 @@ pub(crate) fn expand(g: &Gated<'_>) -> TokenStream {
             )
             .await?;
             let __agentguard_approval = __agentguard_decided.finish(::core::option::Option::Some(&#build))?;
-            // `Ok(…?)`: the `Ok` argument is a coercion site, so a body returning `Box<Range<u32>>` fits a declared
+            // Returned through `Ok(…)`, a coercion site, so a body returning `Box<Range<u32>>` fits a declared
             // `Box<dyn Iterator<…>>`.
-            ::core::result::Result::Ok(#private::arun(__agentguard_guard, __agentguard_approval, #async_body).await?)
+            let __agentguard_out = #private::arun(__agentguard_guard, __agentguard_approval, #async_body).await?;
+            ::core::result::Result::Ok(__agentguard_out)
         }
     } else {
         quote! {
@@ -123,11 +124,9 @@ pub(crate) fn expand(g: &Gated<'_>) -> TokenStream {
                 #private::always(#risk),
                 ::core::option::Option::Some(&#build),
             )?;
-            ::core::result::Result::Ok(#private::run(
-                __agentguard_guard,
-                __agentguard_approval,
-                move || #ret_annotation #body,
-            )?)
+            let __agentguard_out =
+                #private::run(__agentguard_guard, __agentguard_approval, move || #ret_annotation #body)?;
+            ::core::result::Result::Ok(__agentguard_out)
         }
     };
     quote! {
