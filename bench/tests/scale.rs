@@ -1,4 +1,4 @@
-//! The scale program (src/bin/scale.rs) at small sizes: every section it is asked for runs and reports.
+//! The scale program (src/bin/scale/) at small sizes: every section it is asked for runs and reports.
 
 use std::process::{Command, Stdio};
 

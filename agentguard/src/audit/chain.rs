@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{AuditError, AuditKey, AuditRecord, VerifyErrorKind};
-use crate::params::hex;
+use crate::params::{hex, is_lower_hex};
 
 /// The `prev` of the first line of a chain.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -107,10 +107,6 @@ pub(crate) fn seal(body: &[u8], seq: u64, prev: &str, key: Option<&AuditKey>) ->
 /// 64 lowercase hex digits: a SHA-256 or HMAC-SHA256 in hex.
 pub(crate) fn is_hash(s: &str) -> bool {
     is_lower_hex(s, 64)
-}
-
-fn is_lower_hex(s: &str, len: usize) -> bool {
-    s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// UTC time as RFC 3339 with milliseconds.

@@ -88,11 +88,16 @@ impl fmt::Display for ParseDigestError {
 
 impl std::error::Error for ParseDigestError {}
 
+/// `s` is `len` lowercase hex digits (a digest, a MAC, a key id).
+pub(crate) fn is_lower_hex(s: &str, len: usize) -> bool {
+    s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 impl FromStr for ParamsDigest {
     type Err = ParseDigestError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if is_lower_hex(s, 64) {
             Ok(ParamsDigest(Arc::from(s)))
         } else {
             Err(ParseDigestError { input: s.to_owned() })

@@ -80,6 +80,12 @@ impl RequestState {
         .find(|s| s.as_str() == name)
     }
 
+    /// A state read back from a database row; `store` names the store in the error.
+    pub(crate) fn parse_stored(name: &str, store: &str) -> Result<Self, StoreError> {
+        Self::from_name(name)
+            .ok_or_else(|| StoreError::new(format!("{store} store: unknown state {name:?} in the database")))
+    }
+
     /// `true` for every state but [`Pending`](Self::Pending).
     pub fn is_final(self) -> bool {
         self != RequestState::Pending

@@ -113,11 +113,6 @@ fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-fn parse_state(s: &str) -> Result<RequestState, StoreError> {
-    RequestState::from_name(s)
-        .ok_or_else(|| StoreError::new(format!("postgres store: unknown state {s:?} in the database")))
-}
-
 impl PostgresStore {
     /// Connects to `url` (`postgres://user@host:port/db`, with `sslmode` and `sslrootcert` as in libpq: see the type's
     /// docs), optionally inside `schema` (created if missing), brings the tables to the current schema version
@@ -261,7 +256,7 @@ impl PostgresStore {
             .map_err(pg_err("read a request"))?
             .ok_or_else(|| StoreError::new(format!("no request {id} in the postgres store")))?;
         Ok(Decision {
-            state: parse_state(row.get(0))?,
+            state: RequestState::parse_stored(row.get(0), "postgres")?,
             actor: row.get(1),
             note: row.get(2),
         })

@@ -201,7 +201,7 @@ impl ApprovalStore for PostgresStore {
             Ok(StoredRequest {
                 request,
                 decision: Decision {
-                    state: parse_state(&state)?,
+                    state: RequestState::parse_stored(&state, "postgres")?,
                     actor,
                     note,
                 },

@@ -87,11 +87,6 @@ fn query_row<T>(
     conn.prepare_cached(sql)?.query_row(params, f)
 }
 
-fn parse_state(s: &str) -> Result<RequestState, StoreError> {
-    RequestState::from_name(s)
-        .ok_or_else(|| StoreError::new(format!("sqlite store: unknown state {s:?} in the database")))
-}
-
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and brings a new file to the current schema. A file at
     /// another schema version is refused with a message, never half-migrated.
@@ -215,7 +210,7 @@ impl SqliteStore {
         .map(|(state, actor, note, deadline)| {
             Ok((
                 Decision {
-                    state: parse_state(&state)?,
+                    state: RequestState::parse_stored(&state, "sqlite")?,
                     actor,
                     note,
                 },

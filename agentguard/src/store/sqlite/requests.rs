@@ -47,7 +47,7 @@ impl ApprovalStore for SqliteStore {
         let Some((state, deadline_ms, digest)) = row else {
             return Ok(ResolveOutcome::Unknown);
         };
-        let outcome = match parse_state(&state)? {
+        let outcome = match RequestState::parse_stored(&state, "sqlite")? {
             RequestState::Expired => ResolveOutcome::Expired,
             RequestState::Pending if now_ms() >= deadline_ms => {
                 exec(
@@ -139,7 +139,7 @@ impl ApprovalStore for SqliteStore {
         row.map(|(json, state, actor, note, deadline_ms, outcome)| {
             let request: ApprovalRequest = serde_json::from_str(&json)
                 .map_err(|e| StoreError::new(format!("sqlite store: request {id} is damaged: {e}")))?;
-            let mut state = parse_state(&state)?;
+            let mut state = RequestState::parse_stored(&state, "sqlite")?;
             // A pending request past its deadline whose agent is gone is expired, whether or not anyone wrote it.
             if state == RequestState::Pending && now_ms() >= deadline_ms {
                 state = RequestState::Expired;

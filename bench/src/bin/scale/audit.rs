@@ -1,0 +1,68 @@
+//! audit: audit lines per second from threads and from sinks.
+
+use super::*;
+
+// ---------------------------------------------------------------------------------------------------------------
+// audit: append throughput
+// ---------------------------------------------------------------------------------------------------------------
+
+pub(super) fn append(audit: &JsonlAudit, tag: usize, n: usize) {
+    let params = json!({"id": tag, "email": "jane@example.com"});
+    for _ in 0..n {
+        let mut rec = AuditRecord::new("update_email", AuditDecision::Allowed);
+        rec.params = Some(&params);
+        rec.agent_id = Some("scale");
+        audit.record(&rec).expect("audit append");
+    }
+}
+
+pub(super) fn audit(opts: &Options, figures: &mut Figures) {
+    let n = opts.audit_records;
+    println!("\n== audit: {n} records appended to a hash-chained JSONL file");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let runs: [(&str, &str, usize, bool); 3] = [
+        ("one_writer", "1 writer", 1, true),
+        ("eight_threads_one_sink", "8 threads, one shared sink", 8, true),
+        ("eight_sinks_one_file", "8 sinks on one file (as 8 processes)", 8, false),
+    ];
+    for (key, label, writers, shared) in runs {
+        let path = dir.path().join(format!("{key}.log"));
+        let per = n / writers;
+        let t0 = Instant::now();
+        if shared {
+            let audit = Arc::new(JsonlAudit::new(&path));
+            std::thread::scope(|s| {
+                for w in 0..writers {
+                    let audit = audit.clone();
+                    s.spawn(move || append(&audit, w, per));
+                }
+            });
+        } else {
+            std::thread::scope(|s| {
+                for w in 0..writers {
+                    let path = path.clone();
+                    s.spawn(move || append(&JsonlAudit::new(path), w, per));
+                }
+            });
+        }
+        let elapsed = t0.elapsed();
+        let written = per * writers;
+        let rate = written as f64 / elapsed.as_secs_f64();
+        let verified = agentguard::audit::verify(&path).map(|r| r.lines);
+        let chain = match &verified {
+            Ok(lines) if *lines == written as u64 => "chain intact".to_owned(),
+            Ok(lines) => format!("CHAIN HAS {lines} LINES, EXPECTED {written}"),
+            Err(e) => format!("CHAIN BROKEN: {e}"),
+        };
+        println!(
+            "  {label:<38} {rate:>10.0} records/s  ({written} in {:.2} s, {chain})",
+            elapsed.as_secs_f64()
+        );
+        record(figures, &format!("audit.{key}.records_per_s"), rate);
+        record(
+            figures,
+            &format!("audit.{key}.chain_ok"),
+            verified.is_ok_and(|l| l == written as u64),
+        );
+    }
+}

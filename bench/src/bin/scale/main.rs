@@ -1,0 +1,249 @@
+//! Scale: what agentguard does with many parked approvals, many cycles, other processes and many audit writers.
+//!
+//! ```text
+//! cargo run --release -p agentguard-bench --bin scale                      # every section
+//! cargo run --release -p agentguard-bench --bin scale -- park cycles       # only these sections
+//! cargo run --release -p agentguard-bench --bin scale -- --json out.json   # also write the figures as JSON
+//! ```
+//!
+//! Sections (all by default; name some to run only those):
+//!
+//! - `park`: 100,000 calls parked through `aexecute` on a 2-worker tokio runtime with a 0.5 s timeout and nobody
+//!   answering. Reports how long parking them took, when they have all failed closed, each call's lateness past its
+//!   own deadline (p50/p99/max), peak RSS and RSS per parked approval (VmRSS sampled every 2 ms, and VmHWM), the
+//!   live heap per parked approval (this program's global allocator counts bytes), and the round-trip latency of
+//!   unrelated `spawn_blocking` calls made from a task while they are parked.
+//! - `cycles`: 1,000,000 park → resolve → run cycles (256 agent tasks, one resolver task), RSS at start, after 10%,
+//!   at the middle and at the end. The store forgets decided requests after `--retention-ms` (default 0, so what is
+//!   measured is the cost per cycle, not the retention window, which holds rate × window requests by design; the
+//!   library's default is 10 minutes, see BENCHMARKS.md).
+//! - `wake`: cross-process resolve → wake latency. This process parks calls; a second OS process (this binary,
+//!   re-executed as `scale __resolver URL`) answers each one 20–50 ms after it was parked. Each sample runs from
+//!   just before the resolver's `resolve` to the first line of the executor (wall clock, same host). Over SQLite
+//!   (polling), PostgreSQL (LISTEN/NOTIFY), and PostgreSQL with the agent's LISTEN connection killed and kept
+//!   from reconnecting (the agent connects as an ordinary role, `agentguard_scale_agent`, capped by `ALTER ROLE …
+//!   CONNECTION LIMIT` at the connections it has left; needs `psql` and a superuser URL), so the 1 s polling
+//!   fallback is what wakes it. The role and schemas are removed afterwards.
+//! - `audit`: records/s appended to one hash-chained JSONL file by 1 writer, 8 threads sharing one sink, and 8
+//!   separate sinks on the same file (as 8 processes would: the OS file lock and a tail re-read per line).
+//!
+//! Options: `--park-n N` (100000), `--cycles N` (1000000), `--wake-samples N` (200), `--killed-samples N` (30),
+//! `--audit-records N` (200000), `--retention-ms MS` (0), `--pg-url URL` (default `$AGENTGUARD_TEST_POSTGRES_URL`,
+//! else `postgres://postgres@127.0.0.1:5432/test`), `--no-postgres`, `--no-sqlite`, `--json PATH`.
+//! A section whose backend is missing says `skipped: …` and the run goes on.
+
+mod audit;
+mod cycles;
+mod park;
+mod wake;
+
+use audit::audit;
+use cycles::cycles;
+use park::park;
+use wake::{resolver_process, wake};
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use agentguard::audit::{AuditDecision, AuditRecord};
+use agentguard::audit::{AuditSink, JsonlAudit};
+use agentguard::store::{open_store, InMemoryStore};
+use agentguard::{AgentGuard, DenyReason, RequestId, Resolution, ResolveOutcome, ToolCall};
+use serde_json::{json, Map, Value};
+
+/// The command line, parsed.
+#[derive(Debug)]
+struct Options {
+    sections: Vec<String>,
+    park_n: usize,
+    cycles: usize,
+    wake_samples: usize,
+    killed_samples: usize,
+    audit_records: usize,
+    retention: Duration,
+    pg_url: Option<String>,
+    sqlite: bool,
+    json: Option<String>,
+}
+
+impl Options {
+    fn parse(args: &[String]) -> Result<Options, String> {
+        let mut o = Options {
+            sections: Vec::new(),
+            park_n: 100_000,
+            cycles: 1_000_000,
+            wake_samples: 200,
+            killed_samples: 30,
+            audit_records: 200_000,
+            retention: Duration::ZERO,
+            pg_url: Some(
+                std::env::var("AGENTGUARD_TEST_POSTGRES_URL")
+                    .ok()
+                    .filter(|u| !u.is_empty())
+                    .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".to_owned()),
+            ),
+            sqlite: true,
+            json: None,
+        };
+        let mut it = args.iter();
+        while let Some(arg) = it.next() {
+            let mut value = |name: &str| it.next().cloned().ok_or_else(|| format!("{name} needs a value"));
+            let number = |name: &str, v: String| v.parse::<usize>().map_err(|e| format!("{name} {v:?}: {e}"));
+            match arg.as_str() {
+                "--park-n" => o.park_n = number(arg, value(arg)?)?,
+                "--cycles" => o.cycles = number(arg, value(arg)?)?,
+                "--wake-samples" => o.wake_samples = number(arg, value(arg)?)?,
+                "--killed-samples" => o.killed_samples = number(arg, value(arg)?)?,
+                "--audit-records" => o.audit_records = number(arg, value(arg)?)?,
+                "--retention-ms" => o.retention = Duration::from_millis(number(arg, value(arg)?)? as u64),
+                "--pg-url" => o.pg_url = Some(value(arg)?),
+                "--no-postgres" => o.pg_url = None,
+                "--no-sqlite" => o.sqlite = false,
+                "--json" => o.json = Some(value(arg)?),
+                "park" | "cycles" | "wake" | "audit" => o.sections.push(arg.clone()),
+                other => return Err(format!("unknown argument {other:?}")),
+            }
+        }
+        if o.sections.is_empty() {
+            o.sections = ["park", "cycles", "wake", "audit"].map(String::from).to_vec();
+        }
+        Ok(o)
+    }
+}
+
+/// Figures gathered for `--json`, keyed `section.figure`.
+type Figures = BTreeMap<String, Value>;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("__resolver") {
+        resolver_process(args.get(1).expect("usage: scale __resolver URL"));
+        return;
+    }
+    let opts = match Options::parse(&args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!(
+                "scale: {e}\nusage: scale [park] [cycles] [wake] [audit] [--park-n N] [--cycles N] [--json PATH] …"
+            );
+            std::process::exit(2);
+        }
+    };
+    let mut figures = Figures::new();
+    println!(
+        "agentguard scale: {} cores, load average {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
+    );
+    for section in &opts.sections {
+        match section.as_str() {
+            "park" => park(&opts, &mut figures),
+            "cycles" => cycles(&opts, &mut figures),
+            "wake" => wake(&opts, &mut figures),
+            "audit" => audit(&opts, &mut figures),
+            _ => unreachable!("checked by Options::parse"),
+        }
+    }
+    if let Some(path) = &opts.json {
+        let text = serde_json::to_string_pretty(&figures).expect("figures are JSON");
+        std::fs::write(path, text).unwrap_or_else(|e| panic!("cannot write {path}: {e}"));
+        println!("figures written to {path}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Measuring helpers
+// ---------------------------------------------------------------------------------------------------------------
+
+/// The system allocator, counting the bytes it has handed out and not yet had back, so the `park` section can
+/// report live heap per parked approval exactly (RSS adds the allocator's own overhead and fragmentation).
+struct CountingAllocator;
+
+static LIVE_HEAP: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every call is forwarded unchanged to `System`, which upholds the `GlobalAlloc` contract; the counter is
+// only arithmetic on the layout sizes.
+unsafe impl std::alloc::GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        LIVE_HEAP.fetch_add(layout.size(), Ordering::Relaxed);
+        // SAFETY: forwarded with the caller's layout.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
+        LIVE_HEAP.fetch_add(layout.size(), Ordering::Relaxed);
+        // SAFETY: forwarded with the caller's layout.
+        unsafe { std::alloc::System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        LIVE_HEAP.fetch_sub(layout.size(), Ordering::Relaxed);
+        // SAFETY: `ptr` came from this allocator with this layout.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: `ptr` came from this allocator with `layout`; the caller guarantees `new_size` is valid.
+        let new = unsafe { std::alloc::System.realloc(ptr, layout, new_size) };
+        if !new.is_null() {
+            LIVE_HEAP.fetch_sub(layout.size(), Ordering::Relaxed);
+            LIVE_HEAP.fetch_add(new_size, Ordering::Relaxed);
+        }
+        new
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+/// Bytes of heap handed out and not yet freed.
+fn live_heap() -> usize {
+    LIVE_HEAP.load(Ordering::Relaxed)
+}
+
+/// A field of /proc/self/status in KiB (VmRSS, VmHWM), or 0 where there is no /proc.
+fn status_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The `p`-quantile (0..=1) of sorted values.
+fn quantile<T: Copy>(sorted: &[T], p: f64) -> T {
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+fn record(figures: &mut Figures, key: &str, value: impl Into<Value>) {
+    figures.insert(key.to_owned(), value.into());
+}
+
+/// Wall-clock nanoseconds since the epoch: comparable between processes on one host.
+fn wall_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_nanos() as u64
+}
