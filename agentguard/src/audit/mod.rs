@@ -128,6 +128,9 @@ pub struct AuditRecord<'a> {
     pub agent_id: Option<&'a str>,
     /// Which run.
     pub session_id: Option<&'a str>,
+    /// The tool server the call went to (the MCP gateway's upstream), when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server: Option<&'a str>,
     /// The approval request, when one was made.
     pub request_id: Option<&'a RequestId>,
     /// Who decided.
@@ -149,6 +152,7 @@ impl<'a> AuditRecord<'a> {
             params_digest: None,
             agent_id: None,
             session_id: None,
+            server: None,
             request_id: None,
             actor: None,
             detail: None,
@@ -163,6 +167,7 @@ impl<'a> AuditRecord<'a> {
             params_digest: Some(request.params_digest()),
             agent_id: request.agent_id(),
             session_id: request.session_id(),
+            server: request.server(),
             request_id: Some(request.request_id()),
             ..AuditRecord::new(request.tool(), decision)
         }
@@ -174,6 +179,7 @@ impl<'a> AuditRecord<'a> {
         AuditRecord {
             agent_id: call.agent_id.as_deref(),
             session_id: call.session_id.as_deref(),
+            server: call.server.as_deref(),
             ..AuditRecord::new(&call.name, decision)
         }
     }

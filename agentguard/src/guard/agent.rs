@@ -91,7 +91,18 @@ impl AgentGuard {
     where
         F: FnOnce(&str, Value) -> T,
     {
-        let approval = self.decide_blocking(call, Gating::Auto, None, super::Claim::Now)?;
+        self.execute_gated(call, Gating::Auto, executor)
+    }
+
+    /// Like [`execute`](Self::execute), gated as `gating` says instead of by the guard's rules alone: what a caller
+    /// that knows more about the tool passes on (the MCP gateway maps a server's `destructiveHint` to
+    /// `Gating::Always(Risk::Irreversible)`). `Gating::Never` is the caller's word that the tool is safe: the call is
+    /// still audited, and a policy still applies.
+    pub fn execute_gated<T, F>(&self, call: ToolCall, gating: Gating, executor: F) -> Result<T, ActionDenied>
+    where
+        F: FnOnce(&str, Value) -> T,
+    {
+        let approval = self.decide_blocking(call, gating, None, super::Claim::Now)?;
         Ok(self.run_approved(approval, |a| {
             let (tool, params) = a.into_parts();
             executor(&tool, params)
@@ -109,7 +120,22 @@ impl AgentGuard {
         F: FnOnce(String, Value) -> Fut,
         Fut: std::future::Future<Output = T>,
     {
-        let approval = self.decide(call, Gating::Auto).await?.finish(None, super::Claim::Now)?;
+        self.aexecute_gated(call, Gating::Auto, executor).await
+    }
+
+    /// The async twin of [`execute_gated`](Self::execute_gated).
+    #[cfg(feature = "tokio")]
+    pub async fn aexecute_gated<T, F, Fut>(
+        &self,
+        call: ToolCall,
+        gating: Gating,
+        executor: F,
+    ) -> Result<T, ActionDenied>
+    where
+        F: FnOnce(String, Value) -> Fut,
+        Fut: std::future::Future<Output = T>,
+    {
+        let approval = self.decide(call, gating).await?.finish(None, super::Claim::Now)?;
         Ok(self
             .arun_approved(approval, |a| {
                 let (tool, params) = a.into_parts();

@@ -210,6 +210,7 @@ impl Inner {
             name,
             agent_id,
             session_id,
+            server,
             reason,
             redact,
             ..
@@ -229,7 +230,8 @@ impl Inner {
             session_id,
             now,
             now + self.timeout,
-        );
+        )
+        .with_server(server);
         Ok(Parked {
             request,
             params: frozen.into_value(),

@@ -114,6 +114,7 @@ pub struct ToolCall {
     pub(crate) params: Value,
     pub(crate) agent_id: Option<String>,
     pub(crate) session_id: Option<String>,
+    pub(crate) server: Option<String>,
     pub(crate) reason: Option<String>,
     pub(crate) redact: Vec<String>,
 }
@@ -142,6 +143,7 @@ impl ToolCall {
             ("reason", &self.reason),
             ("agent_id", &self.agent_id),
             ("session_id", &self.session_id),
+            ("server", &self.server),
         ] {
             if let Some(value) = value.as_deref().filter(|v| v.len() > Self::MAX_TEXT_BYTES) {
                 return Some(format!(
@@ -171,6 +173,7 @@ impl ToolCall {
             params: Value::Null,
             agent_id: self.agent_id.as_deref().map(|v| clip(v, Self::MAX_TEXT_BYTES)),
             session_id: self.session_id.as_deref().map(|v| clip(v, Self::MAX_TEXT_BYTES)),
+            server: self.server.as_deref().map(|v| clip(v, Self::MAX_TEXT_BYTES)),
             reason: None,
             redact: Vec::new(),
         }
@@ -183,6 +186,7 @@ impl ToolCall {
             params,
             agent_id: None,
             session_id: None,
+            server: None,
             reason: None,
             redact: Vec::new(),
         }
@@ -211,6 +215,13 @@ impl ToolCall {
         self
     }
 
+    /// Which tool server the call goes to (the MCP gateway sets the upstream server's name): policy rules can match
+    /// it, and the audit records it.
+    pub fn server(mut self, server: impl Into<String>) -> Self {
+        self.server = Some(server.into());
+        self
+    }
+
     /// Why the agent wants to make the call (shown to the approver).
     pub fn reason(mut self, reason: impl Into<String>) -> Self {
         self.reason = Some(reason.into());
@@ -225,6 +236,21 @@ impl ToolCall {
     /// The params as given.
     pub fn params(&self) -> &Value {
         &self.params
+    }
+
+    /// The agent's id, if given.
+    pub fn get_agent_id(&self) -> Option<&str> {
+        self.agent_id.as_deref()
+    }
+
+    /// The session's id, if given.
+    pub fn get_session_id(&self) -> Option<&str> {
+        self.session_id.as_deref()
+    }
+
+    /// The tool server's name, if given.
+    pub fn get_server(&self) -> Option<&str> {
+        self.server.as_deref()
     }
 }
 
@@ -251,6 +277,9 @@ struct RequestData {
     reason: Option<Box<str>>,
     agent_id: Option<Box<str>>,
     session_id: Option<Box<str>>,
+    /// Absent (not `null`) when unknown, so requests written before it existed read back the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    server: Option<Box<str>>,
     #[serde(with = "unix_seconds")]
     timestamp: SystemTime,
     #[serde(with = "unix_seconds")]
@@ -269,6 +298,7 @@ impl fmt::Debug for ApprovalRequest {
             .field("reason", &d.reason)
             .field("agent_id", &d.agent_id)
             .field("session_id", &d.session_id)
+            .field("server", &d.server)
             .field("timestamp", &d.timestamp)
             .field("deadline", &d.deadline)
             .finish()
@@ -316,9 +346,18 @@ impl ApprovalRequest {
             reason: reason.map(String::into_boxed_str),
             agent_id: agent_id.map(String::into_boxed_str),
             session_id: session_id.map(String::into_boxed_str),
+            server: None,
             timestamp,
             deadline,
         }))
+    }
+
+    /// This request, naming the tool server its call goes to (set before the request is shared).
+    pub(crate) fn with_server(mut self, server: Option<String>) -> Self {
+        if let Some(data) = Arc::get_mut(&mut self.0) {
+            data.server = server.map(String::into_boxed_str);
+        }
+        self
     }
 
     /// The tool's name, taken without a copy when this is the last holder of the request.
@@ -360,6 +399,10 @@ impl ApprovalRequest {
     /// Which run this belongs to, if given.
     pub fn session_id(&self) -> Option<&str> {
         self.0.session_id.as_deref()
+    }
+    /// The tool server the call goes to, if known (the MCP gateway's upstream).
+    pub fn server(&self) -> Option<&str> {
+        self.0.server.as_deref()
     }
     /// When the request was made.
     pub fn timestamp(&self) -> SystemTime {
