@@ -10,6 +10,7 @@ use std::time::{Instant, SystemTime};
 use serde_json::{json, Value};
 
 use super::approval::{self, Allowed, Route};
+use super::trace::CallSpan;
 use super::{AgentGuard, Gating, Inner, Recheck};
 use crate::approver::{self, Approver, Notifier, Verdict};
 use crate::audit::{AuditDecision, AuditRecord};
@@ -47,7 +48,7 @@ enum Start {
 #[cfg(feature = "tokio")]
 pub(crate) enum Decided<'g> {
     Allowed(Allowed),
-    Parked(&'g Inner, Parked, Verdict),
+    Parked(&'g Inner, Parked, Verdict, CallSpan),
 }
 
 #[cfg(feature = "tokio")]
@@ -56,7 +57,10 @@ impl Decided<'_> {
     pub(crate) fn finish(self, recheck: Option<&Recheck<'_>>, claim: Claim) -> Result<Allowed, ActionDenied> {
         match self {
             Decided::Allowed(approval) => Ok(approval),
-            Decided::Parked(inner, parked, verdict) => inner.conclude(parked, verdict, recheck, claim),
+            Decided::Parked(inner, parked, verdict, span) => {
+                let decision = span.in_scope(|| inner.conclude(parked, verdict, recheck, claim));
+                span.decided(decision)
+            }
         }
     }
 }
@@ -72,13 +76,16 @@ impl AgentGuard {
         claim: Claim,
     ) -> Result<Allowed, ActionDenied> {
         let inner = &*self.inner;
-        match inner.start(call, gate)? {
+        let span = CallSpan::of(&call);
+        let decision = span.in_scope(|| match inner.start(call, gate)? {
             Start::Allowed(approval) => Ok(approval),
             Start::Ask(parked) => {
+                span.parked(&parked.request);
                 let verdict = inner.ask_blocking(&parked);
                 inner.conclude(parked, verdict, recheck, claim)
             }
-        }
+        });
+        span.decided(decision)
     }
 
     /// The async path: everything up to the verdict. The recheck happens in [`Decided::finish`], so the (possibly
@@ -86,11 +93,14 @@ impl AgentGuard {
     #[cfg(feature = "tokio")]
     pub(crate) async fn decide(&self, call: ToolCall, gate: Gating) -> Result<Decided<'_>, ActionDenied> {
         let inner = &*self.inner;
-        match inner.start(call, gate)? {
-            Start::Allowed(approval) => Ok(Decided::Allowed(approval)),
-            Start::Ask(parked) => {
-                let verdict = inner.ask(&parked).await;
-                Ok(Decided::Parked(inner, parked, verdict))
+        let span = CallSpan::of(&call);
+        match span.in_scope(|| inner.start(call, gate)) {
+            Err(denied) => span.decided(Err(denied)).map(Decided::Allowed),
+            Ok(Start::Allowed(approval)) => span.decided(Ok(approval)).map(Decided::Allowed),
+            Ok(Start::Ask(parked)) => {
+                span.parked(&parked.request);
+                let verdict = span.instrument(inner.ask(&parked)).await;
+                Ok(Decided::Parked(inner, parked, verdict, span))
             }
         }
     }
