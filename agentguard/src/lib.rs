@@ -50,9 +50,10 @@
 //! | [`store`] | where parked requests wait: the [`ApprovalStore`](store::ApprovalStore) trait, memory, SQLite, PostgreSQL, store URLs |
 //! | [`audit`] | the hash-chained audit: records, sinks (file, PostgreSQL), [`verify`](audit::verify) |
 //! | `http` | the approval API and page (feature `http`) |
+//! | `notify` | webhook notifications: your receiver, Slack, ntfy (feature `webhook`) |
 //!
-//! Cargo features: `tokio` (default: `aexecute`, async callbacks), `sqlite`, `postgres`, `http`. Items that need a
-//! feature say so in these docs.
+//! Cargo features: `tokio` (default: `aexecute`, async callbacks), `sqlite`, `postgres`, `http`, `tracing` (a span
+//! per call, an event per decision), `webhook` (notifications). Items that need a feature say so in these docs.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations)]
@@ -66,6 +67,8 @@ pub mod audit;
 pub mod guard;
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(feature = "webhook")]
+pub mod notify;
 pub mod params;
 mod request;
 pub mod store;
