@@ -51,9 +51,10 @@
 //! | [`audit`] | the hash-chained audit: records, sinks (file, PostgreSQL), [`verify`](audit::verify) |
 //! | `http` | the approval API and page (feature `http`) |
 //! | `notify` | webhook notifications: your receiver, Slack, ntfy (feature `webhook`) |
+//! | `rmcp` | the guard in front of an rmcp MCP server's tools (feature `rmcp`) |
 //!
 //! Cargo features: `tokio` (default: `aexecute`, async callbacks), `sqlite`, `postgres`, `http`, `tracing` (a span
-//! per call, an event per decision), `webhook` (notifications). Items that need a feature say so in these docs.
+//! per call, an event per decision), `webhook` (notifications), `rmcp` (MCP servers). Items that need a feature say so in these docs.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations)]
@@ -71,6 +72,8 @@ pub mod http;
 pub mod notify;
 pub mod params;
 mod request;
+#[cfg(feature = "rmcp")]
+pub mod rmcp;
 pub mod store;
 pub mod tool;
 
