@@ -143,9 +143,6 @@ impl CallSpan {
                     span.record("agentguard.decision", if expired { "expired" } else { "denied" });
                     span.record("agentguard.reason", reason);
                     span.record("error.type", reason);
-                    if let Some(id) = denied.request_id() {
-                        span.record("agentguard.request_id", id.as_str());
-                    }
                     let id = denied.request_id().map(|id| id.as_str());
                     if expired {
                         decision!(span, Level::WARN, "expired", {

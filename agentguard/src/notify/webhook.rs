@@ -238,11 +238,15 @@ impl Webhook {
     /// counted in [`stats`](Self::stats)); nothing here blocks, fails or panics.
     pub fn notify(&self, request: &ApprovalRequest) {
         *lock(&self.shared.busy) += 1;
-        if self.tx.try_send(request.clone()).is_err() {
+        if let Err(e) = self.tx.try_send(request.clone()) {
             self.shared.dropped.fetch_add(1, Ordering::Relaxed);
             self.shared.done();
+            let why = match e {
+                mpsc::error::TrySendError::Full(_) => "queue full",
+                mpsc::error::TrySendError::Closed(_) => "its delivery thread has stopped",
+            };
             eprintln!(
-                "agentguard: webhook {}: queue full, notification for request {} dropped",
+                "agentguard: webhook {}: {why}, notification for request {} dropped",
                 self.shared.host,
                 request.request_id()
             );
