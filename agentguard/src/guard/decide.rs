@@ -224,10 +224,7 @@ impl Inner {
         let suspicious = risk == Some(Risk::SuspiciousName);
         let ask = || Plan::Ask(risk.unwrap_or(Risk::ManuallyFlagged));
         let plan = match (eval.action(), policy.default_action()) {
-            (Some(Action::Deny), _) => Plan::Deny(match eval.message() {
-                Some(message) => message.to_owned(),
-                None => format!("policy rule {:?} denies this call", eval.rule().unwrap_or_default()),
-            }),
+            (Some(Action::Deny), _) => Plan::Deny(eval.denial()),
             (Some(Action::Ask), _) => ask(),
             (Some(Action::Allow), _) if declared && !eval.names(&call.name) => ask(),
             (Some(Action::Allow), _) => Plan::Allow(Route::Policy),

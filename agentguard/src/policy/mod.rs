@@ -186,6 +186,16 @@ pub enum PolicyMode {
     Shadow,
 }
 
+impl PolicyMode {
+    /// `enforce` or `shadow`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            PolicyMode::Enforce => "enforce",
+            PolicyMode::Shadow => "shadow",
+        }
+    }
+}
+
 /// A compiled policy: cheap to clone (shared), immutable. Load one with [`Policy::from_file`] or
 /// [`Policy::from_toml`]; give it to a guard with [`GuardBuilder::policy`](crate::guard::GuardBuilder::policy) or
 /// [`policy_file`](crate::guard::GuardBuilder::policy_file) (which also reloads it when the file changes).
@@ -209,6 +219,8 @@ pub(crate) struct Compiled {
 pub(crate) struct Rule {
     name: String,
     line: usize,
+    /// The argument paths its tests read that can be missing or of the wrong type (for the denial's words).
+    judged: Vec<String>,
     action: Action,
     message: Option<String>,
     tools: Vec<NamePattern>,
@@ -305,13 +317,14 @@ impl Policy {
             if !rule.covers(call, risk, &mut key) {
                 continue;
             }
-            let hit = match &rule.when {
-                None => true,
-                Some(pred) => match pred.eval(&call.params, &env) {
-                    Tri::True => true,
-                    Tri::False => false,
-                    Tri::Unknown => rule.action != Action::Allow,
-                },
+            let tri = rule
+                .when
+                .as_ref()
+                .map_or(Tri::True, |pred| pred.eval(&call.params, &env));
+            let hit = match tri {
+                Tri::True => true,
+                Tri::False => false,
+                Tri::Unknown => rule.action != Action::Allow,
             };
             if hit && rule.action == Action::Allow && classify(&call.name) == Some(Risk::SuspiciousName) {
                 continue;
@@ -320,12 +333,14 @@ impl Policy {
                 return Evaluation {
                     policy: self,
                     rule: Some(rule),
+                    unjudged: tri == Tri::Unknown,
                 };
             }
         }
         Evaluation {
             policy: self,
             rule: None,
+            unjudged: false,
         }
     }
 
@@ -420,6 +435,8 @@ impl Rule {
 pub struct Evaluation<'p> {
     policy: &'p Policy,
     rule: Option<&'p Rule>,
+    /// The rule matched because a test could not be judged (fail closed).
+    unjudged: bool,
 }
 
 impl fmt::Debug for Evaluation<'_> {
@@ -445,6 +462,32 @@ impl<'p> Evaluation<'p> {
     /// The deciding rule's message.
     pub fn message(&self) -> Option<&'p str> {
         self.rule.and_then(|r| r.message.as_deref())
+    }
+
+    /// Whether the rule matched only because one of its tests could not be judged (an argument missing or of the
+    /// wrong type): fail closed.
+    pub fn unjudged(&self) -> bool {
+        self.unjudged
+    }
+
+    /// What the agent reads when this evaluation denies: the rule's message (or its name), and when the rule
+    /// matched only because it could not judge an argument, which ones, so the agent can fix its call.
+    pub fn denial(&self) -> String {
+        let Some(rule) = self.rule else {
+            return "no policy rule allows this call, and the policy's default is deny".to_owned();
+        };
+        let mut text = match &rule.message {
+            Some(m) => m.clone(),
+            None => format!("policy rule {:?} denies this call", rule.name),
+        };
+        if self.unjudged {
+            let paths: Vec<String> = rule.judged.iter().map(|p| format!("`{p}`")).collect();
+            text.push_str(&format!(
+                " (the rule could not judge {}: missing or not the expected type, so it applies)",
+                paths.join(", ")
+            ));
+        }
+        text
     }
 
     /// The policy this came from.
@@ -511,9 +554,24 @@ pub struct RuleTrace {
     pub tests: Vec<TestResult>,
 }
 
+/// How much a [`Diagnostic`] matters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// The policy does not load.
+    Error,
+    /// The policy loads, but a rule probably does more than it seems to (an ask or deny rule that matches every
+    /// call without an argument it tests).
+    Warning,
+    /// Worth knowing: which way a rule falls when it cannot judge an argument.
+    Note,
+}
+
 /// One problem (or warning) in a policy file, with where it is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Diagnostic {
+    /// Error, warning or note.
+    pub severity: Severity,
     /// 1-based line.
     pub line: usize,
     /// 1-based column (in characters).

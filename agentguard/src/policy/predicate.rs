@@ -193,15 +193,30 @@ impl Pred {
         }
     }
 
-    /// The argument paths this condition reads whose absence (or wrong type) makes it unknown.
-    pub(crate) fn fallible_paths(&self, out: &mut Vec<String>) {
+    /// The argument paths this condition reads whose absence or wrong type makes it unknown, each with whether an
+    /// `exists = true` beside it already decides the absent case.
+    pub(crate) fn fallible_paths(&self, out: &mut Vec<(String, bool)>) {
+        self.fallible(out, &[]);
+    }
+
+    fn fallible(&self, out: &mut Vec<(String, bool)>, guarded: &[&str]) {
         match self {
-            Pred::All(ps) | Pred::Any(ps) => ps.iter().for_each(|p| p.fallible_paths(out)),
-            Pred::Not(p) => p.fallible_paths(out),
+            Pred::All(ps) => {
+                let mut here: Vec<&str> = guarded.to_vec();
+                here.extend(ps.iter().filter_map(|p| match p {
+                    Pred::Test(path, Op::Exists(true)) => Some(path.as_str()),
+                    _ => None,
+                }));
+                ps.iter().for_each(|p| p.fallible(out, &here));
+            }
+            Pred::Any(ps) => ps.iter().for_each(|p| p.fallible(out, &[])),
+            Pred::Not(p) => p.fallible(out, &[]),
             Pred::Test(_, Op::Exists(_)) => {}
             Pred::Test(path, _) => {
-                if !out.iter().any(|p| p == path.as_str()) {
-                    out.push(path.as_str().to_owned());
+                let is_guarded = guarded.contains(&path.as_str());
+                match out.iter_mut().find(|(p, _)| p == path.as_str()) {
+                    Some((_, g)) => *g &= is_guarded,
+                    None => out.push((path.as_str().to_owned(), is_guarded)),
                 }
             }
         }
