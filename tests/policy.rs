@@ -403,16 +403,14 @@ fn dispatch_gets_an_approval_from_a_naming_rule_and_is_asked_otherwise() {
 async fn aexecute_asks_the_policy_first() {
     let (guard, asked) = guard_with(POLICY, None);
     let denied = guard
-        .aexecute(ToolCall::new("write_file", json!({"path": "/etc/x"})), |_, _| async {
-            ()
-        })
+        .aexecute(ToolCall::new("write_file", json!({"path": "/etc/x"})), |_, _| async {})
         .await
         .unwrap_err();
     assert_eq!(denied.reason(), DenyReason::PolicyDenied);
     guard
         .aexecute(
             ToolCall::new("write_file", json!({"path": "sandbox/y"})),
-            |_, _| async { () },
+            |_, _| async {},
         )
         .await
         .unwrap();

@@ -243,6 +243,7 @@ pub(super) fn compile(source: &str) -> Result<(Compiled, Vec<Diagnostic>), Vec<D
             base_dir,
             rules,
             order,
+            by_name: Default::default(),
         },
         cx.warnings,
     ))

@@ -94,9 +94,10 @@ mod predicate;
 mod tests;
 mod watch;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -214,7 +215,14 @@ pub(crate) struct Compiled {
     rules: Vec<Rule>,
     /// Rule indexes, deny rules first, then ask, then allow; file order within each.
     order: Vec<usize>,
+    /// For each tool name seen, the rules (in `order`) whose `tools` cover it: the name matching (wildcards, the
+    /// confusable key) is done once per name, not once per call. Bounded by [`MAX_CACHED_NAMES`].
+    by_name: RwLock<HashMap<Box<str>, Arc<[u32]>>>,
 }
+
+/// How many distinct tool names a policy remembers the matching rules of. Past it, names are matched on every call
+/// (same answers, slower), so a model inventing names cannot grow memory without bound.
+const MAX_CACHED_NAMES: usize = 4096;
 
 pub(crate) struct Rule {
     name: String,
@@ -311,10 +319,10 @@ impl Policy {
         let env = Env {
             base: c.base_dir.as_ref(),
         };
-        let mut key: Option<String> = None;
-        for &i in &c.order {
-            let rule = &c.rules[i];
-            if !rule.covers(call, risk, &mut key) {
+        let candidates = c.rules_for(&call.name);
+        for &i in candidates.iter() {
+            let rule = &c.rules[i as usize];
+            if !rule.covers_context(call, risk) {
                 continue;
             }
             let tri = rule
@@ -402,19 +410,49 @@ impl Policy {
     }
 }
 
+impl Compiled {
+    /// The rules whose `tools` cover `tool`, in decision order.
+    fn rules_for(&self, tool: &str) -> Arc<[u32]> {
+        if let Some(hit) = self.by_name.read().ok().and_then(|m| m.get(tool).cloned()) {
+            return hit;
+        }
+        let mut key = None;
+        let rules: Arc<[u32]> = self
+            .order
+            .iter()
+            .filter(|&&i| self.rules[i].covers_tool(tool, &mut key))
+            .map(|&i| i as u32)
+            .collect();
+        if let Ok(mut m) = self.by_name.write() {
+            if m.len() < MAX_CACHED_NAMES {
+                m.insert(tool.into(), rules.clone());
+            }
+        }
+        rules
+    }
+}
+
 impl Rule {
     /// Whether the rule's names and risks cover the call (its `when` aside).
     fn covers(&self, call: &ToolCall, risk: Option<Risk>, key: &mut Option<String>) -> bool {
-        if !self.tools.is_empty() {
-            let raw = self.tools.iter().any(|p| p.matches(&call.name));
-            let mut wide = || {
-                let key = key.get_or_insert_with(|| confusable_key(&call.name));
-                self.tools.iter().any(|p| p.matches_key(key))
-            };
-            if !(raw || (self.action != Action::Allow && wide())) {
-                return false;
-            }
+        self.covers_tool(&call.name, key) && self.covers_context(call, risk)
+    }
+
+    /// Whether `tools` covers the tool's name: as written, or for `ask` and `deny` rules in any spelling with the
+    /// same confusable key.
+    fn covers_tool(&self, tool: &str, key: &mut Option<String>) -> bool {
+        if self.tools.is_empty() || self.tools.iter().any(|p| p.matches(tool)) {
+            return true;
         }
+        if self.action == Action::Allow {
+            return false;
+        }
+        let key = key.get_or_insert_with(|| confusable_key(tool));
+        self.tools.iter().any(|p| p.matches_key(key))
+    }
+
+    /// Whether the agent, session, server and risk are the rule's.
+    fn covers_context(&self, call: &ToolCall, risk: Option<Risk>) -> bool {
         let listed = |patterns: &[NamePattern], value: Option<&str>| {
             patterns.is_empty() || value.is_some_and(|v| patterns.iter().any(|p| p.matches(v)))
         };
