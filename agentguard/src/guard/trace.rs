@@ -116,6 +116,15 @@ impl CallSpan {
         let _ = request;
     }
 
+    /// The call is refused: announces it (`denied`, or `expired`) and passes the denial on.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn denied(self, denied: ActionDenied) -> ActionDenied {
+        match self.decided(Err(denied)) {
+            Err(denied) => denied,
+            Ok(_) => unreachable!("a denial stays a denial"),
+        }
+    }
+
     /// The verdict is known: announces it (`allowed` for a safe call, `approved`, `denied`, `expired`) and hands the
     /// span on inside the decision, for the run.
     pub(crate) fn decided(self, decision: Result<Allowed, ActionDenied>) -> Result<Allowed, ActionDenied> {
