@@ -55,7 +55,8 @@
 //! | `rmcp` | the guard in front of an rmcp MCP server's tools (feature `rmcp`) |
 //!
 //! Cargo features: `tokio` (default: `aexecute`, async callbacks), `sqlite`, `postgres`, `http`, `tracing` (a span
-//! per call, an event per decision), `webhook` (notifications), `rmcp` (MCP servers). Items that need a feature say so in these docs.
+//! per call, an event per decision), `webhook` (notifications), `rmcp` (MCP servers). Items that need a feature say
+//! so in these docs.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations)]
