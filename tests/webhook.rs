@@ -336,7 +336,7 @@ async fn a_full_queue_drops_without_blocking_and_counts_the_drops() {
     for _ in 0..30 {
         hook.notify(&req); // returns at once, full queue or not
     }
-    // At most 8 deliveries in flight plus 1 queued can have been taken: the rest were dropped.
+    // At most 8 deliveries in flight plus the 1 the queue holds can have been taken: the rest were dropped.
     assert!(hook.stats().dropped >= 21, "{:?}", hook.stats());
     assert_eq!(hook.stats().delivered, 0);
 }

@@ -306,10 +306,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 async fn deliver_all(shared: Arc<Shared>, client: reqwest::Client, mut rx: mpsc::Receiver<ApprovalRequest>) {
     let slots = Arc::new(Semaphore::new(CONCURRENCY));
     let mut tasks = tokio::task::JoinSet::new();
-    while let Some(request) = rx.recv().await {
+    // A slot first, then a request: at most CONCURRENCY are taken off the queue, and the queue's capacity is all that
+    // waits beyond them.
+    loop {
         let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
             break;
         };
+        let Some(request) = rx.recv().await else { break };
         let shared = Arc::clone(&shared);
         let client = client.clone();
         tasks.spawn(async move {
