@@ -264,7 +264,7 @@ async fn a_receiver_that_hangs_never_holds_up_the_agent() {
 async fn a_receiver_that_hangs_is_cut_off_by_the_timeout_retried_then_given_up() {
     let rx = receiver(&[Answer::Hang]).await;
     let hook = Webhook::builder(&rx.url)
-        .timeout(Duration::from_millis(200))
+        .timeout(Duration::from_millis(500))
         .max_attempts(2)
         .backoff(Duration::from_millis(10))
         .build()
