@@ -43,8 +43,8 @@ pub(crate) struct Parked {
 enum Plan {
     /// Run without asking.
     Allow(Route),
-    /// Ask, showing this risk.
-    Ask(Risk),
+    /// Ask, showing this risk (and the policy rule that asks, with its message).
+    Ask(Risk, Option<(String, Option<String>)>),
     /// Refused by the policy, with the message the agent reads.
     Deny(String),
 }
@@ -187,7 +187,7 @@ impl Inner {
                 self.record_allowed(&call, stamp.as_ref());
                 Ok(Start::Allowed(approval::unasked(call.name, call.params, route)))
             }
-            Plan::Ask(risk) => self.prepare(call, risk, stamp).map(Start::Ask),
+            Plan::Ask(risk, asked_by) => self.prepare(call, risk, stamp, asked_by).map(Start::Ask),
             Plan::Deny(detail) => {
                 if let Some(audit) = &self.audit {
                     let mut rec = AuditRecord::of_call(&call, AuditDecision::Blocked);
@@ -211,7 +211,7 @@ impl Inner {
                 Gating::Never => Route::Declared,
                 _ => Route::GuardRules,
             }),
-            Some(risk) => Plan::Ask(risk),
+            Some(risk) => Plan::Ask(risk, None),
         };
         let Some(slot) = &self.policy else {
             return (by_names, None);
@@ -222,11 +222,17 @@ impl Inner {
         let declared = matches!(gate, Gating::Always(_))
             || (!self.dangerous.is_empty() && self.dangerous.contains(&confusable_key(&call.name)));
         let suspicious = risk == Some(Risk::SuspiciousName);
-        let ask = || Plan::Ask(risk.unwrap_or(Risk::ManuallyFlagged));
+        let by_rule = eval
+            .rule()
+            .map(|rule| (rule.to_owned(), eval.message().map(str::to_owned)));
+        let ask = || Plan::Ask(risk.unwrap_or(Risk::ManuallyFlagged), by_rule.clone());
         let plan = match (eval.action(), policy.default_action()) {
             (Some(Action::Deny), _) => Plan::Deny(eval.denial()),
             (Some(Action::Ask), _) => ask(),
-            (Some(Action::Allow), _) if declared && !eval.names(&call.name) => ask(),
+            // The allow rule cannot relax it; the request does not name that rule as the one asking.
+            (Some(Action::Allow), _) if declared && !eval.names(&call.name) => {
+                Plan::Ask(risk.unwrap_or(Risk::ManuallyFlagged), None)
+            }
             (Some(Action::Allow), _) => Plan::Allow(Route::Policy),
             (None, DefaultAction::Classify) => by_names.clone(),
             (None, DefaultAction::Ask) => ask(),
@@ -238,7 +244,7 @@ impl Inner {
         };
         let action = match plan {
             Plan::Allow(_) => Action::Allow,
-            Plan::Ask(_) => Action::Ask,
+            Plan::Ask(..) => Action::Ask,
             Plan::Deny(_) => Action::Deny,
         };
         let stamp = Some(PolicyStamp::of(&eval, action));
@@ -285,7 +291,13 @@ impl Inner {
     }
 
     /// Freezes the params and builds the request; denies (and audits) params over the size limit.
-    fn prepare(&self, mut call: ToolCall, risk: Risk, stamp: Option<PolicyStamp>) -> Result<Parked, ActionDenied> {
+    fn prepare(
+        &self,
+        mut call: ToolCall,
+        risk: Risk,
+        stamp: Option<PolicyStamp>,
+        asked_by: Option<(String, Option<String>)>,
+    ) -> Result<Parked, ActionDenied> {
         let params = std::mem::take(&mut call.params); // moved into the snapshot, not copied
         let frozen = match FrozenParams::freeze(params, self.max_params_bytes) {
             Ok(f) => f,
@@ -331,6 +343,10 @@ impl Inner {
             now + self.timeout,
         )
         .with_server(server);
+        let request = match asked_by {
+            Some((rule, message)) => request.with_policy_rule(Some(rule), message),
+            None => request,
+        };
         Ok(Parked {
             request,
             params: frozen.into_value(),
