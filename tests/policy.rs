@@ -110,6 +110,8 @@ fn a_deny_rule_refuses_with_its_message_and_never_runs_the_executor() {
     assert_eq!(line["policy"]["rule"], "nothing outside the app");
     assert_eq!(line["policy"]["action"], "deny");
     assert_eq!(line["policy"]["version"], guard.policy().unwrap().version());
+    assert_eq!(line["params"]["path"], "sandbox/../../../etc/passwd");
+    assert_eq!(line["params_digest"].as_str().map(str::len), Some(64));
 }
 
 #[test]

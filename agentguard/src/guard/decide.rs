@@ -190,8 +190,12 @@ impl Inner {
             Plan::Ask(risk, asked_by) => self.prepare(call, risk, stamp, asked_by).map(Start::Ask),
             Plan::Deny(detail) => {
                 if let Some(audit) = &self.audit {
+                    // What was refused, redacted: the record of a denial is worth as much as that of a run.
+                    let (shown, digest) = self.params_for_record(&call);
                     let mut rec = AuditRecord::of_call(&call, AuditDecision::Blocked);
                     rec.reason = Some(DenyReason::PolicyDenied.as_str());
+                    rec.params = Some(&shown);
+                    rec.params_digest = digest.as_ref();
                     rec.risk = risk;
                     rec.detail = Some(&detail);
                     rec.policy = stamp.as_ref();
@@ -258,8 +262,22 @@ impl Inner {
     /// closed on it); it is reported on stderr.
     fn record_allowed(&self, call: &ToolCall, stamp: Option<&PolicyStamp>) {
         let Some(audit) = &self.audit else { return };
-        // Digest from the canonical text; no copy of the params is made. Params too deep or too large to show are
-        // recorded as a note (the call still runs: it is safe).
+        let (shown, digest) = self.params_for_record(call);
+        let mut rec = AuditRecord::of_call(call, AuditDecision::Allowed);
+        rec.params = Some(&shown);
+        rec.params_digest = digest.as_ref();
+        rec.policy = stamp;
+        if stamp.is_none() && !self.safe.is_empty() && self.safe.contains(&name_key(&call.name)) {
+            rec.detail = Some("listed in safe_tools");
+        }
+        if let Err(e) = audit.record(&rec) {
+            eprintln!("agentguard: audit record for safe call {:?} failed: {e}", call.name);
+        }
+    }
+
+    /// A call's params as an audit line shows them without freezing them: redacted, with the digest of their
+    /// canonical text (no copy of the params is made); params too deep or too large to show are a note instead.
+    fn params_for_record(&self, call: &ToolCall) -> (Value, Option<ParamsDigest>) {
         let refused = if deeper_than(&call.params, MAX_PARAMS_DEPTH) {
             Some(ParamsRejected::TooDeep {
                 limit: MAX_PARAMS_DEPTH,
@@ -278,16 +296,7 @@ impl Inner {
                 limit: self.max_params_bytes,
             }),
         };
-        let mut rec = AuditRecord::of_call(call, AuditDecision::Allowed);
-        rec.params = Some(&shown);
-        rec.params_digest = digest.as_ref();
-        rec.policy = stamp;
-        if stamp.is_none() && !self.safe.is_empty() && self.safe.contains(&name_key(&call.name)) {
-            rec.detail = Some("listed in safe_tools");
-        }
-        if let Err(e) = audit.record(&rec) {
-            eprintln!("agentguard: audit record for safe call {:?} failed: {e}", call.name);
-        }
+        (shown, digest)
     }
 
     /// Freezes the params and builds the request; denies (and audits) params over the size limit.
