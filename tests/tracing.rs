@@ -340,3 +340,38 @@ fn a_refused_call_is_one_denied_event_with_invalid_call() {
     assert_eq!(span.fields["agentguard.reason"], "invalid_call");
     assert_no_params(&span, &events);
 }
+
+#[test]
+fn a_policy_rule_that_asks_is_named_on_the_span_and_a_policy_denial_is_a_denied_event() {
+    collector();
+    let policy = agentguard::policy::Policy::from_toml(
+        r#"
+[[rule]]
+name = "invoices are checked"
+tools = ["view_invoice"]
+action = "ask"
+
+[[rule]]
+name = "no wire transfers"
+tools = ["wire_money"]
+action = "deny"
+message = "wire transfers go through finance"
+"#,
+    )
+    .unwrap();
+    let guard = AgentGuard::callback(|_| true).policy(policy).no_audit().build();
+    guard.execute(call("view_invoice", "t-policy-ask"), run).unwrap();
+    let denied = guard.execute(call("wire_money", "t-policy-deny"), run).unwrap_err();
+    assert_eq!(denied.reason(), agentguard::DenyReason::PolicyDenied);
+
+    let (span, events) = captured("t-policy-ask");
+    assert_eq!(decisions(&events), ["parked", "approved", "executed"]);
+    assert_eq!(span.fields["agentguard.policy.rule"], "invoices are checked");
+    assert_eq!(events[0].fields["agentguard.policy.rule"], "invoices are checked");
+    assert_no_params(&span, &events);
+
+    let (span, events) = captured("t-policy-deny");
+    assert_eq!(decisions(&events), ["denied"]);
+    assert_eq!(span.fields["agentguard.reason"], "policy_denied");
+    assert_no_params(&span, &events);
+}

@@ -68,6 +68,7 @@ impl CallSpan {
                 agentguard.params_digest = tracing::field::Empty,
                 agentguard.decision = tracing::field::Empty,
                 agentguard.reason = tracing::field::Empty,
+                agentguard.policy.rule = tracing::field::Empty,
                 agentguard.actor = tracing::field::Empty,
                 agentguard.outcome = tracing::field::Empty,
                 error.type = tracing::field::Empty,
@@ -106,10 +107,12 @@ impl CallSpan {
             span.record("agentguard.risk", request.risk().key());
             span.record("agentguard.request_id", request.request_id().as_str());
             span.record("agentguard.params_digest", request.params_digest().as_str());
+            span.record("agentguard.policy.rule", request.policy_rule());
             decision!(span, tracing::Level::INFO, "parked", {
                 agentguard.request_id = request.request_id().as_str(),
                 agentguard.risk = request.risk().key(),
                 agentguard.params_digest = request.params_digest().as_str(),
+                agentguard.policy.rule = request.policy_rule(),
             }, "gated call waits for an answer");
         }
         #[cfg(not(feature = "tracing"))]
