@@ -68,6 +68,9 @@ pub mod guard;
 pub mod http;
 pub mod params;
 mod request;
+#[cfg(feature = "rig")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rig")))]
+pub mod rig;
 pub mod store;
 pub mod tool;
 
@@ -84,7 +87,7 @@ pub mod error {
     pub use agentguard_classify::ParseRiskError;
 }
 
-pub use agentguard_classify::{classify, Risk};
+pub use agentguard_classify::{classify, classify_const, Risk};
 pub use guard::agent::AgentGuard;
 pub use guard::approval::Approval;
 #[cfg(feature = "tokio")]
