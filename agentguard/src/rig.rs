@@ -137,7 +137,6 @@ fn output_text(output: impl serde::Serialize) -> Result<String, serde_json::Erro
 impl<T> RigTool for Guarded<T>
 where
     T: RigTool,
-    T::Output: Send,
 {
     const NAME: &'static str = T::NAME;
     type Error = GuardedToolError;
@@ -303,7 +302,6 @@ impl GuardedToolSet {
     pub fn guarded<T>(mut self, tool: T) -> Self
     where
         T: RigTool + 'static,
-        T::Output: Send,
     {
         self.tools.push(Box::new(Guarded::new(tool, &self.guard)));
         self
@@ -314,7 +312,6 @@ impl GuardedToolSet {
     pub fn always_ask<T>(mut self, tool: T, risk: Risk) -> Self
     where
         T: RigTool + 'static,
-        T::Output: Send,
     {
         self.tools.push(Box::new(Guarded::always_ask(tool, &self.guard, risk)));
         self
@@ -341,7 +338,6 @@ impl GuardedToolSet {
     pub fn unguarded<T>(mut self, tool: T) -> Self
     where
         T: RigTool + 'static,
-        T::Output: Send,
     {
         const { assert_unguarded_name_is_safe(T::NAME) };
         self.tools.push(Box::new(Guarded {
