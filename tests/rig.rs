@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use agentguard::rig::{GuardedDyn, GuardedToolSet};
+use agentguard::rig::{CallContext, GuardedDyn, GuardedToolSet};
 use agentguard::{AgentGuard, ApprovalRequest, Risk};
 use rig_core::agent::AgentBuilder;
 use rig_core::completion::{
@@ -15,7 +15,7 @@ use rig_core::completion::{
 };
 use rig_core::message::{Message, ToolResultContent, UserContent};
 use rig_core::streaming::StreamingCompletionResponse;
-use rig_core::tool::{Tool, ToolDyn, ToolSet};
+use rig_core::tool::{Tool, ToolCallExtensions, ToolDyn, ToolSet};
 use rig_core::OneOrMany;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -95,7 +95,8 @@ impl Tool for GetWeather {
 
 // ----- A scripted completion model ---------------------------------------------------------------------------------
 
-/// Calls `script`'s tools in order, one per turn, then answers text. Keeps the tool results it read.
+/// Calls `script`'s tools in order, one per turn (an empty name is a text answer), then answers text. Keeps the tool
+/// results it read.
 #[derive(Clone)]
 struct Scripted {
     script: Arc<Vec<(&'static str, Value)>>,
@@ -153,8 +154,10 @@ impl CompletionModel for Scripted {
         *self.read.lock().unwrap() = results;
         let turn = self.turn.fetch_add(1, Ordering::SeqCst);
         let content = match self.script.get(turn) {
-            Some((name, args)) => AssistantContent::tool_call(format!("call-{turn}"), *name, args.clone()),
-            None => AssistantContent::text("done"),
+            Some((name, args)) if !name.is_empty() => {
+                AssistantContent::tool_call(format!("call-{turn}"), *name, args.clone())
+            }
+            _ => AssistantContent::text("done"),
         };
         Ok(CompletionResponse {
             choice: OneOrMany::one(content),
@@ -351,4 +354,42 @@ async fn a_tool_set_of_boxed_tools_is_gated_by_name_at_run_time() {
     let boxed = GuardedDyn::new(Box::new(DeleteFile(delete.clone())), &guard);
     assert!(ToolDyn::call(&boxed, "{not json".into()).await.is_err());
     assert_eq!(asked.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn the_agent_and_session_reach_the_approver_from_the_set_or_from_the_prompt() {
+    let dir = tempfile::tempdir().unwrap();
+    let (guard, asked) = guard_answering(true, dir.path());
+    let model = Scripted::new(vec![
+        ("delete_file", json!({"path": "a"})),
+        ("", json!(null)),
+        ("delete_file", json!({"path": "b"})),
+    ]);
+    let tools = GuardedToolSet::new(&guard)
+        .context(CallContext::new().agent_id("support-bot").session_id("default-session"))
+        .guarded(DeleteFile(Runs::default()))
+        .into_tools();
+    let agent = AgentBuilder::new(model).tools(tools).build();
+
+    // Set-level context only.
+    agent.prompt("one").max_turns(6).await.unwrap();
+    // This prompt's own session, through rig's tool extensions; the agent id stays the set's.
+    let mut extensions = ToolCallExtensions::new();
+    extensions.insert(CallContext::new().session_id("ticket-4821"));
+    agent
+        .prompt("two")
+        .tool_extensions(extensions)
+        .max_turns(6)
+        .await
+        .unwrap();
+
+    let asked = asked.lock().unwrap();
+    let who: Vec<(Option<&str>, Option<&str>)> = asked.iter().map(|r| (r.agent_id(), r.session_id())).collect();
+    assert_eq!(
+        who,
+        [
+            (Some("support-bot"), Some("default-session")),
+            (Some("support-bot"), Some("ticket-4821"))
+        ]
+    );
 }

@@ -33,6 +33,59 @@ use serde_json::Value;
 use crate::guard::Gating;
 use crate::{ActionDenied, AgentGuard, Risk, ToolCall};
 
+/// Who makes a call, for the approver's card and the audit: the agent and the session (conversation, ticket).
+///
+/// Give it to a tool set ([`GuardedToolSet::context`]) as the default of its tools, or per prompt through rig's
+/// tool extensions, which win over the default field by field:
+///
+/// ```no_run
+/// # fn doc(ext: &mut rig_core::tool::ToolCallExtensions) {
+/// use agentguard::rig::CallContext;
+/// ext.insert(CallContext::new().agent_id("support-bot").session_id("ticket-4821"));
+/// // agent.prompt("…").tool_extensions(ext)
+/// # }
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallContext {
+    agent_id: Option<String>,
+    session_id: Option<String>,
+}
+
+impl CallContext {
+    /// No agent or session.
+    pub fn new() -> Self {
+        CallContext::default()
+    }
+
+    /// The agent making the calls.
+    pub fn agent_id(mut self, agent_id: impl Into<String>) -> Self {
+        self.agent_id = Some(agent_id.into());
+        self
+    }
+
+    /// The run or conversation the calls belong to.
+    pub fn session_id(mut self, session_id: impl Into<String>) -> Self {
+        self.session_id = Some(session_id.into());
+        self
+    }
+
+    /// `call` with this context's agent and session, those of `per_call` first.
+    fn apply(&self, call: ToolCall, per_call: Option<&CallContext>) -> ToolCall {
+        let agent = per_call.and_then(|c| c.agent_id.as_ref()).or(self.agent_id.as_ref());
+        let session = per_call
+            .and_then(|c| c.session_id.as_ref())
+            .or(self.session_id.as_ref());
+        let call = match agent {
+            Some(agent) => call.agent_id(agent.clone()),
+            None => call,
+        };
+        match session {
+            Some(session) => call.session_id(session.clone()),
+            None => call,
+        }
+    }
+}
+
 /// A rig [`Tool`](RigTool) whose every call goes through the guard. It is a rig tool itself, with the same name,
 /// description and parameter schema, so it registers anywhere the tool did (`AgentBuilder::tool`, a `ToolSet`).
 ///
@@ -44,6 +97,7 @@ pub struct Guarded<T> {
     tool: T,
     guard: AgentGuard,
     gating: Gating,
+    context: CallContext,
 }
 
 impl<T> fmt::Debug for Guarded<T> {
@@ -62,6 +116,7 @@ impl<T: RigTool> Guarded<T> {
             tool,
             guard: guard.clone(),
             gating: Gating::Auto,
+            context: CallContext::default(),
         }
     }
 
@@ -71,7 +126,14 @@ impl<T: RigTool> Guarded<T> {
             tool,
             guard: guard.clone(),
             gating: Gating::Always(risk),
+            context: CallContext::default(),
         }
+    }
+
+    /// The agent and session its calls are made for, unless a call's tool extensions carry a [`CallContext`].
+    pub fn context(mut self, context: CallContext) -> Self {
+        self.context = context;
+        self
     }
 
     /// The wrapped tool.
@@ -164,7 +226,9 @@ where
         if let Err(error) = <T::Args as serde::Deserialize>::deserialize(&args) {
             return Err(GuardedToolError::BadArgs { tool: T::NAME, error });
         }
-        let call = ToolCall::new(T::NAME, args);
+        let call = self
+            .context
+            .apply(ToolCall::new(T::NAME, args), extensions.get::<CallContext>());
         let ran = self
             .guard
             .aexecute_gated(call, self.gating, |_, params| async move {
@@ -193,6 +257,7 @@ pub struct GuardedDyn {
     tool: Box<dyn ToolDyn>,
     guard: AgentGuard,
     gating: Gating,
+    context: CallContext,
 }
 
 impl fmt::Debug for GuardedDyn {
@@ -211,6 +276,7 @@ impl GuardedDyn {
             tool,
             guard: guard.clone(),
             gating: Gating::Auto,
+            context: CallContext::default(),
         }
     }
 
@@ -220,7 +286,14 @@ impl GuardedDyn {
             tool,
             guard: guard.clone(),
             gating: Gating::Always(risk),
+            context: CallContext::default(),
         }
+    }
+
+    /// The agent and session its calls are made for, unless a call's tool extensions carry a [`CallContext`].
+    pub fn context(mut self, context: CallContext) -> Self {
+        self.context = context;
+        self
     }
 }
 
@@ -254,7 +327,8 @@ impl GuardedDyn {
     async fn run(&self, args: String, extensions: Option<&ToolCallExtensions>) -> Result<String, ToolError> {
         // Rig sends `null` for a call without arguments; anything else must be JSON.
         let params: Value = serde_json::from_str(&args).map_err(ToolError::JsonError)?;
-        let call = ToolCall::new(self.tool.name(), params);
+        let per_call = extensions.and_then(|e| e.get::<CallContext>());
+        let call = self.context.apply(ToolCall::new(self.tool.name(), params), per_call);
         let ran = self
             .guard
             .aexecute_gated(call, self.gating, |_, params| async move {
@@ -276,6 +350,7 @@ impl GuardedDyn {
 /// name is safe, [`unguarded`](Self::unguarded) — checked at compile time.
 pub struct GuardedToolSet {
     guard: AgentGuard,
+    context: CallContext,
     tools: Vec<Box<dyn ToolDyn>>,
 }
 
@@ -293,8 +368,16 @@ impl GuardedToolSet {
     pub fn new(guard: &AgentGuard) -> Self {
         GuardedToolSet {
             guard: guard.clone(),
+            context: CallContext::default(),
             tools: Vec::new(),
         }
+    }
+
+    /// The agent and session of the calls of the tools added after this (a call's tool extensions can still carry
+    /// its own [`CallContext`]).
+    pub fn context(mut self, context: CallContext) -> Self {
+        self.context = context;
+        self
     }
 
     /// Adds `tool` behind the guard, gated by the guard's rules ([`Guarded::new`]). A tool whose name looks
@@ -303,7 +386,8 @@ impl GuardedToolSet {
     where
         T: RigTool + 'static,
     {
-        self.tools.push(Box::new(Guarded::new(tool, &self.guard)));
+        self.tools
+            .push(Box::new(Guarded::new(tool, &self.guard).context(self.context.clone())));
         self
     }
 
@@ -313,13 +397,17 @@ impl GuardedToolSet {
     where
         T: RigTool + 'static,
     {
-        self.tools.push(Box::new(Guarded::always_ask(tool, &self.guard, risk)));
+        self.tools.push(Box::new(
+            Guarded::always_ask(tool, &self.guard, risk).context(self.context.clone()),
+        ));
         self
     }
 
     /// Adds a tool whose name is only known at run time behind the guard ([`GuardedDyn`]).
     pub fn guarded_dyn(mut self, tool: Box<dyn ToolDyn>) -> Self {
-        self.tools.push(Box::new(GuardedDyn::new(tool, &self.guard)));
+        self.tools.push(Box::new(
+            GuardedDyn::new(tool, &self.guard).context(self.context.clone()),
+        ));
         self
     }
 
@@ -344,6 +432,7 @@ impl GuardedToolSet {
             tool,
             guard: self.guard.clone(),
             gating: Gating::Never,
+            context: self.context.clone(),
         }));
         self
     }
