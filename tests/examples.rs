@@ -224,3 +224,24 @@ fn rig_agent_runs_the_safe_call_the_approved_one_and_reads_the_denial() {
     let audit = std::fs::read_to_string(dir.path().join("audit.log")).unwrap();
     assert_eq!(audit.lines().count(), 3, "every call is an audit line:\n{audit}");
 }
+
+#[test]
+fn policy_example_decides_by_arguments_and_the_audit_names_each_rule() {
+    let stdout = run("policy");
+    assert!(
+        stdout.contains("Blocked by AgentGuard (policy_denied: paths outside /srv/app are off limits)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("refund_order   approved  rule: refunds over 100 EUR need a person (ask)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("write_file     allowed   rule: writes inside the sandbox (allow)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("send_email     denied    rule: default (ask)"),
+        "{stdout}"
+    );
+}
