@@ -393,3 +393,35 @@ async fn the_agent_and_session_reach_the_approver_from_the_set_or_from_the_promp
         ]
     );
 }
+
+#[tokio::test]
+async fn an_unguarded_tool_still_answers_to_the_guards_policy() {
+    let policy = agentguard::policy::Policy::from_toml(
+        r#"
+default = "classify"
+
+[[rule]]
+name = "no weather for Mordor"
+tools = ["get_weather"]
+when = { city = { eq = "Mordor" } }
+action = "deny"
+message = "not there"
+"#,
+    )
+    .unwrap();
+    let guard = AgentGuard::callback(|_| true).policy(policy).no_audit().build();
+    let weather = Runs::default();
+    let model = Scripted::new(vec![
+        ("get_weather", json!({"city": "Mordor"})),
+        ("get_weather", json!({"city": "Rome"})),
+    ]);
+    let tools = GuardedToolSet::new(&guard)
+        .unguarded(GetWeather(weather.clone()))
+        .into_tools();
+
+    run_agent(model.clone(), tools).await;
+
+    assert_eq!(weather.all(), [json!({"city": "Rome"})], "the denied call never ran");
+    let results = model.tool_results();
+    assert_eq!(results[0], "Blocked by AgentGuard (policy_denied: not there)");
+}

@@ -419,7 +419,8 @@ impl GuardedToolSet {
         self
     }
 
-    /// Adds `tool` unguarded: its calls never ask and run at once (each is still one audit line, as allowed).
+    /// Adds `tool` unguarded: its calls are never asked about for their name and run at once. They still go through
+    /// the guard: each is one audit line, and a [policy](crate::policy) rule that denies or asks still applies.
     ///
     /// Refused **at compile time** when `T::NAME` classifies as dangerous ([`classify_const`](crate::classify_const)):
     /// the build fails with a message naming the tool and saying to register it with [`guarded`](Self::guarded).
