@@ -425,3 +425,41 @@ message = "not there"
     let results = model.tool_results();
     assert_eq!(results[0], "Blocked by AgentGuard (policy_denied: not there)");
 }
+
+#[derive(Deserialize)]
+struct NoArgs {}
+
+struct ResetCache(Runs);
+
+impl Tool for ResetCache {
+    const NAME: &'static str = "reset_cache";
+    type Error = Failed;
+    type Args = NoArgs;
+    type Output = String;
+    fn description(&self) -> String {
+        "Reset the cache".into()
+    }
+    fn parameters(&self) -> Value {
+        json!({"type": "object", "properties": {}})
+    }
+    async fn call(&self, _: NoArgs) -> Result<String, Failed> {
+        self.0.record(json!({}));
+        Ok("reset".into())
+    }
+}
+
+#[tokio::test]
+async fn a_call_with_null_arguments_is_a_call_without_arguments_as_rig_reads_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (guard, asked) = guard_answering(true, dir.path());
+    let runs = Runs::default();
+    let typed = agentguard::rig::Guarded::new(ResetCache(runs.clone()), &guard);
+    assert_eq!(Tool::call(&typed, Value::Null).await.unwrap(), "reset");
+    let boxed = GuardedDyn::new(Box::new(ResetCache(runs.clone())), &guard);
+    assert_eq!(ToolDyn::call(&boxed, "null".into()).await.unwrap(), "reset");
+
+    assert_eq!(runs.all().len(), 2);
+    let asked = asked.lock().unwrap();
+    assert_eq!(asked.len(), 2, "reset is irreversible: both calls asked");
+    assert!(asked.iter().all(|r| r.params() == &json!({})), "frozen as no arguments");
+}

@@ -222,6 +222,13 @@ where
         args: Value,
         extensions: &ToolCallExtensions,
     ) -> Result<String, GuardedToolError> {
+        // Models send `null` for a tool without arguments; rig reads it as `{}` when the args type refuses `null`.
+        let args = match args {
+            Value::Null if <T::Args as serde::Deserialize>::deserialize(&Value::Null).is_err() => {
+                Value::Object(serde_json::Map::new())
+            }
+            args => args,
+        };
         // A call that cannot run is refused before anyone is asked to approve it.
         if let Err(error) = <T::Args as serde::Deserialize>::deserialize(&args) {
             return Err(GuardedToolError::BadArgs { tool: T::NAME, error });
@@ -325,8 +332,11 @@ impl ToolDyn for GuardedDyn {
 
 impl GuardedDyn {
     async fn run(&self, args: String, extensions: Option<&ToolCallExtensions>) -> Result<String, ToolError> {
-        // Rig sends `null` for a call without arguments; anything else must be JSON.
-        let params: Value = serde_json::from_str(&args).map_err(ToolError::JsonError)?;
+        // Arguments must be JSON; `null` (a call without arguments) is frozen as `{}`, which rig's tools read alike.
+        let params = match serde_json::from_str(&args).map_err(ToolError::JsonError)? {
+            Value::Null => Value::Object(serde_json::Map::new()),
+            params => params,
+        };
         let per_call = extensions.and_then(|e| e.get::<CallContext>());
         let call = self.context.apply(ToolCall::new(self.tool.name(), params), per_call);
         let ran = self
