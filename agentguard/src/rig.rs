@@ -13,7 +13,7 @@
 //!
 //! GuardedToolSet::new(guard)
 //!     .guarded(delete_file)      // asks when the guard's rules say so (classify, dangerous_tools, safe_tools)
-//!     .unguarded(get_weather)    // never asks (still audited): refused at COMPILE time if its NAME looks dangerous
+//!     .unguarded(get_weather)    // never asked by name (audited, policy applies); a dangerous NAME does not compile
 //!     .into_tool_set()           // or .into_tools() for `AgentBuilder::tools(...)`
 //! # }
 //! ```
@@ -21,7 +21,8 @@
 //! Registering a tool unguarded is checked when the program is compiled: rig tools carry their name as a constant
 //! (`Tool::NAME`), and [`classify_const`](crate::classify_const) reads it in a `const` block, so
 //! `.unguarded(DeleteFile)` does not compile. The check covers what is registered through this module; a tool given
-//! to rig's own `AgentBuilder::tool` directly is not seen by it.
+//! to rig's own `AgentBuilder::tool` directly is not seen by it. The error comes when the code is built (`cargo
+//! build`, `cargo test`), not under `cargo check`, which does not evaluate constants of generic functions.
 
 use std::error::Error as StdError;
 use std::fmt;
