@@ -281,3 +281,22 @@ fn params_that_are_not_an_object_are_refused_as_the_schemas_say() {
         "null is no params, as models send for such tools"
     );
 }
+
+/// agentguard reached through a re-export, as `#[tool(crate = path)]` allows.
+mod deps {
+    pub use agentguard as guard;
+}
+
+#[derive(Tool)]
+#[tool(crate = crate::deps::guard, schema)]
+pub enum ThroughReexport {
+    /// Look it up.
+    Lookup { key: String },
+}
+
+#[test]
+fn schema_works_with_the_runtime_reached_through_another_path() {
+    let defs = ThroughReexport::definitions();
+    assert_eq!(defs.mcp()[0]["name"], "lookup");
+    assert_eq!(defs.mcp()[0]["inputSchema"]["required"], json!(["key"]));
+}
