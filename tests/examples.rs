@@ -241,6 +241,29 @@ fn notifications_example_verifies_the_signature_and_the_approval_runs_the_call()
 }
 
 #[test]
+fn rig_agent_runs_the_safe_call_the_approved_one_and_reads_the_denial() {
+    let dir = tempfile::tempdir().unwrap();
+    let stdout = run_in("rig_agent", dir.path());
+    for expected in [
+        r#"model reads: {"celsius":21,"city":"Lisbon","sky":"clear"}"#,
+        "[card] delete_file {\"path\":\"notes.txt\"} risk=\"IRREVERSIBLE - cannot be undone\" -> approved",
+        "model reads: deleted notes.txt",
+        "-> denied",
+        "model reads: Blocked by AgentGuard (user_denied)",
+        "agent answers: Done.",
+    ] {
+        assert!(stdout.contains(expected), "missing {expected:?} in:\n{stdout}");
+    }
+    assert_eq!(
+        stdout.matches("[card] ").count(),
+        2,
+        "two calls asked, the weather never:\n{stdout}"
+    );
+    let audit = std::fs::read_to_string(dir.path().join("audit.log")).unwrap();
+    assert_eq!(audit.lines().count(), 3, "every call is an audit line:\n{audit}");
+}
+
+#[test]
 fn policy_example_decides_by_arguments_and_the_audit_names_each_rule() {
     let stdout = run("policy");
     assert!(

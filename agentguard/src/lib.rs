@@ -77,6 +77,9 @@ pub mod policy;
 mod request;
 #[cfg(feature = "rmcp")]
 pub mod rmcp;
+#[cfg(feature = "rig")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rig")))]
+pub mod rig;
 pub mod store;
 pub mod tool;
 
@@ -93,7 +96,7 @@ pub mod error {
     pub use agentguard_classify::ParseRiskError;
 }
 
-pub use agentguard_classify::{classify, Risk};
+pub use agentguard_classify::{classify, classify_const, Risk};
 pub use guard::agent::AgentGuard;
 pub use guard::approval::Approval;
 #[cfg(feature = "tokio")]
