@@ -4,6 +4,7 @@
 //! agentguard --store sqlite:/tmp/agentguard.db pending
 //! agentguard --store sqlite:/tmp/agentguard.db approve 3f9c2b1e-8d4a-4f7b-9c1d-2e5f6a7b8c9d --actor alice
 //! agentguard audit verify agentguard.log
+//! agentguard mcp --store sqlite:/tmp/agentguard.db -- npx -y @modelcontextprotocol/server-filesystem ~/notes
 //! agentguard audit verify /var/log/agentguard/agentguard.log --key-file /etc/agentguard/audit.key \
 //!     --checkpoint /var/lib/agentguard/agentguard.log.checkpoint
 //! AGENTGUARD_TOKENS=alice=$(openssl rand -hex 16) agentguard --store sqlite:/tmp/agentguard.db serve
@@ -47,6 +48,7 @@ macro_rules! outln {
 }
 
 mod audit;
+mod mcp;
 mod requests;
 mod serve;
 
@@ -155,6 +157,12 @@ enum Command {
         #[arg(long, default_value_t = agentguard::http::DEFAULT_MAX_EVENT_STREAMS, value_name = "N")]
         max_event_streams: usize,
     },
+    /// Run the MCP gateway: every tools/call of an MCP client goes through agentguard before it reaches the server.
+    ///
+    ///   agentguard mcp --store sqlite:/tmp/ag.db -- npx -y @modelcontextprotocol/server-filesystem ~/notes
+    ///   agentguard mcp --upstream http://127.0.0.1:9000/mcp --listen 127.0.0.1:8788
+    ///   agentguard mcp --config servers.toml --serve 127.0.0.1:8787
+    Mcp(Box<mcp::McpArgs>),
     /// Audit log tools.
     Audit {
         #[command(subcommand)]
@@ -228,6 +236,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
             };
             verify(cli, file.clone(), &keys, checkpoint)
         }
+        Command::Mcp(args) => mcp::mcp(cli, args),
         Command::Pending => pending(cli, &*open(cli)?),
         Command::Show { id } => show(cli, &*open(cli)?, &parse_id(id)?),
         Command::Approve { id, actor, digest } => {
