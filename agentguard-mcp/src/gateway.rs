@@ -2,7 +2,7 @@
 //! except `tools/call`, which goes through the guard first.
 
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +20,8 @@ use rmcp::model::{
 use rmcp::service::{NotificationContext, PeerRequestOptions, RequestContext, ServiceError};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use serde_json::Value;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{check_name, first_duplicate, prefixed, ServerSpec, SEPARATOR};
 use crate::error::GatewayError;
@@ -63,6 +65,29 @@ struct Shared {
     prefixed: bool,
     sessions: Arc<Sessions>,
     options: GatewayOptions,
+    /// Cancelled when the client is gone for good (stdin closed, the process told to stop): every waiting call
+    /// then drops its wait, which expires its request.
+    client_gone: CancellationToken,
+    /// Calls being handled now, and a wake-up when one ends (for [`Gateway::drain`]).
+    inflight: AtomicUsize,
+    idle: Notify,
+}
+
+/// Counts one call in flight for as long as it lives.
+struct InFlight<'a>(&'a Shared);
+
+impl<'a> InFlight<'a> {
+    fn new(shared: &'a Shared) -> Self {
+        shared.inflight.fetch_add(1, Ordering::SeqCst);
+        InFlight(shared)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.inflight.fetch_sub(1, Ordering::SeqCst);
+        self.0.idle.notify_waiters();
+    }
 }
 
 impl std::fmt::Debug for Gateway {
@@ -100,7 +125,8 @@ pub fn gating_for(tool: &str, annotations: Option<&ToolAnnotations>) -> Gating {
 /// The text a client (and the model behind it) reads for a denied call: `Blocked by AgentGuard (reason): detail`.
 pub fn denial_text(denied: &ActionDenied) -> String {
     let mut text = denied.to_string();
-    if let Some(detail) = denied.detail() {
+    // A person's reason is already in the Display form; other details (a store error, …) are added.
+    if let Some(detail) = denied.detail().filter(|d| !text.contains(*d)) {
         text.push_str(": ");
         text.push_str(detail);
     }
@@ -167,6 +193,9 @@ impl Gateway {
                 prefixed,
                 sessions,
                 options,
+                client_gone: CancellationToken::new(),
+                inflight: AtomicUsize::new(0),
+                idle: Notify::new(),
             }),
         })
     }
@@ -186,6 +215,27 @@ impl Gateway {
         for u in &self.shared.upstreams {
             u.stop();
         }
+    }
+
+    /// Ends every call still waiting for approval, as if each client had gone away: the waits are dropped, so their
+    /// requests expire and can never run later. For the end of a stdio session and for a stop signal; then
+    /// [`drain`](Self::drain) waits for the calls to finish.
+    pub fn client_gone(&self) {
+        self.shared.client_gone.cancel();
+    }
+
+    /// Waits (at most `limit`) until no call is being handled.
+    pub async fn drain(&self, limit: Duration) {
+        let _ = tokio::time::timeout(limit, async {
+            loop {
+                let idle = self.shared.idle.notified();
+                if self.shared.inflight.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                idle.await;
+            }
+        })
+        .await;
     }
 
     /// Waits until every upstream connection has ended.
@@ -225,6 +275,7 @@ impl Gateway {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
+        let _inflight = InFlight::new(&self.shared);
         let Some((up, tool_name)) = self.route(&request.name) else {
             return Err(McpError::invalid_params(
                 format!("unknown tool `{}`", request.name),
@@ -297,6 +348,9 @@ impl Gateway {
                 // never run later.
                 _ = context.ct.cancelled() => {
                     return Err(McpError::internal_error("the call was cancelled by the client; it did not run", None));
+                }
+                _ = self.shared.client_gone.cancelled(), if !running.load(Ordering::SeqCst) => {
+                    return Err(McpError::internal_error("the client went away; the call did not run", None));
                 }
                 _ = ticks.tick(), if client_token.is_some() => {
                     if !running.load(Ordering::SeqCst) {

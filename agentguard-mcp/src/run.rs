@@ -16,15 +16,46 @@ use crate::config::ServerSpec;
 use crate::error::GatewayError;
 use crate::gateway::{Gateway, GatewayOptions};
 
-/// Serves the gateway to one client over this process's stdin and stdout until the client closes them. Calls
-/// still waiting for approval then expire (they never run later).
+/// Serves the gateway to one client over this process's stdin and stdout until the client closes stdin. Calls
+/// still waiting for approval then expire at once (they never run later).
 pub async fn serve_stdio(gateway: Gateway) -> Result<(), GatewayError> {
+    let stdin = EofSignal {
+        inner: tokio::io::stdin(),
+        eof: gateway.clone(),
+    };
     let running = gateway
-        .serve(rmcp::transport::stdio())
+        .clone()
+        .serve((stdin, tokio::io::stdout()))
         .await
         .map_err(|e| GatewayError::Serve(format!("the MCP client's initialize failed: {e}")))?;
     let _ = running.waiting().await;
+    gateway.client_gone();
+    gateway.drain(Duration::from_secs(2)).await;
     Ok(())
+}
+
+/// The client's end of stdio: tells the gateway the moment it reads end-of-file, so parked calls expire at once
+/// (rmcp's own loop first waits for in-flight answers, which a parked call would hold up).
+struct EofSignal {
+    inner: tokio::io::Stdin,
+    eof: Gateway,
+}
+
+impl tokio::io::AsyncRead for EofSignal {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let std::task::Poll::Ready(result) = &poll {
+            if result.is_err() || buf.filled().len() == before {
+                self.eof.client_gone();
+            }
+        }
+        poll
+    }
 }
 
 /// The gateway as a streamable-HTTP MCP endpoint (a tower service), one MCP session per client, sharing the
@@ -138,7 +169,14 @@ pub async fn run(options: RunOptions) -> Result<(), GatewayError> {
     }
     let gateway = Gateway::start(guard, options.servers.clone(), options.gateway.clone()).await?;
     let result = match options.listen {
-        None => serve_stdio(gateway.clone()).await,
+        None => tokio::select! {
+            result = serve_stdio(gateway.clone()) => result,
+            () = stop_signal() => {
+                gateway.client_gone();
+                gateway.drain(Duration::from_secs(2)).await;
+                Ok(())
+            }
+        },
         Some(addr) => {
             let service = http_service(gateway.clone(), Vec::new());
             let router = axum::Router::new().nest_service("/mcp", service);
@@ -147,15 +185,41 @@ pub async fn run(options: RunOptions) -> Result<(), GatewayError> {
                 .map_err(|e| GatewayError::Serve(format!("--listen: cannot listen on {addr}: {e}")))?;
             let bound = listener.local_addr().unwrap_or(addr);
             eprintln!("agentguard mcp: MCP over streamable HTTP at http://{bound}/mcp");
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async {
-                    let _ = tokio::signal::ctrl_c().await;
+            let stopped = gateway.clone();
+            let served = axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    stop_signal().await;
+                    stopped.client_gone();
                 })
                 .await
-                .map_err(|e| GatewayError::Serve(format!("--listen: {e}")))
+                .map_err(|e| GatewayError::Serve(format!("--listen: {e}")));
+            gateway.drain(Duration::from_secs(2)).await;
+            served
         }
     };
     gateway.shutdown();
     let _ = tokio::time::timeout(Duration::from_secs(3), gateway.upstreams_closed()).await;
     result
+}
+
+/// SIGINT or SIGTERM (how MCP clients stop a stdio server that does not exit when its stdin closes).
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
