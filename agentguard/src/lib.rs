@@ -44,6 +44,7 @@
 //! |---|---|
 //! | [`guard`] | [`GuardBuilder`](guard::GuardBuilder) and its approval [`mode`](guard::mode)s, [`Gating`](guard::Gating), timeouts, the process-wide guard |
 //! | [`params`] | frozen snapshots, canonical JSON, digests, redaction, size limits |
+//! | [`policy`] | rules on tool names and arguments: allow, ask or deny, from a TOML file, before any approver |
 //! | [`tool`] | typed tools: dispatching them ([`Dispatch`](tool::Dispatch), [`AsyncDispatch`](tool::AsyncDispatch)), parse errors |
 //! | [`text`] | showing text a model wrote without hidden or reordering characters |
 //! | [`error`] | the parse errors of the root types |
@@ -67,6 +68,7 @@ pub mod guard;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod params;
+pub mod policy;
 mod request;
 pub mod store;
 pub mod tool;

@@ -50,6 +50,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::params::ParamsDigest;
+use crate::policy::PolicyStamp;
 use crate::request::{ApprovalRequest, RequestId, ToolCall};
 use agentguard_classify::Risk;
 
@@ -91,6 +92,10 @@ pub enum AuditDecision {
     Expired,
     /// Not a call: the `on_request` notifier failed (the request stayed parked).
     NotifierError,
+    /// Not a call: the policy file changed and its new version is in force (`event: "policy"`).
+    PolicyLoaded,
+    /// Not a call: the policy file changed but does not compile; the version in force stays (`event: "policy"`).
+    PolicyRejected,
 }
 
 impl AuditDecision {
@@ -103,6 +108,8 @@ impl AuditDecision {
             AuditDecision::Blocked => "blocked",
             AuditDecision::Expired => "expired",
             AuditDecision::NotifierError => "notifier_error",
+            AuditDecision::PolicyLoaded => "policy_loaded",
+            AuditDecision::PolicyRejected => "policy_rejected",
         }
     }
 }
@@ -137,6 +144,9 @@ pub struct AuditRecord<'a> {
     pub actor: Option<&'a str>,
     /// More: the approver's note, an error message.
     pub detail: Option<&'a str>,
+    /// What decided, when the guard has a policy: the rule (or `default`), its action and the policy's version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<&'a PolicyStamp>,
 }
 
 impl<'a> AuditRecord<'a> {
@@ -156,6 +166,7 @@ impl<'a> AuditRecord<'a> {
             request_id: None,
             actor: None,
             detail: None,
+            policy: None,
         }
     }
 

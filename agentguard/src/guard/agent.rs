@@ -10,6 +10,7 @@ use serde_json::Value;
 use crate::approver::Approver;
 use crate::audit::AuditSink;
 use crate::params::Redactor;
+use crate::policy::{Policy, PolicyError, PolicySlot};
 use crate::request::{ActionDenied, ApprovalRequest, RequestId, Resolution, ResolveOutcome, ToolCall};
 use crate::store::{ApprovalStore, StoreError};
 use agentguard_classify::Risk;
@@ -50,6 +51,7 @@ pub(crate) struct Inner {
     pub(super) audit: Option<Arc<dyn AuditSink>>,
     pub(super) redactor: Redactor,
     pub(super) max_params_bytes: usize,
+    pub(super) policy: Option<Arc<PolicySlot>>,
 }
 
 impl fmt::Debug for AgentGuard {
@@ -63,6 +65,7 @@ impl fmt::Debug for AgentGuard {
             .field("store", &i.store)
             .field("audit", &i.audit)
             .field("max_params_bytes", &i.max_params_bytes)
+            .field("policy", &i.policy.as_ref().map(|p| p.current()))
             .finish()
     }
 }
@@ -179,6 +182,21 @@ impl AgentGuard {
     /// Whether a call of `tool` would be gated by this guard, and with what risk.
     pub fn risk_of(&self, tool: &str) -> Option<Risk> {
         self.inner.risk_of(tool)
+    }
+
+    /// The policy deciding calls now (the newest good version of a watched file), if the guard has one.
+    pub fn policy(&self) -> Option<Policy> {
+        self.inner.policy.as_ref().map(|slot| slot.current())
+    }
+
+    /// Re-reads the guard's policy file now, whether or not it looks changed, and returns the policy in force.
+    /// A file that does not compile is an `Err` (also on stderr and in the audit) and the previous policy stays.
+    /// A guard without a policy file returns its policy (or `Ok(None)`).
+    pub fn reload_policy(&self) -> Result<Option<Policy>, PolicyError> {
+        match &self.inner.policy {
+            Some(slot) => slot.reload().map(Some),
+            None => Ok(None),
+        }
     }
 
     /// The store parked requests are kept in.

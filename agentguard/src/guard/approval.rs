@@ -24,6 +24,9 @@ pub(crate) enum Route {
     GuardRules,
     /// The caller declared the call safe (`Gating::Never`): nothing about it was checked.
     Declared,
+    /// A policy allowed it: an `allow` rule (one naming the tool exactly, for a tool declared to always ask) or the
+    /// policy's `default = "allow"`.
+    Policy,
 }
 
 /// The guard's decision that a call may run: its tool, the frozen params and how it was allowed.
@@ -118,6 +121,11 @@ impl Allowed {
         self.actor.as_deref()
     }
 
+    /// Whether a policy let it run unasked.
+    pub(super) fn by_policy(&self) -> bool {
+        self.route == Route::Policy
+    }
+
     /// `true` if a person (or approver) was asked; `false` for a safe call.
     pub fn was_asked(&self) -> bool {
         self.route == Route::Asked
@@ -150,7 +158,7 @@ impl Allowed {
                 self.tool
             ));
         }
-        if A::ALWAYS_ASK && self.route != Route::Asked {
+        if A::ALWAYS_ASK && !matches!(self.route, Route::Asked | Route::Policy) {
             return refuse(format!(
                 "tool `{}` is declared to always ask, but nobody was asked about this call: no Approval is made for it",
                 self.tool

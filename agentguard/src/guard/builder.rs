@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::io::{BufRead, Write};
 use std::marker::PhantomData;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +13,7 @@ use super::{AgentGuard, Inner};
 use crate::approver::{Approver, TerminalPrompt};
 use crate::audit::{AuditSink, JsonlAudit};
 use crate::params::{Redactor, DEFAULT_MAX_PARAMS_BYTES};
+use crate::policy::{Policy, PolicyError, PolicySlot, DEFAULT_RELOAD_INTERVAL};
 use crate::request::ApprovalRequest;
 use crate::store::{ApprovalStore, InMemoryStore};
 
@@ -46,7 +47,14 @@ pub struct GuardBuilder<M> {
     audit: AuditChoice,
     redactor: Redactor,
     max_params_bytes: usize,
+    policy: Option<PolicySource>,
+    policy_reload: Option<Duration>,
     _mode: PhantomData<M>,
+}
+
+enum PolicySource {
+    Fixed(Policy),
+    File(PathBuf, Policy),
 }
 
 enum AuditChoice {
@@ -116,6 +124,8 @@ impl<M> GuardBuilder<M> {
             audit: AuditChoice::Default,
             redactor: Redactor::new(),
             max_params_bytes: DEFAULT_MAX_PARAMS_BYTES,
+            policy: None,
+            policy_reload: Some(DEFAULT_RELOAD_INTERVAL),
             _mode: PhantomData,
         }
     }
@@ -211,6 +221,38 @@ impl<M> GuardBuilder<M> {
         self
     }
 
+    /// Decides calls by `policy`'s rules before any approver is asked (see [`crate::policy`]). Replaces a policy
+    /// given before.
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.policy = Some(PolicySource::Fixed(policy));
+        self
+    }
+
+    /// Reads the policy file at `path` now, and again whenever it changes (checked every second by default; see
+    /// [`policy_reload_interval`](Self::policy_reload_interval)). A file that cannot be read or has errors is an
+    /// `Err` here, so a guard never starts without the policy it was given; a later change that does not compile
+    /// keeps the policy in force and says why (stderr and an audit line).
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), agentguard::policy::PolicyError> {
+    /// let guard = agentguard::AgentGuard::external().policy_file("agentguard.toml")?.build();
+    /// # Ok(()) }
+    /// ```
+    pub fn policy_file(mut self, path: impl AsRef<Path>) -> Result<Self, PolicyError> {
+        let path = path.as_ref();
+        let policy = Policy::from_file(path)?;
+        self.policy = Some(PolicySource::File(path.to_path_buf(), policy));
+        Ok(self)
+    }
+
+    /// How often a [`policy_file`](Self::policy_file) is checked for changes: default
+    /// [`DEFAULT_RELOAD_INTERVAL`](crate::policy::DEFAULT_RELOAD_INTERVAL) (1 s); `None` to re-read it only when
+    /// [`AgentGuard::reload_policy`] is called (from a signal handler, say).
+    pub fn policy_reload_interval(mut self, interval: Option<Duration>) -> Self {
+        self.policy_reload = interval.map(|i| i.max(Duration::from_millis(10)));
+        self
+    }
+
     /// Finishes the guard.
     pub fn build(self) -> AgentGuard {
         let audit = match self.audit {
@@ -218,6 +260,10 @@ impl<M> GuardBuilder<M> {
             AuditChoice::Sink(s) => Some(s),
             AuditChoice::Off => None,
         };
+        let policy = self.policy.map(|source| match source {
+            PolicySource::Fixed(policy) => PolicySlot::fixed(policy, audit.clone()),
+            PolicySource::File(path, policy) => PolicySlot::watched(path, policy, self.policy_reload, audit.clone()),
+        });
         AgentGuard {
             inner: Arc::new(Inner {
                 approver: self.approver,
@@ -228,6 +274,7 @@ impl<M> GuardBuilder<M> {
                 audit,
                 redactor: self.redactor,
                 max_params_bytes: self.max_params_bytes,
+                policy,
             }),
         }
     }

@@ -14,6 +14,7 @@ use super::{AgentGuard, Gating, Inner, Recheck};
 use crate::approver::{self, Approver, Notifier, Verdict};
 use crate::audit::{AuditDecision, AuditRecord};
 use crate::params::{canonical_json, deeper_than, FrozenParams, ParamsDigest, ParamsRejected, MAX_PARAMS_DEPTH};
+use crate::policy::{Action, DefaultAction, PolicyMode, PolicyStamp};
 use crate::request::{ActionDenied, ApprovalRequest, DenyReason, RequestId, ToolCall};
 use agentguard_classify::{classify, confusable_key, name_key, Risk};
 
@@ -33,6 +34,19 @@ pub(crate) struct Parked {
     params: Value,
     /// The deadline on the monotonic clock.
     pub(super) until: Instant,
+    /// What the policy said (its rule asked, or its default), for the verdict's audit line.
+    stamp: Option<PolicyStamp>,
+}
+
+/// What the first step decided for a call.
+#[derive(Clone)]
+enum Plan {
+    /// Run without asking.
+    Allow(Route),
+    /// Ask, showing this risk.
+    Ask(Risk),
+    /// Refused by the policy, with the message the agent reads.
+    Deny(String),
 }
 
 /// Where a call stands after [`Inner::start`].
@@ -46,7 +60,7 @@ enum Start {
 /// An async approval with its verdict in, before the params are checked again and the verdict recorded.
 #[cfg(feature = "tokio")]
 pub(crate) enum Decided<'g> {
-    Allowed(Allowed),
+    Allowed(&'g Inner, Allowed),
     Parked(&'g Inner, Parked, Verdict),
 }
 
@@ -55,7 +69,10 @@ impl Decided<'_> {
     /// Checks the params again (if `recheck` is given), records the verdict, and hands out the approval.
     pub(crate) fn finish(self, recheck: Option<&Recheck<'_>>, claim: Claim) -> Result<Allowed, ActionDenied> {
         match self {
-            Decided::Allowed(approval) => Ok(approval),
+            Decided::Allowed(inner, approval) => {
+                inner.unchanged_since_judged(&approval, recheck)?;
+                Ok(approval)
+            }
             Decided::Parked(inner, parked, verdict) => inner.conclude(parked, verdict, recheck, claim),
         }
     }
@@ -73,7 +90,10 @@ impl AgentGuard {
     ) -> Result<Allowed, ActionDenied> {
         let inner = &*self.inner;
         match inner.start(call, gate)? {
-            Start::Allowed(approval) => Ok(approval),
+            Start::Allowed(approval) => {
+                inner.unchanged_since_judged(&approval, recheck)?;
+                Ok(approval)
+            }
             Start::Ask(parked) => {
                 let verdict = inner.ask_blocking(&parked);
                 inner.conclude(parked, verdict, recheck, claim)
@@ -87,7 +107,7 @@ impl AgentGuard {
     pub(crate) async fn decide(&self, call: ToolCall, gate: Gating) -> Result<Decided<'_>, ActionDenied> {
         let inner = &*self.inner;
         match inner.start(call, gate)? {
-            Start::Allowed(approval) => Ok(Decided::Allowed(approval)),
+            Start::Allowed(approval) => Ok(Decided::Allowed(inner, approval)),
             Start::Ask(parked) => {
                 let verdict = inner.ask(&parked).await;
                 Ok(Decided::Parked(inner, parked, verdict))
@@ -104,6 +124,29 @@ impl Inner {
             Gating::Always(risk) => Some(risk),
             Gating::Never => None,
         }
+    }
+
+    /// A call a policy allowed by its arguments runs only with those arguments: a `#[gate]` body runs with its live
+    /// arguments, so they are serialized again and compared with what the policy judged (a value behind a lock or a
+    /// cell could have changed in between). A change is a denial, audited after the allowed line.
+    fn unchanged_since_judged(&self, approval: &Allowed, recheck: Option<&Recheck<'_>>) -> Result<(), ActionDenied> {
+        let (true, Some(recheck)) = (approval.by_policy(), recheck) else {
+            return Ok(());
+        };
+        let digest = |v: &Value| canonical_json(v, usize::MAX).map(|text| ParamsDigest::of(text.as_bytes()));
+        let judged = digest(approval.params());
+        if judged.is_some() && recheck().ok().is_some_and(|now| digest(&now) == judged) {
+            return Ok(());
+        }
+        let detail = "the arguments changed after the policy judged them; nothing ran";
+        if let Some(audit) = &self.audit {
+            let mut rec = AuditRecord::new(approval.tool(), AuditDecision::Blocked);
+            rec.reason = Some(DenyReason::ParamsChanged.as_str());
+            rec.params_digest = judged.as_ref();
+            rec.detail = Some(detail);
+            let _ = audit.record(&rec);
+        }
+        Err(ActionDenied::new(DenyReason::ParamsChanged, approval.tool()).with_detail(Some(detail.to_owned())))
     }
 
     /// The guard's rules for a name: a suspicious name is gated whatever the lists say; then `dangerous_tools`,
@@ -137,23 +180,80 @@ impl Inner {
             }
             return Err(ActionDenied::new(DenyReason::InvalidCall, shown.name).with_detail(Some(problem)));
         }
-        match self.gate_risk(&call.name, gate) {
-            None => {
-                self.record_allowed(&call);
-                // Whose word made it safe: the caller's declaration proves nothing about the call.
-                let route = match gate {
-                    Gating::Never => Route::Declared,
-                    _ => Route::GuardRules,
-                };
+        let risk = self.gate_risk(&call.name, gate);
+        let (plan, stamp) = self.plan(&call, gate, risk);
+        match plan {
+            Plan::Allow(route) => {
+                self.record_allowed(&call, stamp.as_ref());
                 Ok(Start::Allowed(approval::unasked(call.name, call.params, route)))
             }
-            Some(risk) => self.prepare(call, risk).map(Start::Ask),
+            Plan::Ask(risk) => self.prepare(call, risk, stamp).map(Start::Ask),
+            Plan::Deny(detail) => {
+                if let Some(audit) = &self.audit {
+                    let mut rec = AuditRecord::of_call(&call, AuditDecision::Blocked);
+                    rec.reason = Some(DenyReason::PolicyDenied.as_str());
+                    rec.risk = risk;
+                    rec.detail = Some(&detail);
+                    rec.policy = stamp.as_ref();
+                    let _ = audit.record(&rec);
+                }
+                Err(ActionDenied::new(DenyReason::PolicyDenied, call.name).with_detail(Some(detail)))
+            }
+        }
+    }
+
+    /// What to do with a call: the policy's answer (when the guard has one in force), else the name rules'. In
+    /// shadow mode the policy's answer is only recorded (`would_…`) and the name rules decide.
+    fn plan(&self, call: &ToolCall, gate: Gating, risk: Option<Risk>) -> (Plan, Option<PolicyStamp>) {
+        let by_names = match risk {
+            None => Plan::Allow(match gate {
+                // Whose word made it safe: the caller's declaration proves nothing about the call.
+                Gating::Never => Route::Declared,
+                _ => Route::GuardRules,
+            }),
+            Some(risk) => Plan::Ask(risk),
+        };
+        let Some(slot) = &self.policy else {
+            return (by_names, None);
+        };
+        let policy = slot.current();
+        let eval = policy.evaluate(call, risk);
+        // What only an explicit allow rule may relax: a tool declared to always ask, or listed in dangerous_tools.
+        let declared = matches!(gate, Gating::Always(_))
+            || (!self.dangerous.is_empty() && self.dangerous.contains(&confusable_key(&call.name)));
+        let suspicious = risk == Some(Risk::SuspiciousName);
+        let ask = || Plan::Ask(risk.unwrap_or(Risk::ManuallyFlagged));
+        let plan = match (eval.action(), policy.default_action()) {
+            (Some(Action::Deny), _) => Plan::Deny(match eval.message() {
+                Some(message) => message.to_owned(),
+                None => format!("policy rule {:?} denies this call", eval.rule().unwrap_or_default()),
+            }),
+            (Some(Action::Ask), _) => ask(),
+            (Some(Action::Allow), _) if declared && !eval.names(&call.name) => ask(),
+            (Some(Action::Allow), _) => Plan::Allow(Route::Policy),
+            (None, DefaultAction::Classify) => by_names.clone(),
+            (None, DefaultAction::Ask) => ask(),
+            (None, DefaultAction::Allow) if declared || suspicious => ask(),
+            (None, DefaultAction::Allow) => Plan::Allow(Route::Policy),
+            (None, DefaultAction::Deny) => {
+                Plan::Deny("no policy rule allows this call, and the policy's default is deny".to_owned())
+            }
+        };
+        let action = match plan {
+            Plan::Allow(_) => Action::Allow,
+            Plan::Ask(_) => Action::Ask,
+            Plan::Deny(_) => Action::Deny,
+        };
+        let stamp = Some(PolicyStamp::of(&eval, action));
+        match policy.mode() {
+            PolicyMode::Enforce => (plan, stamp),
+            PolicyMode::Shadow => (by_names, stamp),
         }
     }
 
     /// Audits a call that runs without asking. An audit failure does not stop a safe call (only gated calls fail
     /// closed on it); it is reported on stderr.
-    fn record_allowed(&self, call: &ToolCall) {
+    fn record_allowed(&self, call: &ToolCall, stamp: Option<&PolicyStamp>) {
         let Some(audit) = &self.audit else { return };
         // Digest from the canonical text; no copy of the params is made. Params too deep or too large to show are
         // recorded as a note (the call still runs: it is safe).
@@ -178,7 +278,8 @@ impl Inner {
         let mut rec = AuditRecord::of_call(call, AuditDecision::Allowed);
         rec.params = Some(&shown);
         rec.params_digest = digest.as_ref();
-        if !self.safe.is_empty() && self.safe.contains(&name_key(&call.name)) {
+        rec.policy = stamp;
+        if stamp.is_none() && !self.safe.is_empty() && self.safe.contains(&name_key(&call.name)) {
             rec.detail = Some("listed in safe_tools");
         }
         if let Err(e) = audit.record(&rec) {
@@ -187,7 +288,7 @@ impl Inner {
     }
 
     /// Freezes the params and builds the request; denies (and audits) params over the size limit.
-    fn prepare(&self, mut call: ToolCall, risk: Risk) -> Result<Parked, ActionDenied> {
+    fn prepare(&self, mut call: ToolCall, risk: Risk, stamp: Option<PolicyStamp>) -> Result<Parked, ActionDenied> {
         let params = std::mem::take(&mut call.params); // moved into the snapshot, not copied
         let frozen = match FrozenParams::freeze(params, self.max_params_bytes) {
             Ok(f) => f,
@@ -201,6 +302,7 @@ impl Inner {
                     rec.risk = Some(risk);
                     rec.params = Some(&note);
                     rec.detail = Some(&detail);
+                    rec.policy = stamp.as_ref();
                     let _ = audit.record(&rec);
                 }
                 return Err(ActionDenied::new(reason, call.name).with_detail(Some(detail)));
@@ -236,6 +338,7 @@ impl Inner {
             request,
             params: frozen.into_value(),
             until,
+            stamp,
         })
     }
 
@@ -272,7 +375,8 @@ impl Inner {
                 .with_request(Some(req.request_id().clone()))
                 .with_detail(detail)
         };
-        let written = self.record_verdict(req, &verdict);
+        let stamp = parked.stamp.as_ref();
+        let written = self.record_verdict(req, &verdict, stamp);
         match verdict {
             Verdict::Denied { reason, detail, .. } => {
                 if in_store && reason == DenyReason::ParamsChanged {
@@ -312,7 +416,7 @@ impl Inner {
                         Err(e) => Some(super::wait::store_down(e)),
                     };
                     if let Some(refused @ Verdict::Denied { reason, .. }) = claimed {
-                        let _ = self.record_verdict(req, &refused);
+                        let _ = self.record_verdict(req, &refused, stamp);
                         let detail = match refused {
                             Verdict::Denied { detail, .. } => detail,
                             Verdict::Approved { .. } => None,
@@ -336,9 +440,15 @@ impl Inner {
     }
 
     /// Writes the audit line of a gated request's verdict.
-    fn record_verdict(&self, req: &ApprovalRequest, verdict: &Verdict) -> Result<(), crate::audit::AuditError> {
+    fn record_verdict(
+        &self,
+        req: &ApprovalRequest,
+        verdict: &Verdict,
+        stamp: Option<&PolicyStamp>,
+    ) -> Result<(), crate::audit::AuditError> {
         let Some(audit) = &self.audit else { return Ok(()) };
         let mut rec = AuditRecord::of_request(req, verdict.audit_decision());
+        rec.policy = stamp;
         if let Verdict::Denied { reason, detail, .. } = verdict {
             rec.reason = Some(reason.as_str());
             rec.detail = detail.as_deref();

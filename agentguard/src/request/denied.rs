@@ -42,6 +42,9 @@ pub enum DenyReason {
     /// A handler's [`Approval`](crate::Approval) was asked for a call that was not approved: another tool, other
     /// arguments, or a call its own tool declared safe.
     NotApproved,
+    /// A [policy](crate::policy) rule refused the call (its message is the detail), or the policy's default is
+    /// `deny` and no rule allowed it.
+    PolicyDenied,
 }
 
 impl DenyReason {
@@ -62,6 +65,7 @@ impl DenyReason {
             DenyReason::InvalidParams => "invalid_params",
             DenyReason::NotApproved => "not_approved",
             DenyReason::InvalidCall => "invalid_call",
+            DenyReason::PolicyDenied => "policy_denied",
         }
     }
 }

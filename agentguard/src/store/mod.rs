@@ -81,6 +81,7 @@ impl RequestState {
     }
 
     /// A state read back from a database row; `store` names the store in the error.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
     pub(crate) fn parse_stored(name: &str, store: &str) -> Result<Self, StoreError> {
         Self::from_name(name)
             .ok_or_else(|| StoreError::new(format!("{store} store: unknown state {name:?} in the database")))

@@ -1,0 +1,828 @@
+//! The policy file: TOML in, a compiled [`Compiled`] policy out, or every error at once with its line, key and
+//! what to write instead.
+
+use std::collections::HashSet;
+
+use serde_json::{Number, Value};
+use toml::de::{DeTable, DeValue};
+use toml::Spanned;
+
+use super::path::{ArgPath, FsPath};
+use super::pattern::{glob, user_regex, NamePattern};
+use super::predicate::{Cmp, Op, Pred};
+use super::{Action, Compiled, DefaultAction, Diagnostic, PolicyMode, Rule};
+use agentguard_classify::Risk;
+
+const TOP_KEYS: &[&str] = &["default", "mode", "base_dir", "rule"];
+const RULE_KEYS: &[&str] = &[
+    "name", "tools", "agents", "sessions", "servers", "risks", "when", "action", "message",
+];
+const OPS: &[&str] = &[
+    "eq",
+    "ne",
+    "in",
+    "not_in",
+    "gt",
+    "ge",
+    "lt",
+    "le",
+    "prefix",
+    "suffix",
+    "glob",
+    "regex",
+    "under",
+    "not_under",
+    "exists",
+    "len_gt",
+    "len_lt",
+];
+const COMBINATORS: &[&str] = &["all", "any", "not"];
+
+/// Collects diagnostics against the source text.
+struct Ctx<'s> {
+    source: &'s str,
+    line_starts: Vec<usize>,
+    errors: Vec<Diagnostic>,
+    warnings: Vec<Diagnostic>,
+}
+
+impl<'s> Ctx<'s> {
+    fn new(source: &'s str) -> Self {
+        let mut line_starts = vec![0];
+        line_starts.extend(source.match_indices('\n').map(|(i, _)| i + 1));
+        Ctx {
+            source,
+            line_starts,
+            errors: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    fn at(&self, offset: usize, key: &str, message: String) -> Diagnostic {
+        let line = self.line_starts.partition_point(|&s| s <= offset);
+        let start = self.line_starts[line - 1];
+        let column = self
+            .source
+            .get(start..offset.min(self.source.len()))
+            .map_or(1, |s| s.chars().count() + 1);
+        Diagnostic {
+            line,
+            column,
+            key: key.to_owned(),
+            message,
+        }
+    }
+
+    fn error(&mut self, span: std::ops::Range<usize>, key: &str, message: impl Into<String>) {
+        let d = self.at(span.start, key, message.into());
+        self.errors.push(d);
+    }
+
+    fn warn(&mut self, span: std::ops::Range<usize>, key: &str, message: impl Into<String>) {
+        let d = self.at(span.start, key, message.into());
+        self.warnings.push(d);
+    }
+}
+
+/// Compiles a policy's source text.
+pub(super) fn compile(source: &str) -> Result<(Compiled, Vec<Diagnostic>), Vec<Diagnostic>> {
+    let mut cx = Ctx::new(source);
+    let (doc, parse_errors) = DeTable::parse_recoverable(source);
+    if !parse_errors.is_empty() {
+        for e in parse_errors {
+            let offset = e.span().map_or(0, |s| s.start);
+            let d = cx.at(offset, "", format!("not valid TOML: {}", e.message().trim_end()));
+            cx.errors.push(d);
+        }
+        return Err(cx.errors);
+    }
+    let doc = doc.into_inner();
+    let mut default = DefaultAction::Classify;
+    let mut mode = PolicyMode::Enforce;
+    let mut base_dir: Option<FsPath> = None;
+    let mut rule_values = None;
+    // base_dir first: rule paths are joined to it.
+    if let Some((k, v)) = doc.iter().find(|(k, _)| k.get_ref() == "base_dir") {
+        match v.get_ref().as_str() {
+            Some(text) if text.starts_with('/') => match FsPath::parse(text, None) {
+                Ok(p) => base_dir = Some(p),
+                Err(why) => cx.error(v.span(), "base_dir", why),
+            },
+            Some(text) => cx.error(
+                v.span(),
+                "base_dir",
+                format!(
+                    "base_dir must be an absolute path (the folder relative paths in calls are resolved in); \
+                     `{text}` is relative: write e.g. base_dir = \"/srv/app\""
+                ),
+            ),
+            None => cx.error(
+                v.span(),
+                k.get_ref(),
+                expected("a string (an absolute path)", v.get_ref()),
+            ),
+        }
+    }
+    for (key, value) in sorted(&doc) {
+        match key.get_ref().as_ref() {
+            "default" => {
+                default = match value.get_ref().as_str() {
+                    Some("classify") => DefaultAction::Classify,
+                    Some("ask") => DefaultAction::Ask,
+                    Some("allow") => DefaultAction::Allow,
+                    Some("deny") => DefaultAction::Deny,
+                    _ => {
+                        cx.error(
+                            value.span(),
+                            "default",
+                            format!(
+                                "default must be one of \"classify\", \"ask\", \"allow\", \"deny\"; found {}",
+                                show(value.get_ref())
+                            ),
+                        );
+                        default
+                    }
+                }
+            }
+            "mode" => {
+                mode = match value.get_ref().as_str() {
+                    Some("enforce") => PolicyMode::Enforce,
+                    Some("shadow") => PolicyMode::Shadow,
+                    _ => {
+                        cx.error(
+                            value.span(),
+                            "mode",
+                            format!(
+                                "mode must be \"enforce\" or \"shadow\"; found {}",
+                                show(value.get_ref())
+                            ),
+                        );
+                        mode
+                    }
+                }
+            }
+            "base_dir" => {}
+            "rule" => rule_values = Some(value),
+            other => cx.error(
+                key.span(),
+                other,
+                unknown_key(other, "at the top of a policy", TOP_KEYS),
+            ),
+        }
+    }
+    let mut rules = Vec::new();
+    if let Some(value) = rule_values {
+        match value.get_ref() {
+            DeValue::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    match item.get_ref() {
+                        DeValue::Table(table) => {
+                            if let Some(rule) = compile_rule(&mut cx, i, table, item.span(), base_dir.as_ref()) {
+                                rules.push(rule);
+                            }
+                        }
+                        other => cx.error(
+                            item.span(),
+                            &format!("rule[{i}]"),
+                            expected("a table ([[rule]])", other),
+                        ),
+                    }
+                }
+            }
+            other => cx.error(
+                value.span(),
+                "rule",
+                format!(
+                    "rules are written as [[rule]] tables (an array of tables); found {}",
+                    describe(other)
+                ),
+            ),
+        }
+    }
+    let mut seen = HashSet::new();
+    for rule in &rules {
+        if !seen.insert(rule.name.as_str()) {
+            let d = Diagnostic {
+                line: rule.line,
+                column: 1,
+                key: "name".to_owned(),
+                message: format!(
+                    "two rules are named {:?}: the audit names the rule that decided, so each name must be unique",
+                    rule.name
+                ),
+            };
+            cx.errors.push(d);
+        }
+    }
+    if !cx.errors.is_empty() {
+        cx.errors.sort_by_key(|d| (d.line, d.column));
+        return Err(cx.errors);
+    }
+    let mut order: Vec<usize> = (0..rules.len()).collect();
+    order.sort_by_key(|&i| match rules[i].action {
+        Action::Deny => 0,
+        Action::Ask => 1,
+        Action::Allow => 2,
+    });
+    cx.warnings.sort_by_key(|d| (d.line, d.column));
+    Ok((
+        Compiled {
+            version: String::new(),
+            default,
+            mode,
+            base_dir,
+            rules,
+            order,
+        },
+        cx.warnings,
+    ))
+}
+
+/// A table's entries in the order they appear in the file.
+fn sorted<'a, 'i>(table: &'a DeTable<'i>) -> Vec<(&'a Spanned<std::borrow::Cow<'i, str>>, &'a Spanned<DeValue<'i>>)> {
+    let mut entries: Vec<_> = table.iter().collect();
+    entries.sort_by_key(|(k, _)| k.span().start);
+    entries
+}
+
+fn compile_rule(
+    cx: &mut Ctx<'_>,
+    index: usize,
+    table: &DeTable<'_>,
+    span: std::ops::Range<usize>,
+    base: Option<&FsPath>,
+) -> Option<Rule> {
+    let errors_before = cx.errors.len();
+    let mut label = format!("rule[{index}]");
+    if let Some(name) = table.get("name").and_then(|v| v.get_ref().as_str()) {
+        label = format!("rule {name:?}");
+    }
+    let line = cx.at(span.start, "", String::new()).line;
+    let mut name = None;
+    let mut action = None;
+    let mut message = None;
+    let mut tools = Vec::new();
+    let mut agents = Vec::new();
+    let mut sessions = Vec::new();
+    let mut servers = Vec::new();
+    let mut risks = None;
+    let mut when = None;
+    let mut when_span = span.clone();
+    for (key, value) in sorted(table) {
+        let k = key.get_ref().as_ref();
+        let here = format!("{label}: {k}");
+        match k {
+            "name" => match value.get_ref().as_str() {
+                Some(n) if !n.trim().is_empty() => name = Some(n.to_owned()),
+                Some(_) => cx.error(
+                    value.span(),
+                    &here,
+                    "a rule's name cannot be empty: say what the rule is for",
+                ),
+                None => cx.error(value.span(), &here, expected("a string", value.get_ref())),
+            },
+            "action" => match value.get_ref().as_str() {
+                Some("allow") => action = Some(Action::Allow),
+                Some("ask") => action = Some(Action::Ask),
+                Some("deny") => action = Some(Action::Deny),
+                _ => cx.error(
+                    value.span(),
+                    &here,
+                    format!(
+                        "action must be \"allow\", \"ask\" or \"deny\"; found {}",
+                        show(value.get_ref())
+                    ),
+                ),
+            },
+            "message" => match value.get_ref().as_str() {
+                Some(m) => message = Some(m.to_owned()),
+                None => cx.error(value.span(), &here, expected("a string", value.get_ref())),
+            },
+            "tools" | "agents" | "sessions" | "servers" => {
+                let list = names(cx, &here, value);
+                let out = match k {
+                    "tools" => &mut tools,
+                    "agents" => &mut agents,
+                    "sessions" => &mut sessions,
+                    _ => &mut servers,
+                };
+                *out = list;
+            }
+            "risks" => risks = Some(risk_list(cx, &here, value)),
+            "when" => {
+                when_span = value.span();
+                match value.get_ref() {
+                    DeValue::Table(t) => when = Some(Pred::All(condition(cx, &format!("{label}: when"), t, base))),
+                    other => cx.error(
+                        value.span(),
+                        &here,
+                        format!(
+                            "when is a table of argument tests, e.g. when = {{ amount = {{ gt = 100 }} }}; found {}",
+                            describe(other)
+                        ),
+                    ),
+                }
+            }
+            other => cx.error(key.span(), &label, unknown_key(other, "in a rule", RULE_KEYS)),
+        }
+    }
+    if name.is_none() && !table.contains_key("name") {
+        cx.error(
+            span.clone(),
+            &label,
+            "this rule has no name; add name = \"…\" (the audit records which rule decided)",
+        );
+    }
+    if action.is_none() && !table.contains_key("action") {
+        cx.error(
+            span.clone(),
+            &label,
+            "this rule has no action; add action = \"allow\", \"ask\" or \"deny\"",
+        );
+    }
+    if cx.errors.len() > errors_before {
+        return None;
+    }
+    let (name, action) = (name?, action?);
+    if let Some(pred) = &when {
+        let mut paths = Vec::new();
+        pred.fallible_paths(&mut paths);
+        if !paths.is_empty() {
+            let list = paths.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", ");
+            let msg = match action {
+                Action::Allow => format!(
+                    "this allow rule does not match a call whose {list} is missing or of another type than its test \
+                     needs (fail closed: such a call falls to the other rules and the default)"
+                ),
+                _ => format!(
+                    "this {} rule matches every call it covers whose {list} is missing or of another type than its \
+                     test needs (fail closed); if calls without it should pass, add `exists = true` to its test",
+                    action.as_str()
+                ),
+            };
+            cx.warn(when_span, &format!("{label}: when"), msg);
+        }
+    }
+    Some(Rule {
+        name,
+        line,
+        action,
+        message,
+        tools,
+        agents,
+        sessions,
+        servers,
+        risks,
+        when,
+    })
+}
+
+/// A list of name patterns (a single string is a list of one).
+fn names(cx: &mut Ctx<'_>, here: &str, value: &Spanned<DeValue<'_>>) -> Vec<NamePattern> {
+    let mut out = Vec::new();
+    let mut one = |cx: &mut Ctx<'_>, v: &Spanned<DeValue<'_>>| match v.get_ref().as_str() {
+        Some(s) => match NamePattern::new(s) {
+            Ok(p) => out.push(p),
+            Err(why) => cx.error(v.span(), here, why),
+        },
+        None => cx.error(v.span(), here, expected("a name (a string)", v.get_ref())),
+    };
+    match value.get_ref() {
+        DeValue::Array(items) if items.is_empty() => cx.error(
+            value.span(),
+            here,
+            "an empty list matches nothing; leave the key out to match every name, or list names",
+        ),
+        DeValue::Array(items) => items.iter().for_each(|v| one(cx, v)),
+        DeValue::String(_) => one(cx, value),
+        other => cx.error(
+            value.span(),
+            here,
+            expected("a list of names, e.g. [\"write_file\", \"refund_*\"]", other),
+        ),
+    }
+    out
+}
+
+fn risk_list(cx: &mut Ctx<'_>, here: &str, value: &Spanned<DeValue<'_>>) -> Vec<Option<Risk>> {
+    let keys = || {
+        Risk::ALL
+            .iter()
+            .map(|r| format!("\"{}\"", r.key()))
+            .chain(["\"none\"".to_owned()])
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let items: Vec<&Spanned<DeValue<'_>>> = match value.get_ref() {
+        DeValue::Array(items) => items.iter().collect(),
+        DeValue::String(_) => vec![value],
+        other => {
+            cx.error(value.span(), here, expected("a list of risks", other));
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for v in items {
+        match v.get_ref().as_str() {
+            Some("none") => out.push(None),
+            Some(s) => match s.parse::<Risk>() {
+                Ok(r) => out.push(Some(r)),
+                Err(_) => cx.error(v.span(), here, format!("unknown risk {s:?}; write one of {}", keys())),
+            },
+            None => cx.error(v.span(), here, expected("a risk name (a string)", v.get_ref())),
+        }
+    }
+    out
+}
+
+/// A condition table: argument tests (all must hold) and the combinators `all`, `any`, `not`.
+fn condition(cx: &mut Ctx<'_>, here: &str, table: &DeTable<'_>, base: Option<&FsPath>) -> Vec<Pred> {
+    let mut preds = Vec::new();
+    for (key, value) in sorted(table) {
+        let k = key.get_ref().as_ref();
+        match k {
+            "all" | "any" => {
+                let at = format!("{here}.{k}");
+                match value.get_ref() {
+                    DeValue::Array(items) if !items.is_empty() => {
+                        let mut parts = Vec::new();
+                        for item in items {
+                            match item.get_ref() {
+                                DeValue::Table(t) => parts.push(Pred::All(condition(cx, &at, t, base))),
+                                other => cx.error(item.span(), &at, expected("a table of tests", other)),
+                            }
+                        }
+                        preds.push(if k == "all" { Pred::All(parts) } else { Pred::Any(parts) });
+                    }
+                    other => cx.error(
+                        value.span(),
+                        &at,
+                        format!(
+                            "{k} takes a non-empty list of test tables, e.g. {k} = [{{ a = {{ eq = 1 }} }}, {{ b = {{ \
+                             exists = true }} }}]; found {}",
+                            describe(other)
+                        ),
+                    ),
+                }
+            }
+            "not" => match value.get_ref() {
+                DeValue::Table(t) => preds.push(Pred::Not(Box::new(Pred::All(condition(
+                    cx,
+                    &format!("{here}.not"),
+                    t,
+                    base,
+                ))))),
+                other => cx.error(
+                    value.span(),
+                    &format!("{here}.not"),
+                    expected("a table of tests, e.g. not = { path = { under = \"/tmp\" } }", other),
+                ),
+            },
+            _ => argument(cx, here, k.to_owned(), value, base, &mut preds),
+        }
+    }
+    preds
+}
+
+/// The tests on one argument `path`: a table of operators, a nested table of further steps, or a bare value (`eq`).
+fn argument(
+    cx: &mut Ctx<'_>,
+    here: &str,
+    path: String,
+    value: &Spanned<DeValue<'_>>,
+    base: Option<&FsPath>,
+    preds: &mut Vec<Pred>,
+) {
+    let at = format!("{here}.{path}");
+    let arg = match ArgPath::parse(&path) {
+        Ok(a) => a,
+        Err(why) => return cx.error(value.span(), &at, why),
+    };
+    let DeValue::Table(table) = value.get_ref() else {
+        // `currency = "EUR"` is `currency = { eq = "EUR" }`.
+        if let Some(v) = json(cx, &at, value) {
+            preds.push(Pred::Test(arg, Op::Eq(v)));
+        }
+        return;
+    };
+    let ops = table.keys().filter(|k| OPS.contains(&k.get_ref().as_ref())).count();
+    if ops == 0 {
+        // A nested table is a further step of the path: `customer = { email = { suffix = "…" } }`.
+        if path.starts_with('/') {
+            return cx.error(
+                value.span(),
+                &at,
+                "a JSON Pointer path takes a table of tests (eq, gt, under, …), not further steps: write the whole \
+                 pointer",
+            );
+        }
+        for (k, v) in sorted(table) {
+            let step = k.get_ref().as_ref();
+            if COMBINATORS.contains(&step) {
+                cx.error(
+                    k.span(),
+                    &at,
+                    format!(
+                        "`{step}` combines tests and belongs at the top of `when` (or inside all/any/not), not under \
+                         an argument; for an argument named `{step}` use a JSON Pointer: \"/{path}/{step}\""
+                    ),
+                );
+                continue;
+            }
+            argument(cx, here, format!("{path}.{step}"), v, base, preds);
+        }
+        return;
+    }
+    if ops != table.len() {
+        let others: Vec<String> = table
+            .keys()
+            .filter(|k| !OPS.contains(&k.get_ref().as_ref()))
+            .map(|k| format!("`{}`", k.get_ref()))
+            .collect();
+        for k in table.keys().filter(|k| !OPS.contains(&k.get_ref().as_ref())) {
+            let name = k.get_ref().as_ref();
+            cx.error(
+                k.span(),
+                &at,
+                match suggest(name, OPS) {
+                    Some(s) => format!(
+                        "unknown test `{name}`; did you mean `{s}`? Tests are: {}",
+                        OPS.join(", ")
+                    ),
+                    None => format!(
+                        "`{name}` is not a test, and a table of tests cannot also hold argument names (found {}); \
+                         tests are: {}",
+                        others.join(", "),
+                        OPS.join(", ")
+                    ),
+                },
+            );
+        }
+        return;
+    }
+    for (k, v) in sorted(table) {
+        let op = k.get_ref().as_ref();
+        let at = format!("{at}.{op}");
+        if let Some(op) = operator(cx, &at, op, v, base) {
+            preds.push(Pred::Test(arg.clone(), op));
+        }
+    }
+}
+
+fn operator(cx: &mut Ctx<'_>, at: &str, op: &str, v: &Spanned<DeValue<'_>>, base: Option<&FsPath>) -> Option<Op> {
+    let string = |cx: &mut Ctx<'_>, hint: &str| match v.get_ref().as_str() {
+        Some(s) => Some(s.to_owned()),
+        None => {
+            cx.error(
+                v.span(),
+                at,
+                format!("{op} takes a string, e.g. {op} = {hint}; found {}", show(v.get_ref())),
+            );
+            None
+        }
+    };
+    Some(match op {
+        "eq" => Op::Eq(json(cx, at, v)?),
+        "ne" => Op::Ne(json(cx, at, v)?),
+        "in" | "not_in" => {
+            let DeValue::Array(items) = v.get_ref() else {
+                cx.error(
+                    v.span(),
+                    at,
+                    format!(
+                        "{op} takes a list, e.g. {op} = [\"EUR\", \"USD\"]; found {}",
+                        show(v.get_ref())
+                    ),
+                );
+                return None;
+            };
+            if items.is_empty() {
+                cx.error(
+                    v.span(),
+                    at,
+                    format!("{op} = [] is an empty list; list the values to compare with"),
+                );
+                return None;
+            }
+            let values: Vec<Value> = items.iter().filter_map(|i| json(cx, at, i)).collect();
+            if values.len() != items.len() {
+                return None;
+            }
+            if op == "in" {
+                Op::In(values)
+            } else {
+                Op::NotIn(values)
+            }
+        }
+        "gt" | "ge" | "lt" | "le" => {
+            let cmp = match op {
+                "gt" => Cmp::Gt,
+                "ge" => Cmp::Ge,
+                "lt" => Cmp::Lt,
+                _ => Cmp::Le,
+            };
+            match number(v.get_ref()) {
+                Some(n) => Op::Cmp(cmp, n),
+                None => {
+                    let hint = match v.get_ref().as_str().map(str::trim).map(str::parse::<f64>) {
+                        Some(Ok(_)) => format!(
+                            "; write {op} = {} (a number, without quotes)",
+                            v.get_ref().as_str().unwrap_or_default().trim()
+                        ),
+                        _ => String::new(),
+                    };
+                    cx.error(
+                        v.span(),
+                        at,
+                        format!("{op} compares numbers, but {} is not a number{hint}", show(v.get_ref())),
+                    );
+                    return None;
+                }
+            }
+        }
+        "prefix" => Op::Prefix(string(cx, "\"/srv/app/\"")?),
+        "suffix" => Op::Suffix(string(cx, "\"@example.com\"")?),
+        "glob" => {
+            let s = string(cx, "\"reports/**/*.csv\"")?;
+            match glob(&s) {
+                Ok(re) => Op::Glob(s, re),
+                Err(why) => {
+                    cx.error(v.span(), at, why);
+                    return None;
+                }
+            }
+        }
+        "regex" => {
+            let s = string(cx, "\"^[A-Z]{3}$\"")?;
+            match user_regex(&s) {
+                Ok(re) => Op::Regex(s, re),
+                Err(why) => {
+                    cx.error(v.span(), at, why);
+                    return None;
+                }
+            }
+        }
+        "under" | "not_under" => {
+            let s = string(cx, "\"./sandbox\"")?;
+            match FsPath::parse(&s, base) {
+                Ok(p) => {
+                    if op == "under" {
+                        Op::Under(p)
+                    } else {
+                        Op::NotUnder(p)
+                    }
+                }
+                Err(why) => {
+                    cx.error(v.span(), at, why);
+                    return None;
+                }
+            }
+        }
+        "exists" => match v.get_ref().as_bool() {
+            Some(b) => Op::Exists(b),
+            None => {
+                cx.error(
+                    v.span(),
+                    at,
+                    format!("exists takes true or false; found {}", show(v.get_ref())),
+                );
+                return None;
+            }
+        },
+        "len_gt" | "len_lt" => match v.get_ref().as_integer().and_then(|i| i.as_str().parse::<i128>().ok()) {
+            Some(n) if (0..=i128::from(u64::MAX)).contains(&n) => {
+                let n = n as u64;
+                if op == "len_gt" {
+                    Op::LenGt(n)
+                } else {
+                    Op::LenLt(n)
+                }
+            }
+            _ => {
+                cx.error(
+                    v.span(),
+                    at,
+                    format!("{op} takes a whole number ≥ 0 (a length); found {}", show(v.get_ref())),
+                );
+                return None;
+            }
+        },
+        _ => unreachable!("only known operators reach here"),
+    })
+}
+
+/// A TOML value as JSON (datetimes are refused: arguments are JSON, where a date is a string).
+fn json(cx: &mut Ctx<'_>, at: &str, v: &Spanned<DeValue<'_>>) -> Option<Value> {
+    Some(match v.get_ref() {
+        DeValue::String(s) => Value::String(s.to_string()),
+        DeValue::Boolean(b) => Value::Bool(*b),
+        DeValue::Integer(_) | DeValue::Float(_) => match number(v.get_ref()) {
+            Some(n) => Value::Number(n),
+            None => {
+                cx.error(v.span(), at, "this number cannot be compared (NaN or infinite)");
+                return None;
+            }
+        },
+        DeValue::Datetime(d) => {
+            cx.error(
+                v.span(),
+                at,
+                format!("arguments are JSON, where a date is a string: write \"{d}\" in quotes"),
+            );
+            return None;
+        }
+        DeValue::Array(items) => {
+            let values: Vec<Value> = items.iter().filter_map(|i| json(cx, at, i)).collect();
+            if values.len() != items.len() {
+                return None;
+            }
+            Value::Array(values)
+        }
+        DeValue::Table(t) => {
+            let mut map = serde_json::Map::new();
+            for (k, v) in sorted(t) {
+                map.insert(k.get_ref().to_string(), json(cx, at, v)?);
+            }
+            Value::Object(map)
+        }
+    })
+}
+
+fn number(v: &DeValue<'_>) -> Option<Number> {
+    match v {
+        DeValue::Integer(i) => {
+            let text = i.as_str().replace('_', "");
+            let radix = i.radix();
+            if radix == 10 {
+                text.parse::<i64>()
+                    .map(Number::from)
+                    .ok()
+                    .or_else(|| text.parse::<u64>().ok().map(Number::from))
+            } else {
+                i64::from_str_radix(&text, radix).ok().map(Number::from)
+            }
+        }
+        DeValue::Float(f) => {
+            let x: f64 = f.as_str().replace('_', "").parse().ok()?;
+            Number::from_f64(x)
+        }
+        _ => None,
+    }
+}
+
+fn expected(what: &str, found: &DeValue<'_>) -> String {
+    format!("expected {what}; found {}", show(found))
+}
+
+fn show(v: &DeValue<'_>) -> String {
+    match v {
+        DeValue::String(s) => format!("the string {s:?}"),
+        DeValue::Integer(i) => format!("the number {}", i.as_str()),
+        DeValue::Float(f) => format!("the number {}", f.as_str()),
+        DeValue::Boolean(b) => format!("{b}"),
+        other => describe(other).to_owned(),
+    }
+}
+
+fn describe(v: &DeValue<'_>) -> &'static str {
+    match v {
+        DeValue::String(_) => "a string",
+        DeValue::Integer(_) | DeValue::Float(_) => "a number",
+        DeValue::Boolean(_) => "a boolean",
+        DeValue::Datetime(_) => "a date",
+        DeValue::Array(_) => "a list",
+        DeValue::Table(_) => "a table",
+    }
+}
+
+fn unknown_key(key: &str, place: &str, known: &[&str]) -> String {
+    match suggest(key, known) {
+        Some(s) => format!("unknown key `{key}` {place}; did you mean `{s}`?"),
+        None => format!("unknown key `{key}` {place}; the keys are: {}", known.join(", ")),
+    }
+}
+
+/// The known word closest to `word`, if it is a likely typo (edit distance ≤ 2).
+fn suggest<'k>(word: &str, known: &[&'k str]) -> Option<&'k str> {
+    known
+        .iter()
+        .map(|k| (distance(word, k), *k))
+        .filter(|(d, _)| *d <= 2)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}

@@ -1,0 +1,609 @@
+//! Policy: decide by a call's arguments, not only its tool's name — allow, ask or deny, from a TOML file.
+//!
+//! A [`Policy`] is a list of rules. Each rule names the calls it covers (tools, agents, sessions, servers, risks),
+//! tests their arguments (`when`), and says what to do: `allow` (run without asking), `ask` (a person decides), or
+//! `deny` (refused, with a message the agent reads in [`ActionDenied::detail`](crate::ActionDenied::detail)). The
+//! guard evaluates it for every call, before any approver is consulted:
+//!
+//! ```
+//! use agentguard::policy::{Action, Policy};
+//! use agentguard::ToolCall;
+//! use serde_json::json;
+//!
+//! let policy = Policy::from_toml(r#"
+//!     default = "classify"
+//!
+//!     [[rule]]
+//!     name = "refunds over 100 EUR need a person"
+//!     tools = ["refund_*"]
+//!     when = { amount_eur = { gt = 100 } }
+//!     action = "ask"
+//!
+//!     [[rule]]
+//!     name = "small refunds run"
+//!     tools = ["refund_*"]
+//!     action = "allow"
+//! "#).unwrap();
+//!
+//! let small = ToolCall::new("refund_order", json!({"amount_eur": 40}));
+//! let large = ToolCall::new("refund_order", json!({"amount_eur": 400}));
+//! assert_eq!(policy.evaluate(&small, None).action(), Some(Action::Allow));
+//! assert_eq!(policy.evaluate(&large, None).rule(), Some("refunds over 100 EUR need a person"));
+//! ```
+//!
+//! # Precedence
+//!
+//! Of all the rules that match a call, `deny` beats `ask` beats `allow`; among rules with the same action the first
+//! in the file is the one recorded. A call no rule matches falls to `default`: `"classify"` (the guard's name rules:
+//! `dangerous_tools`, `safe_tools`, declared risks, [`classify`](crate::classify)), `"ask"`, `"allow"` or `"deny"`.
+//!
+//! Two things only an explicit rule can relax: a tool declared to always ask (`#[gate]`, `#[tool(risk = …)]`,
+//! `Gating::Always`) runs unasked only under an `allow` rule whose `tools` names it exactly (no wildcard), never by
+//! `default = "allow"` or a `*` rule; and a name [`classify`](crate::classify) finds suspicious (hidden or
+//! look-alike characters) is never allowed by any rule.
+//!
+//! # Matching names
+//!
+//! `tools`, `agents`, `sessions` and `servers` take names with `*` (any characters) and `?` (one character).
+//! `allow` rules match names exactly as written. `ask` and `deny` rules also match other spellings of a tool's name
+//! — any case, separators, Unicode compatibility forms and look-alike letters (`DELETE_FILE`, `deleteFile`, a
+//! Cyrillic `е`) — so a dispatcher that runs such a spelling cannot slip past them. A key left out matches
+//! everything; a call without an agent id does not match a rule that lists agents.
+//!
+//! # Tests on arguments
+//!
+//! `when` is a table of argument paths and tests, all of which must hold: `amount = { gt = 100 }`. A path is a
+//! dotted name (`customer.email`, `items.0.sku`, `items.*.sku` for every element) or a JSON Pointer
+//! (`"/customer/email"`) for keys that hold a dot or are named like a test. A bare value is `eq`:
+//! `currency = "EUR"`. The tests:
+//!
+//! | test | holds when the argument… |
+//! |---|---|
+//! | `eq`, `ne` | equals / does not equal the value (JSON equality; numbers by value, `1 == 1.0`) |
+//! | `in`, `not_in` | is / is not one of the listed values |
+//! | `gt`, `ge`, `lt`, `le` | is a number greater / greater or equal / less / less or equal (integers exactly) |
+//! | `prefix`, `suffix` | is a string starting / ending with the text |
+//! | `glob` | is a string matching the path glob (`*` within a step, `**` across, `?`, `[a-z]`, `{a,b}`) |
+//! | `regex` | is a string the regex finds a match in (unanchored; `^…$` for the whole; linear time) |
+//! | `under`, `not_under` | is a path inside / outside the folder, after lexical normalization |
+//! | `exists` | is present (`true`) / absent (`false`) |
+//! | `len_gt`, `len_lt` | has more / fewer characters (string), elements (array) or keys (object) |
+//!
+//! `all = [{…}, {…}]`, `any = [{…}, {…}]` and `not = {…}` combine tests.
+//!
+//! `under` normalizes both paths lexically (`.` dropped, `..` applied, `/` and `\` both separators), so
+//! `sandbox/../etc` is not under `sandbox`; it does not read the filesystem, so a symbolic link inside the folder
+//! is judged by its name. Relative paths are joined to the policy's `base_dir` when it sets one; without it a
+//! relative path is compared only with relative folders, and a relative path against an absolute folder cannot be
+//! judged.
+//!
+//! # Fail closed
+//!
+//! A test that cannot be judged — the argument is missing, or has the wrong type (`gt` on a string, `under` on a
+//! number) — never loosens anything: in an `allow` rule the rule does not match; in an `ask` or `deny` rule it does.
+//! So a call without `path` cannot slip past a `not_under` deny. [`Policy::warnings`] (and `agentguard policy
+//! check`) lists the rules this can affect; `exists = true` in a deny rule's test lets calls without the argument
+//! through. The values tested are the call's params as they are frozen for approval and execution: the arguments
+//! that were judged are the ones that run.
+
+mod file;
+mod path;
+mod pattern;
+mod predicate;
+#[cfg(test)]
+mod tests;
+mod watch;
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::request::ToolCall;
+use agentguard_classify::{classify, confusable_key, Risk};
+use path::FsPath;
+use pattern::NamePattern;
+use predicate::{Env, Pred, Tri};
+
+pub use predicate::TestResult;
+pub(crate) use watch::PolicySlot;
+pub use watch::DEFAULT_RELOAD_INTERVAL;
+
+/// What a rule (or the default) says to do with a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Run without asking.
+    Allow,
+    /// A person decides.
+    Ask,
+    /// Refused, with the rule's message.
+    Deny,
+}
+
+impl Action {
+    /// `allow`, `ask` or `deny`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Action::Allow => "allow",
+            Action::Ask => "ask",
+            Action::Deny => "deny",
+        }
+    }
+
+    /// `would_allow`, `would_ask` or `would_deny`: what a policy in shadow mode records.
+    pub const fn as_shadow_str(self) -> &'static str {
+        match self {
+            Action::Allow => "would_allow",
+            Action::Ask => "would_ask",
+            Action::Deny => "would_deny",
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What happens to a call no rule matches (`default = …`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DefaultAction {
+    /// The guard's name rules decide, as without a policy (the default).
+    Classify,
+    /// Ask about every call no rule covers.
+    Ask,
+    /// Run every call no rule covers, except tools declared to always ask and suspicious names.
+    Allow,
+    /// Refuse every call no rule covers.
+    Deny,
+}
+
+impl DefaultAction {
+    /// `classify`, `ask`, `allow` or `deny`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DefaultAction::Classify => "classify",
+            DefaultAction::Ask => "ask",
+            DefaultAction::Allow => "allow",
+            DefaultAction::Deny => "deny",
+        }
+    }
+}
+
+/// Whether a policy decides (`enforce`, the default) or is only watched (`shadow`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyMode {
+    /// The policy decides.
+    Enforce,
+    /// The policy is evaluated and its answer recorded in the audit (`would_allow`, `would_ask`, `would_deny`), but
+    /// the guard's name rules still decide: watch a policy before enforcing it.
+    Shadow,
+}
+
+/// A compiled policy: cheap to clone (shared), immutable. Load one with [`Policy::from_file`] or
+/// [`Policy::from_toml`]; give it to a guard with [`GuardBuilder::policy`](crate::guard::GuardBuilder::policy) or
+/// [`policy_file`](crate::guard::GuardBuilder::policy_file) (which also reloads it when the file changes).
+#[derive(Clone)]
+pub struct Policy {
+    inner: Arc<Compiled>,
+    warnings: Arc<[Diagnostic]>,
+}
+
+pub(crate) struct Compiled {
+    /// The first 16 hex digits of the SHA-256 of the source text.
+    version: String,
+    default: DefaultAction,
+    mode: PolicyMode,
+    base_dir: Option<FsPath>,
+    rules: Vec<Rule>,
+    /// Rule indexes, deny rules first, then ask, then allow; file order within each.
+    order: Vec<usize>,
+}
+
+pub(crate) struct Rule {
+    name: String,
+    line: usize,
+    action: Action,
+    message: Option<String>,
+    tools: Vec<NamePattern>,
+    agents: Vec<NamePattern>,
+    sessions: Vec<NamePattern>,
+    servers: Vec<NamePattern>,
+    risks: Option<Vec<Option<Risk>>>,
+    when: Option<Pred>,
+}
+
+impl fmt::Debug for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Policy")
+            .field("version", &self.inner.version)
+            .field("default", &self.inner.default)
+            .field("mode", &self.inner.mode)
+            .field("rules", &self.rule_names().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Policy {
+    /// Reads and compiles the policy file at `path`. The error lists every problem with its line.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Policy, PolicyError> {
+        let path = path.as_ref();
+        let source = std::fs::read_to_string(path).map_err(|e| PolicyError {
+            origin: path.display().to_string(),
+            diagnostics: Vec::new(),
+            io: Some(e.to_string()),
+        })?;
+        Policy::compile(&source, &path.display().to_string())
+    }
+
+    /// Compiles a policy from TOML text.
+    pub fn from_toml(source: &str) -> Result<Policy, PolicyError> {
+        Policy::compile(source, "<policy>")
+    }
+
+    fn compile(source: &str, origin: &str) -> Result<Policy, PolicyError> {
+        match file::compile(source) {
+            Ok((mut compiled, warnings)) => {
+                let digest = Sha256::digest(source.as_bytes());
+                compiled.version = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+                Ok(Policy {
+                    inner: Arc::new(compiled),
+                    warnings: warnings.into(),
+                })
+            }
+            Err(diagnostics) => Err(PolicyError {
+                origin: origin.to_owned(),
+                diagnostics,
+                io: None,
+            }),
+        }
+    }
+
+    /// The policy's version: the first 16 hex digits of the SHA-256 of its text. Every audit line it decides
+    /// records it.
+    pub fn version(&self) -> &str {
+        &self.inner.version
+    }
+
+    /// Enforce or shadow.
+    pub fn mode(&self) -> PolicyMode {
+        self.inner.mode
+    }
+
+    /// What happens to calls no rule matches.
+    pub fn default_action(&self) -> DefaultAction {
+        self.inner.default
+    }
+
+    /// The rules' names, in file order.
+    pub fn rule_names(&self) -> impl Iterator<Item = &str> {
+        self.inner.rules.iter().map(|r| r.name.as_str())
+    }
+
+    /// What loading found worth knowing that is not an error: rules whose tests can fail to be judged, and which way
+    /// they then fall.
+    pub fn warnings(&self) -> &[Diagnostic] {
+        &self.warnings
+    }
+
+    /// The rule that decides `call`, if any. `risk` is the call's declared or classified risk (what a rule's
+    /// `risks` matches; `None` for a call its name rules find safe).
+    pub fn evaluate(&self, call: &ToolCall, risk: Option<Risk>) -> Evaluation<'_> {
+        let c = &*self.inner;
+        let env = Env {
+            base: c.base_dir.as_ref(),
+        };
+        let mut key: Option<String> = None;
+        for &i in &c.order {
+            let rule = &c.rules[i];
+            if !rule.covers(call, risk, &mut key) {
+                continue;
+            }
+            let hit = match &rule.when {
+                None => true,
+                Some(pred) => match pred.eval(&call.params, &env) {
+                    Tri::True => true,
+                    Tri::False => false,
+                    Tri::Unknown => rule.action != Action::Allow,
+                },
+            };
+            if hit && rule.action == Action::Allow && classify(&call.name) == Some(Risk::SuspiciousName) {
+                continue;
+            }
+            if hit {
+                return Evaluation {
+                    policy: self,
+                    rule: Some(rule),
+                };
+            }
+        }
+        Evaluation {
+            policy: self,
+            rule: None,
+        }
+    }
+
+    /// Every rule's verdict on `call`, each test's result, and the decision, for `agentguard policy explain`. The
+    /// default `classify` is resolved with [`classify`](crate::classify) alone (a guard's `dangerous_tools` and
+    /// `safe_tools` are not known here).
+    pub fn explain(&self, call: &ToolCall, risk: Option<Risk>) -> Explanation {
+        let c = &*self.inner;
+        let env = Env {
+            base: c.base_dir.as_ref(),
+        };
+        let mut key = None;
+        let rules = c
+            .rules
+            .iter()
+            .map(|rule| {
+                let covers = rule.covers(call, risk, &mut key);
+                let mut tests = Vec::new();
+                let tri = match &rule.when {
+                    None => Tri::True,
+                    Some(pred) => pred.explain(&call.params, &env, &mut tests),
+                };
+                let suspicious = rule.action == Action::Allow && classify(&call.name) == Some(Risk::SuspiciousName);
+                let (matched, note) = match (covers, tri) {
+                    (false, _) => (
+                        false,
+                        "does not cover this call (tools, agents, sessions, servers or risks)",
+                    ),
+                    (true, _) if suspicious => (false, "an allow rule never covers a suspicious name"),
+                    (true, Tri::True) => (true, "matches"),
+                    (true, Tri::False) => (false, "its tests do not hold"),
+                    (true, Tri::Unknown) if rule.action == Action::Allow => (
+                        false,
+                        "a test cannot be judged, so this allow rule does not match (fail closed)",
+                    ),
+                    (true, Tri::Unknown) => (true, "a test cannot be judged, so this rule matches (fail closed)"),
+                };
+                RuleTrace {
+                    name: rule.name.clone(),
+                    line: rule.line,
+                    action: rule.action,
+                    matched,
+                    note: note.to_owned(),
+                    tests,
+                }
+            })
+            .collect();
+        let eval = self.evaluate(call, risk);
+        let classified = classify(&call.name);
+        Explanation {
+            decision: eval.resolve(risk.or(classified)),
+            rule: eval.rule().map(str::to_owned),
+            message: eval.message().map(str::to_owned),
+            default: c.default,
+            mode: c.mode,
+            version: c.version.clone(),
+            rules,
+        }
+    }
+}
+
+impl Rule {
+    /// Whether the rule's names and risks cover the call (its `when` aside).
+    fn covers(&self, call: &ToolCall, risk: Option<Risk>, key: &mut Option<String>) -> bool {
+        if !self.tools.is_empty() {
+            let raw = self.tools.iter().any(|p| p.matches(&call.name));
+            let mut wide = || {
+                let key = key.get_or_insert_with(|| confusable_key(&call.name));
+                self.tools.iter().any(|p| p.matches_key(key))
+            };
+            if !(raw || (self.action != Action::Allow && wide())) {
+                return false;
+            }
+        }
+        let listed = |patterns: &[NamePattern], value: Option<&str>| {
+            patterns.is_empty() || value.is_some_and(|v| patterns.iter().any(|p| p.matches(v)))
+        };
+        listed(&self.agents, call.agent_id.as_deref())
+            && listed(&self.sessions, call.session_id.as_deref())
+            && listed(&self.servers, call.server.as_deref())
+            && self.risks.as_ref().is_none_or(|rs| rs.contains(&risk))
+    }
+
+    /// Whether `tools` names `tool` exactly (no wildcard): what relaxing a declared tool needs.
+    fn names(&self, tool: &str) -> bool {
+        self.tools.iter().any(|p| p.is_exact() && p.as_str() == tool)
+    }
+}
+
+/// The policy's answer for one call: the rule that decided, or none (the default applies).
+#[derive(Clone, Copy)]
+pub struct Evaluation<'p> {
+    policy: &'p Policy,
+    rule: Option<&'p Rule>,
+}
+
+impl fmt::Debug for Evaluation<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Evaluation")
+            .field("rule", &self.rule())
+            .field("action", &self.action())
+            .finish()
+    }
+}
+
+impl<'p> Evaluation<'p> {
+    /// The deciding rule's action; `None` when no rule matched.
+    pub fn action(&self) -> Option<Action> {
+        self.rule.map(|r| r.action)
+    }
+
+    /// The deciding rule's name; `None` when no rule matched (the audit then says `default`).
+    pub fn rule(&self) -> Option<&'p str> {
+        self.rule.map(|r| r.name.as_str())
+    }
+
+    /// The deciding rule's message.
+    pub fn message(&self) -> Option<&'p str> {
+        self.rule.and_then(|r| r.message.as_deref())
+    }
+
+    /// The policy this came from.
+    pub fn policy(&self) -> &'p Policy {
+        self.policy
+    }
+
+    /// Whether the deciding rule names `tool` exactly (relaxing a tool declared to always ask needs that).
+    pub(crate) fn names(&self, tool: &str) -> bool {
+        self.rule.is_some_and(|r| r.names(tool))
+    }
+
+    /// The decision, with the default resolved: `classify` asks when `risk` (the name rules' risk) is known.
+    pub fn resolve(&self, risk: Option<Risk>) -> Action {
+        match (self.action(), self.policy.inner.default) {
+            (Some(action), _) => action,
+            (None, DefaultAction::Classify) => {
+                if risk.is_some() {
+                    Action::Ask
+                } else {
+                    Action::Allow
+                }
+            }
+            (None, DefaultAction::Ask) => Action::Ask,
+            (None, DefaultAction::Allow) => Action::Allow,
+            (None, DefaultAction::Deny) => Action::Deny,
+        }
+    }
+}
+
+/// Why a policy decided as it did (`agentguard policy explain`). Serializes to JSON.
+#[derive(Debug, Clone, Serialize)]
+pub struct Explanation {
+    /// The decision.
+    pub decision: Action,
+    /// The deciding rule; `None` when the default decided.
+    pub rule: Option<String>,
+    /// The deciding rule's message.
+    pub message: Option<String>,
+    /// The policy's default.
+    pub default: DefaultAction,
+    /// Enforce or shadow.
+    pub mode: PolicyMode,
+    /// The policy's version.
+    pub version: String,
+    /// Every rule, in file order, with what it found.
+    pub rules: Vec<RuleTrace>,
+}
+
+/// One rule's verdict in an [`Explanation`].
+#[derive(Debug, Clone, Serialize)]
+pub struct RuleTrace {
+    /// The rule's name.
+    pub name: String,
+    /// Its line in the file.
+    pub line: usize,
+    /// Its action.
+    pub action: Action,
+    /// Whether it matched the call.
+    pub matched: bool,
+    /// Why (or why not), in words.
+    pub note: String,
+    /// Each test on the arguments, in order.
+    pub tests: Vec<TestResult>,
+}
+
+/// One problem (or warning) in a policy file, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Diagnostic {
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column (in characters).
+    pub column: usize,
+    /// The key it concerns, as a path (`rule "refunds": when.amount_eur.gt`); empty for a syntax error.
+    pub key: String,
+    /// What is wrong and what to write instead.
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "line {}, column {}: {}", self.line, self.column, self.message)
+        } else {
+            write!(
+                f,
+                "line {}, column {}: {}: {}",
+                self.line, self.column, self.key, self.message
+            )
+        }
+    }
+}
+
+/// A policy could not be loaded: the file could not be read, or it has errors (all of them are listed).
+#[derive(Debug, Clone)]
+pub struct PolicyError {
+    origin: String,
+    diagnostics: Vec<Diagnostic>,
+    io: Option<String>,
+}
+
+impl PolicyError {
+    /// The file (or `<policy>` for text).
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// Every problem found, in file order (empty when the file could not be read).
+    pub fn diagnostics(&self) -> &[Diagnostic] {
+        &self.diagnostics
+    }
+}
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(io) = &self.io {
+            return write!(f, "cannot read policy file {}: {io}", self.origin);
+        }
+        let n = self.diagnostics.len();
+        write!(
+            f,
+            "policy {} has {n} error{}:",
+            self.origin,
+            if n == 1 { "" } else { "s" }
+        )?;
+        for d in &self.diagnostics {
+            write!(f, "\n  {}:{d}", self.origin)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for PolicyError {}
+
+/// What decided a call, as the audit records it: `{"rule": NAME|"default", "action": …, "version": …}`. A policy
+/// reload's line carries only the version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PolicyStamp {
+    /// The deciding rule's name, or `default`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// `allow`, `ask`, `deny` (enforced) or `would_allow`, `would_ask`, `would_deny` (shadow mode).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<&'static str>,
+    /// The policy's version.
+    pub version: String,
+}
+
+impl PolicyStamp {
+    pub(crate) fn of(eval: &Evaluation<'_>, action: Action) -> PolicyStamp {
+        let shadow = eval.policy.mode() == PolicyMode::Shadow;
+        PolicyStamp {
+            rule: Some(eval.rule().unwrap_or("default").to_owned()),
+            action: Some(if shadow {
+                action.as_shadow_str()
+            } else {
+                action.as_str()
+            }),
+            version: eval.policy.version().to_owned(),
+        }
+    }
+}
