@@ -871,3 +871,89 @@ async fn listen_serves_streamable_http_to_an_rmcp_client() {
     assert!(!d.root.join("b.txt").exists());
     let _ = child.kill().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_matching_the_server_allows_and_denies_before_anyone_is_asked() {
+    let d = dirs();
+    let drafts = d.root.join("drafts");
+    std::fs::create_dir(&drafts).unwrap();
+    let policy = d.root.parent().unwrap().join("policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            r#"
+            default = "classify"
+
+            [[rule]]
+            name = "drafts are free to write"
+            servers = ["fs"]
+            tools = ["write_file"]
+            when = {{ path = {{ under = {:?} }} }}
+            action = "allow"
+
+            [[rule]]
+            name = "no moving files"
+            servers = ["fs"]
+            tools = ["move_file"]
+            action = "deny"
+            message = "moving files is not allowed here; copy and ask instead"
+
+            [[rule]]
+            name = "another server's writes"
+            servers = ["elsewhere"]
+            tools = ["write_file"]
+            action = "allow"
+            "#,
+            drafts.display().to_string()
+        ),
+    )
+    .unwrap();
+    let Some(gw) = fs_gateway(&d, "1s", &["--policy", policy.to_str().unwrap()]).await else {
+        return;
+    };
+    // Allowed by the rule for server fs: runs unasked although the server marks write_file destructive.
+    let draft = drafts.join("d.txt");
+    let allowed = gw
+        .call("write_file", json!({"path": draft, "content": "draft\n"}))
+        .await;
+    assert_ne!(allowed.is_error, Some(true), "{allowed:?}");
+    assert_eq!(std::fs::read_to_string(&draft).unwrap(), "draft\n");
+    // Denied by rule, with its message, and nothing moved.
+    let moved = gw
+        .call(
+            "move_file",
+            json!({"source": d.root.join("a.txt"), "destination": d.root.join("z.txt")}),
+        )
+        .await;
+    assert_eq!(moved.is_error, Some(true));
+    assert!(
+        text(&moved).contains("moving files is not allowed here"),
+        "{}",
+        text(&moved)
+    );
+    assert!(d.root.join("a.txt").exists() && !d.root.join("z.txt").exists());
+    // Outside drafts no rule of server fs allows it (the `elsewhere` rule names another server): asked, and with
+    // nobody answering within 1 s, denied.
+    let outside = gw
+        .call("write_file", json!({"path": d.root.join("b.txt"), "content": "x"}))
+        .await;
+    assert_eq!(outside.is_error, Some(true));
+    assert!(text(&outside).contains("approval_timeout"), "{}", text(&outside));
+    assert!(!d.root.join("b.txt").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_file_with_errors_stops_the_gateway_before_it_serves() {
+    let d = dirs();
+    let policy = d.root.parent().unwrap().join("bad.toml");
+    std::fs::write(&policy, "[[rule]]\nname = \"x\"\naction = \"maybe\"\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["mcp", "--policy", policy.to_str().unwrap(), "--", "true"])
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--policy") && err.contains("bad.toml"), "{err}");
+}

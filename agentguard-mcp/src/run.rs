@@ -84,7 +84,7 @@ pub struct RunOptions {
     /// Where calls wait for approval: a store URL (`sqlite:PATH`, `postgres://…`); default in memory (then only
     /// `--serve` can answer them).
     pub store: Option<String>,
-    /// A policy file (issue 12).
+    /// A policy file ([`agentguard::policy`]): rules can match the server's name with `servers = [...]`.
     pub policy: Option<PathBuf>,
     /// Serve the approval page and API from the gateway at this address.
     pub serve: Option<SocketAddr>,
@@ -118,19 +118,17 @@ pub fn build_guard(options: &RunOptions) -> Result<AgentGuard, GatewayError> {
     Ok(builder.build())
 }
 
-/// LEAD: wire issue 12 here. `--policy FILE` is parsed by the CLI and arrives here; once `agentguard::policy` lands
-/// on main this becomes `builder.policy_file(path).map_err(|e| GatewayError::Serve(format!("--policy: {e}")))`.
-/// Until then a policy file is refused (fail closed: a policy the gateway cannot apply must not be ignored).
+/// The policy file, read now (an error is the gateway refusing to start, never a gateway without its policy) and
+/// again whenever it changes (agentguard's reload: a broken edit keeps the policy in force and says why).
 fn apply_policy(
     builder: agentguard::guard::GuardBuilder<agentguard::guard::mode::External>,
     policy: Option<&std::path::Path>,
 ) -> Result<agentguard::guard::GuardBuilder<agentguard::guard::mode::External>, GatewayError> {
     match policy {
         None => Ok(builder),
-        Some(path) => Err(GatewayError::Serve(format!(
-            "--policy {}: this build has no policy support yet (agentguard::policy); remove the flag",
-            path.display()
-        ))),
+        Some(path) => builder
+            .policy_file(path)
+            .map_err(|e| GatewayError::Serve(format!("--policy {}: {e}", path.display()))),
     }
 }
 
