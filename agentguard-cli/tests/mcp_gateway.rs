@@ -957,3 +957,89 @@ async fn a_policy_file_with_errors_stops_the_gateway_before_it_serves() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--policy") && err.contains("bad.toml"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resources_prompts_and_the_servers_progress_pass_through_the_everything_server() {
+    let d = dirs();
+    let Some(server) = node_server("mcp-server-everything") else {
+        return;
+    };
+    let direct = ().serve(TokioChildProcess::new(Command::new(&server)).unwrap()).await.unwrap();
+    let args = [
+        "--store",
+        &d.store,
+        "--audit",
+        d.audit.to_str().unwrap(),
+        "--progress-interval",
+        "100ms",
+    ];
+    let gw = gateway(&args, &[server.to_str().unwrap()]).await;
+    let json = |v: &dyn erased::Ser| v.value();
+    assert_eq!(
+        json(&gw.client.list_all_resources().await.unwrap()),
+        json(&direct.list_all_resources().await.unwrap())
+    );
+    assert_eq!(
+        json(&gw.client.list_all_resource_templates().await.unwrap()),
+        json(&direct.list_all_resource_templates().await.unwrap())
+    );
+    assert_eq!(
+        json(&gw.client.list_all_prompts().await.unwrap()),
+        json(&direct.list_all_prompts().await.unwrap())
+    );
+    assert_eq!(
+        sorted_json(&gw.client.list_all_tools().await.unwrap()),
+        sorted_json(&direct.list_all_tools().await.unwrap())
+    );
+    let first = direct.list_all_resources().await.unwrap()[0].uri.clone();
+    let read = |uri: String| rmcp::model::ReadResourceRequestParams::new(uri);
+    assert_eq!(
+        json(&gw.client.read_resource(read(first.clone())).await.unwrap()),
+        json(&direct.read_resource(read(first)).await.unwrap())
+    );
+    // A tool the server marks read-only whose name says it runs something: asked anyway. Approved, it reports
+    // progress, which reaches the client after the gateway's own "waiting" notes, always increasing.
+    let gw = Arc::new(gw);
+    let call = {
+        let gw = gw.clone();
+        tokio::spawn(async move {
+            let args = json!({"duration": 1, "steps": 4}).as_object().unwrap().clone();
+            gw.client
+                .call_tool(CallToolRequestParams::new("trigger-long-running-operation").with_arguments(args))
+                .await
+                .unwrap()
+        })
+    };
+    let parked = gw.parked().await;
+    assert_eq!(parked["tool"], "trigger-long-running-operation");
+    tokio::time::sleep(Duration::from_millis(350)).await; // a few "waiting" notes at --progress-interval 100ms
+    gw.resolve(&parked, true, None).await;
+    let done = call.await.unwrap();
+    assert_ne!(done.is_error, Some(true), "{done:?}");
+    let progress = gw.recorder.progress.lock().unwrap().clone();
+    let waiting = progress
+        .iter()
+        .filter(|p| p.message.as_deref().is_some_and(|m| m.contains("waiting for a person")))
+        .count();
+    assert!(waiting >= 1, "{progress:?}");
+    assert!(
+        progress.len() >= waiting + 3,
+        "the server's progress notifications reach the client: {progress:?}"
+    );
+    assert!(
+        progress.windows(2).all(|w| w[1].progress > w[0].progress),
+        "{progress:?}"
+    );
+}
+
+/// Serializes any rmcp value for comparison.
+mod erased {
+    pub trait Ser {
+        fn value(&self) -> serde_json::Value;
+    }
+    impl<T: serde::Serialize> Ser for T {
+        fn value(&self) -> serde_json::Value {
+            serde_json::to_value(self).unwrap()
+        }
+    }
+}

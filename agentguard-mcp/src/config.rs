@@ -231,9 +231,9 @@ pub(crate) fn check_url(url: &str) -> Result<(), ConfigError> {
     }
 }
 
-/// Refuses two names that would read the same once prefixed: `a` + `b__c` and `a__b` + `c` cannot happen (names
-/// hold no separator), so a collision is two servers with one name, which the TOML table already refuses; this
-/// checks tool names that themselves collide after prefixing.
+/// A tool's (or prompt's) name as the client sees it in multi-server mode: `fs__write_file`. Prefixed names of two
+/// servers can never collide: server names are unique and hold no [`SEPARATOR`], so the first separator always ends
+/// the server's name (`a` + `b__c` is `a__b__c`, and there can be no server `a__b`).
 pub(crate) fn prefixed(server: &str, tool: &str) -> String {
     format!("{server}{SEPARATOR}{tool}")
 }

@@ -2,7 +2,7 @@
 //! except `tools/call`, which goes through the guard first.
 
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -316,9 +316,11 @@ impl Gateway {
         }
         let client_token = context.meta.get_progress_token();
         let running = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicU32::new(0));
         let forward = {
             let up = up.clone();
             let running = running.clone();
+            let sent = sent.clone();
             let peer = context.peer.clone();
             let client_token = client_token.clone();
             let meta = request.meta.clone();
@@ -332,7 +334,9 @@ impl Gateway {
                     _ => return Err(ServiceError::UnexpectedResponse),
                 };
                 forwarded.meta = meta;
-                forward_call(&up, forwarded, client_token.map(|token| ProgressRoute { peer, token })).await
+                let offset = f64::from(sent.load(Ordering::SeqCst));
+                let route = client_token.map(|token| ProgressRoute { peer, token, offset });
+                forward_call(&up, forwarded, route).await
             }
         };
         let guard = self.shared.guard.clone();
@@ -340,7 +344,6 @@ impl Gateway {
         tokio::pin!(gated);
         let interval = self.shared.options.progress_interval;
         let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
-        let mut sent = 0u32;
         let outcome = loop {
             tokio::select! {
                 outcome = &mut gated => break outcome,
@@ -355,8 +358,8 @@ impl Gateway {
                 _ = ticks.tick(), if client_token.is_some() => {
                     if !running.load(Ordering::SeqCst) {
                         if let Some(token) = &client_token {
-                            sent += 1;
-                            let mut note = ProgressNotificationParam::new(token.clone(), f64::from(sent));
+                            let n = sent.fetch_add(1, Ordering::SeqCst) + 1;
+                            let mut note = ProgressNotificationParam::new(token.clone(), f64::from(n));
                             note.message = Some(format!(
                                 "waiting for a person to approve `{tool_name}` (agentguard)"
                             ));

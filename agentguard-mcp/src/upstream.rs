@@ -22,6 +22,9 @@ use crate::error::GatewayError;
 pub(crate) struct ProgressRoute {
     pub(crate) peer: Peer<RoleServer>,
     pub(crate) token: ProgressToken,
+    /// Progress the gateway already reported on this token while the call waited: the server's values are shifted
+    /// by it, so the client sees progress only increase.
+    pub(crate) offset: f64,
 }
 
 /// The client sessions the gateway serves now, shared by the upstream connections (to relay notifications).
@@ -118,6 +121,8 @@ impl ClientHandler for Relay {
         if let Some(route) = route {
             let mut params = params;
             params.progress_token = route.token;
+            params.progress += route.offset;
+            params.total = params.total.map(|t| t + route.offset);
             let _ = route.peer.notify_progress(params).await;
         }
     }
