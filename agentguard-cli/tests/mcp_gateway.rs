@@ -1043,3 +1043,99 @@ mod erased {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_url_fronts_the_everything_server_over_streamable_http() {
+    let d = dirs();
+    let Some(server) = node_server("mcp-server-everything") else {
+        return;
+    };
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut upstream = Command::new(&server)
+        .arg("streamableHttp")
+        .env("PORT", port.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(upstream.stderr.take().unwrap()).lines();
+    loop {
+        let line = tokio::time::timeout(Duration::from_secs(20), err.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if line.contains("listening on port") {
+            break;
+        }
+    }
+    tokio::spawn(async move { while let Ok(Some(_)) = err.next_line().await {} });
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let direct = ().serve(rmcp::transport::StreamableHttpClientTransport::from_uri(url.clone())).await.unwrap();
+    // No -- COMMAND: the gateway's helper adds one, so this one is started by hand.
+    let mut cmd = Command::new(BIN);
+    cmd.arg("mcp")
+        .args(["--serve", "127.0.0.1:0", "--token", &format!("alice={TOKEN}")]);
+    cmd.args([
+        "--store",
+        &d.store,
+        "--audit",
+        d.audit.to_str().unwrap(),
+        "--timeout",
+        "60s",
+    ]);
+    cmd.args(["--upstream", &url]);
+    let (transport, stderr) = TokioChildProcess::builder(cmd).stderr(Stdio::piped()).spawn().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let mut reader = BufReader::new(stderr.unwrap()).lines();
+    tokio::spawn(async move {
+        let mut tx = Some(tx);
+        while let Ok(Some(line)) = reader.next_line().await {
+            if let Some(rest) = line.strip_prefix("agentguard mcp: approval page at ") {
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(rest.trim_end_matches('/').to_owned());
+                }
+            }
+        }
+    });
+    let pid = transport.id().unwrap();
+    let recorder = Recorder::default();
+    let client = recorder.clone().serve(transport).await.unwrap();
+    let api = rx.await.unwrap();
+    let gw = Arc::new(Gateway {
+        client,
+        recorder,
+        api,
+        pid,
+        stderr: Arc::default(),
+    });
+    assert_eq!(
+        sorted_json(&gw.client.list_all_tools().await.unwrap()),
+        sorted_json(&direct.list_all_tools().await.unwrap())
+    );
+    let echoed = gw.call("echo", json!({"message": "over http"})).await;
+    assert_ne!(echoed.is_error, Some(true), "{echoed:?}");
+    assert!(text(&echoed).contains("over http"), "{}", text(&echoed));
+    let call = {
+        let gw = gw.clone();
+        tokio::spawn(async move {
+            gw.call("trigger-long-running-operation", json!({"duration": 0.2, "steps": 1}))
+                .await
+        })
+    };
+    let parked = gw.parked().await;
+    assert_eq!(parked["server"], format!("127-0-0-1-{port}"));
+    gw.resolve(&parked, false, Some("no")).await;
+    let denied = call.await.unwrap();
+    assert_eq!(denied.is_error, Some(true));
+    let lines = audit_lines(&d.audit);
+    assert!(lines
+        .iter()
+        .any(|l| l["tool"] == "echo" && l["decision"] == "allowed" && l["server"] == parked["server"]));
+}

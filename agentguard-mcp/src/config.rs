@@ -35,7 +35,8 @@ impl UpstreamSpec {
         }
     }
 
-    /// The name a single server gets when none is given: the command's file name, or the URL's host.
+    /// The name a single server gets when none is given: the command's file name, or the URL's host and port, with
+    /// every character other than letters, digits, `-` and `_` made a `-` (`127.0.0.1:9000` → `127-0-0-1-9000`).
     pub fn default_name(&self) -> String {
         let name = match self {
             UpstreamSpec::Command { command, .. } => Path::new(command)
@@ -50,10 +51,23 @@ impl UpstreamSpec {
                 .unwrap_or(url)
                 .to_owned(),
         };
-        if name.is_empty() {
+        let mut clean: String = name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        while clean.contains(SEPARATOR) {
+            clean = clean.replace(SEPARATOR, "_");
+        }
+        if clean.is_empty() {
             "upstream".to_owned()
         } else {
-            name
+            clean
         }
     }
 }
@@ -308,8 +322,18 @@ mod tests {
         );
         assert_eq!(
             UpstreamSpec::Url("http://127.0.0.1:9/mcp".into()).default_name(),
-            "127.0.0.1:9"
+            "127-0-0-1-9"
         );
+        assert_eq!(
+            UpstreamSpec::command("./my__server.py", ["x"]).default_name(),
+            "my_server-py"
+        );
+        for spec in [
+            UpstreamSpec::Url("https://mcp.example.com/x".into()),
+            UpstreamSpec::command("a b.c", [""; 0]),
+        ] {
+            assert!(check_name(&spec.default_name()).is_ok(), "{}", spec.default_name());
+        }
     }
 
     #[test]
