@@ -412,6 +412,13 @@ async fn upstream_crash_denies_the_pending_call_and_later_calls_error() {
     let late = gw.resolve(&parked, true, None).await;
     assert_ne!(late["outcome"], "RESOLVED", "{late}");
     assert!(!target.exists());
+    let lines = audit_lines(&d.audit);
+    let line = lines
+        .iter()
+        .find(|l| l["tool"] == "write_file")
+        .expect("an audit line for the denied call");
+    assert_eq!(line["decision"], "denied", "{line}");
+    assert!(line.to_string().contains("agentguard-mcp"), "{line}");
     let later = gw.call("read_text_file", json!({"path": d.root.join("a.txt")})).await;
     assert_eq!(later.is_error, Some(true));
     assert!(text(&later).contains("has exited"), "{}", text(&later));
@@ -1139,4 +1146,55 @@ async fn upstream_url_fronts_the_everything_server_over_streamable_http() {
     assert!(lines
         .iter()
         .any(|l| l["tool"] == "echo" && l["decision"] == "allowed" && l["server"] == parked["server"]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_behind_one_gateway_leaves_another_gateways_waiting_call_alone() {
+    let d = dirs();
+    let Some(first) = fs_gateway(&d, "60s", &[]).await else {
+        return;
+    };
+    let second = fs_gateway(&d, "60s", &[]).await.unwrap();
+    let (first, second) = (Arc::new(first), Arc::new(second));
+    let mine = d.root.join("first.txt");
+    let theirs = d.root.join("second.txt");
+    let call1 = {
+        let gw = first.clone();
+        let p = mine.clone();
+        tokio::spawn(async move { gw.call("write_file", json!({"path": p, "content": "1"})).await })
+    };
+    first.parked().await;
+    let call2 = {
+        let gw = second.clone();
+        let p = theirs.clone();
+        tokio::spawn(async move { gw.call("write_file", json!({"path": p, "content": "2"})).await })
+    };
+    // Both wait in the one shared store, under the same server name.
+    for _ in 0..400 {
+        if second.pending().await.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(second.pending().await.len(), 2);
+    let server = child_of(first.pid).unwrap();
+    assert!(std::process::Command::new("kill")
+        .args(["-9", &server.to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let denied = tokio::time::timeout(Duration::from_secs(20), call1)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(denied.is_error, Some(true));
+    // The other gateway's call still waits, and runs when approved.
+    let left = second.pending().await;
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0]["params"]["path"], json!(theirs));
+    second.resolve(&left[0], true, None).await;
+    let ran = call2.await.unwrap();
+    assert_ne!(ran.is_error, Some(true), "{ran:?}");
+    assert_eq!(std::fs::read_to_string(&theirs).unwrap(), "2");
+    assert!(!mine.exists());
 }

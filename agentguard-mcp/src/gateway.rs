@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agentguard::guard::Gating;
+use agentguard::params::{FrozenParams, ParamsDigest};
 use agentguard::{ActionDenied, AgentGuard, Resolution, Risk, ToolCall};
 #[allow(deprecated)] // SetLevelRequestParams: logging is deprecated by SEP-2577, still spoken by earlier versions.
 use rmcp::model::{
@@ -170,11 +171,7 @@ impl Gateway {
         let sessions = Arc::new(Sessions::default());
         let mut upstreams: Vec<Arc<Upstream>> = Vec::new();
         for spec in &servers {
-            let guard = guard.clone();
-            let started = connect(spec, &sessions, options.list_timeout, move |up| {
-                upstream_exited(guard, up);
-            })
-            .await;
+            let started = connect(spec, &sessions, options.list_timeout, |up| upstream_exited(&up)).await;
             let upstream = match started {
                 Ok(u) => u,
                 Err(e) => {
@@ -307,10 +304,16 @@ impl Gateway {
             .clone()
             .map(Value::Object)
             .unwrap_or_else(|| Value::Object(Default::default()));
+        // What identifies this call's request in the store, should its server exit while it waits.
+        let digest = FrozenParams::freeze(args.clone(), usize::MAX)
+            .ok()
+            .map(|f| f.digest().clone());
         let mut call = ToolCall::new(tool_name.clone(), args).server(up.name.clone());
+        let mut agent_id = None;
         if let Some(client) = context.client_info() {
             let name: String = client.name.chars().take(64).collect();
             if !name.trim().is_empty() {
+                agent_id = Some(name.clone());
                 call = call.agent_id(name);
             }
         }
@@ -344,6 +347,8 @@ impl Gateway {
         tokio::pin!(gated);
         let interval = self.shared.options.progress_interval;
         let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+        // Set when the server exited while this call waited: by then its request is denied, so the wait ends.
+        let mut exit_grace: Option<tokio::time::Instant> = None;
         let outcome = loop {
             tokio::select! {
                 outcome = &mut gated => break outcome,
@@ -354,6 +359,27 @@ impl Gateway {
                 }
                 _ = self.shared.client_gone.cancelled(), if !running.load(Ordering::SeqCst) => {
                     return Err(McpError::internal_error("the client went away; the call did not run", None));
+                }
+                // The server exited while the call waits: deny its request (with a note, so the store, the page and
+                // the audit say why), and the wait ends with that denial.
+                _ = up.closed.cancelled(), if !running.load(Ordering::SeqCst) && exit_grace.is_none() => {
+                    exit_grace = Some(tokio::time::Instant::now() + Duration::from_secs(2));
+                    let mine = OwnRequest {
+                        server: up.name.clone(),
+                        tool: tool_name.clone(),
+                        digest: digest.clone(),
+                        agent_id: agent_id.clone(),
+                    };
+                    let guard = self.shared.guard.clone();
+                    let _ = tokio::task::spawn_blocking(move || mine.deny(&guard)).await;
+                }
+                // Not parked yet when the server exited (or the denial did not take): give up the wait, which
+                // expires the request.
+                () = sleep_until_opt(exit_grace) => {
+                    return Ok(error_result(format!(
+                        "The MCP server `{}` behind the agentguard gateway exited before the call could run; it did                          not run. Restart the gateway.",
+                        up.name
+                    )));
                 }
                 _ = ticks.tick(), if client_token.is_some() => {
                     if !running.load(Ordering::SeqCst) {
@@ -414,24 +440,47 @@ async fn forward_call(
     }
 }
 
-/// An upstream connection ended by itself: its calls waiting for approval are denied with a note saying why.
-fn upstream_exited(guard: AgentGuard, up: Arc<Upstream>) {
-    let name = up.name.clone();
+/// An upstream connection ended by itself: said on stderr. Each call waiting on it denies its own request (see
+/// `gated_call`), so a store shared with other gateways is not touched beyond this process's calls.
+fn upstream_exited(up: &Upstream) {
     eprintln!(
-        "agentguard mcp: server `{name}` ({}) exited; its calls waiting for approval are denied",
-        up.spec
+        "agentguard mcp: server `{}` ({}) exited; its calls waiting for approval are denied",
+        up.name, up.spec
     );
-    tokio::task::spawn_blocking(move || {
-        let note = format!("the MCP server `{name}` exited before the call could run");
-        for request in guard.pending() {
-            if request.server() == Some(name.as_str()) {
-                let answer = Resolution::deny(request.request_id().clone())
-                    .actor("agentguard-mcp")
-                    .note(note.clone());
-                guard.resolve_with(&answer);
-            }
+}
+
+/// The request a waiting call parked, found again by what it was made of (this process does not learn the id).
+struct OwnRequest {
+    server: String,
+    tool: String,
+    digest: Option<ParamsDigest>,
+    agent_id: Option<String>,
+}
+
+impl OwnRequest {
+    /// Denies the newest pending request that matches, with a note saying the server exited.
+    fn deny(&self, guard: &AgentGuard) {
+        let note = format!("the MCP server `{}` exited before the call could run", self.server);
+        let mine = guard.pending().into_iter().rev().find(|r| {
+            r.server() == Some(self.server.as_str())
+                && r.tool() == self.tool
+                && Some(r.params_digest()) == self.digest.as_ref()
+                && r.agent_id() == self.agent_id.as_deref()
+        });
+        if let Some(request) = mine {
+            let answer = Resolution::deny(request.request_id().clone())
+                .actor("agentguard-mcp")
+                .note(note);
+            guard.resolve_with(&answer);
         }
-    });
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
 }
 
 fn merged_capabilities(upstreams: &[Arc<Upstream>]) -> ServerCapabilities {
