@@ -1198,3 +1198,137 @@ async fn a_crash_behind_one_gateway_leaves_another_gateways_waiting_call_alone()
     assert_eq!(std::fs::read_to_string(&theirs).unwrap(), "2");
     assert!(!mine.exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_client_that_ends_its_session_while_parked_expires_the_request() {
+    let d = dirs();
+    let Some(fs) = node_server("mcp-server-filesystem") else {
+        return;
+    };
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut child = Command::new(BIN)
+        .args([
+            "mcp",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--serve",
+            "127.0.0.1:0",
+        ])
+        .args([
+            "--token",
+            &format!("alice={TOKEN}"),
+            "--store",
+            &d.store,
+            "--audit",
+            d.audit.to_str().unwrap(),
+        ])
+        .args(["--timeout", "60s", "--"])
+        .arg(&fs)
+        .arg(&d.root)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut api = None;
+    loop {
+        let line = tokio::time::timeout(Duration::from_secs(20), err.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if let Some(rest) = line.strip_prefix("agentguard mcp: approval page at ") {
+            api = Some(rest.trim_end_matches('/').to_owned());
+        }
+        if line.contains("MCP over streamable HTTP at") {
+            break;
+        }
+    }
+    tokio::spawn(async move { while let Ok(Some(_)) = err.next_line().await {} });
+    let api = api.unwrap();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let transport = rmcp::transport::StreamableHttpClientTransport::from_uri(format!("http://127.0.0.1:{port}/mcp"));
+    let client = ().serve(transport).await.unwrap();
+    let peer = client.peer().clone();
+    let target = d.root.join("b.txt");
+    let args = json!({"path": target, "content": "x"}).as_object().unwrap().clone();
+    let call = tokio::spawn(async move {
+        peer.call_tool(CallToolRequestParams::new("write_file").with_arguments(args))
+            .await
+    });
+    let parked = parked_on(&api).await;
+    // The client ends its session (rmcp's cancel closes it with a DELETE).
+    client.cancel().await.unwrap();
+    call.abort();
+    let mut state = Value::Null;
+    for _ in 0..200 {
+        let res = http()
+            .get(format!("{api}/pending"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        let list: Vec<Value> = res.json().await.unwrap();
+        if list.is_empty() {
+            let out = std::process::Command::new(BIN)
+                .args([
+                    "--store",
+                    &d.store,
+                    "--json",
+                    "show",
+                    parked["request_id"].as_str().unwrap(),
+                ])
+                .output()
+                .unwrap();
+            state = serde_json::from_slice::<Value>(&out.stdout).unwrap()["decision"]["state"].clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        state, "expired",
+        "the request is no longer pending once the session ends"
+    );
+    // Approving it now changes nothing, and nothing is written.
+    let late = http()
+        .post(format!("{api}/resolve"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body(json!({"request_id": parked["request_id"], "approved": true}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(late.status(), reqwest::StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!target.exists());
+    let _ = child.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_command_that_does_not_exist_is_a_clear_error() {
+    let out = Command::new(BIN)
+        .args(["mcp", "--", "/nonexistent/mcp-server", "x"])
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot start `/nonexistent/mcp-server x`") && err.contains("PATH"),
+        "{err}"
+    );
+    let none = Command::new(BIN)
+        .args(["mcp"])
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(none.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&none.stderr).contains("give one upstream"));
+}
