@@ -159,9 +159,12 @@ enum Command {
     },
     /// Run the MCP gateway: every tools/call of an MCP client goes through agentguard before it reaches the server.
     ///
+    /// The gateway is the agents' guard: with --store it creates the store (other commands only open it).
+    ///
     ///   agentguard mcp --store sqlite:/tmp/ag.db -- npx -y @modelcontextprotocol/server-filesystem ~/notes
     ///   agentguard mcp --upstream http://127.0.0.1:9000/mcp --listen 127.0.0.1:8788
     ///   agentguard mcp --config servers.toml --serve 127.0.0.1:8787
+    #[command(verbatim_doc_comment)]
     Mcp(Box<mcp::McpArgs>),
     /// Audit log tools.
     Audit {
