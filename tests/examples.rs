@@ -201,3 +201,24 @@ async fn web_approvals_example_serves_the_page_and_its_agents_wait_for_the_answe
         assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
     }
 }
+
+#[test]
+fn policy_example_decides_by_arguments_and_the_audit_names_each_rule() {
+    let stdout = run("policy");
+    assert!(
+        stdout.contains("Blocked by AgentGuard (policy_denied: paths outside /srv/app are off limits)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("refund_order   approved  rule: refunds over 100 EUR need a person (ask)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("write_file     allowed   rule: writes inside the sandbox (allow)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("send_email     denied    rule: default (ask)"),
+        "{stdout}"
+    );
+}

@@ -110,6 +110,8 @@ fn a_deny_rule_refuses_with_its_message_and_never_runs_the_executor() {
     assert_eq!(line["policy"]["rule"], "nothing outside the app");
     assert_eq!(line["policy"]["action"], "deny");
     assert_eq!(line["policy"]["version"], guard.policy().unwrap().version());
+    assert_eq!(line["params"]["path"], "sandbox/../../../etc/passwd");
+    assert_eq!(line["params_digest"].as_str().map(str::len), Some(64));
 }
 
 #[test]
@@ -403,16 +405,14 @@ fn dispatch_gets_an_approval_from_a_naming_rule_and_is_asked_otherwise() {
 async fn aexecute_asks_the_policy_first() {
     let (guard, asked) = guard_with(POLICY, None);
     let denied = guard
-        .aexecute(ToolCall::new("write_file", json!({"path": "/etc/x"})), |_, _| async {
-            ()
-        })
+        .aexecute(ToolCall::new("write_file", json!({"path": "/etc/x"})), |_, _| async {})
         .await
         .unwrap_err();
     assert_eq!(denied.reason(), DenyReason::PolicyDenied);
     guard
         .aexecute(
             ToolCall::new("write_file", json!({"path": "sandbox/y"})),
-            |_, _| async { () },
+            |_, _| async {},
         )
         .await
         .unwrap();
@@ -513,4 +513,35 @@ fn evaluation_is_exposed_for_tools_that_only_want_the_answer() {
     let p = Policy::from_toml(POLICY).unwrap();
     let call = ToolCall::new("refund_order", json!({"amount_eur": 400}));
     assert_eq!(p.evaluate(&call, None).action(), Some(Action::Ask));
+}
+
+#[test]
+fn a_parked_request_names_the_rule_that_asked_for_it() {
+    let guard = AgentGuard::external()
+        .policy(Policy::from_toml(POLICY).unwrap())
+        .timeout(Duration::from_secs(30))
+        .no_audit()
+        .build();
+    let agent = guard.clone();
+    let call = std::thread::spawn(move || {
+        agent.execute(
+            ToolCall::new("refund_order", json!({"amount_eur": 400})).server("payments"),
+            |_, _| "refunded",
+        )
+    });
+    let req = loop {
+        if let Some(r) = guard.pending().pop() {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert_eq!(req.policy_rule(), Some("refunds over 100 EUR need a person"));
+    assert_eq!(req.policy_message(), None);
+    assert_eq!(req.server(), Some("payments"));
+    let shown = serde_json::to_value(&req).unwrap();
+    assert_eq!(shown["policy_rule"], "refunds over 100 EUR need a person");
+    assert_eq!(shown["server"], "payments");
+    // A request the name rules asked for carries no rule.
+    guard.resolve(req.request_id(), true, Some("alice"));
+    assert_eq!(call.join().unwrap().unwrap(), "refunded");
 }

@@ -5,6 +5,8 @@
 //! agentguard --store sqlite:/tmp/agentguard.db approve 3f9c2b1e-8d4a-4f7b-9c1d-2e5f6a7b8c9d --actor alice
 //! agentguard audit verify agentguard.log
 //! agentguard mcp --store sqlite:/tmp/agentguard.db -- npx -y @modelcontextprotocol/server-filesystem ~/notes
+//! agentguard policy check agentguard.toml
+//! agentguard policy explain agentguard.toml --tool refund_order --params '{"amount_eur": 250}'
 //! agentguard audit verify /var/log/agentguard/agentguard.log --key-file /etc/agentguard/audit.key \
 //!     --checkpoint /var/lib/agentguard/agentguard.log.checkpoint
 //! AGENTGUARD_TOKENS=alice=$(openssl rand -hex 16) agentguard --store sqlite:/tmp/agentguard.db serve
@@ -49,6 +51,7 @@ macro_rules! outln {
 
 mod audit;
 mod mcp;
+mod policy;
 mod requests;
 mod serve;
 
@@ -171,6 +174,54 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Policy file tools: check a file, explain a decision, run a table of expected decisions.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum PolicyCommand {
+    /// Check a policy file. Exit 0 when it is valid (warnings on stderr); 2 with every error and its line.
+    Check {
+        /// The policy file (TOML).
+        file: PathBuf,
+    },
+    /// Show how a policy decides one call: the decision, the rule that made it, and each test's result.
+    ///
+    /// With --json: {"decision":"allow"|"ask"|"deny","rule":NAME|null,"message":…, …}.
+    Explain {
+        /// The policy file (TOML).
+        file: PathBuf,
+        /// The tool's name.
+        #[arg(long)]
+        tool: String,
+        /// The call's params, a JSON object (default {}).
+        #[arg(long, value_name = "JSON")]
+        params: Option<String>,
+        /// The agent's id.
+        #[arg(long, value_name = "ID")]
+        agent: Option<String>,
+        /// The session's id.
+        #[arg(long, value_name = "ID")]
+        session: Option<String>,
+        /// The tool server's name (MCP gateway upstream).
+        #[arg(long, value_name = "NAME")]
+        server: Option<String>,
+        /// The call's declared risk (irreversible, external_send, …, or none); default: what the tool's name
+        /// classifies as.
+        #[arg(long, value_name = "RISK")]
+        risk: Option<String>,
+    },
+    /// Run a table of expected decisions ([[case]] tables in a TOML file). Exit 0 when all pass, 1 when one fails,
+    /// 2 for a bad file.
+    Test {
+        /// The policy file (TOML).
+        file: PathBuf,
+        /// The cases: [[case]] with tool, params, agent, session, server, risk, expect, rule.
+        cases: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -240,6 +291,30 @@ fn run(cli: &Cli) -> Result<(), Failure> {
             verify(cli, file.clone(), &keys, checkpoint)
         }
         Command::Mcp(args) => mcp::mcp(cli, args),
+        Command::Policy { command } => match command {
+            PolicyCommand::Check { file } => policy::check(cli, file),
+            PolicyCommand::Explain {
+                file,
+                tool,
+                params,
+                agent,
+                session,
+                server,
+                risk,
+            } => policy::explain(
+                cli,
+                file,
+                &policy::CallArgs {
+                    tool,
+                    params: params.as_deref(),
+                    agent: agent.as_deref(),
+                    session: session.as_deref(),
+                    server: server.as_deref(),
+                    risk: risk.as_deref(),
+                },
+            ),
+            PolicyCommand::Test { file, cases } => policy::test(cli, file, cases),
+        },
         Command::Pending => pending(cli, &*open(cli)?),
         Command::Show { id } => show(cli, &*open(cli)?, &parse_id(id)?),
         Command::Approve { id, actor, digest } => {

@@ -71,13 +71,20 @@ pub(super) fn show(cli: &Cli, store: &dyn ApprovalStore, id: &RequestId) -> Resu
         return Ok(());
     }
     let req = &stored.request;
-    let rows: [(&str, String); 13] = [
+    let policy = match (req.policy_rule(), req.policy_message()) {
+        (Some(rule), Some(message)) => format!("{rule} — {message}"),
+        (Some(rule), None) => rule.to_owned(),
+        _ => "-".to_owned(),
+    };
+    let rows: [(&str, String); 15] = [
         ("Request", req.request_id().to_string()),
         ("State", stored.decision.state.as_str().to_owned()),
         ("Outcome", stored.outcome.clone().unwrap_or_else(|| "-".into())),
         ("Tool", req.tool().to_owned()),
         ("Risk", req.risk().label().to_owned()),
         ("Reason", req.reason().unwrap_or("-").to_owned()),
+        ("Policy rule", policy),
+        ("Server", req.server().unwrap_or("-").to_owned()),
         ("Agent", req.agent_id().unwrap_or("-").to_owned()),
         ("Session", req.session_id().unwrap_or("-").to_owned()),
         ("Time left", left(req)),

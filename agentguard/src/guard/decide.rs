@@ -43,8 +43,8 @@ pub(crate) struct Parked {
 enum Plan {
     /// Run without asking.
     Allow(Route),
-    /// Ask, showing this risk.
-    Ask(Risk),
+    /// Ask, showing this risk (and the policy rule that asks, with its message).
+    Ask(Risk, Option<(String, Option<String>)>),
     /// Refused by the policy, with the message the agent reads.
     Deny(String),
 }
@@ -187,11 +187,15 @@ impl Inner {
                 self.record_allowed(&call, stamp.as_ref());
                 Ok(Start::Allowed(approval::unasked(call.name, call.params, route)))
             }
-            Plan::Ask(risk) => self.prepare(call, risk, stamp).map(Start::Ask),
+            Plan::Ask(risk, asked_by) => self.prepare(call, risk, stamp, asked_by).map(Start::Ask),
             Plan::Deny(detail) => {
                 if let Some(audit) = &self.audit {
+                    // What was refused, redacted: the record of a denial is worth as much as that of a run.
+                    let (shown, digest) = self.params_for_record(&call);
                     let mut rec = AuditRecord::of_call(&call, AuditDecision::Blocked);
                     rec.reason = Some(DenyReason::PolicyDenied.as_str());
+                    rec.params = Some(&shown);
+                    rec.params_digest = digest.as_ref();
                     rec.risk = risk;
                     rec.detail = Some(&detail);
                     rec.policy = stamp.as_ref();
@@ -211,7 +215,7 @@ impl Inner {
                 Gating::Never => Route::Declared,
                 _ => Route::GuardRules,
             }),
-            Some(risk) => Plan::Ask(risk),
+            Some(risk) => Plan::Ask(risk, None),
         };
         let Some(slot) = &self.policy else {
             return (by_names, None);
@@ -222,14 +226,17 @@ impl Inner {
         let declared = matches!(gate, Gating::Always(_))
             || (!self.dangerous.is_empty() && self.dangerous.contains(&confusable_key(&call.name)));
         let suspicious = risk == Some(Risk::SuspiciousName);
-        let ask = || Plan::Ask(risk.unwrap_or(Risk::ManuallyFlagged));
+        let by_rule = eval
+            .rule()
+            .map(|rule| (rule.to_owned(), eval.message().map(str::to_owned)));
+        let ask = || Plan::Ask(risk.unwrap_or(Risk::ManuallyFlagged), by_rule.clone());
         let plan = match (eval.action(), policy.default_action()) {
-            (Some(Action::Deny), _) => Plan::Deny(match eval.message() {
-                Some(message) => message.to_owned(),
-                None => format!("policy rule {:?} denies this call", eval.rule().unwrap_or_default()),
-            }),
+            (Some(Action::Deny), _) => Plan::Deny(eval.denial()),
             (Some(Action::Ask), _) => ask(),
-            (Some(Action::Allow), _) if declared && !eval.names(&call.name) => ask(),
+            // The allow rule cannot relax it; the request does not name that rule as the one asking.
+            (Some(Action::Allow), _) if declared && !eval.names(&call.name) => {
+                Plan::Ask(risk.unwrap_or(Risk::ManuallyFlagged), None)
+            }
             (Some(Action::Allow), _) => Plan::Allow(Route::Policy),
             (None, DefaultAction::Classify) => by_names.clone(),
             (None, DefaultAction::Ask) => ask(),
@@ -241,7 +248,7 @@ impl Inner {
         };
         let action = match plan {
             Plan::Allow(_) => Action::Allow,
-            Plan::Ask(_) => Action::Ask,
+            Plan::Ask(..) => Action::Ask,
             Plan::Deny(_) => Action::Deny,
         };
         let stamp = Some(PolicyStamp::of(&eval, action));
@@ -255,8 +262,22 @@ impl Inner {
     /// closed on it); it is reported on stderr.
     fn record_allowed(&self, call: &ToolCall, stamp: Option<&PolicyStamp>) {
         let Some(audit) = &self.audit else { return };
-        // Digest from the canonical text; no copy of the params is made. Params too deep or too large to show are
-        // recorded as a note (the call still runs: it is safe).
+        let (shown, digest) = self.params_for_record(call);
+        let mut rec = AuditRecord::of_call(call, AuditDecision::Allowed);
+        rec.params = Some(&shown);
+        rec.params_digest = digest.as_ref();
+        rec.policy = stamp;
+        if stamp.is_none() && !self.safe.is_empty() && self.safe.contains(&name_key(&call.name)) {
+            rec.detail = Some("listed in safe_tools");
+        }
+        if let Err(e) = audit.record(&rec) {
+            eprintln!("agentguard: audit record for safe call {:?} failed: {e}", call.name);
+        }
+    }
+
+    /// A call's params as an audit line shows them without freezing them: redacted, with the digest of their
+    /// canonical text (no copy of the params is made); params too deep or too large to show are a note instead.
+    fn params_for_record(&self, call: &ToolCall) -> (Value, Option<ParamsDigest>) {
         let refused = if deeper_than(&call.params, MAX_PARAMS_DEPTH) {
             Some(ParamsRejected::TooDeep {
                 limit: MAX_PARAMS_DEPTH,
@@ -275,20 +296,17 @@ impl Inner {
                 limit: self.max_params_bytes,
             }),
         };
-        let mut rec = AuditRecord::of_call(call, AuditDecision::Allowed);
-        rec.params = Some(&shown);
-        rec.params_digest = digest.as_ref();
-        rec.policy = stamp;
-        if stamp.is_none() && !self.safe.is_empty() && self.safe.contains(&name_key(&call.name)) {
-            rec.detail = Some("listed in safe_tools");
-        }
-        if let Err(e) = audit.record(&rec) {
-            eprintln!("agentguard: audit record for safe call {:?} failed: {e}", call.name);
-        }
+        (shown, digest)
     }
 
     /// Freezes the params and builds the request; denies (and audits) params over the size limit.
-    fn prepare(&self, mut call: ToolCall, risk: Risk, stamp: Option<PolicyStamp>) -> Result<Parked, ActionDenied> {
+    fn prepare(
+        &self,
+        mut call: ToolCall,
+        risk: Risk,
+        stamp: Option<PolicyStamp>,
+        asked_by: Option<(String, Option<String>)>,
+    ) -> Result<Parked, ActionDenied> {
         let params = std::mem::take(&mut call.params); // moved into the snapshot, not copied
         let frozen = match FrozenParams::freeze(params, self.max_params_bytes) {
             Ok(f) => f,
@@ -334,6 +352,10 @@ impl Inner {
             now + self.timeout,
         )
         .with_server(server);
+        let request = match asked_by {
+            Some((rule, message)) => request.with_policy_rule(Some(rule), message),
+            None => request,
+        };
         Ok(Parked {
             request,
             params: frozen.into_value(),

@@ -10,7 +10,7 @@ use toml::Spanned;
 use super::path::{ArgPath, FsPath};
 use super::pattern::{glob, user_regex, NamePattern};
 use super::predicate::{Cmp, Op, Pred};
-use super::{Action, Compiled, DefaultAction, Diagnostic, PolicyMode, Rule};
+use super::{Action, Compiled, DefaultAction, Diagnostic, PolicyMode, Rule, Severity};
 use agentguard_classify::Risk;
 
 const TOP_KEYS: &[&str] = &["default", "mode", "base_dir", "rule"];
@@ -66,6 +66,7 @@ impl<'s> Ctx<'s> {
             .get(start..offset.min(self.source.len()))
             .map_or(1, |s| s.chars().count() + 1);
         Diagnostic {
+            severity: Severity::Warning,
             line,
             column,
             key: key.to_owned(),
@@ -74,12 +75,19 @@ impl<'s> Ctx<'s> {
     }
 
     fn error(&mut self, span: std::ops::Range<usize>, key: &str, message: impl Into<String>) {
-        let d = self.at(span.start, key, message.into());
+        let mut d = self.at(span.start, key, message.into());
+        d.severity = Severity::Error;
         self.errors.push(d);
     }
 
     fn warn(&mut self, span: std::ops::Range<usize>, key: &str, message: impl Into<String>) {
         let d = self.at(span.start, key, message.into());
+        self.warnings.push(d);
+    }
+
+    fn note(&mut self, span: std::ops::Range<usize>, key: &str, message: impl Into<String>) {
+        let mut d = self.at(span.start, key, message.into());
+        d.severity = Severity::Note;
         self.warnings.push(d);
     }
 }
@@ -91,7 +99,8 @@ pub(super) fn compile(source: &str) -> Result<(Compiled, Vec<Diagnostic>), Vec<D
     if !parse_errors.is_empty() {
         for e in parse_errors {
             let offset = e.span().map_or(0, |s| s.start);
-            let d = cx.at(offset, "", format!("not valid TOML: {}", e.message().trim_end()));
+            let mut d = cx.at(offset, "", format!("not valid TOML: {}", e.message().trim_end()));
+            d.severity = Severity::Error;
             cx.errors.push(d);
         }
         return Err(cx.errors);
@@ -203,6 +212,7 @@ pub(super) fn compile(source: &str) -> Result<(Compiled, Vec<Diagnostic>), Vec<D
     for rule in &rules {
         if !seen.insert(rule.name.as_str()) {
             let d = Diagnostic {
+                severity: Severity::Error,
                 line: rule.line,
                 column: 1,
                 key: "name".to_owned(),
@@ -233,6 +243,7 @@ pub(super) fn compile(source: &str) -> Result<(Compiled, Vec<Diagnostic>), Vec<D
             base_dir,
             rules,
             order,
+            by_name: Default::default(),
         },
         cx.warnings,
     ))
@@ -344,28 +355,65 @@ fn compile_rule(
         return None;
     }
     let (name, action) = (name?, action?);
+    let mut judged = Vec::new();
     if let Some(pred) = &when {
-        let mut paths = Vec::new();
-        pred.fallible_paths(&mut paths);
-        if !paths.is_empty() {
-            let list = paths.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", ");
-            let msg = match action {
-                Action::Allow => format!(
-                    "this allow rule does not match a call whose {list} is missing or of another type than its test \
-                     needs (fail closed: such a call falls to the other rules and the default)"
-                ),
-                _ => format!(
-                    "this {} rule matches every call it covers whose {list} is missing or of another type than its \
-                     test needs (fail closed); if calls without it should pass, add `exists = true` to its test",
-                    action.as_str()
-                ),
-            };
-            cx.warn(when_span, &format!("{label}: when"), msg);
+        pred.fallible_paths(&mut judged);
+        let list = |guarded: bool| {
+            judged
+                .iter()
+                .filter(|(_, g)| *g == guarded)
+                .map(|(p, _)| format!("`{p}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let (open, typed) = (list(false), list(true));
+        let at = format!("{label}: when");
+        match action {
+            Action::Allow if !judged.is_empty() => {
+                let all = judged
+                    .iter()
+                    .map(|(p, _)| format!("`{p}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                cx.note(
+                    when_span.clone(),
+                    &at,
+                    format!(
+                        "this allow rule does not match a call whose {all} is missing or not of the type its test \
+                         needs (fail closed: such a call falls to the other rules and the default)"
+                    ),
+                );
+            }
+            Action::Allow => {}
+            _ => {
+                if !open.is_empty() {
+                    cx.warn(
+                        when_span.clone(),
+                        &at,
+                        format!(
+                            "this {} rule matches every call it covers that has no {open} (fail closed); if such \
+                             calls are not this rule's business, add `exists = true` to the test",
+                            action.as_str()
+                        ),
+                    );
+                }
+                if !typed.is_empty() {
+                    cx.note(
+                        when_span.clone(),
+                        &at,
+                        format!(
+                            "this {} rule matches a call whose {typed} is not of the type its test needs (fail closed)",
+                            action.as_str()
+                        ),
+                    );
+                }
+            }
         }
     }
     Some(Rule {
         name,
         line,
+        judged: judged.into_iter().map(|(p, _)| p).collect(),
         action,
         message,
         tools,

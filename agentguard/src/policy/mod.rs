@@ -94,9 +94,10 @@ mod predicate;
 mod tests;
 mod watch;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -186,6 +187,16 @@ pub enum PolicyMode {
     Shadow,
 }
 
+impl PolicyMode {
+    /// `enforce` or `shadow`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            PolicyMode::Enforce => "enforce",
+            PolicyMode::Shadow => "shadow",
+        }
+    }
+}
+
 /// A compiled policy: cheap to clone (shared), immutable. Load one with [`Policy::from_file`] or
 /// [`Policy::from_toml`]; give it to a guard with [`GuardBuilder::policy`](crate::guard::GuardBuilder::policy) or
 /// [`policy_file`](crate::guard::GuardBuilder::policy_file) (which also reloads it when the file changes).
@@ -204,11 +215,20 @@ pub(crate) struct Compiled {
     rules: Vec<Rule>,
     /// Rule indexes, deny rules first, then ask, then allow; file order within each.
     order: Vec<usize>,
+    /// For each tool name seen, the rules (in `order`) whose `tools` cover it: the name matching (wildcards, the
+    /// confusable key) is done once per name, not once per call. Bounded by [`MAX_CACHED_NAMES`].
+    by_name: RwLock<HashMap<Box<str>, Arc<[u32]>>>,
 }
+
+/// How many distinct tool names a policy remembers the matching rules of. Past it, names are matched on every call
+/// (same answers, slower), so a model inventing names cannot grow memory without bound.
+const MAX_CACHED_NAMES: usize = 4096;
 
 pub(crate) struct Rule {
     name: String,
     line: usize,
+    /// The argument paths its tests read that can be missing or of the wrong type (for the denial's words).
+    judged: Vec<String>,
     action: Action,
     message: Option<String>,
     tools: Vec<NamePattern>,
@@ -299,19 +319,20 @@ impl Policy {
         let env = Env {
             base: c.base_dir.as_ref(),
         };
-        let mut key: Option<String> = None;
-        for &i in &c.order {
-            let rule = &c.rules[i];
-            if !rule.covers(call, risk, &mut key) {
+        let candidates = c.rules_for(&call.name);
+        for &i in candidates.iter() {
+            let rule = &c.rules[i as usize];
+            if !rule.covers_context(call, risk) {
                 continue;
             }
-            let hit = match &rule.when {
-                None => true,
-                Some(pred) => match pred.eval(&call.params, &env) {
-                    Tri::True => true,
-                    Tri::False => false,
-                    Tri::Unknown => rule.action != Action::Allow,
-                },
+            let tri = rule
+                .when
+                .as_ref()
+                .map_or(Tri::True, |pred| pred.eval(&call.params, &env));
+            let hit = match tri {
+                Tri::True => true,
+                Tri::False => false,
+                Tri::Unknown => rule.action != Action::Allow,
             };
             if hit && rule.action == Action::Allow && classify(&call.name) == Some(Risk::SuspiciousName) {
                 continue;
@@ -320,12 +341,14 @@ impl Policy {
                 return Evaluation {
                     policy: self,
                     rule: Some(rule),
+                    unjudged: tri == Tri::Unknown,
                 };
             }
         }
         Evaluation {
             policy: self,
             rule: None,
+            unjudged: false,
         }
     }
 
@@ -387,19 +410,49 @@ impl Policy {
     }
 }
 
+impl Compiled {
+    /// The rules whose `tools` cover `tool`, in decision order.
+    fn rules_for(&self, tool: &str) -> Arc<[u32]> {
+        if let Some(hit) = self.by_name.read().ok().and_then(|m| m.get(tool).cloned()) {
+            return hit;
+        }
+        let mut key = None;
+        let rules: Arc<[u32]> = self
+            .order
+            .iter()
+            .filter(|&&i| self.rules[i].covers_tool(tool, &mut key))
+            .map(|&i| i as u32)
+            .collect();
+        if let Ok(mut m) = self.by_name.write() {
+            if m.len() < MAX_CACHED_NAMES {
+                m.insert(tool.into(), rules.clone());
+            }
+        }
+        rules
+    }
+}
+
 impl Rule {
     /// Whether the rule's names and risks cover the call (its `when` aside).
     fn covers(&self, call: &ToolCall, risk: Option<Risk>, key: &mut Option<String>) -> bool {
-        if !self.tools.is_empty() {
-            let raw = self.tools.iter().any(|p| p.matches(&call.name));
-            let mut wide = || {
-                let key = key.get_or_insert_with(|| confusable_key(&call.name));
-                self.tools.iter().any(|p| p.matches_key(key))
-            };
-            if !(raw || (self.action != Action::Allow && wide())) {
-                return false;
-            }
+        self.covers_tool(&call.name, key) && self.covers_context(call, risk)
+    }
+
+    /// Whether `tools` covers the tool's name: as written, or for `ask` and `deny` rules in any spelling with the
+    /// same confusable key.
+    fn covers_tool(&self, tool: &str, key: &mut Option<String>) -> bool {
+        if self.tools.is_empty() || self.tools.iter().any(|p| p.matches(tool)) {
+            return true;
         }
+        if self.action == Action::Allow {
+            return false;
+        }
+        let key = key.get_or_insert_with(|| confusable_key(tool));
+        self.tools.iter().any(|p| p.matches_key(key))
+    }
+
+    /// Whether the agent, session, server and risk are the rule's.
+    fn covers_context(&self, call: &ToolCall, risk: Option<Risk>) -> bool {
         let listed = |patterns: &[NamePattern], value: Option<&str>| {
             patterns.is_empty() || value.is_some_and(|v| patterns.iter().any(|p| p.matches(v)))
         };
@@ -420,6 +473,8 @@ impl Rule {
 pub struct Evaluation<'p> {
     policy: &'p Policy,
     rule: Option<&'p Rule>,
+    /// The rule matched because a test could not be judged (fail closed).
+    unjudged: bool,
 }
 
 impl fmt::Debug for Evaluation<'_> {
@@ -445,6 +500,32 @@ impl<'p> Evaluation<'p> {
     /// The deciding rule's message.
     pub fn message(&self) -> Option<&'p str> {
         self.rule.and_then(|r| r.message.as_deref())
+    }
+
+    /// Whether the rule matched only because one of its tests could not be judged (an argument missing or of the
+    /// wrong type): fail closed.
+    pub fn unjudged(&self) -> bool {
+        self.unjudged
+    }
+
+    /// What the agent reads when this evaluation denies: the rule's message (or its name), and when the rule
+    /// matched only because it could not judge an argument, which ones, so the agent can fix its call.
+    pub fn denial(&self) -> String {
+        let Some(rule) = self.rule else {
+            return "no policy rule allows this call, and the policy's default is deny".to_owned();
+        };
+        let mut text = match &rule.message {
+            Some(m) => m.clone(),
+            None => format!("policy rule {:?} denies this call", rule.name),
+        };
+        if self.unjudged {
+            let paths: Vec<String> = rule.judged.iter().map(|p| format!("`{p}`")).collect();
+            text.push_str(&format!(
+                " (the rule could not judge {}: missing or not the expected type, so it applies)",
+                paths.join(", ")
+            ));
+        }
+        text
     }
 
     /// The policy this came from.
@@ -511,9 +592,24 @@ pub struct RuleTrace {
     pub tests: Vec<TestResult>,
 }
 
+/// How much a [`Diagnostic`] matters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// The policy does not load.
+    Error,
+    /// The policy loads, but a rule probably does more than it seems to (an ask or deny rule that matches every
+    /// call without an argument it tests).
+    Warning,
+    /// Worth knowing: which way a rule falls when it cannot judge an argument.
+    Note,
+}
+
 /// One problem (or warning) in a policy file, with where it is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Diagnostic {
+    /// Error, warning or note.
+    pub severity: Severity,
     /// 1-based line.
     pub line: usize,
     /// 1-based column (in characters).

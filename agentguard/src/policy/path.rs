@@ -23,6 +23,7 @@ enum Segment {
 }
 
 /// What a path found in the params.
+#[cfg(test)]
 pub(crate) enum Found<'v> {
     /// The path leads to these values (one, or one per element under a `*`; empty for `*` over an empty array).
     Values(Vec<&'v Value>),
@@ -72,7 +73,45 @@ impl ArgPath {
         &self.text
     }
 
+    /// Calls `each` with every value the path leads to (one, or one per element under a `*`), until it returns
+    /// `false`. Returns `false` when a step of the path is not there. Allocates nothing for a path without `*`.
+    pub(crate) fn visit(&self, params: &Value, each: &mut dyn FnMut(&Value) -> bool) -> bool {
+        fn walk(segments: &[Segment], value: &Value, each: &mut dyn FnMut(&Value) -> bool) -> Option<bool> {
+            let mut here = value;
+            for (i, segment) in segments.iter().enumerate() {
+                match segment {
+                    Segment::Key(key) => here = step(here, key)?,
+                    Segment::Each => {
+                        let rest = &segments[i + 1..];
+                        let mut go = |v: &Value| walk(rest, v, each);
+                        match here {
+                            Value::Array(items) => {
+                                for v in items {
+                                    if !go(v)? {
+                                        return Some(false);
+                                    }
+                                }
+                            }
+                            Value::Object(map) => {
+                                for v in map.values() {
+                                    if !go(v)? {
+                                        return Some(false);
+                                    }
+                                }
+                            }
+                            _ => return None,
+                        }
+                        return Some(true);
+                    }
+                }
+            }
+            Some(each(here))
+        }
+        walk(&self.segments, params, each).is_some()
+    }
+
     /// Follows the path in `params`.
+    #[cfg(test)]
     pub(crate) fn find<'v>(&self, params: &'v Value) -> Found<'v> {
         let mut here = vec![params];
         for segment in &self.segments {
@@ -172,8 +211,10 @@ impl FsPath {
         Ok(path)
     }
 
-    /// Whether `self` is `dir` or inside it. `None` when one is absolute and the other relative (no base to join):
-    /// the question has no answer.
+    /// Whether `self` is `dir` or inside it (the evaluator uses the borrowed [`is_text_under`](Self::is_text_under);
+    /// this one states the rule the tests check it against). `None` when one is absolute and the other relative (no
+    /// base to join): the question has no answer.
+    #[cfg(test)]
     pub(crate) fn is_under(&self, dir: &FsPath) -> Option<bool> {
         if self.absolute != dir.absolute {
             return None;
@@ -181,6 +222,44 @@ impl FsPath {
         // A relative path's leading `..` steps are kept, so `../x` is never under `sandbox`, and only a path that
         // climbs the same way is under `../shared`.
         Some(self.parts.len() >= dir.parts.len() && self.parts[..dir.parts.len()] == dir.parts[..])
+    }
+
+    /// Whether `text` (joined to `base` when relative) is `dir` or inside it, normalizing into borrowed steps (no
+    /// copy of the text). `Ok(None)` when one is absolute and the other relative.
+    pub(crate) fn is_text_under(text: &str, base: Option<&FsPath>, dir: &FsPath) -> Result<Option<bool>, String> {
+        if text.is_empty() || text.contains('\0') || text.starts_with('~') {
+            return FsPath::parse(text, base).map(|_| None); // the same error words
+        }
+        let absolute = text.starts_with('/') || text.starts_with('\\');
+        let mut parts: Vec<&str> = Vec::with_capacity(16);
+        let joined = match (absolute, base) {
+            (false, Some(base)) => {
+                parts.extend(base.parts.iter().map(String::as_str));
+                base.absolute
+            }
+            _ => absolute,
+        };
+        for part in text.split(['/', '\\']) {
+            match part {
+                "" | "." => {}
+                ".." => {
+                    if parts.last().is_none_or(|p| *p == "..") {
+                        if !joined {
+                            parts.push("..");
+                        }
+                    } else {
+                        parts.pop();
+                    }
+                }
+                part => parts.push(part),
+            }
+        }
+        if joined != dir.absolute {
+            return Ok(None);
+        }
+        Ok(Some(
+            parts.len() >= dir.parts.len() && parts.iter().zip(&dir.parts).all(|(a, b)| *a == b.as_str()),
+        ))
     }
 
     /// Whether the path is absolute.
@@ -242,6 +321,31 @@ mod tests {
         let escape = FsPath::parse("../../etc", Some(&base)).unwrap();
         assert_eq!(escape.to_string(), "/etc");
         assert_eq!(escape.is_under(&base), Some(false));
+    }
+
+    proptest::proptest! {
+        /// The borrowed fast path agrees with normalizing into a path and comparing.
+        #[test]
+        fn the_fast_containment_check_agrees_with_the_normalized_paths(
+            steps in proptest::collection::vec(
+                proptest::sample::select(vec!["a", "b", ".", "..", "", "sandbox"]), 0..8),
+            seps in proptest::collection::vec(proptest::sample::select(vec!["/", "\\"]), 8),
+            lead in proptest::sample::select(vec!["", "/", "./"]),
+            dir in proptest::sample::select(vec!["sandbox", "./sandbox/a", "/", "/a", "..", "../b", "."]),
+            base in proptest::option::of(proptest::sample::select(vec!["/srv/app", "/"])),
+        ) {
+            let mut text = lead.to_owned();
+            for (i, s) in steps.iter().enumerate() {
+                text.push_str(s);
+                text.push_str(seps[i]);
+            }
+            proptest::prop_assume!(!text.is_empty());
+            let base = base.map(|b| FsPath::parse(b, None).unwrap());
+            let dir = FsPath::parse(dir, base.as_ref()).unwrap();
+            let slow = FsPath::parse(&text, base.as_ref()).unwrap().is_under(&dir);
+            let fast = FsPath::is_text_under(&text, base.as_ref(), &dir).unwrap();
+            proptest::prop_assert_eq!(slow, fast, "{} under {}", text, dir);
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::cmp::Ordering;
 use regex::Regex;
 use serde_json::{Number, Value};
 
-use super::path::{ArgPath, Found, FsPath};
+use super::path::{ArgPath, FsPath};
 
 /// A compiled condition.
 #[derive(Debug, Clone)]
@@ -152,7 +152,7 @@ impl Pred {
                 }
             }
             Pred::Not(p) => p.eval(params, env).not(),
-            Pred::Test(path, op) => test(path, op, params, env).0,
+            Pred::Test(path, op) => test(path, op, params, env),
         }
     }
 
@@ -177,7 +177,7 @@ impl Pred {
             }
             Pred::Not(p) => p.explain(params, env, out).not(),
             Pred::Test(path, op) => {
-                let (tri, note) = test(path, op, params, env);
+                let (tri, note) = test_explained(path, op, params, env);
                 out.push(TestResult {
                     path: path.as_str().to_owned(),
                     test: op.describe(),
@@ -193,15 +193,30 @@ impl Pred {
         }
     }
 
-    /// The argument paths this condition reads whose absence (or wrong type) makes it unknown.
-    pub(crate) fn fallible_paths(&self, out: &mut Vec<String>) {
+    /// The argument paths this condition reads whose absence or wrong type makes it unknown, each with whether an
+    /// `exists = true` beside it already decides the absent case.
+    pub(crate) fn fallible_paths(&self, out: &mut Vec<(String, bool)>) {
+        self.fallible(out, &[]);
+    }
+
+    fn fallible(&self, out: &mut Vec<(String, bool)>, guarded: &[&str]) {
         match self {
-            Pred::All(ps) | Pred::Any(ps) => ps.iter().for_each(|p| p.fallible_paths(out)),
-            Pred::Not(p) => p.fallible_paths(out),
+            Pred::All(ps) => {
+                let mut here: Vec<&str> = guarded.to_vec();
+                here.extend(ps.iter().filter_map(|p| match p {
+                    Pred::Test(path, Op::Exists(true)) => Some(path.as_str()),
+                    _ => None,
+                }));
+                ps.iter().for_each(|p| p.fallible(out, &here));
+            }
+            Pred::Any(ps) => ps.iter().for_each(|p| p.fallible(out, &[])),
+            Pred::Not(p) => p.fallible(out, &[]),
             Pred::Test(_, Op::Exists(_)) => {}
             Pred::Test(path, _) => {
-                if !out.iter().any(|p| p == path.as_str()) {
-                    out.push(path.as_str().to_owned());
+                let is_guarded = guarded.contains(&path.as_str());
+                match out.iter_mut().find(|(p, _)| p == path.as_str()) {
+                    Some((_, g)) => *g &= is_guarded,
+                    None => out.push((path.as_str().to_owned(), is_guarded)),
                 }
             }
         }
@@ -231,103 +246,151 @@ impl Op {
     }
 }
 
-/// One test on the value(s) at `path`. Under a `*` path every element must pass (and one unknown element makes the
-/// whole unknown unless another fails).
-fn test(path: &ArgPath, op: &Op, params: &Value, env: &Env<'_>) -> (Tri, String) {
-    let values = match path.find(params) {
-        Found::Missing => {
-            return match op {
-                Op::Exists(want) => (Tri::of(!*want), "absent".to_owned()),
-                _ => (Tri::Unknown, format!("`{path}` is not in the arguments")),
-            }
+/// One test on the value(s) at `path`, without words (the fast path of every call).
+fn test(path: &ArgPath, op: &Op, params: &Value, env: &Env<'_>) -> Tri {
+    let mut result = Tri::True;
+    let mut each = |value: &Value| match test_one(op, value, env, None) {
+        Tri::False => {
+            result = Tri::False;
+            false
         }
-        Found::Values(values) => values,
+        Tri::Unknown => {
+            result = Tri::Unknown;
+            true
+        }
+        Tri::True => true,
     };
-    if let Op::Exists(want) = op {
-        return (Tri::of(*want), "present".to_owned());
+    let found = path.visit(params, &mut each);
+    match (found, op) {
+        (false, Op::Exists(want)) => Tri::of(!*want),
+        (false, _) => Tri::Unknown,
+        (true, Op::Exists(want)) => Tri::of(*want),
+        (true, _) => result,
     }
+}
+
+/// [`test`] with what it saw, for an explanation. Under a `*` path every element must pass (and one unknown element
+/// makes the whole unknown unless another fails).
+fn test_explained(path: &ArgPath, op: &Op, params: &Value, env: &Env<'_>) -> (Tri, String) {
     let mut result = Tri::True;
     let mut note = String::new();
-    for value in &values {
-        let (tri, why) = test_one(op, value, env);
+    let mut count = 0usize;
+    let mut each = |value: &Value| {
+        count += 1;
+        let mut why = String::new();
+        let tri = test_one(op, value, env, Some(&mut why));
         if note.is_empty() || tri != Tri::True {
             note = why;
         }
         match tri {
-            Tri::False => return (Tri::False, note),
-            Tri::Unknown => result = Tri::Unknown,
-            Tri::True => {}
+            Tri::False => {
+                result = Tri::False;
+                false
+            }
+            Tri::Unknown => {
+                result = Tri::Unknown;
+                true
+            }
+            Tri::True => true,
         }
+    };
+    let found = path.visit(params, &mut each);
+    match (found, op) {
+        (false, Op::Exists(want)) => (Tri::of(!*want), "absent".to_owned()),
+        (false, _) => (Tri::Unknown, format!("`{path}` is not in the arguments")),
+        (true, Op::Exists(want)) => (Tri::of(*want), "present".to_owned()),
+        (true, _) if count == 0 => (result, "no elements".to_owned()),
+        (true, _) => (result, note),
     }
-    if values.is_empty() {
-        note = "no elements".to_owned();
-    }
-    (result, note)
 }
 
-fn test_one(op: &Op, value: &Value, env: &Env<'_>) -> (Tri, String) {
+/// One test on one value; writes what it saw into `note` when asked.
+fn test_one(op: &Op, value: &Value, env: &Env<'_>, note: Option<&mut String>) -> Tri {
+    let say = |text: &dyn Fn() -> String| {
+        if let Some(n) = note {
+            *n = text();
+        }
+    };
     let seen = || format!("value {}", short(value));
-    let wrong = |want: &str| (Tri::Unknown, format!("expected {want}, found {}", kind(value)));
-    match op {
-        Op::Eq(v) => (Tri::of(json_eq(value, v)), seen()),
-        Op::Ne(v) => (Tri::of(!json_eq(value, v)), seen()),
-        Op::In(vs) => (Tri::of(vs.iter().any(|v| json_eq(value, v))), seen()),
-        Op::NotIn(vs) => (Tri::of(!vs.iter().any(|v| json_eq(value, v))), seen()),
+    let wrong = |want: &'static str| move || format!("expected {want}, found {}", kind(value));
+    let tri = match op {
+        Op::Eq(v) => Tri::of(json_eq(value, v)),
+        Op::Ne(v) => Tri::of(!json_eq(value, v)),
+        Op::In(vs) => Tri::of(vs.iter().any(|v| json_eq(value, v))),
+        Op::NotIn(vs) => Tri::of(!vs.iter().any(|v| json_eq(value, v))),
         Op::Cmp(c, n) => match value {
             Value::Number(x) => match num_cmp(x, n) {
-                Some(ord) => (Tri::of(c.holds(ord)), seen()),
-                None => (Tri::Unknown, format!("{} cannot be compared", seen())),
+                Some(ord) => Tri::of(c.holds(ord)),
+                None => {
+                    say(&|| format!("{} cannot be compared", seen()));
+                    return Tri::Unknown;
+                }
             },
-            _ => wrong("a number"),
+            _ => {
+                say(&wrong("a number"));
+                return Tri::Unknown;
+            }
         },
-        Op::Prefix(p) => match value.as_str() {
-            Some(s) => (Tri::of(s.starts_with(p.as_str())), seen()),
-            None => wrong("a string"),
-        },
-        Op::Suffix(p) => match value.as_str() {
-            Some(s) => (Tri::of(s.ends_with(p.as_str())), seen()),
-            None => wrong("a string"),
-        },
-        Op::Glob(_, re) | Op::Regex(_, re) => match value.as_str() {
-            Some(s) => (Tri::of(re.is_match(s)), seen()),
-            None => wrong("a string"),
-        },
+        Op::Prefix(_) | Op::Suffix(_) | Op::Glob(..) | Op::Regex(..) => {
+            let Some(s) = value.as_str() else {
+                say(&wrong("a string"));
+                return Tri::Unknown;
+            };
+            Tri::of(match op {
+                Op::Prefix(p) => s.starts_with(p.as_str()),
+                Op::Suffix(p) => s.ends_with(p.as_str()),
+                Op::Glob(_, re) | Op::Regex(_, re) => re.is_match(s),
+                _ => unreachable!(),
+            })
+        }
         Op::Under(dir) | Op::NotUnder(dir) => {
             let Some(text) = value.as_str() else {
-                return wrong("a path (a string)");
+                say(&wrong("a path (a string)"));
+                return Tri::Unknown;
             };
-            match FsPath::parse(text, env.base) {
-                Err(why) => (Tri::Unknown, why),
-                Ok(path) => match path.is_under(dir) {
-                    None => (
-                        Tri::Unknown,
+            match FsPath::is_text_under(text, env.base, dir) {
+                Err(why) => {
+                    say(&|| why.clone());
+                    return Tri::Unknown;
+                }
+                Ok(None) => {
+                    say(&|| {
                         format!(
                             "`{text}` is {} and `{dir}` is not; set `base_dir` in the policy to compare them",
-                            if path.is_absolute() { "absolute" } else { "relative" }
-                        ),
-                    ),
-                    Some(under) => {
-                        let holds = under == matches!(op, Op::Under(_));
-                        (Tri::of(holds), format!("`{text}` is `{path}`"))
-                    }
-                },
+                            if dir.is_absolute() { "relative" } else { "absolute" }
+                        )
+                    });
+                    return Tri::Unknown;
+                }
+                Ok(Some(under)) => {
+                    say(&|| match FsPath::parse(text, env.base) {
+                        Ok(p) => format!("`{text}` is `{p}`"),
+                        Err(why) => why,
+                    });
+                    return Tri::of(under == matches!(op, Op::Under(_)));
+                }
             }
         }
-        Op::Exists(_) => unreachable!("handled by the caller"),
+        Op::Exists(_) => Tri::True,
         Op::LenGt(n) | Op::LenLt(n) => {
             let len = match value {
                 Value::String(s) => s.chars().count() as u64,
                 Value::Array(a) => a.len() as u64,
                 Value::Object(o) => o.len() as u64,
-                _ => return wrong("a string, array or object"),
+                _ => {
+                    say(&wrong("a string, array or object"));
+                    return Tri::Unknown;
+                }
             };
-            let holds = match op {
+            say(&|| format!("length {len}"));
+            return Tri::of(match op {
                 Op::LenGt(_) => len > *n,
                 _ => len < *n,
-            };
-            (Tri::of(holds), format!("length {len}"))
+            });
         }
-    }
+    };
+    say(&seen);
+    tri
 }
 
 /// JSON equality, with numbers compared by value (`1 == 1.0`).

@@ -70,6 +70,12 @@ fn deny_beats_ask_beats_allow() {
         decide(&p, "refund_order", json!({"amount_eur": 50_000})),
         (Some(Action::Deny), Some("refunds over 10000 are refused".into()))
     );
+    let missing = ToolCall::new("refund_order", json!({}));
+    assert_eq!(
+        p.evaluate(&missing, None).denial(),
+        "refunds above 10,000 EUR go through finance (the rule could not judge `amount_eur`: missing or not the \
+         expected type, so it applies)"
+    );
     let call = ToolCall::new("refund_order", json!({"amount_eur": 50_000}));
     assert_eq!(
         p.evaluate(&call, None).message(),

@@ -280,6 +280,11 @@ struct RequestData {
     /// Absent (not `null`) when unknown, so requests written before it existed read back the same.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     server: Option<Box<str>>,
+    /// The policy rule that asked for this approval, and its message (absent when the name rules asked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    policy_rule: Option<Box<str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    policy_message: Option<Box<str>>,
     #[serde(with = "unix_seconds")]
     timestamp: SystemTime,
     #[serde(with = "unix_seconds")]
@@ -299,6 +304,8 @@ impl fmt::Debug for ApprovalRequest {
             .field("agent_id", &d.agent_id)
             .field("session_id", &d.session_id)
             .field("server", &d.server)
+            .field("policy_rule", &d.policy_rule)
+            .field("policy_message", &d.policy_message)
             .field("timestamp", &d.timestamp)
             .field("deadline", &d.deadline)
             .finish()
@@ -347,6 +354,8 @@ impl ApprovalRequest {
             agent_id: agent_id.map(String::into_boxed_str),
             session_id: session_id.map(String::into_boxed_str),
             server: None,
+            policy_rule: None,
+            policy_message: None,
             timestamp,
             deadline,
         }))
@@ -356,6 +365,15 @@ impl ApprovalRequest {
     pub(crate) fn with_server(mut self, server: Option<String>) -> Self {
         if let Some(data) = Arc::get_mut(&mut self.0) {
             data.server = server.map(String::into_boxed_str);
+        }
+        self
+    }
+
+    /// This request, naming the policy rule that asked for it and the rule's message (set before it is shared).
+    pub(crate) fn with_policy_rule(mut self, rule: Option<String>, message: Option<String>) -> Self {
+        if let Some(data) = Arc::get_mut(&mut self.0) {
+            data.policy_rule = rule.map(String::into_boxed_str);
+            data.policy_message = message.map(String::into_boxed_str);
         }
         self
     }
@@ -403,6 +421,15 @@ impl ApprovalRequest {
     /// The tool server the call goes to, if known (the MCP gateway's upstream).
     pub fn server(&self) -> Option<&str> {
         self.0.server.as_deref()
+    }
+    /// The [policy](crate::policy) rule that asked for this approval, if one did (not the name rules or the
+    /// policy's default).
+    pub fn policy_rule(&self) -> Option<&str> {
+        self.0.policy_rule.as_deref()
+    }
+    /// That rule's message, if it has one: why the policy wants a person to look.
+    pub fn policy_message(&self) -> Option<&str> {
+        self.0.policy_message.as_deref()
     }
     /// When the request was made.
     pub fn timestamp(&self) -> SystemTime {
