@@ -35,6 +35,10 @@ pub(super) struct McpArgs {
     /// Serve MCP over streamable HTTP at http://ADDR/mcp instead of over stdio.
     #[arg(long, value_name = "ADDR")]
     listen: Option<SocketAddr>,
+    /// With --listen: also accept requests whose Host is HOST (repeatable; default loopback names only, against DNS
+    /// rebinding). For a gateway behind a proxy or reached by name.
+    #[arg(long = "allow-host", value_name = "HOST", requires = "listen")]
+    allowed_hosts: Vec<String>,
     /// How long a call waits for a person before it is denied: seconds, or with a unit (500ms, 90s, 5m, 1h).
     #[arg(long, default_value = "300s", value_name = "DURATION", value_parser = parse_duration)]
     timeout: Duration,
@@ -99,6 +103,7 @@ pub(super) fn mcp(cli: &Cli, args: &McpArgs) -> Result<(), Failure> {
         serve: args.serve,
         tokens,
         listen: args.listen,
+        allowed_hosts: args.allowed_hosts.clone(),
         timeout: args.timeout,
         audit: args.audit.clone(),
         gateway: GatewayOptions {

@@ -1332,3 +1332,61 @@ async fn a_server_command_that_does_not_exist_is_a_clear_error() {
     assert_eq!(none.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&none.stderr).contains("give one upstream"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listen_refuses_a_foreign_host_unless_allowed() {
+    let d = dirs();
+    let Some(fs) = node_server("mcp-server-filesystem") else {
+        return;
+    };
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut child = Command::new(BIN)
+        .args([
+            "mcp",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--allow-host",
+            "gateway.test",
+        ])
+        .args(["--audit", d.audit.to_str().unwrap(), "--"])
+        .arg(&fs)
+        .arg(&d.root)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap()).lines();
+    loop {
+        let line = tokio::time::timeout(Duration::from_secs(20), err.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if line.contains("MCP over streamable HTTP at") {
+            break;
+        }
+    }
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}});
+    let post = |host: &str| {
+        http()
+            .post(format!("http://127.0.0.1:{port}/mcp"))
+            .header("host", host)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(init.to_string())
+            .send()
+    };
+    assert!(post("gateway.test").await.unwrap().status().is_success());
+    assert!(post(&format!("127.0.0.1:{port}")).await.unwrap().status().is_success());
+    assert_eq!(
+        post("evil.example").await.unwrap().status(),
+        reqwest::StatusCode::FORBIDDEN
+    );
+    let _ = child.kill().await;
+}

@@ -95,6 +95,9 @@ pub struct RunOptions {
     pub tokens: Vec<(String, String)>,
     /// Serve MCP over streamable HTTP at this address (path `/mcp`) instead of stdio.
     pub listen: Option<SocketAddr>,
+    /// With `listen`: the `Host` names requests may carry besides the loopback ones (rmcp refuses others, against
+    /// DNS rebinding). Empty: loopback only.
+    pub allowed_hosts: Vec<String>,
     /// How long a call waits for a person before it is denied.
     pub timeout: Duration,
     /// The audit file (default: agentguard's default audit file).
@@ -179,7 +182,11 @@ pub async fn run(options: RunOptions) -> Result<(), GatewayError> {
             }
         },
         Some(addr) => {
-            let service = http_service(gateway.clone(), Vec::new());
+            let mut hosts = options.allowed_hosts.clone();
+            if !hosts.is_empty() {
+                hosts.extend(["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()]);
+            }
+            let service = http_service(gateway.clone(), hosts);
             let router = axum::Router::new().nest_service("/mcp", service);
             let listener = tokio::net::TcpListener::bind(addr)
                 .await

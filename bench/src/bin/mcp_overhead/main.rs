@@ -112,6 +112,7 @@ fn main() {
                 serve: None,
                 tokens: Vec::new(),
                 listen: None,
+                allowed_hosts: Vec::new(),
                 timeout: Duration::from_secs(60),
                 audit: Some(audit.path().join("audit.log")),
                 gateway: GatewayOptions::default(),
