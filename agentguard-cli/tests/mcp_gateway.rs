@@ -486,8 +486,9 @@ async fn raw_gateway(d: &Dirs, server: &Path) -> RawGateway {
     }
 }
 
-/// After the gateway is gone: the request is expired in the store and the audit, and the file was never written.
-async fn assert_expired_and_never_ran(d: &Dirs, gw: &mut RawGateway, parked: &Value) {
+/// After the gateway is gone: the request was denied ("the MCP client went away") in the store and the audit, and
+/// the file was never written.
+async fn assert_denied_and_never_ran(d: &Dirs, gw: &mut RawGateway, parked: &Value) {
     let status = tokio::time::timeout(Duration::from_secs(10), gw.child.wait())
         .await
         .expect("the gateway exits once its client is gone")
@@ -506,11 +507,18 @@ async fn assert_expired_and_never_ran(d: &Dirs, gw: &mut RawGateway, parked: &Va
     let shown: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
     assert_eq!(
         shown["decision"]["state"],
-        "expired",
+        "denied",
         "{shown} {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // (No audit line: agentguard writes none for a wait that is dropped, only the store's expiry. See issue-14 notes.)
+    assert_eq!(shown["decision"]["note"], "the MCP client went away", "{shown}");
+    assert_eq!(shown["decision"]["actor"], "agentguard-mcp", "{shown}");
+    let lines = audit_lines(&d.audit);
+    let line = lines
+        .iter()
+        .find(|l| l["tool"] == "write_file")
+        .expect("an audit line for the call");
+    assert_eq!(line["decision"], "denied", "{line}");
     assert!(!d.root.join("b.txt").exists());
 }
 
@@ -532,7 +540,7 @@ async fn parked_on(api: &str) -> Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn client_closing_stdin_while_parked_expires_the_request_and_it_never_runs() {
+async fn client_closing_stdin_while_parked_denies_the_request_and_it_never_runs() {
     let d = dirs();
     let Some(server) = node_server("mcp-server-filesystem") else {
         return;
@@ -541,11 +549,11 @@ async fn client_closing_stdin_while_parked_expires_the_request_and_it_never_runs
     let parked = parked_on(&gw.api).await;
     assert_eq!(parked["tool"], "write_file");
     drop(gw.stdin.take());
-    assert_expired_and_never_ran(&d, &mut gw, &parked).await;
+    assert_denied_and_never_ran(&d, &mut gw, &parked).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_while_parked_expires_the_request_and_it_never_runs() {
+async fn sigterm_while_parked_denies_the_request_and_it_never_runs() {
     let d = dirs();
     let Some(server) = node_server("mcp-server-filesystem") else {
         return;
@@ -558,7 +566,7 @@ async fn sigterm_while_parked_expires_the_request_and_it_never_runs() {
         .status()
         .unwrap()
         .success());
-    assert_expired_and_never_ran(&d, &mut gw, &parked).await;
+    assert_denied_and_never_ran(&d, &mut gw, &parked).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1200,7 +1208,7 @@ async fn a_crash_behind_one_gateway_leaves_another_gateways_waiting_call_alone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_http_client_that_ends_its_session_while_parked_expires_the_request() {
+async fn an_http_client_that_ends_its_session_while_parked_denies_the_request() {
     let d = dirs();
     let Some(fs) = node_server("mcp-server-filesystem") else {
         return;
@@ -1291,7 +1299,7 @@ async fn an_http_client_that_ends_its_session_while_parked_expires_the_request()
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(
-        state, "expired",
+        state, "denied",
         "the request is no longer pending once the session ends"
     );
     // Approving it now changes nothing, and nothing is written.

@@ -347,39 +347,43 @@ impl Gateway {
         tokio::pin!(gated);
         let interval = self.shared.options.progress_interval;
         let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
-        // Set when the server exited while this call waited: by then its request is denied, so the wait ends.
-        let mut exit_grace: Option<tokio::time::Instant> = None;
+        // Set when the call's wait is being ended from outside (the server exited, the client cancelled or went
+        // away): its own request is denied with a note saying why, so the store, the page and the audit say so, and
+        // the wait ends with that denial; if it has not ended by this deadline (the call was not parked yet), the
+        // wait is dropped, which expires the request.
+        let mut ending: Option<(tokio::time::Instant, Ending)> = None;
         let outcome = loop {
             tokio::select! {
                 outcome = &mut gated => break outcome,
-                // The client cancelled the call or went away: dropping the wait expires the request, so it can
-                // never run later.
-                _ = context.ct.cancelled() => {
-                    return Err(McpError::internal_error("the call was cancelled by the client; it did not run", None));
+                _ = context.ct.cancelled(), if ending.is_none() => {
+                    if running.load(Ordering::SeqCst) {
+                        // Already approved and forwarded: dropping it cancels the forwarded request.
+                        return Err(McpError::internal_error("the call was cancelled by the client", None));
+                    }
+                    ending = Some(self.end_wait(Ending::Cancelled, &up, &tool_name, &digest, &agent_id).await);
                 }
-                _ = self.shared.client_gone.cancelled(), if !running.load(Ordering::SeqCst) => {
-                    return Err(McpError::internal_error("the client went away; the call did not run", None));
+                _ = self.shared.client_gone.cancelled(), if ending.is_none() && !running.load(Ordering::SeqCst) => {
+                    ending = Some(self.end_wait(Ending::ClientGone, &up, &tool_name, &digest, &agent_id).await);
                 }
-                // The server exited while the call waits: deny its request (with a note, so the store, the page and
-                // the audit say why), and the wait ends with that denial.
-                _ = up.closed.cancelled(), if !running.load(Ordering::SeqCst) && exit_grace.is_none() => {
-                    exit_grace = Some(tokio::time::Instant::now() + Duration::from_secs(2));
-                    let mine = OwnRequest {
-                        server: up.name.clone(),
-                        tool: tool_name.clone(),
-                        digest: digest.clone(),
-                        agent_id: agent_id.clone(),
+                _ = up.closed.cancelled(), if ending.is_none() && !running.load(Ordering::SeqCst) => {
+                    ending = Some(self.end_wait(Ending::ServerExited, &up, &tool_name, &digest, &agent_id).await);
+                }
+                () = sleep_until_opt(ending.as_ref().map(|(deadline, _)| *deadline)) => {
+                    let why = ending.map(|(_, why)| why).unwrap_or(Ending::ServerExited);
+                    return match why {
+                        Ending::ServerExited => Ok(error_result(format!(
+                            "The MCP server `{}` behind the agentguard gateway exited before the call could run; it \
+                             did not run. Restart the gateway.",
+                            up.name
+                        ))),
+                        Ending::Cancelled => Err(McpError::internal_error(
+                            "the call was cancelled by the client; it did not run",
+                            None,
+                        )),
+                        Ending::ClientGone => {
+                            Err(McpError::internal_error("the client went away; the call did not run", None))
+                        }
                     };
-                    let guard = self.shared.guard.clone();
-                    let _ = tokio::task::spawn_blocking(move || mine.deny(&guard)).await;
-                }
-                // Not parked yet when the server exited (or the denial did not take): give up the wait, which
-                // expires the request.
-                () = sleep_until_opt(exit_grace) => {
-                    return Ok(error_result(format!(
-                        "The MCP server `{}` behind the agentguard gateway exited before the call could run; it did                          not run. Restart the gateway.",
-                        up.name
-                    )));
                 }
                 _ = ticks.tick(), if client_token.is_some() => {
                     if !running.load(Ordering::SeqCst) {
@@ -409,6 +413,41 @@ impl Gateway {
             ))),
             Err(denied) => Ok(error_result(denial_text(&denied))),
         }
+    }
+}
+
+/// Why a waiting call's wait is ended from outside.
+#[derive(Debug, Clone, Copy)]
+enum Ending {
+    ServerExited,
+    Cancelled,
+    ClientGone,
+}
+
+impl Gateway {
+    /// Denies this call's own request with a note saying why, and returns the deadline for the wait to end.
+    async fn end_wait(
+        &self,
+        why: Ending,
+        up: &Upstream,
+        tool: &str,
+        digest: &Option<ParamsDigest>,
+        agent_id: &Option<String>,
+    ) -> (tokio::time::Instant, Ending) {
+        let note = match why {
+            Ending::ServerExited => format!("the MCP server `{}` exited before the call could run", up.name),
+            Ending::Cancelled => "the MCP client cancelled the call".to_owned(),
+            Ending::ClientGone => "the MCP client went away".to_owned(),
+        };
+        let mine = OwnRequest {
+            server: up.name.clone(),
+            tool: tool.to_owned(),
+            digest: digest.clone(),
+            agent_id: agent_id.clone(),
+        };
+        let guard = self.shared.guard.clone();
+        let _ = tokio::task::spawn_blocking(move || mine.deny(&guard, note)).await;
+        (tokio::time::Instant::now() + Duration::from_secs(1), why)
     }
 }
 
@@ -458,9 +497,8 @@ struct OwnRequest {
 }
 
 impl OwnRequest {
-    /// Denies the newest pending request that matches, with a note saying the server exited.
-    fn deny(&self, guard: &AgentGuard) {
-        let note = format!("the MCP server `{}` exited before the call could run", self.server);
+    /// Denies the newest pending request that matches, with `note`.
+    fn deny(&self, guard: &AgentGuard, note: String) {
         let mine = guard.pending().into_iter().rev().find(|r| {
             r.server() == Some(self.server.as_str())
                 && r.tool() == self.tool

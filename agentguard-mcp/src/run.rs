@@ -16,8 +16,9 @@ use crate::config::ServerSpec;
 use crate::error::GatewayError;
 use crate::gateway::{Gateway, GatewayOptions};
 
-/// Serves the gateway to one client over this process's stdin and stdout until the client closes stdin. Calls
-/// still waiting for approval then expire at once (they never run later).
+/// Serves the gateway to one client over this process's stdin and stdout until the client closes stdin or the
+/// process gets SIGTERM or SIGINT. Calls still waiting for approval are then denied at once ("the MCP client went
+/// away"), so they never run later.
 pub async fn serve_stdio(gateway: Gateway) -> Result<(), GatewayError> {
     // Non-blocking pipes when the client launched us with pipes (as MCP clients do): each message is read and
     // written on tokio's reactor, not handed to a blocking thread and back (about 100 µs a call here).
@@ -31,7 +32,13 @@ pub async fn serve_stdio(gateway: Gateway) -> Result<(), GatewayError> {
         .serve((stdin, stdout))
         .await
         .map_err(|e| GatewayError::Serve(format!("the MCP client's initialize failed: {e}")))?;
-    let _ = running.waiting().await;
+    // The session stays alive (pinned here) while waiting calls are denied, so their answers are still sent.
+    let waiting = running.waiting();
+    tokio::pin!(waiting);
+    tokio::select! {
+        _ = &mut waiting => {}
+        () = stop_signal() => {}
+    }
     gateway.client_gone();
     gateway.drain(Duration::from_secs(2)).await;
     Ok(())
@@ -173,14 +180,7 @@ pub async fn run(options: RunOptions) -> Result<(), GatewayError> {
     }
     let gateway = Gateway::start(guard, options.servers.clone(), options.gateway.clone()).await?;
     let result = match options.listen {
-        None => tokio::select! {
-            result = serve_stdio(gateway.clone()) => result,
-            () = stop_signal() => {
-                gateway.client_gone();
-                gateway.drain(Duration::from_secs(2)).await;
-                Ok(())
-            }
-        },
+        None => serve_stdio(gateway.clone()).await,
         Some(addr) => {
             let mut hosts = options.allowed_hosts.clone();
             if !hosts.is_empty() {
