@@ -269,7 +269,7 @@ impl Gateway {
 
     async fn gated_call(
         &self,
-        request: CallToolRequestParams,
+        mut request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let _inflight = InFlight::new(&self.shared);
@@ -301,13 +301,12 @@ impl Gateway {
         let arguments_given = request.arguments.is_some();
         let args = request
             .arguments
-            .clone()
+            .take()
             .map(Value::Object)
             .unwrap_or_else(|| Value::Object(Default::default()));
-        // What identifies this call's request in the store, should its server exit while it waits.
-        let digest = FrozenParams::freeze(args.clone(), usize::MAX)
-            .ok()
-            .map(|f| f.digest().clone());
+        // What identifies this call's request in the store, should its wait be ended from outside: a copy of the
+        // arguments (their digest is computed only then), the tool, the server and the agent id.
+        let args_copy = args.clone();
         let mut call = ToolCall::new(tool_name.clone(), args).server(up.name.clone());
         let mut agent_id = None;
         if let Some(client) = context.client_info() {
@@ -360,13 +359,13 @@ impl Gateway {
                         // Already approved and forwarded: dropping it cancels the forwarded request.
                         return Err(McpError::internal_error("the call was cancelled by the client", None));
                     }
-                    ending = Some(self.end_wait(Ending::Cancelled, &up, &tool_name, &digest, &agent_id).await);
+                    ending = Some(self.end_wait(Ending::Cancelled, &up, &tool_name, &args_copy, &agent_id).await);
                 }
                 _ = self.shared.client_gone.cancelled(), if ending.is_none() && !running.load(Ordering::SeqCst) => {
-                    ending = Some(self.end_wait(Ending::ClientGone, &up, &tool_name, &digest, &agent_id).await);
+                    ending = Some(self.end_wait(Ending::ClientGone, &up, &tool_name, &args_copy, &agent_id).await);
                 }
                 _ = up.closed.cancelled(), if ending.is_none() && !running.load(Ordering::SeqCst) => {
-                    ending = Some(self.end_wait(Ending::ServerExited, &up, &tool_name, &digest, &agent_id).await);
+                    ending = Some(self.end_wait(Ending::ServerExited, &up, &tool_name, &args_copy, &agent_id).await);
                 }
                 () = sleep_until_opt(ending.as_ref().map(|(deadline, _)| *deadline)) => {
                     let why = ending.map(|(_, why)| why).unwrap_or(Ending::ServerExited);
@@ -431,9 +430,12 @@ impl Gateway {
         why: Ending,
         up: &Upstream,
         tool: &str,
-        digest: &Option<ParamsDigest>,
+        args: &Value,
         agent_id: &Option<String>,
     ) -> (tokio::time::Instant, Ending) {
+        let digest = FrozenParams::freeze(args.clone(), usize::MAX)
+            .ok()
+            .map(|f| f.digest().clone());
         let note = match why {
             Ending::ServerExited => format!("the MCP server `{}` exited before the call could run", up.name),
             Ending::Cancelled => "the MCP client cancelled the call".to_owned(),
@@ -442,7 +444,7 @@ impl Gateway {
         let mine = OwnRequest {
             server: up.name.clone(),
             tool: tool.to_owned(),
-            digest: digest.clone(),
+            digest,
             agent_id: agent_id.clone(),
         };
         let guard = self.shared.guard.clone();
