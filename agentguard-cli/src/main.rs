@@ -4,6 +4,7 @@
 //! agentguard --store sqlite:/tmp/agentguard.db pending
 //! agentguard --store sqlite:/tmp/agentguard.db approve 3f9c2b1e-8d4a-4f7b-9c1d-2e5f6a7b8c9d --actor alice
 //! agentguard audit verify agentguard.log
+//! agentguard mcp --store sqlite:/tmp/agentguard.db -- npx -y @modelcontextprotocol/server-filesystem ~/notes
 //! agentguard policy check agentguard.toml
 //! agentguard policy explain agentguard.toml --tool refund_order --params '{"amount_eur": 250}'
 //! agentguard audit verify /var/log/agentguard/agentguard.log --key-file /etc/agentguard/audit.key \
@@ -49,6 +50,7 @@ macro_rules! outln {
 }
 
 mod audit;
+mod mcp;
 mod policy;
 mod requests;
 mod serve;
@@ -158,6 +160,15 @@ enum Command {
         #[arg(long, default_value_t = agentguard::http::DEFAULT_MAX_EVENT_STREAMS, value_name = "N")]
         max_event_streams: usize,
     },
+    /// Run the MCP gateway: every tools/call of an MCP client goes through agentguard before it reaches the server.
+    ///
+    /// The gateway is the agents' guard: with --store it creates the store (other commands only open it).
+    ///
+    ///   agentguard mcp --store sqlite:/tmp/ag.db -- npx -y @modelcontextprotocol/server-filesystem ~/notes
+    ///   agentguard mcp --upstream http://127.0.0.1:9000/mcp --listen 127.0.0.1:8788
+    ///   agentguard mcp --config servers.toml --serve 127.0.0.1:8787
+    #[command(verbatim_doc_comment)]
+    Mcp(Box<mcp::McpArgs>),
     /// Audit log tools.
     Audit {
         #[command(subcommand)]
@@ -279,6 +290,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
             };
             verify(cli, file.clone(), &keys, checkpoint)
         }
+        Command::Mcp(args) => mcp::mcp(cli, args),
         Command::Policy { command } => match command {
             PolicyCommand::Check { file } => policy::check(cli, file),
             PolicyCommand::Explain {
