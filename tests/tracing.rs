@@ -375,3 +375,29 @@ message = "wire transfers go through finance"
     assert_eq!(span.fields["agentguard.reason"], "policy_denied");
     assert_no_params(&span, &events);
 }
+
+#[test]
+fn a_policy_file_that_stops_compiling_is_a_warning_event_naming_the_version_kept() {
+    let c = collector();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("agentguard.toml");
+    std::fs::write(&file, "# tracing test\ndefault = \"ask\"\n").unwrap();
+    let guard = AgentGuard::callback(|_| true)
+        .policy_file(&file)
+        .unwrap()
+        .policy_reload_interval(None)
+        .no_audit()
+        .build();
+    let kept = guard.policy().unwrap().version().to_owned();
+    std::fs::write(&file, "default = \"sometimes\"\n").unwrap();
+    assert!(guard.reload_policy().is_err());
+    let events = c.events.lock().unwrap();
+    let rejected: Vec<&EventRec> = events
+        .iter()
+        .filter(|e| e.name == "agentguard.policy_rejected")
+        .filter(|e| e.fields.get("agentguard.policy.version") == Some(&kept))
+        .collect();
+    assert_eq!(rejected.len(), 1, "{events:?}");
+    assert_eq!(rejected[0].level, tracing::Level::WARN);
+    assert!(rejected[0].fields["message"].contains("line 1"), "{:?}", rejected[0]);
+}

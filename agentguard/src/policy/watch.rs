@@ -3,8 +3,8 @@
 //! A guard built with [`policy_file`](crate::guard::GuardBuilder::policy_file) starts one small thread that looks at
 //! the file's size, modification time and identity every [`DEFAULT_RELOAD_INTERVAL`] (or the builder's
 //! `policy_reload_interval`), and re-reads it when they change. A file that compiles replaces the policy for every
-//! call that starts after it; one that does not keeps the old policy and says why, on stderr and in the audit. The
-//! thread ends when the guard (every clone of it) is dropped.
+//! call that starts after it; one that does not keeps the old policy and says why, on stderr, in the audit and (feature
+//! `tracing`) as a `tracing` event. The thread ends when the guard (every clone of it) is dropped.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock, Weak};
@@ -154,6 +154,23 @@ impl PolicySlot {
     }
 
     fn report(&self, decision: AuditDecision, detail: &str, version: &str) {
+        #[cfg(feature = "tracing")]
+        match decision {
+            AuditDecision::PolicyRejected => tracing::event!(
+                name: "agentguard.policy_rejected",
+                target: "agentguard",
+                tracing::Level::WARN,
+                agentguard.policy.version = version,
+                "{detail}"
+            ),
+            _ => tracing::event!(
+                name: "agentguard.policy_loaded",
+                target: "agentguard",
+                tracing::Level::INFO,
+                agentguard.policy.version = version,
+                "{detail}"
+            ),
+        }
         let Some(audit) = &self.audit else { return };
         let mut rec = AuditRecord::new("", decision);
         rec.event = "policy";
