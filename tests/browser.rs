@@ -525,3 +525,76 @@ async fn the_page_works_by_keyboard_at_phone_width_and_is_saved_as_a_screenshot(
     }
     browser.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_to_a_card_opens_the_page_on_that_card_and_approves_nothing() {
+    let Some((browser, mut web)) = Browser::session(external(Duration::from_secs(120))).await else {
+        return;
+    };
+    let first_call = web.call("delete_file", json!({"path": "a.txt"}));
+    let first = web.next_parked().await.request_id().clone();
+    let second_call = web.call("send_email", json!({"to": "jane@example.com"}));
+    let second = web.next_parked().await.request_id().clone();
+    browser.until_card(&second, true).await;
+
+    // The link a notification carries, opened afresh (as from a chat message): the page loads, connects, and shows
+    // that card highlighted and focused.
+    browser.client.goto("about:blank").await.unwrap();
+    browser.client.goto(&format!("{}#{second}", web.base)).await.unwrap();
+    let target = |id: &agentguard::RequestId| {
+        format!(
+            "{card} !== null && {card}.classList.contains('target') && document.activeElement === {card}.querySelector('h2')",
+            card = Browser::card(id)
+        )
+    };
+    browser
+        .until("the linked card is highlighted and focused", &target(&second))
+        .await;
+    assert_eq!(
+        browser
+            .js("return document.querySelectorAll('article.card.target').length")
+            .await,
+        json!(1),
+        "only the linked card is highlighted"
+    );
+    assert_eq!(
+        web.state(&first),
+        RequestState::Pending,
+        "opening the link approved nothing"
+    );
+    assert_eq!(
+        web.state(&second),
+        RequestState::Pending,
+        "opening the link approved nothing"
+    );
+
+    // Following another link in the same tab moves the highlight without a reload.
+    browser.js(&format!("location.hash = '{first}'; return 0;")).await;
+    browser.until("the other card is highlighted", &target(&first)).await;
+    assert_eq!(
+        browser
+            .js(&format!(
+                "return {}.classList.contains('target')",
+                Browser::card(&second)
+            ))
+            .await,
+        json!(false)
+    );
+
+    // A link to a request that is no longer waiting says so.
+    web.guard.resolve(&first, false, Some("bob"));
+    assert!(first_call.await.unwrap().is_err());
+    browser.until_card(&first, false).await;
+    browser
+        .until(
+            "the page says the linked request is gone",
+            "!document.getElementById('missing').hidden && \
+             document.getElementById('missing').textContent.includes('is not waiting any more')",
+        )
+        .await;
+    assert_eq!(web.state(&second), RequestState::Pending);
+
+    browser.button(&second, "approve").await.click().await.unwrap();
+    assert_eq!(second_call.await.unwrap().unwrap(), "ran");
+    browser.close().await;
+}

@@ -203,6 +203,67 @@ async fn web_approvals_example_serves_the_page_and_its_agents_wait_for_the_answe
 }
 
 #[test]
+fn traced_calls_prints_one_execute_tool_span_per_call_with_its_decisions_and_no_params() {
+    let stdout = run("traced_calls");
+    for expected in [
+        "gen_ai.operation.name=\"execute_tool\"",
+        "gen_ai.tool.name=\"read_customer\"",
+        "gen_ai.tool.call.id=\"call_0\"",
+        "agentguard.decision=\"allowed\"",
+        "agentguard.decision=\"parked\"",
+        "agentguard.decision=\"approved\"",
+        "agentguard.decision=\"executed\"",
+        "agentguard.decision=\"denied\"",
+        "error.type=\"user_denied\"",
+        "-> Blocked by AgentGuard (user_denied)",
+    ] {
+        assert!(stdout.contains(expected), "missing {expected:?} in:\n{stdout}");
+    }
+    // Params are in the executor's output lines only, never in a span or an event.
+    let traced: Vec<&str> = stdout.lines().filter(|l| l.contains("execute_tool{")).collect();
+    assert!(traced.len() >= 7, "{stdout}");
+    assert!(traced.iter().all(|l| !l.contains("jane@new.example")), "{stdout}");
+}
+
+#[test]
+fn notifications_example_verifies_the_signature_and_the_approval_runs_the_call() {
+    let stdout = run("notifications");
+    for expected in [
+        "receiver: signature ok",
+        "receiver: support-bot wants delete_customer {\"api_key\":\"[REDACTED]\",\"id\":7}",
+        "receiver: open http://127.0.0.1:8787/agentguard/#",
+        "receiver: alice approves -> Resolved",
+        "agent: delete_customer ran with",
+        "webhook: 1 delivered, 0 failed, 0 dropped",
+    ] {
+        assert!(stdout.contains(expected), "missing {expected:?} in:\n{stdout}");
+    }
+}
+
+#[test]
+fn rig_agent_runs_the_safe_call_the_approved_one_and_reads_the_denial() {
+    let dir = tempfile::tempdir().unwrap();
+    let stdout = run_in("rig_agent", dir.path());
+    for expected in [
+        r#"model reads: {"celsius":21,"city":"Lisbon","sky":"clear"}"#,
+        "[card] delete_file {\"path\":\"notes.txt\"} risk=\"IRREVERSIBLE - cannot be undone\" -> approved",
+        "model reads: deleted notes.txt",
+        "-> denied",
+        "model reads: Blocked by AgentGuard (user_denied)",
+        "agent answers: Done.",
+    ] {
+        assert!(stdout.contains(expected), "missing {expected:?} in:\n{stdout}");
+    }
+    assert_eq!(
+        stdout.matches("[card] ").count(),
+        2,
+        "two calls asked, the weather never:\n{stdout}"
+    );
+    let audit = std::fs::read_to_string(dir.path().join("audit.log")).unwrap();
+    assert_eq!(audit.lines().count(), 3, "every call is an audit line:\n{audit}");
+}
+
+#[test]
 fn policy_example_decides_by_arguments_and_the_audit_names_each_rule() {
     let stdout = run("policy");
     assert!(

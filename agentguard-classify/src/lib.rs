@@ -10,6 +10,7 @@
 
 mod hidden;
 mod hidden_table;
+mod konst;
 mod name;
 mod read;
 mod vocab;
@@ -20,6 +21,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use hidden::{escape_hidden, hidden_js_class, is_hidden};
+pub use konst::{classify_const, is_dangerous_const};
 pub use name::{confusable_key, fold_name, name_key, normalize_name};
 
 /// Why a tool call needs a person's approval.

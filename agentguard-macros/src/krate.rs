@@ -67,6 +67,12 @@ impl CratePath {
         LitStr::new(&format!("{path}::__private::serde"), Span::call_site())
     }
 
+    /// The string schemars' `#[schemars(crate = "...")]` wants: schemars, as re-exported by the runtime.
+    pub(crate) fn schemars_crate(&self) -> LitStr {
+        let path = self.0.to_token_stream().to_string().replace(' ', "");
+        LitStr::new(&format!("{path}::__private::schemars"), Span::call_site())
+    }
+
     /// `#krate::Risk::<Variant>`.
     pub(crate) fn risk(&self, risk: Risk) -> TokenStream {
         let variant = syn::Ident::new(

@@ -42,7 +42,14 @@ pub fn gate(attr: TokenStream, item: TokenStream) -> TokenStream {
 
 /// Implements `agentguard::Tool` for an enum of tool calls and generates its `<Enum>Handler` and
 /// `<Enum>AsyncHandler` traits. Variant options: `#[tool(name = "...")]`, `#[tool(risk = "...")]`,
-/// `#[tool(dangerous)]`, `#[tool(safe)]`. Enum option: `#[tool(crate = path)]`.
+/// `#[tool(dangerous)]`, `#[tool(safe)]`. Enum options: `#[tool(crate = path)]`, `#[tool(schema)]`.
+///
+/// # `schema`
+///
+/// `#[tool(schema)]` on the enum also implements `agentguard::tool::ToolDefinitions` (needs agentguard's `schema`
+/// feature, else one error at the option): each variant's name, doc comment, the JSON Schema of its fields (schemars,
+/// with their doc comments and `#[serde(...)]` attributes) and MCP annotations from its risk. Every field type must
+/// implement `schemars::JsonSchema`; one that does not is an error at that field, naming it.
 ///
 /// # `crate = path`
 ///

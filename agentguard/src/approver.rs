@@ -112,6 +112,18 @@ pub(crate) fn call_sync(callback: &SyncCallback, request: &ApprovalRequest) -> V
     }
 }
 
+/// One notifier that runs `first`, then `then`, even if `first` panics (its panic is passed on afterwards).
+pub(crate) fn chain_notifiers(first: Option<Notifier>, then: Notifier) -> Notifier {
+    let Some(first) = first else { return then };
+    Arc::new(move |request| {
+        let earlier = catch_unwind(AssertUnwindSafe(|| first(request)));
+        then(request);
+        if let Err(panic) = earlier {
+            std::panic::resume_unwind(panic);
+        }
+    })
+}
+
 /// Runs the notifier; `Err` carries the panic message.
 pub(crate) fn call_notifier(notifier: &Notifier, request: &ApprovalRequest) -> Result<(), String> {
     catch_unwind(AssertUnwindSafe(|| notifier(request))).map_err(|p| panic_message(&*p))

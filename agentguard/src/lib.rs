@@ -51,9 +51,12 @@
 //! | [`store`] | where parked requests wait: the [`ApprovalStore`](store::ApprovalStore) trait, memory, SQLite, PostgreSQL, store URLs |
 //! | [`audit`] | the hash-chained audit: records, sinks (file, PostgreSQL), [`verify`](audit::verify) |
 //! | `http` | the approval API and page (feature `http`) |
+//! | `notify` | webhook notifications: your receiver, Slack, ntfy (feature `webhook`) |
+//! | `rmcp` | the guard in front of an rmcp MCP server's tools (feature `rmcp`) |
 //!
-//! Cargo features: `tokio` (default: `aexecute`, async callbacks), `sqlite`, `postgres`, `http`. Items that need a
-//! feature say so in these docs.
+//! Cargo features: `tokio` (default: `aexecute`, async callbacks), `sqlite`, `postgres`, `http`, `tracing` (a span
+//! per call, an event per decision), `webhook` (notifications), `rmcp` (MCP servers). Items that need a feature say
+//! so in these docs.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations)]
@@ -67,9 +70,16 @@ pub mod audit;
 pub mod guard;
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(feature = "webhook")]
+pub mod notify;
 pub mod params;
 pub mod policy;
 mod request;
+#[cfg(feature = "rmcp")]
+pub mod rmcp;
+#[cfg(feature = "rig")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rig")))]
+pub mod rig;
 pub mod store;
 pub mod tool;
 
@@ -86,7 +96,7 @@ pub mod error {
     pub use agentguard_classify::ParseRiskError;
 }
 
-pub use agentguard_classify::{classify, Risk};
+pub use agentguard_classify::{classify, classify_const, Risk};
 pub use guard::agent::AgentGuard;
 pub use guard::approval::Approval;
 #[cfg(feature = "tokio")]

@@ -15,6 +15,40 @@ pub use serde;
 pub use serde_json;
 pub use serde_path_to_error;
 
+/// schemars, for the params structs `#[derive(Tool)]` generates under the `schema` feature.
+#[cfg(feature = "schema")]
+pub use schemars;
+
+/// The definition of one `#[derive(Tool)]` variant, from its generated params struct.
+#[cfg(feature = "schema")]
+pub fn schema_definition<S: schemars::JsonSchema>(
+    name: &'static str,
+    description: &str,
+    risk: Option<Risk>,
+) -> crate::tool::ToolDefinition {
+    crate::tool::schema::definition::<S>(name, description, risk)
+}
+
+/// `#[derive(Tool)]` wraps what `#[tool(schema)]` generates in this macro: `then` is kept when agentguard's `schema`
+/// feature is on, `else` (an error saying to turn it on) when it is off; the other branch is dropped unparsed, so the
+/// derive's output needs no feature or cfg of the user's crate.
+#[cfg(feature = "schema")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __agentguard_if_schema {
+    (then { $($then:tt)* } else { $($else:tt)* }) => { $($then)* };
+}
+
+/// See the `schema` twin: with the feature off, the `else` branch.
+#[cfg(not(feature = "schema"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __agentguard_if_schema {
+    (then { $($then:tt)* } else { $($else:tt)* }) => { $($else)* };
+}
+
+pub use crate::__agentguard_if_schema as if_schema;
+
 /// Which guard a `#[gate]` function goes through.
 #[derive(Debug, Clone, Copy)]
 pub enum Which<'g> {
@@ -195,10 +229,24 @@ pub fn parse_args<T: serde::de::DeserializeOwned>(
     tool: &'static str,
     params: Value,
 ) -> Result<T, crate::tool::ToolParseError> {
-    let params = if params.is_null() {
-        Value::Object(Default::default())
-    } else {
-        params
+    // Params are named (a JSON object, as the tool definitions say); `null` is read as no params, which models send
+    // for tools without any. serde would also read a struct from an array of its fields in order: refused here.
+    let params = match params {
+        Value::Null => Value::Object(Default::default()),
+        Value::Object(map) => Value::Object(map),
+        other => {
+            let kind = match other {
+                Value::Array(_) => "an array",
+                Value::String(_) => "a string",
+                Value::Number(_) => "a number",
+                _ => "a boolean",
+            };
+            return Err(crate::tool::ToolParseError::BadParams {
+                tool,
+                path: ".".into(),
+                message: format!("expected a JSON object of named params, got {kind}"),
+            });
+        }
     };
     serde_path_to_error::deserialize(params).map_err(|e| crate::tool::ToolParseError::BadParams {
         tool,

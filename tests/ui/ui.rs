@@ -7,5 +7,6 @@ fn ui() {
     let t = trybuild::TestCases::new();
     t.compile_fail("gate/*.rs");
     t.compile_fail("tool/*.rs");
+    t.compile_fail("rig/*.rs");
     t.pass("pass/*.rs");
 }

@@ -13,6 +13,8 @@ pub(crate) struct ToolEnum<'a> {
     pub variants: Vec<ToolVariant<'a>>,
     /// How the generated code names the runtime crate.
     pub krate: CratePath,
+    /// `#[tool(schema)]`, where it was written: generate `ToolDefinitions`.
+    pub schema: Option<Span>,
 }
 
 pub(crate) struct ToolVariant<'a> {
@@ -27,6 +29,8 @@ pub(crate) struct ToolField<'a> {
     pub ident: &'a Ident,
     pub ty: &'a Type,
     pub serde_attrs: Vec<&'a Attribute>,
+    /// The field's doc comment, which describes it in the tool's params schema.
+    pub docs: Vec<&'a Attribute>,
 }
 
 /// How a variant is gated, from its options (validated later).
@@ -69,6 +73,7 @@ impl<'a> ToolEnum<'a> {
             original: input,
             variants,
             krate,
+            schema: options.schema,
         })
     }
 }
@@ -86,6 +91,7 @@ impl<'a> ToolVariant<'a> {
                         ident: f.ident.as_ref().expect("named field"),
                         ty: &f.ty,
                         serde_attrs: f.attrs.iter().filter(|a| a.path().is_ident("serde")).collect(),
+                        docs: f.attrs.iter().filter(|a| a.path().is_ident("doc")).collect(),
                     }
                 })
                 .collect(),
@@ -136,6 +142,36 @@ impl<'a> ToolVariant<'a> {
             VariantGating::Never => false,
             VariantGating::Auto { classified } => classified.is_some(),
         }
+    }
+
+    /// The risk the tool definitions show: the declared one, or the name's; `None` for a tool that is not gated.
+    pub(crate) fn risk(&self) -> Option<Risk> {
+        match self.gating() {
+            VariantGating::Always(risk) => Some(risk),
+            VariantGating::Never => None,
+            VariantGating::Auto { classified } => classified,
+        }
+    }
+
+    /// The variant's doc comment as text: one leading space of each line removed, lines joined, ends trimmed.
+    pub(crate) fn description(&self) -> String {
+        let mut lines = Vec::new();
+        for attr in &self.original.attrs {
+            if !attr.path().is_ident("doc") {
+                continue;
+            }
+            if let syn::Meta::NameValue(syn::MetaNameValue {
+                value: syn::Expr::Lit(syn::ExprLit {
+                    lit: syn::Lit::Str(s), ..
+                }),
+                ..
+            }) = &attr.meta
+            {
+                let line = s.value();
+                lines.push(line.strip_prefix(' ').unwrap_or(&line).to_owned());
+            }
+        }
+        lines.join("\n").trim().to_owned()
     }
 
     /// The handler method's name: the variant's name in snake_case.

@@ -1,4 +1,4 @@
-//! The `#[tool(...)]` options, declared on the shared grammar: on the enum `crate = path`; on a variant
+//! The `#[tool(...)]` options, declared on the shared grammar: on the enum `crate = path` and `schema`; on a variant
 //! `name = "..."`, `risk = "..."`, `dangerous`, `safe`; none on a field.
 
 use agentguard_classify::Risk;
@@ -18,6 +18,11 @@ static GRAMMAR: Grammar = Grammar {
         Opt {
             name: "crate",
             syntax: Syntax::Path,
+            places: &[ENUM],
+        },
+        Opt {
+            name: "schema",
+            syntax: Syntax::Flag,
             places: &[ENUM],
         },
         Opt {
@@ -45,6 +50,8 @@ static GRAMMAR: Grammar = Grammar {
 
 pub(crate) struct EnumOptions {
     pub krate: Option<Path>,
+    /// `#[tool(schema)]`: generate tool definitions (needs the runtime's `schema` feature).
+    pub schema: Option<Span>,
 }
 
 pub(crate) struct VariantOptions {
@@ -58,6 +65,7 @@ pub(crate) fn parse_enum(cx: &Ctxt, attrs: &[Attribute]) -> EnumOptions {
     let mut given = GRAMMAR.parse_attrs(cx, ENUM, attrs);
     EnumOptions {
         krate: given.path("crate"),
+        schema: given.flag("schema"),
     }
 }
 

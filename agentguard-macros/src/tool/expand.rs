@@ -2,7 +2,8 @@
 //! hidden args structs that parse (and snapshot) each variant's fields.
 
 use proc_macro2::TokenStream;
-use quote::{format_ident, quote};
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
 
 use super::ast::{ToolEnum, ToolVariant, VariantGating};
 
@@ -43,6 +44,9 @@ pub(crate) fn expand(tools: &ToolEnum<'_>) -> TokenStream {
     let mut async_handler_methods = Vec::new();
     let mut dispatch_arms = Vec::new();
     let mut async_dispatch_arms = Vec::new();
+    let mut schema_items = Vec::new();
+    let mut definitions = Vec::new();
+    let schemars_crate = krate.schemars_crate();
 
     for v in &tools.variants {
         let vident = &v.original.ident;
@@ -134,6 +138,100 @@ pub(crate) fn expand(tools: &ToolEnum<'_>) -> TokenStream {
             }
         });
 
+        // Tool definitions (feature `schema`): a params struct with the fields' docs and serde attributes for schemars,
+        // and a check per field, spanned on its type, whose error names the field.
+        let schema_ty = format_ident!("__AgentguardSchema{}", vident);
+        let field_docs: Vec<TokenStream> = v
+            .fields
+            .iter()
+            .map(|f| {
+                let docs = &f.docs;
+                quote!(#(#docs)*)
+            })
+            .collect();
+        // Each field's schema goes through a unit type of its own (`#[schemars(with = ...)]`) whose `JsonSchema` impl
+        // delegates to the field's type through a local trait: a type without a schema fails that one bound, at the
+        // field's type, with a message naming the field (not also inside schemars' derive).
+        let mut field_types = Vec::new();
+        for (i, f) in v.fields.iter().enumerate() {
+            let ty = f.ty;
+            let via = format_ident!("__AgentguardField{}{}", vident, i);
+            let message = format!(
+                "field `{}` of tool `{name}` has no JSON Schema: `{{Self}}` does not implement `schemars::JsonSchema`",
+                f.ident
+            );
+            let note = "#[tool(schema)] describes every field to the model: derive `schemars::JsonSchema` for this \
+                        type (`#[derive(schemars::JsonSchema)]`), or implement it";
+            let trait_name = format_ident!("__AgentguardHasSchema{}{}", vident, i);
+            let sc = quote!(#private::schemars);
+            let delegate = |method: TokenStream| quote_spanned!(ty.span()=> <#ty as #trait_name>::#method);
+            let (name_m, id_m, inline_m, schema_m, non_opt_m, is_opt_m) = (
+                delegate(quote!(name())),
+                delegate(quote!(id())),
+                delegate(quote!(inline())),
+                delegate(quote!(schema(generator))),
+                delegate(quote!(non_optional(generator))),
+                delegate(quote!(is_option())),
+            );
+            schema_items.push(quote! {
+                #[diagnostic::on_unimplemented(message = #message, label = "this field's type has no JSON Schema", note = #note)]
+                #[allow(non_camel_case_types)]
+                trait #trait_name {
+                    fn name() -> ::std::borrow::Cow<'static, str>;
+                    fn id() -> ::std::borrow::Cow<'static, str>;
+                    fn inline() -> bool;
+                    fn schema(generator: &mut #sc::SchemaGenerator) -> #sc::Schema;
+                    fn non_optional(generator: &mut #sc::SchemaGenerator) -> #sc::Schema;
+                    fn is_option() -> bool;
+                }
+                impl<__AgentguardT: ?::core::marker::Sized + #sc::JsonSchema> #trait_name for __AgentguardT {
+                    fn name() -> ::std::borrow::Cow<'static, str> { <__AgentguardT as #sc::JsonSchema>::schema_name() }
+                    fn id() -> ::std::borrow::Cow<'static, str> { <__AgentguardT as #sc::JsonSchema>::schema_id() }
+                    fn inline() -> bool { <__AgentguardT as #sc::JsonSchema>::inline_schema() }
+                    fn schema(generator: &mut #sc::SchemaGenerator) -> #sc::Schema {
+                        <__AgentguardT as #sc::JsonSchema>::json_schema(generator)
+                    }
+                    fn non_optional(generator: &mut #sc::SchemaGenerator) -> #sc::Schema {
+                        <__AgentguardT as #sc::JsonSchema>::_schemars_private_non_optional_json_schema(generator)
+                    }
+                    fn is_option() -> bool { <__AgentguardT as #sc::JsonSchema>::_schemars_private_is_option() }
+                }
+                #[allow(non_camel_case_types)]
+                struct #via;
+                impl #sc::JsonSchema for #via {
+                    fn schema_name() -> ::std::borrow::Cow<'static, str> { #name_m }
+                    fn schema_id() -> ::std::borrow::Cow<'static, str> { #id_m }
+                    fn inline_schema() -> bool { #inline_m }
+                    fn json_schema(generator: &mut #sc::SchemaGenerator) -> #sc::Schema { #schema_m }
+                    fn _schemars_private_non_optional_json_schema(generator: &mut #sc::SchemaGenerator) -> #sc::Schema {
+                        #non_opt_m
+                    }
+                    fn _schemars_private_is_option() -> bool { #is_opt_m }
+                }
+            });
+            field_types.push(syn::LitStr::new(&via.to_string(), proc_macro2::Span::call_site()));
+        }
+        schema_items.push(quote! {
+            #[derive(#private::schemars::JsonSchema)]
+            #[schemars(crate = #schemars_crate)]
+            #[serde(deny_unknown_fields)]
+            #[allow(non_camel_case_types, dead_code)]
+            struct #schema_ty {
+                #( #field_docs #serde_attrs #[schemars(with = #field_types)] #fields: #types, )*
+            }
+        });
+        let description = v.description();
+        let risk = match v.risk() {
+            Some(risk) => {
+                let risk = krate.risk(risk);
+                quote!(::core::option::Option::Some(#risk))
+            }
+            None => quote!(::core::option::Option::None),
+        };
+        definitions.push(quote! {
+            #private::schema_definition::<#schema_ty>(#name, #description, #risk)
+        });
+
         let method = v.method();
         let docs = v.original.attrs.iter().filter(|a| a.path().is_ident("doc"));
         let docs: Vec<_> = docs.collect();
@@ -185,6 +283,34 @@ pub(crate) fn expand(tools: &ToolEnum<'_>) -> TokenStream {
             }
         });
     }
+
+    // `#[tool(schema)]`: the definitions, kept by the runtime's `if_schema!` when its `schema` feature is on; with it
+    // off, one error at the option saying to turn it on.
+    let schema = match tools.schema {
+        Some(span) => {
+            let missing = quote_spanned! {span=>
+                ::core::compile_error!(
+                    "#[tool(schema)] needs agentguard's `schema` feature: `agentguard = { version = \"...\", features = [\"schema\"] }` in Cargo.toml"
+                );
+            };
+            quote! {
+                #private::if_schema! {
+                    then {
+                        #(#schema_items)*
+
+                        #[automatically_derived]
+                        impl #krate::tool::ToolDefinitions for #ident {
+                            fn definitions() -> #krate::tool::Definitions {
+                                #krate::tool::Definitions::new(::std::vec![#(#definitions),*])
+                            }
+                        }
+                    }
+                    else { #missing }
+                }
+            }
+        }
+        None => TokenStream::new(),
+    };
 
     let approval = krate.doc_path("Approval");
     let handler_doc = format!(
@@ -250,6 +376,7 @@ pub(crate) fn expand(tools: &ToolEnum<'_>) -> TokenStream {
                 }
             }
 
+            #schema
             #[automatically_derived]
             impl<__AgentguardH: #handler + ?Sized> #krate::tool::Dispatch<__AgentguardH> for #ident {
                 type Output = <__AgentguardH as #handler>::Output;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use super::trace::{CallSpan, RunTrace};
 use super::{AgentGuard, Inner};
 use crate::params::{canonical_json, ParamsDigest};
 use crate::request::{ActionDenied, DenyReason, RequestId};
@@ -46,6 +47,8 @@ pub struct Allowed {
     /// Parked and not claimed yet: the claim is made when the handler's `Approval` is minted (`dispatch`).
     unclaimed: Arc<AtomicBool>,
     route: Route,
+    /// The call's span (feature `tracing`; nothing without it).
+    span: CallSpan,
 }
 
 /// A call that runs without asking anyone, by the guard's rules or by the caller's declaration. (Free functions, not
@@ -60,6 +63,7 @@ pub(super) fn unasked(tool: String, params: Value, route: Route) -> Allowed {
         parked: false,
         unclaimed: Arc::new(AtomicBool::new(false)),
         route,
+        span: CallSpan::default(),
     }
 }
 
@@ -82,6 +86,7 @@ pub(super) fn asked(
         parked,
         unclaimed: Arc::new(AtomicBool::new(unclaimed)),
         route: Route::Asked,
+        span: CallSpan::default(),
     }
 }
 
@@ -99,6 +104,17 @@ impl Allowed {
     /// Takes the params.
     pub fn into_params(self) -> Value {
         self.params
+    }
+
+    /// This decision, carrying the call's span for its run.
+    pub(super) fn traced(mut self, span: CallSpan) -> Self {
+        self.span = span;
+        self
+    }
+
+    /// The call's span.
+    pub(super) fn span(&self) -> &CallSpan {
+        &self.span
     }
 
     /// The tool's name and the frozen params.
@@ -302,7 +318,10 @@ impl AgentGuard {
     /// and records in the store how it ended — `ok` when it returns, an error when it panics.
     pub(crate) fn run_approved<T>(&self, approval: Allowed, run: impl FnOnce(Allowed) -> T) -> T {
         let record = self.inner.outcome_recorder(&approval);
-        record.finish(run(approval))
+        let trace = RunTrace::of(&approval);
+        let out = record.finish(trace.in_scope(|| run(approval)));
+        trace.executed();
+        out
     }
 
     /// The async twin of [`run_approved`](Self::run_approved); a future dropped mid-run is recorded as cancelled.
@@ -312,7 +331,10 @@ impl AgentGuard {
         Fut: std::future::Future<Output = T>,
     {
         let record = self.inner.outcome_recorder(&approval);
-        record.finish(run(approval).await)
+        let trace = RunTrace::of(&approval);
+        let out = record.finish(trace.instrument(run(approval)).await);
+        trace.executed();
+        out
     }
 }
 
@@ -325,9 +347,16 @@ impl AgentGuard {
         run: impl FnOnce(Allowed) -> Result<T, ActionDenied>,
     ) -> Result<T, ActionDenied> {
         let record = self.inner.outcome_recorder(&approval);
-        match run(approval) {
-            Ok(out) => Ok(record.finish(out)),
-            Err(denied) => Err(record.refused(denied)),
+        let trace = RunTrace::of(&approval);
+        match trace.in_scope(|| run(approval)) {
+            Ok(out) => {
+                trace.executed();
+                Ok(record.finish(out))
+            }
+            Err(denied) => {
+                trace.refused(&denied);
+                Err(record.refused(denied))
+            }
         }
     }
 
@@ -342,9 +371,16 @@ impl AgentGuard {
         Fut: std::future::Future<Output = Result<T, ActionDenied>>,
     {
         let record = self.inner.outcome_recorder(&approval);
-        match run(approval).await {
-            Ok(out) => Ok(record.finish(out)),
-            Err(denied) => Err(record.refused(denied)),
+        let trace = RunTrace::of(&approval);
+        match trace.instrument(run(approval)).await {
+            Ok(out) => {
+                trace.executed();
+                Ok(record.finish(out))
+            }
+            Err(denied) => {
+                trace.refused(&denied);
+                Err(record.refused(denied))
+            }
         }
     }
 }

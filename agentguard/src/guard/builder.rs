@@ -293,13 +293,25 @@ impl GuardBuilder<mode::External> {
     /// Called once when a request is parked, e.g. to push it to a UI. Keep it quick (send on a channel): it runs on
     /// the calling thread or task. A panic in it is recorded in the audit and the request stays parked until
     /// answered or expired.
+    ///
+    /// Notifiers add up: each `on_request` (and [`notify_webhook`](Self::notify_webhook)) adds one, and all run, in
+    /// the order given, even if an earlier one panics.
     pub fn on_request<F>(mut self, notify: F) -> Self
     where
         F: Fn(&ApprovalRequest) + Send + Sync + 'static,
     {
-        self.approver = Approver::External {
-            on_request: Some(Arc::new(notify)),
+        let Approver::External { on_request } = &mut self.approver else {
+            unreachable!("an external builder has the external approver")
         };
+        *on_request = Some(crate::approver::chain_notifiers(on_request.take(), Arc::new(notify)));
         self
+    }
+
+    /// Posts each parked request to `webhook` (feature `webhook`): a signed JSON, Slack or ntfy message linking to
+    /// the request's card, sent from a background thread. It never blocks or fails the agent's call. Composes with
+    /// [`on_request`](Self::on_request).
+    #[cfg(feature = "webhook")]
+    pub fn notify_webhook(self, webhook: crate::notify::Webhook) -> Self {
+        self.on_request(move |req| webhook.notify(req))
     }
 }

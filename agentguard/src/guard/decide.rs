@@ -10,6 +10,7 @@ use std::time::{Instant, SystemTime};
 use serde_json::{json, Value};
 
 use super::approval::{self, Allowed, Route};
+use super::trace::CallSpan;
 use super::{AgentGuard, Gating, Inner, Recheck};
 use crate::approver::{self, Approver, Notifier, Verdict};
 use crate::audit::{AuditDecision, AuditRecord};
@@ -60,8 +61,8 @@ enum Start {
 /// An async approval with its verdict in, before the params are checked again and the verdict recorded.
 #[cfg(feature = "tokio")]
 pub(crate) enum Decided<'g> {
-    Allowed(&'g Inner, Allowed),
-    Parked(&'g Inner, Parked, Verdict),
+    Allowed(&'g Inner, Allowed, CallSpan),
+    Parked(&'g Inner, Parked, Verdict, CallSpan),
 }
 
 #[cfg(feature = "tokio")]
@@ -69,11 +70,14 @@ impl Decided<'_> {
     /// Checks the params again (if `recheck` is given), records the verdict, and hands out the approval.
     pub(crate) fn finish(self, recheck: Option<&Recheck<'_>>, claim: Claim) -> Result<Allowed, ActionDenied> {
         match self {
-            Decided::Allowed(inner, approval) => {
-                inner.unchanged_since_judged(&approval, recheck)?;
-                Ok(approval)
+            Decided::Allowed(inner, approval, span) => {
+                let decision = inner.unchanged_since_judged(&approval, recheck).map(|()| approval);
+                span.decided(decision)
             }
-            Decided::Parked(inner, parked, verdict) => inner.conclude(parked, verdict, recheck, claim),
+            Decided::Parked(inner, parked, verdict, span) => {
+                let decision = span.in_scope(|| inner.conclude(parked, verdict, recheck, claim));
+                span.decided(decision)
+            }
         }
     }
 }
@@ -89,16 +93,19 @@ impl AgentGuard {
         claim: Claim,
     ) -> Result<Allowed, ActionDenied> {
         let inner = &*self.inner;
-        match inner.start(call, gate)? {
+        let span = CallSpan::of(&call);
+        let decision = span.in_scope(|| match inner.start(call, gate)? {
             Start::Allowed(approval) => {
                 inner.unchanged_since_judged(&approval, recheck)?;
                 Ok(approval)
             }
             Start::Ask(parked) => {
+                span.parked(&parked.request);
                 let verdict = inner.ask_blocking(&parked);
                 inner.conclude(parked, verdict, recheck, claim)
             }
-        }
+        });
+        span.decided(decision)
     }
 
     /// The async path: everything up to the verdict. The recheck happens in [`Decided::finish`], so the (possibly
@@ -106,11 +113,14 @@ impl AgentGuard {
     #[cfg(feature = "tokio")]
     pub(crate) async fn decide(&self, call: ToolCall, gate: Gating) -> Result<Decided<'_>, ActionDenied> {
         let inner = &*self.inner;
-        match inner.start(call, gate)? {
-            Start::Allowed(approval) => Ok(Decided::Allowed(inner, approval)),
-            Start::Ask(parked) => {
-                let verdict = inner.ask(&parked).await;
-                Ok(Decided::Parked(inner, parked, verdict))
+        let span = CallSpan::of(&call);
+        match span.in_scope(|| inner.start(call, gate)) {
+            Err(denied) => Err(span.denied(denied)),
+            Ok(Start::Allowed(approval)) => Ok(Decided::Allowed(inner, approval, span)),
+            Ok(Start::Ask(parked)) => {
+                span.parked(&parked.request);
+                let verdict = span.instrument(inner.ask(&parked)).await;
+                Ok(Decided::Parked(inner, parked, verdict, span))
             }
         }
     }

@@ -12,6 +12,7 @@ mod ask;
 mod builder;
 mod decide;
 pub(crate) mod global;
+mod trace;
 mod wait;
 
 pub use agent::Gating;

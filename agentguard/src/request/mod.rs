@@ -117,13 +117,14 @@ pub struct ToolCall {
     pub(crate) server: Option<String>,
     pub(crate) reason: Option<String>,
     pub(crate) redact: Vec<String>,
+    pub(crate) call_id: Option<String>,
 }
 
 impl ToolCall {
     /// The longest tool name accepted, in characters. A longer one is denied (`invalid_call`).
     pub const MAX_NAME_CHARS: usize = 256;
 
-    /// The longest `reason`, `agent_id` or `session_id` accepted, in bytes. A longer one is denied (`invalid_call`):
+    /// The longest `reason`, `agent_id`, `session_id`, `server` or `call_id` accepted, in bytes. A longer one is denied (`invalid_call`):
     /// what a person is shown must fit on a card.
     pub const MAX_TEXT_BYTES: usize = 4096;
 
@@ -144,6 +145,7 @@ impl ToolCall {
             ("agent_id", &self.agent_id),
             ("session_id", &self.session_id),
             ("server", &self.server),
+            ("call_id", &self.call_id),
         ] {
             if let Some(value) = value.as_deref().filter(|v| v.len() > Self::MAX_TEXT_BYTES) {
                 return Some(format!(
@@ -176,6 +178,7 @@ impl ToolCall {
             server: self.server.as_deref().map(|v| clip(v, Self::MAX_TEXT_BYTES)),
             reason: None,
             redact: Vec::new(),
+            call_id: self.call_id.as_deref().map(|v| clip(v, Self::MAX_TEXT_BYTES)),
         }
     }
 
@@ -189,6 +192,7 @@ impl ToolCall {
             server: None,
             reason: None,
             redact: Vec::new(),
+            call_id: None,
         }
     }
 
@@ -222,6 +226,13 @@ impl ToolCall {
         self
     }
 
+    /// The id the model gave this tool call (OpenAI's `tool_calls[].id`, Anthropic's `tool_use.id`): the span of the
+    /// call carries it as `gen_ai.tool.call.id` (feature `tracing`).
+    pub fn call_id(mut self, call_id: impl Into<String>) -> Self {
+        self.call_id = Some(call_id.into());
+        self
+    }
+
     /// Why the agent wants to make the call (shown to the approver).
     pub fn reason(mut self, reason: impl Into<String>) -> Self {
         self.reason = Some(reason.into());
@@ -251,6 +262,11 @@ impl ToolCall {
     /// The tool server's name, if given.
     pub fn get_server(&self) -> Option<&str> {
         self.server.as_deref()
+    }
+
+    /// The model's id for this tool call, if given.
+    pub fn get_call_id(&self) -> Option<&str> {
+        self.call_id.as_deref()
     }
 }
 

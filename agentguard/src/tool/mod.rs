@@ -5,6 +5,11 @@ use std::fmt;
 use std::future::Future;
 
 pub(crate) mod definition;
+#[cfg(feature = "schema")]
+pub(crate) mod schema;
+
+#[cfg(feature = "schema")]
+pub use schema::{Definitions, ToolDefinition, ToolDefinitions};
 
 use crate::guard::{AgentGuard, Allowed, Claim};
 use crate::request::ActionDenied;
