@@ -35,11 +35,11 @@
 //!
 //! Of all the rules that match a call, `deny` beats `ask` beats `allow`; among rules with the same action the first
 //! in the file is the one recorded. A call no rule matches falls to `default`: `"classify"` (the guard's name rules:
-//! `dangerous_tools`, `safe_tools`, declared risks, [`classify`](crate::classify)), `"ask"`, `"allow"` or `"deny"`.
+//! `dangerous_tools`, `safe_tools`, declared risks, [`classify`]), `"ask"`, `"allow"` or `"deny"`.
 //!
 //! Two things only an explicit rule can relax: a tool declared to always ask (`#[gate]`, `#[tool(risk = …)]`,
 //! `Gating::Always`) runs unasked only under an `allow` rule whose `tools` names it exactly (no wildcard), never by
-//! `default = "allow"` or a `*` rule; and a name [`classify`](crate::classify) finds suspicious (hidden or
+//! `default = "allow"` or a `*` rule; and a name [`classify`] finds suspicious (hidden or
 //! look-alike characters) is never allowed by any rule.
 //!
 //! # Matching names
@@ -353,7 +353,7 @@ impl Policy {
     }
 
     /// Every rule's verdict on `call`, each test's result, and the decision, for `agentguard policy explain`. The
-    /// default `classify` is resolved with [`classify`](crate::classify) alone (a guard's `dangerous_tools` and
+    /// default `classify` is resolved with [`classify`] alone (a guard's `dangerous_tools` and
     /// `safe_tools` are not known here).
     pub fn explain(&self, call: &ToolCall, risk: Option<Risk>) -> Explanation {
         let c = &*self.inner;
