@@ -75,11 +75,11 @@ pub mod notify;
 pub mod params;
 pub mod policy;
 mod request;
-#[cfg(feature = "rmcp")]
-pub mod rmcp;
 #[cfg(feature = "rig")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rig")))]
 pub mod rig;
+#[cfg(feature = "rmcp")]
+pub mod rmcp;
 pub mod store;
 pub mod tool;
 
