@@ -172,7 +172,7 @@ fn annotations_follow_the_risk() {
     );
     assert_eq!(
         hints("send_replacement"),
-        (Some(Risk::ExternalSend), json!(false), json!(false))
+        (Some(Risk::ExternalSend), json!(false), json!(true))
     );
     assert_eq!(
         defs.get("send_replacement").unwrap().annotations()["openWorldHint"],

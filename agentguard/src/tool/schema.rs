@@ -52,15 +52,15 @@ impl ToolDefinition {
         self.risk
     }
 
-    /// MCP tool annotations from the risk: `readOnlyHint` is `true` only for a tool that is not gated;
-    /// `destructiveHint` is `false` for a read-only tool and for one that sends something out
-    /// ([`Risk::ExternalSend`]: it adds, it does not change what is there), `true` for every other gated tool (MCP's
-    /// own default). `openWorldHint` is `true` for a tool that sends something out.
+    /// MCP tool annotations from the risk, as the rmcp adapter advertises a tool from the guard's view: a tool that
+    /// is not gated is `readOnlyHint: true`, `destructiveHint: false`; a gated one is `readOnlyHint: false`,
+    /// `destructiveHint: true` (MCP's own default, and what makes a client ask). `openWorldHint` is `true` for a tool
+    /// that sends something out ([`Risk::ExternalSend`]).
     pub fn annotations(&self) -> Value {
         let mut annotations = Map::new();
-        annotations.insert("readOnlyHint".into(), Value::Bool(self.risk.is_none()));
-        let destructive = !matches!(self.risk, None | Some(Risk::ExternalSend));
-        annotations.insert("destructiveHint".into(), Value::Bool(destructive));
+        let gated = self.risk.is_some();
+        annotations.insert("readOnlyHint".into(), Value::Bool(!gated));
+        annotations.insert("destructiveHint".into(), Value::Bool(gated));
         if self.risk == Some(Risk::ExternalSend) {
             annotations.insert("openWorldHint".into(), Value::Bool(true));
         }
