@@ -545,3 +545,50 @@ fn a_parked_request_names_the_rule_that_asked_for_it() {
     guard.resolve(req.request_id(), true, Some("alice"));
     assert_eq!(call.join().unwrap().unwrap(), "refunded");
 }
+
+#[test]
+fn an_emptied_policy_file_keeps_the_policy_in_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("agentguard.toml");
+    std::fs::write(
+        &file,
+        "[[rule]]\nname = \"no deletes\"\ntools = [\"delete_*\"]\naction = \"deny\"\n",
+    )
+    .unwrap();
+    let guard = AgentGuard::callback(|_| true)
+        .policy_file(&file)
+        .unwrap()
+        .policy_reload_interval(None)
+        .no_audit()
+        .build();
+    // Truncated in place, as `> file` or an editor mid-write would leave it.
+    std::fs::write(&file, "").unwrap();
+    let e = guard.reload_policy().unwrap_err();
+    assert!(e.to_string().contains("the file is empty"), "{e}");
+    let denied = guard
+        .execute(ToolCall::new("delete_user", json!({"id": 1})), |_, _| ())
+        .unwrap_err();
+    assert_eq!(denied.reason(), DenyReason::PolicyDenied);
+}
+
+#[test]
+fn a_suspicious_name_declared_safe_is_still_asked_under_default_allow() {
+    let asked = Arc::new(AtomicUsize::new(0));
+    let count = asked.clone();
+    let guard = AgentGuard::callback(move |_| {
+        count.fetch_add(1, Ordering::SeqCst);
+        false
+    })
+    .policy(Policy::from_toml("default = \"allow\"\n").unwrap())
+    .no_audit()
+    .build();
+    let never = agentguard::guard::Gating::Never;
+    guard
+        .execute_gated(ToolCall::new("list_users", json!({})), never, |_, _| ())
+        .unwrap();
+    let denied = guard
+        .execute_gated(ToolCall::new("d\u{0435}lete_user", json!({})), never, |_, _| ())
+        .unwrap_err();
+    assert_eq!(denied.reason(), DenyReason::UserDenied);
+    assert_eq!(asked.load(Ordering::SeqCst), 1);
+}

@@ -13,7 +13,7 @@ use super::{AgentGuard, Inner};
 use crate::approver::{Approver, TerminalPrompt};
 use crate::audit::{AuditSink, JsonlAudit};
 use crate::params::{Redactor, DEFAULT_MAX_PARAMS_BYTES};
-use crate::policy::{Policy, PolicyError, PolicySlot, DEFAULT_RELOAD_INTERVAL};
+use crate::policy::{Loaded, Policy, PolicyError, PolicySlot, DEFAULT_RELOAD_INTERVAL};
 use crate::request::ApprovalRequest;
 use crate::store::{ApprovalStore, InMemoryStore};
 
@@ -54,7 +54,7 @@ pub struct GuardBuilder<M> {
 
 enum PolicySource {
     Fixed(Policy),
-    File(PathBuf, Policy),
+    File(PathBuf, Loaded),
 }
 
 enum AuditChoice {
@@ -240,8 +240,8 @@ impl<M> GuardBuilder<M> {
     /// ```
     pub fn policy_file(mut self, path: impl AsRef<Path>) -> Result<Self, PolicyError> {
         let path = path.as_ref();
-        let policy = Policy::from_file(path)?;
-        self.policy = Some(PolicySource::File(path.to_path_buf(), policy));
+        let loaded = Loaded::read(path)?;
+        self.policy = Some(PolicySource::File(path.to_path_buf(), loaded));
         Ok(self)
     }
 
@@ -262,7 +262,7 @@ impl<M> GuardBuilder<M> {
         };
         let policy = self.policy.map(|source| match source {
             PolicySource::Fixed(policy) => PolicySlot::fixed(policy, audit.clone()),
-            PolicySource::File(path, policy) => PolicySlot::watched(path, policy, self.policy_reload, audit.clone()),
+            PolicySource::File(path, loaded) => PolicySlot::watched(path, loaded, self.policy_reload, audit.clone()),
         });
         AgentGuard {
             inner: Arc::new(Inner {

@@ -235,7 +235,8 @@ impl Inner {
         // What only an explicit allow rule may relax: a tool declared to always ask, or listed in dangerous_tools.
         let declared = matches!(gate, Gating::Always(_))
             || (!self.dangerous.is_empty() && self.dangerous.contains(&confusable_key(&call.name)));
-        let suspicious = risk == Some(Risk::SuspiciousName);
+        // From the name itself, not the gating: a caller's `Gating::Never` does not make a disguised name plain.
+        let suspicious = risk == Some(Risk::SuspiciousName) || classify(&call.name) == Some(Risk::SuspiciousName);
         let by_rule = eval
             .rule()
             .map(|rule| (rule.to_owned(), eval.message().map(str::to_owned)));
@@ -250,7 +251,16 @@ impl Inner {
             (Some(Action::Allow), _) => Plan::Allow(Route::Policy),
             (None, DefaultAction::Classify) => by_names.clone(),
             (None, DefaultAction::Ask) => ask(),
-            (None, DefaultAction::Allow) if declared || suspicious => ask(),
+            (None, DefaultAction::Allow) if declared || suspicious => {
+                let shown = if suspicious {
+                    Risk::SuspiciousName
+                } else {
+                    Risk::ManuallyFlagged
+                };
+                Plan::Ask(risk.unwrap_or(shown), None)
+            }
+            // No rule looked at it: a call its caller declared safe stays the caller's word (no `Approval` from it).
+            (None, DefaultAction::Allow) if gate == Gating::Never => Plan::Allow(Route::Declared),
             (None, DefaultAction::Allow) => Plan::Allow(Route::Policy),
             (None, DefaultAction::Deny) => {
                 Plan::Deny("no policy rule allows this call, and the policy's default is deny".to_owned())

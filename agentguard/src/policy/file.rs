@@ -462,6 +462,14 @@ fn risk_list(cx: &mut Ctx<'_>, here: &str, value: &Spanned<DeValue<'_>>) -> Vec<
             .join(", ")
     };
     let items: Vec<&Spanned<DeValue<'_>>> = match value.get_ref() {
+        DeValue::Array(items) if items.is_empty() => {
+            cx.error(
+                value.span(),
+                here,
+                "an empty list matches nothing; leave the key out to match every risk, or list risks",
+            );
+            return Vec::new();
+        }
         DeValue::Array(items) => items.iter().collect(),
         DeValue::String(_) => vec![value],
         other => {
@@ -688,7 +696,7 @@ fn operator(cx: &mut Ctx<'_>, at: &str, op: &str, v: &Spanned<DeValue<'_>>, base
                 }
             }
         }
-        "prefix" => Op::Prefix(string(cx, "\"/srv/app/\"")?),
+        "prefix" => Op::Prefix(string(cx, "\"INV-\" (for folders, use under)")?),
         "suffix" => Op::Suffix(string(cx, "\"@example.com\"")?),
         "glob" => {
             let s = string(cx, "\"reports/**/*.csv\"")?;

@@ -69,7 +69,9 @@
 //! | `exists` | is present (`true`) / absent (`false`) |
 //! | `len_gt`, `len_lt` | has more / fewer characters (string), elements (array) or keys (object) |
 //!
-//! `all = [{…}, {…}]`, `any = [{…}, {…}]` and `not = {…}` combine tests.
+//! `all = [{…}, {…}]`, `any = [{…}, {…}]` and `not = {…}` combine tests. A `*` step is read the strict way: in an
+//! `ask` or `deny` rule a test holds when it holds for any element, in an `allow` rule only for every element
+//! (flipped under `not`).
 //!
 //! `under` normalizes both paths lexically (`.` dropped, `..` applied, `/` and `\` both separators), so
 //! `sandbox/../etc` is not under `sandbox`; it does not read the filesystem, so a symbolic link inside the folder
@@ -80,7 +82,7 @@
 //! # Fail closed
 //!
 //! A test that cannot be judged — the argument is missing, or has the wrong type (`gt` on a string, `under` on a
-//! number) — never loosens anything: in an `allow` rule the rule does not match; in an `ask` or `deny` rule it does.
+//! number, `"0"` for `in = [0, 1]`, a glob on a path with a `..` step) — never loosens anything: in an `allow` rule the rule does not match; in an `ask` or `deny` rule it does.
 //! So a call without `path` cannot slip past a `not_under` deny. [`Policy::warnings`] (and `agentguard policy
 //! check`) lists the rules this can affect; `exists = true` in a deny rule's test lets calls without the argument
 //! through. The values tested are the call's params as they are frozen for approval and execution: the arguments
@@ -109,8 +111,8 @@ use pattern::NamePattern;
 use predicate::{Env, Pred, Tri};
 
 pub use predicate::TestResult;
-pub(crate) use watch::PolicySlot;
 pub use watch::DEFAULT_RELOAD_INTERVAL;
+pub(crate) use watch::{Loaded, PolicySlot};
 
 /// What a rule (or the default) says to do with a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -316,15 +318,16 @@ impl Policy {
     /// `risks` matches; `None` for a call its name rules find safe).
     pub fn evaluate(&self, call: &ToolCall, risk: Option<Risk>) -> Evaluation<'_> {
         let c = &*self.inner;
-        let env = Env {
-            base: c.base_dir.as_ref(),
-        };
         let candidates = c.rules_for(&call.name);
         for &i in candidates.iter() {
             let rule = &c.rules[i as usize];
             if !rule.covers_context(call, risk) {
                 continue;
             }
+            let env = Env {
+                base: c.base_dir.as_ref(),
+                any: rule.action != Action::Allow,
+            };
             let tri = rule
                 .when
                 .as_ref()
@@ -357,9 +360,6 @@ impl Policy {
     /// `safe_tools` are not known here).
     pub fn explain(&self, call: &ToolCall, risk: Option<Risk>) -> Explanation {
         let c = &*self.inner;
-        let env = Env {
-            base: c.base_dir.as_ref(),
-        };
         let mut key = None;
         let rules = c
             .rules
@@ -367,6 +367,10 @@ impl Policy {
             .map(|rule| {
                 let covers = rule.covers(call, risk, &mut key);
                 let mut tests = Vec::new();
+                let env = Env {
+                    base: c.base_dir.as_ref(),
+                    any: rule.action != Action::Allow,
+                };
                 let tri = match &rule.when {
                     None => Tri::True,
                     Some(pred) => pred.explain(&call.params, &env, &mut tests),
@@ -397,9 +401,8 @@ impl Policy {
             })
             .collect();
         let eval = self.evaluate(call, risk);
-        let classified = classify(&call.name);
         Explanation {
-            decision: eval.resolve(risk.or(classified)),
+            decision: eval.resolve(risk),
             rule: eval.rule().map(str::to_owned),
             message: eval.message().map(str::to_owned),
             default: c.default,
@@ -550,6 +553,8 @@ impl<'p> Evaluation<'p> {
                 }
             }
             (None, DefaultAction::Ask) => Action::Ask,
+            // As the guard does: `default = "allow"` never runs a suspicious name unasked.
+            (None, DefaultAction::Allow) if risk == Some(Risk::SuspiciousName) => Action::Ask,
             (None, DefaultAction::Allow) => Action::Allow,
             (None, DefaultAction::Deny) => Action::Deny,
         }
@@ -643,6 +648,15 @@ pub struct PolicyError {
 }
 
 impl PolicyError {
+    /// A file that cannot be used as it is, and why.
+    pub(crate) fn io(path: &Path, why: &str) -> PolicyError {
+        PolicyError {
+            origin: path.display().to_string(),
+            diagnostics: Vec::new(),
+            io: Some(why.to_owned()),
+        }
+    }
+
     /// The file (or `<policy>` for text).
     pub fn origin(&self) -> &str {
         &self.origin

@@ -219,9 +219,14 @@ impl FsPath {
         if self.absolute != dir.absolute {
             return None;
         }
-        // A relative path's leading `..` steps are kept, so `../x` is never under `sandbox`, and only a path that
-        // climbs the same way is under `../shared`.
-        Some(self.parts.len() >= dir.parts.len() && self.parts[..dir.parts.len()] == dir.parts[..])
+        // A relative path's leading `..` steps are kept, so `../x` is never under `sandbox`; only a path that climbs
+        // exactly as far is under `../shared` (or `.`: `../x` is not under `.`).
+        let climbs = |parts: &[String]| parts.iter().take_while(|p| *p == "..").count();
+        Some(
+            climbs(&self.parts) == climbs(&dir.parts)
+                && self.parts.len() >= dir.parts.len()
+                && self.parts[..dir.parts.len()] == dir.parts[..],
+        )
     }
 
     /// Whether `text` (joined to `base` when relative) is `dir` or inside it, normalizing into borrowed steps (no
@@ -257,8 +262,12 @@ impl FsPath {
         if joined != dir.absolute {
             return Ok(None);
         }
+        let climbs = parts.iter().take_while(|p| **p == "..").count();
+        let dir_climbs = dir.parts.iter().take_while(|p| *p == "..").count();
         Ok(Some(
-            parts.len() >= dir.parts.len() && parts.iter().zip(&dir.parts).all(|(a, b)| *a == b.as_str()),
+            climbs == dir_climbs
+                && parts.len() >= dir.parts.len()
+                && parts.iter().zip(&dir.parts).all(|(a, b)| *a == b.as_str()),
         ))
     }
 
@@ -300,6 +309,17 @@ mod tests {
         assert_eq!(p("../sandbox/x").is_under(&sandbox), Some(false));
         assert_eq!(p("sandboxes/x").is_under(&sandbox), Some(false));
         assert_eq!(p("/sandbox/x").is_under(&sandbox), None);
+        // A folder of only `..` steps (or `.`) is not a prefix of a path that climbs further.
+        assert_eq!(p("../../etc/passwd").is_under(&p(".")), Some(false));
+        assert_eq!(p("../../../etc").is_under(&p("..")), Some(false));
+        assert_eq!(p("../x").is_under(&p("..")), Some(true));
+        for (text, dir) in [("../../etc/passwd", "."), ("../../../etc", ".."), ("../x", "..")] {
+            assert_eq!(
+                FsPath::is_text_under(text, None, &p(dir)).unwrap(),
+                p(text).is_under(&p(dir)),
+                "{text}"
+            );
+        }
     }
 
     #[test]

@@ -35,7 +35,9 @@ impl NamePattern {
             if c == '*' || c == '?' {
                 keyed.push_str(&confusable_key(&literal));
                 literal.clear();
-                keyed.push(c);
+                // The key drops separators, so `?` (often standing for one) becomes `*` there: wider, and keyed
+                // matching only ever widens ask and deny rules.
+                keyed.push('*');
             } else {
                 literal.push(c);
             }
@@ -229,6 +231,9 @@ mod tests {
         }
         let w = NamePattern::new("refund_*").unwrap();
         assert!(w.matches_key(&confusable_key("REFUND_ORDER")));
+        let q = NamePattern::new("rm?dir").unwrap();
+        assert!(q.matches("rm_dir") && !q.matches("RM-DIR"));
+        assert!(q.matches_key(&confusable_key("RM-DIR")) && q.matches_key(&confusable_key("rmdir")));
     }
 
     #[test]

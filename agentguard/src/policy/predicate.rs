@@ -112,9 +112,23 @@ pub struct TestResult {
     pub note: String,
 }
 
-/// The `base_dir` relative argument paths are joined to.
+/// What a test is judged against: the `base_dir` relative argument paths are joined to, and what a `*` step means.
+#[derive(Clone, Copy)]
 pub(crate) struct Env<'a> {
     pub(crate) base: Option<&'a FsPath>,
+    /// `true`: a test on a `*` path holds when it holds for *any* element; `false`: for *every* element. Always the
+    /// strict reading for the rule: `any` for ask and deny rules (one element outside the folder is enough to match),
+    /// `every` for allow rules; flipped under `not`.
+    pub(crate) any: bool,
+}
+
+impl Env<'_> {
+    fn flipped(&self) -> Self {
+        Env {
+            any: !self.any,
+            ..*self
+        }
+    }
 }
 
 impl Pred {
@@ -151,7 +165,7 @@ impl Pred {
                     Tri::False
                 }
             }
-            Pred::Not(p) => p.eval(params, env).not(),
+            Pred::Not(p) => p.eval(params, &env.flipped()).not(),
             Pred::Test(path, op) => test(path, op, params, env),
         }
     }
@@ -175,7 +189,7 @@ impl Pred {
                     lose
                 }
             }
-            Pred::Not(p) => p.explain(params, env, out).not(),
+            Pred::Not(p) => p.explain(params, &env.flipped(), out).not(),
             Pred::Test(path, op) => {
                 let (tri, note) = test_explained(path, op, params, env);
                 out.push(TestResult {
@@ -246,61 +260,82 @@ impl Op {
     }
 }
 
+/// Folds the results of one test over the values a path leads to: under `any` the first true decides, under
+/// `every` the first false; an unknown element makes the whole unknown unless one decides.
+struct Fold {
+    any: bool,
+    unknown: bool,
+    decided: bool,
+}
+
+impl Fold {
+    fn new(any: bool) -> Self {
+        Fold {
+            any,
+            unknown: false,
+            decided: false,
+        }
+    }
+
+    /// Takes one element's result; `false` when the fold is decided (stop visiting).
+    fn take(&mut self, tri: Tri) -> bool {
+        match (tri, self.any) {
+            (Tri::True, true) | (Tri::False, false) => {
+                self.decided = true;
+                false
+            }
+            (Tri::Unknown, _) => {
+                self.unknown = true;
+                true
+            }
+            _ => true,
+        }
+    }
+
+    fn result(&self) -> Tri {
+        match (self.decided, self.unknown) {
+            (true, _) => Tri::of(self.any),
+            (false, true) => Tri::Unknown,
+            (false, false) => Tri::of(!self.any),
+        }
+    }
+}
+
 /// One test on the value(s) at `path`, without words (the fast path of every call).
 fn test(path: &ArgPath, op: &Op, params: &Value, env: &Env<'_>) -> Tri {
-    let mut result = Tri::True;
-    let mut each = |value: &Value| match test_one(op, value, env, None) {
-        Tri::False => {
-            result = Tri::False;
-            false
-        }
-        Tri::Unknown => {
-            result = Tri::Unknown;
-            true
-        }
-        Tri::True => true,
-    };
+    let mut fold = Fold::new(env.any);
+    let mut each = |value: &Value| fold.take(test_one(op, value, env, None));
     let found = path.visit(params, &mut each);
     match (found, op) {
         (false, Op::Exists(want)) => Tri::of(!*want),
         (false, _) => Tri::Unknown,
         (true, Op::Exists(want)) => Tri::of(*want),
-        (true, _) => result,
+        (true, _) => fold.result(),
     }
 }
 
-/// [`test`] with what it saw, for an explanation. Under a `*` path every element must pass (and one unknown element
-/// makes the whole unknown unless another fails).
+/// [`test`] with what it saw, for an explanation.
 fn test_explained(path: &ArgPath, op: &Op, params: &Value, env: &Env<'_>) -> (Tri, String) {
-    let mut result = Tri::True;
+    let mut fold = Fold::new(env.any);
     let mut note = String::new();
     let mut count = 0usize;
     let mut each = |value: &Value| {
         count += 1;
         let mut why = String::new();
         let tri = test_one(op, value, env, Some(&mut why));
-        if note.is_empty() || tri != Tri::True {
+        let go_on = fold.take(tri);
+        if note.is_empty() || !go_on || tri == Tri::Unknown {
             note = why;
         }
-        match tri {
-            Tri::False => {
-                result = Tri::False;
-                false
-            }
-            Tri::Unknown => {
-                result = Tri::Unknown;
-                true
-            }
-            Tri::True => true,
-        }
+        go_on
     };
     let found = path.visit(params, &mut each);
     match (found, op) {
         (false, Op::Exists(want)) => (Tri::of(!*want), "absent".to_owned()),
         (false, _) => (Tri::Unknown, format!("`{path}` is not in the arguments")),
         (true, Op::Exists(want)) => (Tri::of(*want), "present".to_owned()),
-        (true, _) if count == 0 => (result, "no elements".to_owned()),
-        (true, _) => (result, note),
+        (true, _) if count == 0 => (fold.result(), "no elements".to_owned()),
+        (true, _) => (fold.result(), note),
     }
 }
 
@@ -314,6 +349,16 @@ fn test_one(op: &Op, value: &Value, env: &Env<'_>, note: Option<&mut String>) ->
     let seen = || format!("value {}", short(value));
     let wrong = |want: &'static str| move || format!("expected {want}, found {}", kind(value));
     let tri = match op {
+        // A value of another JSON type than every operand (`"0"` against `0`, `[0]` against `0`) cannot be judged:
+        // a server that coerces types would run it as the value the rule names.
+        Op::Eq(v) | Op::Ne(v) if !same_kind(value, v) => {
+            say(&|| format!("expected {}, found {}", kind(v), kind(value)));
+            return Tri::Unknown;
+        }
+        Op::In(vs) | Op::NotIn(vs) if !vs.iter().any(|v| same_kind(value, v)) => {
+            say(&|| format!("expected {}, found {}", kind(&vs[0]), kind(value)));
+            return Tri::Unknown;
+        }
         Op::Eq(v) => Tri::of(json_eq(value, v)),
         Op::Ne(v) => Tri::of(!json_eq(value, v)),
         Op::In(vs) => Tri::of(vs.iter().any(|v| json_eq(value, v))),
@@ -336,6 +381,11 @@ fn test_one(op: &Op, value: &Value, env: &Env<'_>, note: Option<&mut String>) ->
                 say(&wrong("a string"));
                 return Tri::Unknown;
             };
+            // A glob is a path pattern: a path that climbs with `..` could match it as text and lie outside it.
+            if matches!(op, Op::Glob(..)) && s.split(['/', '\\']).any(|step| step == "..") {
+                say(&|| format!("`{s}` has a `..` step, which a glob cannot judge (use `under` for folders)"));
+                return Tri::Unknown;
+            }
             Tri::of(match op {
                 Op::Prefix(p) => s.starts_with(p.as_str()),
                 Op::Suffix(p) => s.ends_with(p.as_str()),
@@ -391,6 +441,11 @@ fn test_one(op: &Op, value: &Value, env: &Env<'_>, note: Option<&mut String>) ->
     };
     say(&seen);
     tri
+}
+
+/// Whether two values are of the same JSON kind (numbers of any representation are one kind).
+fn same_kind(a: &Value, b: &Value) -> bool {
+    std::mem::discriminant(a) == std::mem::discriminant(b)
 }
 
 /// JSON equality, with numbers compared by value (`1 == 1.0`).
@@ -452,7 +507,7 @@ mod tests {
     use serde_json::json;
 
     fn t(path: &str, op: Op, params: Value) -> Tri {
-        Pred::Test(ArgPath::parse(path).unwrap(), op).eval(&params, &Env { base: None })
+        Pred::Test(ArgPath::parse(path).unwrap(), op).eval(&params, &Env { base: None, any: false })
     }
 
     fn n(v: Value) -> Number {
@@ -503,7 +558,7 @@ mod tests {
     fn unknown_propagates_through_all_any_and_not() {
         let gt = || Pred::Test(ArgPath::parse("x").unwrap(), Op::Cmp(Cmp::Gt, n(json!(1))));
         let yes = || Pred::Test(ArgPath::parse("y").unwrap(), Op::Exists(true));
-        let env = Env { base: None };
+        let env = Env { base: None, any: false };
         let p = json!({"y": 1});
         assert_eq!(Pred::All(vec![gt(), yes()]).eval(&p, &env), Tri::Unknown);
         assert_eq!(Pred::Any(vec![gt(), yes()]).eval(&p, &env), Tri::True);

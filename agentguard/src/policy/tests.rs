@@ -160,6 +160,88 @@ fn ask_and_deny_rules_catch_other_spellings_allow_rules_do_not() {
 }
 
 #[test]
+fn a_star_path_matches_a_deny_rule_on_any_element_and_an_allow_rule_on_every_element() {
+    let p = policy(
+        r#"
+        [[rule]]
+        name = "outside"
+        tools = ["*"]
+        when = { "paths.*" = { not_under = "/srv/app" } }
+        action = "deny"
+        [[rule]]
+        name = "inside"
+        tools = ["read_files"]
+        when = { "paths.*" = { under = "/srv/app" } }
+        action = "allow"
+        "#,
+    );
+    let mixed = json!({"paths": ["/srv/app/x", "/etc/passwd"]});
+    assert_eq!(
+        decide(&p, "read_files", mixed),
+        (Some(Action::Deny), Some("outside".into()))
+    );
+    let inside = json!({"paths": ["/srv/app/x", "/srv/app/y"]});
+    assert_eq!(
+        decide(&p, "read_files", inside),
+        (Some(Action::Allow), Some("inside".into()))
+    );
+    // Under `not` the reading flips: the deny rule matches unless every element is inside.
+    let q = policy(
+        "[[rule]]\nname = \"n\"\nwhen = { not = { \"to.*\" = { suffix = \"@corp.com\" } } }\naction = \"deny\"\n",
+    );
+    assert_eq!(
+        decide(&q, "send", json!({"to": ["a@corp.com", "b@x.org"]})).0,
+        Some(Action::Deny)
+    );
+    assert_eq!(decide(&q, "send", json!({"to": ["a@corp.com", "b@corp.com"]})).0, None);
+}
+
+#[test]
+fn a_value_of_another_json_type_cannot_be_judged_by_eq_or_in() {
+    let p = policy(
+        r#"
+        default = "allow"
+        [[rule]]
+        name = "no root"
+        tools = ["set_role"]
+        when = { user_id = { in = [0, 1] } }
+        action = "deny"
+        [[rule]]
+        name = "viewers"
+        tools = ["grant"]
+        when = { role = { eq = "viewer" } }
+        action = "allow"
+        "#,
+    );
+    for id in [json!(0), json!("0"), json!([0]), json!({"id": 0})] {
+        assert_eq!(
+            decide(&p, "set_role", json!({"user_id": id})).0,
+            Some(Action::Deny),
+            "{id}"
+        );
+    }
+    assert_eq!(decide(&p, "set_role", json!({"user_id": 7})).0, None);
+    assert_eq!(decide(&p, "grant", json!({"role": "viewer"})).0, Some(Action::Allow));
+    assert_eq!(decide(&p, "grant", json!({"role": ["viewer"]})).0, None);
+}
+
+#[test]
+fn a_glob_cannot_judge_a_path_that_climbs() {
+    let p = policy(
+        "[[rule]]\nname = \"app\"\nwhen = { path = { glob = \"/srv/app/**\" } }\naction = \"allow\"\n\
+         [[rule]]\nname = \"no logs\"\nwhen = { path = { glob = \"**/*.log\" } }\naction = \"deny\"\n",
+    );
+    assert_eq!(
+        decide(&p, "read", json!({"path": "/srv/app/a.txt"})).0,
+        Some(Action::Allow)
+    );
+    assert_eq!(
+        decide(&p, "read", json!({"path": "/srv/app/../../etc/passwd"})).0,
+        Some(Action::Deny)
+    );
+}
+
+#[test]
 fn an_allow_rule_never_covers_a_suspicious_name() {
     let p = policy("[[rule]]\nname = \"all\"\ntools = [\"*\"]\naction = \"allow\"\n");
     assert_eq!(decide(&p, "get_user", json!({})).0, Some(Action::Allow));
@@ -311,6 +393,9 @@ fn errors_name_the_line_the_key_and_what_to_write() {
     let e = errors("base_dir = \"srv\"\n");
     assert!(e[0].message.contains("absolute"), "{e:?}");
 
+    let e = errors("[[rule]]\nname = \"r\"\nrisks = []\naction = \"deny\"\n");
+    assert!(e[0].message.contains("empty list"), "{e:?}");
+
     let e = errors("[[rule]]\nname = \"r\"\nwhen = { p = { in = [] } }\naction = \"allow\"\n");
     assert!(e[0].message.contains("empty list"), "{e:?}");
 
@@ -360,7 +445,7 @@ fn explain_reports_each_test() {
     let outside = &x.rules[4];
     assert_eq!(outside.tests[0].holds, Some(false), "{outside:?}");
 
-    let x = p.explain(&ToolCall::new("drop_table", json!({})), None);
+    let x = p.explain(&ToolCall::new("drop_table", json!({})), classify("drop_table"));
     assert_eq!(
         (x.decision, x.rule),
         (Action::Ask, None),
@@ -368,6 +453,16 @@ fn explain_reports_each_test() {
     );
     let x = p.explain(&ToolCall::new("read_customer", json!({})), None);
     assert_eq!(x.decision, Action::Allow);
+    // The risk given is the one used (`--risk none` says safe), and `default = "allow"` asks about a suspicious name,
+    // as the guard does.
+    let x = p.explain(&ToolCall::new("drop_table", json!({})), None);
+    assert_eq!(x.decision, Action::Allow);
+    let open = policy("default = \"allow\"\n");
+    let name = "dr\u{043E}p_table";
+    assert_eq!(
+        open.explain(&ToolCall::new(name, json!({})), classify(name)).decision,
+        Action::Ask
+    );
 }
 
 /// A random condition that always holds for the params it is given or never does, and the params.

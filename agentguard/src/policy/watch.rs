@@ -25,8 +25,33 @@ pub(crate) struct PolicySlot {
 
 struct Watched {
     path: PathBuf,
-    /// What the file looked like when last read, to notice a change without reading it.
+    /// What the file looked like when last read, to notice a change without reading it. Its lock also makes reloads
+    /// one at a time, so an older read can never be swapped in after a newer one.
     seen: Mutex<Option<Fingerprint>>,
+}
+
+/// A policy file read whole while it did not change (same size, time and identity before and after the read).
+pub(crate) struct Loaded {
+    pub(crate) policy: Policy,
+    seen: Option<Fingerprint>,
+}
+
+impl Loaded {
+    /// Reads and compiles `path`. A file that changes while it is read (an editor writing it in place) is an
+    /// error: it may be half written.
+    pub(crate) fn read(path: &Path) -> Result<Loaded, PolicyError> {
+        let before = fingerprint(path);
+        let policy = Policy::from_file(path)?;
+        let after = fingerprint(path);
+        if before != after {
+            return Err(PolicyError::io(
+                path,
+                "the file changed while it was being read (written in place?); it is read again when it settles. \
+                 Write a new file and rename it over the old one to replace a policy in one step",
+            ));
+        }
+        Ok(Loaded { policy, seen: after })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,11 +91,11 @@ impl PolicySlot {
     /// [`reload`](Self::reload)).
     pub(crate) fn watched(
         path: PathBuf,
-        policy: Policy,
+        loaded: Loaded,
         interval: Option<Duration>,
         audit: Option<Arc<dyn AuditSink>>,
     ) -> Arc<PolicySlot> {
-        let seen = fingerprint(&path);
+        let Loaded { policy, seen } = loaded;
         let slot = Arc::new(PolicySlot {
             current: RwLock::new(policy),
             file: Some(Watched {
@@ -99,18 +124,28 @@ impl PolicySlot {
         }
     }
 
-    /// Re-reads the file now (whether or not it changed). A file that does not compile keeps the policy in force.
+    /// Re-reads the file now (whether or not it changed). A file that does not compile, is empty, or changes while
+    /// it is read keeps the policy in force.
     pub(crate) fn reload(&self) -> Result<Policy, PolicyError> {
         let Some(file) = &self.file else {
             return Ok(self.current());
         };
-        let before = fingerprint(&file.path);
-        let result = Policy::from_file(&file.path);
-        if let Ok(mut seen) = file.seen.lock() {
-            *seen = before;
-        }
+        let mut seen = match file.seen.lock() {
+            Ok(seen) => seen,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let result = match std::fs::metadata(&file.path) {
+            Ok(meta) if meta.len() == 0 => Err(PolicyError::io(
+                &file.path,
+                "the file is empty (truncated, or being written?); an empty policy is refused on reload: write \
+                 `default = \"classify\"` for a policy with no rules",
+            )),
+            _ => Loaded::read(&file.path),
+        };
         match result {
-            Ok(policy) => {
+            Ok(loaded) => {
+                *seen = loaded.seen;
+                let policy = loaded.policy;
                 let old = self.current();
                 if policy.version() != old.version() {
                     match self.current.write() {
@@ -131,6 +166,13 @@ impl PolicySlot {
                 Ok(policy)
             }
             Err(e) => {
+                // Remember this state of the file, so the watcher reports it once, not every second; a file that was
+                // changing is looked at again on the next tick.
+                let now = fingerprint(&file.path);
+                if !e.to_string().contains("changed while it was being read") {
+                    *seen = now;
+                }
+                drop(seen);
                 let kept = self.current();
                 let detail = format!("{e}\nthe policy in force stays version {}", kept.version());
                 eprintln!("agentguard: {detail}");
