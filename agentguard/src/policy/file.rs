@@ -3,13 +3,14 @@
 
 use std::collections::HashSet;
 
-use serde_json::{Number, Value};
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
+use super::operand::{json, operator};
 use super::path::{ArgPath, FsPath};
-use super::pattern::{glob, user_regex, NamePattern};
-use super::predicate::{Cmp, Op, Pred};
+use super::pattern::NamePattern;
+use super::predicate::{Op, Pred};
+use super::words::{describe, expected, show, suggest, unknown_key, Ctx};
 use super::{Action, Compiled, DefaultAction, Diagnostic, PolicyMode, Rule, Severity};
 use agentguard_classify::Risk;
 
@@ -37,60 +38,6 @@ const OPS: &[&str] = &[
     "len_lt",
 ];
 const COMBINATORS: &[&str] = &["all", "any", "not"];
-
-/// Collects diagnostics against the source text.
-struct Ctx<'s> {
-    source: &'s str,
-    line_starts: Vec<usize>,
-    errors: Vec<Diagnostic>,
-    warnings: Vec<Diagnostic>,
-}
-
-impl<'s> Ctx<'s> {
-    fn new(source: &'s str) -> Self {
-        let mut line_starts = vec![0];
-        line_starts.extend(source.match_indices('\n').map(|(i, _)| i + 1));
-        Ctx {
-            source,
-            line_starts,
-            errors: Vec::new(),
-            warnings: Vec::new(),
-        }
-    }
-
-    fn at(&self, offset: usize, key: &str, message: String) -> Diagnostic {
-        let line = self.line_starts.partition_point(|&s| s <= offset);
-        let start = self.line_starts[line - 1];
-        let column = self
-            .source
-            .get(start..offset.min(self.source.len()))
-            .map_or(1, |s| s.chars().count() + 1);
-        Diagnostic {
-            severity: Severity::Warning,
-            line,
-            column,
-            key: key.to_owned(),
-            message,
-        }
-    }
-
-    fn error(&mut self, span: std::ops::Range<usize>, key: &str, message: impl Into<String>) {
-        let mut d = self.at(span.start, key, message.into());
-        d.severity = Severity::Error;
-        self.errors.push(d);
-    }
-
-    fn warn(&mut self, span: std::ops::Range<usize>, key: &str, message: impl Into<String>) {
-        let d = self.at(span.start, key, message.into());
-        self.warnings.push(d);
-    }
-
-    fn note(&mut self, span: std::ops::Range<usize>, key: &str, message: impl Into<String>) {
-        let mut d = self.at(span.start, key, message.into());
-        d.severity = Severity::Note;
-        self.warnings.push(d);
-    }
-}
 
 /// Compiles a policy's source text.
 pub(super) fn compile(source: &str) -> Result<(Compiled, Vec<Diagnostic>), Vec<Diagnostic>> {
@@ -250,7 +197,9 @@ pub(super) fn compile(source: &str) -> Result<(Compiled, Vec<Diagnostic>), Vec<D
 }
 
 /// A table's entries in the order they appear in the file.
-fn sorted<'a, 'i>(table: &'a DeTable<'i>) -> Vec<(&'a Spanned<std::borrow::Cow<'i, str>>, &'a Spanned<DeValue<'i>>)> {
+pub(super) fn sorted<'a, 'i>(
+    table: &'a DeTable<'i>,
+) -> Vec<(&'a Spanned<std::borrow::Cow<'i, str>>, &'a Spanned<DeValue<'i>>)> {
     let mut entries: Vec<_> = table.iter().collect();
     entries.sort_by_key(|(k, _)| k.span().start);
     entries
@@ -623,262 +572,4 @@ fn argument(
             preds.push(Pred::Test(arg.clone(), op));
         }
     }
-}
-
-fn operator(cx: &mut Ctx<'_>, at: &str, op: &str, v: &Spanned<DeValue<'_>>, base: Option<&FsPath>) -> Option<Op> {
-    let string = |cx: &mut Ctx<'_>, hint: &str| match v.get_ref().as_str() {
-        Some(s) => Some(s.to_owned()),
-        None => {
-            cx.error(
-                v.span(),
-                at,
-                format!("{op} takes a string, e.g. {op} = {hint}; found {}", show(v.get_ref())),
-            );
-            None
-        }
-    };
-    Some(match op {
-        "eq" => Op::Eq(json(cx, at, v)?),
-        "ne" => Op::Ne(json(cx, at, v)?),
-        "in" | "not_in" => {
-            let DeValue::Array(items) = v.get_ref() else {
-                cx.error(
-                    v.span(),
-                    at,
-                    format!(
-                        "{op} takes a list, e.g. {op} = [\"EUR\", \"USD\"]; found {}",
-                        show(v.get_ref())
-                    ),
-                );
-                return None;
-            };
-            if items.is_empty() {
-                cx.error(
-                    v.span(),
-                    at,
-                    format!("{op} = [] is an empty list; list the values to compare with"),
-                );
-                return None;
-            }
-            let values: Vec<Value> = items.iter().filter_map(|i| json(cx, at, i)).collect();
-            if values.len() != items.len() {
-                return None;
-            }
-            if op == "in" {
-                Op::In(values)
-            } else {
-                Op::NotIn(values)
-            }
-        }
-        "gt" | "ge" | "lt" | "le" => {
-            let cmp = match op {
-                "gt" => Cmp::Gt,
-                "ge" => Cmp::Ge,
-                "lt" => Cmp::Lt,
-                _ => Cmp::Le,
-            };
-            match number(v.get_ref()) {
-                Some(n) => Op::Cmp(cmp, n),
-                None => {
-                    let hint = match v.get_ref().as_str().map(str::trim).map(str::parse::<f64>) {
-                        Some(Ok(_)) => format!(
-                            "; write {op} = {} (a number, without quotes)",
-                            v.get_ref().as_str().unwrap_or_default().trim()
-                        ),
-                        _ => String::new(),
-                    };
-                    cx.error(
-                        v.span(),
-                        at,
-                        format!("{op} compares numbers, but {} is not a number{hint}", show(v.get_ref())),
-                    );
-                    return None;
-                }
-            }
-        }
-        "prefix" => Op::Prefix(string(cx, "\"INV-\" (for folders, use under)")?),
-        "suffix" => Op::Suffix(string(cx, "\"@example.com\"")?),
-        "glob" => {
-            let s = string(cx, "\"reports/**/*.csv\"")?;
-            match glob(&s) {
-                Ok(re) => Op::Glob(s, re),
-                Err(why) => {
-                    cx.error(v.span(), at, why);
-                    return None;
-                }
-            }
-        }
-        "regex" => {
-            let s = string(cx, "\"^[A-Z]{3}$\"")?;
-            match user_regex(&s) {
-                Ok(re) => Op::Regex(s, re),
-                Err(why) => {
-                    cx.error(v.span(), at, why);
-                    return None;
-                }
-            }
-        }
-        "under" | "not_under" => {
-            let s = string(cx, "\"./sandbox\"")?;
-            match FsPath::parse(&s, base) {
-                Ok(p) => {
-                    if op == "under" {
-                        Op::Under(p)
-                    } else {
-                        Op::NotUnder(p)
-                    }
-                }
-                Err(why) => {
-                    cx.error(v.span(), at, why);
-                    return None;
-                }
-            }
-        }
-        "exists" => match v.get_ref().as_bool() {
-            Some(b) => Op::Exists(b),
-            None => {
-                cx.error(
-                    v.span(),
-                    at,
-                    format!("exists takes true or false; found {}", show(v.get_ref())),
-                );
-                return None;
-            }
-        },
-        "len_gt" | "len_lt" => match v.get_ref().as_integer().and_then(|i| i.as_str().parse::<i128>().ok()) {
-            Some(n) if (0..=i128::from(u64::MAX)).contains(&n) => {
-                let n = n as u64;
-                if op == "len_gt" {
-                    Op::LenGt(n)
-                } else {
-                    Op::LenLt(n)
-                }
-            }
-            _ => {
-                cx.error(
-                    v.span(),
-                    at,
-                    format!("{op} takes a whole number ≥ 0 (a length); found {}", show(v.get_ref())),
-                );
-                return None;
-            }
-        },
-        _ => unreachable!("only known operators reach here"),
-    })
-}
-
-/// A TOML value as JSON (datetimes are refused: arguments are JSON, where a date is a string).
-fn json(cx: &mut Ctx<'_>, at: &str, v: &Spanned<DeValue<'_>>) -> Option<Value> {
-    Some(match v.get_ref() {
-        DeValue::String(s) => Value::String(s.to_string()),
-        DeValue::Boolean(b) => Value::Bool(*b),
-        DeValue::Integer(_) | DeValue::Float(_) => match number(v.get_ref()) {
-            Some(n) => Value::Number(n),
-            None => {
-                cx.error(v.span(), at, "this number cannot be compared (NaN or infinite)");
-                return None;
-            }
-        },
-        DeValue::Datetime(d) => {
-            cx.error(
-                v.span(),
-                at,
-                format!("arguments are JSON, where a date is a string: write \"{d}\" in quotes"),
-            );
-            return None;
-        }
-        DeValue::Array(items) => {
-            let values: Vec<Value> = items.iter().filter_map(|i| json(cx, at, i)).collect();
-            if values.len() != items.len() {
-                return None;
-            }
-            Value::Array(values)
-        }
-        DeValue::Table(t) => {
-            let mut map = serde_json::Map::new();
-            for (k, v) in sorted(t) {
-                map.insert(k.get_ref().to_string(), json(cx, at, v)?);
-            }
-            Value::Object(map)
-        }
-    })
-}
-
-fn number(v: &DeValue<'_>) -> Option<Number> {
-    match v {
-        DeValue::Integer(i) => {
-            let text = i.as_str().replace('_', "");
-            let radix = i.radix();
-            if radix == 10 {
-                text.parse::<i64>()
-                    .map(Number::from)
-                    .ok()
-                    .or_else(|| text.parse::<u64>().ok().map(Number::from))
-            } else {
-                i64::from_str_radix(&text, radix).ok().map(Number::from)
-            }
-        }
-        DeValue::Float(f) => {
-            let x: f64 = f.as_str().replace('_', "").parse().ok()?;
-            Number::from_f64(x)
-        }
-        _ => None,
-    }
-}
-
-fn expected(what: &str, found: &DeValue<'_>) -> String {
-    format!("expected {what}; found {}", show(found))
-}
-
-fn show(v: &DeValue<'_>) -> String {
-    match v {
-        DeValue::String(s) => format!("the string {s:?}"),
-        DeValue::Integer(i) => format!("the number {}", i.as_str()),
-        DeValue::Float(f) => format!("the number {}", f.as_str()),
-        DeValue::Boolean(b) => format!("{b}"),
-        other => describe(other).to_owned(),
-    }
-}
-
-fn describe(v: &DeValue<'_>) -> &'static str {
-    match v {
-        DeValue::String(_) => "a string",
-        DeValue::Integer(_) | DeValue::Float(_) => "a number",
-        DeValue::Boolean(_) => "a boolean",
-        DeValue::Datetime(_) => "a date",
-        DeValue::Array(_) => "a list",
-        DeValue::Table(_) => "a table",
-    }
-}
-
-fn unknown_key(key: &str, place: &str, known: &[&str]) -> String {
-    match suggest(key, known) {
-        Some(s) => format!("unknown key `{key}` {place}; did you mean `{s}`?"),
-        None => format!("unknown key `{key}` {place}; the keys are: {}", known.join(", ")),
-    }
-}
-
-/// The known word closest to `word`, if it is a likely typo (edit distance ≤ 2).
-fn suggest<'k>(word: &str, known: &[&'k str]) -> Option<&'k str> {
-    known
-        .iter()
-        .map(|k| (distance(word, k), *k))
-        .filter(|(d, _)| *d <= 2)
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, k)| k)
-}
-
-fn distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
-            prev = cur;
-        }
-    }
-    row[b.len()]
 }

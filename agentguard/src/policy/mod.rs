@@ -89,12 +89,15 @@
 //! that were judged are the ones that run.
 
 mod file;
+mod operand;
 mod path;
 mod pattern;
 mod predicate;
 #[cfg(test)]
 mod tests;
+mod verdict;
 mod watch;
+mod words;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -110,7 +113,11 @@ use path::FsPath;
 use pattern::NamePattern;
 use predicate::{Env, Pred, Tri};
 
+mod error;
+
+pub use error::{Diagnostic, PolicyError, Severity};
 pub use predicate::TestResult;
+pub use verdict::{Evaluation, Explanation, RuleTrace};
 pub use watch::DEFAULT_RELOAD_INTERVAL;
 pub(crate) use watch::{Loaded, PolicySlot};
 
@@ -471,224 +478,6 @@ impl Rule {
     }
 }
 
-/// The policy's answer for one call: the rule that decided, or none (the default applies).
-#[derive(Clone, Copy)]
-pub struct Evaluation<'p> {
-    policy: &'p Policy,
-    rule: Option<&'p Rule>,
-    /// The rule matched because a test could not be judged (fail closed).
-    unjudged: bool,
-}
-
-impl fmt::Debug for Evaluation<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Evaluation")
-            .field("rule", &self.rule())
-            .field("action", &self.action())
-            .finish()
-    }
-}
-
-impl<'p> Evaluation<'p> {
-    /// The deciding rule's action; `None` when no rule matched.
-    pub fn action(&self) -> Option<Action> {
-        self.rule.map(|r| r.action)
-    }
-
-    /// The deciding rule's name; `None` when no rule matched (the audit then says `default`).
-    pub fn rule(&self) -> Option<&'p str> {
-        self.rule.map(|r| r.name.as_str())
-    }
-
-    /// The deciding rule's message.
-    pub fn message(&self) -> Option<&'p str> {
-        self.rule.and_then(|r| r.message.as_deref())
-    }
-
-    /// Whether the rule matched only because one of its tests could not be judged (an argument missing or of the
-    /// wrong type): fail closed.
-    pub fn unjudged(&self) -> bool {
-        self.unjudged
-    }
-
-    /// What the agent reads when this evaluation denies: the rule's message (or its name), and when the rule
-    /// matched only because it could not judge an argument, which ones, so the agent can fix its call.
-    pub fn denial(&self) -> String {
-        let Some(rule) = self.rule else {
-            return "no policy rule allows this call, and the policy's default is deny".to_owned();
-        };
-        let mut text = match &rule.message {
-            Some(m) => m.clone(),
-            None => format!("policy rule {:?} denies this call", rule.name),
-        };
-        if self.unjudged {
-            let paths: Vec<String> = rule.judged.iter().map(|p| format!("`{p}`")).collect();
-            text.push_str(&format!(
-                " (the rule could not judge {}: missing or not the expected type, so it applies)",
-                paths.join(", ")
-            ));
-        }
-        text
-    }
-
-    /// The policy this came from.
-    pub fn policy(&self) -> &'p Policy {
-        self.policy
-    }
-
-    /// Whether the deciding rule names `tool` exactly (relaxing a tool declared to always ask needs that).
-    pub(crate) fn names(&self, tool: &str) -> bool {
-        self.rule.is_some_and(|r| r.names(tool))
-    }
-
-    /// The decision, with the default resolved: `classify` asks when `risk` (the name rules' risk) is known.
-    pub fn resolve(&self, risk: Option<Risk>) -> Action {
-        match (self.action(), self.policy.inner.default) {
-            (Some(action), _) => action,
-            (None, DefaultAction::Classify) => {
-                if risk.is_some() {
-                    Action::Ask
-                } else {
-                    Action::Allow
-                }
-            }
-            (None, DefaultAction::Ask) => Action::Ask,
-            // As the guard does: `default = "allow"` never runs a suspicious name unasked.
-            (None, DefaultAction::Allow) if risk == Some(Risk::SuspiciousName) => Action::Ask,
-            (None, DefaultAction::Allow) => Action::Allow,
-            (None, DefaultAction::Deny) => Action::Deny,
-        }
-    }
-}
-
-/// Why a policy decided as it did (`agentguard policy explain`). Serializes to JSON.
-#[derive(Debug, Clone, Serialize)]
-pub struct Explanation {
-    /// The decision.
-    pub decision: Action,
-    /// The deciding rule; `None` when the default decided.
-    pub rule: Option<String>,
-    /// The deciding rule's message.
-    pub message: Option<String>,
-    /// The policy's default.
-    pub default: DefaultAction,
-    /// Enforce or shadow.
-    pub mode: PolicyMode,
-    /// The policy's version.
-    pub version: String,
-    /// Every rule, in file order, with what it found.
-    pub rules: Vec<RuleTrace>,
-}
-
-/// One rule's verdict in an [`Explanation`].
-#[derive(Debug, Clone, Serialize)]
-pub struct RuleTrace {
-    /// The rule's name.
-    pub name: String,
-    /// Its line in the file.
-    pub line: usize,
-    /// Its action.
-    pub action: Action,
-    /// Whether it matched the call.
-    pub matched: bool,
-    /// Why (or why not), in words.
-    pub note: String,
-    /// Each test on the arguments, in order.
-    pub tests: Vec<TestResult>,
-}
-
-/// How much a [`Diagnostic`] matters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Severity {
-    /// The policy does not load.
-    Error,
-    /// The policy loads, but a rule probably does more than it seems to (an ask or deny rule that matches every
-    /// call without an argument it tests).
-    Warning,
-    /// Worth knowing: which way a rule falls when it cannot judge an argument.
-    Note,
-}
-
-/// One problem (or warning) in a policy file, with where it is.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Diagnostic {
-    /// Error, warning or note.
-    pub severity: Severity,
-    /// 1-based line.
-    pub line: usize,
-    /// 1-based column (in characters).
-    pub column: usize,
-    /// The key it concerns, as a path (`rule "refunds": when.amount_eur.gt`); empty for a syntax error.
-    pub key: String,
-    /// What is wrong and what to write instead.
-    pub message: String,
-}
-
-impl fmt::Display for Diagnostic {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.key.is_empty() {
-            write!(f, "line {}, column {}: {}", self.line, self.column, self.message)
-        } else {
-            write!(
-                f,
-                "line {}, column {}: {}: {}",
-                self.line, self.column, self.key, self.message
-            )
-        }
-    }
-}
-
-/// A policy could not be loaded: the file could not be read, or it has errors (all of them are listed).
-#[derive(Debug, Clone)]
-pub struct PolicyError {
-    origin: String,
-    diagnostics: Vec<Diagnostic>,
-    io: Option<String>,
-}
-
-impl PolicyError {
-    /// A file that cannot be used as it is, and why.
-    pub(crate) fn io(path: &Path, why: &str) -> PolicyError {
-        PolicyError {
-            origin: path.display().to_string(),
-            diagnostics: Vec::new(),
-            io: Some(why.to_owned()),
-        }
-    }
-
-    /// The file (or `<policy>` for text).
-    pub fn origin(&self) -> &str {
-        &self.origin
-    }
-
-    /// Every problem found, in file order (empty when the file could not be read).
-    pub fn diagnostics(&self) -> &[Diagnostic] {
-        &self.diagnostics
-    }
-}
-
-impl fmt::Display for PolicyError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(io) = &self.io {
-            return write!(f, "cannot read policy file {}: {io}", self.origin);
-        }
-        let n = self.diagnostics.len();
-        write!(
-            f,
-            "policy {} has {n} error{}:",
-            self.origin,
-            if n == 1 { "" } else { "s" }
-        )?;
-        for d in &self.diagnostics {
-            write!(f, "\n  {}:{d}", self.origin)?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for PolicyError {}
-
 /// What decided a call, as the audit records it: `{"rule": NAME|"default", "action": …, "version": …}`. A policy
 /// reload's line carries only the version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -705,7 +494,7 @@ pub struct PolicyStamp {
 
 impl PolicyStamp {
     pub(crate) fn of(eval: &Evaluation<'_>, action: Action) -> PolicyStamp {
-        let shadow = eval.policy.mode() == PolicyMode::Shadow;
+        let shadow = eval.policy().mode() == PolicyMode::Shadow;
         PolicyStamp {
             rule: Some(eval.rule().unwrap_or("default").to_owned()),
             action: Some(if shadow {
@@ -713,7 +502,7 @@ impl PolicyStamp {
             } else {
                 action.as_str()
             }),
-            version: eval.policy.version().to_owned(),
+            version: eval.policy().version().to_owned(),
         }
     }
 }
