@@ -117,7 +117,7 @@ pub(super) fn answer_request(cli: &Cli, store: &dyn ApprovalStore, answer: &Reso
         print_json(&serde_json::json!({"request_id": id, "outcome": outcome}));
     }
     // The same words as the HTTP API's `message`.
-    let explained = format!("request {id}: {}", outcome.explain(answer.is_approval()));
+    let explained = format!("request {id}: {}", outcome.explain(answer.kind()));
     let code = match outcome {
         ResolveOutcome::Resolved => {
             if !cli.json {

@@ -53,19 +53,27 @@ impl fmt::Debug for Approver {
 pub(crate) enum Verdict {
     Approved {
         actor: Option<String>,
+        /// Params the approver edited (as sent; checked and frozen in `conclude`).
+        edited: Option<serde_json::Value>,
+        /// The standing grant this approval made.
+        grant: Option<String>,
     },
     Denied {
         reason: DenyReason,
         actor: Option<String>,
         detail: Option<String>,
     },
+    /// The approver answered for the tool.
+    Responded { actor: Option<String>, text: String },
 }
 
 impl Verdict {
     /// How the audit names this verdict.
     pub(crate) fn audit_decision(&self) -> AuditDecision {
         match self {
+            Verdict::Approved { edited: Some(_), .. } => AuditDecision::Edited,
             Verdict::Approved { .. } => AuditDecision::Approved,
+            Verdict::Responded { .. } => AuditDecision::Responded,
             Verdict::Denied {
                 reason: DenyReason::UserDenied,
                 ..
@@ -81,7 +89,18 @@ impl Verdict {
     /// Who gave the verdict, if known.
     pub(crate) fn actor(&self) -> Option<&str> {
         match self {
-            Verdict::Approved { actor } | Verdict::Denied { actor, .. } => actor.as_deref(),
+            Verdict::Approved { actor, .. } | Verdict::Denied { actor, .. } | Verdict::Responded { actor, .. } => {
+                actor.as_deref()
+            }
+        }
+    }
+
+    /// A plain approval by `actor`.
+    pub(crate) fn approved(actor: Option<String>) -> Self {
+        Verdict::Approved {
+            actor,
+            edited: None,
+            grant: None,
         }
     }
 
@@ -97,9 +116,7 @@ impl Verdict {
 /// Runs a sync callback, turning a panic into `approver_failed`.
 pub(crate) fn call_sync(callback: &SyncCallback, request: &ApprovalRequest) -> Verdict {
     match catch_unwind(AssertUnwindSafe(|| callback(request))) {
-        Ok(true) => Verdict::Approved {
-            actor: Some("callback".into()),
-        },
+        Ok(true) => Verdict::approved(Some("callback".into())),
         Ok(false) => Verdict::Denied {
             reason: DenyReason::UserDenied,
             actor: Some("callback".into()),
@@ -256,9 +273,7 @@ impl TerminalPrompt {
             Ok(Some(line)) => {
                 let line = line.trim();
                 if line.eq_ignore_ascii_case("y") || line.eq_ignore_ascii_case("yes") {
-                    Verdict::Approved {
-                        actor: Some("terminal".into()),
-                    }
+                    Verdict::approved(Some("terminal".into()))
                 } else {
                     Verdict::Denied {
                         reason: DenyReason::UserDenied,
@@ -274,7 +289,7 @@ impl TerminalPrompt {
             Err(RecvTimeoutError::Timeout) => Verdict::deny(DenyReason::ApprovalTimeout, None),
         };
         let note = match &verdict {
-            Verdict::Approved { .. } => "approved\n",
+            Verdict::Approved { .. } | Verdict::Responded { .. } => "approved\n",
             Verdict::Denied {
                 reason: DenyReason::ApprovalTimeout,
                 ..

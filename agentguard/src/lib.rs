@@ -90,6 +90,14 @@ pub mod text {
     pub use agentguard_classify::{escape_hidden, is_hidden};
 }
 
+/// Richer answers than yes or no: the [kind](answer::AnswerKind) of an answer (approve, deny, edit, respond), the
+/// standing grant an approval can make ([`GrantSpec`](answer::GrantSpec), [`GrantScope`](answer::GrantScope);
+/// stored as [`store::Grant`]), and the quorum a policy rule can require ([`Quorum`](answer::Quorum),
+/// [`Vote`](answer::Vote), [`QuorumProgress`](answer::QuorumProgress)). Answers are given with [`Resolution`].
+pub mod answer {
+    pub use crate::request::{AnswerKind, GrantScope, GrantSpec, Quorum, QuorumProgress, Vote};
+}
+
 /// The parse errors of the root types: a request id ([`RequestId`]'s `FromStr`) and a risk label ([`Risk`]'s).
 pub mod error {
     pub use crate::request::ParseRequestIdError;

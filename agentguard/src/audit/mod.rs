@@ -96,6 +96,13 @@ pub enum AuditDecision {
     PolicyLoaded,
     /// Not a call: the policy file changed but does not compile; the version in force stays (`event: "policy"`).
     PolicyRejected,
+    /// Gated and approved with params an approver edited: it runs next with them (`edit` holds their digest and
+    /// redacted values; `params_digest` stays the original's; `actor` is who edited).
+    Edited,
+    /// Gated, and a person answered for the tool: it did not run, the agent read their text (`detail`).
+    Responded,
+    /// Not a call: one person's vote on a quorum request (`event: "vote"`; `detail` is `approve` or `deny`).
+    Vote,
 }
 
 impl AuditDecision {
@@ -110,6 +117,9 @@ impl AuditDecision {
             AuditDecision::NotifierError => "notifier_error",
             AuditDecision::PolicyLoaded => "policy_loaded",
             AuditDecision::PolicyRejected => "policy_rejected",
+            AuditDecision::Edited => "edited",
+            AuditDecision::Responded => "responded",
+            AuditDecision::Vote => "vote",
         }
     }
 }
@@ -147,6 +157,13 @@ pub struct AuditRecord<'a> {
     /// What decided, when the guard has a policy: the rule (or `default`), its action and the policy's version.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy: Option<&'a PolicyStamp>,
+    /// The standing grant involved: on a call a grant let through, `{"id", "by"}` (who made it); on an approval
+    /// that made one, `{"id", "made": true, "scope", …}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grant: Option<&'a Value>,
+    /// On an `edited` line: `{"params_digest", "params"}` of the edited params (redacted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub edit: Option<&'a Value>,
 }
 
 impl<'a> AuditRecord<'a> {
@@ -167,6 +184,8 @@ impl<'a> AuditRecord<'a> {
             actor: None,
             detail: None,
             policy: None,
+            grant: None,
+            edit: None,
         }
     }
 

@@ -28,6 +28,45 @@ pub(crate) enum Route {
     /// A policy allowed it: an `allow` rule (one naming the tool exactly, for a tool declared to always ask) or the
     /// policy's `default = "allow"`.
     Policy,
+    /// A standing grant a person made let it through (judged on its arguments).
+    Grant,
+}
+
+/// How an allowed call differs from what the agent asked for: an approver edited its arguments. The agent's result
+/// should say so ([`notice`](Self::notice)); the adapters (rig, MCP) add it to the tool's output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Edited {
+    pub(crate) by: Option<String>,
+    pub(crate) original_digest: ParamsDigest,
+    pub(crate) digest: ParamsDigest,
+    pub(crate) shown: Value,
+}
+
+impl Edited {
+    /// Who edited.
+    pub fn by(&self) -> Option<&str> {
+        self.by.as_deref()
+    }
+    /// The digest of the params the agent asked with.
+    pub fn original_digest(&self) -> &ParamsDigest {
+        &self.original_digest
+    }
+    /// The digest of the params that ran.
+    pub fn params_digest(&self) -> &ParamsDigest {
+        &self.digest
+    }
+    /// The params that ran, redacted.
+    pub fn params(&self) -> &Value {
+        &self.shown
+    }
+    /// One line for the agent: `agentguard: an approver (alice) edited the arguments; the call ran with {…}`.
+    pub fn notice(&self) -> String {
+        format!(
+            "agentguard: an approver ({}) edited the arguments; the call ran with {}",
+            self.by.as_deref().unwrap_or("unnamed"),
+            self.shown
+        )
+    }
 }
 
 /// The guard's decision that a call may run: its tool, the frozen params and how it was allowed.
@@ -47,6 +86,8 @@ pub struct Allowed {
     /// Parked and not claimed yet: the claim is made when the handler's `Approval` is minted (`dispatch`).
     unclaimed: Arc<AtomicBool>,
     route: Route,
+    /// The approver's edit, when the params are not the ones the agent asked with.
+    edited: Option<Edited>,
     /// The call's span (feature `tracing`; nothing without it).
     span: CallSpan,
 }
@@ -63,6 +104,7 @@ pub(super) fn unasked(tool: String, params: Value, route: Route) -> Allowed {
         parked: false,
         unclaimed: Arc::new(AtomicBool::new(false)),
         route,
+        edited: None,
         span: CallSpan::default(),
     }
 }
@@ -86,6 +128,7 @@ pub(super) fn asked(
         parked,
         unclaimed: Arc::new(AtomicBool::new(unclaimed)),
         route: Route::Asked,
+        edited: None,
         span: CallSpan::default(),
     }
 }
@@ -104,6 +147,17 @@ impl Allowed {
     /// Takes the params.
     pub fn into_params(self) -> Value {
         self.params
+    }
+
+    /// This decision, with the approver's edit.
+    pub(super) fn with_edit(mut self, edited: Option<Edited>) -> Self {
+        self.edited = edited;
+        self
+    }
+
+    /// The approver's edit, when the params that run are not the ones the agent asked with.
+    pub fn edited(&self) -> Option<&Edited> {
+        self.edited.as_ref()
     }
 
     /// This decision, carrying the call's span for its run.
@@ -137,9 +191,10 @@ impl Allowed {
         self.actor.as_deref()
     }
 
-    /// Whether a policy let it run unasked.
-    pub(super) fn by_policy(&self) -> bool {
-        self.route == Route::Policy
+    /// Whether a rule judging its arguments let it run unasked (a policy rule, a standing grant): a `#[gate]` body's
+    /// live arguments must then still be the ones judged.
+    pub(super) fn unasked_by_rule(&self) -> bool {
+        matches!(self.route, Route::Policy | Route::Grant)
     }
 
     /// `true` if a person (or approver) was asked; `false` for a safe call.
@@ -174,7 +229,7 @@ impl Allowed {
                 self.tool
             ));
         }
-        if A::ALWAYS_ASK && !matches!(self.route, Route::Asked | Route::Policy) {
+        if A::ALWAYS_ASK && !matches!(self.route, Route::Asked | Route::Policy | Route::Grant) {
             return refuse(format!(
                 "tool `{}` is declared to always ask, but nobody was asked about this call: no Approval is made for it",
                 self.tool
@@ -184,26 +239,33 @@ impl Allowed {
             .ok()
             .and_then(|v| canonical_json(&v, usize::MAX))
             .map(|text| ParamsDigest::of(text.as_bytes()));
+        // The caller's arguments are the ones the agent asked with: after an edit, the original's digest.
+        let asked = match (&self.edited, &self.digest) {
+            (Some(edit), _) => Some(edit.original_digest.clone()),
+            (None, Some(d)) => Some(d.clone()),
+            (None, None) => canonical_json(&self.params, usize::MAX).map(|text| ParamsDigest::of(text.as_bytes())),
+        };
         let approved = match &self.digest {
             Some(d) => Some(d.clone()),
-            None => canonical_json(&self.params, usize::MAX).map(|text| ParamsDigest::of(text.as_bytes())),
+            None => asked.clone(),
         };
         // The handler gets the arguments read back from the approved snapshot, not the caller's value: a field the
         // snapshot does not show (`#[serde(skip_serializing)]`, a lossy `serialize_with`) cannot carry anything the
         // approver did not see. A field that cannot be read back refuses the call.
         let from_snapshot = serde_json::from_value::<A>(self.params.clone());
         match (shown, approved, from_snapshot) {
-            (Some(shown), Some(approved), Ok(args)) if shown == approved => {
+            (Some(shown), Some(approved), Ok(args)) if Some(&shown) == asked.as_ref() => {
                 self.claim(store)?;
                 Ok(Approval {
                     args,
                     request_id: self.request_id.clone(),
                     digest: approved,
                     actor: self.actor.clone(),
+                    edited: self.edited.clone(),
                     _scope: PhantomData,
                 })
             }
-            (Some(shown), Some(approved), Err(e)) if shown == approved => refuse(format!(
+            (Some(shown), Some(_), Err(e)) if Some(&shown) == asked.as_ref() => refuse(format!(
                 "the approved params of tool `{}` do not hold all its arguments ({e}): a field the approver was \
                  not shown cannot run",
                 self.tool
@@ -259,6 +321,7 @@ pub struct Approval<'a, A> {
     request_id: Option<RequestId>,
     digest: ParamsDigest,
     actor: Option<String>,
+    edited: Option<Edited>,
     _scope: PhantomData<&'a ()>,
 }
 
@@ -292,6 +355,12 @@ impl<A> Approval<'_, A> {
     pub fn was_asked(&self) -> bool {
         self.request_id.is_some()
     }
+
+    /// The approver's edit: the arguments are not the ones the agent asked with, but the ones an approver wrote
+    /// (checked, frozen, judged by the policy). The handler's result should say so ([`Edited::notice`]).
+    pub fn edited(&self) -> Option<&Edited> {
+        self.edited.as_ref()
+    }
 }
 
 impl<A> std::ops::Deref for Approval<'_, A> {
@@ -309,6 +378,7 @@ impl<A: fmt::Debug> fmt::Debug for Approval<'_, A> {
             .field("request_id", &self.request_id)
             .field("params_digest", &self.digest)
             .field("actor", &self.actor)
+            .field("edited", &self.edited)
             .finish()
     }
 }

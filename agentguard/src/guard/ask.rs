@@ -96,9 +96,7 @@ fn block_on_async_callback(cb: &approver::AsyncCallback, parked: &Parked) -> Ver
 async fn async_callback_verdict(cb: &approver::AsyncCallback, parked: &Parked) -> Verdict {
     let fut = approver::CatchUnwind(Box::pin(cb(parked.request.clone())));
     match tokio::time::timeout_at(parked.until.into(), fut).await {
-        Ok(Ok(true)) => Verdict::Approved {
-            actor: Some("callback".into()),
-        },
+        Ok(Ok(true)) => Verdict::approved(Some("callback".into())),
         Ok(Ok(false)) => Verdict::Denied {
             reason: DenyReason::UserDenied,
             actor: Some("callback".into()),

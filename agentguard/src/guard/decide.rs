@@ -14,9 +14,12 @@ use super::trace::CallSpan;
 use super::{AgentGuard, Gating, Inner, Recheck};
 use crate::approver::{self, Approver, Notifier, Verdict};
 use crate::audit::{AuditDecision, AuditRecord};
-use crate::params::{canonical_json, deeper_than, FrozenParams, ParamsDigest, ParamsRejected, MAX_PARAMS_DEPTH};
-use crate::policy::{Action, DefaultAction, PolicyMode, PolicyStamp};
-use crate::request::{ActionDenied, ApprovalRequest, DenyReason, RequestId, ToolCall};
+use crate::params::{
+    canonical_json, deeper_than, FrozenParams, ParamsDigest, ParamsRejected, MAX_PARAMS_DEPTH, REDACTED,
+};
+use crate::policy::{Action, DefaultAction, GrantCondition, PolicyMode, PolicyStamp};
+use crate::request::{ActionDenied, ApprovalRequest, DenyReason, EditCheck, Quorum, RequestId, ToolCall, Vote};
+use crate::store::Grant;
 use agentguard_classify::{classify, confusable_key, name_key, Risk};
 
 /// When a parked approval is claimed in the store (marked `executed`, at most once).
@@ -37,6 +40,21 @@ pub(crate) struct Parked {
     pub(super) until: Instant,
     /// What the policy said (its rule asked, or its default), for the verdict's audit line.
     stamp: Option<PolicyStamp>,
+    /// How an approver's edit of the params is checked.
+    edits: EditCheck,
+    /// The keys the call asked to mask (applied to edited params too).
+    redact: Vec<String>,
+}
+
+/// Who asks about a call, and on what terms.
+#[derive(Clone, Default)]
+struct Asking {
+    /// The policy rule that asks, with its message (none when the name rules or the default ask).
+    rule: Option<(String, Option<String>)>,
+    /// The quorum a matching ask rule requires.
+    quorum: Option<Quorum>,
+    /// The matching ask rule that forbids standing grants.
+    no_remember: Option<String>,
 }
 
 /// What the first step decided for a call.
@@ -44,8 +62,8 @@ pub(crate) struct Parked {
 enum Plan {
     /// Run without asking.
     Allow(Route),
-    /// Ask, showing this risk (and the policy rule that asks, with its message).
-    Ask(Risk, Option<(String, Option<String>)>),
+    /// Ask, showing this risk.
+    Ask(Risk, Asking),
     /// Refused by the policy, with the message the agent reads.
     Deny(String),
 }
@@ -140,7 +158,7 @@ impl Inner {
     /// arguments, so they are serialized again and compared with what the policy judged (a value behind a lock or a
     /// cell could have changed in between). A change is a denial, audited after the allowed line.
     fn unchanged_since_judged(&self, approval: &Allowed, recheck: Option<&Recheck<'_>>) -> Result<(), ActionDenied> {
-        let (true, Some(recheck)) = (approval.by_policy(), recheck) else {
+        let (true, Some(recheck)) = (approval.unasked_by_rule(), recheck) else {
             return Ok(());
         };
         let digest = |v: &Value| canonical_json(v, usize::MAX).map(|text| ParamsDigest::of(text.as_bytes()));
@@ -197,7 +215,30 @@ impl Inner {
                 self.record_allowed(&call, stamp.as_ref());
                 Ok(Start::Allowed(approval::unasked(call.name, call.params, route)))
             }
-            Plan::Ask(risk, asked_by) => self.prepare(call, risk, stamp, asked_by).map(Start::Ask),
+            Plan::Ask(risk, asking) => {
+                if let Some(grant) = self.grant_for(&call, &asking) {
+                    self.record_granted(&call, stamp.as_ref(), &grant);
+                    return Ok(Start::Allowed(approval::unasked(call.name, call.params, Route::Grant)));
+                }
+                if asking.quorum.is_some() && !matches!(self.approver, Approver::External { .. }) {
+                    let rule = asking.rule.as_ref().map_or("a policy rule", |(name, _)| name.as_str());
+                    let detail = format!(
+                        "policy rule {rule:?} needs a quorum of approvers, which only an external guard can collect \
+                         (votes through its store: the page, the HTTP API, `agentguard approve`); this guard's \
+                         approver is one person or callback"
+                    );
+                    if let Some(audit) = &self.audit {
+                        let mut rec = AuditRecord::of_call(&call, AuditDecision::Blocked);
+                        rec.reason = Some(DenyReason::ApproverFailed.as_str());
+                        rec.risk = Some(risk);
+                        rec.detail = Some(&detail);
+                        rec.policy = stamp.as_ref();
+                        let _ = audit.record(&rec);
+                    }
+                    return Err(ActionDenied::new(DenyReason::ApproverFailed, call.name).with_detail(Some(detail)));
+                }
+                self.prepare(call, risk, stamp, asking).map(Start::Ask)
+            }
             Plan::Deny(detail) => {
                 if let Some(audit) = &self.audit {
                     // What was refused, redacted: the record of a denial is worth as much as that of a run.
@@ -225,7 +266,7 @@ impl Inner {
                 Gating::Never => Route::Declared,
                 _ => Route::GuardRules,
             }),
-            Some(risk) => Plan::Ask(risk, None),
+            Some(risk) => Plan::Ask(risk, Asking::default()),
         };
         let Some(slot) = &self.policy else {
             return (by_names, None);
@@ -237,16 +278,20 @@ impl Inner {
             || (!self.dangerous.is_empty() && self.dangerous.contains(&confusable_key(&call.name)));
         // From the name itself, not the gating: a caller's `Gating::Never` does not make a disguised name plain.
         let suspicious = risk == Some(Risk::SuspiciousName) || classify(&call.name) == Some(Risk::SuspiciousName);
-        let by_rule = eval
-            .rule()
-            .map(|rule| (rule.to_owned(), eval.message().map(str::to_owned)));
+        let by_rule = Asking {
+            rule: eval
+                .rule()
+                .map(|rule| (rule.to_owned(), eval.message().map(str::to_owned))),
+            quorum: eval.quorum().cloned(),
+            no_remember: eval.forbids_remember().map(str::to_owned),
+        };
         let ask = || Plan::Ask(risk.unwrap_or(Risk::ManuallyFlagged), by_rule.clone());
         let plan = match (eval.action(), policy.default_action()) {
             (Some(Action::Deny), _) => Plan::Deny(eval.denial()),
             (Some(Action::Ask), _) => ask(),
             // The allow rule cannot relax it; the request does not name that rule as the one asking.
             (Some(Action::Allow), _) if declared && !eval.names(&call.name) => {
-                Plan::Ask(risk.unwrap_or(Risk::ManuallyFlagged), None)
+                Plan::Ask(risk.unwrap_or(Risk::ManuallyFlagged), Asking::default())
             }
             (Some(Action::Allow), _) => Plan::Allow(Route::Policy),
             (None, DefaultAction::Classify) => by_names.clone(),
@@ -257,7 +302,7 @@ impl Inner {
                 } else {
                     Risk::ManuallyFlagged
                 };
-                Plan::Ask(risk.unwrap_or(shown), None)
+                Plan::Ask(risk.unwrap_or(shown), Asking::default())
             }
             // No rule looked at it: a call its caller declared safe stays the caller's word (no `Approval` from it).
             (None, DefaultAction::Allow) if gate == Gating::Never => Plan::Allow(Route::Declared),
@@ -325,7 +370,7 @@ impl Inner {
         mut call: ToolCall,
         risk: Risk,
         stamp: Option<PolicyStamp>,
-        asked_by: Option<(String, Option<String>)>,
+        asking: Asking,
     ) -> Result<Parked, ActionDenied> {
         let params = std::mem::take(&mut call.params); // moved into the snapshot, not copied
         let frozen = match FrozenParams::freeze(params, self.max_params_bytes) {
@@ -353,8 +398,27 @@ impl Inner {
             server,
             reason,
             redact,
+            edits,
             ..
         } = call;
+        // Nobody answers their own request: the agent itself, and the people the policy maps to it.
+        let mut excluded: Vec<String> = Vec::new();
+        if let Some(agent) = &agent_id {
+            excluded.push(agent.clone());
+            if let Some(slot) = &self.policy {
+                excluded.extend(slot.current().principals_of(agent).iter().cloned());
+            }
+        }
+        let remember_refused = match (&asking.no_remember, &asking.quorum) {
+            _ if risk == Risk::SuspiciousName => {
+                Some("the tool's name is suspicious (hidden or look-alike characters): every call is asked".to_owned())
+            }
+            (Some(rule), _) => Some(format!(
+                "policy rule {rule:?} says remember = false: every call is asked"
+            )),
+            (None, Some(_)) => Some("a quorum request makes no standing grant: each call needs its quorum".to_owned()),
+            (None, None) => None,
+        };
         let now = SystemTime::now();
         let until = Instant::now() + self.timeout;
         let shown = self.redactor.redact_with(frozen.value(), &redact);
@@ -371,8 +435,14 @@ impl Inner {
             now,
             now + self.timeout,
         )
-        .with_server(server);
-        let request = match asked_by {
+        .with_server(server)
+        .with_answers(
+            asking.quorum,
+            excluded,
+            edits.refused().map(str::to_owned),
+            remember_refused,
+        );
+        let request = match asking.rule {
             Some((rule, message)) => request.with_policy_rule(Some(rule), message),
             None => request,
         };
@@ -381,16 +451,19 @@ impl Inner {
             params: frozen.into_value(),
             until,
             stamp,
+            edits,
+            redact,
         })
     }
 
-    /// The last step of every gated decision: checks the params again if asked, records the verdict, and returns the
-    /// approval only if the call may run (a gated call whose audit line cannot be written does not run).
+    /// The last step of every gated decision: checks the params again if asked, takes an approver's edit (checked,
+    /// frozen, judged by the policy again), records the verdict, and returns the approval only if the call may run (a
+    /// gated call whose audit line cannot be written does not run).
     ///
     /// In external mode the store hears the end of it too, and only once it is known: an approval is claimed
     /// (`executed`, at most once) after its audit line is written, just before it runs; one that will not run after
-    /// all (arguments changed, audit failed) is abandoned, so the store ends it `expired`, never `approved` forever
-    /// or `executed` for a call that never started.
+    /// all (arguments changed, edit rejected, audit failed) is abandoned, so the store ends it `expired`, never
+    /// `approved` forever or `executed` for a call that never started.
     pub(super) fn conclude(
         &self,
         parked: Parked,
@@ -400,15 +473,40 @@ impl Inner {
     ) -> Result<Allowed, ActionDenied> {
         let verdict = self.in_time(verdict, parked.until);
         let verdict = match (verdict, recheck) {
-            (Verdict::Approved { actor }, Some(recheck)) => match params_unchanged(&parked, recheck) {
-                Ok(()) => Verdict::Approved { actor },
+            (verdict @ Verdict::Approved { .. }, Some(recheck)) => match params_unchanged(&parked, recheck) {
+                Ok(()) => verdict,
                 Err(detail) => Verdict::Denied {
                     reason: DenyReason::ParamsChanged,
-                    actor,
+                    actor: verdict.actor().map(str::to_owned),
                     detail: Some(detail),
                 },
             },
             (verdict, _) => verdict,
+        };
+        let (verdict, edit) = match verdict {
+            Verdict::Approved {
+                actor,
+                edited: Some(raw),
+                grant,
+            } => match self.take_edit(&parked, raw) {
+                Ok(edit) => (
+                    Verdict::Approved {
+                        actor,
+                        edited: Some(Value::Null),
+                        grant,
+                    },
+                    Some(edit),
+                ),
+                Err((reason, detail)) => (
+                    Verdict::Denied {
+                        reason,
+                        actor,
+                        detail: Some(detail),
+                    },
+                    None,
+                ),
+            },
+            verdict => (verdict, None),
         };
         let in_store = matches!(self.approver, Approver::External { .. });
         let req = &parked.request;
@@ -418,10 +516,17 @@ impl Inner {
                 .with_detail(detail)
         };
         let stamp = parked.stamp.as_ref();
-        let written = self.record_verdict(req, &verdict, stamp);
+        let written = self.record_verdict(req, &verdict, stamp, edit.as_ref());
         match verdict {
+            Verdict::Responded { text, .. } => Err(ActionDenied::responded(req.tool(), req.request_id().clone(), text)),
             Verdict::Denied { reason, detail, .. } => {
-                if in_store && reason == DenyReason::ParamsChanged {
+                if in_store
+                    && matches!(
+                        reason,
+                        DenyReason::ParamsChanged | DenyReason::EditRejected | DenyReason::PolicyDenied
+                    )
+                {
+                    // Approved in the store, but it will not run: never leave it claimable.
                     let _ = self.store.abandon(req.request_id());
                 }
                 Err(denied(reason, detail))
@@ -438,7 +543,7 @@ impl Inner {
                     )),
                 ))
             }
-            Verdict::Approved { actor } => {
+            Verdict::Approved { actor, .. } => {
                 if in_store && claim == Claim::Now {
                     // At most once: the claim is the store's compare-and-set. A claim that fails is audited too, so
                     // the approved line above is followed by the reason it did not run.
@@ -458,25 +563,130 @@ impl Inner {
                         Err(e) => Some(super::wait::store_down(e)),
                     };
                     if let Some(refused @ Verdict::Denied { reason, .. }) = claimed {
-                        let _ = self.record_verdict(req, &refused, stamp);
+                        let _ = self.record_verdict(req, &refused, stamp, None);
                         let detail = match refused {
                             Verdict::Denied { detail, .. } => detail,
-                            Verdict::Approved { .. } => None,
+                            _ => None,
                         };
                         return Err(denied(reason, detail));
                     }
                 }
                 let id = req.request_id().clone();
-                let digest = req.params_digest().clone();
+                let original = req.params_digest().clone();
+                let (params, digest, edited) = match edit {
+                    Some(edit) => (
+                        edit.params,
+                        edit.digest.clone(),
+                        Some(approval::Edited {
+                            by: actor.clone(),
+                            original_digest: original,
+                            digest: edit.digest,
+                            shown: edit.shown,
+                        }),
+                    ),
+                    None => (parked.params, original, None),
+                };
                 Ok(approval::asked(
                     parked.request.into_tool(),
-                    parked.params,
+                    params,
                     id,
                     digest,
                     actor,
                     in_store,
                     in_store && claim == Claim::AtApproval,
-                ))
+                )
+                .with_edit(edited))
+            }
+        }
+    }
+
+    /// Takes an approver's edited params: masked secrets restored from the original, checked by the tool's reader,
+    /// frozen (size and depth limits) and judged by the policy again. `Err` carries the reason and what to tell the
+    /// agent.
+    fn take_edit(&self, parked: &Parked, mut raw: Value) -> Result<Edit, (DenyReason, String)> {
+        let tool = parked.request.tool();
+        restore_masked(&mut raw, &parked.params);
+        parked.edits.check(&raw).map_err(|why| {
+            (
+                DenyReason::EditRejected,
+                format!("the approver's edit of `{tool}` does not fit its arguments: {why}; nothing ran"),
+            )
+        })?;
+        let frozen = FrozenParams::freeze(raw, self.max_params_bytes).map_err(|rejected| {
+            (
+                DenyReason::EditRejected,
+                format!("the approver's edit of `{tool}` cannot be used: {rejected}; nothing ran"),
+            )
+        })?;
+        if self.policy.is_some() {
+            let req = &parked.request;
+            let mut call = ToolCall::new(tool, frozen.value().clone());
+            call.agent_id = req.agent_id().map(str::to_owned);
+            call.session_id = req.session_id().map(str::to_owned);
+            call.server = req.server().map(str::to_owned);
+            if let (Plan::Deny(why), _) = self.plan(&call, Gating::Always(req.risk()), Some(req.risk())) {
+                return Err((
+                    DenyReason::PolicyDenied,
+                    format!("the policy denies the call as edited by the approver: {why}; nothing ran"),
+                ));
+            }
+        }
+        let shown = self.redactor.redact_with(frozen.value(), &parked.redact);
+        let digest = frozen.digest().clone();
+        Ok(Edit {
+            params: frozen.into_value(),
+            digest,
+            shown,
+        })
+    }
+
+    /// A standing grant that lets `call` through now, used once (atomically, in the store); `None` when none does,
+    /// when the rules that ask forbid grants, or when the store cannot be read (then a person is asked).
+    fn grant_for(&self, call: &ToolCall, asking: &Asking) -> Option<Grant> {
+        if asking.quorum.is_some() || asking.no_remember.is_some() {
+            return None;
+        }
+        if classify(&call.name) == Some(Risk::SuspiciousName) {
+            return None;
+        }
+        let candidates = self.store.grants_for(&call.name).ok()?;
+        candidates.into_iter().find(|grant| {
+            grant.covers(call)
+                && grant.when.as_deref().is_none_or(|when| {
+                    GrantCondition::compile(when).is_ok_and(|condition| condition.matches(&call.params))
+                })
+                && self.store.use_grant(&grant.id).unwrap_or(false)
+        })
+    }
+
+    /// Audits a call a standing grant let through: the grant's id and who made it.
+    fn record_granted(&self, call: &ToolCall, stamp: Option<&PolicyStamp>, grant: &Grant) {
+        let Some(audit) = &self.audit else { return };
+        let (shown, digest) = self.params_for_record(call);
+        let granted = json!({ "id": grant.id, "by": grant.created_by, "scope": grant.scope });
+        let mut rec = AuditRecord::of_call(call, AuditDecision::Allowed);
+        rec.params = Some(&shown);
+        rec.params_digest = digest.as_ref();
+        rec.policy = stamp;
+        rec.grant = Some(&granted);
+        rec.actor = grant.created_by.as_deref();
+        rec.detail = Some("a standing grant let it run");
+        if let Err(e) = audit.record(&rec) {
+            eprintln!("agentguard: audit record for granted call {:?} failed: {e}", call.name);
+        }
+    }
+
+    /// Audits each vote cast on a quorum request, before its verdict's line.
+    pub(super) fn record_votes(&self, request: &ApprovalRequest, votes: &[Vote]) {
+        let Some(audit) = &self.audit else { return };
+        for vote in votes {
+            let mut rec = AuditRecord::of_request(request, AuditDecision::Vote);
+            rec.event = "vote";
+            rec.params = None;
+            rec.actor = Some(&vote.actor);
+            rec.detail = Some(if vote.approve { "approve" } else { "deny" });
+            if let Err(e) = audit.record(&rec) {
+                eprintln!("agentguard: audit record of a vote failed: {e}");
             }
         }
     }
@@ -487,13 +697,28 @@ impl Inner {
         req: &ApprovalRequest,
         verdict: &Verdict,
         stamp: Option<&PolicyStamp>,
+        edit: Option<&Edit>,
     ) -> Result<(), crate::audit::AuditError> {
         let Some(audit) = &self.audit else { return Ok(()) };
         let mut rec = AuditRecord::of_request(req, verdict.audit_decision());
         rec.policy = stamp;
-        if let Verdict::Denied { reason, detail, .. } = verdict {
-            rec.reason = Some(reason.as_str());
-            rec.detail = detail.as_deref();
+        let edited = edit.map(|e| json!({ "params_digest": e.digest, "params": e.shown }));
+        rec.edit = edited.as_ref();
+        let made = match verdict {
+            Verdict::Approved { grant: Some(id), .. } => Some(json!({ "id": id, "made": true })),
+            _ => None,
+        };
+        rec.grant = made.as_ref();
+        match verdict {
+            Verdict::Denied { reason, detail, .. } => {
+                rec.reason = Some(reason.as_str());
+                rec.detail = detail.as_deref();
+            }
+            Verdict::Responded { text, .. } => {
+                rec.reason = Some(DenyReason::Responded.as_str());
+                rec.detail = Some(text);
+            }
+            Verdict::Approved { .. } => {}
         }
         rec.actor = verdict.actor();
         audit.record(&rec)
@@ -528,6 +753,36 @@ impl Inner {
                 eprintln!("agentguard: {detail}; and its audit record failed: {e}");
             }
         }
+    }
+}
+
+/// An approver's edit, taken: the frozen params that run, their digest, and how they are shown (redacted).
+struct Edit {
+    params: Value,
+    digest: ParamsDigest,
+    shown: Value,
+}
+
+/// Puts back the original value wherever an edit kept the redaction mask of a secret the approver was not shown.
+fn restore_masked(edited: &mut Value, original: &Value) {
+    if edited.as_str() == Some(REDACTED) {
+        *edited = original.clone();
+        return;
+    }
+    match (edited, original) {
+        (Value::Object(e), Value::Object(o)) => {
+            for (key, value) in e.iter_mut() {
+                if let Some(was) = o.get(key) {
+                    restore_masked(value, was);
+                }
+            }
+        }
+        (Value::Array(e), Value::Array(o)) => {
+            for (value, was) in e.iter_mut().zip(o) {
+                restore_masked(value, was);
+            }
+        }
+        _ => {}
     }
 }
 

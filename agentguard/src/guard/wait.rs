@@ -4,7 +4,7 @@
 use super::decide::Parked;
 use super::Inner;
 use crate::approver::{Notifier, Verdict};
-use crate::request::{DenyReason, RequestId};
+use crate::request::{AnswerKind, DenyReason, RequestId};
 use crate::store::{Decision, RequestState, StoreError};
 
 impl Inner {
@@ -43,7 +43,7 @@ impl Inner {
                 return store_down(e);
             }
         };
-        self.verdict_of(id, decision)
+        self.verdict_of(parked, decision)
     }
 
     /// Parks as a future: woken by the store's answer or by a tokio timer at the deadline. Dropping it while parked
@@ -67,12 +67,13 @@ impl Inner {
             Err(_elapsed) => self.store.expire(id),
         };
         expire_on_drop.armed = false;
-        self.verdict_of(id, decision)
+        self.verdict_of(parked, decision)
     }
 
     /// Turns a store decision into a verdict. An approval is claimed later, in `conclude`, once it is known that the
     /// call will run (the arguments rechecked), so the store never says `executed` for a call that was not started.
-    fn verdict_of(&self, id: &RequestId, decision: Result<Option<Decision>, StoreError>) -> Verdict {
+    fn verdict_of(&self, parked: &Parked, decision: Result<Option<Decision>, StoreError>) -> Verdict {
+        let id = parked.request.request_id();
         let decision = match decision {
             Ok(Some(d)) => d,
             Ok(None) => {
@@ -83,12 +84,27 @@ impl Inner {
             }
             Err(e) => return store_down(e),
         };
+        self.record_votes(&parked.request, &decision.votes);
         match decision.state {
-            RequestState::Approved => Verdict::Approved { actor: decision.actor },
+            RequestState::Approved => Verdict::Approved {
+                actor: decision.actor,
+                edited: decision.edited.filter(|_| decision.kind == Some(AnswerKind::Edit)),
+                grant: decision.grant,
+            },
             RequestState::Denied => Verdict::Denied {
                 reason: DenyReason::UserDenied,
                 actor: decision.actor,
                 detail: decision.note,
+            },
+            RequestState::Responded => match decision.response {
+                Some(text) => Verdict::Responded {
+                    actor: decision.actor,
+                    text,
+                },
+                None => Verdict::deny(
+                    DenyReason::StoreUnavailable,
+                    format!("request {id} was answered for the tool, but the store lost the answer's text"),
+                ),
             },
             RequestState::Executed => Verdict::deny(DenyReason::AlreadyExecuted, None),
             RequestState::Expired | RequestState::Pending => Verdict::deny(DenyReason::ApprovalTimeout, None),

@@ -76,11 +76,19 @@ pub(super) async fn resolve(
         ResolveOutcome::Unknown => StatusCode::NOT_FOUND,
         ResolveOutcome::Expired => StatusCode::GONE,
         ResolveOutcome::DigestMismatch => StatusCode::UNPROCESSABLE_ENTITY,
+        ResolveOutcome::VoteRecorded => StatusCode::ACCEPTED,
+        ResolveOutcome::AlreadyVoted => StatusCode::CONFLICT,
+        ResolveOutcome::NotAnApprover | ResolveOutcome::OwnRequest => StatusCode::FORBIDDEN,
+        ResolveOutcome::NotAllowedHere => StatusCode::UNPROCESSABLE_ENTITY,
         ResolveOutcome::Unavailable => return Err(ApiError::store("it did not answer")),
     };
-    let message = outcome.explain(parsed.approved);
+    let message = outcome.explain(if parsed.approved {
+        crate::request::AnswerKind::Approve
+    } else {
+        crate::request::AnswerKind::Deny
+    });
     let mut body = json!({ "outcome": outcome.as_str(), "request_id": request_id, "message": message });
-    if status != StatusCode::OK {
+    if !status.is_success() {
         // Like every other error: an `error` code (the outcome in lower case) beside the outcome.
         body["error"] = json!(outcome.as_str().to_ascii_lowercase());
     }

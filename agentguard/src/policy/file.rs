@@ -1,7 +1,7 @@
 //! The policy file: TOML in, a compiled [`Compiled`] policy out, or every error at once with its line, key and
 //! what to write instead.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
@@ -14,9 +14,21 @@ use super::words::{describe, expected, show, suggest, unknown_key, Ctx};
 use super::{Action, Compiled, DefaultAction, Diagnostic, PolicyMode, Rule, Severity};
 use agentguard_classify::Risk;
 
-const TOP_KEYS: &[&str] = &["default", "mode", "base_dir", "rule"];
+const TOP_KEYS: &[&str] = &["default", "mode", "base_dir", "groups", "principals", "rule"];
 const RULE_KEYS: &[&str] = &[
-    "name", "tools", "agents", "sessions", "servers", "risks", "when", "action", "message",
+    "name",
+    "tools",
+    "agents",
+    "sessions",
+    "servers",
+    "risks",
+    "when",
+    "action",
+    "message",
+    "remember",
+    "approvers",
+    "quorum",
+    "denials",
 ];
 const OPS: &[&str] = &[
     "eq",
@@ -79,8 +91,18 @@ pub(super) fn compile(source: &str) -> Result<(Compiled, Vec<Diagnostic>), Vec<D
             ),
         }
     }
+    // Groups next: rules' approvers name them.
+    let mut groups: HashMap<String, Vec<String>> = HashMap::new();
+    if let Some((_, v)) = doc.iter().find(|(k, _)| k.get_ref() == "groups") {
+        groups = name_lists(&mut cx, "groups", v, "a group");
+    }
+    let mut principals: HashMap<String, Vec<String>> = HashMap::new();
+    if let Some((_, v)) = doc.iter().find(|(k, _)| k.get_ref() == "principals") {
+        principals = name_lists(&mut cx, "principals", v, "an agent");
+    }
     for (key, value) in sorted(&doc) {
         match key.get_ref().as_ref() {
+            "groups" | "principals" => {}
             "default" => {
                 default = match value.get_ref().as_str() {
                     Some("classify") => DefaultAction::Classify,
@@ -133,7 +155,8 @@ pub(super) fn compile(source: &str) -> Result<(Compiled, Vec<Diagnostic>), Vec<D
                 for (i, item) in items.iter().enumerate() {
                     match item.get_ref() {
                         DeValue::Table(table) => {
-                            if let Some(rule) = compile_rule(&mut cx, i, table, item.span(), base_dir.as_ref()) {
+                            if let Some(rule) = compile_rule(&mut cx, i, table, item.span(), base_dir.as_ref(), &groups)
+                            {
                                 rules.push(rule);
                             }
                         }
@@ -190,6 +213,7 @@ pub(super) fn compile(source: &str) -> Result<(Compiled, Vec<Diagnostic>), Vec<D
             base_dir,
             rules,
             order,
+            principals,
             by_name: Default::default(),
         },
         cx.warnings,
@@ -211,6 +235,7 @@ fn compile_rule(
     table: &DeTable<'_>,
     span: std::ops::Range<usize>,
     base: Option<&FsPath>,
+    groups: &HashMap<String, Vec<String>>,
 ) -> Option<Rule> {
     let errors_before = cx.errors.len();
     let mut label = format!("rule[{index}]");
@@ -228,6 +253,10 @@ fn compile_rule(
     let mut risks = None;
     let mut when = None;
     let mut when_span = span.clone();
+    let mut remember = true;
+    let mut approvers: Option<(Vec<String>, std::ops::Range<usize>)> = None;
+    let mut quorum: Option<(u32, std::ops::Range<usize>)> = None;
+    let mut denials: Option<u32> = None;
     for (key, value) in sorted(table) {
         let k = key.get_ref().as_ref();
         let here = format!("{label}: {k}");
@@ -269,6 +298,39 @@ fn compile_rule(
                 *out = list;
             }
             "risks" => risks = Some(risk_list(cx, &here, value)),
+            "remember" => match value.get_ref() {
+                DeValue::Boolean(b) => remember = *b,
+                other => cx.error(
+                    value.span(),
+                    &here,
+                    format!(
+                        "remember is true or false (false: approvals of these calls never make standing grants); \
+                         found {}",
+                        describe(other)
+                    ),
+                ),
+            },
+            "approvers" => {
+                let list = approver_list(cx, &here, value, groups);
+                approvers = Some((list, value.span()));
+            }
+            "quorum" | "denials" => match toml_int(value.get_ref()) {
+                Some(n) if (1..=100).contains(&n) => {
+                    if k == "quorum" {
+                        quorum = Some((n as u32, value.span()));
+                    } else {
+                        denials = Some(n as u32);
+                    }
+                }
+                _ => cx.error(
+                    value.span(),
+                    &here,
+                    format!(
+                        "{k} is a whole number of people from 1 to 100, e.g. {k} = 2; found {}",
+                        show(value.get_ref())
+                    ),
+                ),
+            },
             "when" => {
                 when_span = value.span();
                 match value.get_ref() {
@@ -300,10 +362,45 @@ fn compile_rule(
             "this rule has no action; add action = \"allow\", \"ask\" or \"deny\"",
         );
     }
+    if (approvers.is_some() || quorum.is_some() || denials.is_some()) && action != Some(Action::Ask) {
+        cx.error(
+            span.clone(),
+            &label,
+            "approvers, quorum and denials say who decides an ask rule's calls; they need action = \"ask\"",
+        );
+    }
+    if !remember && action != Some(Action::Ask) {
+        cx.error(
+            span.clone(),
+            &label,
+            "remember = false forbids standing grants for the calls an ask rule asks about; it needs action = \"ask\"",
+        );
+    }
+    if let (Some((list, _)), Some((n, at))) = (&approvers, &quorum) {
+        if *n as usize > list.len() {
+            cx.error(
+                at.clone(),
+                &format!("{label}: quorum"),
+                format!(
+                    "quorum = {n} but only {} approver(s) are named ({}): name more approvers or lower the quorum",
+                    list.len(),
+                    list.join(", ")
+                ),
+            );
+        }
+    }
     if cx.errors.len() > errors_before {
         return None;
     }
     let (name, action) = (name?, action?);
+    let quorum = match (approvers, quorum) {
+        (None, None) => None,
+        (approvers, needed) => Some(crate::request::Quorum {
+            needed: needed.map_or(1, |(n, _)| n),
+            approvers: approvers.map(|(list, _)| list).unwrap_or_default(),
+            denials: denials.unwrap_or(1),
+        }),
+    };
     let mut judged = Vec::new();
     if let Some(pred) = &when {
         pred.fallible_paths(&mut judged);
@@ -371,7 +468,106 @@ fn compile_rule(
         servers,
         risks,
         when,
+        remember,
+        quorum,
     })
+}
+
+/// A whole number from a TOML value.
+fn toml_int(value: &DeValue<'_>) -> Option<i64> {
+    match value {
+        DeValue::Integer(i) => i.as_str().parse::<i64>().ok(),
+        _ => None,
+    }
+}
+
+/// `approvers = ["alice", "@finance"]`: names, and groups (`@name`, from `[groups]`) expanded; duplicates dropped.
+fn approver_list(
+    cx: &mut Ctx<'_>,
+    here: &str,
+    value: &Spanned<DeValue<'_>>,
+    groups: &HashMap<String, Vec<String>>,
+) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let DeValue::Array(items) = value.get_ref() else {
+        cx.error(
+            value.span(),
+            here,
+            expected(
+                "a list of names, e.g. approvers = [\"alice\", \"bob\", \"@finance\"]",
+                value.get_ref(),
+            ),
+        );
+        return out;
+    };
+    if items.is_empty() {
+        cx.error(
+            value.span(),
+            here,
+            "approvers is empty: name who may approve, or leave the key out",
+        );
+    }
+    for item in items.iter() {
+        match item.get_ref().as_str() {
+            Some(group) if group.starts_with('@') => match groups.get(&group[1..]) {
+                Some(members) => out.extend(members.iter().cloned()),
+                None => {
+                    let known: Vec<&str> = groups.keys().map(String::as_str).collect();
+                    cx.error(
+                        item.span(),
+                        here,
+                        format!(
+                            "no group {:?} in [groups]{}",
+                            &group[1..],
+                            if known.is_empty() {
+                                "; define it, e.g. [groups] finance = [\"alice\", \"bob\"]".to_owned()
+                            } else {
+                                format!(" (groups: {})", known.join(", "))
+                            }
+                        ),
+                    );
+                }
+            },
+            Some(name) if !name.trim().is_empty() => out.push(name.to_owned()),
+            _ => cx.error(item.span(), here, expected("a non-empty name", item.get_ref())),
+        }
+    }
+    let mut seen = HashSet::new();
+    out.retain(|n| seen.insert(n.clone()));
+    out
+}
+
+/// `[groups]` and `[principals]`: a table of names, each a list of actor names.
+fn name_lists(cx: &mut Ctx<'_>, key: &str, value: &Spanned<DeValue<'_>>, what: &str) -> HashMap<String, Vec<String>> {
+    let mut out = HashMap::new();
+    let DeValue::Table(table) = value.get_ref() else {
+        cx.error(
+            value.span(),
+            key,
+            format!(
+                "[{key}] is a table naming {what} and its people, e.g. [{key}] name = [\"alice\", \"bob\"]; found {}",
+                describe(value.get_ref())
+            ),
+        );
+        return out;
+    };
+    for (k, v) in sorted(table) {
+        let here = format!("{key}.{}", k.get_ref());
+        match v.get_ref() {
+            DeValue::Array(items) => {
+                let mut names = Vec::new();
+                for item in items.iter() {
+                    match item.get_ref().as_str() {
+                        Some(n) if !n.trim().is_empty() => names.push(n.to_owned()),
+                        _ => cx.error(item.span(), &here, expected("a non-empty name", item.get_ref())),
+                    }
+                }
+                out.insert(k.get_ref().to_string(), names);
+            }
+            other => cx.error(v.span(), &here, expected("a list of names", other)),
+        }
+    }
+    out
 }
 
 /// A list of name patterns (a single string is a list of one).

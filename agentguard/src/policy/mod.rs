@@ -88,6 +88,7 @@
 //! through. The values tested are the call's params as they are frozen for approval and execution: the arguments
 //! that were judged are the ones that run.
 
+mod condition;
 mod file;
 mod operand;
 mod path;
@@ -115,6 +116,7 @@ use predicate::{Env, Pred, Tri};
 
 mod error;
 
+pub use condition::GrantCondition;
 pub use error::{Diagnostic, PolicyError, Severity};
 pub use predicate::TestResult;
 pub use verdict::{Evaluation, Explanation, RuleTrace};
@@ -224,6 +226,8 @@ pub(crate) struct Compiled {
     rules: Vec<Rule>,
     /// Rule indexes, deny rules first, then ask, then allow; file order within each.
     order: Vec<usize>,
+    /// `[principals]`: for an agent id, the people who act for it (they may not answer its requests).
+    principals: HashMap<String, Vec<String>>,
     /// For each tool name seen, the rules (in `order`) whose `tools` cover it: the name matching (wildcards, the
     /// confusable key) is done once per name, not once per call. Bounded by [`MAX_CACHED_NAMES`].
     by_name: RwLock<HashMap<Box<str>, Arc<[u32]>>>,
@@ -246,6 +250,10 @@ pub(crate) struct Rule {
     servers: Vec<NamePattern>,
     risks: Option<Vec<Option<Risk>>>,
     when: Option<Pred>,
+    /// `remember = false`: approvals of the calls it asks about make no standing grant, and no grant covers them.
+    remember: bool,
+    /// `approvers` / `quorum` / `denials`: who decides the calls it asks about.
+    quorum: Option<crate::request::Quorum>,
 }
 
 impl fmt::Debug for Policy {
@@ -348,18 +356,72 @@ impl Policy {
                 continue;
             }
             if hit {
-                return Evaluation {
+                let mut eval = Evaluation {
                     policy: self,
                     rule: Some(rule),
                     unjudged: tri == Tri::Unknown,
+                    quorum: None,
+                    no_remember: None,
                 };
+                if rule.action == Action::Ask {
+                    // Every ask rule that matches adds its constraints, not only the one recorded: a quorum or a
+                    // `remember = false` is never lost to a rule earlier in the file.
+                    self.ask_constraints(call, risk, &candidates, &mut eval);
+                }
+                return eval;
             }
         }
         Evaluation {
             policy: self,
             rule: None,
             unjudged: false,
+            quorum: None,
+            no_remember: None,
         }
+    }
+
+    /// Gathers, over every `ask` rule matching `call`, the first quorum (in file order) and the first rule that
+    /// forbids standing grants.
+    fn ask_constraints<'p>(
+        &'p self,
+        call: &ToolCall,
+        risk: Option<Risk>,
+        candidates: &[u32],
+        eval: &mut Evaluation<'p>,
+    ) {
+        let c = &*self.inner;
+        for &i in candidates {
+            let rule = &c.rules[i as usize];
+            if rule.action != Action::Ask || (rule.remember && rule.quorum.is_none()) {
+                continue;
+            }
+            if !rule.covers_context(call, risk) {
+                continue;
+            }
+            let env = Env {
+                base: c.base_dir.as_ref(),
+                any: true,
+            };
+            let hit = rule
+                .when
+                .as_ref()
+                .map_or(Tri::True, |pred| pred.eval(&call.params, &env))
+                != Tri::False;
+            if !hit {
+                continue;
+            }
+            if eval.quorum.is_none() {
+                eval.quorum = rule.quorum.as_ref();
+            }
+            if !rule.remember && eval.no_remember.is_none() {
+                eval.no_remember = Some(rule.name.as_str());
+            }
+        }
+    }
+
+    /// The people who act for `agent` (`[principals]`): they may not answer its requests.
+    pub fn principals_of(&self, agent: &str) -> &[String] {
+        self.inner.principals.get(agent).map_or(&[], Vec::as_slice)
     }
 
     /// Every rule's verdict on `call`, each test's result, and the decision, for `agentguard policy explain`. The

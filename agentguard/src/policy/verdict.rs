@@ -16,6 +16,10 @@ pub struct Evaluation<'p> {
     pub(super) rule: Option<&'p Rule>,
     /// The rule matched because a test could not be judged (fail closed).
     pub(super) unjudged: bool,
+    /// The quorum an ask decision needs (from the first matching ask rule that sets one).
+    pub(super) quorum: Option<&'p crate::request::Quorum>,
+    /// The first matching ask rule with `remember = false`.
+    pub(super) no_remember: Option<&'p str>,
 }
 
 impl fmt::Debug for Evaluation<'_> {
@@ -67,6 +71,16 @@ impl<'p> Evaluation<'p> {
             ));
         }
         text
+    }
+
+    /// The quorum an `ask` decision needs: from the first matching `ask` rule with `approvers` or `quorum`.
+    pub fn quorum(&self) -> Option<&'p crate::request::Quorum> {
+        self.quorum
+    }
+
+    /// The matching `ask` rule that forbids standing grants (`remember = false`), if any.
+    pub fn forbids_remember(&self) -> Option<&'p str> {
+        self.no_remember
     }
 
     /// The policy this came from.

@@ -45,6 +45,12 @@ pub enum DenyReason {
     /// A [policy](crate::policy) rule refused the call (its message is the detail), or the policy's default is
     /// `deny` and no rule allowed it.
     PolicyDenied,
+    /// An approver's edited params could not run: they do not fit the tool's arguments, are too large, or the
+    /// policy denies the edited call. The detail says which.
+    EditRejected,
+    /// Not a denial: a person answered for the tool. It did not run, and their text is its result
+    /// ([`ActionDenied::response`]).
+    Responded,
 }
 
 impl DenyReason {
@@ -66,6 +72,8 @@ impl DenyReason {
             DenyReason::NotApproved => "not_approved",
             DenyReason::InvalidCall => "invalid_call",
             DenyReason::PolicyDenied => "policy_denied",
+            DenyReason::EditRejected => "edit_rejected",
+            DenyReason::Responded => "responded",
         }
     }
 }
@@ -81,6 +89,13 @@ impl fmt::Display for DenyReason {
 /// Denial is an answer for the agent to read, not a fault to retry. Serializes to
 /// `{"denied": true, "reason": "user_denied", "tool": "delete_file", "request_id": "…"}` (plus `detail` when there
 /// is one) and displays as `Blocked by AgentGuard (user_denied)`.
+///
+/// One `Err` is not a denial: when a person answers for the tool ([`DenyReason::Responded`]), the call did not run
+/// and their text is its result. It displays as that text, [`response`](Self::response) returns it,
+/// [`is_denial`](Self::is_denial) is `false`, and it serializes as
+/// `{"denied": false, "reason": "responded", "response": "…", "tool": …, "request_id": …}`. (The executor's `T`
+/// cannot be made from text, so it travels on this side of the `Result`; the adapters — rig, MCP — hand it to the
+/// model as the tool's successful output.)
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ActionDenied {
     reason: DenyReason,
@@ -133,14 +148,52 @@ impl ActionDenied {
     pub fn request_id(&self) -> Option<&RequestId> {
         self.request_id.as_ref()
     }
-    /// More about the reason: the approver's note, the failure's message.
+    /// More about the reason: the approver's note, the failure's message (for a response, its text).
     pub fn detail(&self) -> Option<&str> {
         self.detail.as_deref()
+    }
+
+    /// A person's answer for the tool.
+    pub(crate) fn responded(tool: impl Into<String>, request_id: RequestId, text: String) -> Self {
+        ActionDenied::new(DenyReason::Responded, tool)
+            .with_request(Some(request_id))
+            .with_detail(Some(text))
+    }
+
+    /// `false` when a person answered for the tool ([`response`](Self::response)): the call did not run, but that is
+    /// an answer, not a refusal.
+    pub fn is_denial(&self) -> bool {
+        self.reason != DenyReason::Responded
+    }
+
+    /// The text a person answered for the tool with, instead of running it: what the agent should read as the tool's
+    /// result. `None` for a denial.
+    ///
+    /// ```
+    /// # fn run(guard: &agentguard::AgentGuard, call: agentguard::ToolCall) -> String {
+    /// match guard.execute(call, |_, _| "refunded".to_owned()) {
+    ///     Ok(out) => out,
+    ///     Err(not_run) => match not_run.response() {
+    ///         Some(answer) => answer.to_owned(), // the approver answered for the tool
+    ///         None => not_run.to_string(),       // "Blocked by AgentGuard (…)"
+    ///     },
+    /// }
+    /// # }
+    /// ```
+    pub fn response(&self) -> Option<&str> {
+        match self.reason {
+            DenyReason::Responded => self.detail.as_deref(),
+            _ => None,
+        }
     }
 }
 
 impl fmt::Display for ActionDenied {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(text) = self.response() {
+            // What the agent reads as the tool's result.
+            return f.write_str(text);
+        }
         match &self.detail {
             Some(detail) => write!(f, "Blocked by AgentGuard ({}: {})", self.reason, detail),
             None => write!(f, "Blocked by AgentGuard ({})", self.reason),
@@ -158,16 +211,20 @@ struct DeniedWire {
     request_id: Option<RequestId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     detail: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    response: Option<String>,
 }
 
 impl Serialize for ActionDenied {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let response = self.response().map(str::to_owned);
         DeniedWire {
-            denied: true,
+            denied: response.is_none(),
             reason: self.reason,
             tool: self.tool.clone(),
             request_id: self.request_id.clone(),
-            detail: self.detail.clone(),
+            detail: if response.is_some() { None } else { self.detail.clone() },
+            response,
         }
         .serialize(s)
     }
@@ -180,7 +237,7 @@ impl<'de> Deserialize<'de> for ActionDenied {
             reason: w.reason,
             tool: w.tool,
             request_id: w.request_id,
-            detail: w.detail,
+            detail: w.response.or(w.detail),
         })
     }
 }

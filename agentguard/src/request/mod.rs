@@ -13,10 +13,12 @@ use crate::params::ParamsDigest;
 
 mod answer;
 mod denied;
+mod quorum;
 
 use agentguard_classify::Risk;
-pub use answer::{Resolution, ResolveOutcome};
+pub use answer::{AnswerKind, GrantScope, GrantSpec, Resolution, ResolveOutcome};
 pub use denied::{ActionDenied, DenyReason};
+pub use quorum::{Quorum, QuorumProgress, Vote};
 
 /// The id of one approval request: a random UUID (v4), hyphenated, lowercase.
 ///
@@ -110,6 +112,7 @@ impl From<RequestId> for String {
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct ToolCall {
+    pub(crate) edits: EditCheck,
     pub(crate) name: String,
     pub(crate) params: Value,
     pub(crate) agent_id: Option<String>,
@@ -171,6 +174,7 @@ impl ToolCall {
             format!("{}…", &text[..end])
         }
         ToolCall {
+            edits: EditCheck::Object,
             name: clip(&self.name, Self::MAX_NAME_CHARS),
             params: Value::Null,
             agent_id: self.agent_id.as_deref().map(|v| clip(v, Self::MAX_TEXT_BYTES)),
@@ -185,6 +189,7 @@ impl ToolCall {
     /// A call of tool `name` with `params` (usually a JSON object).
     pub fn new(name: impl Into<String>, params: Value) -> Self {
         ToolCall {
+            edits: EditCheck::Object,
             name: name.into(),
             params,
             agent_id: None,
@@ -194,6 +199,21 @@ impl ToolCall {
             redact: Vec::new(),
             call_id: None,
         }
+    }
+
+    /// How an approver's edited params are checked before they run: `check` reads them back into the tool's
+    /// arguments (an `Err` refuses the edit, with the message shown to the agent and in the audit). Without it, any
+    /// JSON object is taken. `#[derive(Tool)]` and `#[gate]` set it from the tool's argument types.
+    pub fn check_edits(mut self, check: fn(&Value) -> Result<(), String>) -> Self {
+        self.edits = EditCheck::Parse(check);
+        self
+    }
+
+    /// Approvers may not edit this call's params (approve or deny it as shown): `why` says so to the person who
+    /// tries, e.g. "argument `path` is a `&str`, which cannot be read back from JSON".
+    pub fn refuse_edits(mut self, why: impl Into<String>) -> Self {
+        self.edits = EditCheck::Refused(why.into());
+        self
     }
 
     /// Top-level params of this call to mask in everything shown (on top of the guard's redaction rules), e.g. the
@@ -270,6 +290,68 @@ impl ToolCall {
     }
 }
 
+/// How an edit of a call's params is checked (see [`ToolCall::check_edits`]).
+#[derive(Clone)]
+pub(crate) enum EditCheck {
+    /// Any JSON object (`execute`'s contract).
+    Object,
+    /// The tool's own reader.
+    Parse(fn(&Value) -> Result<(), String>),
+    /// Not editable, and why.
+    Refused(String),
+}
+
+impl fmt::Debug for EditCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EditCheck::Object => f.write_str("Object"),
+            EditCheck::Parse(_) => f.write_str("Parse"),
+            EditCheck::Refused(why) => f.debug_tuple("Refused").field(why).finish(),
+        }
+    }
+}
+
+impl PartialEq for EditCheck {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (EditCheck::Object, EditCheck::Object) => true,
+            (EditCheck::Parse(a), EditCheck::Parse(b)) => std::ptr::fn_addr_eq(*a, *b),
+            (EditCheck::Refused(a), EditCheck::Refused(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl EditCheck {
+    /// Why edits are refused, if they are.
+    pub(crate) fn refused(&self) -> Option<&str> {
+        match self {
+            EditCheck::Refused(why) => Some(why),
+            _ => None,
+        }
+    }
+
+    /// Checks edited params: `Err` says why they cannot run.
+    pub(crate) fn check(&self, params: &Value) -> Result<(), String> {
+        match self {
+            EditCheck::Refused(why) => Err(why.clone()),
+            _ if !params.is_object() => Err(format!(
+                "edited params must be a JSON object of the tool's arguments; got {}",
+                match params {
+                    Value::Null => "null",
+                    Value::Bool(_) => "a boolean",
+                    Value::Number(_) => "a number",
+                    Value::String(_) => "a string",
+                    Value::Array(_) => "an array",
+                    Value::Object(_) => "an object",
+                }
+            )),
+            EditCheck::Object => Ok(()),
+            EditCheck::Parse(check) => check(params),
+        }
+    }
+}
+
 /// One call waiting for (or given) a person's decision. Read-only.
 ///
 /// Serializes to a flat JSON object:
@@ -301,6 +383,18 @@ struct RequestData {
     policy_rule: Option<Box<str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     policy_message: Option<Box<str>>,
+    /// The quorum a policy rule asks for (absent for a plain request: one answer decides).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    quorum: Option<Quorum>,
+    /// Actors who may not answer: the requesting agent and the people mapped to it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    excluded: Vec<String>,
+    /// Why approvers may not edit this call's params (absent: they may).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    edit_refused: Option<Box<str>>,
+    /// Why approving it may not make a standing grant (absent: it may).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    remember_refused: Option<Box<str>>,
     #[serde(with = "unix_seconds")]
     timestamp: SystemTime,
     #[serde(with = "unix_seconds")]
@@ -322,6 +416,10 @@ impl fmt::Debug for ApprovalRequest {
             .field("server", &d.server)
             .field("policy_rule", &d.policy_rule)
             .field("policy_message", &d.policy_message)
+            .field("quorum", &d.quorum)
+            .field("excluded", &d.excluded)
+            .field("edit_refused", &d.edit_refused)
+            .field("remember_refused", &d.remember_refused)
             .field("timestamp", &d.timestamp)
             .field("deadline", &d.deadline)
             .finish()
@@ -372,6 +470,10 @@ impl ApprovalRequest {
             server: None,
             policy_rule: None,
             policy_message: None,
+            quorum: None,
+            excluded: Vec::new(),
+            edit_refused: None,
+            remember_refused: None,
             timestamp,
             deadline,
         }))
@@ -390,6 +492,24 @@ impl ApprovalRequest {
         if let Some(data) = Arc::get_mut(&mut self.0) {
             data.policy_rule = rule.map(String::into_boxed_str);
             data.policy_message = message.map(String::into_boxed_str);
+        }
+        self
+    }
+
+    /// This request, with what answers it takes (set before it is shared): its quorum, who may not answer it, and
+    /// why edits or standing grants are refused.
+    pub(crate) fn with_answers(
+        mut self,
+        quorum: Option<Quorum>,
+        excluded: Vec<String>,
+        edit_refused: Option<String>,
+        remember_refused: Option<String>,
+    ) -> Self {
+        if let Some(data) = Arc::get_mut(&mut self.0) {
+            data.quorum = quorum;
+            data.excluded = excluded;
+            data.edit_refused = edit_refused.map(String::into_boxed_str);
+            data.remember_refused = remember_refused.map(String::into_boxed_str);
         }
         self
     }
@@ -446,6 +566,23 @@ impl ApprovalRequest {
     /// That rule's message, if it has one: why the policy wants a person to look.
     pub fn policy_message(&self) -> Option<&str> {
         self.0.policy_message.as_deref()
+    }
+    /// The quorum this request needs, when a policy rule asks for more than one approval or names its approvers.
+    pub fn quorum(&self) -> Option<&Quorum> {
+        self.0.quorum.as_ref()
+    }
+    /// Actors who may not answer this request: the requesting agent and the people mapped to it in the policy's
+    /// `[principals]`.
+    pub fn excluded(&self) -> &[String] {
+        &self.0.excluded
+    }
+    /// Why approvers may not edit this call's params, if they may not.
+    pub fn edit_refused(&self) -> Option<&str> {
+        self.0.edit_refused.as_deref()
+    }
+    /// Why approving this call may not make a standing grant, if it may not.
+    pub fn remember_refused(&self) -> Option<&str> {
+        self.0.remember_refused.as_deref()
     }
     /// When the request was made.
     pub fn timestamp(&self) -> SystemTime {

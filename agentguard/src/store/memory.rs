@@ -5,8 +5,11 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::answer::{step, Step};
 use super::sync::{Event, Listener, Mutex, MutexGuard};
-use super::{ApprovalStore, ChangeFuture, Decision, RequestState, StoreError, StoredRequest, WaitFuture};
+use super::{
+    now_ms, ApprovalStore, ChangeFuture, Decision, Grant, RequestState, StoreError, StoredRequest, WaitFuture,
+};
 use crate::request::{ApprovalRequest, RequestId, Resolution, ResolveOutcome};
 
 /// Default retention of decided requests in an [`InMemoryStore`]: 10 minutes.
@@ -30,6 +33,8 @@ struct Inner {
     records: HashMap<RequestId, Slot>,
     /// Decided ids in decision order, for eviction.
     decided: VecDeque<(Instant, RequestId)>,
+    /// Standing grants, oldest first; an inactive one is dropped a retention window after it ended.
+    grants: Vec<Grant>,
 }
 
 struct Slot {
@@ -144,25 +149,35 @@ impl InMemoryStore {
             inner.decide(id, Decision::of(RequestState::Expired));
             return ResolveOutcome::Expired;
         }
-        if let Some(shown) = resolution.get_params_digest() {
-            if shown != slot.request.params_digest() {
-                return ResolveOutcome::DigestMismatch;
+        let step = step(&slot.request, &slot.decision, resolution, now_ms());
+        let outcome = step.outcome();
+        match step {
+            Step::Refuse(_) => {}
+            Step::Vote(decision) => {
+                if let Some(slot) = inner.records.get_mut(id) {
+                    slot.decision = decision;
+                }
+            }
+            Step::Decide(decision, grant) => {
+                if let Some(grant) = grant {
+                    inner.grants.push(*grant);
+                }
+                inner.decide(id, decision);
             }
         }
-        let state = if resolution.is_approval() {
-            RequestState::Approved
-        } else {
-            RequestState::Denied
-        };
-        inner.decide(
-            id,
-            Decision {
-                state,
-                actor: resolution.get_actor().map(str::to_owned),
-                note: resolution.get_note().map(str::to_owned),
-            },
-        );
-        ResolveOutcome::Resolved
+        outcome
+    }
+
+    /// Drops grants that ended more than a retention window ago, so memory stays bounded.
+    fn prune_grants(&self, inner: &mut Inner, now: u64) {
+        let keep = self.retention.as_millis() as u64;
+        inner.grants.retain(|g| {
+            let ended = g
+                .revoked_at_ms
+                .or(g.expires_at_ms.filter(|&t| t <= now))
+                .or((g.uses_left == Some(0)).then_some(now));
+            ended.is_none_or(|t| now.saturating_sub(t) < keep.max(1))
+        });
     }
 
     fn expire_now(&self, id: &RequestId) -> Option<Decision> {
@@ -213,7 +228,10 @@ impl ApprovalStore for InMemoryStore {
 
     fn resolve(&self, resolution: &Resolution) -> Result<ResolveOutcome, StoreError> {
         let outcome = self.resolve_now(resolution);
-        if matches!(outcome, ResolveOutcome::Resolved | ResolveOutcome::Expired) {
+        if matches!(
+            outcome,
+            ResolveOutcome::Resolved | ResolveOutcome::Expired | ResolveOutcome::VoteRecorded
+        ) {
             self.changed.notify(usize::MAX);
         }
         Ok(outcome)
@@ -264,6 +282,53 @@ impl ApprovalStore for InMemoryStore {
             .collect();
         live.sort_by_key(|s| s.request.timestamp());
         Ok(live.into_iter().map(|s| s.request.clone()).collect())
+    }
+
+    fn grants(&self) -> Result<Vec<Grant>, StoreError> {
+        let mut inner = self.lock();
+        self.prune_grants(&mut inner, now_ms());
+        let mut out = inner.grants.clone();
+        out.reverse();
+        Ok(out)
+    }
+
+    fn grants_for(&self, tool: &str) -> Result<Vec<Grant>, StoreError> {
+        let now = now_ms();
+        Ok(self
+            .lock()
+            .grants
+            .iter()
+            .filter(|g| g.tool == tool && g.is_active(now))
+            .cloned()
+            .collect())
+    }
+
+    fn use_grant(&self, id: &str) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let mut inner = self.lock();
+        let Some(grant) = inner.grants.iter_mut().find(|g| g.id == id) else {
+            return Ok(false);
+        };
+        if !grant.is_active(now) {
+            return Ok(false);
+        }
+        grant.used += 1;
+        if let Some(left) = &mut grant.uses_left {
+            *left -= 1;
+        }
+        Ok(true)
+    }
+
+    fn revoke_grant(&self, id: &str, by: Option<&str>) -> Result<Option<Grant>, StoreError> {
+        let mut inner = self.lock();
+        let Some(grant) = inner.grants.iter_mut().find(|g| g.id == id) else {
+            return Ok(None);
+        };
+        if grant.revoked_at_ms.is_none() {
+            grant.revoked_at_ms = Some(now_ms());
+            grant.revoked_by = by.map(str::to_owned);
+        }
+        Ok(Some(grant.clone()))
     }
 
     fn wait<'a>(&'a self, id: &'a RequestId) -> WaitFuture<'a> {

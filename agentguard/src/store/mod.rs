@@ -2,6 +2,8 @@
 //! `SqliteStore` (feature `sqlite`) and `PostgresStore` (feature `postgres`) — opened from a URL with
 //! [`open_store`] / [`StoreUrl`].
 
+pub(crate) mod answer;
+mod grants;
 mod memory;
 #[cfg(feature = "postgres")]
 mod pg_tls;
@@ -19,7 +21,12 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::request::{ApprovalRequest, RequestId, Resolution, ResolveOutcome};
+use serde_json::Value;
+
+use crate::request::{AnswerKind, ApprovalRequest, RequestId, Resolution, ResolveOutcome, Vote};
+
+pub(crate) use grants::now_ms;
+pub use grants::Grant;
 
 pub use memory::{InMemoryStore, DEFAULT_RETENTION};
 #[cfg(feature = "postgres")]
@@ -53,10 +60,12 @@ pub enum RequestState {
     Expired,
     /// Approved and claimed by the waiting agent: its executor has been started, once.
     Executed,
+    /// A person answered for the tool: it never runs, and the agent reads their text as its result.
+    Responded,
 }
 
 impl RequestState {
-    /// The snake_case name: `pending`, `approved`, `denied`, `expired`, `executed`.
+    /// The snake_case name: `pending`, `approved`, `denied`, `expired`, `executed`, `responded`.
     pub const fn as_str(self) -> &'static str {
         match self {
             RequestState::Pending => "pending",
@@ -64,6 +73,7 @@ impl RequestState {
             RequestState::Denied => "denied",
             RequestState::Expired => "expired",
             RequestState::Executed => "executed",
+            RequestState::Responded => "responded",
         }
     }
 
@@ -75,6 +85,7 @@ impl RequestState {
             RequestState::Denied,
             RequestState::Expired,
             RequestState::Executed,
+            RequestState::Responded,
         ]
         .into_iter()
         .find(|s| s.as_str() == name)
@@ -98,20 +109,86 @@ impl RequestState {
 pub struct Decision {
     /// The state.
     pub state: RequestState,
-    /// Who decided, if known.
+    /// Who decided, if known (for a quorum, the deciding voters, comma-separated).
     pub actor: Option<String>,
     /// The decider's note.
     pub note: Option<String>,
+    /// The kind of answer that decided it (`None` while pending or when it expired).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<AnswerKind>,
+    /// The approver's edited params ([`AnswerKind::Edit`]), as sent: the agent validates them, restores masked
+    /// secrets and freezes them before they run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited: Option<Value>,
+    /// The approver's answer for the tool ([`AnswerKind::Respond`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<String>,
+    /// The standing grant this approval made, if it asked to be remembered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant: Option<String>,
+    /// The votes cast on a quorum request, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub votes: Vec<Vote>,
 }
 
 impl Decision {
-    pub(crate) fn of(state: RequestState) -> Self {
+    /// A decision in `state` with nothing else known.
+    pub fn of(state: RequestState) -> Self {
         Decision {
             state,
             actor: None,
             note: None,
+            kind: None,
+            edited: None,
+            response: None,
+            grant: None,
+            votes: Vec::new(),
         }
     }
+
+    /// The answer's details beyond state, actor and note (kind, edit, response, grant, votes) as one JSON text,
+    /// for stores that keep them in one column; `None` when there are none.
+    pub fn details_json(&self) -> Option<String> {
+        let d = Details {
+            kind: self.kind,
+            edited: self.edited.clone(),
+            response: self.response.clone(),
+            grant: self.grant.clone(),
+            votes: self.votes.clone(),
+        };
+        if d.kind.is_none() && d.edited.is_none() && d.response.is_none() && d.grant.is_none() && d.votes.is_empty() {
+            return None;
+        }
+        serde_json::to_string(&d).ok()
+    }
+
+    /// This decision with the details read back from [`details_json`](Self::details_json)'s text.
+    pub fn with_details_json(mut self, text: Option<&str>) -> Result<Self, StoreError> {
+        let Some(text) = text else { return Ok(self) };
+        let d: Details = serde_json::from_str(text)
+            .map_err(|e| StoreError::with_source("a decision's details cannot be read back", e))?;
+        self.kind = d.kind;
+        self.edited = d.edited;
+        self.response = d.response;
+        self.grant = d.grant;
+        self.votes = d.votes;
+        Ok(self)
+    }
+}
+
+/// The parts of a [`Decision`] a database store keeps as one JSON column.
+#[derive(Serialize, Deserialize)]
+struct Details {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    kind: Option<AnswerKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    edited: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    response: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    grant: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    votes: Vec<Vote>,
 }
 
 /// A request and what became of it.
@@ -242,6 +319,11 @@ pub trait ApprovalStore: Send + Sync + fmt::Debug + 'static {
     /// [`AlreadyResolved`](ResolveOutcome::AlreadyResolved); [`Unknown`](ResolveOutcome::Unknown),
     /// [`Expired`](ResolveOutcome::Expired), or [`DigestMismatch`](ResolveOutcome::DigestMismatch) (nothing decided)
     /// otherwise.
+    ///
+    /// A pending request within its deadline is decided by the one shared transition every store applies under its
+    /// lock or in its transaction (`store::answer::step`): the kinds of answer (approve, deny, edit, respond), the
+    /// request's quorum (a vote is [`VoteRecorded`](ResolveOutcome::VoteRecorded) until enough are in) and the
+    /// standing grant an approval asks for (stored with the decision, atomically).
     fn resolve(&self, resolution: &Resolution) -> Result<ResolveOutcome, StoreError>;
 
     /// Marks a still-pending request expired and returns the request's final decision (which may be an approval or
@@ -299,5 +381,40 @@ pub trait ApprovalStore: Send + Sync + fmt::Debug + 'static {
     /// poll. The in-memory store can tell.
     fn changed(&self) -> Option<ChangeFuture> {
         None
+    }
+
+    /// Every standing grant the store keeps (active, expired, used up or revoked: see [`Grant::status`]), newest
+    /// first. The default (a store without grants) has none.
+    fn grants(&self) -> Result<Vec<Grant>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    /// The grants that may let a call of `tool` through now (active), oldest first. The default filters
+    /// [`grants`](Self::grants).
+    fn grants_for(&self, tool: &str) -> Result<Vec<Grant>, StoreError> {
+        let now = now_ms();
+        let mut out: Vec<Grant> = self
+            .grants()?
+            .into_iter()
+            .filter(|g| g.tool == tool && g.is_active(now))
+            .collect();
+        out.sort_by_key(|g| g.created_at_ms);
+        Ok(out)
+    }
+
+    /// Uses grant `id` once, atomically: `true` when it was active and one use was taken (its `used` count goes up,
+    /// its `uses_left` down), `false` when it is unknown, revoked, expired or used up. Of concurrent uses of a
+    /// one-use grant, exactly one gets `true`, in every process sharing the store.
+    fn use_grant(&self, id: &str) -> Result<bool, StoreError> {
+        let _ = id;
+        Ok(false)
+    }
+
+    /// Revokes grant `id` (`by` is recorded): from then on it lets nothing through. Returns the grant as it stands
+    /// after the revocation (its `used` count is final), or `None` for an unknown id. Revoking twice keeps the first
+    /// revocation.
+    fn revoke_grant(&self, id: &str, by: Option<&str>) -> Result<Option<Grant>, StoreError> {
+        let _ = (id, by);
+        Ok(None)
     }
 }

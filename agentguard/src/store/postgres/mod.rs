@@ -256,9 +256,9 @@ impl PostgresStore {
             .map_err(pg_err("read a request"))?
             .ok_or_else(|| StoreError::new(format!("no request {id} in the postgres store")))?;
         Ok(Decision {
-            state: RequestState::parse_stored(row.get(0), "postgres")?,
             actor: row.get(1),
             note: row.get(2),
+            ..Decision::of(RequestState::parse_stored(row.get(0), "postgres")?)
         })
     }
 }

@@ -201,9 +201,9 @@ impl ApprovalStore for PostgresStore {
             Ok(StoredRequest {
                 request,
                 decision: Decision {
-                    state: RequestState::parse_stored(&state, "postgres")?,
                     actor,
                     note,
+                    ..Decision::of(RequestState::parse_stored(&state, "postgres")?)
                 },
                 outcome,
             })

@@ -210,9 +210,9 @@ impl SqliteStore {
         .map(|(state, actor, note, deadline)| {
             Ok((
                 Decision {
-                    state: RequestState::parse_stored(&state, "sqlite")?,
                     actor,
                     note,
+                    ..Decision::of(RequestState::parse_stored(&state, "sqlite")?)
                 },
                 deadline,
             ))

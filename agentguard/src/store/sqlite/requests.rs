@@ -146,7 +146,11 @@ impl ApprovalStore for SqliteStore {
             }
             Ok(StoredRequest {
                 request,
-                decision: Decision { state, actor, note },
+                decision: Decision {
+                    actor,
+                    note,
+                    ..Decision::of(state)
+                },
                 outcome,
             })
         })
