@@ -283,3 +283,18 @@ fn policy_example_decides_by_arguments_and_the_audit_names_each_rule() {
         "{stdout}"
     );
 }
+
+#[test]
+fn answers_edits_responds_remembers_and_collects_a_quorum() {
+    let stdout = run("answers");
+    for expected in [
+        "edit:     sent to jane@example.com",
+        "agentguard: an approver (alice) edited the arguments",
+        "respond:  the agent reads \"Order 42 was refunded yesterday; do nothing.\" (a denial? false)",
+        "remember: call 2 ran without asking (a standing grant)",
+        "by alice: used 2, used up now",
+        "alice → VOTE_RECORDED (1 of 2 approvals, waiting for bob or carol); carol → RESOLVED; paid 4200",
+    ] {
+        assert!(stdout.contains(expected), "missing {expected:?} in:\n{stdout}");
+    }
+}

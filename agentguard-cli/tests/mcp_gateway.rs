@@ -181,6 +181,21 @@ impl Gateway {
         res.json().await.unwrap()
     }
 
+    /// Answers `request` with `body`'s kind (edit, respond) through the HTTP API.
+    async fn answer(&self, request: &Value, mut body: Value) -> Value {
+        body["request_id"] = request["request_id"].clone();
+        body["params_digest"] = request["params_digest"].clone();
+        let res = http()
+            .post(format!("{}/resolve", self.api))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        res.json().await.unwrap()
+    }
+
     async fn call(&self, name: &str, args: Value) -> CallToolResult {
         let args = args.as_object().unwrap().clone();
         self.client
@@ -315,6 +330,62 @@ async fn write_file_parks_until_approved_over_http_then_the_file_exists() {
     let result = call.await.unwrap();
     assert_ne!(result.is_error, Some(true), "{result:?}");
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "approved\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edited_write_file_writes_what_the_approver_wrote_and_the_client_is_told() {
+    let d = dirs();
+    let Some(gw) = fs_gateway(&d, "60s", &[]).await else {
+        return;
+    };
+    let gw = Arc::new(gw);
+    let asked = d.root.join("asked.txt");
+    let fixed = d.root.join("fixed.txt");
+    let call = {
+        let gw = gw.clone();
+        let asked = asked.clone();
+        tokio::spawn(async move { gw.call("write_file", json!({"path": asked, "content": "draft\n"})).await })
+    };
+    let parked = gw.parked().await;
+    let answer = gw
+        .answer(
+            &parked,
+            json!({"kind": "edit", "params": {"path": fixed, "content": "final\n"}}),
+        )
+        .await;
+    assert_eq!(answer["outcome"], "RESOLVED", "{answer}");
+    let result = call.await.unwrap();
+    assert_ne!(result.is_error, Some(true), "{result:?}");
+    assert!(!asked.exists(), "the agent's own arguments did not run");
+    assert_eq!(std::fs::read_to_string(&fixed).unwrap(), "final\n");
+    let said = text(&result);
+    assert!(said.contains("edited the arguments"), "the client is told: {said}");
+    let lines = audit_lines(&d.audit);
+    assert!(lines.iter().any(|l| l["decision"] == "edited"), "{lines:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_is_the_tools_result_and_nothing_is_written() {
+    let d = dirs();
+    let Some(gw) = fs_gateway(&d, "60s", &[]).await else {
+        return;
+    };
+    let gw = Arc::new(gw);
+    let target = d.root.join("b.txt");
+    let call = {
+        let gw = gw.clone();
+        let target = target.clone();
+        tokio::spawn(async move { gw.call("write_file", json!({"path": target, "content": "x\n"})).await })
+    };
+    let parked = gw.parked().await;
+    let answer = gw
+        .answer(&parked, json!({"kind": "respond", "response": "b.txt already has that content"}))
+        .await;
+    assert_eq!(answer["outcome"], "RESOLVED", "{answer}");
+    let result = call.await.unwrap();
+    assert_ne!(result.is_error, Some(true), "a response is a result, not an error: {result:?}");
+    assert_eq!(text(&result), "b.txt already has that content");
+    assert!(!target.exists());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

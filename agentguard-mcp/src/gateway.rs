@@ -342,7 +342,7 @@ impl Gateway {
             }
         };
         let guard = self.shared.guard.clone();
-        let gated = guard.aexecute_gated(call, gating, forward);
+        let gated = guard.aexecute_detailed(call, gating, forward);
         tokio::pin!(gated);
         let interval = self.shared.options.progress_interval;
         let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
@@ -398,8 +398,18 @@ impl Gateway {
                 }
             }
         };
+        let (outcome, edited) = match outcome {
+            Ok(ran) => (Ok(ran.value), ran.edited),
+            Err(denied) => (Err(denied), None),
+        };
         match outcome {
-            Ok(Ok(response)) => Ok(response),
+            Ok(Ok(mut response)) => {
+                // The model should know it did not run with its own arguments.
+                if let (Some(edit), CallToolResponse::Complete(result)) = (edited, &mut response) {
+                    result.content.push(ContentBlock::text(edit.notice()));
+                }
+                Ok(response)
+            }
             Ok(Err(ServiceError::McpError(e))) => Err(e),
             Ok(Err(ServiceError::TransportClosed)) => Ok(error_result(format!(
                 "The call was allowed, but the MCP server `{}` exited before answering; it may or may not have run. \
@@ -409,6 +419,10 @@ impl Gateway {
             Ok(Err(e)) => Ok(error_result(format!(
                 "The call was allowed, but the MCP server `{}` failed: {e}",
                 up.name
+            ))),
+            // A person answered for the tool: that text is its (successful) result.
+            Err(denied) if denied.response().is_some() => Ok(CallToolResponse::Complete(CallToolResult::success(
+                vec![ContentBlock::text(denied.to_string())],
             ))),
             Err(denied) => Ok(error_result(denial_text(&denied))),
         }

@@ -1,6 +1,6 @@
 //! The guard in front of a [rig](https://docs.rs/rig-core) agent's tools (feature `rig`, rig-core 0.40).
 //!
-//! Every call the agent makes to a wrapped tool goes through [`AgentGuard::aexecute_gated`]: the arguments the
+//! Every call the agent makes to a wrapped tool goes through [`AgentGuard::aexecute_detailed`]: the arguments the
 //! model sent are frozen, a dangerous call waits for a person, and the tool runs with exactly the frozen arguments.
 //! A denial is not an error: the tool's output is the denial's text (`Blocked by AgentGuard (user_denied)`), which
 //! the model reads as the result of its call, so it does not retry.
@@ -184,9 +184,19 @@ impl StdError for GuardedToolError {
     }
 }
 
-/// What the model reads when a call is denied: the denial's text, `Blocked by AgentGuard (<reason>[: <note>])`.
+/// What the model reads when a call is denied: the denial's text, `Blocked by AgentGuard (<reason>[: <note>])`; when a
+/// person answered for the tool instead, their text (the tool's result).
 pub fn denial_text(denied: &ActionDenied) -> String {
     denied.to_string()
+}
+
+/// A tool's output, followed by a line saying so when an approver edited its arguments.
+fn with_edit_notice<E>(ran: crate::guard::Executed<Result<String, E>>) -> Result<String, E> {
+    let text = ran.value?;
+    Ok(match ran.edited {
+        Some(edit) => format!("{text}\n\n{}", edit.notice()),
+        None => text,
+    })
 }
 
 /// A tool output as rig shows it to the model: a string as is, anything else as JSON.
@@ -239,8 +249,8 @@ where
             .apply(ToolCall::new(T::NAME, args), extensions.get::<CallContext>());
         let ran = self
             .guard
-            .aexecute_gated(call, self.gating, |_, params| async move {
-                // The frozen snapshot, exactly as approved.
+            .aexecute_detailed(call, self.gating, |_, params| async move {
+                // The frozen snapshot, exactly as approved (or as an approver edited it).
                 let args: T::Args = serde_json::from_value(params)
                     .map_err(|error| GuardedToolError::BadArgs { tool: T::NAME, error })?;
                 let output = self
@@ -252,7 +262,7 @@ where
             })
             .await;
         match ran {
-            Ok(result) => result,
+            Ok(ran) => with_edit_notice(ran),
             Err(denied) => Ok(denial_text(&denied)),
         }
     }
@@ -342,7 +352,7 @@ impl GuardedDyn {
         let call = self.context.apply(ToolCall::new(self.tool.name(), params), per_call);
         let ran = self
             .guard
-            .aexecute_gated(call, self.gating, |_, params| async move {
+            .aexecute_detailed(call, self.gating, |_, params| async move {
                 let frozen = params.to_string();
                 match extensions {
                     Some(extensions) => self.tool.call_with_extensions(frozen, extensions).await,
@@ -351,7 +361,7 @@ impl GuardedDyn {
             })
             .await;
         match ran {
-            Ok(result) => result,
+            Ok(ran) => with_edit_notice(ran),
             Err(denied) => Ok(denial_text(&denied)),
         }
     }

@@ -128,8 +128,20 @@ impl<S: ServerHandler> Guarded<S> {
             let request = ClientRequest::CallToolRequest(::rmcp::model::Request::new(params));
             inner.handle_request(request, context).await
         };
-        match self.guard.aexecute_gated(call, gating, run).await {
-            Ok(result) => result,
+        match self.guard.aexecute_detailed(call, gating, run).await {
+            Ok(ran) => match (ran.value, ran.edited) {
+                // The model should know it did not run with its own arguments.
+                (Ok(ServerResult::CallToolResponse(CallToolResponse::Complete(mut result))), Some(edit)) => {
+                    result.content.push(ContentBlock::text(edit.notice()));
+                    Ok(ServerResult::from(CallToolResponse::from(result)))
+                }
+                (result, _) => result,
+            },
+            // A person answered for the tool: that text is its (successful) result.
+            Err(answered) if answered.response().is_some() => {
+                let result = CallToolResult::success(vec![ContentBlock::text(answered.to_string())]);
+                Ok(ServerResult::from(CallToolResponse::from(result)))
+            }
             Err(denied) => {
                 let result = CallToolResult::error(vec![ContentBlock::text(denied.to_string())]);
                 Ok(ServerResult::from(CallToolResponse::from(result)))

@@ -81,6 +81,16 @@ pub enum Gating {
     Never,
 }
 
+/// What [`AgentGuard::execute_detailed`] returns: the executor's value, and the approver's edit when it ran with
+/// arguments an approver wrote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Executed<T> {
+    /// What the executor returned.
+    pub value: T,
+    /// The approver's edit, when the arguments that ran are not the agent's.
+    pub edited: Option<super::approval::Edited>,
+}
+
 /// Rebuilds a call's params from the live arguments after approval, to detect a change behind the approver's back.
 #[doc(hidden)]
 pub type Recheck<'a> = dyn Fn() -> Result<Value, String> + 'a;
@@ -105,11 +115,23 @@ impl AgentGuard {
     where
         F: FnOnce(&str, Value) -> T,
     {
+        self.execute_detailed(call, gating, executor).map(|ran| ran.value)
+    }
+
+    /// Like [`execute_gated`](Self::execute_gated), and says how the call ran: [`Executed::edited`] is the
+    /// approver's edit when the executor ran with arguments an approver wrote instead of the agent's. An agent
+    /// framework adds [`Edited::notice`](super::approval::Edited::notice) to the tool's result, so the model knows.
+    pub fn execute_detailed<T, F>(&self, call: ToolCall, gating: Gating, executor: F) -> Result<Executed<T>, ActionDenied>
+    where
+        F: FnOnce(&str, Value) -> T,
+    {
         let approval = self.decide_blocking(call, gating, None, super::Claim::Now)?;
-        Ok(self.run_approved(approval, |a| {
+        let edited = approval.edited().cloned();
+        let value = self.run_approved(approval, |a| {
             let (tool, params) = a.into_parts();
             executor(&tool, params)
-        }))
+        });
+        Ok(Executed { value, edited })
     }
 
     /// The async twin of [`execute`](Self::execute): `executor(name, params)` returns a future.
@@ -138,13 +160,30 @@ impl AgentGuard {
         F: FnOnce(String, Value) -> Fut,
         Fut: std::future::Future<Output = T>,
     {
+        self.aexecute_detailed(call, gating, executor).await.map(|ran| ran.value)
+    }
+
+    /// The async twin of [`execute_detailed`](Self::execute_detailed).
+    #[cfg(feature = "tokio")]
+    pub async fn aexecute_detailed<T, F, Fut>(
+        &self,
+        call: ToolCall,
+        gating: Gating,
+        executor: F,
+    ) -> Result<Executed<T>, ActionDenied>
+    where
+        F: FnOnce(String, Value) -> Fut,
+        Fut: std::future::Future<Output = T>,
+    {
         let approval = self.decide(call, gating).await?.finish(None, super::Claim::Now)?;
-        Ok(self
+        let edited = approval.edited().cloned();
+        let value = self
             .arun_approved(approval, |a| {
                 let (tool, params) = a.into_parts();
                 executor(tool, params)
             })
-            .await)
+            .await;
+        Ok(Executed { value, edited })
     }
 
     /// The requests waiting for an answer now (only live ones: not decided, not past their deadline), oldest

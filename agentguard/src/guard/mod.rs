@@ -15,7 +15,8 @@ pub(crate) mod global;
 mod trace;
 mod wait;
 
-pub use agent::Gating;
+pub use agent::{Executed, Gating};
+pub use approval::Edited;
 pub(crate) use agent::{AgentGuard, Inner, Recheck};
 pub(crate) use approval::Allowed;
 pub use builder::{mode, GuardBuilder, DEFAULT_TIMEOUT, MAX_TIMEOUT};

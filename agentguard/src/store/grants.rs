@@ -107,6 +107,11 @@ impl Grant {
         }
     }
 
+    /// [`status`](Self::status) now.
+    pub fn status_now(&self) -> &'static str {
+        self.status(now_ms())
+    }
+
     /// Time left, if bounded by time.
     pub fn remaining(&self, now_ms: u64) -> Option<Duration> {
         self.expires_at_ms
