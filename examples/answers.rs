@@ -79,15 +79,25 @@ fn main() {
     let out = guard.execute(ToolCall::new("refund_order", json!({"order": 42})), |_, _| "refunded");
     approver.join().unwrap();
     let answered = out.expect_err("the tool did not run");
-    println!("respond:  the agent reads {:?} (a denial? {})", answered.to_string(), answered.is_denial());
+    println!(
+        "respond:  the agent reads {:?} (a denial? {})",
+        answered.to_string(),
+        answered.is_denial()
+    );
 
     // 3. Remember: "allow sending mail for this session, twice more".
     let approver = {
         let guard = guard.clone();
         std::thread::spawn(move || {
             let req = waiting(&guard);
-            let remember = GrantSpec::new(GrantScope::Session).uses(2).ttl(Duration::from_secs(2 * 3600));
-            guard.resolve_with(&Resolution::approve(req.request_id().clone()).actor("alice").remember(remember))
+            let remember = GrantSpec::new(GrantScope::Session)
+                .uses(2)
+                .ttl(Duration::from_secs(2 * 3600));
+            guard.resolve_with(
+                &Resolution::approve(req.request_id().clone())
+                    .actor("alice")
+                    .remember(remember),
+            )
         })
     };
     guard.execute(send("jane@example.com"), |_, _| ()).expect("approved");
@@ -125,5 +135,8 @@ fn main() {
         |_, p| format!("paid {}", p["amount"]),
     );
     let (first, progress, second) = approver.join().unwrap();
-    println!("quorum:   alice → {first} ({progress}); carol → {second}; {}", paid.expect("approved by two"));
+    println!(
+        "quorum:   alice → {first} ({progress}); carol → {second}; {}",
+        paid.expect("approved by two")
+    );
 }

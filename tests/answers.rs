@@ -46,9 +46,12 @@ fn park(
 }
 
 fn email(to: &str) -> ToolCall {
-    ToolCall::new("send_email", json!({"to": to, "subject": "refund", "api_key": "sk-live-123"}))
-        .agent_id("support-bot")
-        .session_id("ticket-1")
+    ToolCall::new(
+        "send_email",
+        json!({"to": to, "subject": "refund", "api_key": "sk-live-123"}),
+    )
+    .agent_id("support-bot")
+    .session_id("ticket-1")
 }
 
 #[test]
@@ -70,7 +73,10 @@ fn an_edit_runs_the_edited_params_and_the_audit_keeps_both_digests_and_the_edito
     assert!(out.contains("alice@example.com"));
 
     let lines = audit_lines(&log);
-    let line = lines.iter().find(|l| l["decision"] == "edited").expect("an edited line");
+    let line = lines
+        .iter()
+        .find(|l| l["decision"] == "edited")
+        .expect("an edited line");
     assert_eq!(line["actor"], "carol");
     assert_eq!(line["params_digest"], req.params_digest().as_str());
     let new_digest = line["edit"]["params_digest"].as_str().unwrap();
@@ -84,9 +90,8 @@ fn an_edit_runs_the_edited_params_and_the_audit_keeps_both_digests_and_the_edito
 fn execute_detailed_says_the_call_ran_with_edited_arguments() {
     let guard = AgentGuard::external().no_audit().build();
     let g = guard.clone();
-    let worker = std::thread::spawn(move || {
-        g.execute_detailed(email("x@evil.test"), Gating::Auto, |_, p| p["to"].clone())
-    });
+    let worker =
+        std::thread::spawn(move || g.execute_detailed(email("x@evil.test"), Gating::Auto, |_, p| p["to"].clone()));
     let req = wait_for_pending(&guard, 1).remove(0);
     let answer = Resolution::edit(req.request_id().clone(), json!({"to": "y@example.com"})).actor("carol");
     assert_eq!(guard.resolve_with(&answer), ResolveOutcome::Resolved);
@@ -95,7 +100,11 @@ fn execute_detailed_says_the_call_ran_with_edited_arguments() {
     let edit = ran.edited.expect("the edit is reported");
     assert_eq!(edit.by(), Some("carol"));
     assert_eq!(edit.original_digest(), req.params_digest());
-    assert!(edit.notice().contains("carol") && edit.notice().contains("y@example.com"), "{}", edit.notice());
+    assert!(
+        edit.notice().contains("carol") && edit.notice().contains("y@example.com"),
+        "{}",
+        edit.notice()
+    );
 }
 
 #[test]
@@ -123,7 +132,10 @@ fn an_edit_the_policy_denies_never_runs() {
     assert_eq!(guard.resolve_with(&answer), ResolveOutcome::Resolved);
     let denied = worker.join().unwrap().unwrap_err();
     assert_eq!(denied.reason(), DenyReason::PolicyDenied);
-    assert!(denied.detail().unwrap().contains("refunds over 1000 need finance"), "{denied}");
+    assert!(
+        denied.detail().unwrap().contains("refunds over 1000 need finance"),
+        "{denied}"
+    );
     assert!(got.lock().unwrap().is_none(), "the executor never ran");
     let stored = guard.store().get(req.request_id()).unwrap().unwrap();
     assert_eq!(stored.decision.state, agentguard::store::RequestState::Expired);
@@ -264,10 +276,16 @@ fn a_session_grant_lets_that_sessions_calls_run_for_its_uses_and_audits_each_wit
     assert_eq!((grant.tool.as_str(), grant.scope), ("write_file", GrantScope::Session));
     assert_eq!(grant.created_by.as_deref(), Some("carol"));
 
-    assert!(!runs_unasked(&guard, write("reports/q4.csv", "s2")), "another session is asked");
+    assert!(
+        !runs_unasked(&guard, write("reports/q4.csv", "s2")),
+        "another session is asked"
+    );
     assert!(runs_unasked(&guard, write("reports/q4.csv", "s1")));
     assert!(runs_unasked(&guard, write("reports/q5.csv", "s1")));
-    assert!(!runs_unasked(&guard, write("reports/q6.csv", "s1")), "two uses, then asked again");
+    assert!(
+        !runs_unasked(&guard, write("reports/q6.csv", "s1")),
+        "two uses, then asked again"
+    );
 
     let lines = audit_lines(&log);
     let made = lines
@@ -301,7 +319,10 @@ fn a_grant_narrowed_by_a_condition_covers_only_the_calls_that_pass_it() {
     assert!(!runs_unasked(&guard, write("/etc/passwd", "s1")));
     let mut other_agent = write("reports/q5.csv", "s1");
     other_agent = other_agent.agent_id("another-bot");
-    assert!(!runs_unasked(&guard, other_agent), "scope agent: another agent is asked");
+    assert!(
+        !runs_unasked(&guard, other_agent),
+        "scope agent: another agent is asked"
+    );
 }
 
 #[test]
@@ -331,9 +352,7 @@ fn a_grant_never_beats_a_policy_deny_and_a_rule_can_forbid_grants() {
         ResolveOutcome::Resolved
     );
     assert!(worker.join().unwrap().is_ok());
-    let denied = guard
-        .execute(write("/etc/passwd", "s1"), |_, _| ())
-        .unwrap_err();
+    let denied = guard.execute(write("/etc/passwd", "s1"), |_, _| ()).unwrap_err();
     assert_eq!(denied.reason(), DenyReason::PolicyDenied);
 
     let (worker, _) = park(&guard, ToolCall::new("pay", json!({"amount": 5})));
@@ -425,7 +444,11 @@ fn a_quorum_counts_distinct_approvers_and_runs_once_when_reached() {
     assert_eq!(req.excluded(), ["billing-bot", "dave"]);
     let id = req.request_id().clone();
     let vote = |actor: &str| guard.resolve_with(&Resolution::approve(id.clone()).actor(actor));
-    assert_eq!(vote("dave"), ResolveOutcome::OwnRequest, "mapped to the requesting agent");
+    assert_eq!(
+        vote("dave"),
+        ResolveOutcome::OwnRequest,
+        "mapped to the requesting agent"
+    );
     assert_eq!(vote("mallory"), ResolveOutcome::NotAnApprover);
     assert_eq!(
         guard.resolve_with(&Resolution::approve(id.clone())),
@@ -460,7 +483,10 @@ fn a_quorum_counts_distinct_approvers_and_runs_once_when_reached() {
     let lines = audit_lines(&log);
     let votes: Vec<&Value> = lines.iter().filter(|l| l["event"] == "vote").collect();
     assert_eq!(votes.len(), 2, "each vote is audited");
-    assert_eq!((votes[0]["actor"].as_str(), votes[1]["actor"].as_str()), (Some("alice"), Some("bob")));
+    assert_eq!(
+        (votes[0]["actor"].as_str(), votes[1]["actor"].as_str()),
+        (Some("alice"), Some("bob"))
+    );
     let approved = lines.iter().find(|l| l["decision"] == "approved").unwrap();
     assert_eq!(approved["actor"], "alice, bob");
 }
@@ -487,7 +513,10 @@ fn one_denial_ends_a_quorum_request() {
 #[test]
 fn the_requesting_agent_never_answers_its_own_request() {
     let guard = AgentGuard::external().no_audit().build();
-    let (worker, _) = park(&guard, ToolCall::new("delete_file", json!({"path": "a"})).agent_id("alice"));
+    let (worker, _) = park(
+        &guard,
+        ToolCall::new("delete_file", json!({"path": "a"})).agent_id("alice"),
+    );
     let id = wait_for_pending(&guard, 1).remove(0).request_id().clone();
     assert_eq!(
         guard.resolve_with(&Resolution::approve(id.clone()).actor("alice")),
@@ -502,14 +531,19 @@ fn the_requesting_agent_never_answers_its_own_request() {
 
 #[test]
 fn a_quorum_rule_under_a_single_approver_is_refused_not_approved_by_one() {
-    let guard = AgentGuard::callback(|_| true).policy(quorum_policy()).no_audit().build();
+    let guard = AgentGuard::callback(|_| true)
+        .policy(quorum_policy())
+        .no_audit()
+        .build();
     let denied = guard
         .execute(ToolCall::new("pay", json!({"amount": 5000})), |_, _| ())
         .unwrap_err();
     assert_eq!(denied.reason(), DenyReason::ApproverFailed);
     assert!(denied.detail().unwrap().contains("quorum"), "{denied}");
     // Below the rule's threshold the callback decides as usual.
-    assert!(guard.execute(ToolCall::new("pay", json!({"amount": 5})), |_, _| ()).is_ok());
+    assert!(guard
+        .execute(ToolCall::new("pay", json!({"amount": 5})), |_, _| ())
+        .is_ok());
 }
 
 #[test]
@@ -559,6 +593,10 @@ fn quorum_policy_mistakes_are_errors_with_what_to_write() {
 fn answer_kinds_and_outcomes_have_their_documented_names() {
     assert_eq!(serde_json::to_value(AnswerKind::Respond).unwrap(), "respond");
     assert_eq!(ResolveOutcome::VoteRecorded.as_str(), "VOTE_RECORDED");
-    assert!(ResolveOutcome::NotAllowedHere.explain(AnswerKind::Edit).contains("not allowed"));
-    assert!(ResolveOutcome::Resolved.explain(AnswerKind::Respond).contains("does not run"));
+    assert!(ResolveOutcome::NotAllowedHere
+        .explain(AnswerKind::Edit)
+        .contains("not allowed"));
+    assert!(ResolveOutcome::Resolved
+        .explain(AnswerKind::Respond)
+        .contains("does not run"));
 }

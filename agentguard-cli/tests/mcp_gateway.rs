@@ -344,7 +344,10 @@ async fn an_edited_write_file_writes_what_the_approver_wrote_and_the_client_is_t
     let call = {
         let gw = gw.clone();
         let asked = asked.clone();
-        tokio::spawn(async move { gw.call("write_file", json!({"path": asked, "content": "draft\n"})).await })
+        tokio::spawn(async move {
+            gw.call("write_file", json!({"path": asked, "content": "draft\n"}))
+                .await
+        })
     };
     let parked = gw.parked().await;
     let answer = gw
@@ -379,11 +382,18 @@ async fn a_response_is_the_tools_result_and_nothing_is_written() {
     };
     let parked = gw.parked().await;
     let answer = gw
-        .answer(&parked, json!({"kind": "respond", "response": "b.txt already has that content"}))
+        .answer(
+            &parked,
+            json!({"kind": "respond", "response": "b.txt already has that content"}),
+        )
         .await;
     assert_eq!(answer["outcome"], "RESOLVED", "{answer}");
     let result = call.await.unwrap();
-    assert_ne!(result.is_error, Some(true), "a response is a result, not an error: {result:?}");
+    assert_ne!(
+        result.is_error,
+        Some(true),
+        "a response is a result, not an error: {result:?}"
+    );
     assert_eq!(text(&result), "b.txt already has that content");
     assert!(!target.exists());
 }

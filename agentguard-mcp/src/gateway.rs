@@ -421,9 +421,11 @@ impl Gateway {
                 up.name
             ))),
             // A person answered for the tool: that text is its (successful) result.
-            Err(denied) if denied.response().is_some() => Ok(CallToolResponse::Complete(CallToolResult::success(
-                vec![ContentBlock::text(denied.to_string())],
-            ))),
+            Err(denied) if denied.response().is_some() => {
+                Ok(CallToolResponse::Complete(CallToolResult::success(vec![
+                    ContentBlock::text(denied.to_string()),
+                ])))
+            }
             Err(denied) => Ok(error_result(denial_text(&denied))),
         }
     }

@@ -131,7 +131,7 @@ impl<S: ServerHandler> Guarded<S> {
         match self.guard.aexecute_detailed(call, gating, run).await {
             Ok(ran) => match (ran.value, ran.edited) {
                 // The model should know it did not run with its own arguments.
-                (Ok(ServerResult::CallToolResponse(CallToolResponse::Complete(mut result))), Some(edit)) => {
+                (Ok(ServerResult::CallToolResult(mut result)), Some(edit)) => {
                     result.content.push(ContentBlock::text(edit.notice()));
                     Ok(ServerResult::from(CallToolResponse::from(result)))
                 }

@@ -121,7 +121,12 @@ impl AgentGuard {
     /// Like [`execute_gated`](Self::execute_gated), and says how the call ran: [`Executed::edited`] is the
     /// approver's edit when the executor ran with arguments an approver wrote instead of the agent's. An agent
     /// framework adds [`Edited::notice`](super::approval::Edited::notice) to the tool's result, so the model knows.
-    pub fn execute_detailed<T, F>(&self, call: ToolCall, gating: Gating, executor: F) -> Result<Executed<T>, ActionDenied>
+    pub fn execute_detailed<T, F>(
+        &self,
+        call: ToolCall,
+        gating: Gating,
+        executor: F,
+    ) -> Result<Executed<T>, ActionDenied>
     where
         F: FnOnce(&str, Value) -> T,
     {
@@ -160,7 +165,9 @@ impl AgentGuard {
         F: FnOnce(String, Value) -> Fut,
         Fut: std::future::Future<Output = T>,
     {
-        self.aexecute_detailed(call, gating, executor).await.map(|ran| ran.value)
+        self.aexecute_detailed(call, gating, executor)
+            .await
+            .map(|ran| ran.value)
     }
 
     /// The async twin of [`execute_detailed`](Self::execute_detailed).

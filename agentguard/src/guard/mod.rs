@@ -15,10 +15,10 @@ pub(crate) mod global;
 mod trace;
 mod wait;
 
-pub use agent::{Executed, Gating};
-pub use approval::Edited;
 pub(crate) use agent::{AgentGuard, Inner, Recheck};
+pub use agent::{Executed, Gating};
 pub(crate) use approval::Allowed;
+pub use approval::Edited;
 pub use builder::{mode, GuardBuilder, DEFAULT_TIMEOUT, MAX_TIMEOUT};
 pub(crate) use decide::Claim;
 #[cfg(feature = "tokio")]

@@ -79,6 +79,17 @@
 //! relative path is compared only with relative folders, and a relative path against an absolute folder cannot be
 //! judged.
 //!
+//! # Who answers, and standing grants
+//!
+//! An `ask` rule can say who decides: `approvers = ["alice", "@finance"]` (names, and groups from a top-level
+//! `[groups]` table), `quorum = 2` (approvals needed, default 1) and `denials = 1` (denials that end it, default 1).
+//! The request then carries its [`Quorum`](crate::answer::Quorum): votes are counted in the store, the call runs
+//! once when enough approvals are in, and only an external guard can collect them. `remember = false` forbids
+//! standing grants ([`GrantSpec`](crate::answer::GrantSpec)) for the calls the rule asks about; a quorum rule
+//! forbids them too. Every matching `ask` rule adds its constraints, not only the one recorded as deciding. A
+//! top-level `[principals]` table maps an agent id to the people who act for it: like the agent itself, they may
+//! not answer its requests.
+//!
 //! # Fail closed
 //!
 //! A test that cannot be judged — the argument is missing, or has the wrong type (`gt` on a string, `under` on a
