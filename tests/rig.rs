@@ -330,6 +330,58 @@ async fn a_parked_call_waits_for_a_resolve_from_elsewhere() {
     assert_eq!(model.tool_results(), ["deleted a.txt"]);
 }
 
+/// An external guard whose reviewer answers the first request with `answer(id)`.
+fn guard_answering_with(
+    answer: fn(agentguard::RequestId) -> agentguard::Resolution,
+) -> (AgentGuard, tokio::task::JoinHandle<()>) {
+    let (queue, mut inbox) = tokio::sync::mpsc::unbounded_channel::<ApprovalRequest>();
+    let guard = AgentGuard::external()
+        .on_request(move |req| {
+            let _ = queue.send(req.clone());
+        })
+        .timeout(Duration::from_secs(30))
+        .no_audit()
+        .build();
+    let g = guard.clone();
+    let reviewer = tokio::spawn(async move {
+        let req = inbox.recv().await.unwrap();
+        g.resolve_with(&answer(req.request_id().clone()));
+    });
+    (guard, reviewer)
+}
+
+#[tokio::test]
+async fn an_edited_call_runs_with_the_approvers_arguments_and_the_model_is_told() {
+    let (guard, reviewer) =
+        guard_answering_with(|id| agentguard::Resolution::edit(id, json!({"path": "b.txt"})).actor("alice"));
+    let delete = Runs::default();
+    let model = Scripted::new(vec![("delete_file", json!({"path": "a.txt"}))]);
+    let tools = GuardedToolSet::new(&guard)
+        .guarded(DeleteFile(delete.clone()))
+        .into_tools();
+    run_agent(model.clone(), tools).await;
+    reviewer.await.unwrap();
+    assert_eq!(delete.all(), [json!({"path": "b.txt"})], "the edited arguments ran");
+    let read = model.tool_results();
+    assert!(read[0].starts_with("deleted b.txt"), "{read:?}");
+    assert!(read[0].contains("an approver (alice) edited the arguments"), "{read:?}");
+}
+
+#[tokio::test]
+async fn a_response_is_the_tools_output_and_the_tool_never_runs() {
+    let (guard, reviewer) =
+        guard_answering_with(|id| agentguard::Resolution::respond(id, "a.txt is already gone").actor("alice"));
+    let delete = Runs::default();
+    let model = Scripted::new(vec![("delete_file", json!({"path": "a.txt"}))]);
+    let tools = GuardedToolSet::new(&guard)
+        .guarded(DeleteFile(delete.clone()))
+        .into_tools();
+    run_agent(model.clone(), tools).await;
+    reviewer.await.unwrap();
+    assert!(delete.all().is_empty(), "the tool never ran");
+    assert_eq!(model.tool_results(), ["a.txt is already gone"]);
+}
+
 #[tokio::test]
 async fn a_tool_set_of_boxed_tools_is_gated_by_name_at_run_time() {
     let dir = tempfile::tempdir().unwrap();
