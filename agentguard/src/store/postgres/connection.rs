@@ -61,15 +61,24 @@ impl Shared {
             .await
             .map_err(pg_err("set the statement timeout"))?;
         if let Some(schema) = &self.schema {
-            let sql = if self.create {
-                format!(
-                    "CREATE SCHEMA IF NOT EXISTS {s}; SET search_path TO {s}",
-                    s = quote_ident(schema)
-                )
-            } else {
-                format!("SET search_path TO {}", quote_ident(schema))
-            };
-            client.batch_execute(&sql).await.map_err(pg_err("select the schema"))?;
+            if self.create {
+                // Agents starting together on a new schema race to create it: IF NOT EXISTS is not atomic, and the
+                // losers get a unique violation, which only means it exists now.
+                let created = client
+                    .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(schema)))
+                    .await;
+                if let Err(e) = created {
+                    use tokio_postgres::error::SqlState;
+                    if !matches!(e.code(), Some(c) if *c == SqlState::UNIQUE_VIOLATION || *c == SqlState::DUPLICATE_SCHEMA)
+                    {
+                        return Err(pg_err("create the schema")(e));
+                    }
+                }
+            }
+            client
+                .batch_execute(&format!("SET search_path TO {}", quote_ident(schema)))
+                .await
+                .map_err(pg_err("select the schema"))?;
         }
         Ok(client)
     }

@@ -126,22 +126,28 @@ impl ApprovalStore for PostgresStore {
                             .map_err(pg_err("record a vote"))?;
                         }
                         Step::Decide(decision, grant) => {
-                            tx.execute(
-                                "WITH u AS (UPDATE agentguard_requests
+                            // Under the row lock it is still pending; checked all the same, so a decision is never
+                            // reported twice.
+                            let decided = tx
+                                .execute(
+                                    "WITH u AS (UPDATE agentguard_requests
                                             SET state = $2, actor = $3, note = $4, details = $5, decided = now()
                                             WHERE id = $1 AND state = 'pending' RETURNING id)
                                  SELECT pg_notify($6, id) FROM u",
-                                &[
-                                    &id,
-                                    &decision.state.as_str(),
-                                    &decision.actor,
-                                    &decision.note,
-                                    &decision.details_json(),
-                                    &CHANNEL,
-                                ],
-                            )
-                            .await
-                            .map_err(pg_err("record a decision"))?;
+                                    &[
+                                        &id,
+                                        &decision.state.as_str(),
+                                        &decision.actor,
+                                        &decision.note,
+                                        &decision.details_json(),
+                                        &CHANNEL,
+                                    ],
+                                )
+                                .await
+                                .map_err(pg_err("record a decision"))?;
+                            if decided != 1 {
+                                return Ok(ResolveOutcome::AlreadyResolved);
+                            }
                             if let Some(grant) = grant {
                                 grants::insert_grant(&tx, &grant).await?;
                             }

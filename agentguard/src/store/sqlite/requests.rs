@@ -80,7 +80,9 @@ impl ApprovalStore for SqliteStore {
                         .map_err(db_err("record a vote"))?;
                     }
                     Step::Decide(decision, grant) => {
-                        exec(
+                        // Inside the write transaction it is still pending; checked all the same, so a decision is
+                        // never reported twice.
+                        let decided = exec(
                             &tx,
                             "UPDATE agentguard_requests
                              SET state = ?2, actor = ?3, note = ?4, details = ?5, decided_ms = ?6
@@ -95,6 +97,9 @@ impl ApprovalStore for SqliteStore {
                             ],
                         )
                         .map_err(db_err("record a decision"))?;
+                        if decided != 1 {
+                            return Ok(ResolveOutcome::AlreadyResolved);
+                        }
                         if let Some(grant) = grant {
                             grants::insert_grant(&tx, &grant)?;
                         }
