@@ -496,3 +496,129 @@ fn verify_full_with_the_wrong_ca_or_host_is_refused_clearly_and_never_shows_the_
         .to_string();
     assert!(err.contains("sslrootcert=/nonexistent/ca.pem"), "{err}");
 }
+
+/// The schema of version 1 (the release before richer answers), exactly as it created a new store, in `schema`.
+fn schema_1(schema: &str) -> String {
+    format!(
+        "CREATE SCHEMA \"{schema}\"; SET search_path TO \"{schema}\";
+         CREATE TABLE agentguard_meta (key text PRIMARY KEY, value text NOT NULL);
+         CREATE TABLE agentguard_requests (
+             id text PRIMARY KEY, request text NOT NULL, tool text NOT NULL, params_digest text NOT NULL,
+             created timestamptz NOT NULL DEFAULT now(), deadline timestamptz NOT NULL, state text NOT NULL,
+             actor text, note text, decided timestamptz, executed timestamptz, outcome text, finished timestamptz
+         );
+         CREATE INDEX agentguard_requests_pending ON agentguard_requests (state, deadline);
+         CREATE INDEX agentguard_requests_decided ON agentguard_requests (decided);
+         CREATE TABLE agentguard_audit (seq bigint PRIMARY KEY, line text NOT NULL);
+         INSERT INTO agentguard_meta (key, value) VALUES ('schema_version', '1');"
+    )
+}
+
+/// A request as a real guard makes it (parked on a memory store, then denied): for rows written by hand.
+fn a_request(tool: &str) -> agentguard::ApprovalRequest {
+    let (tx, rx) = mpsc::channel();
+    let guard = AgentGuard::external()
+        .on_request(move |req| {
+            let _ = tx.send(req.clone());
+        })
+        .no_audit()
+        .build();
+    let g = guard.clone();
+    let call = ToolCall::new(tool, json!({"row": 1}));
+    let agent = std::thread::spawn(move || g.execute(call, |_, _| ()));
+    let request = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    guard.resolve(request.request_id(), false, None);
+    agent.join().unwrap().unwrap_err();
+    request
+}
+
+fn v1_row(request: &agentguard::ApprovalRequest, state: &str, actor: &str) -> String {
+    format!(
+        "('{}', '{}', '{}', '{}', now() + interval '1 minute', '{state}', {actor})",
+        request.request_id(),
+        serde_json::to_string(request).unwrap().replace('\'', "''"),
+        request.tool(),
+        request.params_digest().as_str(),
+    )
+}
+
+#[test]
+fn a_store_at_schema_1_is_upgraded_in_place_and_its_requests_are_still_answered() {
+    let Some(server) = server() else { return };
+    let url = fresh(&server);
+    let schema = url.split_once("schema=").unwrap().1.to_owned();
+    let (pending, remembered, executed) = (
+        a_request("delete_row"),
+        a_request("drop_table"),
+        a_request("delete_row"),
+    );
+    psql(
+        &server,
+        &format!(
+            "{} INSERT INTO agentguard_requests (id, request, tool, params_digest, deadline, state, actor) VALUES {}, {}, {};",
+            schema_1(&schema),
+            v1_row(&pending, "pending", "NULL"),
+            v1_row(&remembered, "pending", "NULL"),
+            v1_row(&executed, "executed", "'alice'"),
+        ),
+    );
+    // A reader (the CLI) connecting upgrades it; an agent's guard connecting then finds it current.
+    let reader = agentguard::store::open_existing_store(&url).unwrap();
+    let version = psql(
+        &server,
+        &format!("SELECT value FROM \"{schema}\".agentguard_meta WHERE key = 'schema_version'"),
+    );
+    assert_eq!(version, "2");
+    let s = store(&url);
+    assert_eq!(s.pending().unwrap().len(), 2, "the pending requests survived");
+    let old = s.get(executed.request_id()).unwrap().unwrap().decision;
+    assert_eq!(
+        (old.state, old.actor.as_deref(), old.kind),
+        (RequestState::Executed, Some("alice"), None)
+    );
+
+    assert_eq!(
+        reader
+            .resolve(&Resolution::respond(pending.request_id().clone(), "done by hand").actor("bob"))
+            .unwrap(),
+        ResolveOutcome::Resolved
+    );
+    let d = s.get(pending.request_id()).unwrap().unwrap().decision;
+    assert_eq!(
+        (d.state, d.response.as_deref()),
+        (RequestState::Responded, Some("done by hand"))
+    );
+    let answer = Resolution::approve(remembered.request_id().clone())
+        .actor("bob")
+        .remember(agentguard::answer::GrantSpec::new(agentguard::answer::GrantScope::Everyone).uses(1));
+    assert_eq!(reader.resolve(&answer).unwrap(), ResolveOutcome::Resolved);
+    let grants = s.grants().unwrap();
+    assert_eq!(grants.len(), 1);
+    assert_eq!(grants[0].from_request, *remembered.request_id());
+    assert!(s.use_grant(&grants[0].id).unwrap());
+}
+
+#[test]
+fn a_store_at_a_newer_schema_is_refused_and_left_untouched() {
+    let Some(server) = server() else { return };
+    let url = fresh(&server);
+    let schema = url.split_once("schema=").unwrap().1.to_owned();
+    psql(
+        &server,
+        &format!("{} UPDATE agentguard_meta SET value = '3';", schema_1(&schema)),
+    );
+    for err in [
+        open_store(&url).unwrap_err().to_string(),
+        agentguard::store::open_existing_store(&url).unwrap_err().to_string(),
+    ] {
+        assert!(
+            err.contains("schema version 3") && err.contains("reads version 2") && err.contains("nothing was changed"),
+            "{err}"
+        );
+    }
+    let tables = psql(
+        &server,
+        &format!("SELECT count(*) FROM pg_tables WHERE schemaname = '{schema}'"),
+    );
+    assert_eq!(tables, "3", "no table was added");
+}

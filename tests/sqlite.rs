@@ -300,3 +300,138 @@ fn a_reader_never_creates_a_store_at_a_mistyped_path_nor_adds_tables_to_a_foreig
     SqliteStore::open(&real).unwrap();
     assert!(SqliteStore::open_existing(&real).unwrap().pending().unwrap().is_empty());
 }
+
+/// The schema of version 1 (the release before richer answers), exactly as it created a new file.
+const SCHEMA_1: &str = "
+    CREATE TABLE agentguard_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE agentguard_requests (
+        id TEXT PRIMARY KEY, request TEXT NOT NULL, tool TEXT NOT NULL, params_digest TEXT NOT NULL,
+        created_ms INTEGER NOT NULL, deadline_ms INTEGER NOT NULL, state TEXT NOT NULL, actor TEXT, note TEXT,
+        decided_ms INTEGER, executed_ms INTEGER, outcome TEXT, finished_ms INTEGER
+    );
+    CREATE INDEX agentguard_requests_state ON agentguard_requests (state, deadline_ms);
+    CREATE INDEX agentguard_requests_decided ON agentguard_requests (decided_ms);
+    INSERT INTO agentguard_meta (key, value) VALUES ('schema_version', '1');";
+
+/// A request as a real guard makes it (parked on a memory store, then denied): for rows written by hand.
+fn a_request(tool: &str) -> agentguard::ApprovalRequest {
+    let (tx, rx) = mpsc::channel();
+    let guard = AgentGuard::external()
+        .on_request(move |req| {
+            let _ = tx.send(req.clone());
+        })
+        .no_audit()
+        .build();
+    let g = guard.clone();
+    let call = ToolCall::new(tool, json!({"row": 1}));
+    let agent = std::thread::spawn(move || g.execute(call, |_, _| ()));
+    let request = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    guard.resolve(request.request_id(), false, None);
+    agent.join().unwrap().unwrap_err();
+    request
+}
+
+fn insert_v1_row(conn: &rusqlite::Connection, request: &agentguard::ApprovalRequest, state: &str, actor: Option<&str>) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    conn.execute(
+        "INSERT INTO agentguard_requests (id, request, tool, params_digest, created_ms, deadline_ms, state, actor,
+                                          decided_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        rusqlite::params![
+            request.request_id().as_str(),
+            serde_json::to_string(request).unwrap(),
+            request.tool(),
+            request.params_digest().as_str(),
+            now,
+            now + 60_000,
+            state,
+            actor,
+            (state != "pending").then_some(now),
+        ],
+    )
+    .unwrap();
+}
+
+fn schema_version(db: &Path) -> String {
+    rusqlite::Connection::open(db)
+        .unwrap()
+        .query_row(
+            "SELECT value FROM agentguard_meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+}
+
+#[test]
+fn a_store_at_schema_1_is_upgraded_in_place_and_its_requests_are_still_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("store.db");
+    let (pending, remembered, executed) = (
+        a_request("delete_row"),
+        a_request("drop_table"),
+        a_request("delete_row"),
+    );
+    {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch(SCHEMA_1).unwrap();
+        insert_v1_row(&conn, &pending, "pending", None);
+        insert_v1_row(&conn, &remembered, "pending", None);
+        insert_v1_row(&conn, &executed, "executed", Some("alice"));
+    }
+    // A reader (the CLI) opening it upgrades it; an agent's guard opening it then finds it current.
+    let reader = SqliteStore::open_existing(&db).unwrap();
+    assert_eq!(schema_version(&db), "2");
+    let store = SqliteStore::open(&db).unwrap();
+    assert_eq!(store.pending().unwrap().len(), 2, "the pending requests survived");
+    let old = store.get(executed.request_id()).unwrap().unwrap().decision;
+    assert_eq!(
+        (old.state, old.actor.as_deref(), old.kind),
+        (RequestState::Executed, Some("alice"), None)
+    );
+
+    assert_eq!(
+        reader
+            .resolve(&Resolution::respond(pending.request_id().clone(), "done by hand").actor("bob"))
+            .unwrap(),
+        ResolveOutcome::Resolved
+    );
+    let d = store.get(pending.request_id()).unwrap().unwrap().decision;
+    assert_eq!(
+        (d.state, d.response.as_deref()),
+        (RequestState::Responded, Some("done by hand"))
+    );
+    let answer = Resolution::approve(remembered.request_id().clone())
+        .actor("bob")
+        .remember(agentguard::answer::GrantSpec::new(agentguard::answer::GrantScope::Everyone).uses(1));
+    assert_eq!(reader.resolve(&answer).unwrap(), ResolveOutcome::Resolved);
+    let grants = store.grants().unwrap();
+    assert_eq!(grants.len(), 1);
+    assert_eq!(grants[0].from_request, *remembered.request_id());
+    assert!(store.use_grant(&grants[0].id).unwrap());
+}
+
+#[test]
+fn a_store_at_a_newer_schema_is_refused_and_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("store.db");
+    {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch(SCHEMA_1).unwrap();
+        conn.execute("UPDATE agentguard_meta SET value = '3'", []).unwrap();
+    }
+    let before = std::fs::read(&db).unwrap();
+    for err in [
+        SqliteStore::open(&db).unwrap_err().to_string(),
+        SqliteStore::open_existing(&db).unwrap_err().to_string(),
+    ] {
+        assert!(
+            err.contains("schema version 3") && err.contains("reads version 2") && err.contains("nothing was changed"),
+            "{err}"
+        );
+    }
+    assert!(std::fs::read(&db).unwrap() == before, "the refused file was changed");
+}

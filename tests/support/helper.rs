@@ -111,12 +111,100 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        // An agent whose guard parks on the store at URL (with the policy file POLICY, or none for "-"), timing out
+        // after TIMEOUT_MS; audits to LOG; every executor run appends "ran <tool> <params>" to RAN_FILE. Prints
+        // "ready" once the store is open, then reads calls from stdin, one JSON object a line ({"tool", "agent",
+        // "params", "loop"}), each made on a thread of its own. Prints "parked <id>" as a call parks and, when it
+        // ends, its outcome: {"ok": params} or the denial; with "loop": true the call is made again and again until
+        // one is not let through, then {"runs": N, "ended": denial} is printed. Exits when stdin closes and every
+        // call ended.
+        ["answers-agent", url, timeout_ms, ran_file, log, policy] => {
+            answers_agent(url, timeout_ms, ran_file, log, policy)
+        }
+        // Reads request ids from stdin; answers each "approve" as ACTOR on the store at URL, printing the outcome
+        // (RESOLVED, VOTE_RECORDED, ALREADY_RESOLVED, ...). Prints "ready" once the store is open.
+        ["answers-voter", url, actor] => {
+            use std::io::BufRead;
+            let store = agentguard::store::open_store(url).expect("open store");
+            println!("ready");
+            for line in std::io::stdin().lock().lines() {
+                let id: agentguard::RequestId = line.expect("stdin").trim().parse().expect("id");
+                let outcome = store
+                    .resolve(&agentguard::Resolution::approve(id).actor(*actor))
+                    .expect("resolve");
+                println!("{outcome}");
+            }
+            ExitCode::SUCCESS
+        }
         _ => {
             eprintln!(
                 "usage: agentguard-test-helper audit-append PATH TAG N MAX_BYTES | terminal-call | \
-                 store-agent URL N TIMEOUT_MS RAN_FILE LOG | store-resolver URL THREADS"
+                 store-agent URL N TIMEOUT_MS RAN_FILE LOG | store-resolver URL THREADS | \
+                 answers-agent URL TIMEOUT_MS RAN_FILE LOG POLICY|- | answers-voter URL ACTOR"
             );
             ExitCode::from(2)
         }
     }
+}
+
+fn answers_agent(url: &str, timeout_ms: &str, ran_file: &str, log: &str, policy: &str) -> ExitCode {
+    use std::io::{BufRead, Write};
+    let store = agentguard::store::open_store(url).expect("open store");
+    let mut builder = AgentGuard::external()
+        .shared_store(store)
+        .on_request(|req| println!("parked {}", req.request_id()))
+        .timeout(std::time::Duration::from_millis(
+            timeout_ms.parse().expect("timeout_ms"),
+        ))
+        .audit_file(log);
+    if policy != "-" {
+        builder = builder.policy_file(policy).expect("policy file");
+    }
+    let guard = builder.build();
+    println!("ready");
+    let ran_file = PathBuf::from(ran_file);
+    let mut threads = Vec::new();
+    for line in std::io::stdin().lock().lines() {
+        let spec: serde_json::Value = serde_json::from_str(&line.expect("stdin")).expect("a JSON call");
+        let (g, ran) = (guard.clone(), ran_file.clone());
+        threads.push(std::thread::spawn(move || {
+            let call = || {
+                let mut call = ToolCall::new(spec["tool"].as_str().expect("tool"), spec["params"].clone());
+                if let Some(agent) = spec["agent"].as_str() {
+                    call = call.agent_id(agent);
+                }
+                let ran = ran.clone();
+                g.execute(call, move |tool, params| {
+                    let mut f = std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&ran)
+                        .expect("ran file");
+                    // One write per line: O_APPEND keeps lines of several processes whole.
+                    f.write_all(format!("ran {tool} {params}\n").as_bytes())
+                        .expect("ran file");
+                    params
+                })
+            };
+            if spec["loop"] == true {
+                let mut runs = 0u64;
+                let ended = loop {
+                    match call() {
+                        Ok(_) => runs += 1,
+                        Err(denied) => break denied,
+                    }
+                };
+                println!("{}", json!({"runs": runs, "ended": ended}));
+            } else {
+                match call() {
+                    Ok(params) => println!("{}", json!({ "ok": params })),
+                    Err(d) => println!("{}", serde_json::to_string(&d).expect("serializable")),
+                }
+            }
+        }));
+    }
+    for t in threads {
+        t.join().expect("agent thread");
+    }
+    ExitCode::SUCCESS
 }

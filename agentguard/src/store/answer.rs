@@ -144,3 +144,29 @@ pub(crate) fn step(request: &ApprovalRequest, current: &Decision, answer: &Resol
         }
     }
 }
+
+/// What a database store does with an answer to a pending request whose stored form cannot be read back (params
+/// nested too deep, a damaged row): its quorum, excluded actors and refusals are unknown, so only a plain denial
+/// (which can never make anything run) ends it; every other answer is refused and nothing changes.
+/// `params_digest` is the digest kept beside the row.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn step_unreadable(params_digest: &str, answer: &Resolution) -> Step {
+    if answer
+        .get_params_digest()
+        .is_some_and(|shown| shown.as_str() != params_digest)
+    {
+        return Step::Refuse(ResolveOutcome::DigestMismatch);
+    }
+    if answer.kind() != AnswerKind::Deny || answer.get_remember().is_some() {
+        return Step::Refuse(ResolveOutcome::NotAllowedHere);
+    }
+    Step::Decide(
+        Decision {
+            actor: answer.get_actor().map(str::to_owned),
+            note: answer.get_note().map(str::to_owned),
+            kind: Some(AnswerKind::Deny),
+            ..Decision::of(RequestState::Denied)
+        },
+        None,
+    )
+}

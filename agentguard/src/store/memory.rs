@@ -125,6 +125,22 @@ impl Inner {
             self.decided.push_back((Instant::now(), id.clone()));
         }
     }
+
+    /// Expires a pending slot; the votes cast on it stay (as a database store keeps them), so they are audited.
+    fn expire(&mut self, id: &RequestId) {
+        let votes = self
+            .records
+            .get(id)
+            .map(|s| s.decision.votes.clone())
+            .unwrap_or_default();
+        self.decide(
+            id,
+            Decision {
+                votes,
+                ..Decision::of(RequestState::Expired)
+            },
+        );
+    }
 }
 
 fn unknown(id: &RequestId) -> StoreError {
@@ -146,7 +162,7 @@ impl InMemoryStore {
             _ => return ResolveOutcome::AlreadyResolved,
         }
         if Instant::now() >= slot.deadline {
-            inner.decide(id, Decision::of(RequestState::Expired));
+            inner.expire(id);
             return ResolveOutcome::Expired;
         }
         let step = step(&slot.request, &slot.decision, resolution, now_ms());
@@ -184,7 +200,7 @@ impl InMemoryStore {
         let mut inner = self.lock_evicting();
         let slot = inner.records.get(id)?;
         if slot.decision.state == RequestState::Pending {
-            inner.decide(id, Decision::of(RequestState::Expired));
+            inner.expire(id);
         }
         inner.records.get(id).map(|s| s.decision.clone())
     }
@@ -192,7 +208,7 @@ impl InMemoryStore {
     fn abandon_now(&self, id: &RequestId) {
         let mut inner = self.lock();
         match inner.records.get(id).map(|s| s.decision.state) {
-            Some(RequestState::Pending) => inner.decide(id, Decision::of(RequestState::Expired)),
+            Some(RequestState::Pending) => inner.expire(id),
             Some(RequestState::Approved) => {
                 // Already queued for eviction since its approval; it just must never be claimed now.
                 if let Some(slot) = inner.records.get_mut(id) {

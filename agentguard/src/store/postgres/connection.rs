@@ -2,6 +2,25 @@
 
 use super::*;
 
+/// The table schema 2 added to schema 1: standing grants, one row each (`body` is the grant as JSON; the columns
+/// beside it are what changes, and what the queries filter on; times are Unix milliseconds of the database's clock).
+const GRANTS_TABLE: &str = "
+    CREATE TABLE IF NOT EXISTS agentguard_grants (
+        id text PRIMARY KEY,
+        tool text NOT NULL,
+        body text NOT NULL,
+        created_ms bigint NOT NULL,
+        expires_ms bigint,
+        uses_left bigint,
+        used bigint NOT NULL DEFAULT 0,
+        revoked_ms bigint,
+        revoked_by text,
+        ended_ms bigint
+    );
+    CREATE INDEX IF NOT EXISTS agentguard_grants_tool ON agentguard_grants (tool, created_ms);
+    CREATE INDEX IF NOT EXISTS agentguard_grants_ended ON agentguard_grants (ended_ms);
+    CREATE INDEX IF NOT EXISTS agentguard_grants_expires ON agentguard_grants (expires_ms);";
+
 impl Shared {
     pub(crate) async fn client(&self) -> Result<Arc<Client>, StoreError> {
         let mut slot = self.client.lock().await;
@@ -11,6 +30,16 @@ impl Shared {
         let client = Arc::new(self.connect_dedicated("agentguard").await?);
         *slot = Some(Arc::clone(&client));
         Ok(client)
+    }
+
+    /// The connection decisions run their transactions on, (re)connected if needed; held while the caller's
+    /// transaction runs.
+    pub(super) async fn decide_client(&self) -> Result<tokio::sync::MutexGuard<'_, Option<Client>>, StoreError> {
+        let mut slot = self.decide_client.lock().await;
+        if slot.as_ref().is_none_or(|c| c.is_closed()) {
+            *slot = Some(self.connect_dedicated("agentguard-decide").await?);
+        }
+        Ok(slot)
     }
 
     /// A new connection of its own, in the store's schema.
@@ -32,15 +61,24 @@ impl Shared {
             .await
             .map_err(pg_err("set the statement timeout"))?;
         if let Some(schema) = &self.schema {
-            let sql = if self.create {
-                format!(
-                    "CREATE SCHEMA IF NOT EXISTS {s}; SET search_path TO {s}",
-                    s = quote_ident(schema)
-                )
-            } else {
-                format!("SET search_path TO {}", quote_ident(schema))
-            };
-            client.batch_execute(&sql).await.map_err(pg_err("select the schema"))?;
+            if self.create {
+                // Agents starting together on a new schema race to create it: IF NOT EXISTS is not atomic, and the
+                // losers get a unique violation, which only means it exists now.
+                let created = client
+                    .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(schema)))
+                    .await;
+                if let Err(e) = created {
+                    use tokio_postgres::error::SqlState;
+                    if !matches!(e.code(), Some(c) if *c == SqlState::UNIQUE_VIOLATION || *c == SqlState::DUPLICATE_SCHEMA)
+                    {
+                        return Err(pg_err("create the schema")(e));
+                    }
+                }
+            }
+            client
+                .batch_execute(&format!("SET search_path TO {}", quote_ident(schema)))
+                .await
+                .map_err(pg_err("select the schema"))?;
         }
         Ok(client)
     }
@@ -104,12 +142,30 @@ impl Shared {
                 .map_err(pg_err("read the schema version"))?
                 .map(|r| r.get(0));
             let version: i64 = version.and_then(|v| v.parse().ok()).unwrap_or(0);
-            if version != POSTGRES_SCHEMA_VERSION {
-                return Err(StoreError::new(format!(
-                    "the postgres store has schema version {version}, and this agentguard reads version \
-                     {POSTGRES_SCHEMA_VERSION}; drain it with the agentguard version that created it (nothing was \
-                     changed)"
-                )));
+            match version {
+                POSTGRES_SCHEMA_VERSION => {}
+                1 => {
+                    // In place, in one transaction, once: concurrent upgraders wait for the advisory lock, and the
+                    // second finds the work done.
+                    c.batch_execute(&format!(
+                        "BEGIN;
+                         SELECT pg_advisory_xact_lock(7423119);
+                         ALTER TABLE agentguard_requests ADD COLUMN IF NOT EXISTS details text;
+                         {GRANTS_TABLE}
+                         UPDATE agentguard_meta SET value = '{POSTGRES_SCHEMA_VERSION}'
+                          WHERE key = 'schema_version' AND value = '1';
+                         COMMIT;"
+                    ))
+                    .await
+                    .map_err(pg_err("upgrade the schema from version 1"))?;
+                }
+                _ => {
+                    return Err(StoreError::new(format!(
+                        "the postgres store has schema version {version}, and this agentguard reads version \
+                         {POSTGRES_SCHEMA_VERSION} (and upgrades version 1 in place); drain it with the agentguard \
+                         version that created it (nothing was changed)"
+                    )));
+                }
             }
             if self.create {
                 // Added after schema 1 shipped, and only an index: stores of schema 1 get it here.
@@ -121,7 +177,7 @@ impl Shared {
             }
             return Ok(());
         }
-        c.batch_execute(
+        c.batch_execute(&format!(
             "BEGIN;
              SELECT pg_advisory_xact_lock(7423119);
              CREATE TABLE IF NOT EXISTS agentguard_meta (key text PRIMARY KEY, value text NOT NULL);
@@ -138,14 +194,17 @@ impl Shared {
                  decided timestamptz,
                  executed timestamptz,
                  outcome text,
-                 finished timestamptz
+                 finished timestamptz,
+                 details text
              );
              CREATE INDEX IF NOT EXISTS agentguard_requests_pending ON agentguard_requests (state, deadline);
              CREATE INDEX IF NOT EXISTS agentguard_requests_decided ON agentguard_requests (decided);
              CREATE TABLE IF NOT EXISTS agentguard_audit (seq bigint PRIMARY KEY, line text NOT NULL);
-             INSERT INTO agentguard_meta (key, value) VALUES ('schema_version', '1') ON CONFLICT DO NOTHING;
-             COMMIT;",
-        )
+             {GRANTS_TABLE}
+             INSERT INTO agentguard_meta (key, value) VALUES ('schema_version', '{POSTGRES_SCHEMA_VERSION}')
+                 ON CONFLICT DO NOTHING;
+             COMMIT;"
+        ))
         .await
         .map_err(pg_err("create the schema"))
     }

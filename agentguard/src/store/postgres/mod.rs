@@ -13,6 +13,7 @@ use tokio_postgres::{AsyncMessage, Client, Config};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 mod connection;
+mod grants;
 mod requests;
 
 use connection::listen_loop;
@@ -20,13 +21,15 @@ use connection::listen_loop;
 use super::pg_tls::{split_tls, TlsMode};
 use super::{CLAIM_GRACE, SWEEP_BATCH};
 use crate::request::{ApprovalRequest, RequestId, Resolution, ResolveOutcome};
+use crate::store::answer::{step, step_unreadable, Step};
 use crate::store::{
-    ApprovalStore, Decision, ExecOutcome, PendingList, RequestState, StoreError, StoredRequest, UnreadableRow,
+    ApprovalStore, Decision, ExecOutcome, Grant, PendingList, RequestState, StoreError, StoredRequest, UnreadableRow,
     WaitFuture,
 };
 
-/// The schema version this build writes and reads.
-pub const POSTGRES_SCHEMA_VERSION: i64 = 1;
+/// The schema version this build writes and reads. A store of version 1 (before richer answers: no decision
+/// details, no grants) is upgraded in place when connected to; any other version is refused and left untouched.
+pub const POSTGRES_SCHEMA_VERSION: i64 = 2;
 
 /// A waiter re-reads its row at least this often, so a lost notification delays an answer but never strands it.
 pub const POSTGRES_POLL_FALLBACK: Duration = Duration::from_secs(1);
@@ -41,11 +44,17 @@ pub const POSTGRES_DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 36
 
 /// Parked requests in PostgreSQL: agents and approvers on different hosts share one database.
 ///
-/// - **Decisions** are single statements, `UPDATE … WHERE id = $1 AND state = 'pending' RETURNING …`, so of any
-///   number of concurrent answers exactly one wins; deadlines are compared with the database's `now()`, so hosts
-///   with skewed clocks agree.
-/// - **Wake-up** is LISTEN/NOTIFY on a dedicated connection (never pooled): a decision commits a `pg_notify` of the
-///   request id, and the waiting agent re-reads its row. A waiter starts listening before it reads, re-reads after
+/// - **Decisions** are one transaction each that locks the request's row (`SELECT … FOR UPDATE`), applies the
+///   transition every store shares (the kinds of answer, quorum votes, the standing grant an approval asks for,
+///   inserted in the same transaction) and writes it, so of any number of concurrent answers exactly one decides,
+///   and concurrent votes are counted one after the other. Deadlines and grants' times are the database's clock,
+///   so hosts with skewed clocks agree. The decision's details (kind, edited params, response, grant, votes) are
+///   one JSON column.
+/// - **Grants** live in their own table, so every host sharing the database honours them; a use is one `UPDATE`,
+///   so of concurrent uses of a one-use grant exactly one succeeds, and a revocation is one `UPDATE … RETURNING`
+///   whose `used` count is final.
+/// - **Wake-up** is LISTEN/NOTIFY on a dedicated connection (never pooled): a decision or a vote commits a
+///   `pg_notify` of the request id, and the waiting agent re-reads its row. A waiter starts listening before it reads, re-reads after
 ///   the listener reconnects (notifications sent while it was down are lost), and re-reads every
 ///   [`POSTGRES_POLL_FALLBACK`] (1 s) in any case.
 /// - **At most once**: an approved request is claimed (`approved` → `executed`) before its executor runs.
@@ -53,7 +62,7 @@ pub const POSTGRES_DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 36
 /// - **Bounded**: every insert also sweeps a bounded batch (at most 32 rows of each kind): pending requests past
 ///   their deadline become `expired`, approvals their agent never claimed (it died) become `expired` a minute after
 ///   the deadline, and decided requests older than the retention (default 7 days, [`retention`](Self::retention))
-///   are deleted.
+///   are deleted, and so are grants that ended (expired, used up, revoked) longer than the retention ago.
 /// - **TLS** (rustls, ring provider) by libpq's `sslmode`: `disable` (the default when absent: unlike libpq, whose
 ///   default `prefer` silently falls back to plain text, agentguard does what the URL says), `prefer` (TLS when
 ///   the server offers it; certificate not checked), `require` (TLS or nothing; certificate not checked unless
@@ -81,6 +90,9 @@ pub(crate) struct Shared {
     schema: Option<String>,
     client: tokio::sync::Mutex<Option<Arc<Client>>>,
     pub(crate) audit_client: tokio::sync::Mutex<Option<Client>>,
+    /// The connection decisions run their transactions on (a transaction needs a connection of its own): one at a
+    /// time per store, each holding its request's row lock only for a few statements.
+    decide_client: tokio::sync::Mutex<Option<Client>>,
     waiters: Mutex<HashMap<String, Arc<Event>>>,
     listening: AtomicBool,
     closed: AtomicBool,
@@ -152,6 +164,7 @@ impl PostgresStore {
             schema: schema.map(str::to_owned),
             client: tokio::sync::Mutex::new(None),
             audit_client: tokio::sync::Mutex::new(None),
+            decide_client: tokio::sync::Mutex::new(None),
             waiters: Mutex::new(HashMap::new()),
             listening: AtomicBool::new(false),
             closed: AtomicBool::new(false),
@@ -170,7 +183,8 @@ impl PostgresStore {
         Ok(store)
     }
 
-    /// Deletes decided requests `retention` after their decision (default [`POSTGRES_DEFAULT_RETENTION`], 7 days).
+    /// Deletes decided requests `retention` after their decision, and grants `retention` after they ended (default
+    /// [`POSTGRES_DEFAULT_RETENTION`], 7 days).
     pub fn retention(mut self, retention: Duration) -> Self {
         self.retention = retention;
         self
@@ -249,16 +263,27 @@ impl PostgresStore {
         let c = shared.client().await?;
         let row = c
             .query_opt(
-                "SELECT state, actor, note FROM agentguard_requests WHERE id = $1",
+                "SELECT state, actor, note, details FROM agentguard_requests WHERE id = $1",
                 &[&id],
             )
             .await
             .map_err(pg_err("read a request"))?
             .ok_or_else(|| StoreError::new(format!("no request {id} in the postgres store")))?;
-        Ok(Decision {
-            actor: row.get(1),
-            note: row.get(2),
-            ..Decision::of(RequestState::parse_stored(row.get(0), "postgres")?)
-        })
+        stored_decision(row.get(0), row.get(1), row.get(2), row.get(3))
     }
+}
+
+/// A decision read back from a row's `state, actor, note, details`.
+fn stored_decision(
+    state: &str,
+    actor: Option<String>,
+    note: Option<String>,
+    details: Option<&str>,
+) -> Result<Decision, StoreError> {
+    Decision {
+        actor,
+        note,
+        ..Decision::of(RequestState::parse_stored(state, "postgres")?)
+    }
+    .with_details_json(details)
 }

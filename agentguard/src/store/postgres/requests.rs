@@ -1,5 +1,7 @@
-//! The requests, in PostgreSQL: [`ApprovalStore`] for [`PostgresStore`], each decision one statement.
+//! The requests, in PostgreSQL: [`ApprovalStore`] for [`PostgresStore`], each decision one transaction on its
+//! request's locked row.
 
+use super::grants::NOW_MS;
 use super::*;
 
 impl ApprovalStore for PostgresStore {
@@ -40,12 +42,19 @@ impl ApprovalStore for PostgresStore {
                      DELETE FROM agentguard_requests
                      WHERE id IN (SELECT id FROM agentguard_requests
                                   WHERE decided < now() - $6::bigint * interval '1 millisecond'
-                                    AND state IN ('denied', 'expired', 'executed')
+                                    AND state IN ('denied', 'expired', 'executed', 'responded')
                                   LIMIT $8 FOR UPDATE SKIP LOCKED)
-                       AND state IN ('denied', 'expired', 'executed')
+                       AND state IN ('denied', 'expired', 'executed', 'responded')
+                     RETURNING id),
+                 pruned_grants AS (
+                     DELETE FROM agentguard_grants
+                     WHERE id IN (SELECT id FROM agentguard_grants
+                                  WHERE ended_ms < (extract(epoch from now()) * 1000)::bigint - $6::bigint
+                                     OR expires_ms < (extract(epoch from now()) * 1000)::bigint - $6::bigint
+                                  LIMIT $8 FOR UPDATE SKIP LOCKED)
                      RETURNING id)
                  SELECT (SELECT count(*) FROM parked), (SELECT count(*) FROM pruned),
-                        (SELECT count(pg_notify($9, id)) FROM expired)",
+                        (SELECT count(*) FROM pruned_grants), (SELECT count(pg_notify($9, id)) FROM expired)",
                 &[&id, &json, &tool, &digest, &timeout_ms, &retention_ms, &grace_ms, &SWEEP_BATCH, &CHANNEL],
             )
             .await
@@ -55,55 +64,101 @@ impl ApprovalStore for PostgresStore {
     }
 
     fn resolve(&self, resolution: &Resolution) -> Result<ResolveOutcome, StoreError> {
-        let id = resolution.request_id().as_str().to_owned();
-        let state = if resolution.is_approval() { "approved" } else { "denied" };
-        let digest = resolution.get_params_digest().map(|d| d.as_str().to_owned());
-        let (actor, note) = (
-            resolution.get_actor().map(str::to_owned),
-            resolution.get_note().map(str::to_owned),
-        );
+        let resolution = resolution.clone();
         self.call(move |s| async move {
-            let c = s.client().await?;
-            // One statement decides: pending and in time and (if given) the same digest → the answer; pending but
-            // late → expired. Exactly one concurrent statement finds the row pending.
-            let decided = c
+            let mut slot = s.decide_client().await?;
+            let c = slot
+                .as_mut()
+                .ok_or_else(|| StoreError::new("postgres store: no connection for decisions"))?;
+            let tx = c.transaction().await.map_err(pg_err("begin a decision"))?;
+            let id = resolution.request_id().as_str();
+            // The row lock orders concurrent answers (and the agent's expiry, a single UPDATE): each sees the state
+            // and the votes the one before it committed.
+            let row = tx
                 .query_opt(
-                    "WITH u AS (
-                         UPDATE agentguard_requests
-                         SET state = CASE WHEN now() >= deadline THEN 'expired' ELSE $2 END,
-                             actor = CASE WHEN now() >= deadline THEN NULL ELSE $3 END,
-                             note = CASE WHEN now() >= deadline THEN NULL ELSE $4 END,
-                             decided = now()
-                         WHERE id = $1 AND state = 'pending'
-                           AND ($5::text IS NULL OR params_digest = $5 OR now() >= deadline)
-                         RETURNING id, state)
-                     SELECT state, pg_notify($6, id) FROM u",
-                    &[&id, &state, &actor, &note, &digest, &CHANNEL],
-                )
-                .await
-                .map_err(pg_err("record a decision"))?;
-            if let Some(row) = decided {
-                return Ok(match row.get::<_, &str>(0) {
-                    "expired" => ResolveOutcome::Expired,
-                    _ => ResolveOutcome::Resolved,
-                });
-            }
-            let row = c
-                .query_opt(
-                    "SELECT state, deadline <= now() FROM agentguard_requests WHERE id = $1",
+                    &format!(
+                        "SELECT request, state, deadline <= clock_timestamp(), params_digest, details, {NOW_MS}
+                         FROM agentguard_requests WHERE id = $1 FOR UPDATE"
+                    ),
                     &[&id],
                 )
                 .await
                 .map_err(pg_err("read a request"))?;
-            Ok(match row {
-                None => ResolveOutcome::Unknown,
-                Some(row) => match (row.get::<_, &str>(0), row.get::<_, bool>(1)) {
-                    ("expired", _) => ResolveOutcome::Expired,
-                    ("pending", false) => ResolveOutcome::DigestMismatch,
-                    ("pending", true) => ResolveOutcome::Expired,
-                    _ => ResolveOutcome::AlreadyResolved,
-                },
-            })
+            let Some(row) = row else {
+                return Ok(ResolveOutcome::Unknown);
+            };
+            let state = RequestState::parse_stored(row.get(1), "postgres")?;
+            let late: bool = row.get(2);
+            let outcome = match state {
+                RequestState::Expired => return Ok(ResolveOutcome::Expired),
+                RequestState::Pending if late => {
+                    tx.execute(
+                        "WITH u AS (UPDATE agentguard_requests SET state = 'expired', decided = now()
+                                    WHERE id = $1 RETURNING id)
+                         SELECT pg_notify($2, id) FROM u",
+                        &[&id, &CHANNEL],
+                    )
+                    .await
+                    .map_err(pg_err("expire a request"))?;
+                    ResolveOutcome::Expired
+                }
+                RequestState::Pending => {
+                    let now_ms: i64 = row.get(5);
+                    // The one transition every store applies; a row that cannot be read back can only be denied.
+                    let step = match serde_json::from_str::<ApprovalRequest>(row.get(0)) {
+                        Ok(request) => {
+                            let current = Decision::of(RequestState::Pending).with_details_json(row.get(4))?;
+                            step(&request, &current, &resolution, now_ms.max(0) as u64)
+                        }
+                        Err(_) => step_unreadable(row.get(3), &resolution),
+                    };
+                    let outcome = step.outcome();
+                    match step {
+                        Step::Refuse(_) => return Ok(outcome),
+                        Step::Vote(decision) => {
+                            tx.execute(
+                                "WITH u AS (UPDATE agentguard_requests SET details = $2
+                                            WHERE id = $1 AND state = 'pending' RETURNING id)
+                                 SELECT pg_notify($3, id) FROM u",
+                                &[&id, &decision.details_json(), &CHANNEL],
+                            )
+                            .await
+                            .map_err(pg_err("record a vote"))?;
+                        }
+                        Step::Decide(decision, grant) => {
+                            // Under the row lock it is still pending; checked all the same, so a decision is never
+                            // reported twice.
+                            let decided = tx
+                                .execute(
+                                    "WITH u AS (UPDATE agentguard_requests
+                                            SET state = $2, actor = $3, note = $4, details = $5, decided = now()
+                                            WHERE id = $1 AND state = 'pending' RETURNING id)
+                                 SELECT pg_notify($6, id) FROM u",
+                                    &[
+                                        &id,
+                                        &decision.state.as_str(),
+                                        &decision.actor,
+                                        &decision.note,
+                                        &decision.details_json(),
+                                        &CHANNEL,
+                                    ],
+                                )
+                                .await
+                                .map_err(pg_err("record a decision"))?;
+                            if decided != 1 {
+                                return Ok(ResolveOutcome::AlreadyResolved);
+                            }
+                            if let Some(grant) = grant {
+                                grants::insert_grant(&tx, &grant).await?;
+                            }
+                        }
+                    }
+                    outcome
+                }
+                _ => return Ok(ResolveOutcome::AlreadyResolved),
+            };
+            tx.commit().await.map_err(pg_err("commit a decision"))?;
+            Ok(outcome)
         })
     }
 
@@ -179,7 +234,7 @@ impl ApprovalStore for PostgresStore {
                 .query_opt(
                     "SELECT request,
                             CASE WHEN state = 'pending' AND deadline <= now() THEN 'expired' ELSE state END,
-                            actor, note, outcome
+                            actor, note, outcome, details
                      FROM agentguard_requests WHERE id = $1",
                     &[&key],
                 )
@@ -192,19 +247,16 @@ impl ApprovalStore for PostgresStore {
                     r.get::<_, Option<String>>(2),
                     r.get::<_, Option<String>>(3),
                     r.get::<_, Option<String>>(4),
+                    r.get::<_, Option<String>>(5),
                 )
             }))
         })?;
-        row.map(|(json, state, actor, note, outcome)| {
+        row.map(|(json, state, actor, note, outcome, details)| {
             let request = serde_json::from_str(&json)
                 .map_err(|e| StoreError::new(format!("postgres store: request {id} is damaged: {e}")))?;
             Ok(StoredRequest {
                 request,
-                decision: Decision {
-                    actor,
-                    note,
-                    ..Decision::of(RequestState::parse_stored(&state, "postgres")?)
-                },
+                decision: stored_decision(&state, actor, note, details.as_deref())?,
                 outcome,
             })
         })
@@ -248,6 +300,22 @@ impl ApprovalStore for PostgresStore {
             }
         }
         Ok(list)
+    }
+
+    fn grants(&self) -> Result<Vec<Grant>, StoreError> {
+        self.all_grants()
+    }
+
+    fn grants_for(&self, tool: &str) -> Result<Vec<Grant>, StoreError> {
+        self.active_grants(tool)
+    }
+
+    fn use_grant(&self, id: &str) -> Result<bool, StoreError> {
+        self.take_grant_use(id)
+    }
+
+    fn revoke_grant(&self, id: &str, by: Option<&str>) -> Result<Option<Grant>, StoreError> {
+        self.revoke(id, by)
     }
 
     fn wait<'a>(&'a self, id: &'a RequestId) -> WaitFuture<'a> {

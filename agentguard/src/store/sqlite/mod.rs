@@ -1,5 +1,6 @@
 //! [`SqliteStore`]: parked requests in one SQLite file shared by the processes of one host.
 
+mod grants;
 mod requests;
 
 use std::fmt;
@@ -11,13 +12,15 @@ use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
 use crate::request::{ApprovalRequest, RequestId, Resolution, ResolveOutcome};
+use crate::store::answer::{step, step_unreadable, Step};
 use crate::store::{
-    ApprovalStore, Decision, ExecOutcome, PendingList, RequestState, StoreError, StoredRequest, UnreadableRow,
+    ApprovalStore, Decision, ExecOutcome, Grant, PendingList, RequestState, StoreError, StoredRequest, UnreadableRow,
     WaitFuture, CLAIM_GRACE, SWEEP_BATCH,
 };
 
-/// The schema version this build writes and reads.
-pub const SQLITE_SCHEMA_VERSION: i64 = 1;
+/// The schema version this build writes and reads. A file of version 1 (before richer answers: no decision details,
+/// no grants) is upgraded in place when opened; any other version is refused and left untouched.
+pub const SQLITE_SCHEMA_VERSION: i64 = 2;
 
 /// First poll interval of a waiter; doubles up to [`SQLITE_MAX_POLL`].
 const FIRST_POLL: Duration = Duration::from_millis(2);
@@ -38,11 +41,19 @@ const WAL_SIZE_LIMIT: i64 = 4 * 1024 * 1024;
 /// and backing off to [`SQLITE_MAX_POLL`] (25 ms), so a decision is seen within about 25 ms. Deadlines are stored as Unix
 /// milliseconds and judged by the deciding process's clock (one host: one clock).
 ///
+/// An answer is applied inside that same transaction by the transition every store shares: the kinds of answer
+/// (approve, deny, edit, respond), quorum votes (kept with the request, which stays pending until enough are in),
+/// and the standing grant an approval asks for (inserted in the same transaction). The decision's details (kind,
+/// edited params, response, grant, votes) are one JSON column. Standing grants live in their own table, so every
+/// process sharing the file honours them; a use is one atomic `UPDATE`, so of concurrent uses of a one-use grant
+/// exactly one succeeds.
+///
 /// The file stays flat on a long-running host: every insert also sweeps a bounded batch (at most 32 rows of each
 /// kind). A pending request past its deadline becomes `expired`; an approval its agent never claimed (the
-/// agent died) becomes `expired` a minute after the deadline, so it can never run; and decided requests (denied,
-/// expired, executed) are deleted once older than the retention window (default 7 days,
-/// [`retention`](Self::retention)), until then the CLI's `show` reads them.
+/// agent died) becomes `expired` a minute after the deadline, so it can never run; decided requests (denied,
+/// expired, executed, responded) are deleted once older than the retention window (default 7 days,
+/// [`retention`](Self::retention)), until then the CLI's `show` reads them; and so are grants that ended (expired,
+/// used up, revoked) longer ago than the retention.
 ///
 /// [`open`](Self::open) creates the file (an agent's guard); [`open_existing`](Self::open_existing) opens only a
 /// file that already is an agentguard store (the CLI), so a mistyped path is an error, never a new empty store.
@@ -92,7 +103,7 @@ impl SqliteStore {
     /// another schema version is refused with a message, never half-migrated.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
-        let conn = Connection::open(&path).map_err(|e| {
+        let mut conn = Connection::open(&path).map_err(|e| {
             StoreError::with_source(
                 format!(
                     "cannot open the sqlite store at {} (does its directory exist and is it writable?)",
@@ -104,7 +115,7 @@ impl SqliteStore {
         conn.busy_timeout(Duration::from_secs(10))
             .map_err(db_err("set busy timeout"))?;
         // The schema check comes first and only reads, so a file that is refused is left exactly as it was.
-        migrate(&conn, &path)?;
+        migrate(&mut conn, &path)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(db_err("enable WAL (is the file a SQLite database?)"))?;
         // Added after schema 1 shipped, and only an index: files of schema 1 get it here, older readers ignore it.
@@ -134,7 +145,7 @@ impl SqliteStore {
             )));
         }
         // Without SQLITE_OPEN_CREATE: a file that vanished in between is an error, not a new database.
-        let conn = Connection::open_with_flags(
+        let mut conn = Connection::open_with_flags(
             &path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
         )
@@ -156,7 +167,7 @@ impl SqliteStore {
                 path.display()
             )));
         }
-        check_version(&conn, &path)?;
+        check_version(&mut conn, &path)?;
         Self::with_connection(path, conn)
     }
 
@@ -176,7 +187,8 @@ impl SqliteStore {
         })
     }
 
-    /// Deletes decided requests `retention` after their decision (default [`SQLITE_DEFAULT_RETENTION`], 7 days).
+    /// Deletes decided requests `retention` after their decision, and grants `retention` after they ended (default
+    /// [`SQLITE_DEFAULT_RETENTION`], 7 days).
     pub fn retention(mut self, retention: Duration) -> Self {
         self.retention = retention;
         self
@@ -194,7 +206,7 @@ impl SqliteStore {
     fn decision(conn: &Connection, id: &RequestId) -> Result<Option<(Decision, i64)>, StoreError> {
         query_row(
             conn,
-            "SELECT state, actor, note, deadline_ms FROM agentguard_requests WHERE id = ?1",
+            "SELECT state, actor, note, deadline_ms, details FROM agentguard_requests WHERE id = ?1",
             params![id.as_str()],
             |row| {
                 Ok((
@@ -202,20 +214,14 @@ impl SqliteStore {
                     row.get::<_, Option<String>>(1)?,
                     row.get::<_, Option<String>>(2)?,
                     row.get::<_, i64>(3)?,
+                    row.get::<_, Option<String>>(4)?,
                 ))
             },
         )
         .optional()
         .map_err(db_err("read a request"))?
-        .map(|(state, actor, note, deadline)| {
-            Ok((
-                Decision {
-                    actor,
-                    note,
-                    ..Decision::of(RequestState::parse_stored(&state, "sqlite")?)
-                },
-                deadline,
-            ))
+        .map(|(state, actor, note, deadline, details)| {
+            Ok((stored_decision(&state, actor, note, details.as_deref())?, deadline))
         })
         .transpose()
     }
@@ -248,7 +254,22 @@ fn has_meta(conn: &Connection, path: &Path) -> Result<bool, StoreError> {
     Ok(tables > 0)
 }
 
-fn check_version(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+/// A decision read back from a row's `state, actor, note, details`.
+fn stored_decision(
+    state: &str,
+    actor: Option<String>,
+    note: Option<String>,
+    details: Option<&str>,
+) -> Result<Decision, StoreError> {
+    Decision {
+        actor,
+        note,
+        ..Decision::of(RequestState::parse_stored(state, "sqlite")?)
+    }
+    .with_details_json(details)
+}
+
+fn read_version(conn: &Connection) -> Result<i64, StoreError> {
     let version: Option<String> = conn
         .query_row(
             "SELECT value FROM agentguard_meta WHERE key = 'schema_version'",
@@ -257,23 +278,72 @@ fn check_version(conn: &Connection, path: &Path) -> Result<(), StoreError> {
         )
         .optional()
         .map_err(db_err("read the schema version"))?;
-    let version: i64 = version.and_then(|v| v.parse().ok()).unwrap_or(0);
-    if version != SQLITE_SCHEMA_VERSION {
-        return Err(StoreError::new(format!(
-            "the sqlite store at {} has schema version {version}, and this agentguard reads version \
-             {SQLITE_SCHEMA_VERSION}; drain it with the agentguard version that created it, then move the file \
-             aside (nothing was changed)",
-            path.display()
-        )));
-    }
-    Ok(())
+    Ok(version.and_then(|v| v.parse().ok()).unwrap_or(0))
 }
 
-fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+/// Accepts a store of this build's schema version, upgrades one of version 1 in place (one transaction: the
+/// decision details column and the grants table; any number of processes may race to do it, the first does it),
+/// and refuses any other version without changing anything.
+fn check_version(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    match read_version(conn)? {
+        SQLITE_SCHEMA_VERSION => Ok(()),
+        1 => upgrade_from_1(conn),
+        version => Err(StoreError::new(format!(
+            "the sqlite store at {} has schema version {version}, and this agentguard reads version \
+             {SQLITE_SCHEMA_VERSION} (and upgrades version 1 in place); drain it with the agentguard version that \
+             created it, then move the file aside (nothing was changed)",
+            path.display()
+        ))),
+    }
+}
+
+/// The tables schema 2 added to schema 1: standing grants, one row each (`body` is the grant as JSON; the columns
+/// beside it are what changes, and what the queries filter on).
+const GRANTS_TABLE: &str = "
+    CREATE TABLE IF NOT EXISTS agentguard_grants (
+        id TEXT PRIMARY KEY,
+        tool TEXT NOT NULL,
+        body TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        expires_ms INTEGER,
+        uses_left INTEGER,
+        used INTEGER NOT NULL DEFAULT 0,
+        revoked_ms INTEGER,
+        revoked_by TEXT,
+        ended_ms INTEGER
+    );
+    CREATE INDEX IF NOT EXISTS agentguard_grants_tool ON agentguard_grants (tool, created_ms);
+    CREATE INDEX IF NOT EXISTS agentguard_grants_ended ON agentguard_grants (ended_ms);
+    CREATE INDEX IF NOT EXISTS agentguard_grants_expires ON agentguard_grants (expires_ms);";
+
+fn upgrade_from_1(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(db_err("begin the schema upgrade from version 1"))?;
+    // Another process may have upgraded it between our read and this write lock.
+    match read_version(&tx)? {
+        1 => {}
+        SQLITE_SCHEMA_VERSION => return Ok(()),
+        other => {
+            return Err(StoreError::new(format!(
+                "sqlite store: the schema version changed to {other} while upgrading; nothing was changed"
+            )))
+        }
+    }
+    tx.execute_batch(&format!(
+        "ALTER TABLE agentguard_requests ADD COLUMN details TEXT;
+         {GRANTS_TABLE}
+         UPDATE agentguard_meta SET value = '{SQLITE_SCHEMA_VERSION}' WHERE key = 'schema_version';"
+    ))
+    .map_err(db_err("upgrade the schema from version 1"))?;
+    tx.commit().map_err(db_err("commit the schema upgrade from version 1"))
+}
+
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     if has_meta(conn, path)? {
         return check_version(conn, path);
     }
-    conn.execute_batch(
+    conn.execute_batch(&format!(
         "BEGIN IMMEDIATE;
          CREATE TABLE IF NOT EXISTS agentguard_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
          CREATE TABLE IF NOT EXISTS agentguard_requests (
@@ -289,19 +359,25 @@ fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
              decided_ms INTEGER,
              executed_ms INTEGER,
              outcome TEXT,
-             finished_ms INTEGER
+             finished_ms INTEGER,
+             details TEXT
          );
          CREATE INDEX IF NOT EXISTS agentguard_requests_state ON agentguard_requests (state, deadline_ms);
          CREATE INDEX IF NOT EXISTS agentguard_requests_decided ON agentguard_requests (decided_ms);
-         INSERT OR IGNORE INTO agentguard_meta (key, value) VALUES ('schema_version', '1');
-         COMMIT;",
-    )
-    .map_err(db_err("create the schema"))
+         {GRANTS_TABLE}
+         INSERT OR IGNORE INTO agentguard_meta (key, value) VALUES ('schema_version', '{SQLITE_SCHEMA_VERSION}');
+         COMMIT;"
+    ))
+    .map_err(db_err("create the schema"))?;
+    // Two processes creating one new file: the second one's tables already existed, and its meta row was ignored;
+    // whatever version won, it is checked (an older build that won is at version 1, upgraded here).
+    check_version(conn, path)
 }
 
 /// Bounded housekeeping inside a write transaction: at most [`SWEEP_BATCH`] pending requests past their deadline
 /// and as many approvals unclaimed [`CLAIM_GRACE`] after it become `expired`; at most [`SWEEP_BATCH`] decided rows
-/// (denied, expired, executed) older than `retention` are deleted. Each step walks an index from its oldest entry.
+/// (denied, expired, executed, responded) older than `retention` are deleted, and at most as many grants that ended
+/// (used up or revoked, or expired) longer than `retention` ago. Each step walks an index from its oldest entry.
 fn sweep(conn: &Connection, now: i64, retention: Duration) -> Result<(), StoreError> {
     let grace = CLAIM_GRACE.as_millis() as i64;
     exec(
@@ -319,12 +395,30 @@ fn sweep(conn: &Connection, now: i64, retention: Duration) -> Result<(), StoreEr
         conn,
         "DELETE FROM agentguard_requests
          WHERE id IN (SELECT id FROM agentguard_requests INDEXED BY agentguard_requests_decided
-                      WHERE decided_ms < ?1 AND state IN ('denied', 'expired', 'executed') LIMIT ?2)",
+                      WHERE decided_ms < ?1 AND state IN ('denied', 'expired', 'executed', 'responded') LIMIT ?2)",
         params![horizon, SWEEP_BATCH],
     )
     .map_err(db_err("prune old requests"))?;
+    exec(
+        conn,
+        "DELETE FROM agentguard_grants
+         WHERE id IN (SELECT id FROM agentguard_grants INDEXED BY agentguard_grants_ended
+                      WHERE ended_ms < ?1 LIMIT ?2)
+            OR id IN (SELECT id FROM agentguard_grants INDEXED BY agentguard_grants_expires
+                      WHERE expires_ms < ?1 LIMIT ?2)",
+        params![horizon, SWEEP_BATCH],
+    )
+    .map_err(db_err("prune old grants"))?;
     Ok(())
 }
 
-/// `request, state, actor, note, deadline_ms, outcome` of one row.
-type RequestRow = (String, String, Option<String>, Option<String>, i64, Option<String>);
+/// `request, state, actor, note, deadline_ms, outcome, details` of one row.
+type RequestRow = (
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    i64,
+    Option<String>,
+    Option<String>,
+);

@@ -36,42 +36,76 @@ impl ApprovalStore for SqliteStore {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db_err("begin a decision"))?;
         let id = resolution.request_id().as_str();
-        let row: Option<(String, i64, String)> = query_row(
+        let row: Option<(String, String, i64, String, Option<String>)> = query_row(
             &tx,
-            "SELECT state, deadline_ms, params_digest FROM agentguard_requests WHERE id = ?1",
+            "SELECT request, state, deadline_ms, params_digest, details FROM agentguard_requests WHERE id = ?1",
             params![id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
         )
         .optional()
         .map_err(db_err("read a request"))?;
-        let Some((state, deadline_ms, digest)) = row else {
+        let Some((json, state, deadline_ms, digest, details)) = row else {
             return Ok(ResolveOutcome::Unknown);
         };
+        let now = now_ms();
         let outcome = match RequestState::parse_stored(&state, "sqlite")? {
             RequestState::Expired => ResolveOutcome::Expired,
-            RequestState::Pending if now_ms() >= deadline_ms => {
+            RequestState::Pending if now >= deadline_ms => {
                 exec(
                     &tx,
                     "UPDATE agentguard_requests SET state = 'expired', decided_ms = ?2 WHERE id = ?1",
-                    params![id, now_ms()],
+                    params![id, now],
                 )
                 .map_err(db_err("expire a request"))?;
                 ResolveOutcome::Expired
             }
             RequestState::Pending => {
-                if resolution.get_params_digest().is_some_and(|d| d.as_str() != digest) {
-                    ResolveOutcome::DigestMismatch
-                } else {
-                    let state = if resolution.is_approval() { "approved" } else { "denied" };
-                    exec(
-                        &tx,
-                        "UPDATE agentguard_requests SET state = ?2, actor = ?3, note = ?4, decided_ms = ?5
-                         WHERE id = ?1 AND state = 'pending'",
-                        params![id, state, resolution.get_actor(), resolution.get_note(), now_ms()],
-                    )
-                    .map_err(db_err("record a decision"))?;
-                    ResolveOutcome::Resolved
+                // The one transition every store applies; a row that cannot be read back can only be denied.
+                let step = match serde_json::from_str::<ApprovalRequest>(&json) {
+                    Ok(request) => {
+                        let current = Decision::of(RequestState::Pending).with_details_json(details.as_deref())?;
+                        step(&request, &current, resolution, now.max(0) as u64)
+                    }
+                    Err(_) => step_unreadable(&digest, resolution),
+                };
+                let outcome = step.outcome();
+                match step {
+                    Step::Refuse(_) => {}
+                    Step::Vote(decision) => {
+                        exec(
+                            &tx,
+                            "UPDATE agentguard_requests SET details = ?2 WHERE id = ?1 AND state = 'pending'",
+                            params![id, decision.details_json()],
+                        )
+                        .map_err(db_err("record a vote"))?;
+                    }
+                    Step::Decide(decision, grant) => {
+                        // Inside the write transaction it is still pending; checked all the same, so a decision is
+                        // never reported twice.
+                        let decided = exec(
+                            &tx,
+                            "UPDATE agentguard_requests
+                             SET state = ?2, actor = ?3, note = ?4, details = ?5, decided_ms = ?6
+                             WHERE id = ?1 AND state = 'pending'",
+                            params![
+                                id,
+                                decision.state.as_str(),
+                                decision.actor,
+                                decision.note,
+                                decision.details_json(),
+                                now
+                            ],
+                        )
+                        .map_err(db_err("record a decision"))?;
+                        if decided != 1 {
+                            return Ok(ResolveOutcome::AlreadyResolved);
+                        }
+                        if let Some(grant) = grant {
+                            grants::insert_grant(&tx, &grant)?;
+                        }
+                    }
                 }
+                outcome
             }
             _ => ResolveOutcome::AlreadyResolved,
         };
@@ -130,27 +164,33 @@ impl ApprovalStore for SqliteStore {
         let conn = self.conn();
         let row: Option<RequestRow> = query_row(
             &conn,
-            "SELECT request, state, actor, note, deadline_ms, outcome FROM agentguard_requests WHERE id = ?1",
+            "SELECT request, state, actor, note, deadline_ms, outcome, details FROM agentguard_requests WHERE id = ?1",
             params![id.as_str()],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                ))
+            },
         )
         .optional()
         .map_err(db_err("read a request"))?;
-        row.map(|(json, state, actor, note, deadline_ms, outcome)| {
+        row.map(|(json, state, actor, note, deadline_ms, outcome, details)| {
             let request: ApprovalRequest = serde_json::from_str(&json)
                 .map_err(|e| StoreError::new(format!("sqlite store: request {id} is damaged: {e}")))?;
-            let mut state = RequestState::parse_stored(&state, "sqlite")?;
+            let mut decision = stored_decision(&state, actor, note, details.as_deref())?;
             // A pending request past its deadline whose agent is gone is expired, whether or not anyone wrote it.
-            if state == RequestState::Pending && now_ms() >= deadline_ms {
-                state = RequestState::Expired;
+            if decision.state == RequestState::Pending && now_ms() >= deadline_ms {
+                decision.state = RequestState::Expired;
             }
             Ok(StoredRequest {
                 request,
-                decision: Decision {
-                    actor,
-                    note,
-                    ..Decision::of(state)
-                },
+                decision,
                 outcome,
             })
         })
@@ -194,6 +234,22 @@ impl ApprovalStore for SqliteStore {
             }
         }
         Ok(list)
+    }
+
+    fn grants(&self) -> Result<Vec<Grant>, StoreError> {
+        self.all_grants()
+    }
+
+    fn grants_for(&self, tool: &str) -> Result<Vec<Grant>, StoreError> {
+        self.active_grants(tool)
+    }
+
+    fn use_grant(&self, id: &str) -> Result<bool, StoreError> {
+        self.take_grant_use(id)
+    }
+
+    fn revoke_grant(&self, id: &str, by: Option<&str>) -> Result<Option<Grant>, StoreError> {
+        self.revoke(id, by)
     }
 
     fn wait<'a>(&'a self, id: &'a RequestId) -> WaitFuture<'a> {
