@@ -3,6 +3,12 @@
 //! ```text
 //! agentguard --store sqlite:/tmp/agentguard.db pending
 //! agentguard --store sqlite:/tmp/agentguard.db approve 3f9c2b1e-8d4a-4f7b-9c1d-2e5f6a7b8c9d --actor alice
+//! agentguard --store sqlite:/tmp/agentguard.db approve 3f9c2b1e-… --edit '{"to": "bob@example.com"}'
+//! agentguard --store sqlite:/tmp/agentguard.db approve 3f9c2b1e-… --remember session --for 2h --uses 20 \
+//!     --when 'path = { under = "./reports" }'
+//! agentguard --store sqlite:/tmp/agentguard.db respond 3f9c2b1e-… "the refund was already made on Monday"
+//! agentguard --store sqlite:/tmp/agentguard.db grants list --all
+//! agentguard --store sqlite:/tmp/agentguard.db grants revoke 6d0f5c4a-1b2e-4c3d-9e8f-7a6b5c4d3e2f
 //! agentguard audit verify agentguard.log
 //! agentguard mcp --store sqlite:/tmp/agentguard.db -- npx -y @modelcontextprotocol/server-filesystem ~/notes
 //! agentguard policy check agentguard.toml
@@ -12,10 +18,15 @@
 //! AGENTGUARD_TOKENS=alice=$(openssl rand -hex 16) agentguard --store sqlite:/tmp/agentguard.db serve
 //! ```
 //!
-//! Exit codes: 0 done (resolved); 1 other error; 2 bad usage, a malformed id or store URL; 3 unknown request; 4 already
-//! resolved; 5 expired; 6 digest mismatch; 7 store unreachable, unusable or not there (commands open an existing store
-//! only: the agents' guard creates it); 8 audit chain broken (edited, forged or truncated); 9 audit log ends in a torn
-//! write (a crash or a full disk; removed newest lines show against the checkpoints).
+//! Exit codes: 0 done (resolved, or a quorum vote recorded); 1 other error; 2 bad usage, a malformed id or store URL,
+//! bad `--edit` JSON, a bad `--for`/`--uses`/`--when`/`--remember`, an empty response; 3 unknown request or grant;
+//! 4 already resolved; 5 expired; 6 digest mismatch; 7 store unreachable, unusable or not there (commands open an
+//! existing store only: the agents' guard creates it); 8 audit chain broken (edited, forged or truncated); 9 audit log
+//! ends in a torn write (a crash or a full disk; removed newest lines show against the checkpoints); 10 already voted
+//! on this quorum request; 11 not an approver of this request (or no actor given); 12 own request (the actor is the
+//! requesting agent or mapped to it); 13 not allowed for this request (an edit of a tool that takes none, an edit or a
+//! response on a quorum request, a standing grant its rule forbids or a scope it lacks). Nothing is decided by an
+//! answer that exits 3–7 or 10–13.
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal as _, Write as _};
@@ -49,12 +60,15 @@ macro_rules! outln {
     }};
 }
 
+mod answer;
 mod audit;
+mod grants;
 mod mcp;
 mod policy;
 mod requests;
 mod serve;
 
+use answer::{ApproveArgs, RespondArgs};
 use audit::{audit_keys, verify, CheckpointArg};
 use requests::{answer_request, pending, show, watch};
 use serve::serve;
@@ -68,6 +82,10 @@ const EXIT_DIGEST: u8 = 6;
 const EXIT_STORE: u8 = 7;
 const EXIT_AUDIT: u8 = 8;
 const EXIT_TORN: u8 = 9;
+const EXIT_VOTED: u8 = 10;
+const EXIT_NOT_APPROVER: u8 = 11;
+const EXIT_OWN_REQUEST: u8 = 12;
+const EXIT_NOT_ALLOWED: u8 = 13;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -102,18 +120,16 @@ enum Command {
         /// The request id (from `pending`).
         id: String,
     },
-    /// Approve a request: the agent's call runs.
-    Approve {
-        /// The request id (from `pending`).
-        id: String,
-        /// Who approves (recorded in the audit).
-        #[arg(long, env = "USER")]
-        actor: Option<String>,
-        /// Approve only if the params still have this digest (from `show`).
-        #[arg(long)]
-        digest: Option<String>,
-    },
-    /// Deny a request: the agent gets ActionDenied.
+    /// Approve a request: the agent's call runs (with --edit, with your arguments; with --remember, later calls
+    /// like it run without asking). On a quorum request, your approval is one vote.
+    ///
+    ///   agentguard approve ID --actor alice
+    ///   agentguard approve ID --edit '{"to": "bob@example.com", "body": "hi"}'
+    ///   agentguard approve ID --remember session --for 2h --uses 20 --when 'path = { under = "./reports" }'
+    #[command(verbatim_doc_comment)]
+    Approve(Box<ApproveArgs>),
+    /// Deny a request: the agent gets ActionDenied. On a quorum request, your denial is one vote (one ends it by
+    /// default).
     Deny {
         /// The request id (from `pending`).
         id: String,
@@ -123,6 +139,17 @@ enum Command {
         /// Why; given to the agent.
         #[arg(long)]
         reason: Option<String>,
+    },
+    /// Answer for the tool: it does not run, and the agent reads TEXT as its result (not a denial).
+    ///
+    ///   agentguard respond ID "the refund was already made on Monday; nothing to do"
+    ///   echo "..." | agentguard respond ID -
+    #[command(verbatim_doc_comment)]
+    Respond(RespondArgs),
+    /// Standing grants ("remember this", made with `approve --remember`): list and revoke them.
+    Grants {
+        #[command(subcommand)]
+        command: GrantsCommand,
     },
     /// Print requests as they are parked and as they leave, until interrupted.
     Watch {
@@ -178,6 +205,26 @@ enum Command {
     Policy {
         #[command(subcommand)]
         command: PolicyCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum GrantsCommand {
+    /// The active grants (with --all, also the expired, used up and revoked ones), newest first: id, tool, who
+    /// they cover, uses, time left, who made them and from which request, status and condition.
+    List {
+        /// Also the grants that no longer let calls through.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Revoke a grant: from now on it lets nothing through. Prints how many calls it let through. Exit 3 for an
+    /// unknown id.
+    Revoke {
+        /// The grant id (from `grants list`).
+        id: String,
+        /// Who revokes (recorded with the grant).
+        #[arg(long, env = "USER")]
+        actor: Option<String>,
     },
 }
 
@@ -317,29 +364,26 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         },
         Command::Pending => pending(cli, &*open(cli)?),
         Command::Show { id } => show(cli, &*open(cli)?, &parse_id(id)?),
-        Command::Approve { id, actor, digest } => {
-            let mut answer = Resolution::approve(parse_id(id)?);
-            if let Some(actor) = actor {
-                answer = answer.actor(actor);
-            }
-            if let Some(d) = digest {
-                answer = answer.params_digest(d.parse::<ParamsDigest>().map_err(|e| fail(EXIT_USAGE, e.to_string()))?);
-            }
+        Command::Approve(args) => {
+            // Every flag is checked before the store is opened: bad input never reaches it.
+            let answer = args.resolution()?;
             answer_request(cli, &*open(cli)?, &answer)
         }
+        Command::Respond(args) => {
+            let answer = args.resolution()?;
+            answer_request(cli, &*open(cli)?, &answer)
+        }
+        Command::Grants { command } => match command {
+            GrantsCommand::List { all } => grants::list(cli, &*open(cli)?, *all),
+            GrantsCommand::Revoke { id, actor } => grants::revoke(cli, &*open(cli)?, id, actor.as_deref()),
+        },
         Command::Deny { id, actor, reason } => {
             let mut answer = Resolution::deny(parse_id(id)?);
             if let Some(actor) = actor {
                 answer = answer.actor(actor);
             }
             if let Some(reason) = reason.as_deref().filter(|r| !r.trim().is_empty()) {
-                Resolution::check_note(reason).map_err(|problem| {
-                    fail(
-                        EXIT_USAGE,
-                        format!("--reason: {problem} (it goes to the agent and into the audit)"),
-                    )
-                })?;
-                answer = answer.note(reason);
+                answer = answer.note(checked_note(reason)?);
             }
             answer_request(cli, &*open(cli)?, &answer)
         }
@@ -394,6 +438,63 @@ fn warn_unreadable(rows: &[UnreadableRow]) {
 fn parse_id(id: &str) -> Result<RequestId, Failure> {
     id.parse()
         .map_err(|e: agentguard::error::ParseRequestIdError| fail(EXIT_USAGE, e.to_string()))
+}
+
+/// A `--reason`, checked as the HTTP API checks it.
+fn checked_note(reason: &str) -> Result<&str, Failure> {
+    Resolution::check_note(reason).map_err(|problem| {
+        fail(
+            EXIT_USAGE,
+            format!("--reason: {problem} (it goes to the agent and into the audit)"),
+        )
+    })?;
+    Ok(reason)
+}
+
+/// A `--digest`, parsed.
+fn parse_digest(digest: &str) -> Result<ParamsDigest, Failure> {
+    digest
+        .parse::<ParamsDigest>()
+        .map_err(|e| fail(EXIT_USAGE, e.to_string()))
+}
+
+/// `500ms`, `90s`, `5m`, `1h`, `7d`, or bare seconds: the CLI's one way to write a duration.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let n: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration: write e.g. 90s, 5m, 2h, 7d, 500ms"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        "d" => n * 86_400.0,
+        other => return Err(format!("unknown unit `{other}` in `{text}`: use ms, s, m, h or d")),
+    };
+    if !(secs.is_finite() && secs > 0.0) {
+        return Err(format!("`{text}`: give a duration above zero"));
+    }
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("`{text}` is too long a duration"))
+}
+
+/// A duration for people: `1d 2h`, `1h 59m`, `4m 10s`, `12s`.
+fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    let (days, hours, mins, secs) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
+    if days > 0 {
+        format!("{days}d {hours}h")
+    } else if hours > 0 {
+        format!("{hours}h {mins}m")
+    } else if mins > 0 {
+        format!("{mins}m {secs}s")
+    } else {
+        format!("{secs}s")
+    }
 }
 
 fn store_error(e: StoreError) -> Failure {

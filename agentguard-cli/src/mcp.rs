@@ -56,29 +56,6 @@ pub(super) struct McpArgs {
     command: Vec<String>,
 }
 
-/// `500ms`, `90s`, `5m`, `1h`, or bare seconds.
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit() && c != '.') {
-        Some(i) => text.split_at(i),
-        None => (text, "s"),
-    };
-    let n: f64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration: write e.g. 90s, 5m, 500ms"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        other => return Err(format!("unknown unit `{other}` in `{text}`: use ms, s, m or h")),
-    };
-    if !(secs.is_finite() && secs > 0.0) {
-        return Err(format!("`{text}`: give a duration above zero"));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
 /// `mcp`: runs the gateway until the client closes stdio (or, with --listen, until interrupted).
 pub(super) fn mcp(cli: &Cli, args: &McpArgs) -> Result<(), Failure> {
     let servers = servers(args)?;

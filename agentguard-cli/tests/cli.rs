@@ -789,3 +789,884 @@ fn a_deny_reason_with_control_characters_is_refused_before_anything_is_decided()
     let denied = agent.join().unwrap().unwrap_err();
     assert_eq!(denied.detail(), Some("wrong customer\nsee ticket 4821"));
 }
+
+// ---- Richer answers: edit, respond, remember (standing grants), quorum ----
+//
+// The agent is a real process: this test binary run again as `agent_process` (below), with a guard in external
+// mode over the same store, parking its calls one after another. It prints `parked ID` when a call parks and one
+// `result {…}` line per call, each line after a marker (libtest prints its own lines around them).
+
+const AGENT_MARK: &str = "@@agent@@ ";
+
+/// What the agent process does: its store, audit file, policy and calls.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct AgentScript {
+    store: String,
+    audit: PathBuf,
+    policy: Option<PathBuf>,
+    timeout_ms: u64,
+    calls: Vec<AgentCall>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Clone)]
+struct AgentCall {
+    tool: String,
+    params: Value,
+    agent: Option<String>,
+    session: Option<String>,
+    /// `ToolCall::refuse_edits(why)`.
+    refuse_edits: Option<String>,
+}
+
+fn call(tool: &str, params: Value) -> AgentCall {
+    AgentCall {
+        tool: tool.to_owned(),
+        params,
+        agent: Some("support-bot".to_owned()),
+        session: Some("s-42".to_owned()),
+        refuse_edits: None,
+    }
+}
+
+/// Not a test of its own: the agent process's body, run when `AGENTGUARD_CLI_TEST_AGENT` holds its script.
+#[test]
+fn agent_process() {
+    let Ok(script) = std::env::var("AGENTGUARD_CLI_TEST_AGENT") else {
+        return;
+    };
+    let script: AgentScript = serde_json::from_str(&script).unwrap();
+    let say = |line: String| println!("\n{AGENT_MARK}{line}");
+    let mut builder = AgentGuard::external()
+        .shared_store(agentguard::store::open_store(&script.store).unwrap())
+        .on_request(move |req| println!("\n{AGENT_MARK}parked {}", req.request_id()))
+        .timeout(Duration::from_millis(script.timeout_ms))
+        .audit_file(&script.audit);
+    if let Some(policy) = &script.policy {
+        builder = builder.policy_file(policy).unwrap();
+    }
+    let guard = builder.build();
+    for c in script.calls {
+        let mut tc = ToolCall::new(c.tool, c.params);
+        if let Some(a) = c.agent {
+            tc = tc.agent_id(a);
+        }
+        if let Some(s) = c.session {
+            tc = tc.session_id(s);
+        }
+        if let Some(why) = c.refuse_edits {
+            tc = tc.refuse_edits(why);
+        }
+        let result = match guard.execute(tc, |_, params| params) {
+            Ok(params) => json!({"ran": params}),
+            Err(denied) => json!({
+                "reason": denied.reason().as_str(),
+                "is_denial": denied.is_denial(),
+                "detail": denied.detail(),
+                "response": denied.response(),
+                "display": denied.to_string(),
+            }),
+        };
+        say(format!("result {result}"));
+    }
+}
+
+/// A running agent process.
+struct AgentProcess {
+    child: std::process::Child,
+    lines: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+}
+
+impl AgentProcess {
+    fn start(script: &AgentScript) -> AgentProcess {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "agent_process", "--nocapture", "--test-threads=1"])
+            .env("AGENTGUARD_CLI_TEST_AGENT", serde_json::to_string(script).unwrap())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+        AgentProcess { child, lines }
+    }
+
+    /// The agent's next line (without the marker).
+    fn next(&mut self) -> String {
+        loop {
+            let line = self.lines.next().expect("the agent process ended early").unwrap();
+            if let Some(at) = line.find(AGENT_MARK) {
+                return line[at + AGENT_MARK.len()..].to_owned();
+            }
+        }
+    }
+
+    /// The id of the call it just parked.
+    fn parked(&mut self) -> String {
+        let line = self.next();
+        line.strip_prefix("parked ")
+            .unwrap_or_else(|| panic!("expected a parked call, got {line:?}"))
+            .to_owned()
+    }
+
+    /// The result of its current call.
+    fn result(&mut self) -> Value {
+        let line = self.next();
+        let json = line
+            .strip_prefix("result ")
+            .unwrap_or_else(|| panic!("expected a result, got {line:?}"));
+        serde_json::from_str(json).unwrap()
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An agent process over the SQLite file `db`, auditing to `dir/audit.log`.
+fn start_agent(dir: &Path, db: &Path, policy: Option<&str>, calls: Vec<AgentCall>) -> AgentProcess {
+    let policy = policy.map(|text| {
+        let path = dir.join("policy.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    });
+    AgentProcess::start(&AgentScript {
+        store: format!("sqlite:{}", db.display()),
+        audit: dir.join("audit.log"),
+        policy,
+        timeout_ms: 60_000,
+        calls,
+    })
+}
+
+/// `agentguard --store sqlite:DB ARGS` with `input` on stdin.
+fn cli_stdin(db: &Path, args: &[&str], input: &str) -> Output {
+    use std::io::Write as _;
+    let mut child = Command::new(BIN)
+        .arg("--store")
+        .arg(format!("sqlite:{}", db.display()))
+        .args(args)
+        .env_remove("AGENTGUARD_STORE")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// The audit file's lines, parsed.
+fn audit_lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Asserts the CLI exited with `code`; returns (stdout, stderr).
+#[track_caller]
+fn exits(out: &Output, code: i32) -> (String, String) {
+    let t = text(out);
+    assert_eq!(out.status.code(), Some(code), "{t:?}");
+    t
+}
+
+#[test]
+fn approve_edit_runs_the_agents_call_with_the_edited_arguments_and_keeps_a_masked_secret() {
+    // Expected to pass once the SQLite store keeps answer kinds (branch ans-stores).
+    let (dir, db) = db();
+    let mut agent = start_agent(
+        dir.path(),
+        &db,
+        None,
+        vec![
+            call(
+                "send_email",
+                json!({"to": "alice@exampel.com", "body": "hi", "password": "hunter2"}),
+            ),
+            call("send_email", json!({"to": "bob@exampel.com", "body": "hello"})),
+        ],
+    );
+    // Literal JSON; the secret left as the mask keeps the original.
+    let id = agent.parked();
+    let edit = r#"{"to": "alice@example.com", "body": "hi", "password": "[REDACTED]"}"#;
+    let (out, _) = exits(&cli(&db, &["approve", &id, "--edit", edit, "--actor", "alice"]), 0);
+    assert_eq!(
+        out.trim(),
+        format!("approved {id} with your edit: the call runs with the edited arguments")
+    );
+    let result = agent.result();
+    assert_eq!(
+        result["ran"],
+        json!({"to": "alice@example.com", "body": "hi", "password": "hunter2"}),
+        "{result}"
+    );
+    let (shown, _) = exits(&cli(&db, &["show", &id]), 0);
+    assert!(shown.contains("Answer    : edit"), "{shown}");
+    assert!(
+        shown.contains("Edited    : {") && shown.contains("\"to\": \"alice@example.com\""),
+        "the edit as the approver typed it: {shown}"
+    );
+    assert!(!shown.contains("hunter2"), "{shown}");
+
+    // From stdin, as JSON output.
+    let id = agent.parked();
+    let out = cli_stdin(
+        &db,
+        &["approve", &id, "--edit", "-", "--actor", "alice", "--json"],
+        "{\n  \"to\": \"bob@example.com\",\n  \"body\": \"hello\"\n}\n",
+    );
+    let (out, _) = exits(&out, 0);
+    let out: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(out["outcome"], "RESOLVED");
+    assert_eq!(
+        out["message"],
+        "approved with your edit: the agent's call runs now with the edited arguments"
+    );
+    assert_eq!(agent.result()["ran"], json!({"to": "bob@example.com", "body": "hello"}));
+
+    let lines = audit_lines(&dir.path().join("audit.log"));
+    let edited: Vec<&Value> = lines.iter().filter(|l| l["decision"] == "edited").collect();
+    assert_eq!(edited.len(), 2, "{lines:?}");
+    assert_eq!(edited[0]["actor"], "alice", "{:?}", edited[0]);
+    assert_eq!(edited[0]["edit"]["params"]["password"], "[REDACTED]", "{:?}", edited[0]);
+}
+
+#[test]
+fn respond_gives_the_agent_the_text_as_its_result_and_the_tool_never_runs() {
+    // Expected to pass once the SQLite store keeps answer kinds (branch ans-stores).
+    let (dir, db) = db();
+    let mut agent = start_agent(
+        dir.path(),
+        &db,
+        None,
+        vec![
+            call("refund_order", json!({"order": 4821})),
+            call("refund_order", json!({"order": 4822})),
+        ],
+    );
+    let id = agent.parked();
+    let text_ = "the refund was already made on Monday; nothing to do";
+    let (out, _) = exits(&cli(&db, &["respond", &id, text_, "--actor", "alice"]), 0);
+    assert_eq!(
+        out.trim(),
+        format!("responded to {id}: the tool does not run; the agent reads your text as its result")
+    );
+    let result = agent.result();
+    assert!(result.get("ran").is_none(), "{result}");
+    assert_eq!(result["reason"], "responded", "{result}");
+    assert_eq!(result["is_denial"], false, "{result}");
+    assert_eq!(result["response"], text_, "{result}");
+    assert_eq!(result["display"], text_, "{result}");
+    let (shown, _) = exits(&cli(&db, &["show", &id]), 0);
+    assert!(
+        shown.contains("State     : responded")
+            && shown.contains("Answer    : respond")
+            && shown.contains(&format!("Response  : {text_}")),
+        "{shown}"
+    );
+
+    // Several lines, from stdin: the newline that ends the input is not part of the answer.
+    let id = agent.parked();
+    let out = cli_stdin(
+        &db,
+        &["respond", &id, "-", "--actor", "alice"],
+        "refunded already.\nsee ticket 4821\n",
+    );
+    exits(&out, 0);
+    assert_eq!(agent.result()["response"], "refunded already.\nsee ticket 4821");
+    let (shown, _) = exits(&cli(&db, &["show", &id]), 0);
+    assert!(
+        shown.contains("Response  : refunded already.\n            see ticket 4821\n"),
+        "{shown}"
+    );
+    let lines = audit_lines(&dir.path().join("audit.log"));
+    assert_eq!(
+        lines.iter().filter(|l| l["decision"] == "responded").count(),
+        2,
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn remember_session_for_two_uses_lets_two_later_calls_run_unasked_then_asks_again() {
+    // Expected to pass once the SQLite store keeps grants (branch ans-stores).
+    let (dir, db) = db();
+    let calls = (0..4)
+        .map(|i| call("delete_file", json!({"path": format!("tmp/{i}.txt")})))
+        .collect();
+    let mut agent = start_agent(dir.path(), &db, None, calls);
+    let id = agent.parked();
+    let (out, _) = exits(
+        &cli(
+            &db,
+            &[
+                "approve",
+                &id,
+                "--actor",
+                "alice",
+                "--remember",
+                "session",
+                "--for",
+                "2h",
+                "--uses",
+                "2",
+            ],
+        ),
+        0,
+    );
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some(format!("approved {id}").as_str()), "{out}");
+    let remembered = lines.next().unwrap_or_default();
+    // The time left when it is printed: 2h less the moment since the grant was made.
+    assert!(
+        remembered.starts_with("  remembered as grant ")
+            && remembered.contains("later calls of delete_file by session s-42 run without asking, for ")
+            && [
+                "for 1h 59m or 2 uses, whichever ends first",
+                "for 2h 0m or 2 uses, whichever ends first"
+            ]
+            .iter()
+            .any(|b| remembered.ends_with(b)),
+        "{out}"
+    );
+    let grant_id = remembered
+        .strip_prefix("  remembered as grant ")
+        .and_then(|r| r.split(':').next())
+        .unwrap()
+        .to_owned();
+    assert_eq!(agent.result()["ran"]["path"], "tmp/0.txt");
+    // The next two run without parking.
+    assert_eq!(agent.result()["ran"]["path"], "tmp/1.txt");
+    assert_eq!(agent.result()["ran"]["path"], "tmp/2.txt");
+    // The grant is used up: the fourth is asked.
+    let last = agent.parked();
+    let (list, _) = exits(&cli(&db, &["grants", "list"]), 0);
+    assert_eq!(
+        list.trim(),
+        "no active grants (--all lists the expired, used up and revoked ones too)"
+    );
+    let (all, _) = exits(&cli(&db, &["grants", "list", "--all"]), 0);
+    let row = all
+        .lines()
+        .find(|l| l.starts_with(&grant_id))
+        .unwrap_or_else(|| panic!("{all}"));
+    for part in [
+        "delete_file",
+        "session s-42",
+        "0 left / 2 used",
+        "in 1h 59m",
+        "alice",
+        &id,
+        "used up",
+    ] {
+        assert!(row.contains(part), "{part:?} in {row}");
+    }
+    exits(&cli(&db, &["deny", &last]), 0);
+    assert_eq!(agent.result()["reason"], "user_denied");
+
+    // The audit names the grant and who made it on the calls it let through.
+    let audit = audit_lines(&dir.path().join("audit.log"));
+    let by_grant: Vec<&Value> = audit.iter().filter(|l| l["grant"]["by"] == "alice").collect();
+    assert_eq!(by_grant.len(), 2, "{audit:?}");
+    assert!(by_grant
+        .iter()
+        .all(|l| l["grant"]["id"] == grant_id.as_str() && l["decision"] == "allowed"));
+    let (shown, _) = exits(&cli(&db, &["show", &id]), 0);
+    assert!(
+        shown.contains(&format!(
+            "Grant     : {grant_id} (session s-42, used up; 2 used, 0 left)"
+        )),
+        "{shown}"
+    );
+}
+
+#[test]
+fn grants_list_shows_a_narrowed_grant_and_revoke_ends_it_printing_its_final_use_count() {
+    // Expected to pass once the SQLite store keeps grants (branch ans-stores).
+    let (dir, db) = db();
+    let calls = vec![
+        call("write_file", json!({"path": "reports/a.csv"})),
+        call("write_file", json!({"path": "reports/b.csv"})),
+        call("write_file", json!({"path": "secrets/c.csv"})),
+        call("write_file", json!({"path": "reports/d.csv"})),
+    ];
+    let mut agent = start_agent(dir.path(), &db, None, calls);
+    let id = agent.parked();
+    exits(
+        &cli(
+            &db,
+            &[
+                "approve",
+                &id,
+                "--actor",
+                "alice",
+                "--remember",
+                "agent",
+                "--when",
+                r#"path = { under = "reports" }"#,
+            ],
+        ),
+        0,
+    );
+    assert_eq!(agent.result()["ran"]["path"], "reports/a.csv");
+    assert_eq!(agent.result()["ran"]["path"], "reports/b.csv", "covered by the grant");
+    let outside = agent.parked();
+    // One active grant, as a table and as JSON.
+    let (list, _) = exits(&cli(&db, &["grants", "list"]), 0);
+    assert!(list.starts_with("GRANT "), "{list}");
+    let row = list.lines().nth(1).unwrap();
+    for part in [
+        "write_file",
+        "agent support-bot",
+        "1 used",
+        "in 59m",
+        "alice",
+        &id,
+        "active",
+        r#"path = { under = "reports" }"#,
+    ] {
+        assert!(row.contains(part), "{part:?} in {row}");
+    }
+    let (json_list, _) = exits(&cli(&db, &["grants", "list", "--json"]), 0);
+    let json_list: Value = serde_json::from_str(&json_list).unwrap();
+    let grant = &json_list[0];
+    assert_eq!(grant["status"], "active");
+    assert_eq!(grant["used"], 1);
+    assert_eq!(grant["scope"], "agent");
+    assert_eq!(grant["from_request"], id.as_str());
+    let grant_id = grant["id"].as_str().unwrap().to_owned();
+
+    let (out, _) = exits(&cli(&db, &["grants", "revoke", &grant_id, "--actor", "bob"]), 0);
+    assert_eq!(
+        out.trim(),
+        format!(
+            "revoked grant {grant_id} (write_file for agent support-bot): used 1 time; it lets nothing through from now on"
+        )
+    );
+    let (out, _) = exits(&cli(&db, &["grants", "revoke", &grant_id]), 0);
+    assert!(
+        out.contains("was already revoked by bob") && out.contains("it was used 1 time"),
+        "{out}"
+    );
+    let (list, _) = exits(&cli(&db, &["grants", "list"]), 0);
+    assert!(list.starts_with("no active grants"), "{list}");
+    let (all, _) = exits(&cli(&db, &["grants", "list", "--all"]), 0);
+    assert!(all.contains(&grant_id) && all.contains("revoked"), "{all}");
+
+    // Revoked: a call it would have covered is asked again.
+    exits(&cli(&db, &["deny", &outside]), 0);
+    assert_eq!(agent.result()["reason"], "user_denied");
+    let again = agent.parked();
+    exits(&cli(&db, &["approve", &again]), 0);
+    assert_eq!(agent.result()["ran"]["path"], "reports/d.csv");
+}
+
+#[test]
+fn grants_list_on_a_store_without_grants_and_revoke_of_an_unknown_grant_exits_3() {
+    let (_d, db) = db();
+    let (list, _) = exits(&cli(&db, &["grants", "list"]), 0);
+    assert_eq!(
+        list.trim(),
+        "no active grants (--all lists the expired, used up and revoked ones too)"
+    );
+    let (list, _) = exits(&cli(&db, &["grants", "list", "--all"]), 0);
+    assert_eq!(list.trim(), "no grants");
+    let (list, _) = exits(&cli(&db, &["grants", "list", "--json"]), 0);
+    assert_eq!(list.trim(), "[]");
+    let (_, err) = exits(
+        &cli(&db, &["grants", "revoke", "6d0f5c4a-1b2e-4c3d-9e8f-7a6b5c4d3e2f"]),
+        3,
+    );
+    assert!(
+        err.contains("unknown grant 6d0f5c4a-1b2e-4c3d-9e8f-7a6b5c4d3e2f: not in this store")
+            && err.contains("agentguard grants list --all"),
+        "{err}"
+    );
+}
+
+const QUORUM_POLICY: &str = r#"
+[principals]
+"billing-bot" = ["dave"]
+
+[[rule]]
+name = "payments need two"
+tools = ["charge_card"]
+action = "ask"
+approvers = ["alice", "bob", "carol", "dave"]
+quorum = 2
+"#;
+
+#[test]
+fn quorum_votes_from_the_cli_show_progress_and_the_second_approval_runs_the_call() {
+    // Expected to pass once the SQLite store keeps votes (branch ans-stores).
+    let (dir, db) = db();
+    let mut charge = call("charge_card", json!({"amount_eur": 900}));
+    charge.agent = Some("billing-bot".to_owned());
+    let mut agent = start_agent(dir.path(), &db, Some(QUORUM_POLICY), vec![charge]);
+    let id = agent.parked();
+
+    let (out, _) = exits(&cli(&db, &["approve", &id, "--actor", "alice"]), 0);
+    assert_eq!(
+        out.trim(),
+        format!("request {id}: vote recorded: 1 of 2 approvals, waiting for bob or carol")
+    );
+    let (_, err) = exits(&cli(&db, &["approve", &id, "--actor", "alice"]), 10);
+    assert!(
+        err.contains("already voted") && err.contains("here: 1 of 2 approvals"),
+        "{err}"
+    );
+    for actor in ["dave", "billing-bot"] {
+        let (_, err) = exits(&cli(&db, &["approve", &id, "--actor", actor]), 12);
+        assert!(err.contains("own request"), "{actor}: {err}");
+    }
+    let (_, err) = exits(&cli(&db, &["approve", &id, "--actor", "dave"]), 12);
+    assert!(err.contains("dave is mapped to the agent billing-bot"), "{err}");
+    let (_, err) = exits(&cli(&db, &["approve", &id, "--actor", "mallory"]), 11);
+    assert!(
+        err.contains("not an approver") && err.contains("mallory is not one of its approvers: alice, bob, carol, dave"),
+        "{err}"
+    );
+    let out = Command::new(BIN)
+        .arg("--store")
+        .arg(format!("sqlite:{}", db.display()))
+        .args(["approve", &id])
+        .env_remove("USER")
+        .env_remove("AGENTGUARD_STORE")
+        .output()
+        .unwrap();
+    let (_, err) = exits(&out, 11);
+    assert!(err.contains("no actor given: pass --actor NAME"), "{err}");
+    let (_, err) = exits(
+        &cli(
+            &db,
+            &["approve", &id, "--actor", "bob", "--edit", r#"{"amount_eur": 9}"#],
+        ),
+        13,
+    );
+    assert!(
+        err.contains("it needs a quorum: approve (without --edit) or deny only"),
+        "{err}"
+    );
+    let (_, err) = exits(&cli(&db, &["respond", &id, "paid already", "--actor", "bob"]), 13);
+    assert!(err.contains("not allowed for this request"), "{err}");
+    let (_, err) = exits(
+        &cli(&db, &["approve", &id, "--actor", "bob", "--remember", "agent"]),
+        13,
+    );
+    assert!(
+        err.contains("no standing grant: a quorum request makes no standing grant"),
+        "{err}"
+    );
+
+    // Progress where a person looks.
+    let (pending, _) = exits(&cli(&db, &["pending"]), 0);
+    assert!(
+        pending.contains("quorum: 1 of 2 approvals, waiting for bob or carol"),
+        "{pending}"
+    );
+    let (pending, _) = exits(&cli(&db, &["pending", "--json"]), 0);
+    let pending: Value = serde_json::from_str(&pending).unwrap();
+    assert_eq!(pending[0]["progress"]["approvals"], 1, "{pending}");
+    assert_eq!(
+        pending[0]["progress_text"],
+        "1 of 2 approvals, waiting for bob or carol"
+    );
+    let (shown, _) = exits(&cli(&db, &["show", &id]), 0);
+    assert!(
+        shown.contains(
+            "Quorum    : 1 of 2 approvals, waiting for bob or carol (approvers: alice, bob, carol, dave; 1 denial ends it)"
+        ) && shown.contains("Vote      : alice approved "),
+        "{shown}"
+    );
+    assert!(agent.child.try_wait().unwrap().is_none(), "one vote runs nothing");
+
+    let (out, _) = exits(&cli(&db, &["approve", &id, "--actor", "bob"]), 0);
+    assert_eq!(
+        out,
+        format!("approved {id}\n  quorum: 2 of 2 approvals; decided by alice, bob\n"),
+    );
+    assert_eq!(agent.result()["ran"]["amount_eur"], 900);
+    let audit = audit_lines(&dir.path().join("audit.log"));
+    let votes: Vec<&Value> = audit.iter().filter(|l| l["event"] == "vote").collect();
+    assert_eq!(votes.len(), 2, "{audit:?}");
+}
+
+#[test]
+fn an_answer_the_request_does_not_allow_exits_13_saying_why_and_decides_nothing() {
+    // Expected to pass once the SQLite store applies the shared transition (branch ans-stores).
+    let (dir, db) = db();
+    let policy = r#"
+[[rule]]
+name = "deploys are always asked"
+tools = ["deploy"]
+action = "ask"
+remember = false
+"#;
+    let mut fixed = call("delete_record", json!({"id": 7}));
+    fixed.refuse_edits = Some("its arguments are read from the ticket".to_owned());
+    let mut no_session = call("delete_record", json!({"id": 8}));
+    no_session.session = None;
+    let mut agent = start_agent(
+        dir.path(),
+        &db,
+        Some(policy),
+        vec![call("deploy", json!({"env": "prod"})), fixed, no_session],
+    );
+    let id = agent.parked();
+    let (_, err) = exits(&cli(&db, &["approve", &id, "--remember", "session"]), 13);
+    assert!(
+        err.contains("nothing was decided")
+            && err.contains("here: no standing grant: policy rule \"deploys are always asked\" says remember = false"),
+        "{err}"
+    );
+    let (shown, _) = exits(&cli(&db, &["show", &id]), 0);
+    assert!(
+        shown.contains("State     : pending") && shown.contains("Remember  : refused: policy rule"),
+        "{shown}"
+    );
+    exits(&cli(&db, &["approve", &id]), 0);
+    assert_eq!(agent.result()["ran"]["env"], "prod");
+
+    let id = agent.parked();
+    let (_, err) = exits(&cli(&db, &["approve", &id, "--edit", r#"{"id": 9}"#]), 13);
+    assert!(
+        err.contains("here: it takes no edited arguments: its arguments are read from the ticket"),
+        "{err}"
+    );
+    let (shown, _) = exits(&cli(&db, &["show", &id]), 0);
+    assert!(
+        shown.contains("Edits     : refused: its arguments are read from the ticket"),
+        "{shown}"
+    );
+    exits(&cli(&db, &["approve", &id]), 0);
+    assert_eq!(agent.result()["ran"]["id"], 7);
+
+    let id = agent.parked();
+    let (_, err) = exits(&cli(&db, &["approve", &id, "--remember", "session"]), 13);
+    assert!(
+        err.contains("the call has no session id, so --remember session covers nothing"),
+        "{err}"
+    );
+    exits(&cli(&db, &["deny", &id]), 0);
+    assert_eq!(agent.result()["reason"], "user_denied");
+}
+
+#[test]
+fn approve_refuses_bad_edit_json_naming_the_line_and_column_before_anything_is_decided() {
+    let (dir, db) = db();
+    let (req, agent) = agent(&db, Duration::from_secs(30));
+    let id = req.request_id().as_str();
+    let (_, err) = exits(&cli(&db, &["approve", id, "--edit", r#"{"id" 7}"#]), 2);
+    assert!(
+        err.contains("--edit: not valid JSON at line 1, column 7: expected `:`")
+            && err.contains("\n  {\"id\" 7}\n        ^\n")
+            && err.contains("as one JSON object, e.g. --edit"),
+        "{err}"
+    );
+    let (_, err) = exits(&cli(&db, &["approve", id, "--edit", "[7]"]), 2);
+    assert!(
+        err.contains("must be a JSON object") && err.contains("not an array"),
+        "{err}"
+    );
+    let file = dir.path().join("edit.json");
+    std::fs::write(&file, "{\n  \"id\": 7,\n  \"note\": tru\n}\n").unwrap();
+    let at = format!("@{}", file.display());
+    let (_, err) = exits(&cli(&db, &["approve", id, "--edit", &at]), 2);
+    assert!(
+        err.contains(&format!("--edit {at}: not valid JSON at line 3, column"))
+            && err.contains("\n    \"note\": tru\n"),
+        "{err}"
+    );
+    let (_, err) = exits(&cli(&db, &["approve", id, "--edit", "@/nonexistent/edit.json"]), 2);
+    assert!(err.contains("cannot read /nonexistent/edit.json"), "{err}");
+    let (_, err) = exits(&cli_stdin(&db, &["approve", id, "--edit", "-"], ""), 2);
+    assert!(err.contains("--edit - (stdin): no arguments given"), "{err}");
+    // Nothing was decided: the call is still waiting.
+    let (pending, _) = exits(&cli(&db, &["pending"]), 0);
+    assert!(pending.contains(id), "{pending}");
+    exits(&cli(&db, &["deny", id]), 0);
+    agent.join().unwrap().unwrap_err();
+}
+
+#[test]
+fn approve_refuses_a_bad_standing_grant_before_anything_is_decided() {
+    let (_d, db) = db();
+    let (req, agent) = agent(&db, Duration::from_secs(30));
+    let id = req.request_id().as_str();
+    let cases: [(&[&str], &str); 10] = [
+        (
+            &["--remember", "session", "--for", "2x"],
+            "unknown unit `x` in `2x`: use ms, s, m, h or d",
+        ),
+        (&["--remember", "session", "--for", "soon"], "`soon` is not a duration"),
+        (
+            &["--remember", "session", "--for", "500ms"],
+            "a grant lasts whole seconds; give at least 1s",
+        ),
+        (
+            &["--remember", "session", "--for", "31d"],
+            "--for: a grant lasts at most 30 days",
+        ),
+        (
+            &["--remember", "session", "--uses", "0"],
+            "--uses: uses must be at least 1",
+        ),
+        (
+            &["--remember", "session", "--uses=-1"],
+            "invalid value '-1' for '--uses <N>'",
+        ),
+        (
+            &["--remember", "sometimes"],
+            "--remember: unknown scope \"sometimes\": write call (this call only), session, agent or everyone",
+        ),
+        (
+            &["--for", "2h", "--uses", "3"],
+            "--for, --uses shape a standing grant, but no --remember given: add --remember session, agent or everyone",
+        ),
+        (
+            &["--remember", "call", "--when", "a = { le = 1 }"],
+            "--remember call makes no standing grant",
+        ),
+        (
+            &["--remember", "session", "--when", r#"amount = { gt = "100" }"#],
+            "line 1, column",
+        ),
+    ];
+    for (flags, says) in cases {
+        let mut args = vec!["approve", id];
+        args.extend_from_slice(flags);
+        let (_, err) = exits(&cli(&db, &args), 2);
+        assert!(err.contains(says), "{flags:?}: {err}");
+    }
+    // A condition over several lines names the line at fault.
+    let when = "path = { under = \"./reports\" }\namount = { gt = \"100\" }";
+    let (_, err) = exits(&cli(&db, &["approve", id, "--remember", "session", "--when", when]), 2);
+    assert!(
+        err.starts_with("agentguard: --when: ") && err.contains("line 2") && err.contains("gt = 100"),
+        "{err}"
+    );
+    let (pending, _) = exits(&cli(&db, &["pending"]), 0);
+    assert!(pending.contains(id), "nothing was decided: {pending}");
+    exits(&cli(&db, &["deny", id]), 0);
+    agent.join().unwrap().unwrap_err();
+}
+
+#[test]
+fn respond_refuses_an_empty_text_or_control_characters_with_exit_2() {
+    let (_d, db) = db();
+    let (req, agent) = agent(&db, Duration::from_secs(30));
+    let id = req.request_id().as_str();
+    for (text_, says) in [
+        ("", "the response is empty"),
+        ("   ", "the response is empty"),
+        ("done\x1b[2K", "control character (U+001B)"),
+    ] {
+        let (_, err) = exits(&cli(&db, &["respond", id, text_]), 2);
+        assert!(err.contains(says), "{text_:?}: {err}");
+    }
+    let (_, err) = exits(&cli_stdin(&db, &["respond", id, "-"], "\n"), 2);
+    assert!(err.contains("the response is empty"), "{err}");
+    let (_, err) = exits(&cli(&db, &["respond", "not-an-id", "done"]), 2);
+    assert!(err.contains("expected a UUID"), "{err}");
+    let (_, err) = exits(
+        &cli(&db, &["respond", "3f9c2b1e-8d4a-4f7b-9c1d-2e5f6a7b8c9d", "done"]),
+        3,
+    );
+    assert!(err.contains("unknown request"), "{err}");
+    let (pending, _) = exits(&cli(&db, &["pending"]), 0);
+    assert!(pending.contains(id), "nothing was decided: {pending}");
+    exits(&cli(&db, &["deny", id]), 0);
+    agent.join().unwrap().unwrap_err();
+}
+
+#[test]
+fn approve_with_a_reason_records_it_as_the_note() {
+    let (_d, db) = db();
+    let (req, agent) = agent(&db, Duration::from_secs(30));
+    let id = req.request_id().as_str();
+    let (_, err) = exits(&cli(&db, &["approve", id, "--reason", "ok\x07"]), 2);
+    assert!(err.contains("--reason: a control character (U+0007)"), "{err}");
+    exits(
+        &cli(&db, &["approve", id, "--actor", "alice", "--reason", "ticket 4821"]),
+        0,
+    );
+    assert_eq!(agent.join().unwrap().unwrap(), "ran");
+    let (shown, _) = exits(&cli(&db, &["show", id]), 0);
+    assert!(
+        shown.contains("Note      : ticket 4821") && shown.contains("Actor     : alice"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn the_cli_edits_remembers_responds_and_revokes_through_postgres() {
+    // Expected to pass once the PostgreSQL store keeps answer kinds and grants (branch ans-stores).
+    let Ok(server) = std::env::var("AGENTGUARD_TEST_POSTGRES_URL") else {
+        eprintln!("skipped: AGENTGUARD_TEST_POSTGRES_URL is not set; .ci/run sets it");
+        return;
+    };
+    let schema = format!("cli_{}", agentguard::RequestId::new().as_str().replace('-', ""));
+    let url = format!("{server}?schema={schema}");
+    let dir = tempfile::tempdir().unwrap();
+    let mut agent = AgentProcess::start(&AgentScript {
+        store: url.clone(),
+        audit: dir.path().join("audit.log"),
+        policy: None,
+        timeout_ms: 60_000,
+        calls: vec![
+            call("delete_file", json!({"path": "tmp/a.txt"})),
+            call("delete_file", json!({"path": "tmp/b.txt"})),
+            call("delete_file", json!({"path": "tmp/c.txt"})),
+        ],
+    });
+    let run = |args: &[&str]| {
+        Command::new(BIN)
+            .args(["--store", &url])
+            .args(args)
+            .env_remove("AGENTGUARD_STORE")
+            .output()
+            .unwrap()
+    };
+    let id = agent.parked();
+    let edit = dir.path().join("edit.json");
+    std::fs::write(&edit, r#"{"path": "tmp/a2.txt"}"#).unwrap();
+    let at = format!("@{}", edit.display());
+    let (out, _) = exits(
+        &run(&[
+            "approve",
+            &id,
+            "--edit",
+            &at,
+            "--actor",
+            "alice",
+            "--remember",
+            "everyone",
+            "--uses",
+            "1",
+        ]),
+        0,
+    );
+    assert!(
+        out.contains("remembered as grant") && out.contains("by everyone run without asking, for 1 use"),
+        "{out}"
+    );
+    assert_eq!(agent.result()["ran"]["path"], "tmp/a2.txt");
+    assert_eq!(agent.result()["ran"]["path"], "tmp/b.txt", "the one use of the grant");
+    let id = agent.parked();
+    exits(&run(&["respond", &id, "already gone", "--actor", "alice"]), 0);
+    assert_eq!(agent.result()["response"], "already gone");
+    let (list, _) = exits(&run(&["grants", "list", "--all", "--json"]), 0);
+    let list: Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(list[0]["status"], "used up", "{list}");
+    assert_eq!(list[0]["used"], 1, "{list}");
+    let grant_id = list[0]["id"].as_str().unwrap();
+    let (out, _) = exits(&run(&["grants", "revoke", grant_id, "--json"]), 0);
+    let out: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(out["grant"]["status"], "revoked");
+    assert_eq!(out["grant"]["used"], 1);
+    assert_eq!(out["already_revoked"], false);
+}
