@@ -117,8 +117,16 @@ impl Browser {
     async fn session(
         builder: agentguard::guard::GuardBuilder<agentguard::guard::mode::External>,
     ) -> Option<(Browser, Web)> {
+        Self::session_with(builder, |api| api).await
+    }
+
+    /// Like [`session`](Self::session), with the API configured further (more people's tokens).
+    async fn session_with(
+        builder: agentguard::guard::GuardBuilder<agentguard::guard::mode::External>,
+        configure: impl FnOnce(agentguard::http::ApprovalApi) -> agentguard::http::ApprovalApi,
+    ) -> Option<(Browser, Web)> {
         let browser = Browser::start().await?;
-        let web = Web::start(builder).await;
+        let web = Web::start_with(builder, configure).await;
         browser.sign_in(&web).await;
         Some((browser, web))
     }
@@ -182,6 +190,37 @@ impl Browser {
             )))
             .await
             .unwrap()
+    }
+
+    /// The first element matching `css` inside the request's card.
+    async fn in_card(&self, id: &agentguard::RequestId, css: &str) -> fantoccini::elements::Element {
+        self.client
+            .find(Locator::Css(&format!("article[data-request-id=\"{id}\"] {css}")))
+            .await
+            .unwrap()
+    }
+
+    /// Opens one of the card's "more" sections (`remember`, `edit`, `respond`) as a person would: a click on its
+    /// summary.
+    async fn open(&self, id: &agentguard::RequestId, section: &str) {
+        self.in_card(id, &format!("details.{section} > summary"))
+            .await
+            .click()
+            .await
+            .unwrap();
+        self.until(
+            "the section opens",
+            &format!("{}.querySelector('details.{section}').open", Self::card(id)),
+        )
+        .await;
+    }
+
+    /// Counts the page's POSTs to `resolve` in `window.__posts`.
+    async fn count_posts(&self) {
+        self.js("window.__posts = 0; const f = window.fetch; \
+                 window.fetch = (u, o) => { if (String(u).includes('resolve')) window.__posts++; return f(u, o); }; \
+                 return 0;")
+            .await;
     }
 
     async fn screenshot(&self, name: &str) -> PathBuf {
@@ -596,5 +635,369 @@ async fn a_link_to_a_card_opens_the_page_on_that_card_and_approves_nothing() {
 
     browser.button(&second, "approve").await.click().await.unwrap();
     assert_eq!(second_call.await.unwrap().unwrap(), "ran");
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_on_the_page_runs_the_edited_call_and_invalid_json_is_refused_before_sending() {
+    let Some((browser, mut web)) = Browser::session(external(Duration::from_secs(120))).await else {
+        return;
+    };
+    browser.count_posts().await;
+    let call = web.call_echo(
+        "send_email",
+        json!({"to": "all@example.com", "subject": "Price change", "note": "report\u{202E}fdp.exe"}),
+    );
+    let id = web.next_parked().await.request_id().clone();
+    browser.until_card(&id, true).await;
+    browser.open(&id, "edit").await;
+
+    // Pre-filled with the shown params as JSON; a hidden character is written as its escape, not obeyed.
+    let box_ = browser.in_card(&id, "textarea.edit-json").await;
+    let shown = box_.prop("value").await.unwrap().unwrap();
+    assert!(shown.contains("\"to\": \"all@example.com\""), "{shown}");
+    assert!(
+        shown.contains("report\\u202Efdp.exe") && !shown.contains('\u{202E}'),
+        "{shown}"
+    );
+    let parsed: Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(
+        parsed["note"], "report\u{202E}fdp.exe",
+        "the escape parses back to the same text"
+    );
+
+    // Not JSON, then not an object: said on the page, nothing sent.
+    for (text, says) in [
+        (r#"{"to": "team@example.com","#, "not valid JSON"),
+        ("[1, 2]", "must be a JSON object"),
+    ] {
+        box_.clear().await.unwrap();
+        box_.send_keys(text).await.unwrap();
+        browser.in_card(&id, "button.edit-send").await.click().await.unwrap();
+        browser
+            .until(
+                "the page says what is wrong",
+                &format!(
+                    "{}.querySelector('.edit-error').textContent.includes('{says}')",
+                    Browser::card(&id)
+                ),
+            )
+            .await;
+    }
+    assert_eq!(browser.js("return window.__posts").await, json!(0), "nothing was sent");
+    assert_eq!(web.state(&id), RequestState::Pending);
+
+    let edited = json!({"to": "team@example.com", "subject": "Price change"});
+    box_.clear().await.unwrap();
+    box_.send_keys(&edited.to_string()).await.unwrap();
+    browser.in_card(&id, "button.edit-send").await.click().await.unwrap();
+    assert_eq!(
+        call.await.unwrap().unwrap(),
+        edited,
+        "the agent's call ran with the edit"
+    );
+    assert_eq!(browser.js("return window.__posts").await, json!(1));
+    browser.until_card(&id, false).await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_that_refuses_edits_shows_why_and_its_edit_box_is_disabled() {
+    let Some((browser, mut web)) = Browser::session(external(Duration::from_secs(120))).await else {
+        return;
+    };
+    let call = web.run(
+        agentguard::ToolCall::new("charge_card", json!({"amount": 40}))
+            .agent_id("support-bot")
+            .refuse_edits("the amount is signed by the <b>payment</b> provider"),
+    );
+    let id = web.next_parked().await.request_id().clone();
+    browser.until_card(&id, true).await;
+    browser.open(&id, "edit").await;
+    let text = browser.card_text(&id).await;
+    assert!(
+        text.contains("Not available: the amount is signed by the <b>payment</b> provider"),
+        "the reason, shown as text: {text}"
+    );
+    assert!(!browser
+        .in_card(&id, "textarea.edit-json")
+        .await
+        .is_enabled()
+        .await
+        .unwrap());
+    assert!(!browser
+        .in_card(&id, "button.edit-send")
+        .await
+        .is_enabled()
+        .await
+        .unwrap());
+    assert!(
+        browser.button(&id, "approve").await.is_enabled().await.unwrap(),
+        "approve still works"
+    );
+    browser.button(&id, "deny").await.click().await.unwrap();
+    assert!(call.await.unwrap().is_err());
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_from_the_page_reaches_the_agent_as_the_tools_result() {
+    let Some((browser, mut web)) = Browser::session(external(Duration::from_secs(120))).await else {
+        return;
+    };
+    let call = web.call_echo("refund_payment", json!({"order": "A-1009", "amount": 249}));
+    let id = web.next_parked().await.request_id().clone();
+    browser.until_card(&id, true).await;
+    browser.open(&id, "respond").await;
+    let text = "Already refunded on Monday.\nTell the customer it is on its way.";
+    browser
+        .in_card(&id, "textarea.respond-text")
+        .await
+        .send_keys(text)
+        .await
+        .unwrap();
+    browser.in_card(&id, "button.respond-send").await.click().await.unwrap();
+
+    let answered = call.await.unwrap().unwrap_err();
+    assert_eq!(answered.reason(), DenyReason::Responded);
+    assert_eq!(
+        answered.response(),
+        Some(text),
+        "the agent reads the text as the result"
+    );
+    assert!(!answered.is_denial());
+    assert_eq!(web.state(&id), RequestState::Responded);
+    browser.until_card(&id, false).await;
+    browser.close().await;
+}
+
+/// The grant items shown, as text.
+async fn grant_items(browser: &Browser) -> Vec<String> {
+    let items = browser
+        .js("return [...document.querySelectorAll('#grant-list li.grant')].map(li => li.innerText)")
+        .await;
+    items
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remember_on_the_page_makes_a_grant_the_next_call_uses_and_revoke_on_the_page_ends_it() {
+    let Some((browser, mut web)) = Browser::session(external(Duration::from_secs(120))).await else {
+        return;
+    };
+    assert_eq!(
+        browser.js("return document.getElementById('no-grants').hidden").await,
+        json!(false),
+        "the grants view says there are none"
+    );
+    let first = web.call_echo("delete_file", json!({"path": "./reports/a.txt"}));
+    let id = web.next_parked().await.request_id().clone();
+    browser.until_card(&id, true).await;
+    browser.open(&id, "remember").await;
+    let scope = browser.in_card(&id, "select.scope").await;
+    scope.select_by_value("session").await.unwrap();
+    browser.in_card(&id, "input.for").await.send_keys("2h").await.unwrap();
+    browser.in_card(&id, "input.uses").await.send_keys("5").await.unwrap();
+    browser
+        .in_card(&id, "input.when")
+        .await
+        .send_keys(r#"path = { under = "./reports" }"#)
+        .await
+        .unwrap();
+    browser.button(&id, "approve").await.click().await.unwrap();
+    assert!(first.await.unwrap().is_ok());
+
+    // The grants view lists it, live.
+    browser
+        .until(
+            "the grant is listed",
+            "document.querySelectorAll('#grant-list li.grant').length === 1",
+        )
+        .await;
+    let item = &grant_items(&browser).await[0];
+    for shown in [
+        "delete_file",
+        "session s-42",
+        "by alice",
+        "used 0 times",
+        "5 uses left",
+        "until",
+        "active",
+    ] {
+        assert!(item.contains(shown), "the grant shows {shown:?}: {item}");
+    }
+    assert!(item.contains(r#"only when path = { under = "./reports" }"#), "{item}");
+    let grant = web.guard.store().grants().unwrap().remove(0);
+    assert_eq!(grant.uses_left, Some(5));
+    assert!(grant.expires_at_ms.is_some());
+
+    // The next call in that session runs without a card.
+    let second = web.call_echo("delete_file", json!({"path": "./reports/b.txt"}));
+    assert_eq!(second.await.unwrap().unwrap(), json!({"path": "./reports/b.txt"}));
+    assert!(web.nothing_parked(), "the grant let it through");
+    browser
+        .until(
+            "the use is counted on the page",
+            "document.querySelector('#grant-list li.grant').innerText.includes('used 1 time')",
+        )
+        .await;
+
+    // Revoked from the page: the next call asks again.
+    browser
+        .client
+        .find(Locator::Css("#grant-list li.grant button.revoke"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .until(
+            "the grant shows revoked",
+            "document.querySelector('#grant-list li.grant').innerText.includes('revoked') && \
+             document.querySelector('#grant-list li.grant button.revoke') === null",
+        )
+        .await;
+    let grant = web.guard.store().grants().unwrap().remove(0);
+    assert_eq!(
+        grant.revoked_by.as_deref(),
+        Some("alice"),
+        "the page's token names who revoked it"
+    );
+    let third = web.call_echo("delete_file", json!({"path": "./reports/c.txt"}));
+    let asked = web.next_parked().await.request_id().clone();
+    browser.until_card(&asked, true).await;
+    browser.button(&asked, "deny").await.click().await.unwrap();
+    assert!(third.await.unwrap().is_err());
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quorum_progress_shows_on_the_page_and_moves_with_each_vote() {
+    let policy = agentguard::policy::Policy::from_toml(
+        r#"
+        default = "classify"
+        [[rule]]
+        name = "payments need two of three"
+        tools = ["charge_card"]
+        action = "ask"
+        approvers = ["alice", "bob", "carol"]
+        quorum = 2
+        "#,
+    )
+    .unwrap();
+    let Some((browser, mut web)) =
+        Browser::session_with(external(Duration::from_secs(120)).policy(policy), web::everyone).await
+    else {
+        return;
+    };
+    let call = web.call_echo("charge_card", json!({"amount": 900}));
+    let parked = web.next_parked().await;
+    let id = parked.request_id().clone();
+    browser.until_card(&id, true).await;
+    let text = browser.card_text(&id).await;
+    assert!(
+        text.contains("0 of 2 approvals, waiting for alice or bob or carol"),
+        "{text}"
+    );
+    assert!(text.contains("alice, bob, carol"), "the approvers are named: {text}");
+    assert!(!browser
+        .in_card(&id, "button.edit-send")
+        .await
+        .is_enabled()
+        .await
+        .unwrap());
+    assert!(!browser
+        .in_card(&id, "button.respond-send")
+        .await
+        .is_enabled()
+        .await
+        .unwrap());
+    assert!(!browser.in_card(&id, "select.scope").await.is_enabled().await.unwrap());
+
+    // Bob votes elsewhere (the API): the card follows without a reload.
+    let res = reqwest::Client::new()
+        .post(web.url("resolve"))
+        .bearer_auth(web::BOB)
+        .json(&json!({"request_id": id, "approved": true, "params_digest": parked.params_digest()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), reqwest::StatusCode::ACCEPTED);
+    browser
+        .until(
+            "the card shows bob's vote",
+            &format!(
+                "{}.querySelector('.progress').innerText.includes('1 of 2 approvals, waiting for alice or carol')",
+                Browser::card(&id)
+            ),
+        )
+        .await;
+    assert!(browser.card_text(&id).await.contains("bob approved"));
+    assert_eq!(web.state(&id), RequestState::Pending);
+
+    // Alice's click is the second approval: the call runs.
+    browser.button(&id, "approve").await.click().await.unwrap();
+    assert_eq!(call.await.unwrap().unwrap(), json!({"amount": 900}));
+    let decision = web.guard.store().get(&id).unwrap().unwrap().decision;
+    assert_eq!(decision.actor.as_deref(), Some("bob, alice"));
+    browser.until_card(&id, false).await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vote_on_the_page_waits_for_the_others_and_a_second_click_is_not_possible() {
+    let policy = agentguard::policy::Policy::from_toml(
+        r#"
+        default = "classify"
+        [[rule]]
+        name = "payments need two of three"
+        tools = ["charge_card"]
+        action = "ask"
+        approvers = ["alice", "bob", "carol"]
+        quorum = 2
+        "#,
+    )
+    .unwrap();
+    let Some((browser, mut web)) =
+        Browser::session_with(external(Duration::from_secs(120)).policy(policy), web::everyone).await
+    else {
+        return;
+    };
+    let call = web.call_echo("charge_card", json!({"amount": 900}));
+    let parked = web.next_parked().await;
+    let id = parked.request_id().clone();
+    browser.until_card(&id, true).await;
+    browser.button(&id, "approve").await.click().await.unwrap();
+    browser
+        .until(
+            "the page says the vote counted",
+            &format!(
+                "{card}.innerText.includes('vote recorded') && \
+                 {card}.querySelector('.progress').innerText.includes('1 of 2 approvals, waiting for bob or carol')",
+                card = Browser::card(&id)
+            ),
+        )
+        .await;
+    assert!(
+        !browser.button(&id, "approve").await.is_enabled().await.unwrap(),
+        "one vote per person"
+    );
+    assert_eq!(web.state(&id), RequestState::Pending);
+
+    let res = reqwest::Client::new()
+        .post(web.url("resolve"))
+        .bearer_auth(web::CAROL)
+        .json(&json!({"request_id": id, "approved": true, "params_digest": parked.params_digest()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), reqwest::StatusCode::OK);
+    assert!(call.await.unwrap().is_ok());
+    browser.until_card(&id, false).await;
     browser.close().await;
 }

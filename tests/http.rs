@@ -210,11 +210,11 @@ async fn an_oversized_body_is_413_with_a_message() {
     let web = Web::start(external()).await;
     let huge = format!(
         r#"{{"request_id": "3f9c2b1e-8d4a-4f7b-9c1d-2e5f6a7b8c9d", "approved": true, "reason": "{}"}}"#,
-        "x".repeat(100_000)
+        "x".repeat(200_000)
     );
     let (status, out) = post_raw(&web, &[("content-type", "application/json")], huge).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
-    assert!(out["message"].as_str().unwrap().contains("16384 bytes"), "{out}");
+    assert!(out["message"].as_str().unwrap().contains("131072 bytes"), "{out}");
 }
 
 #[tokio::test]
@@ -700,7 +700,7 @@ async fn every_error_path_answers_json_with_an_error_key() {
         ),
         (
             "a body over the limit",
-            valid(&format!(r#", "reason": "{}""#, "x".repeat(20_000))).into_bytes(),
+            valid(&format!(r#", "reason": "{}""#, "x".repeat(200_000))).into_bytes(),
         ),
         (
             "an unknown request",

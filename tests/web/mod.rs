@@ -14,6 +14,22 @@ use tokio::task::JoinHandle;
 /// Alice's token. Tests use it as the credential the page and the API clients present.
 pub const ALICE: &str = "alice-token-0123456789abcdef";
 
+/// Bob's, Carol's and Dave's tokens, for the tests of quorum requests (add them with [`Web::start_with`]).
+pub const BOB: &str = "bob-token-0123456789abcdef";
+pub const CAROL: &str = "carol-token-0123456789abcdef";
+pub const DAVE: &str = "dave-token-0123456789abcdef";
+
+/// A token whose actor is the agent the tests' calls come from (`support-bot`): it may not answer its own requests.
+pub const BOT: &str = "bot-token-0123456789abcdef";
+
+/// The tokens above, as an API configuration: alice (already there), bob, carol, dave, and support-bot.
+pub fn everyone(api: ApprovalApi) -> ApprovalApi {
+    api.token(BOB, "bob")
+        .token(CAROL, "carol")
+        .token(DAVE, "dave")
+        .token(BOT, "support-bot")
+}
+
 /// The server, the guard its agent calls through, and the requests the guard has parked, in order.
 pub struct Web {
     /// `http://127.0.0.1:PORT/agentguard/`
@@ -75,6 +91,23 @@ impl Web {
         let guard = self.guard.clone();
         let call = ToolCall::new(tool, params).agent_id("support-bot").session_id("s-42");
         tokio::spawn(async move { guard.aexecute(call, |_, _| async { "ran" }).await })
+    }
+
+    /// Starts `call` through the guard; its executor returns the params it was given, so a test sees what ran.
+    pub fn run(&self, call: ToolCall) -> JoinHandle<Result<Value, ActionDenied>> {
+        let guard = self.guard.clone();
+        tokio::spawn(async move { guard.aexecute(call, |_, params| async move { params }).await })
+    }
+
+    /// Like [`call`](Self::call), but the result is the params the executor ran with.
+    pub fn call_echo(&self, tool: &str, params: Value) -> JoinHandle<Result<Value, ActionDenied>> {
+        self.run(ToolCall::new(tool, params).agent_id("support-bot").session_id("s-42"))
+    }
+
+    /// `true` when the guard has parked nothing since the last [`next_parked`](Self::next_parked). The guard tells
+    /// `on_request` as it parks, before its call can return, so after a call returned this is exact.
+    pub fn nothing_parked(&mut self) -> bool {
+        self.parked.try_recv().is_err()
     }
 
     /// Where the request is in its life, as the store says.

@@ -2,7 +2,11 @@
 //!
 //! Each connection watches the store: it reads the live requests, sends a `snapshot`, then waits for a change
 //! (the store's [`changed`](crate::store::ApprovalStore::changed) signal, the next deadline, or the poll interval) and sends
-//! what differs: `resolved` or `expired` for requests that left, `parked` for new ones, in that order. Pending rows the
+//! what differs: `resolved` or `expired` for requests that left, `parked` for new ones, `progress`
+//! (`{request_id, quorum_progress}`) for a quorum request whose votes changed, in that order; then `grants`
+//! (`{grants: [...]}`, as `GET /agentguard/grants` lists them) after the snapshot and whenever a grant is made, used,
+//! revoked or ends. A store that does not signal grant changes (uses, revocations) is looked at every few seconds
+//! anyway, and a revocation through this router wakes its streams at once. Pending rows the
 //! store cannot read back (too deep, damaged) are left out of those and named in an `unreadable` event
 //! (`{"rows": [{"id", "problem"}], "message"}`), sent when that set changes. A store error
 //! is an `error` event, and `ok` follows when the store answers again. A request
@@ -17,8 +21,8 @@ use axum::response::sse::Event;
 use futures_util::Stream;
 use serde_json::{json, Value};
 
-use crate::request::{ApprovalRequest, RequestId};
-use crate::store::{ApprovalStore, RequestState, StoreError, UnreadableRow};
+use crate::request::{ApprovalRequest, QuorumProgress, RequestId};
+use crate::store::{now_ms, ApprovalStore, RequestState, StoreError, StoredRequest, UnreadableRow};
 
 /// How long after a deadline the watcher looks again, so the request has surely left `pending`.
 const DEADLINE_SLACK: Duration = Duration::from_millis(20);
@@ -46,10 +50,20 @@ struct Watch {
     failures: u32,
     /// The unreadable rows last reported, so the `unreadable` event is sent when they change only.
     unreadable: Vec<UnreadableRow>,
+    /// The progress last reported of each live quorum request, so `progress` is sent when votes change only.
+    progress: HashMap<RequestId, QuorumProgress>,
+    /// What the client was last told of the grants (`None`: nothing yet).
+    grants: Option<Vec<(String, &'static str, u32, Option<u32>)>>,
+    /// Changes made through this router (a revocation), which the store may not signal.
+    local: tokio::sync::watch::Receiver<u64>,
 }
 
 /// The event stream of one client.
-pub(crate) fn stream(store: Arc<dyn ApprovalStore>, poll: Duration) -> impl Stream<Item = Result<Event, Infallible>> {
+pub(crate) fn stream(
+    store: Arc<dyn ApprovalStore>,
+    poll: Duration,
+    local: tokio::sync::watch::Receiver<u64>,
+) -> impl Stream<Item = Result<Event, Infallible>> {
     let watch = Watch {
         store,
         poll,
@@ -61,6 +75,9 @@ pub(crate) fn stream(store: Arc<dyn ApprovalStore>, poll: Duration) -> impl Stre
         last_error: None,
         failures: 0,
         unreadable: Vec::new(),
+        progress: HashMap::new(),
+        grants: None,
+        local,
     };
     futures_util::stream::unfold(watch, |mut w| async move {
         loop {
@@ -99,12 +116,22 @@ impl Watch {
                 .min();
             next_deadline.map_or(poll, |d| d.min(poll))
         };
-        match self.change.take() {
-            Some(change) => {
-                let _ = tokio::time::timeout(wait, change).await;
+        let change = self.change.take();
+        let local = &mut self.local;
+        let signalled = async move {
+            match change {
+                Some(change) => change.await,
+                None => std::future::pending().await,
             }
-            None => tokio::time::sleep(wait).await,
-        }
+        };
+        // A closed sender (the router is gone) never wakes anyone: wait for the rest.
+        let local = async move {
+            if local.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        let either = futures_util::future::select(Box::pin(signalled), Box::pin(local));
+        let _ = tokio::time::timeout(wait, either).await;
     }
 
     /// Reads the store and queues what changed since the last look.
@@ -112,8 +139,20 @@ impl Watch {
         // Listen before reading, so a change between the read and the next wait is not missed.
         self.change = self.store.changed();
         let store = self.store.clone();
-        let (live, unreadable) = match super::blocking(move || store.list_pending()).await {
-            Ok(list) => (list.requests, list.unreadable),
+        let read = super::blocking(move || {
+            let list = store.list_pending()?;
+            // A quorum request's votes are in its decision: one read each (one that fails only goes without).
+            let mut votes: HashMap<RequestId, StoredRequest> = HashMap::new();
+            for r in list.requests.iter().filter(|r| r.quorum().is_some()) {
+                if let Ok(Some(stored)) = store.get(r.request_id()) {
+                    votes.insert(r.request_id().clone(), stored);
+                }
+            }
+            let grants = store.grants()?;
+            Ok((list, votes, grants))
+        });
+        let (live, unreadable, votes, grants) = match read.await {
+            Ok((list, votes, grants)) => (list.requests, list.unreadable, votes, grants),
             Err(e) => return self.report(e),
         };
         self.failures = 0;
@@ -124,11 +163,16 @@ impl Watch {
         let now = SystemTime::now();
         let mono_now = Instant::now();
         let live_ids: HashMap<&RequestId, &ApprovalRequest> = live.iter().map(|r| (r.request_id(), r)).collect();
+        let shown = |r: &ApprovalRequest| super::answer::request_json(r, votes.get(r.request_id()));
+        let grant_ms = now_ms();
+        let grants_now = super::grants::fingerprint(&grants, grant_ms);
+        let grants_json = || -> Vec<Value> { grants.iter().map(|g| super::grants::grant_json(g, grant_ms)).collect() };
 
         if !self.snapshot_sent {
+            let requests: Vec<Value> = live.iter().map(shown).collect();
             self.queue.push_back(event(
                 "snapshot",
-                &json!({ "now": unix_seconds(now), "requests": &live }),
+                &json!({ "now": unix_seconds(now), "requests": requests, "grants": grants_json() }),
             ));
         } else {
             let mut gone: Vec<(RequestId, Instant)> = self
@@ -146,15 +190,19 @@ impl Watch {
                     Some(d)
                         if matches!(
                             d.state,
-                            RequestState::Approved | RequestState::Denied | RequestState::Executed
+                            RequestState::Approved
+                                | RequestState::Denied
+                                | RequestState::Executed
+                                | RequestState::Responded
                         ) =>
                     {
                         event(
                             "resolved",
                             &json!({
                                 "request_id": id,
-                                "approved": d.state != RequestState::Denied,
+                                "approved": matches!(d.state, RequestState::Approved | RequestState::Executed),
                                 "state": d.state,
+                                "kind": d.kind,
                                 "actor": d.actor,
                             }),
                         )
@@ -167,10 +215,29 @@ impl Watch {
             }
             for request in &live {
                 if !self.known.contains_key(request.request_id()) {
-                    self.queue.push_back(event("parked", &json!(request)));
+                    self.queue.push_back(event("parked", &shown(request)));
                 }
             }
+            for request in &live {
+                let id = request.request_id();
+                let Some(stored) = votes.get(id) else { continue };
+                let seen = self.progress.get(id);
+                let progress = super::answer::progress_of(stored);
+                if self.known.contains_key(id) && progress.is_some() && seen != progress.as_ref() {
+                    let body = json!({ "request_id": id, "quorum_progress": super::answer::progress_json(stored) });
+                    self.queue.push_back(event("progress", &body));
+                }
+            }
+            if self.grants.as_ref() != Some(&grants_now) {
+                self.queue
+                    .push_back(event("grants", &json!({ "grants": grants_json() })));
+            }
         }
+        self.grants = Some(grants_now);
+        self.progress = votes
+            .iter()
+            .filter_map(|(id, stored)| Some((id.clone(), super::answer::progress_of(stored)?)))
+            .collect();
         if unreadable != self.unreadable {
             let message = unreadable
                 .iter()

@@ -18,15 +18,40 @@
 //! |---|---|
 //! | `GET /agentguard/` | the approval page: one self-contained HTML file, no CDN, works offline |
 //! | `GET /agentguard/pending` | JSON list of live requests (redacted params, digest, deadline); header `x-agentguard-unreadable`: how many pending rows the store could not read back |
-//! | `POST /agentguard/resolve` | `{request_id, approved, params_digest?, reason?}` → `{outcome}` |
-//! | `GET /agentguard/events` | Server-Sent Events: `snapshot`, then `parked`, `resolved`, `expired`; `unreadable` names pending rows the store cannot read back |
+//! | `POST /agentguard/resolve` | `{request_id, approved \| kind, params?, response?, params_digest?, reason?, remember?}` → `{outcome, kind, message, quorum_progress?}` |
+//! | `GET /agentguard/events` | Server-Sent Events: `snapshot`, then `parked`, `resolved`, `expired`, `progress` (votes on a quorum request), `grants` (the grant list, when it changes); `unreadable` names pending rows the store cannot read back |
+//! | `GET /agentguard/grants` | JSON list of the standing grants the store keeps, newest first, each with `status`, `active`, `remaining_secs`, `used`, `uses_left` |
+//! | `POST /agentguard/grants/{id}/revoke` | revokes a grant (the token's actor is recorded) → `{outcome: "REVOKED", grant, message}`; 404 unknown, 409 already revoked |
 //!
-//! `resolve` answers 200 resolved, 404 unknown, 409 already resolved, 410 expired, 422 digest mismatch (each as
-//! `{outcome, request_id, message}`, with an `error` code when not 200) or a malformed body (a `reason` with a
-//! control character other than newline and tab is one), 413 a body over the limit, 408 a body that did not arrive
-//! within the body timeout, 415 a body that is not JSON, 401 no or a wrong token, 429 too many wrong tokens from the
-//! client's address, 403 a cross-origin request, 503 a store that cannot be reached. Every error response of the
-//! router, whatever produced it (a handler, axum's routing, a layer), has a JSON body
+//! # Answers
+//!
+//! `approved: true` approves and `approved: false` denies, as before. `kind` says the same and more:
+//!
+//! - `"kind": "approve"` / `"deny"`;
+//! - `"kind": "edit", "params": {…}`: approve with these params instead (a JSON object; a value left as
+//!   `[REDACTED]` keeps the real secret); the agent validates them, and the policy judges them again;
+//! - `"kind": "respond", "response": "…"`: the tool does not run and the agent reads the text as its result (at most
+//!   [`Resolution::MAX_RESPONSE_CHARS`] characters, plain text as a `reason`).
+//!
+//! With an approve or an edit, `"remember": {"scope": "session" | "agent" | "everyone" | "call", "for": "2h" | 7200,
+//! "uses": 20, "when": "path = { under = \"./reports\" }"}` also makes a standing grant
+//! ([`GrantSpec`](crate::answer::GrantSpec)): later calls of the same tool within the scope run without asking, for
+//! that time (`s`, `m`, `h`, `d`, combined as `1h30m`, or seconds; at most 30 days) and/or that many uses, if their
+//! arguments pass `when` (the body of a policy rule's `when` table). `call` (this call only) makes none. A pending
+//! request says which answers it takes: `edit_refused` and `remember_refused` give the reason an edit or a grant
+//! would be refused, and a quorum request carries `quorum` and `quorum_progress`
+//! (`{approvals, denials, needed, waiting_for, votes, text}`, `text` reading "1 of 2 approvals, waiting for bob or
+//! carol").
+//!
+//! `resolve` answers 200 resolved, 202 vote recorded (a quorum request needs more approvals), 404 unknown, 409
+//! already resolved or already voted, 410 expired, 403 not an approver of this request or its own requester (the
+//! agent, or a person mapped to it), 422 digest mismatch, an answer this request does not take (`NOT_ALLOWED_HERE`:
+//! the message says why) or a malformed body (a `reason` with a control character other than newline and tab is
+//! one, as is a `remember` whose `uses`, `for` or `when` is wrong; the message names the field), each answer as
+//! `{outcome, request_id, kind, message}` with an `error` code when not 2xx; 413 a body over the limit, 408 a body
+//! that did not arrive within the body timeout, 415 a body that is not JSON, 401 no or a wrong token, 429 too many
+//! wrong tokens from the client's address, 403 a cross-origin request, 503 a store that cannot be reached. Every
+//! error response of the router, whatever produced it (a handler, axum's routing, a layer), has a JSON body
 //! `{"error": <code>, "message": <what to do>}`.
 //!
 //! Security: every API route needs `Authorization: Bearer <token>`; each token names an actor, recorded as who
@@ -41,9 +66,11 @@
 //! client address that sent 10 wrong tokens within a minute 429 for a minute, and wants a resolve body within 10 s.
 //! Each is configurable; the defaults are the `DEFAULT_*` constants.
 
+mod answer;
 mod auth;
 mod errors;
 mod events;
+mod grants;
 mod routes;
 mod serve;
 mod throttle;
@@ -61,24 +88,25 @@ use axum::routing::{get, post};
 use axum::{middleware, Json, Router};
 use futures_util::StreamExt;
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
 use crate::guard::AgentGuard;
 use crate::params::ParamsDigest;
-use crate::request::{RequestId, Resolution, ResolveOutcome};
+use crate::request::{ApprovalRequest, RequestId, Resolution, ResolveOutcome};
 use crate::store::{ApprovalStore, StoreError};
 use auth::TokenEntry;
 pub use auth::MIN_TOKEN_LEN;
 pub(crate) use errors::ApiError;
 use errors::{json_errors, no_store};
-use routes::{blocking, events, method_not_allowed, not_found, page, pending, resolve};
+use routes::{blocking, body_timeout, events, method_not_allowed, not_found, page, pending, read_limited, resolve};
 pub use serve::{serve, ServeLimits, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS};
 use throttle::Throttle;
 pub use throttle::{DEFAULT_AUTH_BLOCK, DEFAULT_AUTH_FAILURE_WINDOW, DEFAULT_MAX_AUTH_FAILURES};
 
-/// Largest `POST /agentguard/resolve` body accepted by default: 16 KiB.
-pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024;
+/// Largest `POST /agentguard/resolve` body accepted by default: 128 KiB (an edit carries the call's params, a
+/// response up to 20,000 characters).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 128 * 1024;
 
 /// How long a `POST /agentguard/resolve` body may take to arrive in full by default: 10 s.
 pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -176,7 +204,7 @@ impl ApprovalApi {
         self
     }
 
-    /// The largest resolve body accepted (default [`DEFAULT_MAX_BODY_BYTES`]).
+    /// The largest resolve (or revoke) body accepted (default [`DEFAULT_MAX_BODY_BYTES`]).
     pub fn max_body_bytes(mut self, bytes: usize) -> Self {
         self.max_body_bytes = bytes;
         self
@@ -258,11 +286,14 @@ impl ApprovalApi {
             body_timeout: self.body_timeout,
             event_streams: Arc::new(Semaphore::new(self.max_event_streams.min(Semaphore::MAX_PERMITS))),
             throttle: Throttle::new(max_failures, window, block),
+            local_change: tokio::sync::watch::Sender::new(0),
         });
         let api = Router::new()
             .route("/agentguard/pending", get(pending))
             .route("/agentguard/resolve", post(resolve))
             .route("/agentguard/events", get(events))
+            .route("/agentguard/grants", get(grants::list))
+            .route("/agentguard/grants/{id}/revoke", post(grants::revoke))
             .route_layer(middleware::from_fn_with_state(state.clone(), throttle::limit));
         let mut router = Router::new()
             .route("/agentguard", get(|| async { Redirect::permanent("agentguard/") }))
@@ -309,6 +340,9 @@ struct Shared {
     /// One permit per open event stream.
     event_streams: Arc<Semaphore>,
     throttle: Throttle,
+    /// Bumped by a change made through this router that the store may not signal (a revoked grant), so this
+    /// server's event streams look again at once.
+    local_change: tokio::sync::watch::Sender<u64>,
 }
 
 /// The response header of `GET /agentguard/pending` that counts the pending rows the store could not read back

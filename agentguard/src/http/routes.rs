@@ -1,4 +1,4 @@
-//! The route handlers: the page, `pending`, `resolve` and the event stream.
+//! The route handlers: the page, `pending`, `resolve` and the event stream (the grants' are in `grants.rs`).
 
 use super::*;
 
@@ -6,24 +6,17 @@ pub(super) async fn pending(State(s): State<Arc<Shared>>, headers: HeaderMap) ->
     auth::authenticate(&s.tokens, &headers)?;
     let store = s.store.clone();
     // One row that cannot be read back does not hide the others: they are listed, and the header counts it.
-    let list = blocking(move || store.list_pending()).await.map_err(ApiError::store)?;
-    let mut response = (no_store(), Json(list.requests)).into_response();
+    let (list, unreadable) = blocking(move || {
+        let list = store.list_pending()?;
+        Ok((answer::requests_json(&*store, &list.requests), list.unreadable.len()))
+    })
+    .await
+    .map_err(ApiError::store)?;
+    let mut response = (no_store(), Json(list)).into_response();
     response
         .headers_mut()
-        .insert(UNREADABLE_HEADER, HeaderValue::from(list.unreadable.len()));
+        .insert(UNREADABLE_HEADER, HeaderValue::from(unreadable));
     Ok(response)
-}
-
-/// The body of `POST /agentguard/resolve`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ResolveBody {
-    request_id: String,
-    approved: bool,
-    #[serde(default)]
-    params_digest: Option<String>,
-    #[serde(default)]
-    reason: Option<String>,
 }
 
 pub(super) async fn resolve(
@@ -36,58 +29,44 @@ pub(super) async fn resolve(
     auth::check_json_content_type(&headers)?;
     let bytes = tokio::time::timeout(s.body_timeout, read_limited(body, s.max_body_bytes))
         .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "body_timeout",
-                format!(
-                    "the body did not arrive within {} s; send the whole body at once",
-                    s.body_timeout.as_secs_f64()
-                ),
-            )
-        })??;
-    let parsed = parse_body(&bytes)?;
-    let request_id: RequestId = parsed
-        .request_id
-        .parse()
-        .map_err(|e| ApiError::malformed(format!("request_id: {e}")))?;
-    let params_digest = parsed
-        .params_digest
-        .as_deref()
-        .map(str::parse::<ParamsDigest>)
-        .transpose()
-        .map_err(|e| ApiError::malformed(format!("params_digest: {e}")))?;
-    let mut resolution = Resolution::new(request_id.clone(), parsed.approved).actor(actor);
-    if let Some(digest) = params_digest {
-        resolution = resolution.params_digest(digest);
-    }
-    if let Some(reason) = parsed.reason.filter(|r| !r.trim().is_empty()) {
-        check_reason(&reason)?;
-        resolution = resolution.note(reason);
-    }
+        .map_err(|_| body_timeout(s.body_timeout))??;
+    let resolution = answer::parse_body(&bytes)?.into_resolution(actor)?;
+    let request_id = resolution.request_id().clone();
+    let kind = resolution.kind();
 
     let store = s.store.clone();
-    let outcome = blocking(move || store.resolve(&resolution))
-        .await
-        .map_err(ApiError::store)?;
-    let status = match outcome {
-        ResolveOutcome::Resolved => StatusCode::OK,
-        ResolveOutcome::AlreadyResolved => StatusCode::CONFLICT,
-        ResolveOutcome::Unknown => StatusCode::NOT_FOUND,
-        ResolveOutcome::Expired => StatusCode::GONE,
-        ResolveOutcome::DigestMismatch => StatusCode::UNPROCESSABLE_ENTITY,
-        ResolveOutcome::VoteRecorded => StatusCode::ACCEPTED,
-        ResolveOutcome::AlreadyVoted => StatusCode::CONFLICT,
-        ResolveOutcome::NotAnApprover | ResolveOutcome::OwnRequest => StatusCode::FORBIDDEN,
-        ResolveOutcome::NotAllowedHere => StatusCode::UNPROCESSABLE_ENTITY,
-        ResolveOutcome::Unavailable => return Err(ApiError::store("it did not answer")),
+    let (outcome, stored) = blocking(move || {
+        let outcome = store.resolve(&resolution)?;
+        // A refusal that depends on the request, and a vote, are explained with the request as it stands now. A
+        // failed read only costs the detail.
+        let stored = match outcome {
+            ResolveOutcome::NotAllowedHere
+            | ResolveOutcome::NotAnApprover
+            | ResolveOutcome::AlreadyVoted
+            | ResolveOutcome::VoteRecorded => store.get(resolution.request_id()).ok().flatten(),
+            _ => None,
+        };
+        let detail = stored
+            .as_ref()
+            .and_then(|st| answer::refusal_detail(outcome, &resolution, st));
+        Ok((outcome, stored.map(|st| (st, detail))))
+    })
+    .await
+    .map_err(ApiError::store)?;
+    let Some(status) = answer::status_of(outcome) else {
+        return Err(ApiError::store("it did not answer"));
     };
-    let message = outcome.explain(if parsed.approved {
-        crate::request::AnswerKind::Approve
-    } else {
-        crate::request::AnswerKind::Deny
-    });
-    let mut body = json!({ "outcome": outcome.as_str(), "request_id": request_id, "message": message });
+    let mut message = outcome.explain(kind).to_owned();
+    let mut body = json!({ "outcome": outcome.as_str(), "request_id": request_id, "kind": kind });
+    if let Some((stored, detail)) = stored {
+        if let Some(detail) = detail {
+            message = format!("{message} — {detail}");
+        }
+        if let Some(progress) = answer::progress_json(&stored) {
+            body["quorum_progress"] = progress;
+        }
+    }
+    body["message"] = json!(message);
     if !status.is_success() {
         // Like every other error: an `error` code (the outcome in lower case) beside the outcome.
         body["error"] = json!(outcome.as_str().to_ascii_lowercase());
@@ -95,29 +74,16 @@ pub(super) async fn resolve(
     Ok((status, no_store(), Json(body)).into_response())
 }
 
-/// A reason is text for a person and the audit: at most [`Resolution::MAX_NOTE_CHARS`] characters, and no control
-/// characters but newline and tab. NUL in particular cannot be stored (PostgreSQL refuses it in text), and the others
-/// (escape sequences, carriage return, C1 controls) have no place in a note someone reads in a terminal.
-pub(super) fn check_reason(reason: &str) -> Result<(), ApiError> {
-    Resolution::check_note(reason).map_err(|problem| ApiError::malformed(format!("reason: {problem}")))
-}
-
-/// What a resolve body looks like, for error messages.
-const RESOLVE_SHAPE: &str = r#"send {"request_id": "<id>", "approved": true|false, "params_digest": "<hex>" (optional), "reason": "…" (optional)}"#;
-
-/// Parses a resolve body; an error names the field that is wrong and shows the expected shape.
-fn parse_body(bytes: &[u8]) -> Result<ResolveBody, ApiError> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        let what = match inner.classify() {
-            serde_json::error::Category::Data if path != "." => format!("{path}: {inner}"),
-            serde_json::error::Category::Data => inner.to_string(),
-            _ => format!("the body is not valid JSON: {inner}"),
-        };
-        ApiError::malformed(format!("{what} — {RESOLVE_SHAPE}"))
-    })
+/// A body that did not arrive in time: 408.
+pub(super) fn body_timeout(limit: Duration) -> ApiError {
+    ApiError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "body_timeout",
+        format!(
+            "the body did not arrive within {} s; send the whole body at once",
+            limit.as_secs_f64()
+        ),
+    )
 }
 
 /// Runs a store call off the async workers (stores may block on files or sockets). A panic in the store becomes a
@@ -143,7 +109,10 @@ pub(super) async fn read_limited(body: Body, limit: usize) -> Result<Vec<u8>, Ap
             return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "body_too_large",
-                format!("the body is over {limit} bytes; a resolve body is a few hundred"),
+                format!(
+                    "the body is over {limit} bytes; an answer is a few hundred (an edit or a response more): send \
+                     less, or raise ApprovalApi::max_body_bytes"
+                ),
             ));
         }
         bytes.extend_from_slice(&chunk);
@@ -157,7 +126,7 @@ pub(super) async fn events(State(s): State<Arc<Shared>>, headers: HeaderMap) -> 
         return Err(too_many_streams());
     };
     // The stream owns the slot, so the slot frees when the stream is dropped: when the client goes away.
-    let stream = events::stream(s.store.clone(), s.poll_interval).map(move |event| {
+    let stream = events::stream(s.store.clone(), s.poll_interval, s.local_change.subscribe()).map(move |event| {
         let _slot = &slot;
         event
     });
@@ -226,8 +195,8 @@ pub(super) async fn not_found() -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         "not_found",
-        "no such route: the API has GET /agentguard/pending, POST /agentguard/resolve, GET /agentguard/events and \
-         the page at /agentguard/",
+        "no such route: the API has GET /agentguard/pending, POST /agentguard/resolve, GET /agentguard/events, GET \
+         /agentguard/grants, POST /agentguard/grants/{id}/revoke and the page at /agentguard/",
     )
 }
 
@@ -235,7 +204,7 @@ pub(super) async fn method_not_allowed() -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
-        "wrong method: resolve is POST, pending, events and the page are GET",
+        "wrong method: resolve and revoke are POST; pending, events, grants and the page are GET",
     )
 }
 
