@@ -54,12 +54,12 @@ fn uses(grant: &Grant) -> String {
     }
 }
 
-/// `in 1h 59m`, `ended`, or `-` for a grant bounded by uses only.
+/// `in 1h 59m`; `-` for a grant bounded by uses only, or one that no longer lets calls through (its status says
+/// why).
 fn expires(grant: &Grant, now: u64) -> String {
     match grant.expires_at_ms {
-        Some(t) if t > now => format!("in {}", human(Duration::from_millis(t - now))),
-        Some(_) => "ended".to_owned(),
-        None => "-".to_owned(),
+        Some(t) if grant.is_active(now) => format!("in {}", human(Duration::from_millis(t.saturating_sub(now)))),
+        _ => "-".to_owned(),
     }
 }
 
