@@ -1158,7 +1158,6 @@ fn remember_session_for_two_uses_lets_two_later_calls_run_unasked_then_asks_agai
         "delete_file",
         "session s-42",
         "0 left / 2 used",
-        "in 1h 59m",
         "alice",
         &id,
         "used up",
