@@ -63,12 +63,13 @@ fn expires(grant: &Grant, now: u64) -> String {
     }
 }
 
-/// The bounds of a new grant in words: `for 2h 0m or 20 uses, whichever ends first`.
-pub(super) fn bounds(grant: &Grant, now: u64) -> String {
+/// The bounds a grant was made with, in words: `for 2h 0m or 20 uses, whichever ends first`. Read from the grant as
+/// made (its time from creation, its uses left plus used), so a grant already used by the agents reads the same.
+pub(super) fn bounds(grant: &Grant) -> String {
     let time = grant
         .expires_at_ms
-        .map(|t| human(Duration::from_millis(t.saturating_sub(now))));
-    match (time, grant.uses_left) {
+        .map(|t| human(Duration::from_millis(t.saturating_sub(grant.created_at_ms))));
+    match (time, grant.uses_left.map(|n| n.saturating_add(grant.used))) {
         (Some(t), Some(n)) => format!("for {t} or {n} use{}, whichever ends first", plural(n)),
         (Some(t), None) => format!("for {t}"),
         (None, Some(n)) => format!("for {n} use{}", plural(n)),
