@@ -21,7 +21,7 @@ pub(super) struct ApproveArgs {
     #[arg(long)]
     digest: Option<String>,
     /// Run the call with these arguments instead of the ones shown: a JSON object, @FILE for a file holding one, or
-    /// - to read it from stdin. A value left as "[REDACTED]" keeps the original secret. The agent checks them
+    /// `-` to read it from stdin. A value left as "[REDACTED]" keeps the original secret. The agent checks them
     /// (its tool's argument types) and its policy judges them again.
     #[arg(long, value_name = "JSON")]
     edit: Option<String>,
@@ -49,7 +49,7 @@ pub(super) struct ApproveArgs {
 pub(super) struct RespondArgs {
     /// The request id (from `pending`).
     id: String,
-    /// What the agent reads as the tool's result (- to read it from stdin).
+    /// What the agent reads as the tool's result (`-` to read it from stdin).
     text: String,
     /// Who answers (recorded in the audit).
     #[arg(long, env = "USER")]

@@ -54,21 +54,22 @@ fn uses(grant: &Grant) -> String {
     }
 }
 
-/// `in 1h 59m`, `ended`, or `-` for a grant bounded by uses only.
+/// `in 1h 59m`; `-` for a grant bounded by uses only, or one that no longer lets calls through (its status says
+/// why).
 fn expires(grant: &Grant, now: u64) -> String {
     match grant.expires_at_ms {
-        Some(t) if t > now => format!("in {}", human(Duration::from_millis(t - now))),
-        Some(_) => "ended".to_owned(),
-        None => "-".to_owned(),
+        Some(t) if grant.is_active(now) => format!("in {}", human(Duration::from_millis(t.saturating_sub(now)))),
+        _ => "-".to_owned(),
     }
 }
 
-/// The bounds of a new grant in words: `for 2h 0m or 20 uses, whichever ends first`.
-pub(super) fn bounds(grant: &Grant, now: u64) -> String {
+/// The bounds a grant was made with, in words: `for 2h 0m or 20 uses, whichever ends first`. Read from the grant as
+/// made (its time from creation, its uses left plus used), so a grant already used by the agents reads the same.
+pub(super) fn bounds(grant: &Grant) -> String {
     let time = grant
         .expires_at_ms
-        .map(|t| human(Duration::from_millis(t.saturating_sub(now))));
-    match (time, grant.uses_left) {
+        .map(|t| human(Duration::from_millis(t.saturating_sub(grant.created_at_ms))));
+    match (time, grant.uses_left.map(|n| n.saturating_add(grant.used))) {
         (Some(t), Some(n)) => format!("for {t} or {n} use{}, whichever ends first", plural(n)),
         (Some(t), None) => format!("for {t}"),
         (None, Some(n)) => format!("for {n} use{}", plural(n)),

@@ -261,7 +261,7 @@ pub(super) fn answer_request(cli: &Cli, store: &dyn ApprovalStore, answer: &Reso
                         shown(&g.id),
                         shown(&g.tool),
                         covers(g),
-                        bounds(g, now),
+                        bounds(g),
                         g.when
                             .as_deref()
                             .map(|w| format!(", when {}", shown(&w.replace('\n', "; "))))
