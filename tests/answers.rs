@@ -600,3 +600,29 @@ fn answer_kinds_and_outcomes_have_their_documented_names() {
         .explain(AnswerKind::Respond)
         .contains("does not run"));
 }
+
+#[test]
+fn a_call_a_grant_covers_does_not_run_when_its_audit_line_cannot_be_written() {
+    let store: Arc<dyn agentguard::store::ApprovalStore> = Arc::new(agentguard::store::InMemoryStore::new());
+    let approving = AgentGuard::external().shared_store(store.clone()).no_audit().build();
+    let (worker, _) = park(&approving, write("reports/q3.csv", "s1"));
+    let id = wait_for_pending(&approving, 1).remove(0).request_id().clone();
+    approving.resolve_with(
+        &Resolution::approve(id)
+            .actor("carol")
+            .remember(GrantSpec::new(GrantScope::Everyone)),
+    );
+    assert!(worker.join().unwrap().is_ok());
+
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.log");
+    std::fs::create_dir(&log).unwrap(); // every write fails
+    let broken = AgentGuard::external().shared_store(store).audit_file(&log).build();
+    let ran = AtomicUsize::new(0);
+    let denied = broken
+        .execute(write("reports/q4.csv", "s1"), |_, _| ran.fetch_add(1, Ordering::SeqCst))
+        .unwrap_err();
+    assert_eq!(denied.reason(), DenyReason::AuditUnavailable);
+    assert!(denied.detail().unwrap().contains("standing grant"), "{denied}");
+    assert_eq!(ran.load(Ordering::SeqCst), 0);
+}

@@ -217,7 +217,12 @@ impl Inner {
             }
             Plan::Ask(risk, asking) => {
                 if let Some(grant) = self.grant_for(&call, &asking) {
-                    self.record_granted(&call, stamp.as_ref(), &grant);
+                    // Fail closed as for any gated call: no audit line, no run.
+                    if let Err(e) = self.record_granted(&call, stamp.as_ref(), &grant) {
+                        return Err(ActionDenied::new(DenyReason::AuditUnavailable, call.name).with_detail(Some(
+                            format!("a standing grant covers this call, but its audit record failed: {e}"),
+                        )));
+                    }
                     return Ok(Start::Allowed(approval::unasked(call.name, call.params, Route::Grant)));
                 }
                 if asking.quorum.is_some() && !matches!(self.approver, Approver::External { .. }) {
@@ -660,8 +665,14 @@ impl Inner {
     }
 
     /// Audits a call a standing grant let through: the grant's id and who made it.
-    fn record_granted(&self, call: &ToolCall, stamp: Option<&PolicyStamp>, grant: &Grant) {
-        let Some(audit) = &self.audit else { return };
+    /// A gated call: if its line cannot be written, it does not run (the grant's use is spent).
+    fn record_granted(
+        &self,
+        call: &ToolCall,
+        stamp: Option<&PolicyStamp>,
+        grant: &Grant,
+    ) -> Result<(), crate::audit::AuditError> {
+        let Some(audit) = &self.audit else { return Ok(()) };
         let (shown, digest) = self.params_for_record(call);
         let granted = json!({ "id": grant.id, "by": grant.created_by, "scope": grant.scope });
         let mut rec = AuditRecord::of_call(call, AuditDecision::Allowed);
@@ -671,9 +682,7 @@ impl Inner {
         rec.grant = Some(&granted);
         rec.actor = grant.created_by.as_deref();
         rec.detail = Some("a standing grant let it run");
-        if let Err(e) = audit.record(&rec) {
-            eprintln!("agentguard: audit record for granted call {:?} failed: {e}", call.name);
-        }
+        audit.record(&rec)
     }
 
     /// Audits each vote cast on a quorum request, before its verdict's line.
