@@ -534,7 +534,7 @@ mod tests {
             ),
             (
                 r#""approved": true, "remember": {"scope": "call", "uses": 2}"#,
-                "remember: scope \"call\"",
+                "(this call only) makes no grant",
             ),
             (
                 r#""approved": true, "remember": {"scope": "agent", "until": 2}"#,
