@@ -808,6 +808,10 @@ async fn remember_on_the_page_makes_a_grant_the_next_call_uses_and_revoke_on_the
         .send_keys(r#"path = { under = "./reports" }"#)
         .await
         .unwrap();
+    browser.open(&id, "edit").await;
+    browser.open(&id, "respond").await;
+    let shot = browser.screenshot("agentguard-approval-page-answers.png").await;
+    eprintln!("screenshot: {}", shot.display());
     browser.button(&id, "approve").await.click().await.unwrap();
     assert!(first.await.unwrap().is_ok());
 

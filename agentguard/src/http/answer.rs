@@ -310,9 +310,9 @@ pub(super) fn status_of(outcome: ResolveOutcome) -> Option<StatusCode> {
     })
 }
 
-/// Why this answer is refused for this request, in particular: what the general
-/// [`explain`](ResolveOutcome::explain) lists as possible causes, narrowed to the one that applies.
-pub(super) fn refusal_detail(outcome: ResolveOutcome, answer: &Resolution, stored: &StoredRequest) -> Option<String> {
+/// What this outcome means for this request in particular (why it was refused, how far the votes got): the general
+/// [`explain`](ResolveOutcome::explain) lists the possible causes; this names the one that applies.
+pub(super) fn outcome_detail(outcome: ResolveOutcome, answer: &Resolution, stored: &StoredRequest) -> Option<String> {
     let request = &stored.request;
     match outcome {
         ResolveOutcome::NotAllowedHere => {
@@ -534,7 +534,7 @@ mod tests {
             ),
             (
                 r#""approved": true, "remember": {"scope": "call", "uses": 2}"#,
-                "remember: scope \"call\"",
+                "(this call only) makes no grant",
             ),
             (
                 r#""approved": true, "remember": {"scope": "agent", "until": 2}"#,

@@ -53,7 +53,7 @@ struct Watch {
     /// The progress last reported of each live quorum request, so `progress` is sent when votes change only.
     progress: HashMap<RequestId, QuorumProgress>,
     /// What the client was last told of the grants (`None`: nothing yet).
-    grants: Option<Vec<(String, &'static str, u32, Option<u32>)>>,
+    grants: Option<super::grants::Fingerprint>,
     /// Changes made through this router (a revocation), which the store may not signal.
     local: tokio::sync::watch::Receiver<u64>,
 }

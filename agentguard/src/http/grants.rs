@@ -27,8 +27,11 @@ pub(super) fn grant_json(grant: &Grant, now_ms: u64) -> Value {
     value
 }
 
-/// What about a grant list the page shows changes, for the event stream: ids, status, uses.
-pub(super) fn fingerprint(grants: &[Grant], now_ms: u64) -> Vec<(String, &'static str, u32, Option<u32>)> {
+/// What of a grant list the page shows that can change, per grant: id, status, uses made, uses left.
+pub(super) type Fingerprint = Vec<(String, &'static str, u32, Option<u32>)>;
+
+/// The [`Fingerprint`] of a grant list, for the event stream to tell when to send it again.
+pub(super) fn fingerprint(grants: &[Grant], now_ms: u64) -> Fingerprint {
     grants
         .iter()
         .map(|g| (g.id.clone(), g.status(now_ms), g.used, g.uses_left))

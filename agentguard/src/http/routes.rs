@@ -48,7 +48,7 @@ pub(super) async fn resolve(
         };
         let detail = stored
             .as_ref()
-            .and_then(|st| answer::refusal_detail(outcome, &resolution, st));
+            .and_then(|st| answer::outcome_detail(outcome, &resolution, st));
         Ok((outcome, stored.map(|st| (st, detail))))
     })
     .await
