@@ -332,6 +332,9 @@ impl ApprovalStore for InMemoryStore {
         if let Some(left) = &mut grant.uses_left {
             *left -= 1;
         }
+        drop(inner);
+        // Watchers (the page's event stream) show a grant's uses as they happen.
+        self.changed.notify(usize::MAX);
         Ok(true)
     }
 
@@ -344,7 +347,10 @@ impl ApprovalStore for InMemoryStore {
             grant.revoked_at_ms = Some(now_ms());
             grant.revoked_by = by.map(str::to_owned);
         }
-        Ok(Some(grant.clone()))
+        let grant = grant.clone();
+        drop(inner);
+        self.changed.notify(usize::MAX);
+        Ok(Some(grant))
     }
 
     fn wait<'a>(&'a self, id: &'a RequestId) -> WaitFuture<'a> {
