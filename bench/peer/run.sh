@@ -26,8 +26,12 @@ fi
 "$VENV/bin/python" -c "import agentguard, sys; print('agentguard-hitl', 'on Python', sys.version.split()[0])"
 
 echo "== building our benches and the scale program (release; both in bench/, package agentguard-bench)"
-cargo bench --workspace --no-run --quiet
-cargo build --release -p agentguard-bench --bin scale --quiet
+# Only the measurement package: `--workspace` would unify features across every member and build a second copy of
+# the dependency tree that the `-p agentguard-bench` runs below do not use.
+cargo bench -p agentguard-bench --no-run --quiet
+# The bench profile (release settings; its output also goes to target/release) so that the dependencies built for the
+# benches are reused rather than built a second time.
+cargo build --profile bench -p agentguard-bench --bin scale --quiet
 
 # Compiles and test runs (ours or anyone's on this machine) skew timings: wait until, for three 5 s windows in a row,
 # no rustc runs and the CPUs are at least 85% idle (from /proc/stat). Gives up waiting after 5 minutes; the load

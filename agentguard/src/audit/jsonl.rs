@@ -65,8 +65,8 @@ pub enum Fsync {
 /// batch is one `write` of whole lines, and a torn one is repaired by the next writer, on the record. Dropping the
 /// sink writes what is queued; so does the end of a thread that queued lines, which covers a normal process exit
 /// (`return` from `main`, or `std::process::exit` from the thread that made the calls, with a guard that is never
-/// dropped) on Linux with glibc and on macOS, where thread-local destructors run at exit. A power failure can lose
-/// more, depending on [`Fsync`].
+/// dropped) on Linux with glibc, where thread-local destructors run at exit (tested); elsewhere, drop the guard or
+/// call [`flush`](JsonlAudit::flush) before exiting. A power failure can lose more, depending on [`Fsync`].
 ///
 /// **Async.** Nothing waits on a tokio worker thread: writing a batch (and waiting for the writer) inside a
 /// multi-threaded runtime runs in `block_in_place`, so the worker's other tasks move to another thread while the

@@ -209,8 +209,8 @@ impl Started {
 
     /// Makes the thread that calls this write the sink's queue when it ends, if the sink still exists then: the main
     /// thread ends at process exit (`return` from `main` or `std::process::exit`), where statics such as a global
-    /// guard are not dropped. Thread-local destructors run at exit on Linux with glibc and on macOS; elsewhere drop
-    /// the sink (or call `flush`) before exiting.
+    /// guard are not dropped. Thread-local destructors run at exit on Linux with glibc; elsewhere drop the sink (or
+    /// call `flush`) before exiting.
     pub(super) fn flush_at_thread_exit(&self) {
         let _ = EXIT_FLUSH.try_with(|list| {
             let Ok(mut list) = list.try_borrow_mut() else { return };
