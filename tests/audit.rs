@@ -732,3 +732,122 @@ fn a_keyed_audit_table_verifies_with_its_key_and_rows_rewritten_without_it_are_f
     assert_eq!(err.kind, VerifyErrorKind::Tampered, "{err}");
     assert!(err.problem.contains("no line carries a MAC"), "{err}");
 }
+
+/// What `agentguard-test-helper audit-calls` printed: `(i, gated)` of each call that returned.
+fn returned_call(line: &str) -> (u64, bool) {
+    let (i, kind) = line.trim().split_once(' ').expect("<i> safe|gated");
+    (i.parse().expect("i"), kind == "gated")
+}
+
+/// The `params.i` of each call line in these files, in file order.
+fn logged_calls(files: &[std::path::PathBuf]) -> Vec<u64> {
+    files
+        .iter()
+        .flat_map(|f| lines_of(f))
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(&l).ok()?["params"]["i"].as_u64())
+        .collect()
+}
+
+#[test]
+fn a_process_killed_mid_stream_loses_only_queued_safe_lines_and_its_log_verifies() {
+    use std::io::{BufRead, BufReader};
+    let (_dir, log) = audit_path();
+    let mut child = Command::new(common::HELPER)
+        .arg("audit-calls")
+        .arg(&log)
+        .arg("0")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut returned = Vec::new();
+    let mut line = String::new();
+    // Many batches in, kill -9 mid-stream: the writer thread is killed with whatever is queued.
+    while returned.len() < 20_000 {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "the helper ended early");
+        returned.push(returned_call(&line));
+    }
+    child.kill().unwrap(); // SIGKILL on Unix
+    child.wait().unwrap();
+    for rest in out.lines() {
+        returned.push(returned_call(&rest.unwrap()));
+    }
+    let report = verify(&log).expect("the log of a killed process verifies");
+    let logged = logged_calls(&report.files);
+    assert!(
+        logged.iter().enumerate().all(|(k, &i)| k as u64 == i),
+        "the lines are those of the first calls, in order, without a hole"
+    );
+    let kept = logged.len() as u64;
+    let lost: Vec<&(u64, bool)> = returned.iter().filter(|(i, _)| *i >= kept).collect();
+    assert!(
+        lost.iter().all(|(_, gated)| !gated),
+        "a gated call that ran has its line: lost {lost:?}"
+    );
+    // The documented bound: what was queued, at most the queue's 16 MiB of lines.
+    let bytes: u64 = report.files.iter().map(|f| std::fs::metadata(f).unwrap().len()).sum();
+    let per_line = bytes / report.lines.max(1);
+    assert!(
+        lost.len() as u64 * per_line <= 16 * 1024 * 1024,
+        "lost {} lines",
+        lost.len()
+    );
+    eprintln!(
+        "killed after {} calls returned: {} lines in the log, {} safe calls' lines lost",
+        returned.len(),
+        kept,
+        lost.len()
+    );
+    // The next writer carries the chain on.
+    JsonlAudit::new(&log)
+        .record(&AuditRecord::new("after_the_kill", AuditDecision::Allowed))
+        .unwrap();
+    assert_eq!(verify(&log).unwrap().last_seq, Some(report.last_seq.unwrap() + 1));
+}
+
+#[test]
+fn a_process_that_exits_without_dropping_its_guard_leaves_every_line() {
+    let (_dir, log) = audit_path();
+    let out = Command::new(common::HELPER)
+        .arg("audit-calls")
+        .arg(&log)
+        .arg("1000")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report = verify(&log).unwrap();
+    assert_eq!(
+        report.lines, 1000,
+        "std::process::exit with the guard alive wrote every queued line"
+    );
+    assert_eq!(logged_calls(&report.files), (0..1000).collect::<Vec<u64>>());
+}
+
+#[test]
+fn every_fsync_setting_writes_one_chain_and_per_line_returns_only_once_written() {
+    use agentguard::audit::Fsync;
+    for fsync in [Fsync::Never, Fsync::PerBatch, Fsync::PerLine] {
+        let (_dir, log) = audit_path();
+        let audit = std::sync::Arc::new(JsonlAudit::new(&log).max_bytes(20_000).fsync(fsync));
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let audit = audit.clone();
+                s.spawn(move || write_records(&audit, 100, &format!("t{t}")));
+            }
+        });
+        let safe = AuditRecord::new("read_customer", AuditDecision::Allowed);
+        audit.record_deferred(&safe).unwrap();
+        if fsync == Fsync::PerLine {
+            assert_eq!(
+                verify(&log).unwrap().lines,
+                401,
+                "{fsync:?}: a deferred line is written before it returns"
+            );
+        }
+        audit.flush().unwrap();
+        let report = verify(&log).unwrap();
+        assert_eq!(report.lines, 401, "{fsync:?}");
+        assert!(report.files.len() > 1, "{fsync:?}: rotated inside batches");
+    }
+}

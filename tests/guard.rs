@@ -140,6 +140,7 @@ fn safe_tools_run_unasked_and_are_logged_as_allowed() {
         .build();
     assert_eq!(guard.risk_of("reset_view"), None);
     guard.execute(ToolCall::new("reset_view", json!({})), echo).unwrap();
+    drop(guard); // a safe call's line rides the sink's next batch; dropping the guard writes it
     let lines = audit_lines(&log);
     assert_eq!(lines.len(), 1);
     assert_eq!(lines[0]["decision"], "allowed");

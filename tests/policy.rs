@@ -133,6 +133,7 @@ fn an_ask_rule_asks_about_a_safe_name_and_the_audit_names_it() {
         .execute(ToolCall::new("read_customer", json!({"id": 1})), |_, _| ())
         .unwrap();
     assert_eq!(*asked.lock().unwrap(), ["view_invoice", "refund_order"]);
+    drop(guard); // a safe call's line rides the sink's next batch; dropping the guard writes it
     let lines = lines(&log);
     let stamp = |i: usize| {
         (
@@ -252,6 +253,7 @@ fn shadow_mode_records_what_it_would_do_and_the_name_rules_decide() {
         .execute(ToolCall::new("view_invoice", json!({})), |_, _| ())
         .unwrap();
     assert_eq!(*asked.lock().unwrap(), ["write_file", "write_file"]);
+    drop(guard); // a safe call's line rides the sink's next batch; dropping the guard writes it
     let lines = lines(&log);
     let actions: Vec<&str> = lines.iter().map(|l| l["policy"]["action"].as_str().unwrap()).collect();
     assert_eq!(actions, ["would_deny", "would_allow", "would_ask"]);

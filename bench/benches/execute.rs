@@ -1,5 +1,7 @@
 //! `AgentGuard::execute`: a safe tool with the audit off and on (hash-chained JSONL file), and a gated tool with an
-//! auto-approving callback, audited.
+//! auto-approving callback, audited (and audited with an `fdatasync` per batch). A safe call's line is queued for the
+//! sink's writer thread (group commit), so the safe figure is the caller's share; the writer's share runs on the
+//! other core, and the queue's limit makes callers wait if the writer cannot keep up.
 //!
 //! ```text
 //! cargo bench -p agentguard-bench --bench execute
@@ -77,10 +79,27 @@ fn bench_execute(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
+
+    // The same with `Fsync::PerBatch`: the call waits for the disk (an `fdatasync` per batch, here per call).
+    let synced = AgentGuard::callback(|_| true)
+        .audit(
+            agentguard::audit::JsonlAudit::new(dir.path().join("gated_fsync.log"))
+                .fsync(agentguard::audit::Fsync::PerBatch),
+        )
+        .build();
+    group.bench_function("gated_auto_approved_audit_fsync_per_batch", |b| {
+        b.iter_batched(
+            || ToolCall::new("update_email", params()).agent_id("bench"),
+            |call| synced.execute(call, executor),
+            BatchSize::SmallInput,
+        )
+    });
     group.finish();
+    // Dropping the guards writes the safe calls' lines still queued.
+    drop((audited, gated, synced));
 
     // The audit files must verify: the benchmark measured real, intact chains (a filtered run may skip one).
-    for log in ["safe.log", "gated.log"] {
+    for log in ["safe.log", "gated.log", "gated_fsync.log"] {
         if !dir.path().join(log).exists() {
             continue;
         }

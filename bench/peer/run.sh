@@ -6,6 +6,7 @@
 #   PEER_PARK_N=600 bash bench/peer/run.sh # more parked Python approvals (each batch of 6 waits 0.5 s)
 #   SCALE_SECTIONS="park cycles" bash bench/peer/run.sh   # only some scale sections
 #   SCALE_ARGS="--no-postgres" bash bench/peer/run.sh     # extra options for the scale program
+#   PEER_SPLICE=1 bash bench/peer/run.sh   # also write the table into BENCHMARKS.md (between its table markers)
 #
 # Needs: cargo, python3 (with venv), network access to PyPI for the first run. PostgreSQL is optional (the scale
 # program says "skipped" without it). Results go to target/peer/ (JSON) and the terminal.
@@ -25,16 +26,20 @@ fi
 "$VENV/bin/python" -c "import agentguard, sys; print('agentguard-hitl', 'on Python', sys.version.split()[0])"
 
 echo "== building our benches and the scale program (release; both in bench/, package agentguard-bench)"
-cargo bench --workspace --no-run --quiet
-cargo build --release -p agentguard-bench --bin scale --quiet
+# Only the measurement package: `--workspace` would unify features across every member and build a second copy of
+# the dependency tree that the `-p agentguard-bench` runs below do not use.
+cargo bench -p agentguard-bench --no-run --quiet
+# The bench profile (release settings; its output also goes to target/release) so that the dependencies built for the
+# benches are reused rather than built a second time.
+cargo build --profile bench -p agentguard-bench --bin scale --quiet
 
 # Compiles and test runs (ours or anyone's on this machine) skew timings: wait until, for three 5 s windows in a row,
 # no rustc runs and the CPUs are at least 85% idle (from /proc/stat). Gives up waiting after 5 minutes; the load
-# average is recorded next to the figures either way.
+# average is recorded next to the figures either way. PEER_QUIET_WAIT_S changes the 5 minutes.
 cpu_idle_total() { awk '/^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i; print $5 + $6, t }' /proc/stat; }
 quiet_machine() {
   local quiet=0 waited=0 i0 t0 i1 t1
-  while [ "$quiet" -lt 3 ] && [ "$waited" -lt 300 ]; do
+  while [ "$quiet" -lt 3 ] && [ "$waited" -lt "${PEER_QUIET_WAIT_S:-300}" ]; do
     read -r i0 t0 < <(cpu_idle_total)
     sleep 5
     read -r i1 t1 < <(cpu_idle_total)
@@ -45,7 +50,7 @@ quiet_machine() {
       quiet=$((quiet + 1))
     fi
   done
-  [ "$quiet" -ge 3 ] || echo "(machine still busy after 5 minutes; going on: see the load averages)"
+  [ "$quiet" -ge 3 ] || echo "(machine still busy after ${PEER_QUIET_WAIT_S:-300} s; going on: see the load averages)"
 }
 
 echo "== waiting for a quiet machine (no rustc and CPUs at least 85% idle, for 15 s)"
@@ -66,7 +71,7 @@ echo "loadavg after criterion: $(cat /proc/loadavg)" | tee -a "$OUT/machine.txt"
 
 echo "== ours: scale program, one process per section (so each starts from a fresh heap)"
 rm -f "$OUT"/scale-*.json
-for section in ${SCALE_SECTIONS:-park cycles wake audit}; do
+for section in ${SCALE_SECTIONS:-park cycles wake audit stall crash}; do
   quiet_machine
   # shellcheck disable=SC2086  # SCALE_ARGS is a list of words on purpose
   "$TARGET/release/scale" "$section" ${SCALE_ARGS:-} --json "$OUT/scale-$section.json" | tee "$OUT/scale-$section.txt"
@@ -79,4 +84,9 @@ quiet_machine
 echo "loadavg after python: $(cat /proc/loadavg)" | tee -a "$OUT/machine.txt"
 
 echo
-"$VENV/bin/python" bench/peer/table.py "$TARGET/criterion" "$OUT" | tee "$OUT/table.md"
+# PEER_SPLICE=1: also replace the table in BENCHMARKS.md (between its table markers) with this run's.
+if [ "${PEER_SPLICE:-0}" = 1 ]; then
+  "$VENV/bin/python" bench/peer/table.py "$TARGET/criterion" "$OUT" --splice BENCHMARKS.md | tee "$OUT/table.md"
+else
+  "$VENV/bin/python" bench/peer/table.py "$TARGET/criterion" "$OUT" | tee "$OUT/table.md"
+fi

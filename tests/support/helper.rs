@@ -27,6 +27,32 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        // Makes N calls (0: until killed) through a guard auditing to PATH: every 10th one gated (auto-approved),
+        // the rest safe, each with params {"i": i}. Prints "<i> safe|gated" after each call returns. At the end it
+        // exits with `std::process::exit` without dropping the guard, as a program with a global guard does.
+        ["audit-calls", path, n] => {
+            use std::io::Write;
+            let guard = AgentGuard::callback(|_| true).audit_file(PathBuf::from(path)).build();
+            let n: u64 = n.parse().expect("n");
+            let mut out = std::io::stdout().lock();
+            let mut i = 0u64;
+            while n == 0 || i < n {
+                let gated = i % 10 == 9;
+                let tool = if gated { "update_email" } else { "read_customer" };
+                if guard
+                    .execute(ToolCall::new(tool, json!({ "i": i })), |_, _| ())
+                    .is_err()
+                {
+                    eprintln!("audit-calls: call {i} was denied");
+                    std::process::exit(1);
+                }
+                let _ = writeln!(out, "{i} {}", if gated { "gated" } else { "safe" });
+                let _ = out.flush();
+                i += 1;
+            }
+            let _ = out.flush();
+            std::process::exit(0)
+        }
         // Makes one gated call through a terminal guard on the real stdin and prints the outcome as JSON.
         ["terminal-call"] => {
             let guard = AgentGuard::terminal().no_audit().build();
@@ -138,8 +164,8 @@ fn main() -> ExitCode {
         }
         _ => {
             eprintln!(
-                "usage: agentguard-test-helper audit-append PATH TAG N MAX_BYTES | terminal-call | \
-                 store-agent URL N TIMEOUT_MS RAN_FILE LOG | store-resolver URL THREADS | \
+                "usage: agentguard-test-helper audit-append PATH TAG N MAX_BYTES | audit-calls PATH N | \
+                 terminal-call | store-agent URL N TIMEOUT_MS RAN_FILE LOG | store-resolver URL THREADS | \
                  answers-agent URL TIMEOUT_MS RAN_FILE LOG POLICY|- | answers-voter URL ACTOR"
             );
             ExitCode::from(2)

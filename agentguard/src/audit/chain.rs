@@ -17,15 +17,21 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 pub(crate) fn record_body(record: &AuditRecord<'_>) -> Result<Vec<u8>, AuditError> {
     // Most lines are a few hundred bytes: one allocation instead of a series of doublings.
     let mut body = Vec::with_capacity(512);
+    record_body_into(&mut body, record)?;
+    Ok(body)
+}
+
+/// [`record_body`] appended to `out` (the file sink reuses one buffer per thread). On an error `out` may hold part
+/// of the body: the caller clears it.
+pub(crate) fn record_body_into(out: &mut Vec<u8>, record: &AuditRecord<'_>) -> Result<(), AuditError> {
     serde_json::to_writer(
-        &mut body,
+        out,
         &LineBody {
             ts: Timestamp(SystemTime::now()),
             record,
         },
     )
-    .map_err(|e| AuditError::new(format!("cannot serialize audit record: {e}")))?;
-    Ok(body)
+    .map_err(|e| AuditError::new(format!("cannot serialize audit record: {e}")))
 }
 
 /// The chain link of a sealed line (its `hash`, or its `mac` when keyed) and whether it is keyed, if the line ends
@@ -73,6 +79,48 @@ pub(crate) struct Sealed {
     pub(crate) link: String,
 }
 
+/// [`seal`] appended to `out` (the file sink seals a batch of lines into one buffer): returns the line's link.
+pub(crate) fn seal_into(out: &mut Vec<u8>, body: &[u8], seq: u64, prev: &str, key: Option<&AuditKey>) -> String {
+    let inner = std::str::from_utf8(body)
+        .ok()
+        .and_then(|b| b.strip_prefix('{'))
+        .and_then(|b| b.strip_suffix('}'))
+        .unwrap_or("");
+    let at = out.len();
+    out.extend_from_slice(b"{\"seq\":");
+    let _ = write!(SeqDigits(out), "{seq}");
+    if !inner.is_empty() {
+        out.push(b',');
+        out.extend_from_slice(inner.as_bytes());
+    }
+    out.extend_from_slice(b",\"prev\":\"");
+    out.extend_from_slice(prev.as_bytes());
+    if let Some(key) = key {
+        out.extend_from_slice(b"\",\"kid\":\"");
+        out.extend_from_slice(key.id().as_bytes());
+    }
+    out.extend_from_slice(b"\"}");
+    let (link, field): (String, &[u8]) = match key {
+        Some(key) => (key.mac_hex(&out[at..]), b",\"mac\":\""),
+        None => (hex(&Sha256::digest(&out[at..])), b",\"hash\":\""),
+    };
+    out.pop(); // the closing brace
+    out.extend_from_slice(field);
+    out.extend_from_slice(link.as_bytes());
+    out.extend_from_slice(b"\"}\n");
+    link
+}
+
+/// `write!` into a byte buffer (for the seq's digits).
+struct SeqDigits<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for SeqDigits<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
 /// `{"ts":…}` → `{"seq":N,"ts":…,"prev":"…","hash":"…"}\n`, or with a key
 /// `{"seq":N,"ts":…,"prev":"…","kid":"…","mac":"…"}\n`. The hash (or MAC) covers the line up to that last field,
 /// with a closing brace in its place.
@@ -114,11 +162,25 @@ struct Timestamp(SystemTime);
 
 impl Serialize for Timestamp {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&format_rfc3339(self.0))
+        s.collect_str(&Rfc3339(self.0))
     }
 }
 
+#[cfg(test)]
 fn format_rfc3339(t: SystemTime) -> String {
+    Rfc3339(t).to_string()
+}
+
+/// Displays a time as RFC 3339 UTC with milliseconds (written straight into the line, no `String` in between).
+struct Rfc3339(SystemTime);
+
+impl std::fmt::Display for Rfc3339 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        rfc3339(self.0, f)
+    }
+}
+
+fn rfc3339(t: SystemTime, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs();
     let days = (secs / 86_400) as i64;
@@ -133,7 +195,8 @@ fn format_rfc3339(t: SystemTime) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
+    write!(
+        f,
         "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
         rem / 3600,
         (rem / 60) % 60,

@@ -22,6 +22,22 @@ fn check_line_rejects_damaged_non_ascii_lines_without_panicking() {
 }
 
 #[test]
+fn sealing_into_a_batch_buffer_gives_the_same_bytes_as_sealing_alone() {
+    let key = AuditKey::new(&[9u8; 32]).unwrap();
+    for (body, key) in [
+        (&br#"{"ts":"x","tool":"t"}"#[..], None),
+        (&br#"{"ts":"x","tool":"t"}"#[..], Some(&key)),
+        (&b"{}"[..], None),
+    ] {
+        let alone = seal(body, 12_345, GENESIS, key);
+        let mut batch = b"earlier lines\n".to_vec();
+        let link = seal_into(&mut batch, body, 12_345, GENESIS, key);
+        assert_eq!(&batch[14..], alone.line.as_bytes());
+        assert_eq!(link, alone.link);
+    }
+}
+
+#[test]
 fn sealed_line_hash_covers_everything_but_itself() {
     let s = seal(br#"{"ts":"x","tool":"t"}"#, 3, GENESIS, None);
     assert!(s.line.starts_with(r#"{"seq":3,"ts":"x","tool":"t","prev":"000"#));

@@ -40,7 +40,9 @@ mod jsonl;
 mod key;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod queue;
 mod verify;
+mod writer;
 
 use std::fmt;
 use std::io;
@@ -56,7 +58,7 @@ use agentguard_classify::Risk;
 
 pub use chain::GENESIS;
 pub use checkpoint::DEFAULT_CHECKPOINT_EVERY;
-pub use jsonl::{JsonlAudit, DEFAULT_MAX_BYTES};
+pub use jsonl::{Fsync, JsonlAudit, DEFAULT_MAX_BYTES};
 pub use key::{AuditKey, KEY_FILE_ENV};
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresAudit;
@@ -256,6 +258,21 @@ impl std::error::Error for AuditError {
 
 /// Somewhere audit records go. A gated call whose record cannot be written does not run.
 pub trait AuditSink: Send + Sync + fmt::Debug + 'static {
-    /// Writes one record durably enough for this sink, or says why not.
+    /// Writes one record durably enough for this sink, or says why not. The guard calls this for every record
+    /// that must be written before it goes on (a gated call's verdict: the call runs only if this returns `Ok`).
     fn record(&self, record: &AuditRecord<'_>) -> Result<(), AuditError>;
+
+    /// Writes a record that may reach its destination after this returns: the guard calls this for a safe call's
+    /// line (the call runs whether or not its line is written; a failure is reported on stderr). The default writes
+    /// it as [`record`](Self::record) does. [`JsonlAudit`] queues it for its writer's next batch: see its docs for
+    /// how long that takes and what a crash can lose.
+    fn record_deferred(&self, record: &AuditRecord<'_>) -> Result<(), AuditError> {
+        self.record(record)
+    }
+
+    /// Waits until every record handed to this sink so far is written. The default does nothing: a sink that
+    /// writes in [`record`](Self::record) and [`record_deferred`](Self::record_deferred) has nothing pending.
+    fn flush(&self) -> Result<(), AuditError> {
+        Ok(())
+    }
 }

@@ -340,7 +340,7 @@ impl Inner {
         if stamp.is_none() && !self.safe.is_empty() && self.safe.contains(&name_key(&call.name)) {
             rec.detail = Some("listed in safe_tools");
         }
-        if let Err(e) = audit.record(&rec) {
+        if let Err(e) = audit.record_deferred(&rec) {
             eprintln!("agentguard: audit record for safe call {:?} failed: {e}", call.name);
         }
     }

@@ -24,8 +24,14 @@
 //!   from reconnecting (the agent connects as an ordinary role, `agentguard_scale_agent`, capped by `ALTER ROLE …
 //!   CONNECTION LIMIT` at the connections it has left; needs `psql` and a superuser URL), so the 1 s polling
 //!   fallback is what wakes it. The role and schemas are removed afterwards.
-//! - `audit`: records/s appended to one hash-chained JSONL file by 1 writer, 8 threads sharing one sink, and 8
-//!   separate sinks on the same file (as 8 processes would: the OS file lock and a tail re-read per line).
+//! - `audit`: records/s appended to one hash-chained JSONL file by 1 writer and by 8 threads sharing one sink, each
+//!   waiting for its line (as a gated call's) or queueing it (as a safe call's), and by 8 separate sinks on the same
+//!   file (as 8 processes would: the OS file lock and a tail re-read per batch). A run ends when every line is written.
+//! - `stall`: agent tasks calling through the audited guard on a 2-worker runtime while the audit's disk stops for
+//!   100 ms every 500 ms (`fsfreeze` of a loop-mounted ext4 when run as root, else the log's lock held by another
+//!   file description); how late an unrelated sleeping task wakes and how long a task spawned from outside waits.
+//! - `crash`: an agent process (this binary, `scale __crash_child LOG`) killed with SIGKILL mid-stream, 10 times:
+//!   does its log verify, and which returned calls have no line (how many, how long before the kill they returned).
 //!
 //! Options: `--park-n N` (100000), `--cycles N` (1000000), `--wake-samples N` (200), `--killed-samples N` (30),
 //! `--audit-records N` (200000), `--retention-ms MS` (0), `--pg-url URL` (default `$AGENTGUARD_TEST_POSTGRES_URL`,
@@ -33,13 +39,17 @@
 //! A section whose backend is missing says `skipped: …` and the run goes on.
 
 mod audit;
+mod crash;
 mod cycles;
 mod park;
+mod stall;
 mod wake;
 
 use audit::audit;
+use crash::{crash, crash_child};
 use cycles::cycles;
 use park::park;
+use stall::stall;
 use wake::{resolver_process, wake};
 
 use std::collections::BTreeMap;
@@ -104,12 +114,14 @@ impl Options {
                 "--no-postgres" => o.pg_url = None,
                 "--no-sqlite" => o.sqlite = false,
                 "--json" => o.json = Some(value(arg)?),
-                "park" | "cycles" | "wake" | "audit" => o.sections.push(arg.clone()),
+                "park" | "cycles" | "wake" | "audit" | "stall" | "crash" => o.sections.push(arg.clone()),
                 other => return Err(format!("unknown argument {other:?}")),
             }
         }
         if o.sections.is_empty() {
-            o.sections = ["park", "cycles", "wake", "audit"].map(String::from).to_vec();
+            o.sections = ["park", "cycles", "wake", "audit", "stall", "crash"]
+                .map(String::from)
+                .to_vec();
         }
         Ok(o)
     }
@@ -124,11 +136,15 @@ fn main() {
         resolver_process(args.get(1).expect("usage: scale __resolver URL"));
         return;
     }
+    if args.first().map(String::as_str) == Some("__crash_child") {
+        crash_child(args.get(1).expect("usage: scale __crash_child LOG"));
+        return;
+    }
     let opts = match Options::parse(&args) {
         Ok(o) => o,
         Err(e) => {
             eprintln!(
-                "scale: {e}\nusage: scale [park] [cycles] [wake] [audit] [--park-n N] [--cycles N] [--json PATH] …"
+                "scale: {e}\nusage: scale [park] [cycles] [wake] [audit] [stall] [crash] [--park-n N] [--cycles N] [--json PATH] …"
             );
             std::process::exit(2);
         }
@@ -145,6 +161,8 @@ fn main() {
             "cycles" => cycles(&opts, &mut figures),
             "wake" => wake(&opts, &mut figures),
             "audit" => audit(&opts, &mut figures),
+            "stall" => stall(&opts, &mut figures),
+            "crash" => crash(&opts, &mut figures),
             _ => unreachable!("checked by Options::parse"),
         }
     }

@@ -1,0 +1,280 @@
+//! Group commit for the file sink. Callers queue their lines' bodies; whoever holds the [`Writer`] takes everything
+//! queued, seals it onto the chain and appends it under one OS lock with one `write`.
+//!
+//! - A caller that must know its line is written (a gated call: [`Started::push`] with `wait`) queues it, then takes
+//!   the writer itself: if another caller's batch already carried its line, it finds the outcome there; otherwise
+//!   it writes the batch, its line and everything queued before it, and answers the others in it. No thread hand-off
+//!   on this path: a lone gated call costs what the write costs.
+//! - A safe call's line is queued and the call goes on; the sink's flusher thread is woken if it was idle (one
+//!   system call, only then) and writes what is queued. When the queue is full (the disk is slower than the
+//!   calls), the caller writes the batch itself rather than let the queue grow.
+//!
+//! No wait happens on a tokio worker thread: taking the writer (which may mean waiting for a slow disk) inside a
+//! multi-threaded runtime runs in [`block_in_place`](tokio::task::block_in_place), so the worker's other tasks move
+//! to another thread meanwhile.
+
+use std::cell::RefCell;
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
+use std::thread::JoinHandle;
+
+use super::writer::{Config, Writer};
+use super::AuditError;
+
+/// How many bytes of lines may wait in the queue; a caller that finds it fuller writes the batch itself. 16 MiB is
+/// about 50,000 typical lines.
+pub(super) const QUEUE_LIMIT: usize = 16 * 1024 * 1024;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The outcome of one waited-for line, set by whoever wrote its batch (while holding the writer).
+type Slot = Arc<OnceLock<Result<(), String>>>;
+
+pub(super) struct Shared {
+    path: PathBuf,
+    q: Mutex<Queue>,
+    /// Held while a batch is taken from the queue and written, and until its waiters are answered.
+    writer: Mutex<Writer>,
+    /// The flusher waits here for lines.
+    work: Condvar,
+}
+
+#[derive(Default)]
+struct Queue {
+    /// The queued bodies, back to back: body `i` is `bodies[ends[i - 1]..ends[i]]`.
+    bodies: Vec<u8>,
+    ends: Vec<usize>,
+    /// Waited-for lines: (index in `ends`, where to put the outcome).
+    waiters: Vec<(usize, Slot)>,
+    /// The flusher is waiting for work: the next line queued wakes it (a system call, so only then).
+    flusher_idle: bool,
+    closing: bool,
+    /// Emptied buffers handed back after a batch, reused for the next one.
+    spare: (Vec<u8>, Vec<usize>),
+}
+
+/// A batch taken from the queue.
+struct Batch {
+    bodies: Vec<u8>,
+    ends: Vec<usize>,
+    waiters: Vec<(usize, Slot)>,
+}
+
+impl Shared {
+    /// Takes everything queued (the caller holds the writer).
+    fn take(&self) -> Batch {
+        let mut q = lock(&self.q);
+        let (spare_bodies, spare_ends) = std::mem::take(&mut q.spare);
+        Batch {
+            bodies: std::mem::replace(&mut q.bodies, spare_bodies),
+            ends: std::mem::replace(&mut q.ends, spare_ends),
+            waiters: std::mem::take(&mut q.waiters),
+        }
+    }
+
+    /// Writes a batch (the caller holds the writer), answers its waiters, and hands its buffers back.
+    fn write(&self, writer: &mut Writer, mut batch: Batch) {
+        if batch.ends.is_empty() {
+            return;
+        }
+        let outcome = writer.write_batch(&batch.bodies, &batch.ends);
+        if let Err(failed) = &outcome {
+            let lost = batch.ends.len() - failed.written;
+            let gated = batch.waiters.iter().filter(|(i, _)| *i >= failed.written).count();
+            eprintln!(
+                "agentguard: {lost} of {} audit lines could not be written to {} ({}); {gated} of them gated calls', \
+                 which were denied",
+                batch.ends.len(),
+                self.path.display(),
+                failed.error
+            );
+        }
+        for (i, slot) in batch.waiters.drain(..) {
+            let _ = slot.set(match &outcome {
+                Err(failed) if i >= failed.written => Err(failed.error.to_string()),
+                _ => Ok(()),
+            });
+        }
+        batch.bodies.clear();
+        batch.ends.clear();
+        // A batch that grew large (a stall, a burst) does not keep its memory.
+        if batch.bodies.capacity() <= QUEUE_LIMIT / 4 {
+            let mut q = lock(&self.q);
+            if q.spare.0.capacity() == 0 {
+                q.spare = (batch.bodies, batch.ends);
+            }
+        }
+    }
+
+    /// Takes the writer and writes everything queued.
+    fn write_queued(&self) {
+        let mut writer = lock(&self.writer);
+        let batch = self.take();
+        self.write(&mut writer, batch);
+    }
+}
+
+/// A sink's queue, writer and flusher thread.
+pub(super) struct Started {
+    shared: Arc<Shared>,
+    flusher: Option<JoinHandle<()>>,
+}
+
+impl Started {
+    /// Starts the flusher thread.
+    pub(super) fn start(cfg: Config) -> std::io::Result<Started> {
+        let shared = Arc::new(Shared {
+            path: cfg.path.clone(),
+            q: Mutex::new(Queue::default()),
+            writer: Mutex::new(Writer::new(cfg)),
+            work: Condvar::new(),
+        });
+        let for_thread = Arc::clone(&shared);
+        let flusher = std::thread::Builder::new()
+            .name("agentguard-audit-flusher".into())
+            .spawn(move || flusher(&for_thread))?;
+        Ok(Started {
+            shared,
+            flusher: Some(flusher),
+        })
+    }
+
+    /// Queues one body; with `wait`, returns once the batch holding it is written (or failed).
+    pub(super) fn push(&self, body: &[u8], wait: bool) -> Result<(), AuditError> {
+        let shared = &*self.shared;
+        let mut q = lock(&shared.q);
+        q.bodies.extend_from_slice(body);
+        let end = q.bodies.len();
+        q.ends.push(end);
+        if !wait {
+            let full = q.bodies.len() >= QUEUE_LIMIT;
+            if q.flusher_idle && !full {
+                q.flusher_idle = false;
+                shared.work.notify_one();
+            }
+            drop(q);
+            if full {
+                // The disk is slower than the calls: write rather than queue without end.
+                off_runtime(|| shared.write_queued());
+            }
+            return Ok(());
+        }
+        let slot = Slot::default();
+        let index = q.ends.len() - 1;
+        q.waiters.push((index, Arc::clone(&slot)));
+        drop(q);
+        off_runtime(|| {
+            let mut writer = lock(&shared.writer);
+            if slot.get().is_none() {
+                // Nobody took our line yet (whoever takes it holds the writer until it is answered): our batch.
+                let batch = shared.take();
+                shared.write(&mut writer, batch);
+            }
+        });
+        match slot.get() {
+            Some(Ok(())) => Ok(()),
+            Some(Err(e)) => Err(AuditError::new(e.clone())),
+            None => Err(AuditError::new(
+                "the audit line was not written (its batch ended without an outcome)",
+            )),
+        }
+    }
+
+    /// Returns once every line queued so far is written (or failed): the outcome of the newest of them.
+    pub(super) fn flush(&self) -> Result<(), AuditError> {
+        let shared = &*self.shared;
+        let newest = {
+            let mut q = lock(&shared.q);
+            let newest = q.ends.len().checked_sub(1).map(|i| (i, Slot::default()));
+            if let Some((i, slot)) = &newest {
+                q.waiters.push((*i, Arc::clone(slot)));
+            }
+            newest
+        };
+        off_runtime(|| {
+            // Holding the writer also waits for a batch being written right now.
+            let mut writer = lock(&shared.writer);
+            if newest.as_ref().is_some_and(|(_, slot)| slot.get().is_none()) {
+                let batch = shared.take();
+                shared.write(&mut writer, batch);
+            }
+        });
+        match newest.as_ref().and_then(|(_, slot)| slot.get()) {
+            None | Some(Ok(())) => Ok(()),
+            Some(Err(e)) => Err(AuditError::new(e.clone())),
+        }
+    }
+
+    /// Makes the thread that calls this write the sink's queue when it ends, if the sink still exists then: the main
+    /// thread ends at process exit (`return` from `main` or `std::process::exit`), where statics such as a global
+    /// guard are not dropped. Thread-local destructors run at exit on Linux with glibc; elsewhere drop the sink (or
+    /// call `flush`) before exiting.
+    pub(super) fn flush_at_thread_exit(&self) {
+        let _ = EXIT_FLUSH.try_with(|list| {
+            let Ok(mut list) = list.try_borrow_mut() else { return };
+            let me = Arc::as_ptr(&self.shared);
+            if !list.0.iter().any(|w| std::ptr::eq(w.as_ptr(), me)) {
+                list.0.retain(|w| w.strong_count() > 0);
+                list.0.push(Arc::downgrade(&self.shared));
+            }
+        });
+    }
+
+    /// Ends the flusher thread and writes what is queued.
+    pub(super) fn close(&mut self) {
+        lock(&self.shared.q).closing = true;
+        self.shared.work.notify_one();
+        if let Some(flusher) = self.flusher.take() {
+            let _ = flusher.join();
+        }
+        self.shared.write_queued();
+    }
+}
+
+/// The sinks the current thread queued lines into, written when the thread ends.
+struct ExitFlush(Vec<Weak<Shared>>);
+
+impl Drop for ExitFlush {
+    fn drop(&mut self) {
+        for shared in self.0.drain(..).filter_map(|w| w.upgrade()) {
+            shared.write_queued();
+        }
+    }
+}
+
+thread_local! {
+    static EXIT_FLUSH: RefCell<ExitFlush> = const { RefCell::new(ExitFlush(Vec::new())) };
+}
+
+/// Runs code that may wait for the disk so that it does not hold up a tokio runtime: on a worker of a
+/// multi-threaded runtime, in `block_in_place` (the worker's queued tasks go to another thread); elsewhere (a plain
+/// thread, a blocking-pool thread, a current-thread runtime, which cannot hand its tasks over) as is.
+fn off_runtime<T>(wait: impl FnOnce() -> T) -> T {
+    #[cfg(feature = "tokio")]
+    if let Ok(handle) = tokio::runtime::Handle::try_current() {
+        if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
+            return tokio::task::block_in_place(wait);
+        }
+    }
+    wait()
+}
+
+/// The flusher thread: writes safe calls' lines as they are queued.
+fn flusher(shared: &Shared) {
+    loop {
+        {
+            let mut q = lock(&shared.q);
+            while q.ends.is_empty() {
+                if q.closing {
+                    return;
+                }
+                q.flusher_idle = true;
+                q = shared.work.wait(q).unwrap_or_else(PoisonError::into_inner);
+            }
+            q.flusher_idle = false;
+        }
+        shared.write_queued();
+    }
+}
