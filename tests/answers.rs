@@ -26,14 +26,14 @@ fn wait_for_pending(guard: &AgentGuard, n: usize) -> Vec<ApprovalRequest> {
     }
 }
 
-/// Runs `call` on another thread; the executor records the params it got.
-fn park(
-    guard: &AgentGuard,
-    call: ToolCall,
-) -> (
+/// The thread running a parked call, and the params its executor got (if it ran).
+type Parked = (
     std::thread::JoinHandle<Result<String, agentguard::ActionDenied>>,
     Arc<Mutex<Option<Value>>>,
-) {
+);
+
+/// Runs `call` on another thread; the executor records the params it got.
+fn park(guard: &AgentGuard, call: ToolCall) -> Parked {
     let got = Arc::new(Mutex::new(None));
     let (g, seen) = (guard.clone(), got.clone());
     let worker = std::thread::spawn(move || {

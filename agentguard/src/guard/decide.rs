@@ -219,9 +219,11 @@ impl Inner {
                 if let Some(grant) = self.grant_for(&call, &asking) {
                     // Fail closed as for any gated call: no audit line, no run.
                     if let Err(e) = self.record_granted(&call, stamp.as_ref(), &grant) {
-                        return Err(ActionDenied::new(DenyReason::AuditUnavailable, call.name).with_detail(Some(
-                            format!("a standing grant covers this call, but its audit record failed: {e}"),
-                        )));
+                        return Err(
+                            ActionDenied::new(DenyReason::AuditUnavailable, call.name).with_detail(Some(format!(
+                                "a standing grant covers this call, but its audit record failed: {e}"
+                            ))),
+                        );
                     }
                     return Ok(Start::Allowed(approval::unasked(call.name, call.params, Route::Grant)));
                 }
