@@ -1,6 +1,7 @@
 //! Writes the gated function: same signature (return type wrapped in `Result<_, ActionDenied>`), arguments frozen
-//! into a params snapshot, approval through the guard, a recheck of the arguments, then the original body in its
-//! own closure so that its `return` and `?` keep their meaning.
+//! into a params snapshot, approval through the guard, a recheck of the arguments, the arguments read back from an
+//! approver's edit (or edits refused up front, saying which argument cannot be read back), then the original body in
+//! its own closure so that its `return` and `?` keep their meaning.
 
 use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
