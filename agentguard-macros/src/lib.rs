@@ -25,6 +25,23 @@ mod ty;
 /// Options: `guard = <expr>`, `name = "..."`, `risk = "irreversible" | "external_send" | "system_execution" |
 /// "data_mutation"`, `skip(arg, ...)`, `redact(arg, ...)`, `crate = path`. See the `agentguard` crate docs.
 ///
+/// # Edits
+///
+/// An approver may approve with edited params (`Resolution::edit`). When every argument that is not skipped has a
+/// type that is `serde::de::DeserializeOwned` (`String`, `u64`, `PathBuf`, your own `Deserialize` struct, a type
+/// parameter bounded by `DeserializeOwned`), the edit is checked against those types when it is taken (an argument
+/// that does not fit, an unknown name: the call is denied, `edit_rejected`, saying what does not fit) and the body runs
+/// with each argument read back from the edit by name. The arguments as called are still checked against the params
+/// the approver was shown. A function with an argument that cannot be read back from JSON (`&str`, `&Path`, an
+/// `impl Trait`, a type that is not `Deserialize`) refuses edits up front: its requests say why
+/// (`ApprovalRequest::edit_refused`, e.g. "argument `to` of `send` is a `&str`, which cannot be read back from JSON:
+/// take an owned type (String) to let approvers edit it"), and an edit of them is answered `NotAllowedHere`.
+///
+/// A skipped argument (`skip(arg)`) is not part of the params: it keeps the value it was called with and cannot be
+/// edited (an edit may leave out its placeholder or keep it, never change it). A type whose `Deserialize` borrows
+/// behind a lifetime it does not write (`Token` for `Token<'a>`) is an error at that argument: write the lifetime
+/// (`Token<'_>`, then edits are refused) or take an owned type.
+///
 /// # `crate = path`
 ///
 /// The generated code names the runtime crate `::agentguard`. When your Cargo.toml renames the dependency
@@ -43,6 +60,14 @@ pub fn gate(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// Implements `agentguard::Tool` for an enum of tool calls and generates its `<Enum>Handler` and
 /// `<Enum>AsyncHandler` traits. Variant options: `#[tool(name = "...")]`, `#[tool(risk = "...")]`,
 /// `#[tool(dangerous)]`, `#[tool(safe)]`. Enum options: `#[tool(crate = path)]`, `#[tool(schema)]`.
+///
+/// # Edits
+///
+/// An approver may approve a gated variant with edited params (`Resolution::edit`): they must parse into the
+/// variant's args struct (its fields, no unknown ones), or the call is denied (`edit_rejected`, with the path of what
+/// does not fit) and the handler never runs. The handler method receives the edited arguments in its `Approval`
+/// (`approval.edited()` says who edited and what ran). A variant whose handler takes its fields rather than an
+/// `Approval` (one its declaration and name do not gate) refuses edits: it would not see them.
 ///
 /// # `schema`
 ///

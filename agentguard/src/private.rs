@@ -254,3 +254,178 @@ pub fn parse_args<T: serde::de::DeserializeOwned>(
         message: e.inner().to_string(),
     })
 }
+
+/// `#[derive(Tool)]`'s check of an approver's edit of a gated variant: the edited params must parse into its args
+/// struct `T` (which refuses unknown fields). `Err` says what does not fit, with its path (`at `items[2].sku`: …`).
+pub fn edit_fits<T: serde::de::DeserializeOwned>(params: &Value) -> Result<(), String> {
+    serde_path_to_error::deserialize::<_, T>(params)
+        .map(drop)
+        .map_err(|e| at_path(None, &e.path().to_string(), e.inner()))
+}
+
+/// `what at `path`: message`, leaving out the parts that say nothing (no name, the whole value).
+fn at_path(name: Option<&str>, path: &str, message: impl std::fmt::Display) -> String {
+    match (name, path) {
+        (None, ".") => message.to_string(),
+        (None, path) => format!("at `{path}`: {message}"),
+        (Some(name), ".") => format!("argument `{name}`: {message}"),
+        (Some(name), path) => format!("argument `{name}` at `{path}`: {message}"),
+    }
+}
+
+/// Whether a `#[gate]` argument of type `T` can be read back from an approver's edit, by autoref specialization: a
+/// method called on `&EditArg<T>` resolves to [`EditRead`] when `T: DeserializeOwned`, else to [`EditKeep`] (the
+/// generated code brings both traits into scope). Decided by the bounds the compiler can see: a type parameter
+/// without a `DeserializeOwned` bound is not editable.
+pub struct EditArg<T>(std::marker::PhantomData<fn() -> T>);
+
+impl<T> EditArg<T> {
+    /// The probe for a type the generated code names.
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        EditArg(std::marker::PhantomData)
+    }
+
+    /// The probe for the type of `value` (an argument), inferred.
+    pub fn of(_value: &T) -> Self {
+        EditArg(std::marker::PhantomData)
+    }
+}
+
+impl<T> std::fmt::Debug for EditArg<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EditArg")
+    }
+}
+
+/// A `#[gate]` argument read back from an edit: what an argument whose type is `DeserializeOwned` does.
+pub trait EditRead<T> {
+    /// Why edits are refused because of this argument: never.
+    fn refusal(&self, why: &'static str) -> Option<&'static str>;
+    /// Whether the argument `name` of an edit (a JSON object) fits `T`; an absent one is read as `null` (an
+    /// `Option` is `None`).
+    fn check(&self, edit: &Value, name: &str) -> Result<(), String>;
+    /// The value the body runs with: `live` without an edit, else the argument `name` read from the edit.
+    fn reread(&self, edit: Option<&Value>, name: &str, live: T) -> Result<T, String>;
+}
+
+impl<T: serde::de::DeserializeOwned> EditRead<T> for EditArg<T> {
+    fn refusal(&self, _why: &'static str) -> Option<&'static str> {
+        None
+    }
+
+    fn check(&self, edit: &Value, name: &str) -> Result<(), String> {
+        read_arg::<T>(edit, name).map(drop)
+    }
+
+    fn reread(&self, edit: Option<&Value>, name: &str, live: T) -> Result<T, String> {
+        match edit {
+            None => Ok(live),
+            Some(edit) => read_arg(edit, name),
+        }
+    }
+}
+
+/// A `#[gate]` argument that cannot be read back from an edit (not `DeserializeOwned`): the call refuses edits.
+pub trait EditKeep<T> {
+    /// Why edits are refused because of this argument: `why`.
+    fn refusal(&self, why: &'static str) -> Option<&'static str>;
+    /// Never fits (never reached: the call refuses edits before any is checked).
+    fn check(&self, edit: &Value, name: &str) -> Result<(), String>;
+    /// `live` without an edit; an edit is refused (never reached: the call refuses edits).
+    fn reread(&self, edit: Option<&Value>, name: &str, live: T) -> Result<T, String>;
+}
+
+impl<T> EditKeep<T> for &EditArg<T> {
+    fn refusal(&self, why: &'static str) -> Option<&'static str> {
+        Some(why)
+    }
+
+    fn check(&self, _edit: &Value, name: &str) -> Result<(), String> {
+        Err(format!("argument `{name}` cannot be read back from JSON"))
+    }
+
+    fn reread(&self, edit: Option<&Value>, name: &str, live: T) -> Result<T, String> {
+        match edit {
+            None => Ok(live),
+            Some(_) => Err(format!("argument `{name}` cannot be read back from JSON")),
+        }
+    }
+}
+
+fn read_arg<T: serde::de::DeserializeOwned>(edit: &Value, name: &str) -> Result<T, String> {
+    match edit.get(name) {
+        Some(value) => serde_path_to_error::deserialize::<_, T>(value)
+            .map_err(|e| at_path(Some(name), &e.path().to_string(), e.inner())),
+        None => serde_json::from_value(Value::Null).map_err(|_| format!("argument `{name}` is missing")),
+    }
+}
+
+/// Why a `#[gate]` call refuses edits: the reasons of its arguments that cannot be read back, joined; `None` when
+/// every argument can.
+pub fn edit_refusal(reasons: &[Option<&'static str>]) -> Option<String> {
+    let reasons: Vec<&str> = reasons.iter().flatten().copied().collect();
+    (!reasons.is_empty()).then(|| reasons.join("; "))
+}
+
+/// The names in a `#[gate]` edit: each must be an editable argument of `function`; a skipped one may only keep its
+/// placeholder ([`SKIPPED`]), since it is not part of the params and keeps its live value.
+pub fn edit_names(edit: &Value, function: &str, editable: &[&str], skipped: &[&str]) -> Result<(), String> {
+    let Some(map) = edit.as_object() else {
+        return Err("the edit must be a JSON object of the function's arguments".to_owned());
+    };
+    for (key, value) in map {
+        if editable.contains(&key.as_str()) {
+            continue;
+        }
+        if skipped.contains(&key.as_str()) {
+            if value.as_str() == Some(SKIPPED) {
+                continue;
+            }
+            return Err(format!(
+                "argument `{key}` of `{function}` is skipped (#[gate(skip({key}))]): it is not part of the approved \
+                 params and keeps its own value, so it cannot be edited"
+            ));
+        }
+        return Err(format!(
+            "`{key}` is not an argument of `{function}`; its editable arguments are: {}",
+            if editable.is_empty() {
+                "(none)".to_owned()
+            } else {
+                editable.join(", ")
+            }
+        ));
+    }
+    Ok(())
+}
+
+/// A `#[gate]` call's `ToolCall` with its edit rule: refused for `refusal`, else checked by `check`.
+pub fn with_edits(call: ToolCall, refusal: Option<String>, check: fn(&Value) -> Result<(), String>) -> ToolCall {
+    match refusal {
+        Some(why) => call.refuse_edits(why),
+        None => call.check_edits(check),
+    }
+}
+
+/// The params an approver edited, when they did: what a `#[gate]` body's arguments are read back from.
+pub fn edited_params(approval: &Allowed) -> Option<&Value> {
+    approval.edited().map(|_| approval.params())
+}
+
+/// An approved `#[gate]` call whose edited params could not be read back into its arguments (they were checked
+/// when the edit was taken, so this is not expected): nothing runs, and the store records why.
+pub fn refuse_edited(guard: Which<'_>, approval: Allowed, why: String) -> ActionDenied {
+    let tool = approval.tool().to_owned();
+    let denied = ActionDenied::new(crate::request::DenyReason::EditRejected, tool.clone())
+        .with_request(approval.request_id().cloned())
+        .with_detail(Some(format!(
+            "the approver's edit of `{tool}` could not be read back into its arguments: {why}; nothing ran"
+        )));
+    match guard.guard() {
+        Ok(guard) => match guard.run_approved_fallible(approval, |_| Err::<std::convert::Infallible, _>(denied)) {
+            Err(denied) => denied,
+            Ok(never) => match never {},
+        },
+        Err(deny) => deny(tool),
+    }
+}

@@ -39,6 +39,7 @@ pub(crate) fn expand(tools: &ToolEnum<'_>) -> TokenStream {
     let mut helpers = Vec::new();
     let mut public_args = Vec::new();
     let mut params_arms = Vec::new();
+    let mut edit_arms = Vec::new();
     let mut parse_arms = Vec::new();
     let mut handler_methods = Vec::new();
     let mut async_handler_methods = Vec::new();
@@ -124,6 +125,20 @@ pub(crate) fn expand(tools: &ToolEnum<'_>) -> TokenStream {
                 #(#fields: #bound,)*
                 __agentguard_marker: ::core::marker::PhantomData,
             })
+        });
+        // How an approver's edit is checked: a gated variant's handler gets its args from the approved (edited)
+        // snapshot, so an edit must parse into them; an ungated variant's handler takes the fields the agent sent,
+        // so it would not see an edit: refused up front.
+        let pat = pattern(ident, v);
+        edit_arms.push(if v.takes_approval() {
+            quote!(#pat => __agentguard_call.check_edits(#private::edit_fits::<#args_ty>))
+        } else {
+            let why = format!(
+                "tool `{name}` is not gated by its declaration, so its handler takes the fields the agent sent (not an \
+                 Approval) and would not see an edit: approve or deny it as shown (to let approvers edit it, mark the \
+                 variant #[tool(dangerous)] or give it a risk)"
+            );
+            quote!(#pat => __agentguard_call.refuse_edits(#why))
         });
         let build = if matches!(v.original.fields, syn::Fields::Unit) {
             quote!(#ident::#vident)
@@ -360,6 +375,14 @@ pub(crate) fn expand(tools: &ToolEnum<'_>) -> TokenStream {
                     #private::serde_json::Error,
                 > {
                     match self { #(#params_arms,)* }
+                }
+
+                fn to_call(&self) -> ::core::result::Result<#krate::ToolCall, #private::serde_json::Error> {
+                    let __agentguard_call = #krate::ToolCall::new(
+                        <Self as #krate::Tool>::name(self),
+                        <Self as #krate::Tool>::params(self)?,
+                    );
+                    ::core::result::Result::Ok(match self { #(#edit_arms,)* })
                 }
 
                 fn parse(
