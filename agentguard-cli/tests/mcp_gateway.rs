@@ -269,10 +269,16 @@ async fn read_only_call_passes_unasked_and_is_audited_with_the_server() {
     // A safe call's line rides the gateway's next audit batch: written just after the call, not before it returns.
     let give_up = std::time::Instant::now() + Duration::from_secs(10);
     let line = loop {
-        if let Some(line) = audit_lines(&d.audit).into_iter().find(|l| l["tool"] == "read_text_file") {
+        if let Some(line) = audit_lines(&d.audit)
+            .into_iter()
+            .find(|l| l["tool"] == "read_text_file")
+        {
             break line;
         }
-        assert!(std::time::Instant::now() < give_up, "no audit line for the call within 10 s");
+        assert!(
+            std::time::Instant::now() < give_up,
+            "no audit line for the call within 10 s"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
     assert_eq!(line["decision"], "allowed");
