@@ -39,12 +39,17 @@ pub(super) fn crash(_opts: &Options, figures: &mut Figures) {
             .spawn()
             .expect("child");
         let mut stdout = child.stdout.take().expect("piped");
+        // Read as it prints: a full pipe would stop the child between calls, with nothing in flight.
+        let reader = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stdout.read_to_string(&mut text);
+            text
+        });
         std::thread::sleep(Duration::from_millis(300));
         let killed_at = wall_ns();
         child.kill().expect("kill");
         child.wait().expect("reaped");
-        let mut text = String::new();
-        stdout.read_to_string(&mut text).expect("child's output");
+        let text = reader.join().expect("reader");
         let returned: Vec<(u64, u64)> = text
             .lines()
             .filter_map(|l| {
