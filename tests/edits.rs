@@ -246,6 +246,8 @@ fn a_variant_whose_handler_takes_its_fields_refuses_edits_up_front_and_still_run
     let (out, runs) = agent.join().unwrap();
     assert_eq!(out.unwrap().order, "note 7");
     assert_eq!(runs, 1);
+    // It ran, so the store says so: claimed once (executed), not abandoned as if it never started.
+    assert_eq!(state(&req), RequestState::Executed);
 }
 
 // ---------------------------------------------------------------------------------------------------------------

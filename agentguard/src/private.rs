@@ -256,7 +256,7 @@ pub fn parse_args<T: serde::de::DeserializeOwned>(
 }
 
 /// `#[derive(Tool)]`'s check of an approver's edit of a gated variant: the edited params must parse into its args
-/// struct `T` (which refuses unknown fields). `Err` says what does not fit, with its path (`at `items[2].sku`: …`).
+/// struct `T` (which refuses unknown fields). `Err` says what does not fit, with its path (`` at `items[2].sku`: … ``).
 pub fn edit_fits<T: serde::de::DeserializeOwned>(params: &Value) -> Result<(), String> {
     serde_path_to_error::deserialize::<_, T>(params)
         .map(drop)

@@ -283,7 +283,9 @@ pub(crate) fn expand(tools: &ToolEnum<'_>) -> TokenStream {
                 quote!(__agentguard_approval),
             )
         } else {
-            (quote!(let _ = __agentguard_grant;), quote!(#(#bound),*))
+            // No `Approval` for a handler that takes its fields, but a parked approval is still claimed (once)
+            // before it runs.
+            (quote!(__agentguard_grant.proceed()?;), quote!(#(#bound),*))
         };
         dispatch_arms.push(quote! {
             #binding => {

@@ -279,6 +279,11 @@ impl Allowed {
 }
 
 impl Allowed {
+    /// Claims a parked approval for a handler that takes no `Approval` (`Grant::proceed`).
+    pub(crate) fn claim_now(&self, store: &dyn ApprovalStore) -> Result<(), ActionDenied> {
+        self.claim(store)
+    }
+
     /// Claims a parked approval whose claim was left for this moment (at most once: the store's compare-and-set).
     fn claim(&self, store: &dyn ApprovalStore) -> Result<(), ActionDenied> {
         if !self.unclaimed.swap(false, Ordering::SeqCst) {

@@ -106,6 +106,14 @@ impl<'a> Grant<'a> {
     pub fn approve<A: ToolArgs>(self, args: A) -> Result<Approval<'a, A>, ActionDenied> {
         self.allowed.approval_for(args, self.store)
     }
+
+    /// Lets a handler that takes no [`Approval`] run: claims the parked approval in the store (at most once, as
+    /// [`approve`](Self::approve) does), so the store records the call as executed, not abandoned. An error is a
+    /// denial (the approval expired, or ran already) and the handler does not run.
+    #[doc(hidden)]
+    pub fn proceed(self) -> Result<(), ActionDenied> {
+        self.allowed.claim_now(self.store)
+    }
 }
 
 /// Calls the handler method of a [`Tool`] value. Implemented by `#[derive(Tool)]` for every `H` that implements
