@@ -162,26 +162,15 @@ impl Gateway {
     }
 
     async fn resolve(&self, request: &Value, approved: bool, reason: Option<&str>) -> Value {
-        let mut body = json!({
-            "request_id": request["request_id"],
-            "approved": approved,
-            "params_digest": request["params_digest"],
-        });
+        let mut body = json!({ "approved": approved });
         if let Some(reason) = reason {
             body["reason"] = json!(reason);
         }
-        let res = http()
-            .post(format!("{}/resolve", self.api))
-            .bearer_auth(TOKEN)
-            .header("content-type", "application/json")
-            .body(body.to_string())
-            .send()
-            .await
-            .unwrap();
-        res.json().await.unwrap()
+        self.answer(request, body).await
     }
 
-    /// Answers `request` with `body`'s kind (edit, respond) through the HTTP API.
+    /// Answers `request` with `body` (`approved`, or a `kind`: edit, respond) through the HTTP API, showing the digest
+    /// of the params it was shown.
     async fn answer(&self, request: &Value, mut body: Value) -> Value {
         body["request_id"] = request["request_id"].clone();
         body["params_digest"] = request["params_digest"].clone();
