@@ -29,5 +29,6 @@ fn scale_parks_cycles_and_audits_at_small_sizes() {
         text.contains("10000 cycles in") && text.contains(", 0 failed;"),
         "{text}"
     );
-    assert_eq!(text.matches("chain intact").count(), 3, "{text}");
+    // Waiting writers (1 and 8 threads), queued safe-call lines (1 and 8 threads), and 8 sinks on one file.
+    assert_eq!(text.matches("chain intact").count(), 5, "{text}");
 }
