@@ -162,6 +162,24 @@ impl Decision {
         serde_json::to_string(&d).ok()
     }
 
+    /// A decision read back from a database row's `state, actor, note, details` columns; `store` names the store in
+    /// the error.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    pub(crate) fn stored(
+        state: &str,
+        actor: Option<String>,
+        note: Option<String>,
+        details: Option<&str>,
+        store: &str,
+    ) -> Result<Self, StoreError> {
+        Decision {
+            actor,
+            note,
+            ..Decision::of(RequestState::parse_stored(state, store)?)
+        }
+        .with_details_json(details)
+    }
+
     /// This decision with the details read back from [`details_json`](Self::details_json)'s text.
     pub fn with_details_json(mut self, text: Option<&str>) -> Result<Self, StoreError> {
         let Some(text) = text else { return Ok(self) };

@@ -280,10 +280,5 @@ fn stored_decision(
     note: Option<String>,
     details: Option<&str>,
 ) -> Result<Decision, StoreError> {
-    Decision {
-        actor,
-        note,
-        ..Decision::of(RequestState::parse_stored(state, "postgres")?)
-    }
-    .with_details_json(details)
+    Decision::stored(state, actor, note, details, "postgres")
 }

@@ -261,12 +261,7 @@ fn stored_decision(
     note: Option<String>,
     details: Option<&str>,
 ) -> Result<Decision, StoreError> {
-    Decision {
-        actor,
-        note,
-        ..Decision::of(RequestState::parse_stored(state, "sqlite")?)
-    }
-    .with_details_json(details)
+    Decision::stored(state, actor, note, details, "sqlite")
 }
 
 fn read_version(conn: &Connection) -> Result<i64, StoreError> {
