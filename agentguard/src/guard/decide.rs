@@ -9,17 +9,15 @@ use std::time::{Instant, SystemTime};
 
 use serde_json::{json, Value};
 
+use super::answers::Edit;
 use super::approval::{self, Allowed, Route};
 use super::trace::CallSpan;
 use super::{AgentGuard, Gating, Inner, Recheck};
 use crate::approver::{self, Approver, Notifier, Verdict};
 use crate::audit::{AuditDecision, AuditRecord};
-use crate::params::{
-    canonical_json, deeper_than, FrozenParams, ParamsDigest, ParamsRejected, MAX_PARAMS_DEPTH, REDACTED,
-};
-use crate::policy::{Action, DefaultAction, GrantCondition, PolicyMode, PolicyStamp};
-use crate::request::{ActionDenied, ApprovalRequest, DenyReason, EditCheck, Quorum, RequestId, ToolCall, Vote};
-use crate::store::Grant;
+use crate::params::{canonical_json, deeper_than, FrozenParams, ParamsDigest, ParamsRejected, MAX_PARAMS_DEPTH};
+use crate::policy::{Action, DefaultAction, PolicyMode, PolicyStamp};
+use crate::request::{ActionDenied, ApprovalRequest, DenyReason, EditCheck, Quorum, RequestId, ToolCall};
 use agentguard_classify::{classify, confusable_key, name_key, Risk};
 
 /// When a parked approval is claimed in the store (marked `executed`, at most once).
@@ -35,31 +33,31 @@ pub(crate) enum Claim {
 pub(crate) struct Parked {
     pub(super) request: ApprovalRequest,
     /// The frozen params (not redacted): what runs if approved.
-    params: Value,
+    pub(super) params: Value,
     /// The deadline on the monotonic clock.
     pub(super) until: Instant,
     /// What the policy said (its rule asked, or its default), for the verdict's audit line.
     stamp: Option<PolicyStamp>,
     /// How an approver's edit of the params is checked.
-    edits: EditCheck,
+    pub(super) edits: EditCheck,
     /// The keys the call asked to mask (applied to edited params too).
-    redact: Vec<String>,
+    pub(super) redact: Vec<String>,
 }
 
 /// Who asks about a call, and on what terms.
 #[derive(Clone, Default)]
-struct Asking {
+pub(super) struct Asking {
     /// The policy rule that asks, with its message (none when the name rules or the default ask).
-    rule: Option<(String, Option<String>)>,
+    pub(super) rule: Option<(String, Option<String>)>,
     /// The quorum a matching ask rule requires.
-    quorum: Option<Quorum>,
+    pub(super) quorum: Option<Quorum>,
     /// The matching ask rule that forbids standing grants.
-    no_remember: Option<String>,
+    pub(super) no_remember: Option<String>,
 }
 
 /// What the first step decided for a call.
 #[derive(Clone)]
-enum Plan {
+pub(super) enum Plan {
     /// Run without asking.
     Allow(Route),
     /// Ask, showing this risk.
@@ -266,7 +264,7 @@ impl Inner {
 
     /// What to do with a call: the policy's answer (when the guard has one in force), else the name rules'. In
     /// shadow mode the policy's answer is only recorded (`would_…`) and the name rules decide.
-    fn plan(&self, call: &ToolCall, gate: Gating, risk: Option<Risk>) -> (Plan, Option<PolicyStamp>) {
+    pub(super) fn plan(&self, call: &ToolCall, gate: Gating, risk: Option<Risk>) -> (Plan, Option<PolicyStamp>) {
         let by_names = match risk {
             None => Plan::Allow(match gate {
                 // Whose word made it safe: the caller's declaration proves nothing about the call.
@@ -349,7 +347,7 @@ impl Inner {
 
     /// A call's params as an audit line shows them without freezing them: redacted, with the digest of their
     /// canonical text (no copy of the params is made); params too deep or too large to show are a note instead.
-    fn params_for_record(&self, call: &ToolCall) -> (Value, Option<ParamsDigest>) {
+    pub(super) fn params_for_record(&self, call: &ToolCall) -> (Value, Option<ParamsDigest>) {
         let refused = if deeper_than(&call.params, MAX_PARAMS_DEPTH) {
             Some(ParamsRejected::TooDeep {
                 limit: MAX_PARAMS_DEPTH,
@@ -607,101 +605,6 @@ impl Inner {
         }
     }
 
-    /// Takes an approver's edited params: masked secrets restored from the original, checked by the tool's reader,
-    /// frozen (size and depth limits) and judged by the policy again. `Err` carries the reason and what to tell the
-    /// agent.
-    fn take_edit(&self, parked: &Parked, mut raw: Value) -> Result<Edit, (DenyReason, String)> {
-        let tool = parked.request.tool();
-        restore_masked(&mut raw, &parked.params);
-        parked.edits.check(&raw).map_err(|why| {
-            (
-                DenyReason::EditRejected,
-                format!("the approver's edit of `{tool}` does not fit its arguments: {why}; nothing ran"),
-            )
-        })?;
-        let frozen = FrozenParams::freeze(raw, self.max_params_bytes).map_err(|rejected| {
-            (
-                DenyReason::EditRejected,
-                format!("the approver's edit of `{tool}` cannot be used: {rejected}; nothing ran"),
-            )
-        })?;
-        if self.policy.is_some() {
-            let req = &parked.request;
-            let mut call = ToolCall::new(tool, frozen.value().clone());
-            call.agent_id = req.agent_id().map(str::to_owned);
-            call.session_id = req.session_id().map(str::to_owned);
-            call.server = req.server().map(str::to_owned);
-            if let (Plan::Deny(why), _) = self.plan(&call, Gating::Always(req.risk()), Some(req.risk())) {
-                return Err((
-                    DenyReason::PolicyDenied,
-                    format!("the policy denies the call as edited by the approver: {why}; nothing ran"),
-                ));
-            }
-        }
-        let shown = self.redactor.redact_with(frozen.value(), &parked.redact);
-        let digest = frozen.digest().clone();
-        Ok(Edit {
-            params: frozen.into_value(),
-            digest,
-            shown,
-        })
-    }
-
-    /// A standing grant that lets `call` through now, used once (atomically, in the store); `None` when none does,
-    /// when the rules that ask forbid grants, or when the store cannot be read (then a person is asked).
-    fn grant_for(&self, call: &ToolCall, asking: &Asking) -> Option<Grant> {
-        if asking.quorum.is_some() || asking.no_remember.is_some() {
-            return None;
-        }
-        if classify(&call.name) == Some(Risk::SuspiciousName) {
-            return None;
-        }
-        let candidates = self.store.grants_for(&call.name).ok()?;
-        candidates.into_iter().find(|grant| {
-            grant.covers(call)
-                && grant.when.as_deref().is_none_or(|when| {
-                    GrantCondition::compile(when).is_ok_and(|condition| condition.matches(&call.params))
-                })
-                && self.store.use_grant(&grant.id).unwrap_or(false)
-        })
-    }
-
-    /// Audits a call a standing grant let through: the grant's id and who made it.
-    /// A gated call: if its line cannot be written, it does not run (the grant's use is spent).
-    fn record_granted(
-        &self,
-        call: &ToolCall,
-        stamp: Option<&PolicyStamp>,
-        grant: &Grant,
-    ) -> Result<(), crate::audit::AuditError> {
-        let Some(audit) = &self.audit else { return Ok(()) };
-        let (shown, digest) = self.params_for_record(call);
-        let granted = json!({ "id": grant.id, "by": grant.created_by, "scope": grant.scope });
-        let mut rec = AuditRecord::of_call(call, AuditDecision::Allowed);
-        rec.params = Some(&shown);
-        rec.params_digest = digest.as_ref();
-        rec.policy = stamp;
-        rec.grant = Some(&granted);
-        rec.actor = grant.created_by.as_deref();
-        rec.detail = Some("a standing grant let it run");
-        audit.record(&rec)
-    }
-
-    /// Audits each vote cast on a quorum request, before its verdict's line.
-    pub(super) fn record_votes(&self, request: &ApprovalRequest, votes: &[Vote]) {
-        let Some(audit) = &self.audit else { return };
-        for vote in votes {
-            let mut rec = AuditRecord::of_request(request, AuditDecision::Vote);
-            rec.event = "vote";
-            rec.params = None;
-            rec.actor = Some(&vote.actor);
-            rec.detail = Some(if vote.approve { "approve" } else { "deny" });
-            if let Err(e) = audit.record(&rec) {
-                eprintln!("agentguard: audit record of a vote failed: {e}");
-            }
-        }
-    }
-
     /// Writes the audit line of a gated request's verdict.
     fn record_verdict(
         &self,
@@ -764,36 +667,6 @@ impl Inner {
                 eprintln!("agentguard: {detail}; and its audit record failed: {e}");
             }
         }
-    }
-}
-
-/// An approver's edit, taken: the frozen params that run, their digest, and how they are shown (redacted).
-struct Edit {
-    params: Value,
-    digest: ParamsDigest,
-    shown: Value,
-}
-
-/// Puts back the original value wherever an edit kept the redaction mask of a secret the approver was not shown.
-fn restore_masked(edited: &mut Value, original: &Value) {
-    if edited.as_str() == Some(REDACTED) {
-        *edited = original.clone();
-        return;
-    }
-    match (edited, original) {
-        (Value::Object(e), Value::Object(o)) => {
-            for (key, value) in e.iter_mut() {
-                if let Some(was) = o.get(key) {
-                    restore_masked(value, was);
-                }
-            }
-        }
-        (Value::Array(e), Value::Array(o)) => {
-            for (value, was) in e.iter_mut().zip(o) {
-                restore_masked(value, was);
-            }
-        }
-        _ => {}
     }
 }
 

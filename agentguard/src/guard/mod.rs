@@ -7,6 +7,7 @@
 //! ended (`approval.rs`).
 
 pub(crate) mod agent;
+mod answers;
 pub(crate) mod approval;
 mod ask;
 mod builder;

@@ -104,6 +104,7 @@ mod file;
 mod operand;
 mod path;
 mod pattern;
+mod people;
 mod predicate;
 #[cfg(test)]
 mod tests;
