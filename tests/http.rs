@@ -849,3 +849,128 @@ async fn control_characters_other_than_newline_and_tab_in_the_reason_are_422() {
         Some("line one\n\tline two — ünïcode ✓")
     );
 }
+
+/// GETs `url` as alice: the status, the `x-agentguard-next` and `link` headers, and the body.
+async fn get_page(url: &str) -> (StatusCode, Option<String>, Option<String>, Value) {
+    let res = client().get(url).bearer_auth(ALICE).send().await.unwrap();
+    let header = |name: &str| res.headers().get(name).map(|v| v.to_str().unwrap().to_owned());
+    let (next, link) = (header("x-agentguard-next"), header("link"));
+    let (status, value) = body(res).await;
+    (status, next, link, value)
+}
+
+/// Parks `n` calls through the server's guard; returns the requests in the pending order (oldest first).
+async fn park_many(
+    web: &mut Web,
+    n: usize,
+) -> (
+    Vec<ApprovalRequest>,
+    Vec<tokio::task::JoinHandle<Result<&'static str, agentguard::ActionDenied>>>,
+) {
+    let calls: Vec<_> = (0..n).map(|i| web.call("delete_row", json!({ "row": i }))).collect();
+    let mut parked = Vec::new();
+    for _ in 0..n {
+        parked.push(web.next_parked().await);
+    }
+    parked.sort_by_cached_key(agentguard::store::PageCursor::at);
+    (parked, calls)
+}
+
+fn request_ids(list: &Value) -> Vec<String> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["request_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn pending_is_paged_by_limit_and_after_and_says_where_the_next_page_starts() {
+    let mut web = Web::start(external()).await;
+    let (parked, _calls) = park_many(&mut web, 5).await;
+    let want: Vec<String> = parked.iter().map(|r| r.request_id().to_string()).collect();
+
+    let (status, next, link, list) = get_page(&web.url("pending?limit=2")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(request_ids(&list), want[..2], "the oldest two");
+    let next = next.expect("more follow: the next page's cursor");
+    assert_eq!(
+        link.unwrap(),
+        format!("</agentguard/pending?limit=2&after={next}>; rel=\"next\"")
+    );
+    let (_, next, _, list) = get_page(&web.url(&format!("pending?limit=2&after={next}"))).await;
+    assert_eq!(request_ids(&list), want[2..4]);
+    let (_, last, link, list) = get_page(&web.url(&format!("pending?after={}&limit=2", next.unwrap()))).await;
+    assert_eq!(request_ids(&list), want[4..], "the rest");
+    assert!(
+        last.is_none() && link.is_none(),
+        "the last page says so by having no next"
+    );
+
+    // Without a limit: up to 1,000 at once, as before.
+    let (_, next, _, list) = get_page(&web.url("pending")).await;
+    assert_eq!(request_ids(&list), want);
+    assert!(next.is_none());
+}
+
+#[tokio::test]
+async fn pending_refuses_a_bad_limit_or_cursor_and_says_what_to_pass() {
+    let web = Web::start(external()).await;
+    for (query, words) in [
+        ("limit=0", "from 1 to 1000"),
+        ("limit=1001", "from 1 to 1000"),
+        ("limit=ten", "from 1 to 1000"),
+        ("after=yesterday", "`next`"),
+        ("after=", "`next`"),
+        ("limit=5&page=2", "limit and after"),
+    ] {
+        let (status, next, _, body) = get_page(&web.url(&format!("pending?{query}"))).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
+        assert_eq!(body["error"], "bad_query", "{query}: {body}");
+        assert!(body["message"].as_str().unwrap().contains(words), "{query}: {body}");
+        assert!(next.is_none());
+    }
+}
+
+#[tokio::test]
+async fn events_show_the_oldest_window_and_the_next_ones_as_shown_ones_leave() {
+    let window = agentguard::http::EVENTS_WINDOW;
+    let mut web = Web::start(external()).await;
+    let (parked, _calls) = park_many(&mut web, window + 3).await;
+    let ids: Vec<String> = parked.iter().map(|r| r.request_id().to_string()).collect();
+
+    let mut events = Events::open(&web).await;
+    let (name, data) = events.next().await;
+    assert_eq!(name, "snapshot");
+    assert_eq!(
+        request_ids(&data["requests"]),
+        ids[..window],
+        "the oldest {window}, oldest first"
+    );
+    assert_eq!(data["more"], true, "and the page is told more are waiting");
+
+    // Three shown ones are answered: each leaves, and the next waiting ones are sent, oldest first.
+    for r in &parked[..3] {
+        assert_eq!(resolve(&web, answer(r, false)).await.0, StatusCode::OK);
+    }
+    let (mut resolved, mut shown, mut no_more) = (Vec::new(), Vec::new(), false);
+    while shown.len() < 3 || resolved.len() < 3 || !no_more {
+        let (name, data) = events.next().await;
+        match name.as_str() {
+            "resolved" => resolved.push(data["request_id"].as_str().unwrap().to_owned()),
+            "parked" => shown.push(data["request_id"].as_str().unwrap().to_owned()),
+            // All waiting requests are shown now: the page is told so.
+            "more" => {
+                assert_eq!(data["more"], false, "{data}");
+                assert_eq!(shown.len(), 3, "told only once the last waiting one is shown");
+                no_more = true;
+            }
+            other => panic!("unexpected event {other}: {data}"),
+        }
+    }
+    resolved.sort();
+    let mut want: Vec<String> = ids[..3].to_vec();
+    want.sort();
+    assert_eq!(resolved, want);
+    assert_eq!(shown, ids[window..], "the next three, in order");
+}

@@ -39,7 +39,7 @@ use std::time::Duration;
 use agentguard::audit::{default_log_path, AuditKey, Verify, VerifyError, VerifyErrorKind, VerifyReport, KEY_FILE_ENV};
 use agentguard::http::{ApprovalApi, ServeLimits, MIN_TOKEN_LEN};
 use agentguard::params::ParamsDigest;
-use agentguard::store::{ApprovalStore, StoreError, StoreUrl, UnreadableRow};
+use agentguard::store::{ApprovalStore, PageCursor, PendingList, StoreError, StoreUrl, UnreadableRow};
 use agentguard::text::{escape_hidden, is_hidden};
 use agentguard::{ApprovalRequest, RequestId, Resolution, ResolveOutcome};
 use clap::{Parser, Subcommand};
@@ -113,8 +113,18 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// List the requests waiting for an answer.
-    Pending,
+    /// List the requests waiting for an answer, oldest first.
+    ///
+    /// With --limit, one page: at most that many, then the command for the next page (with --json, an object
+    /// `{"requests": [...], "next": CURSOR or null}` instead of the list).
+    Pending {
+        /// At most this many requests (1 to 1000): one page of a long list.
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1000))]
+        limit: Option<u16>,
+        /// Start after this cursor: the `next` the previous page printed (needs --limit).
+        #[arg(long, requires = "limit")]
+        after: Option<String>,
+    },
     /// Show one request and what became of it.
     Show {
         /// The request id (from `pending`).
@@ -362,7 +372,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
             ),
             PolicyCommand::Test { file, cases } => policy::test(cli, file, cases),
         },
-        Command::Pending => pending(cli, &*open(cli)?),
+        Command::Pending { limit, after } => pending(cli, &*open(cli)?, *limit, after.as_deref()),
         Command::Show { id } => show(cli, &*open(cli)?, &parse_id(id)?),
         Command::Approve(args) => {
             // Every flag is checked before the store is opened: bad input never reaches it.

@@ -23,8 +23,29 @@ fn progress_words(stored: &StoredRequest) -> Option<String> {
     Some(words)
 }
 
-pub(super) fn pending(cli: &Cli, store: &dyn ApprovalStore) -> Result<(), Failure> {
-    let found = store.list_pending().map_err(store_error)?;
+pub(super) fn pending(
+    cli: &Cli,
+    store: &dyn ApprovalStore,
+    limit: Option<u16>,
+    after: Option<&str>,
+) -> Result<(), Failure> {
+    let after = after
+        .map(|text| text.parse::<PageCursor>())
+        .transpose()
+        .map_err(|e| fail(EXIT_USAGE, format!("--after {e}")))?;
+    let (found, next) = match limit {
+        Some(limit) => {
+            let page = store
+                .pending_page(usize::from(limit), after.as_ref())
+                .map_err(store_error)?;
+            let list = PendingList {
+                requests: page.requests,
+                unreadable: page.unreadable,
+            };
+            (list, Some(page.next))
+        }
+        None => (store.list_pending().map_err(store_error)?, None),
+    };
     // A row that cannot be read back is named on stderr; the others are listed as usual.
     warn_unreadable(&found.unreadable);
     let list = found.requests;
@@ -47,7 +68,10 @@ pub(super) fn pending(cli: &Cli, store: &dyn ApprovalStore) -> Result<(), Failur
                 value
             })
             .collect();
-        print_json(&list);
+        match next {
+            Some(next) => print_json(&serde_json::json!({ "requests": list, "next": next })),
+            None => print_json(&list),
+        }
         return Ok(());
     }
     if list.is_empty() {
@@ -79,6 +103,9 @@ pub(super) fn pending(cli: &Cli, store: &dyn ApprovalStore) -> Result<(), Failur
         if let Some(words) = quorums.get(req.request_id()).and_then(progress_words) {
             outln!("{:<36}  quorum: {words}", "");
         }
+    }
+    if let (Some(Some(next)), Some(limit)) = (next, limit) {
+        outln!("more are waiting: the next page is `agentguard pending --limit {limit} --after {next}`");
     }
     Ok(())
 }

@@ -248,18 +248,7 @@ thread_local! {
     static EXIT_FLUSH: RefCell<ExitFlush> = const { RefCell::new(ExitFlush(Vec::new())) };
 }
 
-/// Runs code that may wait for the disk so that it does not hold up a tokio runtime: on a worker of a
-/// multi-threaded runtime, in `block_in_place` (the worker's queued tasks go to another thread); elsewhere (a plain
-/// thread, a blocking-pool thread, a current-thread runtime, which cannot hand its tasks over) as is.
-fn off_runtime<T>(wait: impl FnOnce() -> T) -> T {
-    #[cfg(feature = "tokio")]
-    if let Ok(handle) = tokio::runtime::Handle::try_current() {
-        if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
-            return tokio::task::block_in_place(wait);
-        }
-    }
-    wait()
-}
+use crate::store::offload::off_runtime;
 
 /// The flusher thread: writes safe calls' lines as they are queued.
 fn flusher(shared: &Shared) {

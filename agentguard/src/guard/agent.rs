@@ -47,7 +47,10 @@ pub(crate) struct Inner {
     pub(super) timeout: Duration,
     pub(super) dangerous: HashSet<String>,
     pub(super) safe: HashSet<String>,
+    /// The store as the guard calls it: its I/O kept off the runtime's workers (`store::offload`).
     pub(super) store: Arc<dyn ApprovalStore>,
+    /// The store as it was given, for [`AgentGuard::store`].
+    pub(super) given_store: Arc<dyn ApprovalStore>,
     pub(super) audit: Option<Arc<dyn AuditSink>>,
     pub(super) redactor: Redactor,
     pub(super) max_params_bytes: usize,
@@ -247,7 +250,7 @@ impl AgentGuard {
 
     /// The store parked requests are kept in.
     pub fn store(&self) -> &Arc<dyn ApprovalStore> {
-        &self.inner.store
+        &self.inner.given_store
     }
 
     /// The timeout given to each gated call.

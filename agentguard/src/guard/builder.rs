@@ -264,13 +264,15 @@ impl<M> GuardBuilder<M> {
             PolicySource::Fixed(policy) => PolicySlot::fixed(policy, audit.clone()),
             PolicySource::File(path, loaded) => PolicySlot::watched(path, loaded, self.policy_reload, audit.clone()),
         });
+        let given_store = self.store.unwrap_or_else(|| Arc::new(InMemoryStore::new()));
         AgentGuard {
             inner: Arc::new(Inner {
                 approver: self.approver,
                 timeout: self.timeout,
                 dangerous: self.dangerous,
                 safe: self.safe,
-                store: self.store.unwrap_or_else(|| Arc::new(InMemoryStore::new())),
+                store: crate::store::offload::offloaded(given_store.clone()),
+                given_store,
                 audit,
                 redactor: self.redactor,
                 max_params_bytes: self.max_params_bytes,

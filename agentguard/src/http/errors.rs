@@ -37,6 +37,9 @@ impl ApiError {
     pub(crate) fn malformed(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, "malformed_body", message)
     }
+    pub(crate) fn bad_query(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_query", message)
+    }
     pub(crate) fn store(e: impl fmt::Display) -> Self {
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -1,16 +1,23 @@
 //! `GET /agentguard/events`: the store's changes as Server-Sent Events.
 //!
-//! Each connection watches the store: it reads the live requests, sends a `snapshot`, then waits for a change
-//! (the store's [`changed`](crate::store::ApprovalStore::changed) signal, the next deadline, or the poll interval) and sends
-//! what differs: `resolved` or `expired` for requests that left, `parked` for new ones, `progress`
-//! (`{request_id, quorum_progress}`) for a quorum request whose votes changed, in that order; then `grants`
-//! (`{grants: [...]}`, as `GET /agentguard/grants` lists them) after the snapshot and whenever a grant is made, used,
-//! revoked or ends. A store that does not signal grant changes (uses, revocations) is looked at every few seconds
-//! anyway, and a revocation through this router wakes its streams at once. Pending rows the
-//! store cannot read back (too deep, damaged) are left out of those and named in an `unreadable` event
-//! (`{"rows": [{"id", "problem"}], "message"}`), sent when that set changes. A store error
-//! is an `error` event, and `ok` follows when the store answers again. A request
-//! parked and decided between two looks appears in neither; the page only shows live requests, so it loses nothing.
+//! Each connection watches the store: it reads the oldest live requests (at most [`WINDOW`]), sends a `snapshot`
+//! (with `more: true` when others are waiting beyond them), then waits for a change (the store's
+//! [`changed`](crate::store::ApprovalStore::changed) signal, the next deadline, or the poll interval) and sends what
+//! differs: `resolved` or `expired` for requests that left, `parked` for new ones (and, as shown ones leave, for the
+//! next waiting ones, oldest first, so the page always shows the oldest), `progress` (`{request_id,
+//! quorum_progress}`) for a quorum request whose votes changed, in that order; `more` (`{more}`) when whether
+//! requests wait beyond the shown ones changes; then `grants` (`{grants: [...]}`, as `GET /agentguard/grants` lists
+//! them) after the snapshot and whenever a grant is made, used, revoked or ends. A store that does not signal grant
+//! changes (uses, revocations) is looked at every few seconds anyway, and a revocation through this router wakes its
+//! streams at once. Pending rows the store cannot read back (too deep, damaged) are left out of those and named in
+//! an `unreadable` event (`{"rows": [{"id", "problem"}], "message"}`), sent when that set changes. A store error is
+//! an `error` event, and `ok` follows when the store answers again. A request parked and decided between two looks
+//! appears in neither; the page only shows live requests, so it loses nothing.
+//!
+//! What a look costs does not grow with what is pending: a store with a change feed
+//! ([`changes_since`](crate::store::ApprovalStore::changes_since), the in-memory store) is asked only what changed
+//! and each changed request is read once; any other store is read one window (a page of at most [`WINDOW`]) at a
+//! time.
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
@@ -22,7 +29,9 @@ use futures_util::Stream;
 use serde_json::{json, Value};
 
 use crate::request::{ApprovalRequest, QuorumProgress, RequestId};
-use crate::store::{now_ms, ApprovalStore, RequestState, StoreError, StoredRequest, UnreadableRow};
+use crate::store::{
+    now_ms, ApprovalStore, Grant, PageCursor, PendingPage, RequestState, StoreError, StoredRequest, UnreadableRow,
+};
 
 /// How long after a deadline the watcher looks again, so the request has surely left `pending`.
 const DEADLINE_SLACK: Duration = Duration::from_millis(20);
@@ -33,12 +42,25 @@ const SIGNALLED_POLL: Duration = Duration::from_secs(5);
 /// The longest wait between looks at a failing store.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
+/// The most live requests one event stream shows at a time: the oldest ones. As they leave, the next waiting ones
+/// are sent as `parked`.
+pub const WINDOW: usize = 500;
+
 struct Watch {
     store: Arc<dyn ApprovalStore>,
     poll: Duration,
     /// Live requests the client was told about, with their deadlines on this process's monotonic clock (taken when
     /// first seen, so a wall-clock jump cannot make the watcher spin).
     known: HashMap<RequestId, Instant>,
+    /// Where the newest shown request sits in the pending order: every live request not shown comes after it.
+    frontier: Option<PageCursor>,
+    /// Live requests wait beyond the shown ones.
+    more: bool,
+    /// What the client was last told of `more`.
+    more_sent: bool,
+    /// The position in the store's change feed the next look reads from; `None` for a full look (a store without a
+    /// feed, the first look, or a feed that lost changes).
+    feed: Option<u64>,
     queue: VecDeque<Event>,
     /// The first look has been made; later ones wait for a change first.
     started: bool,
@@ -58,6 +80,23 @@ struct Watch {
     local: tokio::sync::watch::Receiver<u64>,
 }
 
+/// What one look read from the store.
+enum Read {
+    /// The oldest window of live requests, the quorum requests' decisions among them, and the feed position taken
+    /// just before (`None`: the store keeps no feed).
+    Full {
+        page: PendingPage,
+        votes: HashMap<RequestId, StoredRequest>,
+        feed: Option<u64>,
+    },
+    /// Each request changed since the last look, or shown and past its deadline, as it is now (`None`: gone from
+    /// the store), and the feed's next position.
+    Changes {
+        now: Vec<(RequestId, Option<StoredRequest>)>,
+        feed: u64,
+    },
+}
+
 /// The event stream of one client.
 pub(crate) fn stream(
     store: Arc<dyn ApprovalStore>,
@@ -68,6 +107,10 @@ pub(crate) fn stream(
         store,
         poll,
         known: HashMap::new(),
+        frontier: None,
+        more: false,
+        more_sent: false,
+        feed: None,
         queue: VecDeque::new(),
         started: false,
         snapshot_sent: false,
@@ -139,20 +182,43 @@ impl Watch {
         // Listen before reading, so a change between the read and the next wait is not missed.
         self.change = self.store.changed();
         let store = self.store.clone();
+        let feed = self.feed;
+        // Shown requests past their deadline are read again, so they leave even if no change was signalled.
+        let now = Instant::now();
+        let overdue: Vec<RequestId> = self
+            .known
+            .iter()
+            .filter(|(_, d)| **d + DEADLINE_SLACK <= now)
+            .map(|(id, _)| id.clone())
+            .collect();
         let read = super::blocking(move || {
-            let list = store.list_pending()?;
+            let grants = store.grants()?;
+            if let Some(Some(batch)) = feed.map(|at| store.changes_since(Some(at))).transpose()? {
+                if batch.complete {
+                    let mut ids = batch.changed;
+                    let listed: std::collections::HashSet<RequestId> = ids.iter().cloned().collect();
+                    ids.extend(overdue.into_iter().filter(|id| !listed.contains(id)));
+                    let now = ids
+                        .into_iter()
+                        .map(|id| store.get(&id).map(|stored| (id, stored)))
+                        .collect::<Result<Vec<_>, StoreError>>()?;
+                    return Ok((Read::Changes { now, feed: batch.next }, grants));
+                }
+            }
+            // The feed position first, so a change made while the page is read is read again next time.
+            let feed = store.changes_since(None)?.map(|b| b.next);
+            let page = store.pending_page(WINDOW, None)?;
             // A quorum request's votes are in its decision: one read each (one that fails only goes without).
             let mut votes: HashMap<RequestId, StoredRequest> = HashMap::new();
-            for r in list.requests.iter().filter(|r| r.quorum().is_some()) {
+            for r in page.requests.iter().filter(|r| r.quorum().is_some()) {
                 if let Ok(Some(stored)) = store.get(r.request_id()) {
                     votes.insert(r.request_id().clone(), stored);
                 }
             }
-            let grants = store.grants()?;
-            Ok((list, votes, grants))
+            Ok((Read::Full { page, votes, feed }, grants))
         });
-        let (live, unreadable, votes, grants) = match read.await {
-            Ok((list, votes, grants)) => (list.requests, list.unreadable, votes, grants),
+        let (read, grants) = match read.await {
+            Ok(read) => read,
             Err(e) => return self.report(e),
         };
         self.failures = 0;
@@ -160,19 +226,56 @@ impl Watch {
             self.queue
                 .push_back(event("ok", &json!({ "message": "the store answers again" })));
         }
-        let now = SystemTime::now();
-        let mono_now = Instant::now();
-        let live_ids: HashMap<&RequestId, &ApprovalRequest> = live.iter().map(|r| (r.request_id(), r)).collect();
-        let shown = |r: &ApprovalRequest| super::answer::request_json(r, votes.get(r.request_id()));
+        match read {
+            Read::Full { page, votes, feed } => {
+                self.full(page, votes, &grants).await;
+                self.feed = feed;
+            }
+            Read::Changes { now, feed } => {
+                self.changes(now);
+                self.feed = Some(feed);
+                if let Err(e) = self.top_up().await {
+                    // Nothing shown is lost; the next look reads the window again.
+                    self.feed = None;
+                    return self.report(e);
+                }
+            }
+        }
+        if self.snapshot_sent && self.more != self.more_sent {
+            self.queue.push_back(event("more", &json!({ "more": self.more })));
+        }
+        self.more_sent = self.more;
         let grant_ms = now_ms();
         let grants_now = super::grants::fingerprint(&grants, grant_ms);
-        let grants_json = || -> Vec<Value> { grants.iter().map(|g| super::grants::grant_json(g, grant_ms)).collect() };
+        if self.snapshot_sent && self.grants.as_ref() != Some(&grants_now) {
+            let list: Vec<Value> = grants.iter().map(|g| super::grants::grant_json(g, grant_ms)).collect();
+            self.queue.push_back(event("grants", &json!({ "grants": list })));
+        }
+        self.grants = Some(grants_now);
+        self.snapshot_sent = true;
+    }
+
+    /// A full look: the oldest window, compared with what the client was told.
+    async fn full(&mut self, page: PendingPage, votes: HashMap<RequestId, StoredRequest>, grants: &[Grant]) {
+        let now = SystemTime::now();
+        let mono_now = Instant::now();
+        let PendingPage {
+            requests: live,
+            unreadable,
+            next,
+        } = page;
+        self.more = next.is_some();
+        self.frontier = next.or_else(|| live.last().map(PageCursor::at));
+        let live_ids: HashMap<&RequestId, &ApprovalRequest> = live.iter().map(|r| (r.request_id(), r)).collect();
+        let shown = |r: &ApprovalRequest| super::answer::request_json(r, votes.get(r.request_id()));
 
         if !self.snapshot_sent {
             let requests: Vec<Value> = live.iter().map(shown).collect();
+            let grant_ms = now_ms();
+            let grants: Vec<Value> = grants.iter().map(|g| super::grants::grant_json(g, grant_ms)).collect();
             self.queue.push_back(event(
                 "snapshot",
-                &json!({ "now": unix_seconds(now), "requests": requests, "grants": grants_json() }),
+                &json!({ "now": unix_seconds(now), "requests": requests, "more": self.more, "grants": grants }),
             ));
         } else {
             let mut gone: Vec<(RequestId, Instant)> = self
@@ -186,32 +289,7 @@ impl Watch {
                 let store = self.store.clone();
                 let lookup = id.clone();
                 let stored = super::blocking(move || store.get(&lookup)).await.ok().flatten();
-                let ev = match stored.map(|s| s.decision) {
-                    Some(d)
-                        if matches!(
-                            d.state,
-                            RequestState::Approved
-                                | RequestState::Denied
-                                | RequestState::Executed
-                                | RequestState::Responded
-                        ) =>
-                    {
-                        event(
-                            "resolved",
-                            &json!({
-                                "request_id": id,
-                                "approved": matches!(d.state, RequestState::Approved | RequestState::Executed),
-                                "state": d.state,
-                                "kind": d.kind,
-                                "actor": d.actor,
-                            }),
-                        )
-                    }
-                    Some(_) => event("expired", &json!({ "request_id": id })),
-                    None if deadline <= mono_now => event("expired", &json!({ "request_id": id })),
-                    None => event("resolved", &json!({ "request_id": id, "state": Value::Null })),
-                };
-                self.queue.push_back(ev);
+                self.queue.push_back(gone_event(&id, stored, deadline <= mono_now));
             }
             for request in &live {
                 if !self.known.contains_key(request.request_id()) {
@@ -221,19 +299,11 @@ impl Watch {
             for request in &live {
                 let id = request.request_id();
                 let Some(stored) = votes.get(id) else { continue };
-                let seen = self.progress.get(id);
-                let progress = super::answer::progress_of(stored);
-                if self.known.contains_key(id) && progress.is_some() && seen != progress.as_ref() {
-                    let body = json!({ "request_id": id, "quorum_progress": super::answer::progress_json(stored) });
-                    self.queue.push_back(event("progress", &body));
+                if self.known.contains_key(id) {
+                    self.progress_event(stored);
                 }
             }
-            if self.grants.as_ref() != Some(&grants_now) {
-                self.queue
-                    .push_back(event("grants", &json!({ "grants": grants_json() })));
-            }
         }
-        self.grants = Some(grants_now);
         self.progress = votes
             .iter()
             .filter_map(|(id, stored)| Some((id.clone(), super::answer::progress_of(stored)?)))
@@ -257,7 +327,106 @@ impl Watch {
                 (id, deadline)
             })
             .collect();
-        self.snapshot_sent = true;
+    }
+
+    /// What the change feed reported: each changed request as it is now.
+    fn changes(&mut self, now: Vec<(RequestId, Option<StoredRequest>)>) {
+        let mono_now = Instant::now();
+        let (mut gone, mut parked, mut progress) = (Vec::new(), Vec::new(), Vec::new());
+        for (id, stored) in now {
+            let live = stored
+                .as_ref()
+                .filter(|s| s.decision.state == RequestState::Pending && !s.request.remaining().is_zero());
+            match (self.known.get(&id).copied(), live) {
+                (Some(_), Some(s)) => progress.push(s.clone()),
+                (Some(deadline), None) => {
+                    self.known.remove(&id);
+                    self.progress.remove(&id);
+                    gone.push(gone_event(&id, stored, deadline <= mono_now));
+                }
+                (None, Some(s)) if !self.more && self.known.len() < WINDOW => {
+                    // Everything waiting is shown, and there is room: show it.
+                    let cursor = PageCursor::at(&s.request);
+                    if self.frontier.as_ref().is_none_or(|f| *f < cursor) {
+                        self.frontier = Some(cursor);
+                    }
+                    self.known.insert(id, mono_now + s.request.remaining());
+                    if let Some(p) = super::answer::progress_of(s) {
+                        self.progress.insert(s.request.request_id().clone(), p);
+                    }
+                    parked.push(super::answer::request_json(&s.request, Some(s)));
+                }
+                (None, Some(s)) => {
+                    // No room: it waits beyond the shown ones. One placed before the newest shown (its clock ran
+                    // behind) would never be reached by topping up after it: read the window again next time.
+                    self.more = true;
+                    if self.frontier.as_ref().is_some_and(|f| !f.precedes(&s.request)) {
+                        self.feed = None;
+                    }
+                }
+                (None, None) => {}
+            }
+        }
+        self.queue.extend(gone);
+        for body in parked {
+            self.queue.push_back(event("parked", &body));
+        }
+        for stored in progress {
+            self.progress_event(&stored);
+        }
+    }
+
+    /// While requests wait beyond the shown ones and the window has room, the next ones (oldest first) are shown.
+    async fn top_up(&mut self) -> Result<(), StoreError> {
+        if !self.more || self.known.len() >= WINDOW {
+            return Ok(());
+        }
+        let store = self.store.clone();
+        let room = WINDOW - self.known.len();
+        let after = self.frontier.clone();
+        let (page, votes) = super::blocking(move || {
+            let page = store.pending_page(room, after.as_ref())?;
+            let mut votes: HashMap<RequestId, StoredRequest> = HashMap::new();
+            for r in page.requests.iter().filter(|r| r.quorum().is_some()) {
+                if let Ok(Some(stored)) = store.get(r.request_id()) {
+                    votes.insert(r.request_id().clone(), stored);
+                }
+            }
+            Ok((page, votes))
+        })
+        .await?;
+        let mono_now = Instant::now();
+        self.more = page.next.is_some();
+        if let Some(cursor) = page.next.clone().or_else(|| page.requests.last().map(PageCursor::at)) {
+            self.frontier = Some(cursor);
+        }
+        for request in &page.requests {
+            let id = request.request_id();
+            if self.known.contains_key(id) {
+                continue;
+            }
+            self.known.insert(id.clone(), mono_now + request.remaining());
+            let stored = votes.get(id);
+            if let Some(p) = stored.and_then(super::answer::progress_of) {
+                self.progress.insert(id.clone(), p);
+            }
+            self.queue
+                .push_back(event("parked", &super::answer::request_json(request, stored)));
+        }
+        Ok(())
+    }
+
+    /// Queues `progress` for a shown quorum request whose votes changed since the client was last told.
+    fn progress_event(&mut self, stored: &StoredRequest) {
+        let id = stored.request.request_id();
+        let Some(progress) = super::answer::progress_of(stored) else {
+            return;
+        };
+        if self.progress.get(id) != Some(&progress) {
+            let body = json!({ "request_id": id, "quorum_progress": super::answer::progress_json(stored) });
+            self.queue.push_back(event("progress", &body));
+            self.progress.insert(id.clone(), progress);
+        }
     }
 
     /// A store error becomes an `error` event (once per distinct message); the client keeps what it has.
@@ -271,6 +440,33 @@ impl Watch {
             ));
             self.last_error = Some(message);
         }
+    }
+}
+
+/// The event for a shown request that left: `resolved` (with how) when it was answered, `expired` when it expired
+/// or, gone from the store, its deadline passed.
+fn gone_event(id: &RequestId, stored: Option<StoredRequest>, past_deadline: bool) -> Event {
+    match stored.map(|s| s.decision) {
+        Some(d)
+            if matches!(
+                d.state,
+                RequestState::Approved | RequestState::Denied | RequestState::Executed | RequestState::Responded
+            ) =>
+        {
+            event(
+                "resolved",
+                &json!({
+                    "request_id": id,
+                    "approved": matches!(d.state, RequestState::Approved | RequestState::Executed),
+                    "state": d.state,
+                    "kind": d.kind,
+                    "actor": d.actor,
+                }),
+            )
+        }
+        Some(_) => event("expired", &json!({ "request_id": id })),
+        None if past_deadline => event("expired", &json!({ "request_id": id })),
+        None => event("resolved", &json!({ "request_id": id, "state": Value::Null })),
     }
 }
 

@@ -17,7 +17,7 @@
 //! | route | what |
 //! |---|---|
 //! | `GET /agentguard/` | the approval page: one self-contained HTML file, no CDN, works offline |
-//! | `GET /agentguard/pending` | JSON list of live requests (redacted params, digest, deadline); header `x-agentguard-unreadable`: how many pending rows the store could not read back |
+//! | `GET /agentguard/pending?limit=&after=` | JSON list of live requests, oldest first (redacted params, digest, deadline): at most `limit` (1–1,000, default 1,000); when more follow, header `x-agentguard-next` holds the cursor to pass as `after` for the next page (and `Link: <…>; rel="next"` the URL). Header `x-agentguard-unreadable`: how many pending rows of the page the store could not read back |
 //! | `POST /agentguard/resolve` | `{request_id, approved \| kind, params?, response?, params_digest?, reason?, remember?}` → `{outcome, kind, message, quorum_progress?}` |
 //! | `GET /agentguard/events` | Server-Sent Events: `snapshot`, then `parked`, `resolved`, `expired`, `progress` (votes on a quorum request), `grants` (the grant list, when it changes); `unreadable` names pending rows the store cannot read back |
 //! | `GET /agentguard/grants` | JSON list of the standing grants the store keeps, newest first, each with `status`, `active`, `remaining_secs`, `used`, `uses_left` |
@@ -70,6 +70,7 @@ mod answer;
 mod auth;
 mod errors;
 mod events;
+pub use events::WINDOW as EVENTS_WINDOW;
 mod grants;
 mod routes;
 mod serve;
@@ -80,7 +81,7 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -94,7 +95,7 @@ use tokio::sync::Semaphore;
 use crate::guard::AgentGuard;
 use crate::params::ParamsDigest;
 use crate::request::{ApprovalRequest, RequestId, Resolution, ResolveOutcome};
-use crate::store::{ApprovalStore, StoreError};
+use crate::store::{ApprovalStore, PageCursor, StoreError, MAX_PAGE};
 use auth::TokenEntry;
 pub use auth::MIN_TOKEN_LEN;
 pub(crate) use errors::ApiError;
@@ -344,6 +345,10 @@ struct Shared {
     /// server's event streams look again at once.
     local_change: tokio::sync::watch::Sender<u64>,
 }
+
+/// The response header of `GET /agentguard/pending` that holds the cursor of the next page (absent on the last
+/// page): pass it back as `?after=`.
+pub const NEXT_HEADER: &str = "x-agentguard-next";
 
 /// The response header of `GET /agentguard/pending` that counts the pending rows the store could not read back
 /// (each is named in the event stream's `unreadable` event and by `agentguard pending`).

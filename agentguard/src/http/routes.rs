@@ -2,20 +2,115 @@
 
 use super::*;
 
-pub(super) async fn pending(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Result<Response, ApiError> {
+/// The query of `GET /agentguard/pending`: `limit` (1 to [`MAX_PAGE`], default [`MAX_PAGE`]) and `after` (a
+/// page's `next` cursor).
+fn page_query(query: Option<&str>) -> Result<(usize, Option<PageCursor>), ApiError> {
+    let mut limit = MAX_PAGE;
+    let mut after = None;
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let value = percent_decode(value);
+        match key {
+            "limit" => {
+                limit = value
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=MAX_PAGE).contains(n))
+                    .ok_or_else(|| {
+                        ApiError::bad_query(format!(
+                            "limit={value:?}: give a whole number of requests from 1 to {MAX_PAGE}"
+                        ))
+                    })?;
+            }
+            "after" => {
+                after = Some(
+                    value
+                        .parse::<PageCursor>()
+                        .map_err(|e| ApiError::bad_query(format!("after: {e}")))?,
+                )
+            }
+            other => {
+                return Err(ApiError::bad_query(format!(
+                    "unknown query parameter {:?}: pending takes limit and after",
+                    other.chars().take(40).collect::<String>()
+                )))
+            }
+        }
+    }
+    Ok((limit, after))
+}
+
+/// `%XX` escapes and `+` decoded (a cursor is ASCII; anything else is kept as it is and refused by its parser).
+fn percent_decode(text: &str) -> String {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(high), Some(low)) => {
+                out.push(high << 4 | low);
+                i += 3;
+            }
+            (b'+', _, _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+pub(super) async fn pending(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
     auth::authenticate(&s.tokens, &headers)?;
+    let (limit, after) = page_query(query.as_deref())?;
     let store = s.store.clone();
     // One row that cannot be read back does not hide the others: they are listed, and the header counts it.
-    let (list, unreadable) = blocking(move || {
-        let list = store.list_pending()?;
-        Ok((answer::requests_json(&*store, &list.requests), list.unreadable.len()))
+    let (list, unreadable, next) = blocking(move || {
+        let page = store.pending_page(limit, after.as_ref())?;
+        Ok((
+            answer::requests_json(&*store, &page.requests),
+            page.unreadable.len(),
+            page.next,
+        ))
     })
     .await
     .map_err(ApiError::store)?;
     let mut response = (no_store(), Json(list)).into_response();
-    response
-        .headers_mut()
-        .insert(UNREADABLE_HEADER, HeaderValue::from(unreadable));
+    let h = response.headers_mut();
+    h.insert(UNREADABLE_HEADER, HeaderValue::from(unreadable));
+    if let Some(next) = next {
+        // A cursor is digits, `_` and the id: a valid header value; one that is not (a foreign row's id) is sent
+        // percent-encoded in the link only.
+        let encoded: String = next
+            .to_string()
+            .bytes()
+            .map(|b| match b {
+                b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+                b => format!("%{b:02X}"),
+            })
+            .collect();
+        if let Ok(v) = HeaderValue::from_str(&encoded) {
+            h.insert(NEXT_HEADER, v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&format!(
+            "</agentguard/pending?limit={limit}&after={encoded}>; rel=\"next\""
+        )) {
+            h.insert(header::LINK, v);
+        }
+    }
     Ok(response)
 }
 

@@ -44,6 +44,11 @@ impl RequestId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// An id holding `text` as it is, unchecked: a position in an order of ids (a page cursor's), never a request's.
+    pub(crate) fn position(text: &str) -> Self {
+        RequestId(Arc::from(text))
+    }
 }
 
 impl Default for RequestId {

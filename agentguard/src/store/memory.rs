@@ -1,19 +1,25 @@
 //! [`InMemoryStore`]: the default store, requests kept in this process's memory.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fmt;
+use std::ops::Bound;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::answer::{step, Step};
+use super::page::micros;
 use super::sync::{Event, Listener, Mutex, MutexGuard};
 use super::{
-    now_ms, ApprovalStore, ChangeFuture, Decision, Grant, RequestState, StoreError, StoredRequest, WaitFuture,
+    now_ms, ApprovalStore, ChangeBatch, ChangeFuture, Decision, Grant, PageCursor, PendingPage, RequestState,
+    StoreError, StoredRequest, WaitFuture, MAX_PAGE,
 };
 use crate::request::{ApprovalRequest, RequestId, Resolution, ResolveOutcome};
 
 /// Default retention of decided requests in an [`InMemoryStore`]: 10 minutes.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(600);
+
+/// How many recent changes the change feed keeps (24 bytes each): a watcher further behind reads a page again.
+const FEED_CAPACITY: usize = 4096;
 
 /// The default store: requests kept in this process's memory.
 ///
@@ -21,6 +27,10 @@ pub const DEFAULT_RETENTION: Duration = Duration::from_secs(600);
 /// [`DEFAULT_RETENTION`]) so a repeated answer still gets [`AlreadyResolved`](ResolveOutcome::AlreadyResolved); after
 /// that it is evicted (a late answer then gets [`Unknown`](ResolveOutcome::Unknown)), so memory stays flat on a
 /// long-running server. Eviction is amortized O(1) per operation.
+///
+/// Pending requests are also kept in their order (oldest first), so a page of them costs what a page costs however
+/// many are pending ([`pending_page`](ApprovalStore::pending_page)), and the store keeps a change feed of the last
+/// 4,096 changes ([`changes_since`](ApprovalStore::changes_since)), so a watcher reads only what changed.
 pub struct InMemoryStore {
     retention: Duration,
     inner: Mutex<Inner>,
@@ -31,6 +41,12 @@ pub struct InMemoryStore {
 #[derive(Default)]
 struct Inner {
     records: HashMap<RequestId, Slot>,
+    /// The pending requests in the pending order (creation time in microseconds, then id).
+    order: BTreeSet<(u64, RequestId)>,
+    /// The most recent changes, oldest first: (position, request changed).
+    feed: VecDeque<(u64, RequestId)>,
+    /// The position of the next change.
+    feed_next: u64,
     /// Decided ids in decision order, for eviction.
     decided: VecDeque<(Instant, RequestId)>,
     /// Standing grants, oldest first; an inactive one is dropped a retention window after it ended.
@@ -120,10 +136,46 @@ impl Inner {
     /// Moves a pending slot to a final decision and wakes its waiters.
     fn decide(&mut self, id: &RequestId, decision: Decision) {
         if let Some(slot) = self.records.get_mut(id) {
+            if slot.decision.state == RequestState::Pending {
+                self.order.remove(&(micros(slot.request.timestamp()), id.clone()));
+            }
             slot.decision = decision;
             slot.event.notify(usize::MAX);
             self.decided.push_back((Instant::now(), id.clone()));
+            self.changed(id);
         }
+    }
+
+    /// Notes a change to request `id` in the feed.
+    fn changed(&mut self, id: &RequestId) {
+        if self.feed.len() == FEED_CAPACITY {
+            self.feed.pop_front();
+        }
+        self.feed.push_back((self.feed_next, id.clone()));
+        self.feed_next += 1;
+    }
+
+    /// The live pending requests in order from `after` (exclusive), at most `limit`, and whether more follow.
+    fn page(&self, limit: usize, after: Option<&PageCursor>) -> (Vec<ApprovalRequest>, bool) {
+        let now = Instant::now();
+        let start = match after {
+            Some(c) => Bound::Excluded((c.created_us, RequestId::position(&c.id))),
+            None => Bound::Unbounded,
+        };
+        let mut out = Vec::new();
+        let mut more = false;
+        for (_, id) in self.order.range((start, Bound::Unbounded)) {
+            let Some(slot) = self.records.get(id) else { continue };
+            if slot.deadline <= now {
+                continue;
+            }
+            if out.len() == limit {
+                more = true;
+                break;
+            }
+            out.push(slot.request.clone());
+        }
+        (out, more)
     }
 
     /// Expires a pending slot; the votes cast on it stay (as a database store keeps them), so they are audited.
@@ -173,6 +225,7 @@ impl InMemoryStore {
                 if let Some(slot) = inner.records.get_mut(id) {
                     slot.decision = decision;
                 }
+                inner.changed(id);
             }
             Step::Decide(decision, grant) => {
                 if let Some(grant) = grant {
@@ -228,6 +281,8 @@ impl ApprovalStore for InMemoryStore {
         if inner.records.contains_key(&id) {
             return Err(StoreError::new(format!("request {id} is already in the store")));
         }
+        inner.order.insert((micros(request.timestamp()), id.clone()));
+        inner.changed(&id);
         inner.records.insert(
             id,
             Slot {
@@ -269,6 +324,10 @@ impl ApprovalStore for InMemoryStore {
         Some(Box::pin(self.changed.listen()))
     }
 
+    fn blocks_on_io(&self) -> bool {
+        false
+    }
+
     fn claim(&self, id: &RequestId) -> Result<bool, StoreError> {
         let mut inner = self.lock();
         match inner.records.get_mut(id) {
@@ -289,15 +348,57 @@ impl ApprovalStore for InMemoryStore {
     }
 
     fn pending(&self) -> Result<Vec<ApprovalRequest>, StoreError> {
-        let inner = self.lock_evicting();
-        let now = Instant::now();
-        let mut live: Vec<&Slot> = inner
-            .records
-            .values()
-            .filter(|s| s.decision.state == RequestState::Pending && s.deadline > now)
-            .collect();
-        live.sort_by_key(|s| s.request.timestamp());
-        Ok(live.into_iter().map(|s| s.request.clone()).collect())
+        Ok(self.lock_evicting().page(usize::MAX, None).0)
+    }
+
+    fn pending_page(&self, limit: usize, after: Option<&PageCursor>) -> Result<PendingPage, StoreError> {
+        let (requests, more) = self.lock_evicting().page(limit.clamp(1, MAX_PAGE), after);
+        let next = if more {
+            requests.last().map(PageCursor::at)
+        } else {
+            None
+        };
+        Ok(PendingPage {
+            requests,
+            unreadable: Vec::new(),
+            next,
+        })
+    }
+
+    fn changes_since(&self, after: Option<u64>) -> Result<Option<ChangeBatch>, StoreError> {
+        let inner = self.lock();
+        let next = inner.feed_next;
+        let Some(after) = after else {
+            return Ok(Some(ChangeBatch {
+                changed: Vec::new(),
+                next,
+                complete: true,
+            }));
+        };
+        let oldest = inner.feed.front().map_or(next, |(seq, _)| *seq);
+        if after < oldest || after > next {
+            // Changes it has not seen were dropped (or the position is not this feed's): read a page again.
+            return Ok(Some(ChangeBatch {
+                changed: Vec::new(),
+                next,
+                complete: false,
+            }));
+        }
+        let skip = usize::try_from(after - oldest).unwrap_or(usize::MAX);
+        let mut changed: Vec<RequestId> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        // Newest first, so each id is kept at its latest change; then back to oldest first.
+        for (_, id) in inner.feed.iter().skip(skip).rev() {
+            if seen.insert(id) {
+                changed.push(id.clone());
+            }
+        }
+        changed.reverse();
+        Ok(Some(ChangeBatch {
+            changed,
+            next,
+            complete: true,
+        }))
     }
 
     fn grants(&self) -> Result<Vec<Grant>, StoreError> {

@@ -5,6 +5,8 @@
 pub(crate) mod answer;
 mod grants;
 mod memory;
+pub(crate) mod offload;
+mod page;
 #[cfg(feature = "postgres")]
 mod pg_tls;
 #[cfg(feature = "postgres")]
@@ -29,6 +31,7 @@ pub(crate) use grants::now_ms;
 pub use grants::Grant;
 
 pub use memory::{InMemoryStore, DEFAULT_RETENTION};
+pub use page::{BadCursor, ChangeBatch, PageCursor, PendingPage, MAX_PAGE};
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresStore, POSTGRES_DEFAULT_RETENTION, POSTGRES_POLL_FALLBACK, POSTGRES_SCHEMA_VERSION};
 #[cfg(feature = "sqlite")]
@@ -384,6 +387,43 @@ pub trait ApprovalStore: Send + Sync + fmt::Debug + 'static {
         })
     }
 
+    /// A page of the pending requests, oldest first: at most `limit` (1 to [`MAX_PAGE`]; outside that range it is
+    /// read as the nearest bound) live requests and unreadable rows that come after `after` (from the start when
+    /// `None`), and the cursor where the next page starts (`None` at the end). Paging by cursor is stable: a request
+    /// decided between two pages moves nothing, so none is skipped or shown twice.
+    ///
+    /// The default pages through [`list_pending`](Self::list_pending) (reading every pending request each time)
+    /// and reports the unreadable rows on the first page only; the stores in this crate read one page from an
+    /// ordered index, so the first page of a million pending costs what a page costs.
+    fn pending_page(&self, limit: usize, after: Option<&PageCursor>) -> Result<PendingPage, StoreError> {
+        let limit = limit.clamp(1, MAX_PAGE);
+        let list = self.list_pending()?;
+        let mut requests: Vec<ApprovalRequest> = list
+            .requests
+            .into_iter()
+            .filter(|r| after.is_none_or(|c| c.precedes(r)))
+            .collect();
+        requests.sort_by_cached_key(PageCursor::at);
+        let unreadable = if after.is_none() { list.unreadable } else { Vec::new() };
+        let room = limit.saturating_sub(unreadable.len()).max(1);
+        let next = (requests.len() > room).then(|| PageCursor::at(&requests[room - 1]));
+        requests.truncate(room);
+        Ok(PendingPage {
+            requests,
+            unreadable,
+            next,
+        })
+    }
+
+    /// The store's change feed: the requests changed (parked, voted on, decided) after position `after` of the
+    /// feed, and the position to ask from next. `after: None` asks only for the current position (take it *before*
+    /// reading a page, so nothing in between is missed). `Ok(None)` (the default) means the store keeps no feed:
+    /// watchers then read a page again on each change instead. The in-memory store keeps one.
+    fn changes_since(&self, after: Option<u64>) -> Result<Option<ChangeBatch>, StoreError> {
+        let _ = after;
+        Ok(None)
+    }
+
     /// Waits until the request is no longer pending and returns its decision. Returns at once if it is decided
     /// already; an unknown id is an error.
     fn wait<'a>(&'a self, id: &'a RequestId) -> WaitFuture<'a>;
@@ -399,6 +439,14 @@ pub trait ApprovalStore: Send + Sync + fmt::Debug + 'static {
     /// poll. The in-memory store can tell.
     fn changed(&self) -> Option<ChangeFuture> {
         None
+    }
+
+    /// Whether this store's calls may wait on a disk or a network (`true`, the default). The guard then makes them
+    /// off the tokio runtime's workers when it is called from async code (`block_in_place` on a multi-threaded
+    /// runtime), so other tasks on the same worker are not held up while the store answers. The in-memory store
+    /// says `false`: its calls never wait on I/O, and it is called directly.
+    fn blocks_on_io(&self) -> bool {
+        true
     }
 
     /// Every standing grant the store keeps (active, expired, used up or revoked: see [`Grant::status`]), newest

@@ -21,6 +21,11 @@ const GRANTS_TABLE: &str = "
     CREATE INDEX IF NOT EXISTS agentguard_grants_ended ON agentguard_grants (ended_ms);
     CREATE INDEX IF NOT EXISTS agentguard_grants_expires ON agentguard_grants (expires_ms);";
 
+/// The pending order's partial index, which pages of pending requests are read through.
+const PENDING_ORDER_INDEX: &str =
+    "CREATE INDEX IF NOT EXISTS agentguard_requests_pending_order ON agentguard_requests (created, id) \
+     WHERE state = 'pending';";
+
 impl Shared {
     pub(crate) async fn client(&self) -> Result<Arc<Client>, StoreError> {
         let mut slot = self.client.lock().await;
@@ -168,12 +173,17 @@ impl Shared {
                 }
             }
             if self.create {
-                // Added after schema 1 shipped, and only an index: stores of schema 1 get it here.
-                c.batch_execute(
-                    "CREATE INDEX IF NOT EXISTS agentguard_requests_decided ON agentguard_requests (decided)",
-                )
+                // Added after schema 1 shipped, and only indexes: stores made before get them here (under the
+                // schema lock, as agents starting together would otherwise race to create them).
+                c.batch_execute(&format!(
+                    "BEGIN;
+                     SELECT pg_advisory_xact_lock(7423119);
+                     CREATE INDEX IF NOT EXISTS agentguard_requests_decided ON agentguard_requests (decided);
+                     {PENDING_ORDER_INDEX}
+                     COMMIT;"
+                ))
                 .await
-                .map_err(pg_err("create the retention index"))?;
+                .map_err(pg_err("create the retention and pending-order indexes"))?;
             }
             return Ok(());
         }
@@ -199,6 +209,7 @@ impl Shared {
              );
              CREATE INDEX IF NOT EXISTS agentguard_requests_pending ON agentguard_requests (state, deadline);
              CREATE INDEX IF NOT EXISTS agentguard_requests_decided ON agentguard_requests (decided);
+             {PENDING_ORDER_INDEX}
              CREATE TABLE IF NOT EXISTS agentguard_audit (seq bigint PRIMARY KEY, line text NOT NULL);
              {GRANTS_TABLE}
              INSERT INTO agentguard_meta (key, value) VALUES ('schema_version', '{POSTGRES_SCHEMA_VERSION}')

@@ -23,8 +23,8 @@ use super::{CLAIM_GRACE, SWEEP_BATCH};
 use crate::request::{ApprovalRequest, RequestId, Resolution, ResolveOutcome};
 use crate::store::answer::{step, step_unreadable, Step};
 use crate::store::{
-    ApprovalStore, Decision, ExecOutcome, Grant, PendingList, RequestState, StoreError, StoredRequest, UnreadableRow,
-    WaitFuture,
+    ApprovalStore, Decision, ExecOutcome, Grant, PageCursor, PendingList, PendingPage, RequestState, StoreError,
+    StoredRequest, UnreadableRow, WaitFuture, MAX_PAGE,
 };
 
 /// The schema version this build writes and reads. A store of version 1 (before richer answers: no decision

@@ -268,38 +268,15 @@ impl ApprovalStore for PostgresStore {
     }
 
     fn list_pending(&self) -> Result<PendingList, StoreError> {
-        let rows = self.call(|s| async move {
-            let c = s.client().await?;
-            let rows = c
-                .query(
-                    "SELECT id, request FROM agentguard_requests WHERE state = 'pending' AND deadline > now()
-                     ORDER BY created, id",
-                    &[],
-                )
-                .await
-                .map_err(pg_err("list pending requests"))?;
-            Ok(rows
-                .iter()
-                .map(|r| {
-                    (
-                        r.try_get::<_, String>(0)
-                            .unwrap_or_else(|e| format!("<unreadable id: {e}>")),
-                        r.try_get::<_, String>(1).map_err(|e| e.to_string()),
-                    )
-                })
-                .collect::<Vec<_>>())
-        })?;
-        let mut list = PendingList::default();
-        // Each row is read on its own: one that cannot be read back is reported by id, and the others still listed.
-        for (id, json) in rows {
-            match json.and_then(|json| {
-                serde_json::from_str::<ApprovalRequest>(&json).map_err(|e| format!("damaged request JSON: {e}"))
-            }) {
-                Ok(request) => list.requests.push(request),
-                Err(problem) => list.unreadable.push(UnreadableRow { id, problem }),
-            }
-        }
-        Ok(list)
+        let page = self.read_pending(None, None)?;
+        Ok(PendingList {
+            requests: page.requests,
+            unreadable: page.unreadable,
+        })
+    }
+
+    fn pending_page(&self, limit: usize, after: Option<&PageCursor>) -> Result<PendingPage, StoreError> {
+        self.read_pending(Some(limit.clamp(1, MAX_PAGE)), after)
     }
 
     fn grants(&self) -> Result<Vec<Grant>, StoreError> {
@@ -357,5 +334,62 @@ impl ApprovalStore for PostgresStore {
         drop(event);
         self.forget_waiter(id);
         result
+    }
+}
+
+impl PostgresStore {
+    /// Live pending rows in the pending order (`created`, then id), after `after`, at most `limit` (all when
+    /// `None`), read through the partial index on pending rows. A cursor names a row by its `created` time in
+    /// microseconds since the epoch and its id.
+    fn read_pending(&self, limit: Option<usize>, after: Option<&PageCursor>) -> Result<PendingPage, StoreError> {
+        let after_us = after.map(|c| i64::try_from(c.created_us).unwrap_or(i64::MAX));
+        let after_id = after.map(|c| c.id.clone());
+        // One more than asked, to tell whether another page follows.
+        let fetch = limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX).saturating_add(1));
+        let rows = self.call(move |s| async move {
+            let c = s.client().await?;
+            let rows = c
+                .query(
+                    "SELECT id, request, (extract(epoch FROM created) * 1000000)::bigint FROM agentguard_requests
+                     WHERE state = 'pending' AND deadline > now()
+                       AND ($1::bigint IS NULL
+                            OR (created, id) > (to_timestamp(0) + $1::bigint * interval '1 microsecond', $2::text))
+                     ORDER BY created, id LIMIT $3::bigint",
+                    &[&after_us, &after_id, &fetch],
+                )
+                .await
+                .map_err(pg_err("list pending requests"))?;
+            Ok(rows
+                .iter()
+                .map(|r| {
+                    (
+                        r.try_get::<_, String>(0)
+                            .unwrap_or_else(|e| format!("<unreadable id: {e}>")),
+                        r.try_get::<_, String>(1).map_err(|e| e.to_string()),
+                        r.try_get::<_, i64>(2).unwrap_or(0),
+                    )
+                })
+                .collect::<Vec<_>>())
+        })?;
+        let mut page = PendingPage::default();
+        let mut last: Option<PageCursor> = None;
+        // Each row is read on its own: one that cannot be read back is reported by id, and the others still listed.
+        for (taken, (id, json, created_us)) in rows.into_iter().enumerate() {
+            if limit.is_some_and(|l| taken == l) {
+                page.next = last;
+                break;
+            }
+            last = Some(PageCursor {
+                created_us: u64::try_from(created_us).unwrap_or(0),
+                id: id.clone(),
+            });
+            match json.and_then(|json| {
+                serde_json::from_str::<ApprovalRequest>(&json).map_err(|e| format!("damaged request JSON: {e}"))
+            }) {
+                Ok(request) => page.requests.push(request),
+                Err(problem) => page.unreadable.push(UnreadableRow { id, problem }),
+            }
+        }
+        Ok(page)
     }
 }

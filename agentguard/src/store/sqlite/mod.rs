@@ -14,8 +14,8 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBeha
 use crate::request::{ApprovalRequest, RequestId, Resolution, ResolveOutcome};
 use crate::store::answer::{step, step_unreadable, Step};
 use crate::store::{
-    ApprovalStore, Decision, ExecOutcome, Grant, PendingList, RequestState, StoreError, StoredRequest, UnreadableRow,
-    WaitFuture, CLAIM_GRACE, SWEEP_BATCH,
+    ApprovalStore, Decision, ExecOutcome, Grant, PageCursor, PendingList, PendingPage, RequestState, StoreError,
+    StoredRequest, UnreadableRow, WaitFuture, CLAIM_GRACE, MAX_PAGE, SWEEP_BATCH,
 };
 
 /// The schema version this build writes and reads. A file of version 1 (before richer answers: no decision details,
@@ -119,10 +119,13 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(db_err("enable WAL (is the file a SQLite database?)"))?;
         // Added after schema 1 shipped, and only an index: files of schema 1 get it here, older readers ignore it.
+        // The same for the pending order's partial index, which pages of pending requests are read through.
         conn.execute_batch(
-            "CREATE INDEX IF NOT EXISTS agentguard_requests_decided ON agentguard_requests (decided_ms)",
+            "CREATE INDEX IF NOT EXISTS agentguard_requests_decided ON agentguard_requests (decided_ms);
+             CREATE INDEX IF NOT EXISTS agentguard_requests_pending_order ON agentguard_requests (created_ms, id)
+                 WHERE state = 'pending';",
         )
-        .map_err(db_err("create the retention index"))?;
+        .map_err(db_err("create the retention and pending-order indexes"))?;
         Self::with_connection(path, conn)
     }
 

@@ -202,38 +202,15 @@ impl ApprovalStore for SqliteStore {
     }
 
     fn list_pending(&self) -> Result<PendingList, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT id, request FROM agentguard_requests WHERE state = 'pending' AND deadline_ms > ?1
-                 ORDER BY created_ms, id",
-            )
-            .map_err(db_err("list pending requests"))?;
-        let mut rows = stmt.query(params![now_ms()]).map_err(db_err("list pending requests"))?;
-        let mut list = PendingList::default();
-        // Each row is read on its own: one that cannot be read back is reported by id, and the others still listed.
-        while let Some(row) = rows.next().map_err(db_err("list pending requests"))? {
-            let id = match row.get_ref(0) {
-                Ok(ValueRef::Text(t)) => String::from_utf8_lossy(t).into_owned(),
-                Ok(other) => format!("{other:?}"),
-                Err(e) => format!("<unreadable id: {e}>"),
-            };
-            let parsed = match row.get_ref(1) {
-                Ok(ValueRef::Text(json)) => {
-                    serde_json::from_slice::<ApprovalRequest>(json).map_err(|e| format!("damaged request JSON: {e}"))
-                }
-                Ok(other) => Err(format!(
-                    "the request column holds {:?}, not JSON text",
-                    other.data_type()
-                )),
-                Err(e) => Err(e.to_string()),
-            };
-            match parsed {
-                Ok(request) => list.requests.push(request),
-                Err(problem) => list.unreadable.push(UnreadableRow { id, problem }),
-            }
-        }
-        Ok(list)
+        let page = self.read_pending(None, None)?;
+        Ok(PendingList {
+            requests: page.requests,
+            unreadable: page.unreadable,
+        })
+    }
+
+    fn pending_page(&self, limit: usize, after: Option<&PageCursor>) -> Result<PendingPage, StoreError> {
+        self.read_pending(Some(limit.clamp(1, MAX_PAGE)), after)
     }
 
     fn grants(&self) -> Result<Vec<Grant>, StoreError> {
@@ -256,7 +233,8 @@ impl ApprovalStore for SqliteStore {
         Box::pin(async move {
             let mut interval = FIRST_POLL;
             loop {
-                let decision = self.poll_decision(id)?;
+                // A read of the file: off the runtime's worker, so a slow disk does not hold up its other tasks.
+                let decision = crate::store::offload::off_runtime(|| self.poll_decision(id))?;
                 if decision.state.is_final() {
                     return Ok(decision);
                 }
@@ -280,5 +258,65 @@ impl ApprovalStore for SqliteStore {
             std::thread::sleep(interval.min(left));
             interval = (interval * 2).min(SQLITE_MAX_POLL);
         }
+    }
+}
+
+impl SqliteStore {
+    /// Live pending rows in the pending order (`created_ms`, then id), after `after`, at most `limit` (all when
+    /// `None`), read through the partial index on pending rows. A cursor names a row by its `created_ms` (times
+    /// 1,000) and id.
+    fn read_pending(&self, limit: Option<usize>, after: Option<&PageCursor>) -> Result<PendingPage, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT id, request, created_ms FROM agentguard_requests
+                 WHERE state = 'pending' AND deadline_ms > ?1 AND (created_ms, id) > (?2, ?3)
+                 ORDER BY created_ms, id LIMIT ?4",
+            )
+            .map_err(db_err("list pending requests"))?;
+        let (after_ms, after_id) = after.map_or((i64::MIN, ""), |c| {
+            (i64::try_from(c.created_us / 1000).unwrap_or(i64::MAX), c.id.as_str())
+        });
+        // One more than asked, to tell whether another page follows.
+        let fetch = limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX).saturating_add(1));
+        let mut rows = stmt
+            .query(params![now_ms(), after_ms, after_id, fetch])
+            .map_err(db_err("list pending requests"))?;
+        let mut page = PendingPage::default();
+        let mut last: Option<PageCursor> = None;
+        let mut taken = 0usize;
+        // Each row is read on its own: one that cannot be read back is reported by id, and the others still listed.
+        while let Some(row) = rows.next().map_err(db_err("list pending requests"))? {
+            if limit.is_some_and(|l| taken == l) {
+                page.next = last;
+                break;
+            }
+            taken += 1;
+            let id = match row.get_ref(0) {
+                Ok(ValueRef::Text(t)) => String::from_utf8_lossy(t).into_owned(),
+                Ok(other) => format!("{other:?}"),
+                Err(e) => format!("<unreadable id: {e}>"),
+            };
+            let created_ms: i64 = row.get(2).unwrap_or(0);
+            let parsed = match row.get_ref(1) {
+                Ok(ValueRef::Text(json)) => {
+                    serde_json::from_slice::<ApprovalRequest>(json).map_err(|e| format!("damaged request JSON: {e}"))
+                }
+                Ok(other) => Err(format!(
+                    "the request column holds {:?}, not JSON text",
+                    other.data_type()
+                )),
+                Err(e) => Err(e.to_string()),
+            };
+            last = Some(PageCursor {
+                created_us: u64::try_from(created_ms).unwrap_or(0).saturating_mul(1000),
+                id: id.clone(),
+            });
+            match parsed {
+                Ok(request) => page.requests.push(request),
+                Err(problem) => page.unreadable.push(UnreadableRow { id, problem }),
+            }
+        }
+        Ok(page)
     }
 }
