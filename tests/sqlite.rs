@@ -435,3 +435,58 @@ fn a_store_at_a_newer_schema_is_refused_and_left_untouched() {
     }
     assert!(std::fs::read(&db).unwrap() == before, "the refused file was changed");
 }
+
+/// An async agent whose SQLite file is locked by another connection waits for it off the runtime's worker: the
+/// other task on the same (one-worker) runtime keeps running meanwhile. Without that, the insert would hold the
+/// worker for the whole 800 ms the lock is held.
+#[test]
+fn an_async_agent_waiting_for_a_locked_sqlite_file_does_not_hold_up_its_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let guard = AgentGuard::external()
+        .store(store(dir.path()))
+        .timeout(Duration::from_secs(30))
+        .no_audit()
+        .build();
+    let lock = rusqlite::Connection::open(dir.path().join("store.db")).unwrap();
+    lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let hold = Duration::from_millis(800);
+    let unlock = std::thread::spawn(move || {
+        std::thread::sleep(hold);
+        lock.execute_batch("ROLLBACK").unwrap();
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (longest_gap, parked) = rt.block_on(async move {
+        let ticker = tokio::spawn(async {
+            let mut longest = Duration::ZERO;
+            let start = std::time::Instant::now();
+            while start.elapsed() < Duration::from_millis(1000) {
+                let before = std::time::Instant::now();
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                longest = longest.max(before.elapsed());
+            }
+            longest
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let store = guard.store().clone();
+        let agent = tokio::spawn(async move {
+            guard
+                .aexecute(ToolCall::new("delete_row", json!({})), |_, _| async {})
+                .await
+        });
+        let longest = ticker.await.unwrap();
+        // By now the lock is gone and the call is parked in the file.
+        let parked = store.pending().unwrap().len();
+        agent.abort();
+        (longest, parked)
+    });
+    unlock.join().unwrap();
+    assert_eq!(parked, 1, "the call parked once the file was free");
+    assert!(
+        longest_gap < hold / 2,
+        "the other task went {longest_gap:?} without running while the file was locked for {hold:?}"
+    );
+}

@@ -298,6 +298,50 @@ fn pending_and_show_list_requests_redacted_as_tables_or_json() {
 }
 
 #[test]
+fn pending_with_a_limit_prints_one_page_and_the_command_for_the_next() {
+    let (_d, db) = db();
+    let agents: Vec<_> = (0..3).map(|_| agent(&db, Duration::from_secs(30))).collect();
+    let ids: Vec<&str> = agents.iter().map(|(r, _)| r.request_id().as_str()).collect();
+
+    let (first, _) = text(&cli(&db, &["pending", "--limit", "2"]));
+    let rows = |out: &str| ids.iter().filter(|id| out.contains(**id)).count();
+    assert_eq!(rows(&first), 2, "{first}");
+    assert!(
+        first.contains(ids[0]) && first.contains(ids[1]),
+        "the oldest two: {first}"
+    );
+    let hint = first
+        .lines()
+        .find_map(|l| l.strip_prefix("more are waiting: the next page is `"))
+        .unwrap_or_else(|| panic!("no next-page hint: {first}"));
+    let after = hint.trim_end_matches('`').rsplit(' ').next().unwrap().to_owned();
+    assert!(hint.starts_with("agentguard pending --limit 2 --after "), "{hint}");
+
+    let (second, _) = text(&cli(&db, &["pending", "--limit", "2", "--after", &after]));
+    assert!(second.contains(ids[2]) && rows(&second) == 1, "{second}");
+    assert!(!second.contains("more are waiting"), "the last page: {second}");
+
+    let page: Value = serde_json::from_str(&text(&cli(&db, &["pending", "--limit", "2", "--json"])).0).unwrap();
+    assert_eq!(page["requests"].as_array().unwrap().len(), 2);
+    assert_eq!(page["next"], after.as_str(), "--json gives the same cursor");
+
+    for (args, words) in [
+        (&["pending", "--after", after.as_str()][..], "--limit"),
+        (&["pending", "--limit", "2", "--after", "yesterday"][..], "`next`"),
+        (&["pending", "--limit", "0"][..], "1..=1000"),
+        (&["pending", "--limit", "1001"][..], "1..=1000"),
+    ] {
+        let out = cli(&db, args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(text(&out).1.contains(words), "{args:?}: {}", text(&out).1);
+    }
+    for (req, handle) in agents {
+        cli(&db, &["deny", req.request_id().as_str()]);
+        handle.join().unwrap().unwrap_err();
+    }
+}
+
+#[test]
 fn watch_prints_requests_as_they_park_and_leave() {
     let (_d, db) = db();
     SqliteStore::open(&db).unwrap();
