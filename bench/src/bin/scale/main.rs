@@ -30,10 +30,17 @@
 //! - `stall`: agent tasks calling through the audited guard on a 2-worker runtime while the audit's disk stops for
 //!   100 ms every 500 ms (`fsfreeze` of a loop-mounted ext4 when run as root, else the log's lock held by another
 //!   file description); how late an unrelated sleeping task wakes and how long a task spawned from outside waits.
+//! - `pages`: 1,000,000 pending requests in the in-memory store; the first page of 100 read in process and over
+//!   HTTP (`GET /agentguard/pending?limit=100`, a new loopback connection each time), 20 times each, and the page at
+//!   the middle by its cursor.
+//! - `watch`: 100,000 pending in the in-memory store behind the approval API; 100 changes a second (one parked, one
+//!   of the oldest answered, in turn) for 10 s without a client, then 10 s with one event stream open (the approval
+//!   page's): the process's CPU time in each (/proc/self/stat), the difference being what the open page costs.
 //! - `crash`: an agent process (this binary, `scale __crash_child LOG`) killed with SIGKILL mid-stream, 10 times:
 //!   does its log verify, and which returned calls have no line (how many, how long before the kill they returned).
 //!
-//! Options: `--park-n N` (100000), `--cycles N` (1000000), `--wake-samples N` (200), `--killed-samples N` (30),
+//! Options: `--park-n N` (100000), `--park-timeout-ms MS` (500), `--pages-n N` (1000000), `--watch-n N` (100000),
+//! `--watch-secs S` (10), `--cycles N` (1000000), `--wake-samples N` (200), `--killed-samples N` (30),
 //! `--audit-records N` (200000), `--retention-ms MS` (0), `--pg-url URL` (default `$AGENTGUARD_TEST_POSTGRES_URL`,
 //! else `postgres://postgres@127.0.0.1:5432/test`), `--no-postgres`, `--no-sqlite`, `--json PATH`.
 //! A section whose backend is missing says `skipped: …` and the run goes on.
@@ -41,6 +48,7 @@
 mod audit;
 mod crash;
 mod cycles;
+mod pages;
 mod park;
 mod stall;
 mod wake;
@@ -48,6 +56,7 @@ mod wake;
 use audit::audit;
 use crash::{crash, crash_child};
 use cycles::cycles;
+use pages::{pages, watch};
 use park::park;
 use stall::stall;
 use wake::{resolver_process, wake};
@@ -70,6 +79,10 @@ use serde_json::{json, Map, Value};
 struct Options {
     sections: Vec<String>,
     park_n: usize,
+    park_timeout: Duration,
+    pages_n: usize,
+    watch_n: usize,
+    watch_secs: u64,
     cycles: usize,
     wake_samples: usize,
     killed_samples: usize,
@@ -85,6 +98,10 @@ impl Options {
         let mut o = Options {
             sections: Vec::new(),
             park_n: 100_000,
+            park_timeout: Duration::from_millis(500),
+            pages_n: 1_000_000,
+            watch_n: 100_000,
+            watch_secs: 10,
             cycles: 1_000_000,
             wake_samples: 200,
             killed_samples: 30,
@@ -105,6 +122,10 @@ impl Options {
             let number = |name: &str, v: String| v.parse::<usize>().map_err(|e| format!("{name} {v:?}: {e}"));
             match arg.as_str() {
                 "--park-n" => o.park_n = number(arg, value(arg)?)?,
+                "--park-timeout-ms" => o.park_timeout = Duration::from_millis(number(arg, value(arg)?)? as u64),
+                "--pages-n" => o.pages_n = number(arg, value(arg)?)?.max(200),
+                "--watch-n" => o.watch_n = number(arg, value(arg)?)?,
+                "--watch-secs" => o.watch_secs = number(arg, value(arg)?)?.max(1) as u64,
                 "--cycles" => o.cycles = number(arg, value(arg)?)?,
                 "--wake-samples" => o.wake_samples = number(arg, value(arg)?)?,
                 "--killed-samples" => o.killed_samples = number(arg, value(arg)?)?,
@@ -114,12 +135,14 @@ impl Options {
                 "--no-postgres" => o.pg_url = None,
                 "--no-sqlite" => o.sqlite = false,
                 "--json" => o.json = Some(value(arg)?),
-                "park" | "cycles" | "wake" | "audit" | "stall" | "crash" => o.sections.push(arg.clone()),
+                "park" | "cycles" | "wake" | "audit" | "stall" | "crash" | "pages" | "watch" => {
+                    o.sections.push(arg.clone())
+                }
                 other => return Err(format!("unknown argument {other:?}")),
             }
         }
         if o.sections.is_empty() {
-            o.sections = ["park", "cycles", "wake", "audit", "stall", "crash"]
+            o.sections = ["park", "cycles", "wake", "audit", "stall", "crash", "pages", "watch"]
                 .map(String::from)
                 .to_vec();
         }
@@ -144,7 +167,7 @@ fn main() {
         Ok(o) => o,
         Err(e) => {
             eprintln!(
-                "scale: {e}\nusage: scale [park] [cycles] [wake] [audit] [stall] [crash] [--park-n N] [--cycles N] [--json PATH] …"
+                "scale: {e}\nusage: scale [park] [cycles] [wake] [audit] [stall] [crash] [pages] [watch] [--park-n N] [--cycles N] [--json PATH] …"
             );
             std::process::exit(2);
         }
@@ -163,6 +186,8 @@ fn main() {
             "audit" => audit(&opts, &mut figures),
             "stall" => stall(&opts, &mut figures),
             "crash" => crash(&opts, &mut figures),
+            "pages" => pages(&opts, &mut figures),
+            "watch" => watch(&opts, &mut figures),
             _ => unreachable!("checked by Options::parse"),
         }
     }

@@ -8,7 +8,7 @@ use super::*;
 
 pub(super) fn park(opts: &Options, figures: &mut Figures) {
     let n = opts.park_n;
-    let timeout = Duration::from_millis(500);
+    let timeout = opts.park_timeout;
     println!("\n== park: {n} approvals parked via aexecute, 2 workers, timeout {timeout:?}, nobody answers");
     let rt = runtime();
     // Everything the harness shares with the tasks sits behind one Arc, preallocated, so it adds almost nothing
@@ -76,7 +76,7 @@ pub(super) fn park(opts: &Options, figures: &mut Figures) {
         let spawned_in = t0.elapsed();
         // Unrelated blocking work while they are parked: a task asks the blocking pool for something and waits.
         let mut probes = Vec::new();
-        while t0.elapsed() < Duration::from_millis(450) {
+        while t0.elapsed() < timeout.saturating_sub(Duration::from_millis(50)) {
             let asked = Instant::now();
             let _ = tokio::task::spawn_blocking(|| std::hint::black_box(17u64).count_ones()).await;
             probes.push(asked.elapsed());
@@ -144,7 +144,7 @@ pub(super) fn park(opts: &Options, figures: &mut Figures) {
     println!("  RSS per parked approval       {per_parked:.0} bytes (params: empty object)");
     println!("  live heap per parked approval {heap_per_parked:.0} bytes (counted by this program's allocator)");
     if probes_sorted.is_empty() {
-        println!("  spawn_blocking while parked   no probe ran (parking took longer than 450 ms)");
+        println!("  spawn_blocking while parked   no probe ran (parking took longer than the timeout less 50 ms)");
     } else {
         println!(
             "  spawn_blocking while parked   {} probes: median {:.3} ms, max {:.3} ms",
