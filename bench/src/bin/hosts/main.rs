@@ -15,6 +15,11 @@
 //! or `approved` and never run), and the run's PostgreSQL backends sampled from `pg_stat_activity` every 100 ms
 //! (total, LISTEN, query, decide), against the number of processes; the machine's load average at start and end.
 //!
+//! Before the phases, a probe of the server itself: as many connections as approvers, each committing one-row
+//! updates for 2 s, plain, with `pg_notify` inside the transaction, and with `pg_notify` after the commit (what a
+//! decision costs the server without agentguard around it). Each phase also reports the transactions/s committed in
+//! the database while the calls are parked and unanswered (2 s: the waiters' re-reads) and while they are decided.
+//!
 //! Phases: `notify` (LISTEN/NOTIFY wakes the agents), then `killed` (the same, while every LISTEN backend of the
 //! run is terminated each second; `--no-kill` skips it).
 //!
@@ -26,11 +31,12 @@
 //! Options: `--agents N` (50), `--calls N` (200), `--approvers N` (4), `--timeout-s S` (each call's timeout, 60),
 //! `--deadline-s S` (each phase's, 180), `--pg-url URL` (default `$AGENTGUARD_TEST_POSTGRES_URL`, else
 //! `postgres://postgres@127.0.0.1:5432/test`; a superuser, to make the role and terminate backends), `--no-kill`,
-//! `--json PATH`. Every wait has a deadline; a phase that misses one reports what it gathered, and the program exits
+//! `--async-commit` (a diagnostic: the run's role commits without waiting for the WAL flush), `--json PATH`. Every wait has a deadline; a phase that misses one reports what it gathered, and the program exits
 //! non-zero, as it does when any call was executed twice, decided twice, not decided, or left stranded.
 
 mod child;
 mod pg;
+mod report;
 mod run;
 
 use std::collections::BTreeMap;
