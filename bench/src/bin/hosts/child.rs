@@ -117,7 +117,7 @@ fn takes(id: &str, index: u64, count: u64) -> bool {
         (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
     });
     let part = h % count;
-    part == index || (count > 1 && part == (index + 1) % count && (h / count) % 8 == 0)
+    part == index || (count > 1 && part == (index + 1) % count && (h / count).is_multiple_of(8))
 }
 
 /// An approver process: see the module docs.
