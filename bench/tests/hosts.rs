@@ -4,7 +4,7 @@
 use std::process::{Command, Stdio};
 
 #[test]
-fn hosts_decides_every_call_once_and_strands_none_with_and_without_listen() {
+fn hosts_decides_and_runs_every_call_once_and_strands_none_with_the_listener_up_and_killed() {
     let Some(url) = std::env::var("AGENTGUARD_TEST_POSTGRES_URL")
         .ok()
         .filter(|u| !u.is_empty())
@@ -20,18 +20,8 @@ fn hosts_decides_every_call_once_and_strands_none_with_and_without_listen() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("hosts.json");
     let out = Command::new(env!("CARGO_BIN_EXE_hosts"))
-        .args([
-            "--agents",
-            "3",
-            "--calls",
-            "20",
-            "--approvers",
-            "2",
-            "--timeout-s",
-            "20",
-            "--deadline-s",
-            "40",
-        ])
+        .args(["--agents", "3", "--calls", "20", "--approvers", "2"])
+        .args(["--timeout-s", "20", "--deadline-s", "40", "--probe-s", "0"])
         .args(["--pg-url", &url, "--json"])
         .arg(&json)
         .stdin(Stdio::null())

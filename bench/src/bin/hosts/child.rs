@@ -1,9 +1,9 @@
 //! The two kinds of child process (this binary re-executed), and the coordinator's side of their pipes.
 //!
 //! - `hosts __agent URL CALLS TIMEOUT_S`: opens its own store, says `ready`, and on `go` parks CALLS calls at once
-//!   through `aexecute` on an external guard. It says `parked N` once all are in the store, `ran ID NS` for each call
-//!   whose executor ran (NS: wall clock at the executor's first line), `denied CALL REASON` for each that did not,
-//!   then `done`.
+//!   through `aexecute` on an external guard. It says `parked N` once all are in the store (or were refused by
+//!   it), `ran ID NS` for each call whose executor ran (NS: wall clock at the executor's first line), `denied CALL
+//!   REASON` for each that did not, then `done`.
 //! - `hosts __approver URL INDEX COUNT`: opens its own store, says `ready`, and on `go` lists the pending requests
 //!   and approves its share, again and again until `stop`: the requests whose id hashes to INDEX, and one in eight
 //!   of the next approver's, so that some answers race (the first wins). For each answer: `res ID START END
@@ -66,17 +66,22 @@ pub(super) fn agent_process(args: &[String]) {
     wait_for_go(Arc::new(AtomicBool::new(false)));
     // Request ids by call number, filled in as each call is parked.
     let ids: Arc<Mutex<HashMap<u64, String>>> = Arc::default();
-    let parked = Arc::new(AtomicUsize::new(0));
+    // Calls parked, or denied before they could be (the store refused the insert): `parked` is said when all are
+    // one or the other, so the coordinator never waits for a call that will not come.
+    let settled = Arc::new(AtomicUsize::new(0));
+    let settle = move || {
+        if settled.fetch_add(1, Ordering::SeqCst) + 1 == calls {
+            say(format_args!("parked {calls}"));
+        }
+    };
     let guard = {
-        let ids = ids.clone();
+        let (ids, settle) = (ids.clone(), settle.clone());
         AgentGuard::external()
             .shared_store(store)
             .on_request(move |req| {
                 let call = req.params()["call"].as_u64().unwrap_or(u64::MAX);
                 ids.lock().expect("ids").insert(call, req.request_id().to_string());
-                if parked.fetch_add(1, Ordering::SeqCst) + 1 == calls {
-                    say(format_args!("parked {calls}"));
-                }
+                settle();
             })
             .timeout(timeout)
             .no_audit()
@@ -86,12 +91,15 @@ pub(super) fn agent_process(args: &[String]) {
     rt.block_on(async {
         let tasks: Vec<_> = (0..calls as u64)
             .map(|call| {
-                let g = guard.clone();
+                let (g, ids, settle) = (guard.clone(), ids.clone(), settle.clone());
                 tokio::spawn(async move {
                     let call_args = json!({ "call": call });
                     let out = g
                         .aexecute(ToolCall::new("delete_row", call_args), |_, _| async { wall_ns() })
                         .await;
+                    if out.is_err() && !ids.lock().expect("ids").contains_key(&call) {
+                        settle();
+                    }
                     (call, out)
                 })
             })

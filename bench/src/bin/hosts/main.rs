@@ -16,9 +16,10 @@
 //! (total, LISTEN, query, decide), against the number of processes; the machine's load average at start and end.
 //!
 //! Before the phases, a probe of the server itself: as many connections as approvers, each committing one-row
-//! updates for 2 s, plain, with `pg_notify` inside the transaction, and with `pg_notify` after the commit (what a
-//! decision costs the server without agentguard around it). Each phase also reports the transactions/s committed in
-//! the database while the calls are parked and unanswered (2 s: the waiters' re-reads) and while they are decided.
+//! updates for `--probe-s` seconds (2; 0 skips it), plain, with `pg_notify` inside the transaction, and with
+//! `pg_notify` after the commit (what a decision costs the server without agentguard around it). Each phase also
+//! reports the transactions/s committed in the database while the calls are parked and unanswered (2 s: the
+//! waiters' re-reads) and while they are decided.
 //!
 //! Phases: `notify` (LISTEN/NOTIFY wakes the agents), then `killed` (the same, while every LISTEN backend of the
 //! run is terminated each second; `--no-kill` skips it).
@@ -29,10 +30,12 @@
 //! that fits runs instead.
 //!
 //! Options: `--agents N` (50), `--calls N` (200), `--approvers N` (4), `--timeout-s S` (each call's timeout, 60),
-//! `--deadline-s S` (each phase's, 180), `--pg-url URL` (default `$AGENTGUARD_TEST_POSTGRES_URL`, else
+//! `--probe-s S` (2), `--deadline-s S` (each phase's, 180), `--pg-url URL` (default `$AGENTGUARD_TEST_POSTGRES_URL`, else
 //! `postgres://postgres@127.0.0.1:5432/test`; a superuser, to make the role and terminate backends), `--no-kill`,
-//! `--async-commit` (a diagnostic: the run's role commits without waiting for the WAL flush), `--json PATH`. Every wait has a deadline; a phase that misses one reports what it gathered, and the program exits
-//! non-zero, as it does when any call was executed twice, decided twice, not decided, or left stranded.
+//! `--async-commit` (a diagnostic: the run's role commits without waiting for the WAL flush), `--json PATH`. Every
+//! wait has a deadline; a phase that misses one reports what it gathered, and the program exits non-zero, as it does
+//! when any call was executed twice, decided twice, not decided, or left stranded, or the requested size did not
+//! fit.
 
 mod child;
 mod pg;
@@ -66,6 +69,7 @@ struct Options {
     pg_url: String,
     kill: bool,
     async_commit: bool,
+    probe_s: u64,
     json: Option<String>,
 }
 
@@ -83,6 +87,7 @@ impl Options {
                 .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".to_owned()),
             kill: true,
             async_commit: false,
+            probe_s: 2,
             json: None,
         };
         let mut it = args.iter();
@@ -98,6 +103,7 @@ impl Options {
                 "--pg-url" => o.pg_url = value(arg)?,
                 "--no-kill" => o.kill = false,
                 "--async-commit" => o.async_commit = true,
+                "--probe-s" => o.probe_s = number(arg, value(arg)?)? as u64,
                 "--json" => o.json = Some(value(arg)?),
                 other => return Err(format!("unknown argument {other:?}")),
             }
@@ -122,7 +128,7 @@ fn main() {
     let opts = Options::parse(&args).unwrap_or_else(|e| {
         eprintln!(
             "hosts: {e}\nusage: hosts [--agents N] [--calls N] [--approvers N] [--timeout-s S] [--deadline-s S] \
-             [--pg-url URL] [--no-kill] [--async-commit] [--json PATH]"
+             [--pg-url URL] [--no-kill] [--async-commit] [--probe-s S] [--json PATH]"
         );
         std::process::exit(2)
     });
@@ -188,7 +194,10 @@ fn coordinate(opts: &Options) -> bool {
         );
     }
     if opts.async_commit {
-        println!("--async-commit: the run's role commits without waiting for the WAL flush (a diagnostic, not a setting to run with)");
+        println!(
+            "--async-commit: the run's role commits without waiting for the WAL flush (a diagnostic, not a setting \
+             to run with)"
+        );
     }
     let mut put = |k: &str, v: Value| {
         figures.insert(format!("config.{k}"), v);
@@ -214,20 +223,24 @@ fn coordinate(opts: &Options) -> bool {
     }
     // What one decision-sized transaction costs this server, with and without NOTIFY, as many at once as there
     // are approvers: the ceiling the phases below run under.
-    let probe_schema = monitor.new_schema("probe");
-    match monitor.commit_probe(&opts.pg_url, &probe_schema, opts.approvers, Duration::from_secs(2)) {
+    let probe = Duration::from_secs(opts.probe_s);
+    let result = match opts.probe_s {
+        0 => Err("skipped (--probe-s 0)".to_owned()),
+        _ => monitor.commit_probe(&opts.pg_url, &monitor.new_schema("probe"), opts.approvers, probe),
+    };
+    match result {
         Ok([plain, notify, after]) => {
             println!(
-                "server probe, {} connections each updating one row per transaction for 2 s (superuser, \
+                "server probe, {} connections each updating one row per transaction for {} s (superuser, \
                  synchronous_commit as configured): {plain:.0}/s plain, {notify:.0}/s with pg_notify in the \
                  transaction, {after:.0}/s with pg_notify after the commit",
-                opts.approvers
+                opts.approvers, opts.probe_s
             );
             figures.insert("probe.plain_per_s".into(), Value::from(plain));
             figures.insert("probe.notify_in_tx_per_s".into(), Value::from(notify));
             figures.insert("probe.notify_after_commit_per_s".into(), Value::from(after));
         }
-        Err(e) => println!("server probe failed: {e}"),
+        Err(e) => println!("server probe: {e}"),
     }
     let mut ok = true;
     for (label, kill) in [("notify", false), ("killed", true)] {
