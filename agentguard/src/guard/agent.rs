@@ -249,6 +249,8 @@ impl AgentGuard {
     }
 
     /// The store parked requests are kept in.
+    // The store as given, not the guard's offloading wrapper around it (`Inner::store`).
+    #[allow(clippy::misnamed_getters)]
     pub fn store(&self) -> &Arc<dyn ApprovalStore> {
         &self.inner.given_store
     }

@@ -41,8 +41,11 @@ pub struct InMemoryStore {
 #[derive(Default)]
 struct Inner {
     records: HashMap<RequestId, Slot>,
-    /// The pending requests in the pending order (creation time in microseconds, then id).
+    /// The pending requests in the pending order (creation time in microseconds, then id). Decided ones leave it
+    /// lazily (see [`Inner::tidy_order`]): deciding touches only the slot, so a burst of deadlines stays cheap.
     order: BTreeSet<(u64, RequestId)>,
+    /// How many requests are pending, for [`Inner::tidy_order`].
+    pending: usize,
     /// The most recent changes, oldest first: (position, request changed).
     feed: VecDeque<(u64, RequestId)>,
     /// The position of the next change.
@@ -137,13 +140,41 @@ impl Inner {
     fn decide(&mut self, id: &RequestId, decision: Decision) {
         if let Some(slot) = self.records.get_mut(id) {
             if slot.decision.state == RequestState::Pending {
-                self.order.remove(&(micros(slot.request.timestamp()), id.clone()));
+                self.pending = self.pending.saturating_sub(1);
             }
             slot.decision = decision;
             slot.event.notify(usize::MAX);
             self.decided.push_back((Instant::now(), id.clone()));
             self.changed(id);
         }
+    }
+
+    /// Drops decided requests from the order: from its front, a few at a time (called at each insert, so it keeps
+    /// ahead of them), and all at once when they are more than the pending ones (plus 1,024), so the order holds
+    /// at most about twice what is pending, and a page skips at most that many.
+    fn tidy_order(&mut self) {
+        for _ in 0..4 {
+            match self.order.first() {
+                Some((_, id)) if !self.is_pending(id) => {
+                    self.order.pop_first();
+                }
+                _ => break,
+            }
+        }
+        if self.order.len() > 2 * self.pending + 1024 {
+            let records = &self.records;
+            self.order.retain(|(_, id)| {
+                records
+                    .get(id)
+                    .is_some_and(|s| s.decision.state == RequestState::Pending)
+            });
+        }
+    }
+
+    fn is_pending(&self, id: &RequestId) -> bool {
+        self.records
+            .get(id)
+            .is_some_and(|s| s.decision.state == RequestState::Pending)
     }
 
     /// Notes a change to request `id` in the feed.
@@ -166,7 +197,7 @@ impl Inner {
         let mut more = false;
         for (_, id) in self.order.range((start, Bound::Unbounded)) {
             let Some(slot) = self.records.get(id) else { continue };
-            if slot.deadline <= now {
+            if slot.decision.state != RequestState::Pending || slot.deadline <= now {
                 continue;
             }
             if out.len() == limit {
@@ -282,6 +313,7 @@ impl ApprovalStore for InMemoryStore {
             return Err(StoreError::new(format!("request {id} is already in the store")));
         }
         inner.order.insert((micros(request.timestamp()), id.clone()));
+        inner.pending += 1;
         inner.changed(&id);
         inner.records.insert(
             id,
@@ -292,6 +324,7 @@ impl ApprovalStore for InMemoryStore {
                 event: Arc::new(Event::new()),
             },
         );
+        inner.tidy_order();
         drop(inner);
         self.changed.notify(usize::MAX);
         Ok(())
@@ -509,6 +542,29 @@ mod tests {
             now,
             now + timeout,
         )
+    }
+
+    #[test]
+    fn decided_requests_leave_the_order_lazily_and_it_stays_bounded() {
+        let store = InMemoryStore::new();
+        // An old request that stays pending keeps the decided ones behind it from leaving at the front.
+        let old = request(Duration::from_secs(60));
+        store.insert(&old).unwrap();
+        for _ in 0..5000 {
+            let r = request(Duration::from_secs(60));
+            store.insert(&r).unwrap();
+            store.resolve(&Resolution::deny(r.request_id().clone())).unwrap();
+        }
+        let listed = store.pending().unwrap();
+        assert_eq!(listed.len(), 1, "decided requests are never listed");
+        assert_eq!(listed[0].request_id(), old.request_id());
+        let inner = store.lock();
+        assert_eq!(inner.pending, 1);
+        assert!(
+            inner.order.len() <= 2 * inner.pending + 1024 + 1,
+            "{}",
+            inner.order.len()
+        );
     }
 
     #[test]

@@ -186,7 +186,7 @@ pub(super) fn watch(opts: &Options, figures: &mut Figures) {
             if let Some(wait) = due.checked_sub(start.elapsed()) {
                 std::thread::sleep(wait);
             }
-            if i % 2 == 0 {
+            if i.is_multiple_of(2) {
                 store.insert(&request(Duration::from_secs(600))).expect("insert");
             } else if let Some(id) = oldest.next() {
                 store.resolve(&Resolution::deny(id)).expect("resolve");
