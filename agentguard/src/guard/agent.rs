@@ -153,7 +153,16 @@ impl AgentGuard {
         F: FnOnce(String, Value) -> Fut,
         Fut: std::future::Future<Output = T>,
     {
-        self.aexecute_gated(call, Gating::Auto, executor).await
+        // Each of the async entry points decides and runs the call itself rather than awaiting another: a future
+        // that awaits another async fn keeps its own copy of the arguments beside the inner one's, and a parked
+        // call holds its future for the whole wait (this kept about 600 bytes off each parked approval).
+        let approval = self.decide(call, Gating::Auto).await?.finish(None, super::Claim::Now)?;
+        Ok(self
+            .arun_approved(approval, |a| {
+                let (tool, params) = a.into_parts();
+                executor(tool, params)
+            })
+            .await)
     }
 
     /// The async twin of [`execute_gated`](Self::execute_gated).
@@ -168,9 +177,14 @@ impl AgentGuard {
         F: FnOnce(String, Value) -> Fut,
         Fut: std::future::Future<Output = T>,
     {
-        self.aexecute_detailed(call, gating, executor)
-            .await
-            .map(|ran| ran.value)
+        // Not through aexecute_detailed: see aexecute.
+        let approval = self.decide(call, gating).await?.finish(None, super::Claim::Now)?;
+        Ok(self
+            .arun_approved(approval, |a| {
+                let (tool, params) = a.into_parts();
+                executor(tool, params)
+            })
+            .await)
     }
 
     /// The async twin of [`execute_detailed`](Self::execute_detailed).

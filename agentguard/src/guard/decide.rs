@@ -126,17 +126,28 @@ impl AgentGuard {
 
     /// The async path: everything up to the verdict. The recheck happens in [`Decided::finish`], so the (possibly
     /// non-`Sync`) recheck closure is never held across an await.
+    ///
+    /// Not an `async fn`: the call is taken in (intake, classification, policy, parking) when it is made, and the
+    /// future keeps only what the wait needs, not the call as well (a parked call holds its future for the whole
+    /// wait). Every caller awaits it at once.
     #[cfg(feature = "tokio")]
-    pub(crate) async fn decide(&self, call: ToolCall, gate: Gating) -> Result<Decided<'_>, ActionDenied> {
+    pub(crate) fn decide(
+        &self,
+        call: ToolCall,
+        gate: Gating,
+    ) -> impl std::future::Future<Output = Result<Decided<'_>, ActionDenied>> + '_ {
         let inner = &*self.inner;
         let span = CallSpan::of(&call);
-        match span.in_scope(|| inner.start(call, gate)) {
-            Err(denied) => Err(span.denied(denied)),
-            Ok(Start::Allowed(approval)) => Ok(Decided::Allowed(inner, approval, span)),
-            Ok(Start::Ask(parked)) => {
-                span.parked(&parked.request);
-                let verdict = span.instrument(inner.ask(&parked)).await;
-                Ok(Decided::Parked(inner, parked, verdict, span))
+        let started = span.in_scope(|| inner.start(call, gate));
+        async move {
+            match started {
+                Err(denied) => Err(span.denied(denied)),
+                Ok(Start::Allowed(approval)) => Ok(Decided::Allowed(inner, approval, span)),
+                Ok(Start::Ask(parked)) => {
+                    span.parked(&parked.request);
+                    let verdict = span.instrument(inner.ask(&parked)).await;
+                    Ok(Decided::Parked(inner, parked, verdict, span))
+                }
             }
         }
     }
