@@ -79,19 +79,7 @@ fn sqlite() -> Option<Env> {
 
 /// A fresh schema on the test server, or `None` (and a message) when the tests are not configured.
 fn postgres() -> Option<Env> {
-    let server = match std::env::var("AGENTGUARD_TEST_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => url,
-        _ => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI must set AGENTGUARD_TEST_POSTGRES_URL (.ci/run does)"
-            );
-            eprintln!(
-                "skipped: AGENTGUARD_TEST_POSTGRES_URL is not set (e.g. postgres://postgres@127.0.0.1:5432/test)"
-            );
-            return None;
-        }
-    };
+    let server = common::postgres_server()?;
     let schema = format!("ag_{}", RequestId::new().as_str().replace('-', ""));
     Some(Env {
         kind: "postgres",

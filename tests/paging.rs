@@ -4,6 +4,8 @@
 //! change feed: each change once, in order, and it says when it lost some. PostgreSQL needs
 //! `AGENTGUARD_TEST_POSTGRES_URL` (`.ci/run` sets it); without it those tests say they were skipped and why.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -36,17 +38,7 @@ fn sqlite() -> Option<Env> {
 
 /// A fresh schema on the test server, or `None` (and a message) when the tests are not configured.
 fn postgres() -> Option<Env> {
-    let server = match std::env::var("AGENTGUARD_TEST_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => url,
-        _ => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI must set AGENTGUARD_TEST_POSTGRES_URL (.ci/run does)"
-            );
-            eprintln!("skipped: AGENTGUARD_TEST_POSTGRES_URL is not set");
-            return None;
-        }
-    };
+    let server = common::postgres_server()?;
     let schema = format!("ag_{}", RequestId::new().as_str().replace('-', ""));
     Some(Env {
         store: Arc::new(PostgresStore::connect(&server, Some(&schema)).unwrap()),

@@ -148,3 +148,21 @@ pub fn race_resolvers(url: &str) {
         assert!(c.wait().unwrap().success());
     }
 }
+
+/// The test PostgreSQL server's URL (`AGENTGUARD_TEST_POSTGRES_URL`), or `None` with a message saying the tests
+/// were skipped. Under CI (`CI` set) a missing URL fails the test instead: `.ci/run` always sets it.
+pub fn postgres_server() -> Option<String> {
+    match std::env::var("AGENTGUARD_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must set AGENTGUARD_TEST_POSTGRES_URL (.ci/run does)"
+            );
+            eprintln!(
+                "skipped: AGENTGUARD_TEST_POSTGRES_URL is not set (e.g. postgres://postgres@127.0.0.1:5432/test)"
+            );
+            None
+        }
+    }
+}
