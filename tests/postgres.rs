@@ -622,3 +622,68 @@ fn a_store_at_a_newer_schema_is_refused_and_left_untouched() {
     );
     assert_eq!(tables, "3", "no table was added");
 }
+
+/// Concurrent answers, claims and waits through one store are done in batches (one transaction or statement for
+/// many): each still gets its own result. Two answers to one request at once: exactly one decides. Eight claims of
+/// one approved request at once: exactly one wins, even when they share a batch.
+#[test]
+fn concurrent_answers_claims_and_waits_through_one_store_each_get_their_own_result() {
+    let Some(server) = server() else { return };
+    let url = fresh(&server);
+    let s = store(&url);
+    let requests: Vec<_> = (0..40).map(|_| a_request("delete_row")).collect();
+    for r in &requests {
+        s.insert(r).unwrap();
+    }
+    let waits: Vec<_> = requests
+        .iter()
+        .map(|r| {
+            let (s, id) = (s.clone(), r.request_id().clone());
+            std::thread::spawn(move || s.wait_blocking(&id, std::time::Instant::now() + Duration::from_secs(60)))
+        })
+        .collect();
+    let answers: Vec<_> = requests
+        .iter()
+        .flat_map(|r| [r.request_id().clone(), r.request_id().clone()])
+        .enumerate()
+        .map(|(n, id)| {
+            let s = s.clone();
+            std::thread::spawn(move || s.resolve(&Resolution::approve(id).actor(format!("a{n}"))).unwrap())
+        })
+        .collect();
+    let outcomes: Vec<ResolveOutcome> = answers.into_iter().map(|t| t.join().unwrap()).collect();
+    for pair in outcomes.chunks(2) {
+        let mut pair = pair.to_vec();
+        pair.sort_by_key(|o| format!("{o:?}"));
+        assert_eq!(
+            pair,
+            [ResolveOutcome::AlreadyResolved, ResolveOutcome::Resolved],
+            "{outcomes:?}"
+        );
+    }
+    for w in waits {
+        let d = w.join().unwrap().unwrap().expect("decided within the wait");
+        assert_eq!(d.state, RequestState::Approved);
+    }
+    let claims: Vec<_> = requests
+        .iter()
+        .flat_map(|r| std::iter::repeat_n(r.request_id().clone(), 8))
+        .map(|id| {
+            let s = s.clone();
+            std::thread::spawn(move || (id.clone(), s.claim(&id).unwrap()))
+        })
+        .collect();
+    let mut won = std::collections::HashMap::<RequestId, usize>::new();
+    for c in claims {
+        let (id, ok) = c.join().unwrap();
+        *won.entry(id).or_default() += usize::from(ok);
+    }
+    assert_eq!(won.len(), 40);
+    assert!(won.values().all(|&n| n == 1), "exactly one claim of each wins: {won:?}");
+    for r in &requests {
+        assert_eq!(
+            s.get(r.request_id()).unwrap().unwrap().decision.state,
+            RequestState::Executed
+        );
+    }
+}

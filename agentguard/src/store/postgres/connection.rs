@@ -219,20 +219,6 @@ impl Shared {
         .await
         .map_err(pg_err("create the schema"))
     }
-
-    pub(super) fn wake(&self, id: &str) {
-        let waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(e) = waiters.get(id) {
-            e.notify(usize::MAX);
-        }
-    }
-
-    pub(super) fn wake_all(&self) {
-        let waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
-        for e in waiters.values() {
-            e.notify(usize::MAX);
-        }
-    }
 }
 
 /// Keeps a dedicated LISTEN connection up for the life of the store; wakes waiters on each notification and all of
@@ -263,9 +249,11 @@ pub(super) async fn listen_loop(shared: Arc<Shared>, ready: std::sync::mpsc::Syn
                     if let Some(r) = ready.take() {
                         let _ = r.send(Ok(()));
                     }
-                    shared.wake_all();
+                    shared.mark_all();
                     while let Some(id) = rx.recv().await {
-                        shared.wake(&id);
+                        if shared.is_waiting(&id) {
+                            shared.mark(&id);
+                        }
                         if shared.closed.load(Ordering::SeqCst) {
                             break;
                         }

@@ -1,21 +1,24 @@
 //! [`PostgresStore`]: parked requests in PostgreSQL, for agents and approvers on different hosts, woken by
 //! LISTEN/NOTIFY with a polling fallback. Its audit table sink is [`PostgresAudit`](crate::audit::PostgresAudit).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use event_listener::{Event, Listener};
+use event_listener::Event;
 use tokio_postgres::{AsyncMessage, Client, Config};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+mod batch;
 mod connection;
+mod decide;
 mod grants;
 mod requests;
 
+use batch::{Queue, Waiter};
 use connection::listen_loop;
 
 use super::pg_tls::{split_tls, TlsMode};
@@ -31,7 +34,8 @@ use crate::store::{
 /// details, no grants) is upgraded in place when connected to; any other version is refused and left untouched.
 pub const POSTGRES_SCHEMA_VERSION: i64 = 2;
 
-/// A waiter re-reads its row at least this often, so a lost notification delays an answer but never strands it.
+/// Every waiting request's row is re-read at least this often, so a lost notification delays an answer but never
+/// strands it.
 pub const POSTGRES_POLL_FALLBACK: Duration = Duration::from_secs(1);
 
 /// How long one database call may take before the store reports it unreachable.
@@ -44,20 +48,23 @@ pub const POSTGRES_DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 36
 
 /// Parked requests in PostgreSQL: agents and approvers on different hosts share one database.
 ///
-/// - **Decisions** are one transaction each that locks the request's row (`SELECT … FOR UPDATE`), applies the
-///   transition every store shares (the kinds of answer, quorum votes, the standing grant an approval asks for,
-///   inserted in the same transaction) and writes it, so of any number of concurrent answers exactly one decides,
-///   and concurrent votes are counted one after the other. Deadlines and grants' times are the database's clock,
-///   so hosts with skewed clocks agree. The decision's details (kind, edited params, response, grant, votes) are
-///   one JSON column.
+/// - **Decisions** lock their requests' rows (`SELECT … FOR UPDATE`), apply the transition every store shares (the
+///   kinds of answer, quorum votes, the standing grant an approval asks for, inserted in the same transaction) and
+///   write it, so of any number of concurrent answers exactly one decides, and concurrent votes are counted one
+///   after the other. Concurrent answers given through one store are one transaction (group commit: one commit for
+///   the batch, each answer still gets its own result). Deadlines and grants' times are the database's clock, so
+///   hosts with skewed clocks agree. The decision's details (kind, edited params, response, grant, votes) are one
+///   JSON column.
 /// - **Grants** live in their own table, so every host sharing the database honours them; a use is one `UPDATE`,
 ///   so of concurrent uses of a one-use grant exactly one succeeds, and a revocation is one `UPDATE … RETURNING`
 ///   whose `used` count is final.
 /// - **Wake-up** is LISTEN/NOTIFY on a dedicated connection (never pooled): a decision or a vote commits a
-///   `pg_notify` of the request id, and the waiting agent re-reads its row. A waiter starts listening before it reads, re-reads after
-///   the listener reconnects (notifications sent while it was down are lost), and re-reads every
-///   [`POSTGRES_POLL_FALLBACK`] (1 s) in any case.
+///   `pg_notify` of the request id. One watcher task per store reads the rows of the requests its process waits
+///   for, in one query per batch: when a notification names one, when one starts waiting, after the listener
+///   reconnects (notifications sent while it was down are lost), and all of them every [`POSTGRES_POLL_FALLBACK`]
+///   (1 s) in any case. A thousand parked calls cost one query a second, not a thousand.
 /// - **At most once**: an approved request is claimed (`approved` → `executed`) before its executor runs.
+///   Concurrent claims are one statement, and so are concurrent outcomes.
 ///
 /// - **Bounded**: every insert also sweeps a bounded batch (at most 32 rows of each kind): pending requests past
 ///   their deadline become `expired`, approvals their agent never claimed (it died) become `expired` a minute after
@@ -93,7 +100,16 @@ pub(crate) struct Shared {
     /// The connection decisions run their transactions on (a transaction needs a connection of its own): one at a
     /// time per store, each holding its request's row lock only for a few statements.
     decide_client: tokio::sync::Mutex<Option<Client>>,
-    waiters: Mutex<HashMap<String, Arc<Event>>>,
+    /// The requests this process waits for, each with the slot the watcher puts its decision in.
+    waiters: Mutex<HashMap<String, Arc<Waiter>>>,
+    /// Waiting requests whose rows the watcher is to read (a notification named them, or they started waiting).
+    dirty: Mutex<HashSet<String>>,
+    /// Wakes the watcher.
+    kick: tokio::sync::Notify,
+    /// Claims, outcomes and decisions, each done in batches by a worker task ([`batch`]).
+    claims: Queue<String, bool>,
+    finishes: Queue<(String, String), ()>,
+    decisions: Queue<Resolution, ResolveOutcome>,
     listening: AtomicBool,
     closed: AtomicBool,
 }
@@ -156,6 +172,9 @@ impl PostgresStore {
             .enable_all()
             .build()
             .map_err(|e| StoreError::with_source("postgres store: cannot start its runtime", e))?;
+        let (claims, claim_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (finishes, finish_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (decisions, decide_rx) = tokio::sync::mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             config,
             tls: connector,
@@ -166,6 +185,11 @@ impl PostgresStore {
             audit_client: tokio::sync::Mutex::new(None),
             decide_client: tokio::sync::Mutex::new(None),
             waiters: Mutex::new(HashMap::new()),
+            dirty: Mutex::new(HashSet::new()),
+            kick: tokio::sync::Notify::new(),
+            claims,
+            finishes,
+            decisions,
             listening: AtomicBool::new(false),
             closed: AtomicBool::new(false),
         });
@@ -175,6 +199,10 @@ impl PostgresStore {
             retention: POSTGRES_DEFAULT_RETENTION,
         };
         store.call(|s| async move { s.migrate().await })?;
+        store.runtime.spawn(batch::claim_loop(store.shared.clone(), claim_rx));
+        store.runtime.spawn(batch::finish_loop(store.shared.clone(), finish_rx));
+        store.runtime.spawn(batch::decide_loop(store.shared.clone(), decide_rx));
+        store.runtime.spawn(batch::watch_loop(store.shared.clone()));
         let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
         store.runtime.spawn(listen_loop(store.shared.clone(), ready_tx));
         ready_rx
@@ -222,41 +250,9 @@ impl PostgresStore {
             .map_err(|_| StoreError::new("postgres store: the database did not answer within 15 s"))?
     }
 
-    /// The async twin of `call`, for futures running on another runtime.
-    async fn acall<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(Arc<Shared>) -> Fut,
-        Fut: Future<Output = Result<T, StoreError>> + Send + 'static,
-    {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let fut = f(self.shared.clone());
-        self.runtime.spawn(async move {
-            let _ = tx.send(fut.await);
-        });
-        match tokio::time::timeout(CALL_TIMEOUT, rx).await {
-            Ok(Ok(result)) => result,
-            _ => Err(StoreError::new(
-                "postgres store: the database did not answer within 15 s",
-            )),
-        }
-    }
-
     /// Whether the LISTEN connection is up now (for diagnostics and tests).
     pub fn is_listening(&self) -> bool {
         self.shared.listening.load(Ordering::SeqCst)
-    }
-
-    fn waiter(&self, id: &RequestId) -> Arc<Event> {
-        let mut waiters = self.shared.waiters.lock().unwrap_or_else(|p| p.into_inner());
-        Arc::clone(waiters.entry(id.as_str().to_owned()).or_default())
-    }
-
-    fn forget_waiter(&self, id: &RequestId) {
-        let mut waiters = self.shared.waiters.lock().unwrap_or_else(|p| p.into_inner());
-        if waiters.get(id.as_str()).is_some_and(|e| Arc::strong_count(e) == 1) {
-            waiters.remove(id.as_str());
-        }
     }
 
     async fn read_decision(shared: Arc<Shared>, id: String) -> Result<Decision, StoreError> {

@@ -1,7 +1,8 @@
 //! The requests, in PostgreSQL: [`ApprovalStore`] for [`PostgresStore`], each decision one transaction on its
 //! request's locked row.
 
-use super::grants::NOW_MS;
+use event_listener::Listener;
+
 use super::*;
 
 impl ApprovalStore for PostgresStore {
@@ -64,102 +65,9 @@ impl ApprovalStore for PostgresStore {
     }
 
     fn resolve(&self, resolution: &Resolution) -> Result<ResolveOutcome, StoreError> {
+        // Concurrent answers from this process share one transaction (decide.rs); this one's result comes back.
         let resolution = resolution.clone();
-        self.call(move |s| async move {
-            let mut slot = s.decide_client().await?;
-            let c = slot
-                .as_mut()
-                .ok_or_else(|| StoreError::new("postgres store: no connection for decisions"))?;
-            let tx = c.transaction().await.map_err(pg_err("begin a decision"))?;
-            let id = resolution.request_id().as_str();
-            // The row lock orders concurrent answers (and the agent's expiry, a single UPDATE): each sees the state
-            // and the votes the one before it committed.
-            let row = tx
-                .query_opt(
-                    &format!(
-                        "SELECT request, state, deadline <= clock_timestamp(), params_digest, details, {NOW_MS}
-                         FROM agentguard_requests WHERE id = $1 FOR UPDATE"
-                    ),
-                    &[&id],
-                )
-                .await
-                .map_err(pg_err("read a request"))?;
-            let Some(row) = row else {
-                return Ok(ResolveOutcome::Unknown);
-            };
-            let state = RequestState::parse_stored(row.get(1), "postgres")?;
-            let late: bool = row.get(2);
-            let outcome = match state {
-                RequestState::Expired => return Ok(ResolveOutcome::Expired),
-                RequestState::Pending if late => {
-                    tx.execute(
-                        "WITH u AS (UPDATE agentguard_requests SET state = 'expired', decided = now()
-                                    WHERE id = $1 RETURNING id)
-                         SELECT pg_notify($2, id) FROM u",
-                        &[&id, &CHANNEL],
-                    )
-                    .await
-                    .map_err(pg_err("expire a request"))?;
-                    ResolveOutcome::Expired
-                }
-                RequestState::Pending => {
-                    let now_ms: i64 = row.get(5);
-                    // The one transition every store applies; a row that cannot be read back can only be denied.
-                    let step = match serde_json::from_str::<ApprovalRequest>(row.get(0)) {
-                        Ok(request) => {
-                            let current = Decision::of(RequestState::Pending).with_details_json(row.get(4))?;
-                            step(&request, &current, &resolution, now_ms.max(0) as u64)
-                        }
-                        Err(_) => step_unreadable(row.get(3), &resolution),
-                    };
-                    let outcome = step.outcome();
-                    match step {
-                        Step::Refuse(_) => return Ok(outcome),
-                        Step::Vote(decision) => {
-                            tx.execute(
-                                "WITH u AS (UPDATE agentguard_requests SET details = $2
-                                            WHERE id = $1 AND state = 'pending' RETURNING id)
-                                 SELECT pg_notify($3, id) FROM u",
-                                &[&id, &decision.details_json(), &CHANNEL],
-                            )
-                            .await
-                            .map_err(pg_err("record a vote"))?;
-                        }
-                        Step::Decide(decision, grant) => {
-                            // Under the row lock it is still pending; checked all the same, so a decision is never
-                            // reported twice.
-                            let decided = tx
-                                .execute(
-                                    "WITH u AS (UPDATE agentguard_requests
-                                            SET state = $2, actor = $3, note = $4, details = $5, decided = now()
-                                            WHERE id = $1 AND state = 'pending' RETURNING id)
-                                 SELECT pg_notify($6, id) FROM u",
-                                    &[
-                                        &id,
-                                        &decision.state.as_str(),
-                                        &decision.actor,
-                                        &decision.note,
-                                        &decision.details_json(),
-                                        &CHANNEL,
-                                    ],
-                                )
-                                .await
-                                .map_err(pg_err("record a decision"))?;
-                            if decided != 1 {
-                                return Ok(ResolveOutcome::AlreadyResolved);
-                            }
-                            if let Some(grant) = grant {
-                                grants::insert_grant(&tx, &grant).await?;
-                            }
-                        }
-                    }
-                    outcome
-                }
-                _ => return Ok(ResolveOutcome::AlreadyResolved),
-            };
-            tx.commit().await.map_err(pg_err("commit a decision"))?;
-            Ok(outcome)
-        })
+        self.call(move |s| async move { batch::ask(&s.decisions, resolution).await })
     }
 
     fn expire(&self, id: &RequestId) -> Result<Option<Decision>, StoreError> {
@@ -198,32 +106,12 @@ impl ApprovalStore for PostgresStore {
 
     fn claim(&self, id: &RequestId) -> Result<bool, StoreError> {
         let id = id.as_str().to_owned();
-        self.call(move |s| async move {
-            let c = s.client().await?;
-            let n = c
-                .execute(
-                    "UPDATE agentguard_requests SET state = 'executed', executed = now()
-                     WHERE id = $1 AND state = 'approved'",
-                    &[&id],
-                )
-                .await
-                .map_err(pg_err("claim a request"))?;
-            Ok(n == 1)
-        })
+        self.call(move |s| async move { batch::ask(&s.claims, id).await })
     }
 
     fn finish(&self, id: &RequestId, outcome: &ExecOutcome) -> Result<(), StoreError> {
         let (id, text) = (id.as_str().to_owned(), outcome.to_text());
-        self.call(move |s| async move {
-            let c = s.client().await?;
-            c.execute(
-                "UPDATE agentguard_requests SET outcome = $2, finished = now() WHERE id = $1 AND state = 'executed'",
-                &[&id, &text],
-            )
-            .await
-            .map_err(pg_err("record an execution outcome"))?;
-            Ok(())
-        })
+        self.call(move |s| async move { batch::ask(&s.finishes, (id, text)).await })
     }
 
     fn get(&self, id: &RequestId) -> Result<Option<StoredRequest>, StoreError> {
@@ -297,42 +185,42 @@ impl ApprovalStore for PostgresStore {
 
     fn wait<'a>(&'a self, id: &'a RequestId) -> WaitFuture<'a> {
         Box::pin(async move {
-            let event = self.waiter(id);
+            // The watcher reads the row now, on each notification naming it, and every POSTGRES_POLL_FALLBACK.
+            let waiter = self.shared.watch(id);
             let result = loop {
-                // Listen first, then read: a decision in between still wakes us.
-                let listener = event.listen();
-                let key = id.as_str().to_owned();
-                match self.acall(move |s| PostgresStore::read_decision(s, key)).await {
-                    Ok(d) if d.state.is_final() => break Ok(d),
-                    Ok(_) => {}
-                    Err(e) => break Err(e),
+                let listener = waiter.event.listen();
+                if let Some(result) = waiter.outcome() {
+                    break result;
                 }
-                let _ = tokio::time::timeout(POSTGRES_POLL_FALLBACK, listener).await;
+                if tokio::time::timeout(2 * POSTGRES_POLL_FALLBACK, listener)
+                    .await
+                    .is_err()
+                {
+                    // The watcher sweeps every second; ask again in case it was held up.
+                    self.shared.mark(id.as_str());
+                }
             };
-            drop(event);
-            self.forget_waiter(id);
+            self.shared.unwatch(id, waiter);
             result
         })
     }
 
     fn wait_blocking(&self, id: &RequestId, until: Instant) -> Result<Option<Decision>, StoreError> {
-        let event = self.waiter(id);
+        let waiter = self.shared.watch(id);
         let result = loop {
-            let listener = event.listen();
-            let key = id.as_str().to_owned();
-            match self.call(move |s| PostgresStore::read_decision(s, key)) {
-                Ok(d) if d.state.is_final() => break Ok(Some(d)),
-                Ok(_) => {}
-                Err(e) => break Err(e),
+            let listener = waiter.event.listen();
+            if let Some(result) = waiter.outcome() {
+                break result.map(Some);
             }
             let left = until.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break Ok(None);
             }
-            let _ = listener.wait_timeout(left.min(POSTGRES_POLL_FALLBACK));
+            if listener.wait_timeout(left.min(2 * POSTGRES_POLL_FALLBACK)).is_none() {
+                self.shared.mark(id.as_str());
+            }
         };
-        drop(event);
-        self.forget_waiter(id);
+        self.shared.unwatch(id, waiter);
         result
     }
 }

@@ -5,8 +5,8 @@
 //!   it), `ran ID NS` for each call whose executor ran (NS: wall clock at the executor's first line), `denied CALL
 //!   REASON` for each that did not, then `done`.
 //! - `hosts __approver URL INDEX COUNT`: opens its own store, says `ready`, and on `go` lists the pending requests
-//!   and approves its share, again and again until `stop`: the requests whose id hashes to INDEX, and one in eight
-//!   of the next approver's, so that some answers race (the first wins). For each answer: `res ID START END
+//!   (a page at a time) and approves its share, 64 answers in flight, again and again until `stop`: the requests
+//!   whose id hashes to INDEX, and one in eight of the next approver's, so that some answers race (the first wins). For each answer: `res ID START END
 //!   OUTCOME` (wall clock just before and after `resolve`).
 //!
 //! A child whose stdin closes (the coordinator is gone) exits at once; `error …` is a child that could not start.
@@ -145,37 +145,68 @@ pub(super) fn approver_process(args: &[String]) {
     let actor = format!("approver-{index}");
     let mut answered: HashSet<RequestId> = HashSet::new();
     while !stop.load(Ordering::SeqCst) {
-        let mine: Vec<RequestId> = match store.pending() {
-            Ok(list) => list
-                .into_iter()
-                .map(|r| r.request_id().clone())
-                .filter(|id| !answered.contains(id) && takes(id.as_str(), index, count))
-                .collect(),
+        let mine = match my_pending(store.as_ref(), index, count, &answered) {
+            Ok(mine) => mine,
             Err(e) => {
                 eprintln!("approver {index}: cannot list pending requests: {e}");
                 Vec::new()
             }
         };
         if mine.is_empty() {
-            // Not 10 ms: listing every pending row is the dearest query here, and the others are still answering.
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(20));
             continue;
         }
-        for id in mine {
-            if stop.load(Ordering::SeqCst) {
-                break;
+        // ANSWERS_IN_FLIGHT answers at once, as a busy approval service gives them: the store does concurrent answers
+        // in one transaction.
+        let next = AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..ANSWERS_IN_FLIGHT.min(mine.len()) {
+                scope.spawn(|| {
+                    while !stop.load(Ordering::SeqCst) {
+                        let Some(id) = mine.get(next.fetch_add(1, Ordering::SeqCst)) else {
+                            break;
+                        };
+                        let start = wall_ns();
+                        let outcome = store.resolve(&Resolution::approve(id.clone()).actor(actor.as_str()));
+                        let end = wall_ns();
+                        let word = match outcome {
+                            Ok(ResolveOutcome::Resolved) => "resolved".to_owned(),
+                            Ok(ResolveOutcome::AlreadyResolved) => "already".to_owned(),
+                            Ok(other) => format!("{other:?}").to_lowercase(),
+                            Err(_) => "error".to_owned(),
+                        };
+                        say(format_args!("res {id} {start} {end} {word}"));
+                    }
+                });
             }
-            let start = wall_ns();
-            let outcome = store.resolve(&Resolution::approve(id.clone()).actor(actor.as_str()));
-            let end = wall_ns();
-            let word = match outcome {
-                Ok(ResolveOutcome::Resolved) => "resolved".to_owned(),
-                Ok(ResolveOutcome::AlreadyResolved) => "already".to_owned(),
-                Ok(other) => format!("{other:?}").to_lowercase(),
-                Err(_) => "error".to_owned(),
-            };
-            say(format_args!("res {id} {start} {end} {word}"));
-            answered.insert(id);
+        });
+        answered.extend(mine);
+    }
+}
+
+/// How many answers one approver process has in flight.
+const ANSWERS_IN_FLIGHT: usize = 64;
+
+/// The pending requests approver `index` of `count` takes and has not answered, read a page at a time.
+fn my_pending(
+    store: &dyn agentguard::store::ApprovalStore,
+    index: u64,
+    count: u64,
+    answered: &HashSet<RequestId>,
+) -> Result<Vec<RequestId>, agentguard::store::StoreError> {
+    let mut mine = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.pending_page(agentguard::store::MAX_PAGE, after.as_ref())?;
+        mine.extend(
+            page.requests
+                .iter()
+                .map(|r| r.request_id().clone())
+                .filter(|id| !answered.contains(id) && takes(id.as_str(), index, count)),
+        );
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return Ok(mine),
         }
     }
 }
