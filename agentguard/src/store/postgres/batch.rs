@@ -46,6 +46,31 @@ impl Waiter {
     }
 }
 
+/// The most bytes of ids one notification carries (PostgreSQL refuses a payload of 8,000 bytes or more): about 190
+/// request ids.
+pub(super) const NOTIFY_PAYLOAD_MAX: usize = 7_000;
+
+/// The payloads that tell the waiting processes about `ids`: the ids separated by spaces (a request id has none),
+/// at most [`NOTIFY_PAYLOAD_MAX`] bytes each. A batch of 256 decisions is two notifications rather than 256, which
+/// each of the database's listening processes would otherwise receive and look up one by one.
+pub(super) fn notify_payloads(ids: &[String]) -> Vec<String> {
+    let mut payloads = Vec::new();
+    let mut current = String::new();
+    for id in ids {
+        if !current.is_empty() && current.len() + 1 + id.len() > NOTIFY_PAYLOAD_MAX {
+            payloads.push(std::mem::take(&mut current));
+        }
+        if !current.is_empty() {
+            current.push(' ');
+        }
+        current.push_str(id);
+    }
+    if !current.is_empty() {
+        payloads.push(current);
+    }
+    payloads
+}
+
 /// Takes what is waiting in `rx` after `first`, up to [`BATCH_MAX`].
 fn drain<R, T>(first: (R, Reply<T>), rx: &mut mpsc::UnboundedReceiver<(R, Reply<T>)>) -> Vec<(R, Reply<T>)> {
     let mut batch = vec![first];
@@ -84,8 +109,11 @@ pub(super) async fn claim_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedRecei
         let claimed = async {
             let c = shared.client().await?;
             c.query(
-                "UPDATE agentguard_requests SET state = 'executed', executed = now()
-                 WHERE id = ANY($1) AND state = 'approved' RETURNING id",
+                &c.prepared(
+                    "UPDATE agentguard_requests SET state = 'executed', executed = now()
+                 WHERE id = ANY($1) AND (state = 'approved') IS TRUE RETURNING id",
+                )
+                .await?,
                 &[&ids],
             )
             .await
@@ -113,9 +141,12 @@ pub(super) async fn finish_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedRece
         let done = async {
             let c = shared.client().await?;
             c.execute(
-                "UPDATE agentguard_requests AS r SET outcome = u.outcome, finished = now()
+                &c.prepared(
+                    "UPDATE agentguard_requests AS r SET outcome = u.outcome, finished = now()
                  FROM unnest($1::text[], $2::text[]) AS u(id, outcome)
-                 WHERE r.id = u.id AND r.state = 'executed'",
+                 WHERE r.id = u.id AND r.id = ANY($1) AND (r.state = 'executed') IS TRUE",
+                )
+                .await?,
                 &[&ids, &outcomes],
             )
             .await
@@ -168,30 +199,30 @@ pub(super) async fn decide_loop(
         }
         queued = later;
         let resolutions: Vec<&Resolution> = batch.iter().map(|(r, _)| r).collect();
+        // An answer with an outcome gets it; one whose row turned pending after the batch's lock was taken goes
+        // first into the next batch.
+        let mut reply = |item: (Resolution, Reply<ResolveOutcome>),
+                         outcome: Option<Result<ResolveOutcome, StoreError>>| {
+            match outcome {
+                Some(outcome) => {
+                    let _ = item.1.send(outcome);
+                }
+                None => queued.push_front(item),
+            }
+        };
         match PostgresStore::decide_batch(&shared, &resolutions).await {
             Ok(outcomes) => {
                 for (item, outcome) in batch.into_iter().zip(outcomes) {
-                    match outcome {
-                        Some(outcome) => {
-                            let _ = item.1.send(outcome);
-                        }
-                        None => queued.push_front(item),
-                    }
+                    reply(item, outcome);
                 }
             }
             Err(e) if batch.len() == 1 => fail_all(batch, &e),
             Err(_) => {
                 for item in batch {
-                    match PostgresStore::decide_batch(&shared, &[&item.0]).await {
-                        Ok(mut outcomes) => match outcomes.pop().flatten() {
-                            Some(outcome) => {
-                                let _ = item.1.send(outcome);
-                            }
-                            None => queued.push_front(item),
-                        },
-                        Err(e) => {
-                            let _ = item.1.send(Err(e));
-                        }
+                    let outcome = PostgresStore::decide_batch(&shared, &[&item.0]).await;
+                    match outcome {
+                        Ok(mut outcomes) => reply(item, outcomes.pop().flatten()),
+                        Err(e) => reply(item, Some(Err(e))),
                     }
                 }
             }
@@ -219,9 +250,22 @@ impl Shared {
         }
     }
 
-    /// Whether this process waits for `id`.
-    pub(super) fn is_waiting(&self, id: &str) -> bool {
-        self.waiters.lock().unwrap_or_else(|p| p.into_inner()).contains_key(id)
+    /// Asks the watcher to read the rows this process waits for among the ids of a notification's payload
+    /// ([`notify_payloads`]): every process hears every decision, and only its own wake the watcher.
+    pub(super) fn mark_waiting(&self, payload: &str) {
+        let mine: Vec<String> = {
+            let waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+            payload
+                .split(' ')
+                .filter(|id| waiters.contains_key(*id))
+                .map(str::to_owned)
+                .collect()
+        };
+        if mine.is_empty() {
+            return;
+        }
+        self.dirty.lock().unwrap_or_else(|p| p.into_inner()).extend(mine);
+        self.kick.notify_one();
     }
 
     /// Asks the watcher to read `id`'s row (a notification named it, or it started waiting).
@@ -283,11 +327,12 @@ pub(super) async fn watch_loop(shared: Arc<Shared>) {
 
 /// The final decisions among `ids`; an id with no row, or a row that cannot be read, gets an error; a failed query
 /// gives every id its error. Pending rows are left out (their waiters wait on).
-async fn read_decisions(shared: &Shared, ids: &[String]) -> Vec<(String, Result<Decision, String>)> {
+pub(super) async fn read_decisions(shared: &Shared, ids: &[String]) -> Vec<(String, Result<Decision, String>)> {
     let rows = async {
         let c = shared.client().await?;
         c.query(
-            "SELECT id, state, actor, note, details FROM agentguard_requests WHERE id = ANY($1)",
+            &c.prepared("SELECT id, state, actor, note, details FROM agentguard_requests WHERE id = ANY($1)")
+                .await?,
             &[&ids],
         )
         .await
@@ -315,4 +360,25 @@ async fn read_decisions(shared: &Shared, ids: &[String]) -> Vec<(String, Result<
             .map(|id| (id.to_owned(), Err(format!("no request {id} in the postgres store")))),
     );
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notify_payloads_carry_every_id_once_each_under_the_limit() {
+        let ids: Vec<String> = (0..1_000).map(|_| RequestId::new().as_str().to_owned()).collect();
+        let payloads = notify_payloads(&ids);
+        assert!(payloads.len() > 1, "1,000 ids do not fit one notification");
+        assert!(payloads.iter().all(|p| !p.is_empty() && p.len() <= NOTIFY_PAYLOAD_MAX));
+        let back: Vec<&str> = payloads.iter().flat_map(|p| p.split(' ')).collect();
+        assert_eq!(back, ids.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(
+            notify_payloads(&ids[..1]),
+            vec![ids[0].clone()],
+            "one id is its own payload, as an expiry's"
+        );
+        assert!(notify_payloads(&[]).is_empty());
+    }
 }

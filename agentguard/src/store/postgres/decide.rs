@@ -33,20 +33,31 @@ impl PostgresStore {
         let c = slot
             .as_mut()
             .ok_or_else(|| StoreError::new("postgres store: no connection for decisions"))?;
+        // Every batch runs these; prepared once per connection (see `Conn`). The rarer statements (expiries, votes,
+        // other rows' states) are sent as text.
+        let lock = c
+            .prepared(&format!(
+                "SELECT id, request, deadline <= clock_timestamp(), params_digest, details, {NOW_MS}
+                 FROM agentguard_requests WHERE id = ANY($1) AND (state = 'pending') IS TRUE ORDER BY id FOR UPDATE"
+            ))
+            .await?;
+        let write = c
+            .prepared(
+                "UPDATE agentguard_requests AS r
+                 SET state = u.state, actor = u.actor, note = u.note, details = u.details, decided = now()
+                 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
+                      AS u(id, state, actor, note, details)
+                 WHERE r.id = u.id AND r.id = ANY($1) AND (r.state = 'pending') IS TRUE RETURNING r.id",
+            )
+            .await?;
+        let notify = c
+            .prepared("SELECT count(pg_notify($1, ids)) FROM unnest($2::text[]) AS ids")
+            .await?;
         let tx = c.transaction().await.map_err(pg_err("begin a decision"))?;
         let ids: Vec<&str> = answers.iter().map(|a| a.request_id().as_str()).collect();
         // The row locks order concurrent answers (and the agent's expiry, a single UPDATE): each sees the state and
         // the votes the one before it committed.
-        let rows = tx
-            .query(
-                &format!(
-                    "SELECT id, request, deadline <= clock_timestamp(), params_digest, details, {NOW_MS}
-                     FROM agentguard_requests WHERE id = ANY($1) AND state = 'pending' ORDER BY id FOR UPDATE"
-                ),
-                &[&ids],
-            )
-            .await
-            .map_err(pg_err("read a request"))?;
+        let rows = tx.query(&lock, &[&ids]).await.map_err(pg_err("read a request"))?;
         let locked: HashMap<String, tokio_postgres::Row> = rows.into_iter().map(|r| (r.get(0), r)).collect();
         let others: Vec<&str> = ids.iter().copied().filter(|id| !locked.contains_key(*id)).collect();
         let mut states: HashMap<String, String> = HashMap::new();
@@ -115,7 +126,7 @@ impl PostgresStore {
                 .query(
                     "UPDATE agentguard_requests AS r SET details = u.details
                      FROM unnest($1::text[], $2::text[]) AS u(id, details)
-                     WHERE r.id = u.id AND r.state = 'pending' RETURNING r.id",
+                     WHERE r.id = u.id AND r.id = ANY($1) AND (r.state = 'pending') IS TRUE RETURNING r.id",
                     &[&vote_ids, &vote_details],
                 )
                 .await
@@ -128,11 +139,7 @@ impl PostgresStore {
             // twice.
             let rows = tx
                 .query(
-                    "UPDATE agentguard_requests AS r
-                     SET state = u.state, actor = u.actor, note = u.note, details = u.details, decided = now()
-                     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
-                          AS u(id, state, actor, note, details)
-                     WHERE r.id = u.id AND r.state = 'pending' RETURNING r.id",
+                    &write,
                     &[
                         &decide.ids,
                         &decide.states,
@@ -152,12 +159,10 @@ impl PostgresStore {
             }
         }
         if !changed.is_empty() {
-            tx.execute(
-                "SELECT count(pg_notify($1, id)) FROM unnest($2::text[]) AS id",
-                &[&CHANNEL, &changed],
-            )
-            .await
-            .map_err(pg_err("notify the waiting agents"))?;
+            let payloads = batch::notify_payloads(&changed);
+            tx.execute(&notify, &[&CHANNEL, &payloads])
+                .await
+                .map_err(pg_err("notify the waiting agents"))?;
         }
         tx.commit().await.map_err(pg_err("commit a decision"))?;
         Ok(answers

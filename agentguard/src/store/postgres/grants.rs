@@ -71,12 +71,13 @@ impl PostgresStore {
             let c = s.client().await?;
             let rows = c
                 .query(
-                    &format!(
+                    &c.prepared(&format!(
                         "SELECT {GRANT_COLUMNS} FROM agentguard_grants
                          WHERE tool = $1 AND revoked_ms IS NULL AND (expires_ms IS NULL OR expires_ms > {NOW_MS})
                            AND (uses_left IS NULL OR uses_left > 0)
                          ORDER BY created_ms, id"
-                    ),
+                    ))
+                    .await?,
                     &[&tool],
                 )
                 .await

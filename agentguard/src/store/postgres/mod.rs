@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use event_listener::Event;
-use tokio_postgres::{AsyncMessage, Client, Config};
+use tokio_postgres::{AsyncMessage, Client, Config, Statement};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 mod batch;
@@ -19,7 +19,7 @@ mod grants;
 mod requests;
 
 use batch::{Queue, Waiter};
-use connection::listen_loop;
+use connection::{listen_loop, Conn};
 
 use super::pg_tls::{split_tls, TlsMode};
 use super::{CLAIM_GRACE, SWEEP_BATCH};
@@ -58,8 +58,9 @@ pub const POSTGRES_DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 36
 /// - **Grants** live in their own table, so every host sharing the database honours them; a use is one `UPDATE`,
 ///   so of concurrent uses of a one-use grant exactly one succeeds, and a revocation is one `UPDATE … RETURNING`
 ///   whose `used` count is final.
-/// - **Wake-up** is LISTEN/NOTIFY on a dedicated connection (never pooled): a decision or a vote commits a
-///   `pg_notify` of the request id. One watcher task per store reads the rows of the requests its process waits
+/// - **Wake-up** is LISTEN/NOTIFY on a dedicated connection (never pooled): a batch of decisions or votes commits
+///   `pg_notify`s of the request ids, up to about 190 ids per notification (separated by spaces; an expiry's
+///   notification names its one id). One watcher task per store reads the rows of the requests its process waits
 ///   for, in one query per batch: when a notification names one, when one starts waiting, after the listener
 ///   reconnects (notifications sent while it was down are lost), and all of them every [`POSTGRES_POLL_FALLBACK`]
 ///   (1 s) in any case. A thousand parked calls cost one query a second, not a thousand.
@@ -95,11 +96,11 @@ pub(crate) struct Shared {
     /// Create the schema and tables if missing (agents), or refuse a database without them (readers).
     create: bool,
     schema: Option<String>,
-    client: tokio::sync::Mutex<Option<Arc<Client>>>,
+    client: tokio::sync::Mutex<Option<Arc<Conn>>>,
     pub(crate) audit_client: tokio::sync::Mutex<Option<Client>>,
     /// The connection decisions run their transactions on (a transaction needs a connection of its own): one at a
     /// time per store, each holding its request's row lock only for a few statements.
-    decide_client: tokio::sync::Mutex<Option<Client>>,
+    decide_client: tokio::sync::Mutex<Option<Conn>>,
     /// The requests this process waits for, each with the slot the watcher puts its decision in.
     waiters: Mutex<HashMap<String, Arc<Waiter>>>,
     /// Waiting requests whose rows the watcher is to read (a notification named them, or they started waiting).
@@ -253,19 +254,6 @@ impl PostgresStore {
     /// Whether the LISTEN connection is up now (for diagnostics and tests).
     pub fn is_listening(&self) -> bool {
         self.shared.listening.load(Ordering::SeqCst)
-    }
-
-    async fn read_decision(shared: Arc<Shared>, id: String) -> Result<Decision, StoreError> {
-        let c = shared.client().await?;
-        let row = c
-            .query_opt(
-                "SELECT state, actor, note, details FROM agentguard_requests WHERE id = $1",
-                &[&id],
-            )
-            .await
-            .map_err(pg_err("read a request"))?
-            .ok_or_else(|| StoreError::new(format!("no request {id} in the postgres store")))?;
-        stored_decision(row.get(0), row.get(1), row.get(2), row.get(3))
     }
 }
 

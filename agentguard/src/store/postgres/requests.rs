@@ -26,7 +26,7 @@ impl ApprovalStore for PostgresStore {
             // become expired (their waiters are told), decided rows past the retention are deleted. SKIP LOCKED:
             // two sweeps never wait for each other, and the outer conditions are re-checked on the locked row.
             c.execute(
-                "WITH parked AS (
+                &c.prepared("WITH parked AS (
                      INSERT INTO agentguard_requests (id, request, tool, params_digest, deadline, state)
                      VALUES ($1, $2, $3, $4, now() + $5::bigint * interval '1 millisecond', 'pending')
                      RETURNING id),
@@ -44,7 +44,7 @@ impl ApprovalStore for PostgresStore {
                      WHERE id IN (SELECT id FROM agentguard_requests
                                   WHERE decided < now() - $6::bigint * interval '1 millisecond'
                                     AND state IN ('denied', 'expired', 'executed', 'responded')
-                                  LIMIT $8 FOR UPDATE SKIP LOCKED)
+                                  ORDER BY decided LIMIT $8 FOR UPDATE SKIP LOCKED)
                        AND state IN ('denied', 'expired', 'executed', 'responded')
                      RETURNING id),
                  pruned_grants AS (
@@ -55,7 +55,7 @@ impl ApprovalStore for PostgresStore {
                                   LIMIT $8 FOR UPDATE SKIP LOCKED)
                      RETURNING id)
                  SELECT (SELECT count(*) FROM parked), (SELECT count(*) FROM pruned),
-                        (SELECT count(*) FROM pruned_grants), (SELECT count(pg_notify($9, id)) FROM expired)",
+                        (SELECT count(*) FROM pruned_grants), (SELECT count(pg_notify($9, id)) FROM expired)").await?,
                 &[&id, &json, &tool, &digest, &timeout_ms, &retention_ms, &grace_ms, &SWEEP_BATCH, &CHANNEL],
             )
             .await
@@ -75,17 +75,19 @@ impl ApprovalStore for PostgresStore {
         self.call(move |s| async move {
             let c = s.client().await?;
             c.execute(
-                "WITH u AS (UPDATE agentguard_requests SET state = 'expired', decided = now()
+                &c.prepared(
+                    "WITH u AS (UPDATE agentguard_requests SET state = 'expired', decided = now()
                             WHERE id = $1 AND state = 'pending' RETURNING id)
                  SELECT pg_notify($2, id) FROM u",
+                )
+                .await?,
                 &[&id, &CHANNEL],
             )
             .await
             .map_err(pg_err("expire a request"))?;
-            match PostgresStore::read_decision(s, id).await {
-                Ok(d) => Ok(Some(d)),
-                Err(_) => Ok(None),
-            }
+            // The row as it ended (expired now, or decided just before): the watcher's read of it.
+            let read = batch::read_decisions(&s, std::slice::from_ref(&id)).await;
+            Ok(read.into_iter().find_map(|(_, d)| d.ok()))
         })
     }
 
@@ -94,8 +96,11 @@ impl ApprovalStore for PostgresStore {
         self.call(move |s| async move {
             let c = s.client().await?;
             c.execute(
-                "UPDATE agentguard_requests SET state = 'expired', decided = now()
+                &c.prepared(
+                    "UPDATE agentguard_requests SET state = 'expired', decided = now()
                  WHERE id = $1 AND state IN ('pending', 'approved')",
+                )
+                .await?,
                 &[&id],
             )
             .await
@@ -185,20 +190,16 @@ impl ApprovalStore for PostgresStore {
 
     fn wait<'a>(&'a self, id: &'a RequestId) -> WaitFuture<'a> {
         Box::pin(async move {
-            // The watcher reads the row now, on each notification naming it, and every POSTGRES_POLL_FALLBACK.
+            // The watcher reads the row now, on each notification naming it, and every POSTGRES_POLL_FALLBACK with
+            // every other waiting row. (A waiter of its own timer asking again would cost a query per waiter: a
+            // thousand parked calls' timers fire at a thousand different times.) The caller's deadline ends the wait.
             let waiter = self.shared.watch(id);
             let result = loop {
                 let listener = waiter.event.listen();
                 if let Some(result) = waiter.outcome() {
                     break result;
                 }
-                if tokio::time::timeout(2 * POSTGRES_POLL_FALLBACK, listener)
-                    .await
-                    .is_err()
-                {
-                    // The watcher sweeps every second; ask again in case it was held up.
-                    self.shared.mark(id.as_str());
-                }
+                listener.await;
             };
             self.shared.unwatch(id, waiter);
             result
@@ -216,9 +217,7 @@ impl ApprovalStore for PostgresStore {
             if left.is_zero() {
                 break Ok(None);
             }
-            if listener.wait_timeout(left.min(2 * POSTGRES_POLL_FALLBACK)).is_none() {
-                self.shared.mark(id.as_str());
-            }
+            let _ = listener.wait_timeout(left);
         };
         self.shared.unwatch(id, waiter);
         result
@@ -238,11 +237,14 @@ impl PostgresStore {
             let c = s.client().await?;
             let rows = c
                 .query(
-                    "SELECT id, request, (extract(epoch FROM created) * 1000000)::bigint FROM agentguard_requests
+                    &c.prepared(
+                        "SELECT id, request, (extract(epoch FROM created) * 1000000)::bigint FROM agentguard_requests
                      WHERE state = 'pending' AND deadline > now()
                        AND ($1::bigint IS NULL
                             OR (created, id) > (to_timestamp(0) + $1::bigint * interval '1 microsecond', $2::text))
                      ORDER BY created, id LIMIT $3::bigint",
+                    )
+                    .await?,
                     &[&after_us, &after_id, &fetch],
                 )
                 .await
