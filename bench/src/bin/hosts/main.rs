@@ -19,7 +19,9 @@
 //! updates for `--probe-s` seconds (2; 0 skips it), plain, with `pg_notify` inside the transaction, and with
 //! `pg_notify` after the commit (what a decision costs the server without agentguard around it). Each phase also
 //! reports the transactions/s committed in the database while the calls are parked and unanswered (2 s: the
-//! waiters' re-reads) and while they are decided.
+//! waiters' re-reads; read 11 s after the last call parked, since PostgreSQL 15 backends report their counts to
+//! `pg_stat_database` up to 10 s after they go idle) and while they are decided (read once the children's backends
+//! have exited, which reports the rest).
 //!
 //! Phases: `notify` (LISTEN/NOTIFY wakes the agents), then `killed` (the same, while every LISTEN backend of the
 //! run is terminated each second; `--no-kill` skips it).
@@ -27,7 +29,12 @@
 //! The children connect as a login role made for the run (`ag_hosts_<pid>`), so the counts and the kills touch this
 //! run's backends only; each phase has a fresh schema. Role and schemas are dropped at the end. A configuration
 //! whose connections do not fit the server's `max_connections` is said to not fit, and the largest number of agents
-//! that fits runs instead.
+//! that fits runs instead. The full size needs 112 connections, more than PostgreSQL's default 100:
+//! `bash bench/hosts-pg.sh start` starts a private server on 127.0.0.1:5433 with `max_connections` 300 and otherwise
+//! the defaults, and prints the URL to pass as `--pg-url`.
+//!
+//! Wake-up is reported twice: from the start of the deciding `resolve` (what the approver saw, including the time the
+//! answer waited in its approver's queue and batch) and from its return (the decision committed).
 //!
 //! Options: `--agents N` (50), `--calls N` (200), `--approvers N` (4), `--timeout-s S` (each call's timeout, 60),
 //! `--probe-s S` (2), `--deadline-s S` (each phase's, 180), `--pg-url URL` (default `$AGENTGUARD_TEST_POSTGRES_URL`, else

@@ -113,6 +113,10 @@ fn pump(
     }
 }
 
+/// How long to wait before reading `pg_stat_database`'s transaction count: PostgreSQL 15 backends that go idle
+/// report their counts up to 10 s later (`PGSTAT_IDLE_INTERVAL`); a count read at once shows the work of 10 s before.
+const STATS_SETTLE: Duration = Duration::from_secs(11);
+
 /// What a phase gathered, for [`report`].
 pub(super) struct Gathered {
     pub(super) tally: Tally,
@@ -158,6 +162,7 @@ pub(super) fn run_phase(plan: &Plan, monitor: &Monitor, server: &str, figures: &
     let samples: Mutex<Vec<Sample>> = Mutex::default();
     let mut at_rest = Sample::default();
     let (mut park_s, mut idle_commits_per_s, mut commits_per_s) = (f64::NAN, f64::NAN, f64::NAN);
+    let (mut commits_before, mut decide_s) = (None, f64::NAN);
     let mut phase_error = None;
 
     std::thread::scope(|s| {
@@ -211,18 +216,20 @@ pub(super) fn run_phase(plan: &Plan, monitor: &Monitor, server: &str, figures: &
                 t.parked == agents
             })?;
             park_s = t.elapsed().as_secs_f64();
-            // What the parked calls cost the server while nobody answers (their waits' re-reads): 2 s of it.
+            // What the parked calls cost the server while nobody answers (their waits' re-reads): 2 s of it, once
+            // the parking's own transactions have reached the counter.
+            std::thread::sleep(STATS_SETTLE);
             let (before, t) = (monitor.commits()?, Instant::now());
             std::thread::sleep(Duration::from_secs(2));
             idle_commits_per_s = (monitor.commits()? - before) as f64 / t.elapsed().as_secs_f64();
             deciding.store(true, Ordering::SeqCst);
-            let commits_before = monitor.commits()?;
+            commits_before = Some(monitor.commits()?);
             let t = Instant::now();
             children.tell(|w| matches!(w, Who::Approver(_)), "go");
             let ended = pump(&rx, &mut tally, deadline, "every agent's calls to end", |t| {
                 t.done.len() == agents
             });
-            commits_per_s = (monitor.commits()? - commits_before) as f64 / t.elapsed().as_secs_f64();
+            decide_s = t.elapsed().as_secs_f64();
             ended
         })();
         tally.stopping = true;
@@ -239,6 +246,15 @@ pub(super) fn run_phase(plan: &Plan, monitor: &Monitor, server: &str, figures: &
     // Late lines (the children are gone now) still count.
     while let Ok(event) = rx.try_recv() {
         tally.take(event);
+    }
+    // The deciding's transactions: a backend reports its count when it exits, so once the children's backends are
+    // gone (up to 5 s) every one of them is in (with the approvers' last page reads after the agents ended).
+    let gone = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < gone && monitor.sample().is_ok_and(|x| x.total > 0) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if let (Some(before), Ok(after)) = (commits_before, monitor.commits()) {
+        commits_per_s = (after - before) as f64 / decide_s;
     }
     let load_end = load_average();
 
