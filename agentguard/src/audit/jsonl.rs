@@ -54,19 +54,20 @@ pub enum Fsync {
 /// caller writes that batch itself unless another caller's batch already carried the line, so a gated call never
 /// runs before its line is in the log and a lone one pays no hand-off to another thread.
 /// [`record_deferred`](AuditSink::record_deferred) (a safe call's line) returns as soon as the line is queued; the
-/// sink's flusher thread (started by the first record) writes it, woken at once if it was idle, so the line is
-/// handed to the OS within about one batch write of the call (see BENCHMARKS.md for the measured figures) unless
-/// the disk or another process's lock stalls it; a gated call's batch carries it too. Lines reach the file in the
-/// order they were queued.
+/// sink's flusher thread (started by the first record) writes it: at once if the flusher was idle, and otherwise
+/// with every line queued in the same millisecond (the flusher writes at most one batch per millisecond while lines
+/// keep coming, so their callers never wake it), so the line is handed to the OS within about a millisecond and one
+/// batch write of the call (see BENCHMARKS.md for the measured figures) unless the disk or another process's lock
+/// stalls it; a gated call's batch carries it too. Lines reach the file in the order they were queued.
 ///
-/// **What a crash can lose.** A process killed (`kill -9`, an abort) loses the safe calls' lines still queued, never
-/// a gated call's line: at most what was queued while the batch before it was being written, and never more than
-/// 16 MiB of lines (a caller that finds the queue that full writes it itself). The chain in the file stays whole: a
-/// batch is one `write` of whole lines, and a torn one is repaired by the next writer, on the record. Dropping the
-/// sink writes what is queued; so does the end of a thread that queued lines, which covers a normal process exit
-/// (`return` from `main`, or `std::process::exit` from the thread that made the calls, with a guard that is never
-/// dropped) on Linux with glibc, where thread-local destructors run at exit (tested); elsewhere, drop the guard or
-/// call [`flush`](JsonlAudit::flush) before exiting. A power failure can lose more, depending on [`Fsync`].
+/// **What a crash can lose.** A process killed (`kill -9`, an abort) loses the safe calls' lines still queued, never a
+/// gated call's line: at most what was queued in the last millisecond and while the batch before it was being written,
+/// and never more than 16 MiB of lines (a caller that finds the queue that full writes it itself). The chain in the
+/// file stays whole: a batch is one `write` of whole lines, and a torn one is repaired by the next writer, on the
+/// record. Dropping the sink writes what is queued; so does the end of a thread that queued lines, which covers a
+/// normal process exit (`return` from `main`, or `std::process::exit` from the thread that made the calls, with a guard
+/// that is never dropped) on Linux with glibc, where thread-local destructors run at exit (tested); elsewhere, drop the
+/// guard or call [`flush`](JsonlAudit::flush) before exiting. A power failure can lose more, depending on [`Fsync`].
 ///
 /// **Async.** Nothing waits on a tokio worker thread: writing a batch (and waiting for the writer) inside a
 /// multi-threaded runtime runs in `block_in_place`, so the worker's other tasks move to another thread while the

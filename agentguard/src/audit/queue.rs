@@ -6,8 +6,9 @@
 //!   it writes the batch, its line and everything queued before it, and answers the others in it. No thread hand-off
 //!   on this path: a lone gated call costs what the write costs.
 //! - A safe call's line is queued and the call goes on; the sink's flusher thread is woken if it was idle (one
-//!   system call, only then) and writes what is queued. When the queue is full (the disk is slower than the
-//!   calls), the caller writes the batch itself rather than let the queue grow.
+//!   system call, only then) and writes what is queued, then lets the next lines gather for up to [`LINGER`]. When
+//!   the queue is full (the disk is slower than the calls), the caller writes the batch itself rather than let the
+//!   queue grow.
 //!
 //! No wait happens on a tokio worker thread: taking the writer (which may mean waiting for a slow disk) inside a
 //! multi-threaded runtime runs in [`block_in_place`](tokio::task::block_in_place), so the worker's other tasks move
@@ -17,6 +18,7 @@ use std::cell::RefCell;
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use super::writer::{Config, Writer};
 use super::AuditError;
@@ -250,7 +252,13 @@ thread_local! {
 
 use crate::store::offload::off_runtime;
 
-/// The flusher thread: writes safe calls' lines as they are queued.
+/// How long the flusher lets safe calls' lines gather after it starts a batch, before it writes the next one. While
+/// lines keep coming, one `write` (and one lock) carries up to a millisecond of them, and their callers wake no
+/// thread (only a line queued while the flusher is idle does). A line queued while the flusher is idle is written
+/// at once.
+pub(super) const LINGER: Duration = Duration::from_millis(1);
+
+/// The flusher thread: writes safe calls' lines as they are queued, at most one batch per [`LINGER`].
 fn flusher(shared: &Shared) {
     loop {
         {
@@ -264,6 +272,15 @@ fn flusher(shared: &Shared) {
             }
             q.flusher_idle = false;
         }
+        let started = Instant::now();
         shared.write_queued();
+        let left = LINGER.saturating_sub(started.elapsed());
+        if !left.is_zero() {
+            let q = lock(&shared.q);
+            // Closing (its notification) ends the wait early.
+            if !q.closing {
+                let _ = shared.work.wait_timeout(q, left);
+            }
+        }
     }
 }
