@@ -136,11 +136,11 @@ rows.append(("  p99 lateness past each call's own deadline", t(ms_ns(late_ours))
 bpp = s("park.bytes_per_parked")
 pbpp = PY.get("park_bytes_per_parked")
 rows.append(("  RSS per parked approval", "-" if bpp is None else f"{bpp:,.0f} B",
-             "-" if pbpp is None else f"{pbpp:,.0f} B", ratio(bpp, pbpp), "≤ 2 KiB",
-             "-" if bpp is None else ("met" if bpp <= 2048 else "**missed**")))
+             "-" if pbpp is None else f"{pbpp:,.0f} B", ratio(bpp, pbpp), "≤ 1 KiB",
+             "-" if bpp is None else ("met" if bpp <= 1024 else "**missed**")))
 hpp = s("park.heap_bytes_per_parked")
-rows.append(("  live heap per parked approval", "-" if hpp is None else f"{hpp:,.0f} B", "-", "-", "≤ 2 KiB",
-             "-" if hpp is None else ("met" if hpp <= 2048 else "**missed**")))
+rows.append(("  live heap per parked approval", "-" if hpp is None else f"{hpp:,.0f} B", "-", "-", "≤ 1 KiB",
+             "-" if hpp is None else ("met" if hpp <= 1024 else "**missed**")))
 bl = s("park.blocking_max_ms")
 th = PY.get("park_to_thread_s")
 rows.append(("  unrelated blocking call while parked (max)", t(ms_ns(bl)), t(None if th is None else th * 1e9) + " (to_thread)",
