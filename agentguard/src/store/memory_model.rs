@@ -1,5 +1,6 @@
-//! Model checking with shuttle (`RUSTFLAGS="--cfg agentguard_model" cargo test -p agentguard --lib model::`, as `.ci/run` does): a waiter racing an
-//! answer, its deadline and its own drop, over the real store code, in every interleaving shuttle explores.
+//! Model checking with shuttle (`RUSTFLAGS="--cfg agentguard_model" cargo test -p agentguard --lib model::`; `.ci/run`
+//! passes the cfg with `cargo rustc` instead): a waiter racing an answer, its deadline and its own drop, over the real
+//! store code, in every interleaving shuttle explores.
 
 use super::*;
 use crate::params::ParamsDigest;
