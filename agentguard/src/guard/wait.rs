@@ -4,7 +4,7 @@
 use super::decide::Parked;
 use super::Inner;
 use crate::approver::{Notifier, Verdict};
-use crate::request::{AnswerKind, DenyReason, RequestId};
+use crate::request::{AnswerKind, DenyReason};
 use crate::store::{Decision, RequestState, StoreError};
 
 impl Inner {
@@ -120,7 +120,7 @@ pub(super) fn store_down(e: StoreError) -> Verdict {
 #[cfg(feature = "tokio")]
 struct ExpireOnDrop<'a> {
     store: &'a dyn crate::store::ApprovalStore,
-    id: &'a RequestId,
+    id: &'a crate::request::RequestId,
     armed: bool,
 }
 
