@@ -4,7 +4,8 @@
 
 use serde_json::{json, Value};
 
-use super::decide::{Asking, Parked, Plan};
+use super::decide::Parked;
+use super::plan::{Asking, Plan};
 use super::{Gating, Inner};
 use crate::audit::{AuditDecision, AuditRecord};
 use crate::params::{FrozenParams, ParamsDigest, REDACTED};

@@ -13,6 +13,7 @@ mod ask;
 mod builder;
 mod decide;
 pub(crate) mod global;
+mod plan;
 mod trace;
 mod wait;
 
