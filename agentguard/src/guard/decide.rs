@@ -5,6 +5,7 @@
 //! [`conclude`](Inner::conclude) rechecks the arguments, writes the audit line and hands out the [`Allowed`] decision only if
 //! the call may run. `decide_blocking` and `decide` are the sync and async paths through these same steps.
 
+use std::borrow::Cow;
 use std::time::{Instant, SystemTime};
 
 use serde_json::{json, Value};
@@ -16,7 +17,9 @@ use super::trace::CallSpan;
 use super::{AgentGuard, Gating, Inner, Recheck};
 use crate::approver::{self, Approver, Notifier, Verdict};
 use crate::audit::{AuditDecision, AuditRecord};
-use crate::params::{canonical_json, deeper_than, FrozenParams, ParamsDigest, ParamsRejected, MAX_PARAMS_DEPTH};
+use crate::params::{
+    canonical_json, canonical_sha256, deeper_than, FrozenParams, ParamsDigest, ParamsRejected, MAX_PARAMS_DEPTH,
+};
 use crate::policy::PolicyStamp;
 use crate::request::{ActionDenied, ApprovalRequest, DenyReason, EditCheck, RequestId, ToolCall};
 use agentguard_classify::{name_key, Risk};
@@ -243,26 +246,25 @@ impl Inner {
 
     /// A call's params as an audit line shows them without freezing them: redacted, with the digest of their
     /// canonical text (no copy of the params is made); params too deep or too large to show are a note instead.
-    pub(super) fn params_for_record(&self, call: &ToolCall) -> (Value, Option<ParamsDigest>) {
-        let refused = if deeper_than(&call.params, MAX_PARAMS_DEPTH) {
-            Some(ParamsRejected::TooDeep {
+    pub(super) fn params_for_record<'c>(&self, call: &'c ToolCall) -> (Cow<'c, Value>, Option<ParamsDigest>) {
+        if deeper_than(&call.params, MAX_PARAMS_DEPTH) {
+            let refused = ParamsRejected::TooDeep {
                 limit: MAX_PARAMS_DEPTH,
-            })
-        } else {
-            None
-        };
-        let digest = match refused {
-            Some(_) => None,
-            None => canonical_json(&call.params, self.max_params_bytes).map(|text| ParamsDigest::of(text.as_bytes())),
-        };
-        let shown = match (&refused, &digest) {
-            (None, Some(_)) => self.redactor.redact_with(&call.params, &call.redact),
-            (Some(rejected), _) => not_recorded_note(rejected),
-            (None, None) => not_recorded_note(&ParamsRejected::TooLarge {
-                limit: self.max_params_bytes,
-            }),
-        };
-        (shown, digest)
+            };
+            return (Cow::Owned(not_recorded_note(&refused)), None);
+        }
+        match canonical_sha256(&call.params, self.max_params_bytes) {
+            Some(hash) => (
+                self.redactor.shown(&call.params, &call.redact),
+                Some(ParamsDigest::from_sha256(&hash)),
+            ),
+            None => {
+                let refused = ParamsRejected::TooLarge {
+                    limit: self.max_params_bytes,
+                };
+                (Cow::Owned(not_recorded_note(&refused)), None)
+            }
+        }
     }
 
     /// Freezes the params and builds the request; denies (and audits) params over the size limit.

@@ -1,14 +1,63 @@
 //! Canonical JSON: compact, keys sorted by their bytes at every depth, written without recursion.
 
+use std::io::{self, Write};
+
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 /// Canonical JSON of `value`, or `None` once it grows past `limit` bytes. Iterative: any depth is safe (a value
 /// nested deeper than the stack could hold is written, or refused at the limit, without recursion).
 pub fn canonical_json(value: &Value, limit: usize) -> Option<String> {
-    let mut out = Vec::with_capacity(128);
+    let mut out = Counted {
+        out: Vec::with_capacity(128),
+        len: 0,
+    };
     write_canonical(value, &mut out, limit)?;
     // Every piece written is serde_json's own (valid UTF-8) output or ASCII punctuation.
-    Some(String::from_utf8(out).expect("canonical JSON is UTF-8"))
+    Some(String::from_utf8(out.out).expect("canonical JSON is UTF-8"))
+}
+
+/// SHA-256 of [`canonical_json`]`(value, limit)`, hashed as it is written (no copy of the text is kept), or `None`
+/// past `limit` bytes. What an audit line's `params_digest` needs, without the text a frozen snapshot keeps.
+pub(crate) fn canonical_sha256(value: &Value, limit: usize) -> Option<[u8; 32]> {
+    let mut out = Counted {
+        out: Hashing(Sha256::new()),
+        len: 0,
+    };
+    write_canonical(value, &mut out, limit)?;
+    Some(out.out.0.finalize().into())
+}
+
+/// A writer that counts what it is given.
+struct Counted<W> {
+    out: W,
+    len: usize,
+}
+
+impl<W: Write> Write for Counted<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.out.write_all(buf)?;
+        self.len += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Feeds a SHA-256 (writing cannot fail).
+struct Hashing(Sha256);
+
+impl Write for Hashing {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// What is left to write: a value, or the punctuation that closes a container or separates its items.
@@ -18,17 +67,17 @@ enum Step<'a> {
     Byte(u8),
 }
 
-fn write_canonical<'a>(value: &'a Value, out: &mut Vec<u8>, limit: usize) -> Option<()> {
+fn write_canonical<'a, W: Write>(value: &'a Value, out: &mut Counted<W>, limit: usize) -> Option<()> {
     let mut todo = vec![Step::Value(value)];
     while let Some(step) = todo.pop() {
         match step {
-            Step::Byte(b) => out.push(b),
+            Step::Byte(b) => out.write_all(&[b]).ok()?,
             Step::Key(k) => {
                 serde_json::to_writer(&mut *out, k).ok()?;
-                out.push(b':');
+                out.write_all(b":").ok()?;
             }
             Step::Value(Value::Object(map)) => {
-                out.push(b'{');
+                out.write_all(b"{").ok()?;
                 todo.push(Step::Byte(b'}'));
                 // serde_json's default map is a BTreeMap, whose order is already the byte order of the keys. Only a
                 // map in insertion order (serde_json's `preserve_order` feature) needs sorting.
@@ -53,7 +102,7 @@ fn write_canonical<'a>(value: &'a Value, out: &mut Vec<u8>, limit: usize) -> Opt
                 }
             }
             Step::Value(Value::Array(items)) => {
-                out.push(b'[');
+                out.write_all(b"[").ok()?;
                 todo.push(Step::Byte(b']'));
                 for (i, v) in items.iter().enumerate().rev() {
                     todo.push(Step::Value(v));
@@ -63,10 +112,10 @@ fn write_canonical<'a>(value: &'a Value, out: &mut Vec<u8>, limit: usize) -> Opt
                 }
             }
             // Strings, numbers, booleans and null: serde_json's own compact text is already canonical. Writing into
-            // a Vec cannot fail.
+            // a Vec or a hash cannot fail.
             Step::Value(other) => serde_json::to_writer(&mut *out, other).ok()?,
         }
-        if out.len() > limit {
+        if out.len > limit {
             return None;
         }
     }

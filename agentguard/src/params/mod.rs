@@ -15,6 +15,7 @@ mod redact;
 mod tests;
 
 pub use canonical::canonical_json;
+pub(crate) use canonical::canonical_sha256;
 pub(crate) use finite::{check_finite, check_finite_at};
 pub use redact::Redactor;
 
@@ -38,8 +39,13 @@ pub struct ParamsDigest(Arc<str>);
 impl ParamsDigest {
     /// Digest of some bytes.
     pub fn of(bytes: &[u8]) -> Self {
+        Self::from_sha256(&Sha256::digest(bytes).into())
+    }
+
+    /// The digest whose SHA-256 is `hash`.
+    pub(crate) fn from_sha256(hash: &[u8; 32]) -> Self {
         let mut text = [0u8; 64];
-        hex_into(&Sha256::digest(bytes), &mut text);
+        hex_into(hash, &mut text);
         ParamsDigest(Arc::from(std::str::from_utf8(&text).expect("hex digits are ASCII")))
     }
 
@@ -182,17 +188,18 @@ pub const MAX_PARAMS_DEPTH: usize = 64;
 /// Whether `value` nests objects and arrays more than `limit` levels deep (a scalar is depth 0, `[]` depth 1).
 /// Iterative, so any depth is safe to ask about, and it stops looking once past the limit.
 pub fn deeper_than(value: &Value, limit: usize) -> bool {
-    let mut stack: Vec<(&Value, usize)> = vec![(value, 0)];
-    while let Some((v, depth)) = stack.pop() {
-        let children: Box<dyn Iterator<Item = &Value>> = match v {
-            Value::Array(items) => Box::new(items.iter()),
-            Value::Object(map) => Box::new(map.values()),
-            _ => continue,
-        };
-        if depth + 1 > limit {
-            return true;
+    // Only containers go on the stack (a scalar adds no level), and the stack is allocated only for a container
+    // inside a container: the common flat object of scalars costs no allocation.
+    let mut stack: Vec<(&Value, usize)> = Vec::new();
+    let mut next = Some((value, 0));
+    while let Some((v, depth)) = next.take().or_else(|| stack.pop()) {
+        let nested = |c: &&Value| c.is_array() || c.is_object();
+        match v {
+            Value::Array(items) if depth < limit => stack.extend(items.iter().filter(nested).map(|c| (c, depth + 1))),
+            Value::Object(map) if depth < limit => stack.extend(map.values().filter(nested).map(|c| (c, depth + 1))),
+            Value::Array(_) | Value::Object(_) => return true,
+            _ => {}
         }
-        stack.extend(children.map(|c| (c, depth + 1)));
     }
     false
 }

@@ -1,5 +1,6 @@
 //! [`Redactor`]: masks values under secret-looking keys in everything a person or a file sees.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 
 use serde_json::Value;
@@ -85,6 +86,29 @@ impl Redactor {
             }
         }
         shown
+    }
+
+    /// `value` as [`redact_with`](Self::redact_with) would show it, borrowed when that would change nothing (no
+    /// secret key at any depth, none of `keys` at the top, not too deep): the common case copies nothing.
+    pub(crate) fn shown<'v>(&self, value: &'v Value, keys: &[String]) -> Cow<'v, Value> {
+        let listed = value
+            .as_object()
+            .is_some_and(|map| keys.iter().any(|k| map.contains_key(k)));
+        if listed || deeper_than(value, MAX_PARAMS_DEPTH) || self.masks_any(value) {
+            Cow::Owned(self.redact_with(value, keys))
+        } else {
+            Cow::Borrowed(value)
+        }
+    }
+
+    /// Whether some key at any depth of `value` is secret (`value` is at most [`MAX_PARAMS_DEPTH`] deep, so the
+    /// recursion is bounded).
+    fn masks_any(&self, value: &Value) -> bool {
+        match value {
+            Value::Object(map) => map.iter().any(|(k, v)| self.is_secret_key(k) || self.masks_any(v)),
+            Value::Array(items) => items.iter().any(|v| self.masks_any(v)),
+            _ => false,
+        }
     }
 
     /// A copy of `value` with secret values masked. A value nested deeper than [`MAX_PARAMS_DEPTH`] is not shown at

@@ -200,6 +200,34 @@ mod properties {
         })
     }
 
+    /// Keys that are secret, listed or neither, for the redaction properties.
+    const KEYS: &[&str] = &[
+        "id",
+        "note",
+        "token",
+        "apiKey",
+        "customerNote",
+        "password_hash",
+        "spin",
+        "a",
+    ];
+
+    /// JSON whose object keys come from [`KEYS`], so some are masked and some are not.
+    fn keyed_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<i64>().prop_map(Value::from),
+            "[a-z]{0,4}".prop_map(Value::from)
+        ];
+        leaf.prop_recursive(4, 32, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map(prop::sample::select(KEYS).prop_map(str::to_owned), inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
     /// Every leaf of `v`, by position.
     fn leaves(v: &Value) -> usize {
         match v {
@@ -256,6 +284,47 @@ mod properties {
             prop_assert_eq!(canonical_json(&v, text.len()), Some(text.clone()));
             if !text.is_empty() {
                 prop_assert_eq!(canonical_json(&v, text.len() - 1), None);
+            }
+        }
+
+        #[test]
+        fn hashing_as_written_gives_the_digest_of_the_text_and_keeps_its_limit(v in json()) {
+            let text = canonical_json(&v, usize::MAX).unwrap();
+            let hashed = canonical_sha256(&v, usize::MAX).map(|h| ParamsDigest::from_sha256(&h));
+            prop_assert_eq!(hashed, Some(ParamsDigest::of(text.as_bytes())));
+            prop_assert!(canonical_sha256(&v, text.len()).is_some());
+            if !text.is_empty() {
+                prop_assert!(canonical_sha256(&v, text.len() - 1).is_none());
+            }
+        }
+
+        #[test]
+        fn what_is_shown_is_the_redacted_copy_and_is_borrowed_only_when_that_changes_nothing(
+            v in keyed_json(),
+            listed in prop::collection::vec(prop::sample::select(KEYS), 0..2),
+        ) {
+            let listed: Vec<String> = listed.into_iter().map(str::to_owned).collect();
+            let redactor = Redactor::new().with_keys(["customer_note"]);
+            let shown = redactor.shown(&v, &listed);
+            prop_assert_eq!(&*shown, &redactor.redact_with(&v, &listed));
+            if let std::borrow::Cow::Borrowed(same) = shown {
+                prop_assert!(std::ptr::eq(same, &v));
+            }
+        }
+
+        #[test]
+        fn depth_is_measured_exactly_through_objects_and_arrays(levels in 0usize..200, objects in any::<u64>()) {
+            // `levels` containers, each an object or an array by a bit of `objects`, around a scalar, beside scalars.
+            let mut v = json!("leaf");
+            for level in 0..levels {
+                v = if objects >> (level % 64) & 1 == 1 {
+                    json!({"a": 1, "b": v, "c": "x"})
+                } else {
+                    json!([1, v, "x"])
+                };
+            }
+            for limit in [0, levels.saturating_sub(1), levels, levels + 1, MAX_PARAMS_DEPTH] {
+                prop_assert_eq!(deeper_than(&v, limit), levels > limit, "levels {} limit {}", levels, limit);
             }
         }
 
