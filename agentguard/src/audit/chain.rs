@@ -162,7 +162,10 @@ struct Timestamp(SystemTime);
 
 impl Serialize for Timestamp {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&Rfc3339(self.0))
+        match rfc3339_fixed(self.0) {
+            Some(text) => s.serialize_str(std::str::from_utf8(&text).expect("ASCII digits and punctuation")),
+            None => s.collect_str(&Rfc3339(self.0)),
+        }
     }
 }
 
@@ -176,33 +179,78 @@ struct Rfc3339(SystemTime);
 
 impl std::fmt::Display for Rfc3339 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        rfc3339(self.0, f)
+        match rfc3339_fixed(self.0) {
+            Some(text) => f.write_str(std::str::from_utf8(&text).expect("ASCII digits and punctuation")),
+            None => {
+                let c = Civil::of(self.0);
+                write!(
+                    f,
+                    "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+                    c.year, c.month, c.day, c.hour, c.minute, c.second, c.milli
+                )
+            }
+        }
     }
 }
 
-fn rfc3339(t: SystemTime, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs();
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    write!(
-        f,
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60,
-        d.subsec_millis()
-    )
+/// A UTC time's calendar fields.
+struct Civil {
+    year: i64,
+    month: i64,
+    day: i64,
+    hour: u64,
+    minute: u64,
+    second: u64,
+    milli: u32,
+}
+
+impl Civil {
+    fn of(t: SystemTime) -> Civil {
+        let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let secs = d.as_secs();
+        let days = (secs / 86_400) as i64;
+        let rem = secs % 86_400;
+        // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        Civil {
+            year: yoe + era * 400 + i64::from(month <= 2),
+            month,
+            day,
+            hour: rem / 3600,
+            minute: (rem / 60) % 60,
+            second: rem % 60,
+            milli: d.subsec_millis(),
+        }
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ` written digit by digit (the line's hot path: `write!` cost more than the rest of the
+/// timestamp), or `None` for a year past 9999, which [`Rfc3339`] writes with more digits.
+fn rfc3339_fixed(t: SystemTime) -> Option<[u8; 24]> {
+    let c = Civil::of(t);
+    let year = u64::try_from(c.year).ok().filter(|y| *y <= 9999)?;
+    let mut text = *b"0000-00-00T00:00:00.000Z";
+    let mut put = |at: usize, width: usize, mut n: u64| {
+        for i in (at..at + width).rev() {
+            text[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+    };
+    put(0, 4, year);
+    put(5, 2, c.month as u64);
+    put(8, 2, c.day as u64);
+    put(11, 2, c.hour);
+    put(14, 2, c.minute);
+    put(17, 2, c.second);
+    put(20, 3, u64::from(c.milli));
+    Some(text)
 }
 
 #[derive(Deserialize)]

@@ -10,6 +10,39 @@ fn rfc3339_formats_known_instants() {
 }
 
 #[test]
+fn rfc3339_digit_by_digit_matches_the_formatted_text_up_to_year_9999_and_falls_back_after() {
+    let formatted = |t: SystemTime| {
+        let c = Civil::of(t);
+        format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+            c.year, c.month, c.day, c.hour, c.minute, c.second, c.milli
+        )
+    };
+    // 9999-12-31T23:59:59.999Z is the last instant with four year digits.
+    let last = 253_402_300_799_999u64;
+    // 200,000 instants spread over the whole range (a fixed LCG, so a failure repeats), and the range's ends.
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    for i in 0..200_000u64 {
+        x = x
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        let ms = match i {
+            0 => 0,
+            1 => last,
+            _ => (x >> 11) % (last + 1),
+        };
+        let t = UNIX_EPOCH + std::time::Duration::from_millis(ms);
+        let fixed = rfc3339_fixed(t).expect("a four-digit year");
+        assert_eq!(std::str::from_utf8(&fixed).unwrap(), formatted(t), "at {ms} ms");
+    }
+    let t = UNIX_EPOCH + std::time::Duration::from_millis(last);
+    assert_eq!(format_rfc3339(t), "9999-12-31T23:59:59.999Z");
+    let after = t + std::time::Duration::from_millis(1);
+    assert!(rfc3339_fixed(after).is_none());
+    assert_eq!(format_rfc3339(after), "10000-01-01T00:00:00.000Z");
+}
+
+#[test]
 fn check_line_rejects_damaged_non_ascii_lines_without_panicking() {
     for n in 30..60 {
         let line = format!(
