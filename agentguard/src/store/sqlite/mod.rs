@@ -83,6 +83,35 @@ fn db_err(what: &str) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
     move |e| StoreError::with_source(format!("sqlite store: {what}"), e)
 }
 
+/// Puts the file in WAL mode (it stays so: a no-op once done). Switching needs the file to itself, and SQLite
+/// answers "database is locked" at once, without waiting out the busy timeout, when other processes opening the
+/// same new file are reading it at that moment: so a file already in WAL mode is left alone, and a busy switch is
+/// tried again for up to 10 s (seen when several processes open one new store at the same instant).
+fn enable_wal(conn: &Connection) -> rusqlite::Result<()> {
+    let give_up = std::time::Instant::now() + Duration::from_secs(10);
+    let mut pause = Duration::from_millis(2);
+    loop {
+        let wal = |conn: &Connection| -> rusqlite::Result<bool> {
+            let mode: String = conn.query_row("PRAGMA journal_mode", [], |row| row.get(0))?;
+            Ok(mode.eq_ignore_ascii_case("wal"))
+        };
+        let result = match wal(conn) {
+            Ok(true) => return Ok(()),
+            Ok(false) => conn.pragma_update(None, "journal_mode", "WAL"),
+            Err(e) => Err(e),
+        };
+        match result {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy && std::time::Instant::now() < give_up =>
+            {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(100));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Runs a statement through the connection's statement cache: the hot statements are parsed once, not per call.
 fn exec(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
     conn.prepare_cached(sql)?.execute(params)
@@ -116,8 +145,7 @@ impl SqliteStore {
             .map_err(db_err("set busy timeout"))?;
         // The schema check comes first and only reads, so a file that is refused is left exactly as it was.
         migrate(&mut conn, &path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(db_err("enable WAL (is the file a SQLite database?)"))?;
+        enable_wal(&conn).map_err(db_err("enable WAL (is the file a SQLite database?)"))?;
         // Added after schema 1 shipped, and only an index: files of schema 1 get it here, older readers ignore it.
         // The same for the pending order's partial index, which pages of pending requests are read through.
         conn.execute_batch(
