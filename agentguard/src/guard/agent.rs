@@ -2,6 +2,8 @@
 
 use std::collections::HashSet;
 use std::fmt;
+#[cfg(feature = "tokio")]
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -94,6 +96,100 @@ pub struct Executed<T> {
     pub edited: Option<super::approval::Edited>,
 }
 
+/// Which guard an async call goes through.
+#[cfg(feature = "tokio")]
+#[derive(Clone, Copy)]
+pub(crate) enum Through<'g> {
+    /// This one.
+    Guard(&'g AgentGuard),
+    /// The one [installed](super::global::install) process-wide, looked up at the first poll.
+    Installed,
+}
+
+/// What the async entry points run (the guard's and the process-wide `aexecute`). The call comes boxed and is
+/// unboxed at the first poll: an async fn keeps its arguments for its whole life, and a parked call's future lives
+/// for the whole wait, so the call inline (224 bytes) would stay beside what [`decide`](AgentGuard::decide) took
+/// from it; boxed, 8 bytes stay. Each entry point returns this future itself rather than awaiting it in another
+/// (which would keep more room again), and `K` keeps what the entry point returns besides the value
+/// (`aexecute_detailed`'s edit), so the others keep nothing more.
+#[cfg(feature = "tokio")]
+pub(crate) async fn arun_call<T, K, F, Fut>(
+    through: Through<'_>,
+    call: Box<ToolCall>,
+    gating: Gating,
+    executor: F,
+) -> Result<K::Output, ActionDenied>
+where
+    K: Keep<T>,
+    F: FnOnce(String, Value) -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    let guard = match through {
+        Through::Guard(guard) => guard,
+        Through::Installed => match super::global::installed() {
+            Some(guard) => guard,
+            None => return Err(super::global::no_guard(unboxed(call).name)),
+        },
+    };
+    let approval = guard
+        .decide(unboxed(call), gating)
+        .await?
+        .finish(None, super::Claim::Now)?;
+    // The approval is handed on, never borrowed here: a local borrowed in an async fn keeps its room in the future
+    // across every later await, even once moved (the edit it may carry is taken in `boxed_run`).
+    let (kept, run) = guard.boxed_run::<T, K, F, Fut>(approval, executor);
+    Ok(kept.done(run.await))
+}
+
+/// What an async entry point keeps of an approval while its executor runs, and what it returns.
+#[cfg(feature = "tokio")]
+pub(crate) trait Keep<T> {
+    /// What the entry point returns.
+    type Output;
+    /// Keeps what is needed of the approval.
+    fn keep(approval: &super::approval::Allowed) -> Self;
+    /// The return value.
+    fn done(self, value: T) -> Self::Output;
+}
+
+/// Keeps nothing: the executor's value.
+#[cfg(feature = "tokio")]
+pub(crate) struct Plain;
+
+#[cfg(feature = "tokio")]
+impl<T> Keep<T> for Plain {
+    type Output = T;
+    fn keep(_: &super::approval::Allowed) -> Self {
+        Plain
+    }
+    fn done(self, value: T) -> T {
+        value
+    }
+}
+
+/// Keeps the approver's edit: an [`Executed`].
+#[cfg(feature = "tokio")]
+struct Detailed(Option<super::approval::Edited>);
+
+#[cfg(feature = "tokio")]
+impl<T> Keep<T> for Detailed {
+    type Output = Executed<T>;
+    fn keep(approval: &super::approval::Allowed) -> Self {
+        Detailed(approval.edited().cloned())
+    }
+    fn done(self, value: T) -> Executed<T> {
+        Executed { value, edited: self.0 }
+    }
+}
+
+/// Moves a value out of its box and frees the box now (`let v = *boxed` would free it only when `boxed` goes out
+/// of scope: in an async fn, when its future ends).
+#[cfg(feature = "tokio")]
+#[allow(clippy::boxed_local)] // the box is the point: taking it by value frees it here
+fn unboxed<T>(boxed: Box<T>) -> T {
+    *boxed
+}
+
 /// Rebuilds a call's params from the live arguments after approval, to detect a change behind the approver's back.
 #[doc(hidden)]
 pub type Recheck<'a> = dyn Fn() -> Result<Value, String> + 'a;
@@ -146,68 +242,73 @@ impl AgentGuard {
     ///
     /// Waiting costs no thread: a parked call is a future woken by [`resolve`](Self::resolve) or by a tokio timer
     /// at its deadline. Needs a tokio runtime with the time driver enabled. Dropping the future while it is parked
-    /// expires the request, so it can never run later.
+    /// expires the request, so it can never run later. Like any future, it does nothing until polled.
     #[cfg(feature = "tokio")]
-    pub async fn aexecute<T, F, Fut>(&self, call: ToolCall, executor: F) -> Result<T, ActionDenied>
+    pub fn aexecute<'g, T, F, Fut>(
+        &'g self,
+        call: ToolCall,
+        executor: F,
+    ) -> impl std::future::Future<Output = Result<T, ActionDenied>> + use<'g, T, F, Fut>
     where
         F: FnOnce(String, Value) -> Fut,
         Fut: std::future::Future<Output = T>,
     {
-        // Each of the async entry points decides and runs the call itself rather than awaiting another: a future
-        // that awaits another async fn keeps its own copy of the arguments beside the inner one's, and a parked
-        // call holds its future for the whole wait (this kept about 600 bytes off each parked approval).
-        let approval = self.decide(call, Gating::Auto).await?.finish(None, super::Claim::Now)?;
-        Ok(self
-            .arun_approved(approval, |a| {
-                let (tool, params) = a.into_parts();
-                executor(tool, params)
-            })
-            .await)
+        arun_call::<T, Plain, F, Fut>(Through::Guard(self), Box::new(call), Gating::Auto, executor)
     }
 
     /// The async twin of [`execute_gated`](Self::execute_gated).
     #[cfg(feature = "tokio")]
-    pub async fn aexecute_gated<T, F, Fut>(
-        &self,
+    pub fn aexecute_gated<'g, T, F, Fut>(
+        &'g self,
         call: ToolCall,
         gating: Gating,
         executor: F,
-    ) -> Result<T, ActionDenied>
+    ) -> impl std::future::Future<Output = Result<T, ActionDenied>> + use<'g, T, F, Fut>
     where
         F: FnOnce(String, Value) -> Fut,
         Fut: std::future::Future<Output = T>,
     {
-        // Not through aexecute_detailed: see aexecute.
-        let approval = self.decide(call, gating).await?.finish(None, super::Claim::Now)?;
-        Ok(self
-            .arun_approved(approval, |a| {
-                let (tool, params) = a.into_parts();
-                executor(tool, params)
-            })
-            .await)
+        arun_call::<T, Plain, F, Fut>(Through::Guard(self), Box::new(call), gating, executor)
     }
 
     /// The async twin of [`execute_detailed`](Self::execute_detailed).
     #[cfg(feature = "tokio")]
-    pub async fn aexecute_detailed<T, F, Fut>(
-        &self,
+    pub fn aexecute_detailed<'g, T, F, Fut>(
+        &'g self,
         call: ToolCall,
         gating: Gating,
         executor: F,
-    ) -> Result<Executed<T>, ActionDenied>
+    ) -> impl std::future::Future<Output = Result<Executed<T>, ActionDenied>> + use<'g, T, F, Fut>
     where
         F: FnOnce(String, Value) -> Fut,
         Fut: std::future::Future<Output = T>,
     {
-        let approval = self.decide(call, gating).await?.finish(None, super::Claim::Now)?;
-        let edited = approval.edited().cloned();
-        let value = self
-            .arun_approved(approval, |a| {
-                let (tool, params) = a.into_parts();
-                executor(tool, params)
-            })
-            .await;
-        Ok(Executed { value, edited })
+        arun_call::<T, Detailed, F, Fut>(Through::Guard(self), Box::new(call), gating, executor)
+    }
+
+    /// What the approval keeps for the caller, and its run, boxed: a future is as large as its largest state, and
+    /// running is larger than waiting, so unboxed every parked call would carry the room its run needs for its
+    /// whole wait.
+    #[cfg(feature = "tokio")]
+    fn boxed_run<'g, T, K, F, Fut>(
+        &'g self,
+        approval: super::approval::Allowed,
+        executor: F,
+    ) -> (
+        K,
+        Pin<Box<impl std::future::Future<Output = T> + use<'g, T, K, F, Fut>>>,
+    )
+    where
+        K: Keep<T>,
+        F: FnOnce(String, Value) -> Fut,
+        Fut: std::future::Future<Output = T>,
+    {
+        let kept = K::keep(&approval);
+        let run = Box::pin(self.arun_approved(approval, |a| {
+            let (tool, params) = a.into_parts();
+            executor(tool, params)
+        }));
+        (kept, run)
     }
 
     /// The requests waiting for an answer now (only live ones: not decided, not past their deadline), oldest

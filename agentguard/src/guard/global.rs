@@ -65,13 +65,16 @@ where
 /// [`AgentGuard::aexecute`] through the [installed](install) guard. With none installed, the call is denied
 /// (`no_guard`) and does not run.
 #[cfg(feature = "tokio")]
-pub async fn aexecute<T, F, Fut>(call: ToolCall, executor: F) -> Result<T, ActionDenied>
+pub fn aexecute<T, F, Fut>(call: ToolCall, executor: F) -> impl std::future::Future<Output = Result<T, ActionDenied>>
 where
     F: FnOnce(String, Value) -> Fut,
     Fut: std::future::Future<Output = T>,
 {
-    match installed() {
-        Some(guard) => guard.aexecute(call, executor).await,
-        None => Err(no_guard(call.name)),
-    }
+    // Looked up at the first poll, as an async fn would; see `AgentGuard::aexecute` for why the call is boxed.
+    super::agent::arun_call::<T, super::agent::Plain, F, Fut>(
+        super::agent::Through::Installed,
+        Box::new(call),
+        super::Gating::Auto,
+        executor,
+    )
 }

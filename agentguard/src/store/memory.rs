@@ -1,5 +1,6 @@
 //! [`InMemoryStore`]: the default store, requests kept in this process's memory.
 
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::ops::Bound;
@@ -59,8 +60,38 @@ struct Inner {
 struct Slot {
     request: ApprovalRequest,
     deadline: Instant,
-    decision: Decision,
+    decision: Compact,
     event: Arc<Event>,
+}
+
+/// A slot's decision, boxed unless it is the plain pending one: a [`Decision`] is 160 bytes, and the map holds its
+/// slots inline, so a million parked requests (a table of two million slots) would carry 320 MB of room for answers
+/// none of them has yet.
+struct Compact(Option<Box<Decision>>);
+
+impl Compact {
+    const PENDING: Compact = Compact(None);
+
+    fn state(&self) -> RequestState {
+        self.0.as_ref().map_or(RequestState::Pending, |d| d.state)
+    }
+
+    fn get(&self) -> Cow<'_, Decision> {
+        match &self.0 {
+            Some(d) => Cow::Borrowed(d),
+            None => Cow::Owned(Decision::of(RequestState::Pending)),
+        }
+    }
+
+    fn set(&mut self, decision: Decision) {
+        self.0 = (decision != Decision::of(RequestState::Pending)).then(|| Box::new(decision));
+    }
+
+    fn set_state(&mut self, state: RequestState) {
+        let mut decision = self.get().into_owned();
+        decision.state = state;
+        self.set(decision);
+    }
 }
 
 impl fmt::Debug for InMemoryStore {
@@ -124,7 +155,7 @@ impl InMemoryStore {
             if inner
                 .records
                 .get(&id)
-                .is_some_and(|s| s.decision.state == RequestState::Approved)
+                .is_some_and(|s| s.decision.state() == RequestState::Approved)
             {
                 inner.decided.push_back((now, id));
                 break;
@@ -139,10 +170,10 @@ impl Inner {
     /// Moves a pending slot to a final decision and wakes its waiters.
     fn decide(&mut self, id: &RequestId, decision: Decision) {
         if let Some(slot) = self.records.get_mut(id) {
-            if slot.decision.state == RequestState::Pending {
+            if slot.decision.state() == RequestState::Pending {
                 self.pending = self.pending.saturating_sub(1);
             }
-            slot.decision = decision;
+            slot.decision.set(decision);
             slot.event.notify(usize::MAX);
             self.decided.push_back((Instant::now(), id.clone()));
             self.changed(id);
@@ -166,7 +197,7 @@ impl Inner {
             self.order.retain(|(_, id)| {
                 records
                     .get(id)
-                    .is_some_and(|s| s.decision.state == RequestState::Pending)
+                    .is_some_and(|s| s.decision.state() == RequestState::Pending)
             });
         }
     }
@@ -174,7 +205,7 @@ impl Inner {
     fn is_pending(&self, id: &RequestId) -> bool {
         self.records
             .get(id)
-            .is_some_and(|s| s.decision.state == RequestState::Pending)
+            .is_some_and(|s| s.decision.state() == RequestState::Pending)
     }
 
     /// Notes a change to request `id` in the feed.
@@ -197,7 +228,7 @@ impl Inner {
         let mut more = false;
         for (_, id) in self.order.range((start, Bound::Unbounded)) {
             let Some(slot) = self.records.get(id) else { continue };
-            if slot.decision.state != RequestState::Pending || slot.deadline <= now {
+            if slot.decision.state() != RequestState::Pending || slot.deadline <= now {
                 continue;
             }
             if out.len() == limit {
@@ -214,7 +245,7 @@ impl Inner {
         let votes = self
             .records
             .get(id)
-            .map(|s| s.decision.votes.clone())
+            .map(|s| s.decision.get().votes.clone())
             .unwrap_or_default();
         self.decide(
             id,
@@ -239,7 +270,7 @@ impl InMemoryStore {
         let Some(slot) = inner.records.get(id) else {
             return ResolveOutcome::Unknown;
         };
-        match slot.decision.state {
+        match slot.decision.state() {
             RequestState::Pending => {}
             RequestState::Expired => return ResolveOutcome::Expired,
             _ => return ResolveOutcome::AlreadyResolved,
@@ -248,13 +279,13 @@ impl InMemoryStore {
             inner.expire(id);
             return ResolveOutcome::Expired;
         }
-        let step = step(&slot.request, &slot.decision, resolution, now_ms());
+        let step = step(&slot.request, &slot.decision.get(), resolution, now_ms());
         let outcome = step.outcome();
         match step {
             Step::Refuse(_) => {}
             Step::Vote(decision) => {
                 if let Some(slot) = inner.records.get_mut(id) {
-                    slot.decision = decision;
+                    slot.decision.set(decision);
                 }
                 inner.changed(id);
             }
@@ -283,20 +314,20 @@ impl InMemoryStore {
     fn expire_now(&self, id: &RequestId) -> Option<Decision> {
         let mut inner = self.lock_evicting();
         let slot = inner.records.get(id)?;
-        if slot.decision.state == RequestState::Pending {
+        if slot.decision.state() == RequestState::Pending {
             inner.expire(id);
         }
-        inner.records.get(id).map(|s| s.decision.clone())
+        inner.records.get(id).map(|s| s.decision.get().into_owned())
     }
 
     fn abandon_now(&self, id: &RequestId) {
         let mut inner = self.lock();
-        match inner.records.get(id).map(|s| s.decision.state) {
+        match inner.records.get(id).map(|s| s.decision.state()) {
             Some(RequestState::Pending) => inner.expire(id),
             Some(RequestState::Approved) => {
                 // Already queued for eviction since its approval; it just must never be claimed now.
                 if let Some(slot) = inner.records.get_mut(id) {
-                    slot.decision = Decision::of(RequestState::Expired);
+                    slot.decision.set(Decision::of(RequestState::Expired));
                 }
             }
             _ => {}
@@ -320,7 +351,7 @@ impl ApprovalStore for InMemoryStore {
             Slot {
                 request: request.clone(),
                 deadline,
-                decision: Decision::of(RequestState::Pending),
+                decision: Compact::PENDING,
                 event: Arc::new(Event::new()),
             },
         );
@@ -364,8 +395,8 @@ impl ApprovalStore for InMemoryStore {
     fn claim(&self, id: &RequestId) -> Result<bool, StoreError> {
         let mut inner = self.lock();
         match inner.records.get_mut(id) {
-            Some(slot) if slot.decision.state == RequestState::Approved => {
-                slot.decision.state = RequestState::Executed;
+            Some(slot) if slot.decision.state() == RequestState::Approved => {
+                slot.decision.set_state(RequestState::Executed);
                 Ok(true)
             }
             _ => Ok(false),
@@ -375,7 +406,7 @@ impl ApprovalStore for InMemoryStore {
     fn get(&self, id: &RequestId) -> Result<Option<StoredRequest>, StoreError> {
         Ok(self.lock().records.get(id).map(|s| StoredRequest {
             request: s.request.clone(),
-            decision: s.decision.clone(),
+            decision: s.decision.get().into_owned(),
             outcome: None,
         }))
     }
@@ -494,8 +525,8 @@ impl ApprovalStore for InMemoryStore {
                 let listener = {
                     let inner = self.lock();
                     let slot = inner.records.get(id).ok_or_else(|| unknown(id))?;
-                    if slot.decision.state.is_final() {
-                        return Ok(slot.decision.clone());
+                    if slot.decision.state().is_final() {
+                        return Ok(slot.decision.get().into_owned());
                     }
                     slot.event.listen()
                 };
@@ -509,8 +540,8 @@ impl ApprovalStore for InMemoryStore {
             let listener = {
                 let inner = self.lock();
                 let slot = inner.records.get(id).ok_or_else(|| unknown(id))?;
-                if slot.decision.state.is_final() {
-                    return Ok(Some(slot.decision.clone()));
+                if slot.decision.state().is_final() {
+                    return Ok(Some(slot.decision.get().into_owned()));
                 }
                 slot.event.listen()
             };
