@@ -64,7 +64,7 @@ use wake::{resolver_process, wake};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -174,7 +174,7 @@ fn main() {
     };
     let mut figures = Figures::new();
     println!(
-        "agentguard scale: {} cores, load average {}",
+        "agentguard scale: {} cores, load average {}, {ALLOCATOR_NAME} allocator",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
     );
@@ -202,39 +202,71 @@ fn main() {
 // Measuring helpers
 // ---------------------------------------------------------------------------------------------------------------
 
-/// The system allocator, counting the bytes it has handed out and not yet had back, so the `park` section can
-/// report live heap per parked approval exactly (RSS adds the allocator's own overhead and fragmentation).
+/// The allocator under the counting one: the system's (glibc's malloc on Linux), or mimalloc with the bench
+/// crate's `mimalloc` feature, to see what a production allocator changes (the header line says which).
+#[cfg(not(feature = "mimalloc"))]
+const UNDER: std::alloc::System = std::alloc::System;
+#[cfg(feature = "mimalloc")]
+const UNDER: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The allocator's name, for the header line.
+const ALLOCATOR_NAME: &str = if cfg!(feature = "mimalloc") {
+    "mimalloc"
+} else {
+    "the system's"
+};
+
+/// The allocator under [`UNDER`], counting the bytes it has handed out and not yet had back, so the `park` section
+/// can report live heap per parked approval exactly (RSS adds the allocator's own overhead and fragmentation).
 struct CountingAllocator;
 
-static LIVE_HEAP: AtomicUsize = AtomicUsize::new(0);
+/// The count, in shards: each thread adds to its own (threads are dealt shards in turn), so two workers allocating
+/// at once do not fight over one cache line (a single counter cost each allocation a contended atomic: harness cost
+/// in the figures it measured). A shard can go negative (memory freed by another thread than its allocator's); the
+/// sum is exact.
+#[repr(align(128))]
+struct Shard(AtomicIsize);
 
-// SAFETY: every call is forwarded unchanged to `System`, which upholds the `GlobalAlloc` contract; the counter is
-// only arithmetic on the layout sizes.
+const SHARDS: usize = 64;
+static LIVE_HEAP: [Shard; SHARDS] = [const { Shard(AtomicIsize::new(0)) }; SHARDS];
+static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static MY_SHARD: usize = NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % SHARDS;
+}
+
+fn count(delta: isize) {
+    // A thread being torn down (its thread-locals gone) counts in shard 0.
+    let shard = MY_SHARD.try_with(|s| *s).unwrap_or(0);
+    LIVE_HEAP[shard].0.fetch_add(delta, Ordering::Relaxed);
+}
+
+// SAFETY: every call is forwarded unchanged to `UNDER`, which upholds the `GlobalAlloc` contract; the counter is
+// only arithmetic on the layout sizes (its thread-local slot holds a `usize` and allocates nothing).
 unsafe impl std::alloc::GlobalAlloc for CountingAllocator {
     unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
-        LIVE_HEAP.fetch_add(layout.size(), Ordering::Relaxed);
+        count(layout.size() as isize);
         // SAFETY: forwarded with the caller's layout.
-        unsafe { std::alloc::System.alloc(layout) }
+        unsafe { UNDER.alloc(layout) }
     }
 
     unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
-        LIVE_HEAP.fetch_add(layout.size(), Ordering::Relaxed);
+        count(layout.size() as isize);
         // SAFETY: forwarded with the caller's layout.
-        unsafe { std::alloc::System.alloc_zeroed(layout) }
+        unsafe { UNDER.alloc_zeroed(layout) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
-        LIVE_HEAP.fetch_sub(layout.size(), Ordering::Relaxed);
+        count(-(layout.size() as isize));
         // SAFETY: `ptr` came from this allocator with this layout.
-        unsafe { std::alloc::System.dealloc(ptr, layout) }
+        unsafe { UNDER.dealloc(ptr, layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
         // SAFETY: `ptr` came from this allocator with `layout`; the caller guarantees `new_size` is valid.
-        let new = unsafe { std::alloc::System.realloc(ptr, layout, new_size) };
+        let new = unsafe { UNDER.realloc(ptr, layout, new_size) };
         if !new.is_null() {
-            LIVE_HEAP.fetch_sub(layout.size(), Ordering::Relaxed);
-            LIVE_HEAP.fetch_add(new_size, Ordering::Relaxed);
+            count(new_size as isize - layout.size() as isize);
         }
         new
     }
@@ -245,7 +277,8 @@ static ALLOCATOR: CountingAllocator = CountingAllocator;
 
 /// Bytes of heap handed out and not yet freed.
 fn live_heap() -> usize {
-    LIVE_HEAP.load(Ordering::Relaxed)
+    let sum: isize = LIVE_HEAP.iter().map(|s| s.0.load(Ordering::Relaxed)).sum();
+    sum.max(0) as usize
 }
 
 /// A field of /proc/self/status in KiB (VmRSS, VmHWM), or 0 where there is no /proc.
