@@ -41,7 +41,9 @@ pub struct InMemoryStore {
 
 #[derive(Default)]
 struct Inner {
-    records: HashMap<RequestId, Slot>,
+    /// Keyed by foldhash (seeded per process), not SipHash: ids are made by the guard (random UUIDs), never chosen
+    /// by whoever answers, and the hash is taken under the store's lock on every decision.
+    records: HashMap<RequestId, Slot, foldhash::fast::RandomState>,
     /// The pending requests in the pending order (creation time in microseconds, then id). Decided ones leave it
     /// lazily (see [`Inner::tidy_order`]): deciding touches only the slot, so a burst of deadlines stays cheap.
     order: BTreeSet<(u64, RequestId)>,
@@ -81,6 +83,10 @@ impl Compact {
             Some(d) => Cow::Borrowed(d),
             None => Cow::Owned(Decision::of(RequestState::Pending)),
         }
+    }
+
+    fn votes(&self) -> Vec<crate::request::Vote> {
+        self.0.as_ref().map(|d| d.votes.clone()).unwrap_or_default()
     }
 
     fn set(&mut self, decision: Decision) {
@@ -169,15 +175,30 @@ impl InMemoryStore {
 impl Inner {
     /// Moves a pending slot to a final decision and wakes its waiters.
     fn decide(&mut self, id: &RequestId, decision: Decision) {
-        if let Some(slot) = self.records.get_mut(id) {
-            if slot.decision.state() == RequestState::Pending {
-                self.pending = self.pending.saturating_sub(1);
-            }
-            slot.decision.set(decision);
-            slot.event.notify(usize::MAX);
-            self.decided.push_back((Instant::now(), id.clone()));
-            self.changed(id);
+        self.decide_with(id, |_| decision);
+    }
+
+    /// [`decide`](Self::decide) with the decision made from the slot's current one, and the slot's decision
+    /// returned: one lookup (each costs a hash and, with a million parked, a cache miss, under the store's lock).
+    fn decide_with(&mut self, id: &RequestId, decision: impl FnOnce(&Compact) -> Decision) -> Option<&Compact> {
+        let Inner {
+            records,
+            pending,
+            decided,
+            feed,
+            feed_next,
+            ..
+        } = self;
+        let slot = records.get_mut(id)?;
+        let decision = decision(&slot.decision);
+        if slot.decision.state() == RequestState::Pending {
+            *pending = pending.saturating_sub(1);
         }
+        slot.decision.set(decision);
+        slot.event.notify(usize::MAX);
+        decided.push_back((Instant::now(), id.clone()));
+        note_change(feed, feed_next, id);
+        Some(&slot.decision)
     }
 
     /// Drops decided requests from the order: from its front, a few at a time (called at each insert, so it keeps
@@ -210,11 +231,7 @@ impl Inner {
 
     /// Notes a change to request `id` in the feed.
     fn changed(&mut self, id: &RequestId) {
-        if self.feed.len() == FEED_CAPACITY {
-            self.feed.pop_front();
-        }
-        self.feed.push_back((self.feed_next, id.clone()));
-        self.feed_next += 1;
+        note_change(&mut self.feed, &mut self.feed_next, id);
     }
 
     /// The live pending requests in order from `after` (exclusive), at most `limit`, and whether more follow.
@@ -240,21 +257,24 @@ impl Inner {
         (out, more)
     }
 
-    /// Expires a pending slot; the votes cast on it stay (as a database store keeps them), so they are audited.
-    fn expire(&mut self, id: &RequestId) {
-        let votes = self
-            .records
-            .get(id)
-            .map(|s| s.decision.get().votes.clone())
-            .unwrap_or_default();
-        self.decide(
-            id,
-            Decision {
-                votes,
-                ..Decision::of(RequestState::Expired)
-            },
-        );
+    /// Expires a pending slot and returns its decision; the votes cast on it stay (as a database store keeps them),
+    /// so they are audited.
+    fn expire(&mut self, id: &RequestId) -> Option<Decision> {
+        self.decide_with(id, |current| Decision {
+            votes: current.votes(),
+            ..Decision::of(RequestState::Expired)
+        })
+        .map(|decided| decided.get().into_owned())
     }
+}
+
+/// Notes a change to request `id` in the feed (the last [`FEED_CAPACITY`] changes).
+fn note_change(feed: &mut VecDeque<(u64, RequestId)>, next: &mut u64, id: &RequestId) {
+    if feed.len() == FEED_CAPACITY {
+        feed.pop_front();
+    }
+    feed.push_back((*next, id.clone()));
+    *next += 1;
 }
 
 fn unknown(id: &RequestId) -> StoreError {
@@ -315,15 +335,17 @@ impl InMemoryStore {
         let mut inner = self.lock_evicting();
         let slot = inner.records.get(id)?;
         if slot.decision.state() == RequestState::Pending {
-            inner.expire(id);
+            return inner.expire(id);
         }
-        inner.records.get(id).map(|s| s.decision.get().into_owned())
+        Some(slot.decision.get().into_owned())
     }
 
     fn abandon_now(&self, id: &RequestId) {
         let mut inner = self.lock();
         match inner.records.get(id).map(|s| s.decision.state()) {
-            Some(RequestState::Pending) => inner.expire(id),
+            Some(RequestState::Pending) => {
+                inner.expire(id);
+            }
             Some(RequestState::Approved) => {
                 // Already queued for eviction since its approval; it just must never be claimed now.
                 if let Some(slot) = inner.records.get_mut(id) {
