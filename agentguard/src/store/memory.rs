@@ -175,12 +175,13 @@ impl InMemoryStore {
 impl Inner {
     /// Moves a pending slot to a final decision and wakes its waiters.
     fn decide(&mut self, id: &RequestId, decision: Decision) {
-        self.decide_with(id, |_| decision);
+        self.decide_with(id, |_| Some(decision));
     }
 
-    /// [`decide`](Self::decide) with the decision made from the slot's current one, and the slot's decision
-    /// returned: one lookup (each costs a hash and, with a million parked, a cache miss, under the store's lock).
-    fn decide_with(&mut self, id: &RequestId, decision: impl FnOnce(&Compact) -> Decision) -> Option<&Compact> {
+    /// [`decide`](Self::decide) with the decision made from the slot's current one (`None`: leave it as it is), and
+    /// the slot's decision returned: one lookup (each costs a hash and, with a million parked, a cache miss, under
+    /// the store's lock).
+    fn decide_with(&mut self, id: &RequestId, decision: impl FnOnce(&Compact) -> Option<Decision>) -> Option<&Compact> {
         let Inner {
             records,
             pending,
@@ -190,7 +191,9 @@ impl Inner {
             ..
         } = self;
         let slot = records.get_mut(id)?;
-        let decision = decision(&slot.decision);
+        let Some(decision) = decision(&slot.decision) else {
+            return Some(&slot.decision);
+        };
         if slot.decision.state() == RequestState::Pending {
             *pending = pending.saturating_sub(1);
         }
@@ -257,12 +260,14 @@ impl Inner {
         (out, more)
     }
 
-    /// Expires a pending slot and returns its decision; the votes cast on it stay (as a database store keeps them),
-    /// so they are audited.
+    /// Expires the slot if it is pending, and returns its decision (`None`: no such request); the votes cast on it
+    /// stay (as a database store keeps them), so they are audited.
     fn expire(&mut self, id: &RequestId) -> Option<Decision> {
-        self.decide_with(id, |current| Decision {
-            votes: current.votes(),
-            ..Decision::of(RequestState::Expired)
+        self.decide_with(id, |current| {
+            (current.state() == RequestState::Pending).then(|| Decision {
+                votes: current.votes(),
+                ..Decision::of(RequestState::Expired)
+            })
         })
         .map(|decided| decided.get().into_owned())
     }
@@ -332,12 +337,7 @@ impl InMemoryStore {
     }
 
     fn expire_now(&self, id: &RequestId) -> Option<Decision> {
-        let mut inner = self.lock_evicting();
-        let slot = inner.records.get(id)?;
-        if slot.decision.state() == RequestState::Pending {
-            return inner.expire(id);
-        }
-        Some(slot.decision.get().into_owned())
+        self.lock_evicting().expire(id)
     }
 
     fn abandon_now(&self, id: &RequestId) {
