@@ -94,9 +94,10 @@ impl Compact {
     }
 
     fn set_state(&mut self, state: RequestState) {
-        let mut decision = self.get().into_owned();
-        decision.state = state;
-        self.set(decision);
+        match &mut self.0 {
+            Some(decision) => decision.state = state,
+            None => self.set(Decision::of(state)),
+        }
     }
 }
 
