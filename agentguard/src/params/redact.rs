@@ -89,12 +89,15 @@ impl Redactor {
     }
 
     /// `value` as [`redact_with`](Self::redact_with) would show it, borrowed when that would change nothing (no
-    /// secret key at any depth, none of `keys` at the top, not too deep): the common case copies nothing.
+    /// secret key at any depth, none of `keys` at the top): the common case copies nothing. `value` must be at most
+    /// [`MAX_PARAMS_DEPTH`] deep (the caller has checked: the guard refuses deeper params before it shows any), since
+    /// the look for secret keys recurses.
     pub(crate) fn shown<'v>(&self, value: &'v Value, keys: &[String]) -> Cow<'v, Value> {
+        debug_assert!(!deeper_than(value, MAX_PARAMS_DEPTH), "the caller checks the depth");
         let listed = value
             .as_object()
             .is_some_and(|map| keys.iter().any(|k| map.contains_key(k)));
-        if listed || deeper_than(value, MAX_PARAMS_DEPTH) || self.masks_any(value) {
+        if listed || self.masks_any(value) {
             Cow::Owned(self.redact_with(value, keys))
         } else {
             Cow::Borrowed(value)
