@@ -20,12 +20,13 @@ pub fn canonical_json(value: &Value, limit: usize) -> Option<String> {
 /// SHA-256 of [`canonical_json`]`(value, limit)`, hashed as it is written (no copy of the text is kept), or `None`
 /// past `limit` bytes. What an audit line's `params_digest` needs, without the text a frozen snapshot keeps.
 pub(crate) fn canonical_sha256(value: &Value, limit: usize) -> Option<[u8; 32]> {
+    // sha2's hasher is an `io::Write` (its `std` feature): the text goes straight into the hash.
     let mut out = Counted {
-        out: Hashing(Sha256::new()),
+        out: Sha256::new(),
         len: 0,
     };
     write_canonical(value, &mut out, limit)?;
-    Some(out.out.0.finalize().into())
+    Some(out.out.finalize().into())
 }
 
 /// A writer that counts what it is given.
@@ -38,20 +39,6 @@ impl<W: Write> Write for Counted<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.out.write_all(buf)?;
         self.len += buf.len();
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Feeds a SHA-256 (writing cannot fail).
-struct Hashing(Sha256);
-
-impl Write for Hashing {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.update(buf);
         Ok(buf.len())
     }
 
