@@ -46,7 +46,8 @@ impl Inner {
         self.verdict_of(parked, decision)
     }
 
-    /// Parks as a future: woken by the store's answer or by a tokio timer at the deadline. Dropping it while parked
+    /// Parks as a future: woken by the store's answer or by a tokio timer at the deadline (both in the store's
+    /// [`wait_or_expire`](crate::store::ApprovalStore::wait_or_expire)). Dropping it while parked
     /// abandons the request, so it can never run later.
     #[cfg(feature = "tokio")]
     pub(super) async fn park_async(&self, parked: &Parked, notifier: Option<&Notifier>) -> Verdict {
@@ -61,10 +62,10 @@ impl Inner {
             armed: true,
         };
         self.notify(notifier, &parked.request);
-        let decision = match tokio::time::timeout_at(parked.until.into(), self.store.wait(id)).await {
-            Ok(Ok(decision)) => Ok(Some(decision)),
-            Ok(Err(e)) => return store_down(e), // expire_on_drop expires it
-            Err(_elapsed) => self.store.expire(id),
+        // The decision, or at the deadline the request expired (or the decision that came meanwhile).
+        let decision = match self.store.wait_or_expire(id, parked.until).await {
+            Ok(decision) => Ok(decision),
+            Err(e) => return store_down(e), // expire_on_drop expires it
         };
         expire_on_drop.armed = false;
         self.verdict_of(parked, decision)

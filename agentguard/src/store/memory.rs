@@ -3,13 +3,15 @@
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fmt;
+use std::future::Future;
 use std::ops::Bound;
-use std::sync::Arc;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use super::answer::{step, Step};
 use super::page::micros;
-use super::sync::{Event, Listener, Mutex, MutexGuard};
+use super::sync::{Event, Mutex, MutexGuard, ThreadWaker};
 use super::{
     now_ms, ApprovalStore, ChangeBatch, ChangeFuture, Decision, Grant, PageCursor, PendingPage, RequestState,
     StoreError, StoredRequest, WaitFuture, MAX_PAGE,
@@ -57,13 +59,45 @@ struct Inner {
     decided: VecDeque<(Instant, RequestId)>,
     /// Standing grants, oldest first; an inactive one is dropped a retention window after it ended.
     grants: Vec<Grant>,
+    /// The second and later waiters of a pending request (the first is in its slot): rare, so a slot holds one.
+    more_waiters: HashMap<RequestId, Vec<Waker>, foldhash::fast::RandomState>,
 }
 
 struct Slot {
     request: ApprovalRequest,
     deadline: Instant,
     decision: Compact,
-    event: Arc<Event>,
+    /// The first task (or blocked thread) waiting for this request's decision, while it is pending. Kept in the
+    /// slot, not in an event of its own: a parked request then costs no allocation to be woken.
+    waiter: Option<Waker>,
+}
+
+/// Waiters taken from a request as it was decided, woken once the store's lock is released.
+#[derive(Default)]
+#[must_use = "waiters taken out of a slot must be woken"]
+struct Woken(Option<Waker>, Vec<Waker>);
+
+impl Woken {
+    fn wake(self) {
+        if let Some(w) = self.0 {
+            w.wake();
+        }
+        self.1.into_iter().for_each(Waker::wake);
+    }
+
+    /// Wakes all but one waiter registered with `own` (the caller's own task, which is running).
+    #[cfg(feature = "tokio")]
+    fn wake_except(self, own: &Waker) {
+        let mut skipped = false;
+        let Woken(first, more) = self;
+        for w in first.into_iter().chain(more) {
+            if !skipped && w.will_wake(own) {
+                skipped = true;
+                continue;
+            }
+            w.wake();
+        }
+    }
 }
 
 /// A slot's decision, boxed unless it is the plain pending one: a [`Decision`] is 160 bytes, and the map holds its
@@ -174,35 +208,116 @@ impl InMemoryStore {
 }
 
 impl Inner {
-    /// Moves a pending slot to a final decision and wakes its waiters.
-    fn decide(&mut self, id: &RequestId, decision: Decision) {
-        self.decide_with(id, |_| Some(decision));
+    /// Moves a pending slot to a final decision; its waiters are returned, to be woken once the lock is released.
+    fn decide(&mut self, id: &RequestId, decision: Decision) -> Woken {
+        self.decide_with(id, |_| Some(decision))
+            .map(|(_, woken)| woken)
+            .unwrap_or_default()
     }
 
     /// [`decide`](Self::decide) with the decision made from the slot's current one (`None`: leave it as it is), and
     /// the slot's decision returned: one lookup (each costs a hash and, with a million parked, a cache miss, under
     /// the store's lock).
-    fn decide_with(&mut self, id: &RequestId, decision: impl FnOnce(&Compact) -> Option<Decision>) -> Option<&Compact> {
+    fn decide_with(
+        &mut self,
+        id: &RequestId,
+        decision: impl FnOnce(&Compact) -> Option<Decision>,
+    ) -> Option<(&Compact, Woken)> {
         let Inner {
             records,
             pending,
             decided,
             feed,
             feed_next,
+            more_waiters,
             ..
         } = self;
         let slot = records.get_mut(id)?;
         let Some(decision) = decision(&slot.decision) else {
-            return Some(&slot.decision);
+            return Some((&slot.decision, Woken::default()));
         };
         if slot.decision.state() == RequestState::Pending {
             *pending = pending.saturating_sub(1);
         }
         slot.decision.set(decision);
-        slot.event.notify(usize::MAX);
+        // Waiters wait only for a final decision, and every decision is final: all of them go now.
+        let more = if more_waiters.is_empty() {
+            Vec::new()
+        } else {
+            more_waiters.remove(id).unwrap_or_default()
+        };
+        let woken = Woken(slot.waiter.take(), more);
         decided.push_back((Instant::now(), id.clone()));
         note_change(feed, feed_next, id);
-        Some(&slot.decision)
+        Some((&slot.decision, woken))
+    }
+
+    /// One poll of a wait for request `id`'s decision by the waiter that has `registered` (its waker in the slot,
+    /// or none yet): the decision once it is final, else the waiter is (still) registered with `waker`.
+    fn poll_wait(
+        &mut self,
+        id: &RequestId,
+        registered: &mut Option<Waker>,
+        waker: &Waker,
+    ) -> Poll<Result<Decision, StoreError>> {
+        let Some(slot) = self.records.get_mut(id) else {
+            // Evicted (or never here): nothing of it is left, its waiters included.
+            *registered = None;
+            return Poll::Ready(Err(unknown(id)));
+        };
+        if slot.decision.state().is_final() {
+            // A decision takes every waiter out of the slot (`decide_with`), so this one is no longer held.
+            *registered = None;
+            return Poll::Ready(Ok(slot.decision.get().into_owned()));
+        }
+        match registered {
+            Some(known) if known.will_wake(waker) => {}
+            Some(known) => {
+                // Polled with another waker (the future moved to another task): swap it in, in the same place.
+                let old = std::mem::replace(known, waker.clone());
+                self.remove_waiter(id, &old);
+                self.add_waiter(id, waker.clone());
+            }
+            None => {
+                *registered = Some(waker.clone());
+                self.add_waiter(id, waker.clone());
+            }
+        }
+        Poll::Pending
+    }
+
+    fn add_waiter(&mut self, id: &RequestId, waker: Waker) {
+        match self.records.get_mut(id) {
+            Some(slot) if slot.waiter.is_none() => slot.waiter = Some(waker),
+            Some(_) => self.more_waiters.entry(id.clone()).or_default().push(waker),
+            None => {}
+        }
+    }
+
+    /// Takes one waiter registered with `waker` (one registered by the same task, which is the same to wake) off a
+    /// pending request: a wait that ends without a decision (dropped, or past its deadline).
+    fn remove_waiter(&mut self, id: &RequestId, waker: &Waker) {
+        let Some(slot) = self.records.get_mut(id) else {
+            return;
+        };
+        if slot.waiter.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            slot.waiter = None;
+        } else if let Some(more) = self.more_waiters.get_mut(id) {
+            if let Some(at) = more.iter().position(|w| w.will_wake(waker)) {
+                more.swap_remove(at);
+            }
+        } else {
+            return;
+        }
+        // Keep the slot's place filled while others wait, so `more_waiters` stays empty in the common case.
+        if let Some(more) = self.more_waiters.get_mut(id) {
+            if slot.waiter.is_none() {
+                slot.waiter = more.pop();
+            }
+            if more.is_empty() {
+                self.more_waiters.remove(id);
+            }
+        }
     }
 
     /// Drops decided requests from the order: from its front, a few at a time (called at each insert, so it keeps
@@ -263,14 +378,16 @@ impl Inner {
 
     /// Expires the slot if it is pending, and returns its decision (`None`: no such request); the votes cast on it
     /// stay (as a database store keeps them), so they are audited.
-    fn expire(&mut self, id: &RequestId) -> Option<Decision> {
-        self.decide_with(id, |current| {
+    fn expire(&mut self, id: &RequestId) -> (Option<Decision>, Woken) {
+        match self.decide_with(id, |current| {
             (current.state() == RequestState::Pending).then(|| Decision {
                 votes: current.votes(),
                 ..Decision::of(RequestState::Expired)
             })
-        })
-        .map(|decided| decided.get().into_owned())
+        }) {
+            Some((decided, woken)) => (Some(decided.get().into_owned()), woken),
+            None => (None, Woken::default()),
+        }
     }
 }
 
@@ -290,39 +407,40 @@ fn unknown(id: &RequestId) -> StoreError {
 }
 
 impl InMemoryStore {
-    fn resolve_now(&self, resolution: &Resolution) -> ResolveOutcome {
+    /// Applies an answer; the waiters it decided for are returned, to be woken once the lock is released.
+    fn resolve_now(&self, resolution: &Resolution) -> (ResolveOutcome, Woken) {
         let mut inner = self.lock_evicting();
         let id = resolution.request_id();
         let Some(slot) = inner.records.get(id) else {
-            return ResolveOutcome::Unknown;
+            return (ResolveOutcome::Unknown, Woken::default());
         };
         match slot.decision.state() {
             RequestState::Pending => {}
-            RequestState::Expired => return ResolveOutcome::Expired,
-            _ => return ResolveOutcome::AlreadyResolved,
+            RequestState::Expired => return (ResolveOutcome::Expired, Woken::default()),
+            _ => return (ResolveOutcome::AlreadyResolved, Woken::default()),
         }
         if Instant::now() >= slot.deadline {
-            inner.expire(id);
-            return ResolveOutcome::Expired;
+            return (ResolveOutcome::Expired, inner.expire(id).1);
         }
         let step = step(&slot.request, &slot.decision.get(), resolution, now_ms());
         let outcome = step.outcome();
-        match step {
-            Step::Refuse(_) => {}
+        let woken = match step {
+            Step::Refuse(_) => Woken::default(),
             Step::Vote(decision) => {
                 if let Some(slot) = inner.records.get_mut(id) {
                     slot.decision.set(decision);
                 }
                 inner.changed(id);
+                Woken::default()
             }
             Step::Decide(decision, grant) => {
                 if let Some(grant) = grant {
                     inner.grants.push(*grant);
                 }
-                inner.decide(id, decision);
+                inner.decide(id, decision)
             }
-        }
-        outcome
+        };
+        (outcome, woken)
     }
 
     /// Drops grants that ended more than a retention window ago, so memory stays bounded.
@@ -338,14 +456,18 @@ impl InMemoryStore {
     }
 
     fn expire_now(&self, id: &RequestId) -> Option<Decision> {
-        self.lock_evicting().expire(id)
+        let (decision, woken) = self.lock_evicting().expire(id);
+        woken.wake();
+        decision
     }
 
     fn abandon_now(&self, id: &RequestId) {
         let mut inner = self.lock();
         match inner.records.get(id).map(|s| s.decision.state()) {
             Some(RequestState::Pending) => {
-                inner.expire(id);
+                let (_, woken) = inner.expire(id);
+                drop(inner);
+                woken.wake();
             }
             Some(RequestState::Approved) => {
                 // Already queued for eviction since its approval; it just must never be claimed now.
@@ -375,7 +497,7 @@ impl ApprovalStore for InMemoryStore {
                 request: request.clone(),
                 deadline,
                 decision: Compact::PENDING,
-                event: Arc::new(Event::new()),
+                waiter: None,
             },
         );
         inner.tidy_order();
@@ -385,7 +507,8 @@ impl ApprovalStore for InMemoryStore {
     }
 
     fn resolve(&self, resolution: &Resolution) -> Result<ResolveOutcome, StoreError> {
-        let outcome = self.resolve_now(resolution);
+        let (outcome, woken) = self.resolve_now(resolution);
+        woken.wake();
         if matches!(
             outcome,
             ResolveOutcome::Resolved | ResolveOutcome::Expired | ResolveOutcome::VoteRecorded
@@ -542,35 +665,106 @@ impl ApprovalStore for InMemoryStore {
     }
 
     fn wait<'a>(&'a self, id: &'a RequestId) -> WaitFuture<'a> {
-        Box::pin(async move {
-            loop {
-                // Listen before reading the state, so a decision between the two cannot be missed.
-                let listener = {
-                    let inner = self.lock();
-                    let slot = inner.records.get(id).ok_or_else(|| unknown(id))?;
-                    if slot.decision.state().is_final() {
-                        return Ok(slot.decision.get().into_owned());
-                    }
-                    slot.event.listen()
-                };
-                listener.await;
-            }
+        Box::pin(Wait {
+            store: self,
+            id,
+            registered: None,
+        })
+    }
+
+    #[cfg(feature = "tokio")]
+    fn wait_or_expire<'a>(&'a self, id: &'a RequestId, until: Instant) -> super::ExpiringWaitFuture<'a> {
+        Box::pin(WaitOrExpire {
+            wait: Wait {
+                store: self,
+                id,
+                registered: None,
+            },
+            deadline: tokio::time::sleep_until(until.into()),
         })
     }
 
     fn wait_blocking(&self, id: &RequestId, until: Instant) -> Result<Option<Decision>, StoreError> {
+        let (parker, waker) = ThreadWaker::current();
+        let mut registered = None;
         loop {
-            let listener = {
-                let inner = self.lock();
-                let slot = inner.records.get(id).ok_or_else(|| unknown(id))?;
-                if slot.decision.state().is_final() {
-                    return Ok(Some(slot.decision.get().into_owned()));
+            // Registered under the lock that a decision takes, so a decision between a look and the park wakes it.
+            if let Poll::Ready(decision) = self.lock().poll_wait(id, &mut registered, &waker) {
+                return decision.map(Some);
+            }
+            if !parker.park_until(until) {
+                if let Some(waker) = registered.take() {
+                    self.lock().remove_waiter(id, &waker);
                 }
-                slot.event.listen()
-            };
-            if listener.wait_deadline(until).is_none() {
                 return Ok(None);
             }
+        }
+    }
+}
+
+/// [`InMemoryStore::wait`]'s future: it keeps its waker in the request's slot while pending, and takes it out if
+/// dropped before the decision (a decision takes it out itself).
+struct Wait<'a> {
+    store: &'a InMemoryStore,
+    id: &'a RequestId,
+    registered: Option<Waker>,
+}
+
+impl Future for Wait<'_> {
+    type Output = Result<Decision, StoreError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        this.store.lock().poll_wait(this.id, &mut this.registered, cx.waker())
+    }
+}
+
+#[cfg(feature = "tokio")]
+pin_project_lite::pin_project! {
+    /// [`InMemoryStore::wait_or_expire`]'s future: a [`Wait`] and its deadline's timer, in one allocation.
+    struct WaitOrExpire<'a> {
+        wait: Wait<'a>,
+        #[pin]
+        deadline: tokio::time::Sleep,
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl Future for WaitOrExpire<'_> {
+    type Output = Result<Option<Decision>, StoreError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        // The deadline first: past it, the expiry reads any decision anyway, and the store is locked once.
+        if this.deadline.poll(cx).is_ready() {
+            return Poll::Ready(Ok(this.wait.expire_at_deadline()));
+        }
+        Pin::new(this.wait).poll(cx).map(|decision| decision.map(Some))
+    }
+}
+
+impl Wait<'_> {
+    /// Expires the request at its deadline (or reads the decision that came meanwhile) and takes this wait's waker
+    /// out of it, under one lock: the waker is not woken (this is its task, running), and dropping the wait then
+    /// costs nothing.
+    #[cfg(feature = "tokio")]
+    fn expire_at_deadline(&mut self) -> Option<Decision> {
+        let own = self.registered.take();
+        let (decision, woken) = self.store.lock_evicting().expire(self.id);
+        // A pending request's expiry took every waiter, this one included; a decided one took them before.
+        match own {
+            Some(own) => woken.wake_except(&own),
+            None => woken.wake(),
+        }
+        self.store.changed.notify(usize::MAX);
+        decision
+    }
+}
+
+impl Drop for Wait<'_> {
+    fn drop(&mut self) {
+        if let Some(waker) = self.registered.take() {
+            self.store.lock().remove_waiter(self.id, &waker);
         }
     }
 }

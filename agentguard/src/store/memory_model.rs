@@ -1,11 +1,13 @@
 //! Model checking with shuttle (`RUSTFLAGS="--cfg agentguard_model" cargo test -p agentguard --lib model::`; `.ci/run`
 //! passes the cfg with `cargo rustc` instead): a waiter racing an answer, its deadline and its own drop, over the real
-//! store code, in every interleaving shuttle explores.
+//! store code, in every interleaving shuttle explores. Waiters are wakers kept in the request's slot: a blocked
+//! thread's, or a task's on shuttle's own executor.
 
 use super::*;
 use crate::params::ParamsDigest;
 use agentguard_classify::Risk;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 const SCHEDULES: usize = 10_000;
@@ -112,6 +114,119 @@ fn dropped() {
     );
     let last = store.get(&id).unwrap().expect("kept").decision.state;
     assert_eq!(last, RequestState::Expired, "a dropped request ended {last:?}");
+}
+
+/// One run: two waiters of one request, a blocked thread and an async task (so one waits in the slot and one in
+/// `more_waiters`), while a person approves and the deadline passes. Neither wake-up is lost (shuttle reports a
+/// deadlock otherwise), both read the same final decision (or the approval the other has claimed since), at most one
+/// claim wins, and no waker is left behind.
+fn two_waiters() {
+    let store = Arc::new(InMemoryStore::new());
+    let req = request();
+    let id = req.request_id().clone();
+    store.insert(&req).unwrap();
+
+    let blocked = {
+        let (store, id) = (store.clone(), id.clone());
+        shuttle::thread::spawn(move || {
+            let d = store
+                .wait_blocking(&id, Instant::now() + Duration::from_secs(3600))
+                .unwrap()
+                .expect("woken by a decision");
+            (d.state, d.state == RequestState::Approved && store.claim(&id).unwrap())
+        })
+    };
+    let task = {
+        let (store, id) = (store.clone(), id.clone());
+        shuttle::future::spawn(async move {
+            let d = store.wait(&id).await.unwrap();
+            (d.state, d.state == RequestState::Approved && store.claim(&id).unwrap())
+        })
+    };
+    let resolver = {
+        let (store, id) = (store.clone(), id.clone());
+        shuttle::thread::spawn(move || store.resolve(&Resolution::approve(id)).unwrap())
+    };
+    let deadline = {
+        let (store, id) = (store.clone(), id.clone());
+        shuttle::thread::spawn(move || store.expire(&id).unwrap())
+    };
+    let (seen_blocked, ran_blocked) = blocked.join().unwrap();
+    let (seen_task, ran_task) = shuttle::future::block_on(task).unwrap();
+    resolver.join().unwrap();
+    deadline.join().unwrap();
+
+    // The one that reads second may see the approval already claimed by the other.
+    let approved = |s: RequestState| {
+        if s == RequestState::Executed {
+            RequestState::Approved
+        } else {
+            s
+        }
+    };
+    assert_eq!(
+        approved(seen_blocked),
+        approved(seen_task),
+        "two waiters saw different decisions"
+    );
+    assert!(!(ran_blocked && ran_task), "one approval claimed twice");
+    let inner = store.lock();
+    assert!(inner.more_waiters.is_empty(), "waiters left behind");
+    assert!(
+        inner.records.get(&id).is_some_and(|s| s.waiter.is_none()),
+        "a waker left in the slot"
+    );
+}
+
+/// One run: an async waiter polled once (so its waker is in the slot) and then dropped, racing an answer. Whatever
+/// the order, its waker is gone once it is dropped (a dropped wait must not keep its task alive from the store).
+fn waiter_dropped_after_a_poll() {
+    let store = Arc::new(InMemoryStore::new());
+    let req = request();
+    let id = req.request_id().clone();
+    store.insert(&req).unwrap();
+
+    let waiter = {
+        let (store, id) = (store.clone(), id.clone());
+        shuttle::thread::spawn(move || {
+            let mut wait = store.wait(&id);
+            let waker = Waker::noop();
+            let first = wait.as_mut().poll(&mut Context::from_waker(waker));
+            drop(wait);
+            // Still pending or decided meanwhile, nothing of the dropped wait is left in the store.
+            let inner = store.lock();
+            assert!(inner.more_waiters.is_empty(), "waiters left behind by a dropped wait");
+            assert!(
+                inner.records.get(&id).is_some_and(|s| s.waiter.is_none()),
+                "a dropped wait left its waker in the slot"
+            );
+            first.is_ready()
+        })
+    };
+    let resolver = {
+        let (store, id) = (store.clone(), id.clone());
+        shuttle::thread::spawn(move || store.resolve(&Resolution::approve(id)).unwrap())
+    };
+    waiter.join().unwrap();
+    assert_eq!(resolver.join().unwrap(), ResolveOutcome::Resolved);
+    let inner = store.lock();
+    assert!(inner.more_waiters.is_empty(), "waiters left behind");
+    assert!(
+        inner.records.get(&id).is_some_and(|s| s.waiter.is_none()),
+        "a waker left in the slot"
+    );
+}
+
+#[test]
+fn model_two_waiters_race_an_answer_and_its_deadline() {
+    shuttle::check_random(two_waiters, SCHEDULES);
+    shuttle::check_pct(two_waiters, SCHEDULES, 3);
+}
+
+#[test]
+fn model_waiter_dropped_after_a_poll_leaves_no_waker() {
+    shuttle::check_random(waiter_dropped_after_a_poll, SCHEDULES);
+    shuttle::check_pct(waiter_dropped_after_a_poll, SCHEDULES, 3);
 }
 
 #[test]

@@ -1,8 +1,9 @@
-//! Unit tests of the in-memory store: eviction, abandonment, deadlines, the lazy pending order.
+//! Unit tests of the in-memory store: eviction, abandonment, deadlines, the lazy pending order, waiters.
 
 use super::*;
 use crate::params::ParamsDigest;
 use agentguard_classify::Risk;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 fn request(timeout: Duration) -> ApprovalRequest {
@@ -91,4 +92,97 @@ fn resolve_after_the_deadline_expires_the_request() {
         ResolveOutcome::Expired
     );
     assert!(store.pending().unwrap().is_empty());
+}
+
+/// No waker of a finished wait is left in the store (it would keep its task's memory alive until the decision).
+fn no_waiter_left(store: &InMemoryStore, id: &RequestId) {
+    let inner = store.lock();
+    assert!(inner.more_waiters.is_empty(), "waiters left behind");
+    assert!(
+        inner.records.get(id).is_some_and(|s| s.waiter.is_none()),
+        "a waker left in the slot"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_or_expire_expires_at_the_deadline_and_wakes_every_other_waiter() {
+    let store = Arc::new(InMemoryStore::new());
+    let req = request(Duration::from_secs(60));
+    let id = req.request_id().clone();
+    store.insert(&req).unwrap();
+    // Two other waiters, on other tasks: one in the slot (first to register), one in `more_waiters`.
+    let others: Vec<_> = (0..2)
+        .map(|_| {
+            let (store, id) = (store.clone(), id.clone());
+            tokio::spawn(async move { store.wait(&id).await.map(|d| d.state) })
+        })
+        .collect();
+    while store.lock().more_waiters.is_empty() {
+        tokio::task::yield_now().await;
+    }
+    let until = Instant::now() + Duration::from_millis(50);
+    let decision = store.wait_or_expire(&id, until).await.unwrap().expect("known");
+    assert!(Instant::now() >= until, "returned before its deadline");
+    assert_eq!(decision.state, RequestState::Expired);
+    for other in others {
+        let seen = tokio::time::timeout(Duration::from_secs(5), other)
+            .await
+            .expect("the expiry woke every other waiter")
+            .unwrap()
+            .unwrap();
+        assert_eq!(seen, RequestState::Expired);
+    }
+    no_waiter_left(&store, &id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_or_expire_returns_an_answer_that_comes_first() {
+    let store = Arc::new(InMemoryStore::new());
+    let req = request(Duration::from_secs(60));
+    let id = req.request_id().clone();
+    store.insert(&req).unwrap();
+    let answer = {
+        let (store, id) = (store.clone(), id.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            store.resolve(&Resolution::approve(id)).unwrap()
+        })
+    };
+    let decision = store
+        .wait_or_expire(&id, Instant::now() + Duration::from_secs(30))
+        .await
+        .unwrap()
+        .expect("known");
+    assert_eq!(decision.state, RequestState::Approved);
+    assert_eq!(answer.await.unwrap(), ResolveOutcome::Resolved);
+    no_waiter_left(&store, &id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_wait_or_expire_leaves_no_waker_and_the_request_pending() {
+    let store = Arc::new(InMemoryStore::new());
+    let req = request(Duration::from_secs(60));
+    let id = req.request_id().clone();
+    store.insert(&req).unwrap();
+    let gone = tokio::time::timeout(
+        Duration::from_millis(20),
+        store.wait_or_expire(&id, Instant::now() + Duration::from_secs(30)),
+    )
+    .await;
+    assert!(gone.is_err(), "no decision came");
+    no_waiter_left(&store, &id);
+    // The store does not expire a request whose wait was dropped: the guard abandons it (and that is tested there).
+    assert_eq!(store.get(&id).unwrap().unwrap().decision.state, RequestState::Pending);
+}
+
+#[test]
+fn a_blocking_wait_past_its_deadline_leaves_no_waker() {
+    let store = InMemoryStore::new();
+    let req = request(Duration::from_secs(60));
+    let id = req.request_id().clone();
+    store.insert(&req).unwrap();
+    let until = Instant::now() + Duration::from_millis(30);
+    assert_eq!(store.wait_blocking(&id, until).unwrap(), None);
+    assert!(Instant::now() >= until);
+    no_waiter_left(&store, &id);
 }

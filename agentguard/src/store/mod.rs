@@ -318,6 +318,10 @@ pub struct PendingList {
 /// A future returned by [`ApprovalStore::wait`].
 pub type WaitFuture<'a> = Pin<Box<dyn Future<Output = Result<Decision, StoreError>> + Send + 'a>>;
 
+/// A future returned by [`ApprovalStore::wait_or_expire`]: the decision, or `None` if the request was not in the
+/// store at its deadline.
+pub type ExpiringWaitFuture<'a> = Pin<Box<dyn Future<Output = Result<Option<Decision>, StoreError>> + Send + 'a>>;
+
 /// A future returned by [`ApprovalStore::changed`]: it completes at the next change to the store's requests.
 pub type ChangeFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
@@ -431,6 +435,23 @@ pub trait ApprovalStore: Send + Sync + fmt::Debug + 'static {
     /// Blocks the calling thread until the request is no longer pending (`Some`) or `until` passes (`None`).
     fn wait_blocking(&self, id: &RequestId, until: Instant) -> Result<Option<Decision>, StoreError>;
 
+    /// Waits for the request's decision until `until`, and then expires it: the decision (an answer's, or
+    /// `Expired`), or `None` if the request is not in the store at the deadline. The guard's async wait calls this.
+    ///
+    /// The default waits with [`wait`](Self::wait) until the deadline (a tokio timer, looked at before the store is
+    /// polled), then calls [`expire`](Self::expire), whose result it returns. A store that can do the two at once
+    /// overrides it: the in-memory store expires the request and takes the waiter out of it under one lock, which
+    /// is what a million deadlines falling due a few microseconds apart cost.
+    #[cfg(feature = "tokio")]
+    fn wait_or_expire<'a>(&'a self, id: &'a RequestId, until: Instant) -> ExpiringWaitFuture<'a> {
+        Box::pin(async move {
+            match deadline_first(until, self.wait(id)).await {
+                Some(decision) => decision.map(Some),
+                None => self.expire(id),
+            }
+        })
+    }
+
     /// A future that completes at the next change to this store's requests (one parked, decided or expired), for
     /// watchers such as the approval page's event stream, which then read [`pending`](Self::pending) again. Take it
     /// *before* reading, so a change in between is not missed. It may also complete spuriously.
@@ -483,4 +504,19 @@ pub trait ApprovalStore: Send + Sync + fmt::Debug + 'static {
         let _ = (id, by);
         Ok(None)
     }
+}
+
+/// Polls `wait` until `until` (`None`: the deadline passed first). Unlike `tokio::time::timeout`, the deadline is
+/// looked at first: a store's wait may cost a lock and a lookup to poll (the in-memory store's does), and past the
+/// deadline the caller expires the request, which reads any decision anyway.
+#[cfg(feature = "tokio")]
+pub(crate) async fn deadline_first<F: Future + Unpin>(until: Instant, mut wait: F) -> Option<F::Output> {
+    let mut sleep = std::pin::pin!(tokio::time::sleep_until(until.into()));
+    std::future::poll_fn(|cx| {
+        if sleep.as_mut().poll(cx).is_ready() {
+            return std::task::Poll::Ready(None);
+        }
+        Pin::new(&mut wait).poll(cx).map(Some)
+    })
+    .await
 }
