@@ -158,10 +158,10 @@ pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 
 /// Polls a future, turning a panic into `Err(message)`.
 #[cfg(feature = "tokio")]
-pub(crate) struct CatchUnwind<F>(pub(crate) std::pin::Pin<Box<F>>);
+pub(crate) struct CatchUnwind<F: ?Sized>(pub(crate) std::pin::Pin<Box<F>>);
 
 #[cfg(feature = "tokio")]
-impl<F: std::future::Future> std::future::Future for CatchUnwind<F> {
+impl<F: std::future::Future + ?Sized> std::future::Future for CatchUnwind<F> {
     type Output = Result<F::Output, String>;
 
     fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
