@@ -130,6 +130,19 @@ struct RequestData {
     reason: Option<Box<str>>,
     agent_id: Option<Box<str>>,
     session_id: Option<Box<str>>,
+    /// What most requests do not have, boxed (`None` when all of it is absent): a million parked requests then
+    /// carry one pointer each for it instead of seven fields. Its fields sit at the top level of the JSON.
+    #[serde(flatten, default, deserialize_with = "Rare::read")]
+    rare: Option<Box<Rare>>,
+    #[serde(with = "unix_seconds")]
+    timestamp: SystemTime,
+    #[serde(with = "unix_seconds")]
+    deadline: SystemTime,
+}
+
+/// The parts of a request that only some requests have.
+#[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
+struct Rare {
     /// Absent (not `null`) when unknown, so requests written before it existed read back the same.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     server: Option<Box<str>>,
@@ -150,10 +163,31 @@ struct RequestData {
     /// Why approving it may not make a standing grant (absent: it may).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     remember_refused: Option<Box<str>>,
-    #[serde(with = "unix_seconds")]
-    timestamp: SystemTime,
-    #[serde(with = "unix_seconds")]
-    deadline: SystemTime,
+}
+
+impl Rare {
+    /// Reads the flattened fields, keeping no box when none of them is there.
+    fn read<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Box<Rare>>, D::Error> {
+        let rare = Rare::deserialize(deserializer)?;
+        Ok((rare != Rare::default()).then(|| Box::new(rare)))
+    }
+}
+
+impl RequestData {
+    fn rare(&self) -> Option<&Rare> {
+        self.rare.as_deref()
+    }
+
+    /// The rare parts to set (boxed now if they were absent); a box left empty is dropped by [`Self::tidy`].
+    fn rare_mut(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Box::default)
+    }
+
+    fn tidy(&mut self) {
+        if self.rare.as_deref().is_some_and(|r| *r == Rare::default()) {
+            self.rare = None;
+        }
+    }
 }
 
 impl fmt::Debug for ApprovalRequest {
@@ -168,13 +202,13 @@ impl fmt::Debug for ApprovalRequest {
             .field("reason", &d.reason)
             .field("agent_id", &d.agent_id)
             .field("session_id", &d.session_id)
-            .field("server", &d.server)
-            .field("policy_rule", &d.policy_rule)
-            .field("policy_message", &d.policy_message)
-            .field("quorum", &d.quorum)
-            .field("excluded", &d.excluded)
-            .field("edit_refused", &d.edit_refused)
-            .field("remember_refused", &d.remember_refused)
+            .field("server", &self.server())
+            .field("policy_rule", &self.policy_rule())
+            .field("policy_message", &self.policy_message())
+            .field("quorum", &self.quorum())
+            .field("excluded", &self.excluded())
+            .field("edit_refused", &self.edit_refused())
+            .field("remember_refused", &self.remember_refused())
             .field("timestamp", &d.timestamp)
             .field("deadline", &d.deadline)
             .finish()
@@ -222,13 +256,7 @@ impl ApprovalRequest {
             reason: reason.map(String::into_boxed_str),
             agent_id: agent_id.map(String::into_boxed_str),
             session_id: session_id.map(String::into_boxed_str),
-            server: None,
-            policy_rule: None,
-            policy_message: None,
-            quorum: None,
-            excluded: Vec::new(),
-            edit_refused: None,
-            remember_refused: None,
+            rare: None,
             timestamp,
             deadline,
         }))
@@ -237,7 +265,8 @@ impl ApprovalRequest {
     /// This request, naming the tool server its call goes to (set before the request is shared).
     pub(crate) fn with_server(mut self, server: Option<String>) -> Self {
         if let Some(data) = Arc::get_mut(&mut self.0) {
-            data.server = server.map(String::into_boxed_str);
+            data.rare_mut().server = server.map(String::into_boxed_str);
+            data.tidy();
         }
         self
     }
@@ -245,8 +274,10 @@ impl ApprovalRequest {
     /// This request, naming the policy rule that asked for it and the rule's message (set before it is shared).
     pub(crate) fn with_policy_rule(mut self, rule: Option<String>, message: Option<String>) -> Self {
         if let Some(data) = Arc::get_mut(&mut self.0) {
-            data.policy_rule = rule.map(String::into_boxed_str);
-            data.policy_message = message.map(String::into_boxed_str);
+            let rare = data.rare_mut();
+            rare.policy_rule = rule.map(String::into_boxed_str);
+            rare.policy_message = message.map(String::into_boxed_str);
+            data.tidy();
         }
         self
     }
@@ -261,10 +292,12 @@ impl ApprovalRequest {
         remember_refused: Option<String>,
     ) -> Self {
         if let Some(data) = Arc::get_mut(&mut self.0) {
-            data.quorum = quorum;
-            data.excluded = excluded;
-            data.edit_refused = edit_refused.map(String::into_boxed_str);
-            data.remember_refused = remember_refused.map(String::into_boxed_str);
+            let rare = data.rare_mut();
+            rare.quorum = quorum;
+            rare.excluded = excluded;
+            rare.edit_refused = edit_refused.map(String::into_boxed_str);
+            rare.remember_refused = remember_refused.map(String::into_boxed_str);
+            data.tidy();
         }
         self
     }
@@ -311,33 +344,33 @@ impl ApprovalRequest {
     }
     /// The tool server the call goes to, if known (the MCP gateway's upstream).
     pub fn server(&self) -> Option<&str> {
-        self.0.server.as_deref()
+        self.0.rare().and_then(|r| r.server.as_deref())
     }
     /// The [policy](crate::policy) rule that asked for this approval, if one did (not the name rules or the
     /// policy's default).
     pub fn policy_rule(&self) -> Option<&str> {
-        self.0.policy_rule.as_deref()
+        self.0.rare().and_then(|r| r.policy_rule.as_deref())
     }
     /// That rule's message, if it has one: why the policy wants a person to look.
     pub fn policy_message(&self) -> Option<&str> {
-        self.0.policy_message.as_deref()
+        self.0.rare().and_then(|r| r.policy_message.as_deref())
     }
     /// The quorum this request needs, when a policy rule asks for more than one approval or names its approvers.
     pub fn quorum(&self) -> Option<&Quorum> {
-        self.0.quorum.as_ref()
+        self.0.rare().and_then(|r| r.quorum.as_ref())
     }
     /// Actors who may not answer this request: the requesting agent and the people mapped to it in the policy's
     /// `[principals]`.
     pub fn excluded(&self) -> &[String] {
-        &self.0.excluded
+        self.0.rare().map_or(&[], |r| &r.excluded)
     }
     /// Why approvers may not edit this call's params, if they may not.
     pub fn edit_refused(&self) -> Option<&str> {
-        self.0.edit_refused.as_deref()
+        self.0.rare().and_then(|r| r.edit_refused.as_deref())
     }
     /// Why approving this call may not make a standing grant, if it may not.
     pub fn remember_refused(&self) -> Option<&str> {
-        self.0.remember_refused.as_deref()
+        self.0.rare().and_then(|r| r.remember_refused.as_deref())
     }
     /// When the request was made.
     pub fn timestamp(&self) -> SystemTime {
@@ -426,6 +459,43 @@ mod tests {
         assert_eq!(v["reason"], Value::Null);
         let back: ApprovalRequest = serde_json::from_value(v).unwrap();
         assert_eq!(back, sample());
+    }
+
+    #[test]
+    fn the_rare_fields_are_boxed_only_when_set_and_read_back_at_the_top_level() {
+        // A plain request keeps no box for them, whether made here or read back.
+        assert!(sample().0.rare.is_none());
+        let back: ApprovalRequest = serde_json::from_value(serde_json::to_value(sample()).unwrap()).unwrap();
+        assert!(back.0.rare.is_none());
+        // Set and then cleared again: no box either.
+        assert!(sample().with_server(None).0.rare.is_none());
+
+        let rich = sample()
+            .with_server(Some("files".into()))
+            .with_policy_rule(Some("two-people".into()), Some("needs two".into()))
+            .with_answers(
+                Some(Quorum {
+                    needed: 2,
+                    approvers: vec!["ana".into(), "bo".into()],
+                    denials: 1,
+                }),
+                vec!["bot".into()],
+                Some("no edits".into()),
+                Some("no grants".into()),
+            );
+        let v = serde_json::to_value(&rich).unwrap();
+        assert_eq!(v["server"], "files");
+        assert_eq!(v["policy_rule"], "two-people");
+        assert_eq!(v["policy_message"], "needs two");
+        assert_eq!(v["quorum"]["needed"], 2);
+        assert_eq!(v["excluded"], json!(["bot"]));
+        assert_eq!(v["edit_refused"], "no edits");
+        assert_eq!(v["remember_refused"], "no grants");
+        let back: ApprovalRequest = serde_json::from_value(v).unwrap();
+        assert_eq!(back, rich);
+        assert_eq!(back.quorum().map(|q| q.needed), Some(2));
+        assert_eq!(back.excluded(), ["bot".to_owned()]);
+        assert_eq!(back.server(), Some("files"));
     }
 
     #[test]
