@@ -327,8 +327,9 @@ pub type ChangeFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
 /// Storage for parked approval requests.
 ///
-/// The guard parks a request with [`insert`](Self::insert), waits with [`wait`](Self::wait) (async) or
-/// [`wait_blocking`](Self::wait_blocking), and on its deadline calls [`expire`](Self::expire). Answers arrive through
+/// The guard parks a request with [`insert`](Self::insert), waits with [`wait_or_expire`](Self::wait_or_expire)
+/// (async; by default [`wait`](Self::wait) until the deadline, then [`expire`](Self::expire)) or
+/// [`wait_blocking`](Self::wait_blocking) (then `expire` at the deadline). Answers arrive through
 /// [`resolve`](Self::resolve), possibly from another process. Each store brings its own wake-up: the in-memory store
 /// wakes waiters directly; a database store may use notifications or polling. The guard owns the deadline: `wait`
 /// need not time out by itself, the guard drops it when the deadline passes.
