@@ -6,6 +6,7 @@ use std::fmt;
 use std::future::Future;
 use std::ops::Bound;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -100,10 +101,18 @@ impl Woken {
     }
 }
 
-/// A slot's decision, boxed unless it is the plain pending one: a [`Decision`] is 160 bytes, and the map holds its
+/// A slot's decision, shared unless it is the plain pending one: a [`Decision`] is 160 bytes, and the map holds its
 /// slots inline, so a million parked requests (a table of two million slots) would carry 320 MB of room for answers
-/// none of them has yet.
-struct Compact(Option<Box<Decision>>);
+/// none of them has yet. A plain expiry (no actor, no votes: every deadline of a plain request) points at one
+/// decision shared by all of them, so a million deadlines allocate nothing for it, and the expired requests kept for
+/// the retention window hold a pointer each, not 176 bytes.
+struct Compact(Option<Arc<Decision>>);
+
+/// The decision of every request that expired with nothing else recorded.
+fn plain_expired() -> &'static Arc<Decision> {
+    static EXPIRED: std::sync::OnceLock<Arc<Decision>> = std::sync::OnceLock::new();
+    EXPIRED.get_or_init(|| Arc::new(Decision::of(RequestState::Expired)))
+}
 
 impl Compact {
     const PENDING: Compact = Compact(None);
@@ -124,12 +133,19 @@ impl Compact {
     }
 
     fn set(&mut self, decision: Decision) {
-        self.0 = (decision != Decision::of(RequestState::Pending)).then(|| Box::new(decision));
+        self.0 = if decision == Decision::of(RequestState::Pending) {
+            None
+        } else if decision == **plain_expired() {
+            Some(Arc::clone(plain_expired()))
+        } else {
+            Some(Arc::new(decision))
+        };
     }
 
     fn set_state(&mut self, state: RequestState) {
         match &mut self.0 {
-            Some(decision) => decision.state = state,
+            // In place when this slot's own (an approval being claimed); a shared one is copied first.
+            Some(decision) => Arc::make_mut(decision).state = state,
             None => self.set(Decision::of(state)),
         }
     }

@@ -186,3 +186,37 @@ fn a_blocking_wait_past_its_deadline_leaves_no_waker() {
     assert!(Instant::now() >= until);
     no_waiter_left(&store, &id);
 }
+
+#[test]
+fn plain_expiries_share_one_decision_and_an_approval_is_claimed_in_place() {
+    let store = InMemoryStore::new();
+    let (a, b, c) = (
+        request(Duration::from_secs(60)),
+        request(Duration::from_secs(60)),
+        request(Duration::from_secs(60)),
+    );
+    for r in [&a, &b, &c] {
+        store.insert(r).unwrap();
+    }
+    assert_eq!(
+        store.expire(a.request_id()).unwrap().unwrap().state,
+        RequestState::Expired
+    );
+    assert_eq!(
+        store.expire(b.request_id()).unwrap().unwrap().state,
+        RequestState::Expired
+    );
+    store.resolve(&Resolution::approve(c.request_id().clone())).unwrap();
+    assert!(store.claim(c.request_id()).unwrap());
+    let inner = store.lock();
+    let shared = |r: &ApprovalRequest| inner.records[r.request_id()].decision.0.clone().expect("decided");
+    assert!(
+        Arc::ptr_eq(&shared(&a), &shared(&b)),
+        "two plain expiries allocated two decisions"
+    );
+    assert!(Arc::ptr_eq(&shared(&a), plain_expired()));
+    // The claimed approval changed its own decision, not the shared one.
+    assert_eq!(shared(&c).state, RequestState::Executed);
+    assert_eq!(plain_expired().state, RequestState::Expired);
+    assert_eq!(**plain_expired(), Decision::of(RequestState::Expired));
+}
