@@ -178,12 +178,13 @@ impl RequestData {
         self.rare.as_deref()
     }
 
-    /// The rare parts to set (boxed now if they were absent); a box left empty is dropped by [`Self::tidy`].
-    fn rare_mut(&mut self) -> &mut Rare {
-        self.rare.get_or_insert_with(Box::default)
-    }
-
-    fn tidy(&mut self) {
+    /// Changes the rare parts: boxed only if something is set (a plain request, which every guard builds through
+    /// these setters with nothing in them, allocates nothing here), and unboxed again if all of it ends absent.
+    fn set_rare(&mut self, nothing: bool, set: impl FnOnce(&mut Rare)) {
+        if nothing && self.rare.is_none() {
+            return;
+        }
+        set(self.rare.get_or_insert_with(Box::default));
         if self.rare.as_deref().is_some_and(|r| *r == Rare::default()) {
             self.rare = None;
         }
@@ -265,8 +266,9 @@ impl ApprovalRequest {
     /// This request, naming the tool server its call goes to (set before the request is shared).
     pub(crate) fn with_server(mut self, server: Option<String>) -> Self {
         if let Some(data) = Arc::get_mut(&mut self.0) {
-            data.rare_mut().server = server.map(String::into_boxed_str);
-            data.tidy();
+            data.set_rare(server.is_none(), |rare| {
+                rare.server = server.map(String::into_boxed_str)
+            });
         }
         self
     }
@@ -274,10 +276,10 @@ impl ApprovalRequest {
     /// This request, naming the policy rule that asked for it and the rule's message (set before it is shared).
     pub(crate) fn with_policy_rule(mut self, rule: Option<String>, message: Option<String>) -> Self {
         if let Some(data) = Arc::get_mut(&mut self.0) {
-            let rare = data.rare_mut();
-            rare.policy_rule = rule.map(String::into_boxed_str);
-            rare.policy_message = message.map(String::into_boxed_str);
-            data.tidy();
+            data.set_rare(rule.is_none() && message.is_none(), |rare| {
+                rare.policy_rule = rule.map(String::into_boxed_str);
+                rare.policy_message = message.map(String::into_boxed_str);
+            });
         }
         self
     }
@@ -292,12 +294,14 @@ impl ApprovalRequest {
         remember_refused: Option<String>,
     ) -> Self {
         if let Some(data) = Arc::get_mut(&mut self.0) {
-            let rare = data.rare_mut();
-            rare.quorum = quorum;
-            rare.excluded = excluded;
-            rare.edit_refused = edit_refused.map(String::into_boxed_str);
-            rare.remember_refused = remember_refused.map(String::into_boxed_str);
-            data.tidy();
+            let nothing =
+                quorum.is_none() && excluded.is_empty() && edit_refused.is_none() && remember_refused.is_none();
+            data.set_rare(nothing, |rare| {
+                rare.quorum = quorum;
+                rare.excluded = excluded;
+                rare.edit_refused = edit_refused.map(String::into_boxed_str);
+                rare.remember_refused = remember_refused.map(String::into_boxed_str);
+            });
         }
         self
     }
@@ -467,8 +471,12 @@ mod tests {
         assert!(sample().0.rare.is_none());
         let back: ApprovalRequest = serde_json::from_value(serde_json::to_value(sample()).unwrap()).unwrap();
         assert!(back.0.rare.is_none());
-        // Set and then cleared again: no box either.
+        // Built with nothing in them, or set and then cleared again: no box either.
         assert!(sample().with_server(None).0.rare.is_none());
+        assert!(sample().with_answers(None, Vec::new(), None, None).0.rare.is_none());
+        let set = sample().with_server(Some("files".into()));
+        assert!(set.0.rare.is_some());
+        assert!(set.with_server(None).0.rare.is_none());
 
         let rich = sample()
             .with_server(Some("files".into()))
