@@ -19,6 +19,15 @@ use super::{
 };
 use crate::request::{ApprovalRequest, RequestId, Resolution, ResolveOutcome};
 
+#[path = "memory_decision.rs"]
+mod decision;
+#[path = "memory_wait.rs"]
+mod wait;
+use decision::Compact;
+#[cfg(feature = "tokio")]
+use wait::WaitOrExpire;
+use wait::{Wait, Woken};
+
 /// Default retention of decided requests in an [`InMemoryStore`]: 10 minutes.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(600);
 
@@ -71,84 +80,6 @@ struct Slot {
     /// The first task (or blocked thread) waiting for this request's decision, while it is pending. Kept in the
     /// slot, not in an event of its own: a parked request then costs no allocation to be woken.
     waiter: Option<Waker>,
-}
-
-/// Waiters taken from a request as it was decided, woken once the store's lock is released.
-#[derive(Default)]
-#[must_use = "waiters taken out of a slot must be woken"]
-struct Woken(Option<Waker>, Vec<Waker>);
-
-impl Woken {
-    fn wake(self) {
-        if let Some(w) = self.0 {
-            w.wake();
-        }
-        self.1.into_iter().for_each(Waker::wake);
-    }
-
-    /// Wakes all but one waiter registered with `own` (the caller's own task, which is running).
-    #[cfg(feature = "tokio")]
-    fn wake_except(self, own: &Waker) {
-        let mut skipped = false;
-        let Woken(first, more) = self;
-        for w in first.into_iter().chain(more) {
-            if !skipped && w.will_wake(own) {
-                skipped = true;
-                continue;
-            }
-            w.wake();
-        }
-    }
-}
-
-/// A slot's decision, shared unless it is the plain pending one: a [`Decision`] is 160 bytes, and the map holds its
-/// slots inline, so a million parked requests (a table of two million slots) would carry 320 MB of room for answers
-/// none of them has yet. A plain expiry (no actor, no votes: every deadline of a plain request) points at one
-/// decision shared by all of them, so a million deadlines allocate nothing for it, and the expired requests kept for
-/// the retention window hold a pointer each, not 176 bytes.
-struct Compact(Option<Arc<Decision>>);
-
-/// The decision of every request that expired with nothing else recorded.
-fn plain_expired() -> &'static Arc<Decision> {
-    static EXPIRED: std::sync::OnceLock<Arc<Decision>> = std::sync::OnceLock::new();
-    EXPIRED.get_or_init(|| Arc::new(Decision::of(RequestState::Expired)))
-}
-
-impl Compact {
-    const PENDING: Compact = Compact(None);
-
-    fn state(&self) -> RequestState {
-        self.0.as_ref().map_or(RequestState::Pending, |d| d.state)
-    }
-
-    fn get(&self) -> Cow<'_, Decision> {
-        match &self.0 {
-            Some(d) => Cow::Borrowed(d),
-            None => Cow::Owned(Decision::of(RequestState::Pending)),
-        }
-    }
-
-    fn votes(&self) -> Vec<crate::request::Vote> {
-        self.0.as_ref().map(|d| d.votes.clone()).unwrap_or_default()
-    }
-
-    fn set(&mut self, decision: Decision) {
-        self.0 = if decision == Decision::of(RequestState::Pending) {
-            None
-        } else if decision == **plain_expired() {
-            Some(Arc::clone(plain_expired()))
-        } else {
-            Some(Arc::new(decision))
-        };
-    }
-
-    fn set_state(&mut self, state: RequestState) {
-        match &mut self.0 {
-            // In place when this slot's own (an approval being claimed); a shared one is copied first.
-            Some(decision) => Arc::make_mut(decision).state = state,
-            None => self.set(Decision::of(state)),
-        }
-    }
 }
 
 impl fmt::Debug for InMemoryStore {
@@ -266,74 +197,6 @@ impl Inner {
         decided.push_back((Instant::now(), id.clone()));
         note_change(feed, feed_next, id);
         Some((&slot.decision, woken))
-    }
-
-    /// One poll of a wait for request `id`'s decision by the waiter that has `registered` (its waker in the slot,
-    /// or none yet): the decision once it is final, else the waiter is (still) registered with `waker`.
-    fn poll_wait(
-        &mut self,
-        id: &RequestId,
-        registered: &mut Option<Waker>,
-        waker: &Waker,
-    ) -> Poll<Result<Decision, StoreError>> {
-        let Some(slot) = self.records.get_mut(id) else {
-            // Evicted (or never here): nothing of it is left, its waiters included.
-            *registered = None;
-            return Poll::Ready(Err(unknown(id)));
-        };
-        if slot.decision.state().is_final() {
-            // A decision takes every waiter out of the slot (`decide_with`), so this one is no longer held.
-            *registered = None;
-            return Poll::Ready(Ok(slot.decision.get().into_owned()));
-        }
-        match registered {
-            Some(known) if known.will_wake(waker) => {}
-            Some(known) => {
-                // Polled with another waker (the future moved to another task): swap it in, in the same place.
-                let old = std::mem::replace(known, waker.clone());
-                self.remove_waiter(id, &old);
-                self.add_waiter(id, waker.clone());
-            }
-            None => {
-                *registered = Some(waker.clone());
-                self.add_waiter(id, waker.clone());
-            }
-        }
-        Poll::Pending
-    }
-
-    fn add_waiter(&mut self, id: &RequestId, waker: Waker) {
-        match self.records.get_mut(id) {
-            Some(slot) if slot.waiter.is_none() => slot.waiter = Some(waker),
-            Some(_) => self.more_waiters.entry(id.clone()).or_default().push(waker),
-            None => {}
-        }
-    }
-
-    /// Takes one waiter registered with `waker` (one registered by the same task, which is the same to wake) off a
-    /// pending request: a wait that ends without a decision (dropped, or past its deadline).
-    fn remove_waiter(&mut self, id: &RequestId, waker: &Waker) {
-        let Some(slot) = self.records.get_mut(id) else {
-            return;
-        };
-        if slot.waiter.as_ref().is_some_and(|w| w.will_wake(waker)) {
-            slot.waiter = None;
-        } else if let Some(more) = self.more_waiters.get_mut(id) {
-            if let Some(at) = more.iter().position(|w| w.will_wake(waker)) {
-                more.swap_remove(at);
-            }
-        } else {
-            return;
-        }
-        // Keep the slot's place filled while others wait, so `more_waiters` stays empty in the common case.
-        if let Some(more) = self.more_waiters.get_mut(id) {
-            if slot.waiter.is_none() {
-                slot.waiter = more.pop();
-            }
-            if more.is_empty() {
-                self.more_waiters.remove(id);
-            }
-        }
     }
 
     /// Drops decided requests from the order: from its front, a few at a time (called at each insert, so it keeps
@@ -681,23 +544,12 @@ impl ApprovalStore for InMemoryStore {
     }
 
     fn wait<'a>(&'a self, id: &'a RequestId) -> WaitFuture<'a> {
-        Box::pin(Wait {
-            store: self,
-            id,
-            registered: None,
-        })
+        Box::pin(Wait::new(self, id))
     }
 
     #[cfg(feature = "tokio")]
     fn wait_or_expire<'a>(&'a self, id: &'a RequestId, until: Instant) -> super::ExpiringWaitFuture<'a> {
-        Box::pin(WaitOrExpire {
-            wait: Wait {
-                store: self,
-                id,
-                registered: None,
-            },
-            deadline: tokio::time::sleep_until(until.into()),
-        })
+        Box::pin(WaitOrExpire::new(self, id, until))
     }
 
     fn wait_blocking(&self, id: &RequestId, until: Instant) -> Result<Option<Decision>, StoreError> {
@@ -714,73 +566,6 @@ impl ApprovalStore for InMemoryStore {
                 }
                 return Ok(None);
             }
-        }
-    }
-}
-
-/// [`InMemoryStore::wait`]'s future: it keeps its waker in the request's slot while pending, and takes it out if
-/// dropped before the decision (a decision takes it out itself).
-struct Wait<'a> {
-    store: &'a InMemoryStore,
-    id: &'a RequestId,
-    registered: Option<Waker>,
-}
-
-impl Future for Wait<'_> {
-    type Output = Result<Decision, StoreError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
-        this.store.lock().poll_wait(this.id, &mut this.registered, cx.waker())
-    }
-}
-
-#[cfg(feature = "tokio")]
-pin_project_lite::pin_project! {
-    /// [`InMemoryStore::wait_or_expire`]'s future: a [`Wait`] and its deadline's timer, in one allocation.
-    struct WaitOrExpire<'a> {
-        wait: Wait<'a>,
-        #[pin]
-        deadline: tokio::time::Sleep,
-    }
-}
-
-#[cfg(feature = "tokio")]
-impl Future for WaitOrExpire<'_> {
-    type Output = Result<Option<Decision>, StoreError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        // The deadline first: past it, the expiry reads any decision anyway, and the store is locked once.
-        if this.deadline.poll(cx).is_ready() {
-            return Poll::Ready(Ok(this.wait.expire_at_deadline()));
-        }
-        Pin::new(this.wait).poll(cx).map(|decision| decision.map(Some))
-    }
-}
-
-impl Wait<'_> {
-    /// Expires the request at its deadline (or reads the decision that came meanwhile) and takes this wait's waker
-    /// out of it, under one lock: the waker is not woken (this is its task, running), and dropping the wait then
-    /// costs nothing.
-    #[cfg(feature = "tokio")]
-    fn expire_at_deadline(&mut self) -> Option<Decision> {
-        let own = self.registered.take();
-        let (decision, woken) = self.store.lock_evicting().expire(self.id);
-        // A pending request's expiry took every waiter, this one included; a decided one took them before.
-        match own {
-            Some(own) => woken.wake_except(&own),
-            None => woken.wake(),
-        }
-        self.store.changed.notify(usize::MAX);
-        decision
-    }
-}
-
-impl Drop for Wait<'_> {
-    fn drop(&mut self) {
-        if let Some(waker) = self.registered.take() {
-            self.store.lock().remove_waiter(self.id, &waker);
         }
     }
 }

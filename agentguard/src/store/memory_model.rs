@@ -3,6 +3,7 @@
 //! store code, in every interleaving shuttle explores. Waiters are wakers kept in the request's slot: a blocked
 //! thread's, or a task's on shuttle's own executor.
 
+use super::tests::no_waiter_left;
 use super::*;
 use crate::params::ParamsDigest;
 use agentguard_classify::Risk;
@@ -11,6 +12,12 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 const SCHEDULES: usize = 10_000;
+
+/// Runs a scenario under shuttle's random scheduler and its PCT scheduler (depth 3), `SCHEDULES` times each.
+fn explore(scenario: fn()) {
+    shuttle::check_random(scenario, SCHEDULES);
+    shuttle::check_pct(scenario, SCHEDULES, 3);
+}
 
 fn request() -> ApprovalRequest {
     let now = SystemTime::now();
@@ -170,12 +177,7 @@ fn two_waiters() {
         "two waiters saw different decisions"
     );
     assert!(!(ran_blocked && ran_task), "one approval claimed twice");
-    let inner = store.lock();
-    assert!(inner.more_waiters.is_empty(), "waiters left behind");
-    assert!(
-        inner.records.get(&id).is_some_and(|s| s.waiter.is_none()),
-        "a waker left in the slot"
-    );
+    no_waiter_left(&store, &id, "two waiters");
 }
 
 /// One run: an async waiter polled once (so its waker is in the slot) and then dropped, racing an answer. Whatever
@@ -194,12 +196,7 @@ fn waiter_dropped_after_a_poll() {
             let first = wait.as_mut().poll(&mut Context::from_waker(waker));
             drop(wait);
             // Still pending or decided meanwhile, nothing of the dropped wait is left in the store.
-            let inner = store.lock();
-            assert!(inner.more_waiters.is_empty(), "waiters left behind by a dropped wait");
-            assert!(
-                inner.records.get(&id).is_some_and(|s| s.waiter.is_none()),
-                "a dropped wait left its waker in the slot"
-            );
+            no_waiter_left(&store, &id, "a dropped wait");
             first.is_ready()
         })
     };
@@ -209,34 +206,25 @@ fn waiter_dropped_after_a_poll() {
     };
     waiter.join().unwrap();
     assert_eq!(resolver.join().unwrap(), ResolveOutcome::Resolved);
-    let inner = store.lock();
-    assert!(inner.more_waiters.is_empty(), "waiters left behind");
-    assert!(
-        inner.records.get(&id).is_some_and(|s| s.waiter.is_none()),
-        "a waker left in the slot"
-    );
+    no_waiter_left(&store, &id, "after the answer");
 }
 
 #[test]
 fn model_two_waiters_race_an_answer_and_its_deadline() {
-    shuttle::check_random(two_waiters, SCHEDULES);
-    shuttle::check_pct(two_waiters, SCHEDULES, 3);
+    explore(two_waiters);
 }
 
 #[test]
 fn model_waiter_dropped_after_a_poll_leaves_no_waker() {
-    shuttle::check_random(waiter_dropped_after_a_poll, SCHEDULES);
-    shuttle::check_pct(waiter_dropped_after_a_poll, SCHEDULES, 3);
+    explore(waiter_dropped_after_a_poll);
 }
 
 #[test]
 fn model_waiter_races_an_answer_and_its_deadline() {
-    shuttle::check_random(race, SCHEDULES);
-    shuttle::check_pct(race, SCHEDULES, 3);
+    explore(race);
 }
 
 #[test]
 fn model_dropped_waiter_races_an_answer_and_its_deadline() {
-    shuttle::check_random(dropped, SCHEDULES);
-    shuttle::check_pct(dropped, SCHEDULES, 3);
+    explore(dropped);
 }

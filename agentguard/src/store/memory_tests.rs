@@ -1,5 +1,6 @@
 //! Unit tests of the in-memory store: eviction, abandonment, deadlines, the lazy pending order, waiters.
 
+use super::decision::plain_expired;
 use super::*;
 use crate::params::ParamsDigest;
 use agentguard_classify::Risk;
@@ -94,13 +95,14 @@ fn resolve_after_the_deadline_expires_the_request() {
     assert!(store.pending().unwrap().is_empty());
 }
 
-/// No waker of a finished wait is left in the store (it would keep its task's memory alive until the decision).
-fn no_waiter_left(store: &InMemoryStore, id: &RequestId) {
+/// Nothing of a finished or dropped wait is left in the store (a waker kept there keeps its task's memory alive
+/// until the decision). Also used by the shuttle model.
+pub(super) fn no_waiter_left(store: &InMemoryStore, id: &RequestId, what: &str) {
     let inner = store.lock();
-    assert!(inner.more_waiters.is_empty(), "waiters left behind");
+    assert!(inner.more_waiters.is_empty(), "{what}: waiters left behind");
     assert!(
         inner.records.get(id).is_some_and(|s| s.waiter.is_none()),
-        "a waker left in the slot"
+        "{what}: a waker left in the slot"
     );
 }
 
@@ -132,7 +134,7 @@ async fn wait_or_expire_expires_at_the_deadline_and_wakes_every_other_waiter() {
             .unwrap();
         assert_eq!(seen, RequestState::Expired);
     }
-    no_waiter_left(&store, &id);
+    no_waiter_left(&store, &id, "after the expiry");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -155,7 +157,7 @@ async fn wait_or_expire_returns_an_answer_that_comes_first() {
         .expect("known");
     assert_eq!(decision.state, RequestState::Approved);
     assert_eq!(answer.await.unwrap(), ResolveOutcome::Resolved);
-    no_waiter_left(&store, &id);
+    no_waiter_left(&store, &id, "after the answer");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -170,7 +172,7 @@ async fn a_dropped_wait_or_expire_leaves_no_waker_and_the_request_pending() {
     )
     .await;
     assert!(gone.is_err(), "no decision came");
-    no_waiter_left(&store, &id);
+    no_waiter_left(&store, &id, "after a dropped wait");
     // The store does not expire a request whose wait was dropped: the guard abandons it (and that is tested there).
     assert_eq!(store.get(&id).unwrap().unwrap().decision.state, RequestState::Pending);
 }
@@ -184,7 +186,7 @@ fn a_blocking_wait_past_its_deadline_leaves_no_waker() {
     let until = Instant::now() + Duration::from_millis(30);
     assert_eq!(store.wait_blocking(&id, until).unwrap(), None);
     assert!(Instant::now() >= until);
-    no_waiter_left(&store, &id);
+    no_waiter_left(&store, &id, "after a blocking wait past its deadline");
 }
 
 #[test]

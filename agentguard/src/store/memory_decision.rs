@@ -1,0 +1,53 @@
+//! The in-memory store's record of a request's decision: compact while pending, shared for a plain expiry.
+
+use super::*;
+
+/// A slot's decision, shared unless it is the plain pending one: a [`Decision`] is 160 bytes, and the map holds its
+/// slots inline, so a million parked requests (a table of two million slots) would carry 320 MB of room for answers
+/// none of them has yet. A plain expiry (no actor, no votes: every deadline of a plain request) points at one
+/// decision shared by all of them, so a million deadlines allocate nothing for it, and the expired requests kept for
+/// the retention window hold a pointer each, not 176 bytes.
+pub(super) struct Compact(pub(super) Option<Arc<Decision>>);
+
+/// The decision of every request that expired with nothing else recorded.
+pub(super) fn plain_expired() -> &'static Arc<Decision> {
+    static EXPIRED: std::sync::OnceLock<Arc<Decision>> = std::sync::OnceLock::new();
+    EXPIRED.get_or_init(|| Arc::new(Decision::of(RequestState::Expired)))
+}
+
+impl Compact {
+    pub(super) const PENDING: Compact = Compact(None);
+
+    pub(super) fn state(&self) -> RequestState {
+        self.0.as_ref().map_or(RequestState::Pending, |d| d.state)
+    }
+
+    pub(super) fn get(&self) -> Cow<'_, Decision> {
+        match &self.0 {
+            Some(d) => Cow::Borrowed(d),
+            None => Cow::Owned(Decision::of(RequestState::Pending)),
+        }
+    }
+
+    pub(super) fn votes(&self) -> Vec<crate::request::Vote> {
+        self.0.as_ref().map(|d| d.votes.clone()).unwrap_or_default()
+    }
+
+    pub(super) fn set(&mut self, decision: Decision) {
+        self.0 = if decision == Decision::of(RequestState::Pending) {
+            None
+        } else if decision == **plain_expired() {
+            Some(Arc::clone(plain_expired()))
+        } else {
+            Some(Arc::new(decision))
+        };
+    }
+
+    pub(super) fn set_state(&mut self, state: RequestState) {
+        match &mut self.0 {
+            // In place when this slot's own (an approval being claimed); a shared one is copied first.
+            Some(decision) => Arc::make_mut(decision).state = state,
+            None => self.set(Decision::of(state)),
+        }
+    }
+}

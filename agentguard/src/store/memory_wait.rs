@@ -1,0 +1,191 @@
+//! The in-memory store's waiting: a waiter's waker kept in its request's slot (the first; further ones in
+//! `Inner::more_waiters`), taken out by the decision and woken once the store's lock is released, and the futures
+//! of [`ApprovalStore::wait`](super::ApprovalStore::wait) and
+//! [`ApprovalStore::wait_or_expire`](super::ApprovalStore::wait_or_expire).
+
+use super::*;
+
+/// Waiters taken from a request as it was decided, woken once the store's lock is released.
+#[derive(Default)]
+#[must_use = "waiters taken out of a slot must be woken"]
+pub(super) struct Woken(pub(super) Option<Waker>, pub(super) Vec<Waker>);
+
+impl Woken {
+    pub(super) fn wake(self) {
+        if let Some(w) = self.0 {
+            w.wake();
+        }
+        self.1.into_iter().for_each(Waker::wake);
+    }
+
+    /// Wakes all but one waiter registered with `own` (the caller's own task, which is running).
+    #[cfg(feature = "tokio")]
+    pub(super) fn wake_except(self, own: &Waker) {
+        let mut skipped = false;
+        let Woken(first, more) = self;
+        for w in first.into_iter().chain(more) {
+            if !skipped && w.will_wake(own) {
+                skipped = true;
+                continue;
+            }
+            w.wake();
+        }
+    }
+}
+
+impl Inner {
+    /// One poll of a wait for request `id`'s decision by the waiter that has `registered` (its waker in the slot,
+    /// or none yet): the decision once it is final, else the waiter is (still) registered with `waker`.
+    pub(super) fn poll_wait(
+        &mut self,
+        id: &RequestId,
+        registered: &mut Option<Waker>,
+        waker: &Waker,
+    ) -> Poll<Result<Decision, StoreError>> {
+        let Some(slot) = self.records.get_mut(id) else {
+            // Evicted (or never here): nothing of it is left, its waiters included.
+            *registered = None;
+            return Poll::Ready(Err(unknown(id)));
+        };
+        if slot.decision.state().is_final() {
+            // A decision takes every waiter out of the slot (`decide_with`), so this one is no longer held.
+            *registered = None;
+            return Poll::Ready(Ok(slot.decision.get().into_owned()));
+        }
+        match registered {
+            Some(known) if known.will_wake(waker) => {}
+            Some(known) => {
+                // Polled with another waker (the future moved to another task): swap it in, in the same place.
+                let old = std::mem::replace(known, waker.clone());
+                self.remove_waiter(id, &old);
+                self.add_waiter(id, waker.clone());
+            }
+            None => {
+                *registered = Some(waker.clone());
+                self.add_waiter(id, waker.clone());
+            }
+        }
+        Poll::Pending
+    }
+
+    fn add_waiter(&mut self, id: &RequestId, waker: Waker) {
+        match self.records.get_mut(id) {
+            Some(slot) if slot.waiter.is_none() => slot.waiter = Some(waker),
+            Some(_) => self.more_waiters.entry(id.clone()).or_default().push(waker),
+            None => {}
+        }
+    }
+
+    /// Takes one waiter registered with `waker` (one registered by the same task, which is the same to wake) off a
+    /// pending request: a wait that ends without a decision (dropped, or past its deadline).
+    pub(super) fn remove_waiter(&mut self, id: &RequestId, waker: &Waker) {
+        let Some(slot) = self.records.get_mut(id) else {
+            return;
+        };
+        if slot.waiter.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            slot.waiter = None;
+        } else if let Some(more) = self.more_waiters.get_mut(id) {
+            if let Some(at) = more.iter().position(|w| w.will_wake(waker)) {
+                more.swap_remove(at);
+            }
+        } else {
+            return;
+        }
+        // Keep the slot's place filled while others wait, so `more_waiters` stays empty in the common case.
+        if let Some(more) = self.more_waiters.get_mut(id) {
+            if slot.waiter.is_none() {
+                slot.waiter = more.pop();
+            }
+            if more.is_empty() {
+                self.more_waiters.remove(id);
+            }
+        }
+    }
+}
+
+/// [`InMemoryStore::wait`]'s future: it keeps its waker in the request's slot while pending, and takes it out if
+/// dropped before the decision (a decision takes it out itself).
+pub(super) struct Wait<'a> {
+    store: &'a InMemoryStore,
+    id: &'a RequestId,
+    registered: Option<Waker>,
+}
+
+impl<'a> Wait<'a> {
+    pub(super) fn new(store: &'a InMemoryStore, id: &'a RequestId) -> Self {
+        Wait {
+            store,
+            id,
+            registered: None,
+        }
+    }
+}
+
+impl Future for Wait<'_> {
+    type Output = Result<Decision, StoreError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        this.store.lock().poll_wait(this.id, &mut this.registered, cx.waker())
+    }
+}
+
+#[cfg(feature = "tokio")]
+pin_project_lite::pin_project! {
+    /// [`InMemoryStore::wait_or_expire`]'s future: a [`Wait`] and its deadline's timer, in one allocation.
+    pub(super) struct WaitOrExpire<'a> {
+        wait: Wait<'a>,
+        #[pin]
+        deadline: tokio::time::Sleep,
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl<'a> WaitOrExpire<'a> {
+    pub(super) fn new(store: &'a InMemoryStore, id: &'a RequestId, until: Instant) -> Self {
+        WaitOrExpire {
+            wait: Wait::new(store, id),
+            deadline: tokio::time::sleep_until(until.into()),
+        }
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl Future for WaitOrExpire<'_> {
+    type Output = Result<Option<Decision>, StoreError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        // The deadline first: past it, the expiry reads any decision anyway, and the store is locked once.
+        if this.deadline.poll(cx).is_ready() {
+            return Poll::Ready(Ok(this.wait.expire_at_deadline()));
+        }
+        Pin::new(this.wait).poll(cx).map(|decision| decision.map(Some))
+    }
+}
+
+impl Wait<'_> {
+    /// Expires the request at its deadline (or reads the decision that came meanwhile) and takes this wait's waker
+    /// out of it, under one lock: the waker is not woken (this is its task, running), and dropping the wait then
+    /// costs nothing.
+    #[cfg(feature = "tokio")]
+    fn expire_at_deadline(&mut self) -> Option<Decision> {
+        let own = self.registered.take();
+        let (decision, woken) = self.store.lock_evicting().expire(self.id);
+        // A pending request's expiry took every waiter, this one included; a decided one took them before.
+        match own {
+            Some(own) => woken.wake_except(&own),
+            None => woken.wake(),
+        }
+        self.store.changed.notify(usize::MAX);
+        decision
+    }
+}
+
+impl Drop for Wait<'_> {
+    fn drop(&mut self) {
+        if let Some(waker) = self.registered.take() {
+            self.store.lock().remove_waiter(self.id, &waker);
+        }
+    }
+}
