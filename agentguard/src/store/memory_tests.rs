@@ -222,3 +222,43 @@ fn plain_expiries_share_one_decision_and_an_approval_is_claimed_in_place() {
     assert_eq!(plain_expired().state, RequestState::Expired);
     assert_eq!(**plain_expired(), Decision::of(RequestState::Expired));
 }
+
+/// Counts its wake-ups.
+struct Counter(std::sync::atomic::AtomicUsize);
+
+impl std::task::Wake for Counter {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn a_wait_polled_from_another_task_is_woken_there_and_not_where_it_was() {
+    let store = InMemoryStore::new();
+    let req = request(Duration::from_secs(60));
+    let id = req.request_id().clone();
+    store.insert(&req).unwrap();
+    let (first, second) = (
+        Arc::new(Counter(Default::default())),
+        Arc::new(Counter(Default::default())),
+    );
+    let mut wait = store.wait(&id);
+    let waker = Waker::from(first.clone());
+    assert!(wait.as_mut().poll(&mut Context::from_waker(&waker)).is_pending());
+    // The future moves to another task: the next poll brings another waker, which replaces the first.
+    let waker = Waker::from(second.clone());
+    assert!(wait.as_mut().poll(&mut Context::from_waker(&waker)).is_pending());
+    assert!(
+        store.lock().more_waiters.is_empty(),
+        "the old waker was kept beside the new one"
+    );
+    store.resolve(&Resolution::deny(id.clone())).unwrap();
+    let count = |c: &Counter| c.0.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!((count(&first), count(&second)), (0, 1));
+    match wait.as_mut().poll(&mut Context::from_waker(&waker)) {
+        Poll::Ready(Ok(decision)) => assert_eq!(decision.state, RequestState::Denied),
+        other => panic!("not decided: {other:?}"),
+    }
+    drop(wait);
+    no_waiter_left(&store, &id, "after a wait that moved");
+}
