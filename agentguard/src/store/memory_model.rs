@@ -35,13 +35,30 @@ fn request() -> ApprovalRequest {
     )
 }
 
+/// A store with one request parked in it, and the request's id.
+fn parked() -> (Arc<InMemoryStore>, RequestId) {
+    let store = Arc::new(InMemoryStore::new());
+    let req = request();
+    store.insert(&req).unwrap();
+    (store, req.request_id().clone())
+}
+
+/// A person approving the request, on a thread of its own.
+fn approve(store: &Arc<InMemoryStore>, id: &RequestId) -> shuttle::thread::JoinHandle<ResolveOutcome> {
+    let (store, id) = (Arc::clone(store), id.clone());
+    shuttle::thread::spawn(move || store.resolve(&Resolution::approve(id)).unwrap())
+}
+
+/// The request's deadline passing, on a thread of its own.
+fn expire(store: &Arc<InMemoryStore>, id: &RequestId) -> shuttle::thread::JoinHandle<Option<Decision>> {
+    let (store, id) = (Arc::clone(store), id.clone());
+    shuttle::thread::spawn(move || store.expire(&id).unwrap())
+}
+
 /// One run: a waiter (blocks until decided, then claims an approval and "runs" it), a person approving, and the
 /// deadline expiring it.
 fn race() {
-    let store = Arc::new(InMemoryStore::new());
-    let req = request();
-    let id = req.request_id().clone();
-    store.insert(&req).unwrap();
+    let (store, id) = parked();
     let runs = Arc::new(AtomicUsize::new(0));
 
     let waiter = {
@@ -58,14 +75,8 @@ fn race() {
             decision.state
         })
     };
-    let resolver = {
-        let (store, id) = (store.clone(), id.clone());
-        shuttle::thread::spawn(move || store.resolve(&Resolution::approve(id)).unwrap())
-    };
-    let deadline = {
-        let (store, id) = (store.clone(), id.clone());
-        shuttle::thread::spawn(move || store.expire(&id).unwrap())
-    };
+    let resolver = approve(&store, &id);
+    let deadline = expire(&store, &id);
 
     let seen = waiter.join().unwrap();
     let answer = resolver.join().unwrap();
@@ -93,19 +104,10 @@ fn race() {
 /// One run: the waiter's future is dropped (abandon) while a person approves and the deadline passes; whatever
 /// the order, the request ends expired, and a claim made after the drop (a waiter that should be gone) fails.
 fn dropped() {
-    let store = Arc::new(InMemoryStore::new());
-    let req = request();
-    let id = req.request_id().clone();
-    store.insert(&req).unwrap();
+    let (store, id) = parked();
 
-    let resolver = {
-        let (store, id) = (store.clone(), id.clone());
-        shuttle::thread::spawn(move || store.resolve(&Resolution::approve(id)).unwrap())
-    };
-    let deadline = {
-        let (store, id) = (store.clone(), id.clone());
-        shuttle::thread::spawn(move || store.expire(&id).unwrap())
-    };
+    let resolver = approve(&store, &id);
+    let deadline = expire(&store, &id);
     let drop_then_claim = {
         let (store, id) = (store.clone(), id.clone());
         shuttle::thread::spawn(move || {
@@ -128,10 +130,7 @@ fn dropped() {
 /// deadlock otherwise), both read the same final decision (or the approval the other has claimed since), at most one
 /// claim wins, and no waker is left behind.
 fn two_waiters() {
-    let store = Arc::new(InMemoryStore::new());
-    let req = request();
-    let id = req.request_id().clone();
-    store.insert(&req).unwrap();
+    let (store, id) = parked();
 
     let blocked = {
         let (store, id) = (store.clone(), id.clone());
@@ -150,14 +149,8 @@ fn two_waiters() {
             (d.state, d.state == RequestState::Approved && store.claim(&id).unwrap())
         })
     };
-    let resolver = {
-        let (store, id) = (store.clone(), id.clone());
-        shuttle::thread::spawn(move || store.resolve(&Resolution::approve(id)).unwrap())
-    };
-    let deadline = {
-        let (store, id) = (store.clone(), id.clone());
-        shuttle::thread::spawn(move || store.expire(&id).unwrap())
-    };
+    let resolver = approve(&store, &id);
+    let deadline = expire(&store, &id);
     let (seen_blocked, ran_blocked) = blocked.join().unwrap();
     let (seen_task, ran_task) = shuttle::future::block_on(task).unwrap();
     resolver.join().unwrap();
@@ -183,10 +176,7 @@ fn two_waiters() {
 /// One run: an async waiter polled once (so its waker is in the slot) and then dropped, racing an answer. Whatever
 /// the order, its waker is gone once it is dropped (a dropped wait must not keep its task alive from the store).
 fn waiter_dropped_after_a_poll() {
-    let store = Arc::new(InMemoryStore::new());
-    let req = request();
-    let id = req.request_id().clone();
-    store.insert(&req).unwrap();
+    let (store, id) = parked();
 
     let waiter = {
         let (store, id) = (store.clone(), id.clone());
@@ -200,10 +190,7 @@ fn waiter_dropped_after_a_poll() {
             first.is_ready()
         })
     };
-    let resolver = {
-        let (store, id) = (store.clone(), id.clone());
-        shuttle::thread::spawn(move || store.resolve(&Resolution::approve(id)).unwrap())
-    };
+    let resolver = approve(&store, &id);
     waiter.join().unwrap();
     assert_eq!(resolver.join().unwrap(), ResolveOutcome::Resolved);
     no_waiter_left(&store, &id, "after the answer");

@@ -23,6 +23,13 @@ fn request(timeout: Duration) -> ApprovalRequest {
     )
 }
 
+/// Parks one request in `store` for `timeout`; its id.
+fn park(store: &InMemoryStore, timeout: Duration) -> RequestId {
+    let req = request(timeout);
+    store.insert(&req).unwrap();
+    req.request_id().clone()
+}
+
 #[test]
 fn decided_requests_leave_the_order_lazily_and_it_stays_bounded() {
     let store = InMemoryStore::new();
@@ -49,9 +56,7 @@ fn decided_requests_leave_the_order_lazily_and_it_stays_bounded() {
 #[test]
 fn eviction_never_drops_an_approval_its_waiter_has_not_claimed() {
     let store = InMemoryStore::with_retention(Duration::ZERO);
-    let req = request(Duration::from_secs(60));
-    let id = req.request_id().clone();
-    store.insert(&req).unwrap();
+    let id = park(&store, Duration::from_secs(60));
     assert_eq!(
         store.resolve(&Resolution::approve(id.clone())).unwrap(),
         ResolveOutcome::Resolved
@@ -69,9 +74,7 @@ fn eviction_never_drops_an_approval_its_waiter_has_not_claimed() {
 #[test]
 fn abandoned_approval_expires_and_can_never_be_claimed() {
     let store = InMemoryStore::new();
-    let req = request(Duration::from_secs(60));
-    let id = req.request_id().clone();
-    store.insert(&req).unwrap();
+    let id = park(&store, Duration::from_secs(60));
     store.resolve(&Resolution::approve(id.clone())).unwrap();
     store.abandon(&id).unwrap();
     assert!(!store.claim(&id).unwrap());
@@ -81,9 +84,7 @@ fn abandoned_approval_expires_and_can_never_be_claimed() {
 #[test]
 fn resolve_after_the_deadline_expires_the_request() {
     let store = InMemoryStore::new();
-    let req = request(Duration::ZERO);
-    let id = req.request_id().clone();
-    store.insert(&req).unwrap();
+    let id = park(&store, Duration::ZERO);
     assert_eq!(
         store.resolve(&Resolution::approve(id.clone())).unwrap(),
         ResolveOutcome::Expired
@@ -109,9 +110,7 @@ pub(super) fn no_waiter_left(store: &InMemoryStore, id: &RequestId, what: &str) 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_or_expire_expires_at_the_deadline_and_wakes_every_other_waiter() {
     let store = Arc::new(InMemoryStore::new());
-    let req = request(Duration::from_secs(60));
-    let id = req.request_id().clone();
-    store.insert(&req).unwrap();
+    let id = park(&store, Duration::from_secs(60));
     // Two other waiters, on other tasks: one in the slot (first to register), one in `more_waiters`.
     let others: Vec<_> = (0..2)
         .map(|_| {
@@ -140,9 +139,7 @@ async fn wait_or_expire_expires_at_the_deadline_and_wakes_every_other_waiter() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_or_expire_returns_an_answer_that_comes_first() {
     let store = Arc::new(InMemoryStore::new());
-    let req = request(Duration::from_secs(60));
-    let id = req.request_id().clone();
-    store.insert(&req).unwrap();
+    let id = park(&store, Duration::from_secs(60));
     let answer = {
         let (store, id) = (store.clone(), id.clone());
         tokio::spawn(async move {
@@ -163,9 +160,7 @@ async fn wait_or_expire_returns_an_answer_that_comes_first() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_wait_or_expire_leaves_no_waker_and_the_request_pending() {
     let store = Arc::new(InMemoryStore::new());
-    let req = request(Duration::from_secs(60));
-    let id = req.request_id().clone();
-    store.insert(&req).unwrap();
+    let id = park(&store, Duration::from_secs(60));
     let gone = tokio::time::timeout(
         Duration::from_millis(20),
         store.wait_or_expire(&id, Instant::now() + Duration::from_secs(30)),
@@ -180,9 +175,7 @@ async fn a_dropped_wait_or_expire_leaves_no_waker_and_the_request_pending() {
 #[test]
 fn a_blocking_wait_past_its_deadline_leaves_no_waker() {
     let store = InMemoryStore::new();
-    let req = request(Duration::from_secs(60));
-    let id = req.request_id().clone();
-    store.insert(&req).unwrap();
+    let id = park(&store, Duration::from_secs(60));
     let until = Instant::now() + Duration::from_millis(30);
     assert_eq!(store.wait_blocking(&id, until).unwrap(), None);
     assert!(Instant::now() >= until);
@@ -235,9 +228,7 @@ impl std::task::Wake for Counter {
 #[test]
 fn a_wait_polled_from_another_task_is_woken_there_and_not_where_it_was() {
     let store = InMemoryStore::new();
-    let req = request(Duration::from_secs(60));
-    let id = req.request_id().clone();
-    store.insert(&req).unwrap();
+    let id = park(&store, Duration::from_secs(60));
     let (first, second) = (
         Arc::new(Counter(Default::default())),
         Arc::new(Counter(Default::default())),
