@@ -44,6 +44,16 @@ const FEED_CAPACITY: usize = 4096;
 /// Pending requests are also kept in their order (oldest first), so a page of them costs what a page costs however
 /// many are pending ([`pending_page`](ApprovalStore::pending_page)), and the store keeps a change feed of the last
 /// 4,096 changes ([`changes_since`](ApprovalStore::changes_since)), so a watcher reads only what changed.
+///
+/// A service that expects hundreds of thousands of requests at once makes its store with room for them
+/// ([`with_capacity`](Self::with_capacity)): the table otherwise doubles as it fills, under the store's lock.
+///
+/// ```
+/// use agentguard::{store::InMemoryStore, AgentGuard};
+///
+/// let guard = AgentGuard::external().store(InMemoryStore::with_capacity(1_000_000)).build();
+/// # drop(guard);
+/// ```
 pub struct InMemoryStore {
     retention: Duration,
     inner: Mutex<Inner>,
@@ -110,6 +120,28 @@ impl InMemoryStore {
             inner: Mutex::new(Inner::default()),
             changed: Event::new(),
         }
+    }
+
+    /// A store with the default retention and room for `capacity` requests (pending and retained) before its table
+    /// grows: see [`reserve`](Self::reserve).
+    pub fn with_capacity(capacity: usize) -> Self {
+        let store = Self::new();
+        store.reserve(capacity);
+        store
+    }
+
+    /// Makes room for `additional` more requests (pending and retained) than are held now, at once.
+    ///
+    /// The store keeps its requests in one hash table, which doubles when it fills up, under the store's lock: at a
+    /// million requests a doubling moves every one of them (tens to a hundred milliseconds on a small machine) while
+    /// every park, answer and deadline waits. A service that expects that many can take the room up front. The
+    /// table holds the decided requests for the retention window too: count them in. The room is address space
+    /// until requests fill it (the operating system maps its pages as they are first written).
+    pub fn reserve(&self, additional: usize) {
+        let mut inner = self.lock();
+        inner.records.reserve(additional);
+        // Each decided request is queued for eviction: that queue doubles under the lock too.
+        inner.decided.reserve(additional);
     }
 
     /// How many requests (pending and retained) are held now.

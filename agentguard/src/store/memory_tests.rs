@@ -253,3 +253,24 @@ fn a_wait_polled_from_another_task_is_woken_there_and_not_where_it_was() {
     drop(wait);
     no_waiter_left(&store, &id, "after a wait that moved");
 }
+
+#[test]
+fn a_reserved_store_takes_its_requests_without_growing() {
+    let store = InMemoryStore::with_capacity(10_000);
+    let room = store.lock().records.capacity();
+    assert!(room >= 10_000, "room for {room}");
+    for _ in 0..10_000 {
+        park(&store, Duration::from_secs(60));
+    }
+    assert_eq!(store.lock().records.capacity(), room, "the table grew");
+    // Without the reservation the same requests make it grow.
+    let plain = InMemoryStore::new();
+    let first = {
+        park(&plain, Duration::from_secs(60));
+        plain.lock().records.capacity()
+    };
+    for _ in 1..10_000 {
+        park(&plain, Duration::from_secs(60));
+    }
+    assert!(plain.lock().records.capacity() > first);
+}
