@@ -12,7 +12,9 @@
 //!   answering. Reports how long parking them took, when they have all failed closed, each call's lateness past its
 //!   own deadline (p50/p99/max), peak RSS and RSS per parked approval (VmRSS sampled every 2 ms, and VmHWM), the
 //!   live heap per parked approval (this program's global allocator counts bytes), and the round-trip latency of
-//!   unrelated `spawn_blocking` calls made from a task while they are parked.
+//!   unrelated `spawn_blocking` calls made from a task while they are parked. The guard's in-memory store is made
+//!   with room for the calls (`InMemoryStore::with_capacity`), as a service expecting that many would make it;
+//!   `--park-no-reserve` uses the default store, whose table doubles under its lock as it fills.
 //! - `cycles`: 1,000,000 park → resolve → run cycles (256 agent tasks, one resolver task), RSS at start, after 10%,
 //!   at the middle and at the end. The store forgets decided requests after `--retention-ms` (default 0, so what is
 //!   measured is the cost per cycle, not the retention window, which holds rate × window requests by design; the
@@ -32,14 +34,15 @@
 //!   file description); how late an unrelated sleeping task wakes and how long a task spawned from outside waits.
 //! - `pages`: 1,000,000 pending requests in the in-memory store; the first page of 100 read in process and over
 //!   HTTP (`GET /agentguard/pending?limit=100`, a new loopback connection each time), 20 times each, and the page at
-//!   the middle by its cursor.
+//!   the middle by its cursor; and the slowest single insert while filling the store, with and without room
+//!   reserved first.
 //! - `watch`: 100,000 pending in the in-memory store behind the approval API; 100 changes a second (one parked, one
 //!   of the oldest answered, in turn) for 10 s without a client, then 10 s with one event stream open (the approval
 //!   page's): the process's CPU time in each (/proc/self/stat), the difference being what the open page costs.
 //! - `crash`: an agent process (this binary, `scale __crash_child LOG`) killed with SIGKILL mid-stream, 10 times:
 //!   does its log verify, and which returned calls have no line (how many, how long before the kill they returned).
 //!
-//! Options: `--park-n N` (100000), `--park-timeout-ms MS` (500), `--pages-n N` (1000000), `--watch-n N` (100000),
+//! Options: `--park-n N` (100000), `--park-timeout-ms MS` (500), `--park-no-reserve`, `--pages-n N` (1000000), `--watch-n N` (100000),
 //! `--watch-secs S` (10), `--cycles N` (1000000), `--wake-samples N` (200), `--killed-samples N` (30),
 //! `--audit-records N` (200000), `--retention-ms MS` (0), `--pg-url URL` (default `$AGENTGUARD_TEST_POSTGRES_URL`,
 //! else `postgres://postgres@127.0.0.1:5432/test`), `--no-postgres`, `--no-sqlite`, `--json PATH`.
@@ -80,6 +83,8 @@ struct Options {
     sections: Vec<String>,
     park_n: usize,
     park_timeout: Duration,
+    /// The park section's store is made with room for its calls (`InMemoryStore::with_capacity`).
+    park_reserve: bool,
     pages_n: usize,
     watch_n: usize,
     watch_secs: u64,
@@ -99,6 +104,7 @@ impl Options {
             sections: Vec::new(),
             park_n: 100_000,
             park_timeout: Duration::from_millis(500),
+            park_reserve: true,
             pages_n: 1_000_000,
             watch_n: 100_000,
             watch_secs: 10,
@@ -123,6 +129,7 @@ impl Options {
             match arg.as_str() {
                 "--park-n" => o.park_n = number(arg, value(arg)?)?,
                 "--park-timeout-ms" => o.park_timeout = Duration::from_millis(number(arg, value(arg)?)? as u64),
+                "--park-no-reserve" => o.park_reserve = false,
                 "--pages-n" => o.pages_n = number(arg, value(arg)?)?.max(200),
                 "--watch-n" => o.watch_n = number(arg, value(arg)?)?,
                 "--watch-secs" => o.watch_secs = number(arg, value(arg)?)?.max(1) as u64,
