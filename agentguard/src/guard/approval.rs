@@ -87,7 +87,8 @@ pub struct Allowed {
     unclaimed: Arc<AtomicBool>,
     route: Route,
     /// The approver's edit, when the params are not the ones the agent asked with.
-    edited: Option<Edited>,
+    /// Boxed: most calls are not edited, and a parked call's future keeps room for an approval (88 bytes inline).
+    edited: Option<Box<Edited>>,
     /// The call's span (feature `tracing`; nothing without it).
     span: CallSpan,
 }
@@ -151,13 +152,13 @@ impl Allowed {
 
     /// This decision, with the approver's edit.
     pub(super) fn with_edit(mut self, edited: Option<Edited>) -> Self {
-        self.edited = edited;
+        self.edited = edited.map(Box::new);
         self
     }
 
     /// The approver's edit, when the params that run are not the ones the agent asked with.
     pub fn edited(&self) -> Option<&Edited> {
-        self.edited.as_ref()
+        self.edited.as_deref()
     }
 
     /// This decision, carrying the call's span for its run.
@@ -261,7 +262,7 @@ impl Allowed {
                     request_id: self.request_id.clone(),
                     digest: approved,
                     actor: self.actor.clone(),
-                    edited: self.edited.clone(),
+                    edited: self.edited.as_deref().cloned(),
                     _scope: PhantomData,
                 })
             }

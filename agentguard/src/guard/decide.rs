@@ -40,8 +40,9 @@ pub(crate) struct Parked {
     pub(super) params: Value,
     /// The deadline on the monotonic clock.
     pub(super) until: Instant,
-    /// What the policy said (its rule asked, or its default), for the verdict's audit line.
-    stamp: Option<PolicyStamp>,
+    /// What the policy said (its rule asked, or its default), for the verdict's audit line. Boxed: a parked call's
+    /// future holds this for the whole wait (64 bytes inline).
+    stamp: Option<Box<PolicyStamp>>,
     /// How an approver's edit of the params is checked.
     pub(super) edits: EditCheck,
     /// The keys the call asked to mask (applied to edited params too).
@@ -122,12 +123,24 @@ impl AgentGuard {
         let span = CallSpan::of(&call);
         let started = span.in_scope(|| inner.start(call, gate));
         async move {
+            // The parked call is asked about where it lies, inside `started`, and moved out only once the verdict
+            // is in: a value moved out of a captured one into a local before an await takes room of its own in the
+            // future, beside the capture's (a second `Parked` in every parked call's future).
+            let verdict = match &started {
+                Ok(Start::Ask(parked)) => {
+                    span.parked(&parked.request);
+                    Some(span.instrument(inner.ask(parked)).await)
+                }
+                _ => None,
+            };
             match started {
                 Err(denied) => Err(span.denied(denied)),
                 Ok(Start::Allowed(approval)) => Ok(Decided::Allowed(inner, approval, span)),
                 Ok(Start::Ask(parked)) => {
-                    span.parked(&parked.request);
-                    let verdict = span.instrument(inner.ask(&parked)).await;
+                    // Always asked above; a missing verdict would deny.
+                    let verdict = verdict.unwrap_or_else(|| {
+                        Verdict::deny(DenyReason::ApproverFailed, "the approver was not asked".to_owned())
+                    });
                     Ok(Decided::Parked(inner, parked, verdict, span))
                 }
             }
@@ -353,7 +366,7 @@ impl Inner {
             request,
             params: frozen.into_value(),
             until,
-            stamp,
+            stamp: stamp.map(Box::new),
             edits,
             redact,
         })
@@ -418,7 +431,7 @@ impl Inner {
                 .with_request(Some(req.request_id().clone()))
                 .with_detail(detail)
         };
-        let stamp = parked.stamp.as_ref();
+        let stamp = parked.stamp.as_deref();
         let written = self.record_verdict(req, &verdict, stamp, edit.as_ref());
         match verdict {
             Verdict::Responded { text, .. } => Err(ActionDenied::responded(req.tool(), req.request_id().clone(), text)),
