@@ -225,10 +225,9 @@ impl Inner {
         } else {
             more_waiters.remove(id).unwrap_or_default()
         };
-        let woken = Woken(slot.waiter.take(), more);
         decided.push_back((Instant::now(), id.clone()));
-        note_change(feed, feed_next, id);
-        Some((&slot.decision, woken))
+        let forgotten = note_change(feed, feed_next, id);
+        Some((&slot.decision, Woken(slot.waiter.take(), more, forgotten)))
     }
 
     /// Drops decided requests from the order: from its front, a few at a time (called at each insert, so it keeps
@@ -259,9 +258,11 @@ impl Inner {
             .is_some_and(|s| s.decision.state() == RequestState::Pending)
     }
 
-    /// Notes a change to request `id` in the feed.
-    fn changed(&mut self, id: &RequestId) {
-        note_change(&mut self.feed, &mut self.feed_next, id);
+    /// Notes a change to request `id` in the feed; the id the feed let go of is returned, to be dropped once the
+    /// lock is released.
+    #[must_use = "drop it once the store's lock is released"]
+    fn changed(&mut self, id: &RequestId) -> Option<RequestId> {
+        note_change(&mut self.feed, &mut self.feed_next, id)
     }
 
     /// The live pending requests in order from `after` (exclusive), at most `limit`, and whether more follow.
@@ -302,13 +303,17 @@ impl Inner {
     }
 }
 
-/// Notes a change to request `id` in the feed (the last [`FEED_CAPACITY`] changes).
-fn note_change(feed: &mut VecDeque<(u64, RequestId)>, next: &mut u64, id: &RequestId) {
-    if feed.len() == FEED_CAPACITY {
-        feed.pop_front();
-    }
+/// Notes a change to request `id` in the feed (the last [`FEED_CAPACITY`] changes); returns the id of the oldest
+/// change if the feed let go of it.
+fn note_change(feed: &mut VecDeque<(u64, RequestId)>, next: &mut u64, id: &RequestId) -> Option<RequestId> {
+    let forgotten = if feed.len() == FEED_CAPACITY {
+        feed.pop_front().map(|(_, id)| id)
+    } else {
+        None
+    };
     feed.push_back((*next, id.clone()));
     *next += 1;
+    forgotten
 }
 
 fn unknown(id: &RequestId) -> StoreError {
@@ -341,8 +346,7 @@ impl InMemoryStore {
                 if let Some(slot) = inner.records.get_mut(id) {
                     slot.decision.set(decision);
                 }
-                inner.changed(id);
-                Woken::default()
+                Woken(None, Vec::new(), inner.changed(id))
             }
             Step::Decide(decision, grant) => {
                 if let Some(grant) = grant {
@@ -401,7 +405,7 @@ impl ApprovalStore for InMemoryStore {
         }
         inner.order.insert((micros(request.timestamp()), id.clone()));
         inner.pending += 1;
-        inner.changed(&id);
+        let forgotten = inner.changed(&id);
         inner.records.insert(
             id,
             Slot {
@@ -413,6 +417,7 @@ impl ApprovalStore for InMemoryStore {
         );
         inner.tidy_order();
         drop(inner);
+        drop(forgotten);
         self.changed.notify(usize::MAX);
         Ok(())
     }

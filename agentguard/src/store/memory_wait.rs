@@ -5,10 +5,16 @@
 
 use super::*;
 
-/// Waiters taken from a request as it was decided, woken once the store's lock is released.
+/// Waiters taken from a request as it was decided, woken once the store's lock is released; and the id the change
+/// feed let go of meanwhile, dropped then too (with a million requests its count is seldom in the cache, and its
+/// decrement was a fifth of an expiry's time under the lock).
 #[derive(Default)]
 #[must_use = "waiters taken out of a slot must be woken"]
-pub(super) struct Woken(pub(super) Option<Waker>, pub(super) Vec<Waker>);
+pub(super) struct Woken(
+    pub(super) Option<Waker>,
+    pub(super) Vec<Waker>,
+    pub(super) Option<RequestId>,
+);
 
 impl Woken {
     pub(super) fn wake(self) {
@@ -22,7 +28,7 @@ impl Woken {
     #[cfg(feature = "tokio")]
     pub(super) fn wake_except(self, own: &Waker) {
         let mut skipped = false;
-        let Woken(first, more) = self;
+        let Woken(first, more, _forgotten) = self;
         for w in first.into_iter().chain(more) {
             if !skipped && w.will_wake(own) {
                 skipped = true;
