@@ -123,7 +123,7 @@ impl InMemoryStore {
     }
 
     /// A store with the default retention and room for `capacity` requests (pending and retained) before its table
-    /// grows: see [`reserve`](Self::reserve).
+    /// grows: see [`reserve`](Self::reserve) (which says when it panics).
     pub fn with_capacity(capacity: usize) -> Self {
         let store = Self::new();
         store.reserve(capacity);
@@ -137,6 +137,11 @@ impl InMemoryStore {
     /// every park, answer and deadline waits. A service that expects that many can take the room up front. The
     /// table holds the decided requests for the retention window too: count them in. The room is address space
     /// until requests fill it (the operating system maps its pages as they are first written).
+    ///
+    /// # Panics
+    ///
+    /// As [`HashMap::reserve`]: if the room asked for overflows `usize` (a count no machine can hold; a million
+    /// takes about 170 MB of address space). Call it when the store is made, with the number the service is sized for.
     pub fn reserve(&self, additional: usize) {
         let mut inner = self.lock();
         inner.records.reserve(additional);
