@@ -42,10 +42,11 @@
 //! - `crash`: an agent process (this binary, `scale __crash_child LOG`) killed with SIGKILL mid-stream, 10 times:
 //!   does its log verify, and which returned calls have no line (how many, how long before the kill they returned).
 //!
-//! Options: `--park-n N` (100000), `--park-timeout-ms MS` (500), `--park-no-reserve`, `--pages-n N` (1000000), `--watch-n N` (100000),
-//! `--watch-secs S` (10), `--cycles N` (1000000), `--wake-samples N` (200), `--killed-samples N` (30),
-//! `--audit-records N` (200000), `--retention-ms MS` (0), `--pg-url URL` (default `$AGENTGUARD_TEST_POSTGRES_URL`,
-//! else `postgres://postgres@127.0.0.1:5432/test`), `--no-postgres`, `--no-sqlite`, `--json PATH`.
+//! Options: `--park-n N` (100000), `--park-timeout-ms MS` (500), `--park-no-reserve`, `--pages-n N` (1000000),
+//! `--watch-n N` (100000), `--watch-secs S` (10), `--cycles N` (1000000), `--wake-samples N` (200),
+//! `--killed-samples N` (30), `--audit-records N` (200000), `--retention-ms MS` (0), `--pg-url URL` (default
+//! `$AGENTGUARD_TEST_POSTGRES_URL`, else `postgres://postgres@127.0.0.1:5432/test`), `--no-postgres`, `--no-sqlite`,
+//! `--json PATH`.
 //! A section whose backend is missing says `skipped: …` and the run goes on.
 
 mod audit;
