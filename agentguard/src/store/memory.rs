@@ -166,8 +166,9 @@ impl InMemoryStore {
     }
 
     fn lock_evicting(&self) -> MutexGuard<'_, Inner> {
-        let mut inner = self.lock();
+        // The clock is read before the lock is taken: every moment under it is one another worker may wait for.
         let now = Instant::now();
+        let mut inner = self.lock();
         while let Some((at, _)) = inner.decided.front() {
             if now.saturating_duration_since(*at) < self.retention {
                 break;
