@@ -165,10 +165,15 @@ impl InMemoryStore {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn lock_evicting(&self) -> MutexGuard<'_, Inner> {
+    /// The store's lock, after evicting the decided requests past the retention window. What they held is freed
+    /// once the lock is released ([`Evicting`]).
+    fn lock_evicting(&self) -> Evicting<'_> {
         // The clock is read before the lock is taken: every moment under it is one another worker may wait for.
         let now = Instant::now();
-        let mut inner = self.lock();
+        let mut inner = Evicting {
+            inner: self.lock(),
+            evicted: Vec::new(),
+        };
         while let Some((at, _)) = inner.decided.front() {
             if now.saturating_duration_since(*at) < self.retention {
                 break;
@@ -186,9 +191,32 @@ impl InMemoryStore {
                 inner.decided.push_back((now, id));
                 break;
             }
-            inner.records.remove(&id);
+            if let Some(slot) = inner.records.remove(&id) {
+                inner.evicted.push((id, slot));
+            }
         }
         inner
+    }
+}
+
+/// The store's lock, and the requests evicted while it was taken: they are dropped after it is released (fields
+/// drop in order), since freeing a request that was decided a retention window ago touches memory long out of the
+/// cache.
+struct Evicting<'a> {
+    inner: MutexGuard<'a, Inner>,
+    evicted: Vec<(RequestId, Slot)>,
+}
+
+impl std::ops::Deref for Evicting<'_> {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.inner
+    }
+}
+
+impl std::ops::DerefMut for Evicting<'_> {
+    fn deref_mut(&mut self) -> &mut Inner {
+        &mut self.inner
     }
 }
 
