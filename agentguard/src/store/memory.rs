@@ -135,8 +135,9 @@ impl InMemoryStore {
     /// The store keeps its requests in one hash table, which doubles when it fills up, under the store's lock: at a
     /// million requests a doubling moves every one of them (tens to a hundred milliseconds on a small machine) while
     /// every park, answer and deadline waits. A service that expects that many can take the room up front. The
-    /// table holds the decided requests for the retention window too: count them in. The room is address space
-    /// until requests fill it (the operating system maps its pages as they are first written).
+    /// table holds the decided requests for the retention window too: count them in. The operating system maps the
+    /// room's pages as requests are first written to them; a hash table spreads its requests over all of it, so
+    /// count on the whole room being resident once many have come and gone.
     ///
     /// # Panics
     ///
