@@ -24,6 +24,12 @@ use crate::policy::PolicyStamp;
 use crate::request::{ActionDenied, ApprovalRequest, DenyReason, EditCheck, RequestId, ToolCall};
 use agentguard_classify::{name_key, Risk};
 
+#[cfg(feature = "tokio")]
+#[path = "decide_async.rs"]
+mod asynchronous;
+#[cfg(feature = "tokio")]
+pub(crate) use asynchronous::Decided;
+
 /// When a parked approval is claimed in the store (marked `executed`, at most once).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Claim {
@@ -57,30 +63,6 @@ enum Start {
     Ask(Parked),
 }
 
-/// An async approval with its verdict in, before the params are checked again and the verdict recorded.
-#[cfg(feature = "tokio")]
-pub(crate) enum Decided<'g> {
-    Allowed(&'g Inner, Allowed, CallSpan),
-    Parked(&'g Inner, Parked, Verdict, CallSpan),
-}
-
-#[cfg(feature = "tokio")]
-impl Decided<'_> {
-    /// Checks the params again (if `recheck` is given), records the verdict, and hands out the approval.
-    pub(crate) fn finish(self, recheck: Option<&Recheck<'_>>, claim: Claim) -> Result<Allowed, ActionDenied> {
-        match self {
-            Decided::Allowed(inner, approval, span) => {
-                let decision = inner.unchanged_since_judged(&approval, recheck).map(|()| approval);
-                span.decided(decision)
-            }
-            Decided::Parked(inner, parked, verdict, span) => {
-                let decision = span.in_scope(|| inner.conclude(parked, verdict, recheck, claim));
-                span.decided(decision)
-            }
-        }
-    }
-}
-
 impl AgentGuard {
     /// The blocking path: decides `call` and returns the approval if it may run. `recheck` rebuilds the params after
     /// approval to catch a change behind the approver's back.
@@ -105,46 +87,6 @@ impl AgentGuard {
             }
         });
         span.decided(decision)
-    }
-
-    /// The async path: everything up to the verdict. The recheck happens in [`Decided::finish`], so the (possibly
-    /// non-`Sync`) recheck closure is never held across an await.
-    ///
-    /// Not an `async fn`: the call is taken in (intake, classification, policy, parking) when it is made, and the
-    /// future keeps only what the wait needs, not the call as well (a parked call holds its future for the whole
-    /// wait). Every caller awaits it at once.
-    #[cfg(feature = "tokio")]
-    pub(crate) fn decide(
-        &self,
-        call: ToolCall,
-        gate: Gating,
-    ) -> impl std::future::Future<Output = Result<Decided<'_>, ActionDenied>> + '_ {
-        let inner = &*self.inner;
-        let span = CallSpan::of(&call);
-        let started = span.in_scope(|| inner.start(call, gate));
-        async move {
-            // The parked call is asked about where it lies, inside `started`, and moved out only once the verdict
-            // is in: a value moved out of a captured one into a local before an await takes room of its own in the
-            // future, beside the capture's (a second `Parked` in every parked call's future).
-            let verdict = match &started {
-                Ok(Start::Ask(parked)) => {
-                    span.parked(&parked.request);
-                    Some(span.instrument(inner.ask(parked)).await)
-                }
-                _ => None,
-            };
-            match started {
-                Err(denied) => Err(span.denied(denied)),
-                Ok(Start::Allowed(approval)) => Ok(Decided::Allowed(inner, approval, span)),
-                Ok(Start::Ask(parked)) => {
-                    // Always asked above; a missing verdict would deny.
-                    let verdict = verdict.unwrap_or_else(|| {
-                        Verdict::deny(DenyReason::ApproverFailed, "the approver was not asked".to_owned())
-                    });
-                    Ok(Decided::Parked(inner, parked, verdict, span))
-                }
-            }
-        }
     }
 }
 

@@ -21,6 +21,8 @@ use crate::request::{ApprovalRequest, RequestId, Resolution, ResolveOutcome};
 
 #[path = "memory_decision.rs"]
 mod decision;
+#[path = "memory_evict.rs"]
+mod evict;
 #[path = "memory_wait.rs"]
 mod wait;
 use decision::Compact;
@@ -164,60 +166,6 @@ impl InMemoryStore {
         // A panic while holding this lock cannot leave a record half-changed (every change is one assignment), so a
         // poisoned lock is safe to keep using.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The store's lock, after evicting the decided requests past the retention window. What they held is freed
-    /// once the lock is released ([`Evicting`]).
-    fn lock_evicting(&self) -> Evicting<'_> {
-        // The clock is read before the lock is taken: every moment under it is one another worker may wait for.
-        let now = Instant::now();
-        let mut inner = Evicting {
-            inner: self.lock(),
-            evicted: Vec::new(),
-        };
-        while let Some((at, _)) = inner.decided.front() {
-            if now.saturating_duration_since(*at) < self.retention {
-                break;
-            }
-            let Some((_, id)) = inner.decided.pop_front() else {
-                break;
-            };
-            // An approval not yet claimed by its waiter stays until it is claimed (or abandoned), so eviction can
-            // never turn a RESOLVED approval into a denial. Look again at the next operation.
-            if inner
-                .records
-                .get(&id)
-                .is_some_and(|s| s.decision.state() == RequestState::Approved)
-            {
-                inner.decided.push_back((now, id));
-                break;
-            }
-            if let Some(slot) = inner.records.remove(&id) {
-                inner.evicted.push((id, slot));
-            }
-        }
-        inner
-    }
-}
-
-/// The store's lock, and the requests evicted while it was taken: they are dropped after it is released (fields
-/// drop in order), since freeing a request that was decided a retention window ago touches memory long out of the
-/// cache.
-struct Evicting<'a> {
-    inner: MutexGuard<'a, Inner>,
-    evicted: Vec<(RequestId, Slot)>,
-}
-
-impl std::ops::Deref for Evicting<'_> {
-    type Target = Inner;
-    fn deref(&self) -> &Inner {
-        &self.inner
-    }
-}
-
-impl std::ops::DerefMut for Evicting<'_> {
-    fn deref_mut(&mut self) -> &mut Inner {
-        &mut self.inner
     }
 }
 
@@ -391,18 +339,6 @@ impl InMemoryStore {
             }
         };
         (outcome, woken)
-    }
-
-    /// Drops grants that ended more than a retention window ago, so memory stays bounded.
-    fn prune_grants(&self, inner: &mut Inner, now: u64) {
-        let keep = self.retention.as_millis() as u64;
-        inner.grants.retain(|g| {
-            let ended = g
-                .revoked_at_ms
-                .or(g.expires_at_ms.filter(|&t| t <= now))
-                .or((g.uses_left == Some(0)).then_some(now));
-            ended.is_none_or(|t| now.saturating_sub(t) < keep.max(1))
-        });
     }
 
     fn expire_now(&self, id: &RequestId) -> Option<Decision> {

@@ -18,10 +18,9 @@ pub(super) struct Woken(
 
 impl Woken {
     pub(super) fn wake(self) {
-        if let Some(w) = self.0 {
-            w.wake();
-        }
-        self.1.into_iter().for_each(Waker::wake);
+        let Woken(first, more, forgotten) = self;
+        first.into_iter().chain(more).for_each(Waker::wake);
+        drop(forgotten);
     }
 
     /// Wakes all but one waiter registered with `own` (the caller's own task, which is running).
