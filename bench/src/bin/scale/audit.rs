@@ -63,7 +63,18 @@ pub(super) fn audit(opts: &Options, figures: &mut Figures) {
             false,
         ),
     ];
+    if let Some(unknown) = opts.audit_runs.iter().find(|k| !runs.iter().any(|r| r.0 == k.as_str())) {
+        let keys: Vec<&str> = runs.iter().map(|r| r.0).collect();
+        eprintln!(
+            "scale: --audit-run {unknown:?} is not a run of the audit section; its runs: {}",
+            keys.join(", ")
+        );
+        std::process::exit(2);
+    }
     for (key, label, writers, shared, deferred) in runs {
+        if !opts.audit_runs.is_empty() && !opts.audit_runs.iter().any(|k| k == key) {
+            continue;
+        }
         let path = dir.path().join(format!("{key}.log"));
         let per = n / writers;
         let t0 = Instant::now();

@@ -44,7 +44,8 @@
 //!
 //! Options: `--park-n N` (100000), `--park-timeout-ms MS` (500), `--park-no-reserve`, `--pages-n N` (1000000),
 //! `--watch-n N` (100000), `--watch-secs S` (10), `--cycles N` (1000000), `--wake-samples N` (200),
-//! `--killed-samples N` (30), `--audit-records N` (200000), `--retention-ms MS` (0), `--pg-url URL` (default
+//! `--killed-samples N` (30), `--audit-records N` (200000), `--audit-run KEY` (repeatable: only these runs of the
+//! audit section, e.g. `eight_threads_deferred`; all by default), `--retention-ms MS` (0), `--pg-url URL` (default
 //! `$AGENTGUARD_TEST_POSTGRES_URL`, else `postgres://postgres@127.0.0.1:5432/test`), `--no-postgres`, `--no-sqlite`,
 //! `--json PATH`.
 //! A section whose backend is missing says `skipped: …` and the run goes on.
@@ -93,6 +94,8 @@ struct Options {
     wake_samples: usize,
     killed_samples: usize,
     audit_records: usize,
+    /// Only these runs of the audit section (by key; all when empty).
+    audit_runs: Vec<String>,
     retention: Duration,
     pg_url: Option<String>,
     sqlite: bool,
@@ -113,6 +116,7 @@ impl Options {
             wake_samples: 200,
             killed_samples: 30,
             audit_records: 200_000,
+            audit_runs: Vec::new(),
             retention: Duration::ZERO,
             pg_url: Some(
                 std::env::var("AGENTGUARD_TEST_POSTGRES_URL")
@@ -138,6 +142,7 @@ impl Options {
                 "--wake-samples" => o.wake_samples = number(arg, value(arg)?)?,
                 "--killed-samples" => o.killed_samples = number(arg, value(arg)?)?,
                 "--audit-records" => o.audit_records = number(arg, value(arg)?)?,
+                "--audit-run" => o.audit_runs.push(value(arg)?),
                 "--retention-ms" => o.retention = Duration::from_millis(number(arg, value(arg)?)? as u64),
                 "--pg-url" => o.pg_url = Some(value(arg)?),
                 "--no-postgres" => o.pg_url = None,
