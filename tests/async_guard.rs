@@ -55,6 +55,47 @@ async fn async_external_deny_returns_action_denied() {
     assert_eq!(agent.await.unwrap().unwrap_err().reason(), DenyReason::UserDenied);
 }
 
+/// With zero retention, the store evicts a decided request at its next operation. Evictions that run after the
+/// denial woke the agent, before its task reads it, must not turn the denial into "store unavailable".
+#[tokio::test(flavor = "current_thread")]
+async fn a_denial_evicted_by_zero_retention_before_the_agent_reads_it_is_still_a_denial() {
+    use agentguard::store::{ApprovalStore, InMemoryStore};
+    use agentguard::Resolution;
+
+    let store = Arc::new(InMemoryStore::with_retention(Duration::ZERO));
+    let guard = Arc::new(
+        AgentGuard::external()
+            .shared_store(store.clone())
+            .timeout(Duration::from_secs(60))
+            .no_audit()
+            .build(),
+    );
+    let g = guard.clone();
+    let agent = tokio::spawn(async move { g.aexecute(call("delete_customer"), |_, _| async { "ran" }).await });
+    // One thread: the agent runs only while this task awaits. Let it park and start waiting.
+    let id = loop {
+        tokio::task::yield_now().await;
+        if let Some(parked) = store.pending().unwrap().first() {
+            break parked.request_id().clone();
+        }
+    };
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    // The denial, then operations that evict, with no await between them: the agent cannot read it meanwhile.
+    store
+        .resolve(&Resolution::deny(id.clone()).note("not this one"))
+        .unwrap();
+    for _ in 0..3 {
+        store.pending().unwrap();
+    }
+    let denied = agent.await.unwrap().unwrap_err();
+    assert_eq!(denied.reason(), DenyReason::UserDenied, "{denied}");
+    // Read, so nothing holds it back any more.
+    store.pending().unwrap();
+    assert!(store.get(&id).unwrap().is_none());
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn runtime_stays_responsive_while_a_request_is_parked() {
     // One thread only: if the parked call blocked it, the ticker below could never run.

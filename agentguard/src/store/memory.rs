@@ -28,7 +28,7 @@ mod wait;
 use decision::Compact;
 #[cfg(feature = "tokio")]
 use wait::WaitOrExpire;
-use wait::{Wait, Woken};
+use wait::{Unread, Wait, Woken};
 
 /// Default retention of decided requests in an [`InMemoryStore`]: 10 minutes.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(600);
@@ -41,7 +41,9 @@ const FEED_CAPACITY: usize = 4096;
 /// Decisions are atomic under one mutex. A decided request stays for the retention window (default
 /// [`DEFAULT_RETENTION`]) so a repeated answer still gets [`AlreadyResolved`](ResolveOutcome::AlreadyResolved); after
 /// that it is evicted (a late answer then gets [`Unknown`](ResolveOutcome::Unknown)), so memory stays flat on a
-/// long-running server. Eviction is amortized O(1) per operation.
+/// long-running server. Eviction is amortized O(1) per operation. Two things are kept past the window: an approval
+/// until its call claims it (so it is never lost to a denial), and any decision until the calls it woke have read
+/// it (so a short retention never turns their answer into a store error).
 ///
 /// Pending requests are also kept in their order (oldest first), so a page of them costs what a page costs however
 /// many are pending ([`pending_page`](ApprovalStore::pending_page)), and the store keeps a change feed of the last
@@ -83,6 +85,10 @@ struct Inner {
     grants: Vec<Grant>,
     /// The second and later waiters of a pending request (the first is in its slot): rare, so a slot holds one.
     more_waiters: HashMap<RequestId, Vec<Waker>, foldhash::fast::RandomState>,
+    /// Decided requests whose waiters were woken but have not read the decision yet: eviction keeps them until
+    /// they have (see [`Inner::read_once`]), so a short retention can never turn a waiter's decision into "unknown
+    /// request". Empty in the common case: a waiter that expires its own request reads it at once.
+    unread: Unread,
 }
 
 struct Slot {
@@ -115,7 +121,9 @@ impl InMemoryStore {
         Self::with_retention(DEFAULT_RETENTION)
     }
 
-    /// A store that forgets decided requests `retention` after their decision.
+    /// A store that forgets decided requests `retention` after their decision (or once the calls waiting for them
+    /// have read them, if later). `Duration::ZERO` keeps nothing decided beyond that: a repeated answer then gets
+    /// [`Unknown`](ResolveOutcome::Unknown).
     pub fn with_retention(retention: Duration) -> Self {
         InMemoryStore {
             retention,
@@ -172,17 +180,19 @@ impl InMemoryStore {
 impl Inner {
     /// Moves a pending slot to a final decision; its waiters are returned, to be woken once the lock is released.
     fn decide(&mut self, id: &RequestId, decision: Decision) -> Woken {
-        self.decide_with(id, |_| Some(decision))
+        self.decide_with(id, false, |_| Some(decision))
             .map(|(_, woken)| woken)
             .unwrap_or_default()
     }
 
     /// [`decide`](Self::decide) with the decision made from the slot's current one (`None`: leave it as it is), and
     /// the slot's decision returned: one lookup (each costs a hash and, with a million parked, a cache miss, under
-    /// the store's lock).
+    /// the store's lock). `reader`: the caller is one of the request's registered waiters and reads the decision
+    /// now (it is not counted as unread).
     fn decide_with(
         &mut self,
         id: &RequestId,
+        reader: bool,
         decision: impl FnOnce(&Compact) -> Option<Decision>,
     ) -> Option<(&Compact, Woken)> {
         let Inner {
@@ -192,10 +202,15 @@ impl Inner {
             feed,
             feed_next,
             more_waiters,
+            unread,
             ..
         } = self;
         let slot = records.get_mut(id)?;
         let Some(decision) = decision(&slot.decision) else {
+            if reader && slot.decision.state().is_final() {
+                // Taken out by an earlier decision, and reading it only now.
+                unread.read_once(id);
+            }
             return Some((&slot.decision, Woken::default()));
         };
         if slot.decision.state() == RequestState::Pending {
@@ -208,9 +223,14 @@ impl Inner {
         } else {
             more_waiters.remove(id).unwrap_or_default()
         };
+        let first = slot.waiter.take();
+        let taken = usize::from(first.is_some()) + more.len();
+        if let Some(left) = taken.checked_sub(usize::from(reader)).filter(|&n| n > 0) {
+            unread.add(id, left);
+        }
         decided.push_back((Instant::now(), id.clone()));
         let forgotten = note_change(feed, feed_next, id);
-        Some((&slot.decision, Woken(slot.waiter.take(), more, forgotten)))
+        Some((&slot.decision, Woken(first, more, forgotten)))
     }
 
     /// Drops decided requests from the order: from its front, a few at a time (called at each insert, so it keeps
@@ -272,9 +292,10 @@ impl Inner {
     }
 
     /// Expires the slot if it is pending, and returns its decision (`None`: no such request); the votes cast on it
-    /// stay (as a database store keeps them), so they are audited.
-    fn expire(&mut self, id: &RequestId) -> (Option<Decision>, Woken) {
-        match self.decide_with(id, |current| {
+    /// stay (as a database store keeps them), so they are audited. `reader`: as for
+    /// [`decide_with`](Self::decide_with).
+    fn expire(&mut self, id: &RequestId, reader: bool) -> (Option<Decision>, Woken) {
+        match self.decide_with(id, reader, |current| {
             (current.state() == RequestState::Pending).then(|| Decision {
                 votes: current.votes(),
                 ..Decision::of(RequestState::Expired)
@@ -319,7 +340,7 @@ impl InMemoryStore {
             _ => return (ResolveOutcome::AlreadyResolved, Woken::default()),
         }
         if Instant::now() >= slot.deadline {
-            return (ResolveOutcome::Expired, inner.expire(id).1);
+            return (ResolveOutcome::Expired, inner.expire(id, false).1);
         }
         let step = step(&slot.request, &slot.decision.get(), resolution, now_ms());
         let outcome = step.outcome();
@@ -342,7 +363,7 @@ impl InMemoryStore {
     }
 
     fn expire_now(&self, id: &RequestId) -> Option<Decision> {
-        let (decision, woken) = self.lock_evicting().expire(id);
+        let (decision, woken) = self.lock_evicting().expire(id, false);
         woken.wake();
         decision
     }
@@ -351,7 +372,7 @@ impl InMemoryStore {
         let mut inner = self.lock();
         match inner.records.get(id).map(|s| s.decision.state()) {
             Some(RequestState::Pending) => {
-                let (_, woken) = inner.expire(id);
+                let (_, woken) = inner.expire(id, false);
                 drop(inner);
                 woken.wake();
             }
@@ -561,20 +582,7 @@ impl ApprovalStore for InMemoryStore {
     }
 
     fn wait_blocking(&self, id: &RequestId, until: Instant) -> Result<Option<Decision>, StoreError> {
-        let (parker, waker) = ThreadWaker::current();
-        let mut registered = None;
-        loop {
-            // Registered under the lock that a decision takes, so a decision between a look and the park wakes it.
-            if let Poll::Ready(decision) = self.lock().poll_wait(id, &mut registered, &waker) {
-                return decision.map(Some);
-            }
-            if !parker.park_until(until) {
-                if let Some(waker) = registered.take() {
-                    self.lock().remove_waiter(id, &waker);
-                }
-                return Ok(None);
-            }
-        }
+        self.park_thread_until(id, until)
     }
 }
 

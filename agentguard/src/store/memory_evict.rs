@@ -1,5 +1,6 @@
 //! The in-memory store's retention: decided requests evicted a retention window after their decision (an approval
-//! not yet claimed stays), and ended grants pruned, with what eviction removed freed once the lock is released.
+//! not yet claimed stays, and so does a decision its woken waiters have not read yet), and ended grants pruned,
+//! with what eviction removed freed once the lock is released.
 
 use super::*;
 
@@ -21,11 +22,13 @@ impl InMemoryStore {
                 break;
             };
             // An approval not yet claimed by its waiter stays until it is claimed (or abandoned), so eviction can
-            // never turn a RESOLVED approval into a denial. Look again at the next operation.
+            // never turn a RESOLVED approval into a denial; and a decision stays until the waiters it woke have read
+            // it, so they get it rather than "unknown request". Look again at the next operation.
             if inner
                 .records
                 .get(&id)
                 .is_some_and(|s| s.decision.state() == RequestState::Approved)
+                || inner.unread.holds(&id)
             {
                 inner.decided.push_back((now, id));
                 break;

@@ -71,6 +71,110 @@ fn eviction_never_drops_an_approval_its_waiter_has_not_claimed() {
     assert!(store.get(&id).unwrap().is_none(), "evicted once executed");
 }
 
+/// Polls `wait` once with a waker that does nothing: it registers (or returns what is decided).
+fn poll_once<F: Future + Unpin>(wait: &mut F) -> Poll<F::Output> {
+    Pin::new(wait).poll(&mut Context::from_waker(Waker::noop()))
+}
+
+/// Operations that evict (with zero retention, everything decided that may go).
+fn evict(store: &InMemoryStore) {
+    store.pending().unwrap();
+    store.insert(&request(Duration::from_secs(60))).unwrap();
+    store.pending().unwrap();
+}
+
+#[test]
+fn with_zero_retention_every_woken_waiter_still_reads_its_denial() {
+    let store = InMemoryStore::with_retention(Duration::ZERO);
+    let id = park(&store, Duration::from_secs(60));
+    let (mut first, mut second) = (store.wait(&id), store.wait(&id));
+    assert!(poll_once(&mut first).is_pending() && poll_once(&mut second).is_pending());
+    assert_eq!(
+        store.resolve(&Resolution::deny(id.clone()).note("no")).unwrap(),
+        ResolveOutcome::Resolved
+    );
+    // Evictions run after the decision woke them, before either reads it.
+    evict(&store);
+    let Poll::Ready(Ok(read)) = poll_once(&mut first) else {
+        panic!("the first waiter lost its decision")
+    };
+    assert_eq!((read.state, read.note.as_deref()), (RequestState::Denied, Some("no")));
+    evict(&store);
+    assert!(
+        store.get(&id).unwrap().is_some(),
+        "kept while a woken waiter has not read it"
+    );
+    let Poll::Ready(Ok(read)) = poll_once(&mut second) else {
+        panic!("the second waiter lost its decision")
+    };
+    assert_eq!(read.state, RequestState::Denied);
+    drop((first, second));
+    evict(&store);
+    assert!(
+        store.get(&id).unwrap().is_none(),
+        "evicted once every waiter has read it"
+    );
+    assert!(store.lock().unread.is_empty());
+}
+
+#[test]
+fn a_woken_waiter_dropped_without_reading_lets_the_decision_be_evicted() {
+    let store = InMemoryStore::with_retention(Duration::ZERO);
+    let id = park(&store, Duration::from_secs(60));
+    let mut wait = store.wait(&id);
+    assert!(poll_once(&mut wait).is_pending());
+    store.resolve(&Resolution::deny(id.clone())).unwrap();
+    evict(&store);
+    assert!(store.get(&id).unwrap().is_some());
+    drop(wait);
+    evict(&store);
+    assert!(
+        store.get(&id).unwrap().is_none(),
+        "not held back by a wait that is gone"
+    );
+    assert!(store.lock().unread.is_empty());
+}
+
+#[test]
+fn a_blocking_waiter_reads_its_denial_though_evictions_run_before_it_wakes() {
+    let store = Arc::new(InMemoryStore::with_retention(Duration::ZERO));
+    let id = park(&store, Duration::from_secs(60));
+    // Evictions follow the deny at once, before the woken thread runs: it must still answer with the denial, not
+    // "unknown request" (which the guard would report as the store failing).
+    let waiter = {
+        let (store, id) = (store.clone(), id.clone());
+        std::thread::spawn(move || store.wait_blocking(&id, Instant::now() + Duration::from_millis(200)))
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    store.resolve(&Resolution::deny(id.clone())).unwrap();
+    evict(&store);
+    let decision = waiter.join().unwrap().unwrap().expect("the decision, not a timeout");
+    assert_eq!(decision.state, RequestState::Denied);
+    evict(&store);
+    assert!(store.get(&id).unwrap().is_none());
+}
+
+#[cfg(feature = "tokio")] // `wait_or_expire`
+#[tokio::test]
+async fn a_waiter_that_expires_its_own_request_leaves_nothing_unread_and_others_read_the_expiry() {
+    let store = InMemoryStore::with_retention(Duration::ZERO);
+    let id = park(&store, Duration::from_secs(60));
+    let mut other = store.wait(&id);
+    assert!(poll_once(&mut other).is_pending());
+    let own = store.wait_or_expire(&id, Instant::now() + Duration::from_millis(20));
+    assert_eq!(own.await.unwrap().unwrap().state, RequestState::Expired);
+    assert!(store.lock().unread.holds(&id), "the other waiter has not read it yet");
+    evict(&store);
+    let Poll::Ready(Ok(read)) = poll_once(&mut other) else {
+        panic!("the other waiter lost the expiry")
+    };
+    assert_eq!(read.state, RequestState::Expired);
+    drop(other);
+    evict(&store);
+    assert!(store.get(&id).unwrap().is_none());
+    assert!(store.lock().unread.is_empty());
+}
+
 #[test]
 fn abandoned_approval_expires_and_can_never_be_claimed() {
     let store = InMemoryStore::new();
@@ -102,11 +206,16 @@ pub(super) fn no_waiter_left(store: &InMemoryStore, id: &RequestId, what: &str) 
     let inner = store.lock();
     assert!(inner.more_waiters.is_empty(), "{what}: waiters left behind");
     assert!(
+        !inner.unread.holds(id),
+        "{what}: counted as unread after its waiters finished"
+    );
+    assert!(
         inner.records.get(id).is_some_and(|s| s.waiter.is_none()),
         "{what}: a waker left in the slot"
     );
 }
 
+#[cfg(feature = "tokio")] // `wait_or_expire`
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_or_expire_expires_at_the_deadline_and_wakes_every_other_waiter() {
     let store = Arc::new(InMemoryStore::new());
@@ -136,6 +245,7 @@ async fn wait_or_expire_expires_at_the_deadline_and_wakes_every_other_waiter() {
     no_waiter_left(&store, &id, "after the expiry");
 }
 
+#[cfg(feature = "tokio")] // `wait_or_expire`
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_or_expire_returns_an_answer_that_comes_first() {
     let store = Arc::new(InMemoryStore::new());
@@ -157,6 +267,7 @@ async fn wait_or_expire_returns_an_answer_that_comes_first() {
     no_waiter_left(&store, &id, "after the answer");
 }
 
+#[cfg(feature = "tokio")] // `wait_or_expire`
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_wait_or_expire_leaves_no_waker_and_the_request_pending() {
     let store = Arc::new(InMemoryStore::new());

@@ -1,7 +1,8 @@
 //! The in-memory store's waiting: a waiter's waker kept in its request's slot (the first; further ones in
 //! `Inner::more_waiters`), taken out by the decision and woken once the store's lock is released, and the futures
 //! of [`ApprovalStore::wait`](super::ApprovalStore::wait) and
-//! [`ApprovalStore::wait_or_expire`](super::ApprovalStore::wait_or_expire).
+//! [`ApprovalStore::wait_or_expire`](super::ApprovalStore::wait_or_expire); and the count of woken waiters that
+//! have yet to read their decision, which eviction waits for.
 
 use super::*;
 
@@ -38,7 +39,82 @@ impl Woken {
     }
 }
 
+/// How many woken waiters have yet to read each decided request's decision, keyed by a hash of the request's id
+/// (no id is cloned: its count is a cache miss with a million parked). Two ids of one hash share a count, which
+/// only keeps both a little longer: never less than until each one's waiters have read.
+#[derive(Default)]
+pub(super) struct Unread(
+    HashMap<u64, u32, foldhash::fast::RandomState>,
+    foldhash::fast::RandomState,
+);
+
+impl Unread {
+    fn key(&self, id: &RequestId) -> u64 {
+        std::hash::BuildHasher::hash_one(&self.1, id)
+    }
+
+    /// `n` more waiters of `id` woken, yet to read.
+    pub(super) fn add(&mut self, id: &RequestId, n: usize) {
+        let key = self.key(id);
+        let count = self.0.entry(key).or_default();
+        *count = count.saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
+    }
+
+    /// One of them read (or went away).
+    pub(super) fn read_once(&mut self, id: &RequestId) {
+        if self.0.is_empty() {
+            return;
+        }
+        let key = self.key(id);
+        if let Some(left) = self.0.get_mut(&key) {
+            *left -= 1;
+            if *left == 0 {
+                self.0.remove(&key);
+            }
+        }
+    }
+
+    /// Whether a woken waiter of `id` has yet to read its decision.
+    pub(super) fn holds(&self, id: &RequestId) -> bool {
+        !self.0.is_empty() && self.0.contains_key(&self.key(id))
+    }
+
+    #[cfg(test)]
+    pub(super) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl InMemoryStore {
+    /// [`ApprovalStore::wait_blocking`]: parks the calling thread until the decision or `until`.
+    pub(super) fn park_thread_until(&self, id: &RequestId, until: Instant) -> Result<Option<Decision>, StoreError> {
+        let (parker, waker) = ThreadWaker::current();
+        let mut registered = None;
+        loop {
+            // Registered under the lock that a decision takes, so a decision between a look and the park wakes it.
+            if let Poll::Ready(decision) = self.lock().poll_wait(id, &mut registered, &waker) {
+                return decision.map(Some);
+            }
+            if !parker.park_until(until) {
+                if let Some(waker) = registered.take() {
+                    // A decision that came after the deadline's wake-up, before this lock, is read here: it may
+                    // not be in the store by the time the caller would expire the request.
+                    if let Some(decision) = self.lock().remove_waiter(id, &waker) {
+                        return Ok(Some(decision));
+                    }
+                }
+                return Ok(None);
+            }
+        }
+    }
+}
+
 impl Inner {
+    /// A waiter that a decision took out of request `id` has read the decision (or gone away without reading it).
+    fn read_once(&mut self, id: &RequestId) {
+        self.unread.read_once(id);
+    }
+
     /// One poll of a wait for request `id`'s decision by the waiter that has `registered` (its waker in the slot,
     /// or none yet): the decision once it is final, else the waiter is (still) registered with `waker`.
     pub(super) fn poll_wait(
@@ -53,16 +129,20 @@ impl Inner {
             return Poll::Ready(Err(unknown(id)));
         };
         if slot.decision.state().is_final() {
-            // A decision takes every waiter out of the slot (`decide_with`), so this one is no longer held.
-            *registered = None;
-            return Poll::Ready(Ok(slot.decision.get().into_owned()));
+            // A decision takes every waiter out of the slot (`decide_with`), so this one is no longer held; if it
+            // was registered, it was counted as an unread reader, and has now read.
+            let decision = slot.decision.get().into_owned();
+            if registered.take().is_some() {
+                self.read_once(id);
+            }
+            return Poll::Ready(Ok(decision));
         }
         match registered {
             Some(known) if known.will_wake(waker) => {}
             Some(known) => {
                 // Polled with another waker (the future moved to another task): swap it in, in the same place.
                 let old = std::mem::replace(known, waker.clone());
-                self.remove_waiter(id, &old);
+                let _pending = self.remove_waiter(id, &old); // pending: checked above
                 self.add_waiter(id, waker.clone());
             }
             None => {
@@ -82,11 +162,16 @@ impl Inner {
     }
 
     /// Takes one waiter registered with `waker` (one registered by the same task, which is the same to wake) off a
-    /// pending request: a wait that ends without a decision (dropped, or past its deadline).
-    pub(super) fn remove_waiter(&mut self, id: &RequestId, waker: &Waker) {
-        let Some(slot) = self.records.get_mut(id) else {
-            return;
-        };
+    /// pending request: a wait that ends without a decision (dropped, or past its deadline). If the request was
+    /// decided meanwhile (the decision took the waiter out already), the waiter no longer counts as an unread
+    /// reader, and the decision is returned.
+    pub(super) fn remove_waiter(&mut self, id: &RequestId, waker: &Waker) -> Option<Decision> {
+        let slot = self.records.get_mut(id)?;
+        if slot.decision.state().is_final() {
+            let decision = slot.decision.get().into_owned();
+            self.read_once(id);
+            return Some(decision);
+        }
         if slot.waiter.as_ref().is_some_and(|w| w.will_wake(waker)) {
             slot.waiter = None;
         } else if let Some(more) = self.more_waiters.get_mut(id) {
@@ -94,7 +179,7 @@ impl Inner {
                 more.swap_remove(at);
             }
         } else {
-            return;
+            return None;
         }
         // Keep the slot's place filled while others wait, so `more_waiters` stays empty in the common case.
         if let Some(more) = self.more_waiters.get_mut(id) {
@@ -105,6 +190,7 @@ impl Inner {
                 self.more_waiters.remove(id);
             }
         }
+        None
     }
 }
 
@@ -176,7 +262,7 @@ impl Wait<'_> {
     #[cfg(feature = "tokio")]
     fn expire_at_deadline(&mut self) -> Option<Decision> {
         let own = self.registered.take();
-        let (decision, woken) = self.store.lock_evicting().expire(self.id);
+        let (decision, woken) = self.store.lock_evicting().expire(self.id, own.is_some());
         // A pending request's expiry took every waiter, this one included; a decided one took them before.
         match own {
             Some(own) => woken.wake_except(&own),
@@ -190,7 +276,9 @@ impl Wait<'_> {
 impl Drop for Wait<'_> {
     fn drop(&mut self) {
         if let Some(waker) = self.registered.take() {
-            self.store.lock().remove_waiter(self.id, &waker);
+            // Decided but never read (the wait was dropped after its wake-up): it no longer holds the decision back
+            // from eviction.
+            let _unread = self.store.lock().remove_waiter(self.id, &waker);
         }
     }
 }
