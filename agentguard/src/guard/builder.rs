@@ -296,8 +296,8 @@ impl GuardBuilder<mode::External> {
     /// the calling thread or task. A panic in it is recorded in the audit and the request stays parked until
     /// answered or expired.
     ///
-    /// Notifiers add up: each `on_request` (and [`notify_webhook`](Self::notify_webhook)) adds one, and all run, in
-    /// the order given, even if an earlier one panics.
+    /// Notifiers add up: each `on_request` (and `notify_webhook`, with the `webhook` feature) adds one, and all run,
+    /// in the order given, even if an earlier one panics.
     pub fn on_request<F>(mut self, notify: F) -> Self
     where
         F: Fn(&ApprovalRequest) + Send + Sync + 'static,
