@@ -150,6 +150,30 @@ pub(super) fn still_linked(_meta: &fs::Metadata) -> bool {
     true
 }
 
+/// The identity ([`file_id`]) and length of the file at `path`, or `None` if it cannot be read: what the writer
+/// checks before each batch (a rotation by another process, lines another process wrote).
+///
+/// On Linux, one `statx` that asks for the inode and the size only. `fs::metadata` asks for the timestamps too, and
+/// since Linux 6.13 (multigrain timestamps) a file whose times were read gets a fine-grained time at its next write,
+/// which dirties its inode: with a look before every batch, every batch's `write` cost about twice as much (0.9 →
+/// 1.8 µs for a 300-byte append on this project's test machine, ext4).
+pub(super) fn path_id_len(path: &Path) -> Option<((u64, u64), u64)> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        use rustix::fs::{makedev, statx, AtFlags, StatxFlags, CWD};
+        let wanted = StatxFlags::INO | StatxFlags::SIZE;
+        match statx(CWD, path, AtFlags::empty(), wanted) {
+            Ok(st) if StatxFlags::from_bits_retain(st.stx_mask).contains(wanted) => {
+                return Some(((makedev(st.stx_dev_major, st.stx_dev_minor), st.stx_ino), st.stx_size));
+            }
+            // A kernel without statx (before 4.11) or one that did not fill the fields asked for: as elsewhere.
+            Ok(_) | Err(rustix::io::Errno::NOSYS) => {}
+            Err(_) => return None,
+        }
+    }
+    fs::metadata(path).ok().map(|meta| (file_id(&meta), meta.len()))
+}
+
 #[cfg(unix)]
 pub(super) fn file_id(meta: &fs::Metadata) -> (u64, u64) {
     use std::os::unix::fs::MetadataExt;
@@ -166,4 +190,31 @@ pub(super) fn file_id(meta: &fs::Metadata) -> (u64, u64) {
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
             .map_or(0, |d| d.as_nanos() as u64),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_per_batch_look_at_the_path_sees_what_metadata_sees_and_a_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        assert_eq!(path_id_len(&path), None, "no file yet");
+        fs::write(&path, b"{\"seq\":1}\n").unwrap();
+        let meta = fs::metadata(&path).unwrap();
+        let open = File::open(&path).unwrap().metadata().unwrap();
+        assert_eq!(path_id_len(&path), Some((file_id(&meta), 10)));
+        assert_eq!(
+            file_id(&open),
+            file_id(&meta),
+            "the open file's id, which the writer compares it with"
+        );
+        // Another process rotates: the path now names another file.
+        fs::rename(&path, dir.path().join("audit.log.000001")).unwrap();
+        fs::write(&path, b"").unwrap();
+        let (id, len) = path_id_len(&path).unwrap();
+        assert_ne!(id, file_id(&open));
+        assert_eq!(len, 0);
+    }
 }

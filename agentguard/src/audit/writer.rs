@@ -184,9 +184,8 @@ impl Writer {
     fn append_locked(&mut self, bodies: &[u8], ends: &[usize]) -> Result<(), AuditError> {
         // One stat of the path tells both whether another process rotated the file (a different inode) and, when it
         // is still ours, its length (a different length means another process wrote since our last line).
-        let path_meta = fs::metadata(&self.cfg.path).ok();
-        let mut len = match &path_meta {
-            Some(meta) if self.state.file.is_some() && file_id(meta) == self.state.id => meta.len(),
+        let mut len = match path_id_len(&self.cfg.path) {
+            Some((id, len)) if self.state.file.is_some() && id == self.state.id => len,
             _ => {
                 let len = self.open_live()?;
                 self.state.len = u64::MAX; // force a tail read
