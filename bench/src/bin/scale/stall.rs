@@ -3,7 +3,9 @@
 //! Agent tasks make `aexecute` calls (9 safe, 1 gated and auto-approved, in turn) on a 2-worker tokio runtime, with
 //! the default file sink. Every 500 ms the audit's disk stops for 100 ms. Meanwhile two probes measure how late
 //! unrelated work runs: a task that sleeps 1 ms at a time (how late past each deadline it wakes), and a plain thread
-//! that spawns a task every 2 ms (how long until that task runs).
+//! that spawns a task every 2 ms (how long until that task runs). The same load runs first for as long without a
+//! stall (the control): the probes are late there too (the timer's granularity, the machine's own scheduling), and
+//! what the stalls add is the difference.
 //!
 //! The stall is real where the program can make it so: run as root with `mount`, `mkfs.ext4` and `fsfreeze`, the
 //! log lives on a loop-mounted ext4 image that is frozen (`fsfreeze -f`: every write to it blocks in the kernel) for
@@ -72,25 +74,31 @@ impl Drop for FreezableDisk {
     }
 }
 
-pub(super) fn stall(_opts: &Options, figures: &mut Figures) {
-    println!(
-        "\n== stall: {AGENTS} agent tasks calling through the audited guard, the audit disk stopped {} ms every {} ms",
-        STALL.as_millis(),
-        EVERY.as_millis()
-    );
-    let tmp = tempfile::tempdir().expect("temp dir");
-    let disk = FreezableDisk::mount(tmp.path());
-    let method = if disk.is_some() {
-        "fsfreeze of the log's ext4 file system (loop device)"
-    } else {
-        "the log's OS lock held by another open file description"
-    };
-    let log = match &disk {
-        Some(d) => d.mnt.join("audit.log"),
-        None => tmp.path().join("audit.log"),
-    };
-    println!("  stall method: {method}");
-    let guard = Arc::new(AgentGuard::callback(|_| true).audit(JsonlAudit::new(&log)).build());
+/// The sink's OS lock file beside `log` (`<log>.lock`).
+fn agentguard_lock_file(log: &Path) -> PathBuf {
+    let mut name = log.as_os_str().to_owned();
+    name.push(".lock");
+    PathBuf::from(name)
+}
+
+/// What one phase measured.
+struct Phase {
+    /// How late the 1 ms sleeper woke, sorted.
+    late: Vec<Duration>,
+    /// How long the spawned tasks waited to start, sorted.
+    waits: Vec<Duration>,
+    /// How long each stall lasted (none in the control phase).
+    stalls: Vec<Duration>,
+    calls: u64,
+    slowest_gated: Duration,
+    /// The log's line count as `verify` reads it.
+    verified: Result<u64, String>,
+}
+
+/// Runs the agents and the two probes for [`RUN`] against a fresh log at `log`; with `stall`, stops its disk for
+/// [`STALL`] every [`EVERY`] (`disk`, or the log's lock held from outside when there is no freezable disk).
+fn phase(log: &Path, disk: Option<&FreezableDisk>, stall: bool) -> Phase {
+    let guard = Arc::new(AgentGuard::callback(|_| true).audit(JsonlAudit::new(log)).build());
     let rt = runtime();
     let stop = Arc::new(AtomicBool::new(false));
     let calls = Arc::new(AtomicU64::new(0));
@@ -155,26 +163,29 @@ pub(super) fn stall(_opts: &Options, figures: &mut Figures) {
         })
     };
 
-    // The stalls.
+    // The stalls (in the control phase, the same time with none).
     let t0 = Instant::now();
     let mut stalls = Vec::new();
-    let holder = if disk.is_none() {
+    if !stall {
+        std::thread::sleep(RUN);
+    }
+    let holder = if stall && disk.is_none() {
         std::fs::create_dir_all(log.parent().expect("dir")).expect("dir");
         Some(
             std::fs::OpenOptions::new()
                 .create(true)
                 .truncate(false)
                 .write(true)
-                .open(log.with_file_name("audit.log.lock"))
+                .open(agentguard_lock_file(log))
                 .expect("lock file"),
         )
     } else {
         None
     };
-    while t0.elapsed() + EVERY < RUN {
+    while stall && t0.elapsed() + EVERY < RUN {
         std::thread::sleep(EVERY - STALL);
         let s0 = Instant::now();
-        match (&disk, &holder) {
+        match (disk, &holder) {
             (Some(d), _) => {
                 if d.freeze() {
                     std::thread::sleep(STALL);
@@ -199,53 +210,128 @@ pub(super) fn stall(_opts: &Options, figures: &mut Figures) {
     let total = calls.load(Ordering::Relaxed);
     drop(rt);
     drop(Arc::try_unwrap(guard).ok()); // writes what is queued
-    let verified = agentguard::audit::verify(&log).map(|r| r.lines);
+    let verified = agentguard::audit::verify(log)
+        .map(|r| r.lines)
+        .map_err(|e| e.to_string());
+    let (mut late, mut waits) = (late, waits);
+    late.sort();
+    waits.sort();
+    Phase {
+        late,
+        waits,
+        stalls,
+        calls: total,
+        slowest_gated: Duration::from_micros(slowest_gated.load(Ordering::Relaxed)),
+        verified,
+    }
+}
+
+pub(super) fn stall(_opts: &Options, figures: &mut Figures) {
+    println!(
+        "\n== stall: {AGENTS} agent tasks calling through the audited guard, the audit disk stopped {} ms every {} ms",
+        STALL.as_millis(),
+        EVERY.as_millis()
+    );
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let disk = FreezableDisk::mount(tmp.path());
+    let method = if disk.is_some() {
+        "fsfreeze of the log's ext4 file system (loop device)"
+    } else {
+        "the log's OS lock held by another open file description"
+    };
+    let dir = match &disk {
+        Some(d) => d.mnt.clone(),
+        None => tmp.path().to_path_buf(),
+    };
+    println!("  stall method: {method}");
+    // The same load without stalls first: a 1 ms sleeper on this runtime is late by the timer's own granularity and
+    // by whatever the machine does (on a 2-vCPU virtual machine, an idle runtime's sleeper alone was up to 4.8 ms
+    // late within 3 s), so what the stalls add is the difference between the two phases.
+    let control = phase(&dir.join("control.log"), disk.as_ref(), false);
+    let stalled = phase(&dir.join("audit.log"), disk.as_ref(), true);
     drop(disk);
 
-    let mut late = late;
-    late.sort();
-    let mut waits = waits;
-    waits.sort();
-    let stall_ms: Vec<f64> = stalls.iter().map(|d| ms(*d)).collect();
-    let slowest = Duration::from_micros(slowest_gated.load(Ordering::Relaxed));
-    let chain = match &verified {
-        Ok(lines) if *lines == total => "chain intact, one line per call".to_owned(),
-        Ok(lines) => format!("CHAIN HAS {lines} LINES FOR {total} CALLS"),
-        Err(e) => format!("CHAIN BROKEN: {e}"),
-    };
+    for (name, p) in [("no stall (control)", &control), ("with the stalls", &stalled)] {
+        let chain = match &p.verified {
+            Ok(lines) if *lines == p.calls => "chain intact, one line per call".to_owned(),
+            Ok(lines) => format!("CHAIN HAS {lines} LINES FOR {} CALLS", p.calls),
+            Err(e) => format!("CHAIN BROKEN: {e}"),
+        };
+        let stall_ms: Vec<f64> = p.stalls.iter().map(|d| ms(*d)).collect();
+        let stalls = if stall_ms.is_empty() {
+            "no stalls".to_owned()
+        } else {
+            format!(
+                "{} stalls of {:.0}–{:.0} ms",
+                stall_ms.len(),
+                stall_ms.iter().cloned().fold(f64::MAX, f64::min),
+                stall_ms.iter().cloned().fold(0.0, f64::max)
+            )
+        };
+        println!(
+            "  {name}: {stalls}; {} calls ({chain}); slowest gated call {:.1} ms",
+            p.calls,
+            ms(p.slowest_gated)
+        );
+        println!(
+            "    1 ms sleeper: {} wake-ups, late p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            p.late.len(),
+            ms(quantile(&p.late, 0.5)),
+            ms(quantile(&p.late, 0.99)),
+            ms(*p.late.last().expect("samples"))
+        );
+        println!(
+            "    task spawned from outside every 2 ms: {} runs, start delay p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
+            p.waits.len(),
+            ms(quantile(&p.waits, 0.5)),
+            ms(quantile(&p.waits, 0.99)),
+            ms(*p.waits.last().expect("samples"))
+        );
+    }
+    let added = |f: fn(&Phase) -> Duration| ms(f(&stalled)) - ms(f(&control));
     println!(
-        "  {} stalls of {:.0}–{:.0} ms; {total} calls ({chain}); slowest gated call {:.1} ms (it waited for the disk)",
-        stalls.len(),
-        stall_ms.iter().cloned().fold(f64::MAX, f64::min),
-        stall_ms.iter().cloned().fold(0.0, f64::max),
-        ms(slowest)
+        "  added by the stalls: sleeper p99 {:+.2} ms, max {:+.2} ms; spawned task p99 {:+.3} ms, max {:+.3} ms",
+        added(|p| quantile(&p.late, 0.99)),
+        added(|p| *p.late.last().expect("samples")),
+        added(|p| quantile(&p.waits, 0.99)),
+        added(|p| *p.waits.last().expect("samples"))
     );
-    println!(
-        "  1 ms sleeper: {} wake-ups, late p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-        late.len(),
-        ms(quantile(&late, 0.5)),
-        ms(quantile(&late, 0.99)),
-        ms(*late.last().expect("samples"))
-    );
-    println!(
-        "  task spawned from outside every 2 ms: {} runs, start delay p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
-        waits.len(),
-        ms(quantile(&waits, 0.5)),
-        ms(quantile(&waits, 0.99)),
-        ms(*waits.last().expect("samples"))
-    );
+    let stall_ms: Vec<f64> = stalled.stalls.iter().map(|d| ms(*d)).collect();
     record(figures, "stall.method", method);
-    record(figures, "stall.stalls", stalls.len());
+    record(figures, "stall.stalls", stalled.stalls.len());
     record(
         figures,
         "stall.stall_ms_min",
         stall_ms.iter().cloned().fold(f64::MAX, f64::min),
     );
-    record(figures, "stall.calls", total);
-    record(figures, "stall.chain_ok", verified.is_ok_and(|l| l == total));
-    record(figures, "stall.slowest_gated_ms", ms(slowest));
-    record(figures, "stall.sleeper_late_p99_ms", ms(quantile(&late, 0.99)));
-    record(figures, "stall.sleeper_late_max_ms", ms(*late.last().expect("samples")));
-    record(figures, "stall.spawn_delay_p99_ms", ms(quantile(&waits, 0.99)));
-    record(figures, "stall.spawn_delay_max_ms", ms(*waits.last().expect("samples")));
+    record(figures, "stall.calls", stalled.calls);
+    record(
+        figures,
+        "stall.chain_ok",
+        stalled.verified.as_ref().is_ok_and(|l| *l == stalled.calls)
+            && control.verified.as_ref().is_ok_and(|l| *l == control.calls),
+    );
+    record(figures, "stall.slowest_gated_ms", ms(stalled.slowest_gated));
+    for (prefix, p) in [("stall", &stalled), ("stall.control", &control)] {
+        record(
+            figures,
+            &format!("{prefix}.sleeper_late_p99_ms"),
+            ms(quantile(&p.late, 0.99)),
+        );
+        record(
+            figures,
+            &format!("{prefix}.sleeper_late_max_ms"),
+            ms(*p.late.last().expect("samples")),
+        );
+        record(
+            figures,
+            &format!("{prefix}.spawn_delay_p99_ms"),
+            ms(quantile(&p.waits, 0.99)),
+        );
+        record(
+            figures,
+            &format!("{prefix}.spawn_delay_max_ms"),
+            ms(*p.waits.last().expect("samples")),
+        );
+    }
 }
