@@ -43,7 +43,8 @@ const FEED_CAPACITY: usize = 4096;
 /// that it is evicted (a late answer then gets [`Unknown`](ResolveOutcome::Unknown)), so memory stays flat on a
 /// long-running server. Eviction is amortized O(1) per operation. Two things are kept past the window: an approval
 /// until its call claims it (so it is never lost to a denial), and any decision until the calls it woke have read
-/// it (so a short retention never turns their answer into a store error).
+/// it (so a short retention never turns their answer into a store error), for at most a minute more: a call that
+/// has not looked by then is taken to be gone.
 ///
 /// Pending requests are also kept in their order (oldest first), so a page of them costs what a page costs however
 /// many are pending ([`pending_page`](ApprovalStore::pending_page)), and the store keeps a change feed of the last
@@ -121,9 +122,10 @@ impl InMemoryStore {
         Self::with_retention(DEFAULT_RETENTION)
     }
 
-    /// A store that forgets decided requests `retention` after their decision (or once the calls waiting for them
-    /// have read them, if later). `Duration::ZERO` keeps nothing decided beyond that: a repeated answer then gets
-    /// [`Unknown`](ResolveOutcome::Unknown).
+    /// A store that forgets decided requests `retention` after their decision; later if the calls that were
+    /// waiting for them have not read them yet, and an approval only once its call has claimed it (see the type's
+    /// docs). With `Duration::ZERO` a request is forgotten at the next operation after that, and a repeated answer
+    /// then gets [`Unknown`](ResolveOutcome::Unknown).
     pub fn with_retention(retention: Duration) -> Self {
         InMemoryStore {
             retention,
@@ -363,7 +365,9 @@ impl InMemoryStore {
     }
 
     fn expire_now(&self, id: &RequestId) -> Option<Decision> {
-        let (decision, woken) = self.lock_evicting().expire(id, false);
+        // Not `lock_evicting`: a caller whose wait just ended (timed out, or dropped as the decision came) reads the
+        // decision here, which evicting first could remove with a short retention. The next operation evicts.
+        let (decision, woken) = self.lock().expire(id, false);
         woken.wake();
         decision
     }

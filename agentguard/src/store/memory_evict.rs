@@ -4,6 +4,11 @@
 
 use super::*;
 
+/// How long past its retention window a decision is kept for woken waiters that have not read it yet: a waiter
+/// that has not been polled for this long after its wake-up is taken to be gone (it then reads "unknown request",
+/// and its call is denied).
+pub(super) const UNREAD_GRACE: Duration = Duration::from_secs(60);
+
 impl InMemoryStore {
     /// The store's lock, after evicting the decided requests past the retention window. What they held is freed
     /// once the lock is released ([`Evicting`]).
@@ -18,20 +23,28 @@ impl InMemoryStore {
             if now.saturating_duration_since(*at) < self.retention {
                 break;
             }
-            let Some((_, id)) = inner.decided.pop_front() else {
+            let Some((at, id)) = inner.decided.pop_front() else {
                 break;
             };
             // An approval not yet claimed by its waiter stays until it is claimed (or abandoned), so eviction can
-            // never turn a RESOLVED approval into a denial; and a decision stays until the waiters it woke have read
-            // it, so they get it rather than "unknown request". Look again at the next operation.
+            // never turn a RESOLVED approval into a denial. Look again at the next operation.
             if inner
                 .records
                 .get(&id)
                 .is_some_and(|s| s.decision.state() == RequestState::Approved)
-                || inner.unread.holds(&id)
             {
                 inner.decided.push_back((now, id));
                 break;
+            }
+            // A decision stays until the waiters it woke have read it, so they get it rather than "unknown
+            // request"; but not past UNREAD_GRACE, so a wait that is never polled again (leaked, or a waker that
+            // does not recognise itself) cannot keep it for ever. It keeps its decision time in the queue.
+            if inner.unread.holds(&id) {
+                if now.saturating_duration_since(at) < self.retention.saturating_add(UNREAD_GRACE) {
+                    inner.decided.push_back((at, id));
+                    break;
+                }
+                inner.unread.forget(&id);
             }
             if let Some(slot) = inner.records.remove(&id) {
                 inner.evicted.push((id, slot));

@@ -118,6 +118,30 @@ fn with_zero_retention_every_woken_waiter_still_reads_its_denial() {
 }
 
 #[test]
+fn a_woken_waiter_never_polled_again_holds_its_decision_only_for_the_grace_period() {
+    let store = InMemoryStore::with_retention(Duration::ZERO);
+    let id = park(&store, Duration::from_secs(60));
+    let mut wait = store.wait(&id);
+    assert!(poll_once(&mut wait).is_pending());
+    store.resolve(&Resolution::deny(id.clone())).unwrap();
+    evict(&store);
+    assert!(store.get(&id).unwrap().is_some(), "kept for the woken waiter");
+    // As if the grace period had passed since the decision.
+    {
+        let mut inner = store.lock();
+        let long_ago = Instant::now()
+            .checked_sub(evict::UNREAD_GRACE + Duration::from_secs(1))
+            .expect("the clock is far enough from its origin");
+        inner.decided.iter_mut().for_each(|(at, _)| *at = long_ago);
+    }
+    evict(&store);
+    assert!(store.get(&id).unwrap().is_none(), "evicted once the grace has passed");
+    assert!(store.lock().unread.is_empty(), "and no longer counted");
+    // The wait, polled at last, reads that the request is gone (its call is then denied).
+    assert!(matches!(poll_once(&mut wait), Poll::Ready(Err(_))));
+}
+
+#[test]
 fn a_woken_waiter_dropped_without_reading_lets_the_decision_be_evicted() {
     let store = InMemoryStore::with_retention(Duration::ZERO);
     let id = park(&store, Duration::from_secs(60));
@@ -139,13 +163,15 @@ fn a_woken_waiter_dropped_without_reading_lets_the_decision_be_evicted() {
 fn a_blocking_waiter_reads_its_denial_though_evictions_run_before_it_wakes() {
     let store = Arc::new(InMemoryStore::with_retention(Duration::ZERO));
     let id = park(&store, Duration::from_secs(60));
-    // Evictions follow the deny at once, before the woken thread runs: it must still answer with the denial, not
-    // "unknown request" (which the guard would report as the store failing).
+    // Evictions follow the deny at once, usually before the woken thread runs: either way it must answer with the
+    // denial, not "unknown request" (which the guard would report as the store failing).
     let waiter = {
         let (store, id) = (store.clone(), id.clone());
-        std::thread::spawn(move || store.wait_blocking(&id, Instant::now() + Duration::from_millis(200)))
+        std::thread::spawn(move || store.wait_blocking(&id, Instant::now() + Duration::from_secs(60)))
     };
-    std::thread::sleep(Duration::from_millis(50));
+    while store.lock().records.get(&id).is_some_and(|s| s.waiter.is_none()) {
+        std::thread::yield_now(); // until the thread waits
+    }
     store.resolve(&Resolution::deny(id.clone())).unwrap();
     evict(&store);
     let decision = waiter.join().unwrap().unwrap().expect("the decision, not a timeout");
@@ -173,6 +199,21 @@ async fn a_waiter_that_expires_its_own_request_leaves_nothing_unread_and_others_
     evict(&store);
     assert!(store.get(&id).unwrap().is_none());
     assert!(store.lock().unread.is_empty());
+}
+
+#[test]
+fn expire_reads_a_decision_that_came_after_the_wait_ended_before_evicting_anything() {
+    let store = InMemoryStore::with_retention(Duration::ZERO);
+    let id = park(&store, Duration::ZERO);
+    // An answer after the deadline expires the request, with nobody waiting any more.
+    assert_eq!(
+        store.resolve(&Resolution::approve(id.clone())).unwrap(),
+        ResolveOutcome::Expired
+    );
+    // The caller whose wait timed out reads the outcome with `expire`: zero retention must not evict it first.
+    assert_eq!(store.expire(&id).unwrap().map(|d| d.state), Some(RequestState::Expired));
+    evict(&store);
+    assert!(store.get(&id).unwrap().is_none());
 }
 
 #[test]

@@ -41,7 +41,8 @@ impl Woken {
 
 /// How many woken waiters have yet to read each decided request's decision, keyed by a hash of the request's id
 /// (no id is cloned: its count is a cache miss with a million parked). Two ids of one hash share a count, which
-/// only keeps both a little longer: never less than until each one's waiters have read.
+/// only keeps both a little longer: never less than until each one's waiters have read (or
+/// [`UNREAD_GRACE`](super::evict::UNREAD_GRACE) has passed).
 #[derive(Default)]
 pub(super) struct Unread(
     HashMap<u64, u32, foldhash::fast::RandomState>,
@@ -72,6 +73,12 @@ impl Unread {
                 self.0.remove(&key);
             }
         }
+    }
+
+    /// Stops counting `id`'s unread waiters (they are taken to be gone).
+    pub(super) fn forget(&mut self, id: &RequestId) {
+        let key = self.key(id);
+        self.0.remove(&key);
     }
 
     /// Whether a woken waiter of `id` has yet to read its decision.
