@@ -117,15 +117,21 @@ fn with_zero_retention_every_woken_waiter_still_reads_its_denial() {
     assert!(store.lock().unread.is_empty());
 }
 
+/// A wait for `id` that registers, then the request denied and evictions run: the denial is kept for it.
+fn woken_by_a_denial<'a>(store: &'a InMemoryStore, id: &'a RequestId) -> WaitFuture<'a> {
+    let mut wait = store.wait(id);
+    assert!(poll_once(&mut wait).is_pending());
+    store.resolve(&Resolution::deny(id.clone())).unwrap();
+    evict(store);
+    assert!(store.get(id).unwrap().is_some(), "kept for the woken waiter");
+    wait
+}
+
 #[test]
 fn a_woken_waiter_never_polled_again_holds_its_decision_only_for_the_grace_period() {
     let store = InMemoryStore::with_retention(Duration::ZERO);
     let id = park(&store, Duration::from_secs(60));
-    let mut wait = store.wait(&id);
-    assert!(poll_once(&mut wait).is_pending());
-    store.resolve(&Resolution::deny(id.clone())).unwrap();
-    evict(&store);
-    assert!(store.get(&id).unwrap().is_some(), "kept for the woken waiter");
+    let mut wait = woken_by_a_denial(&store, &id);
     // As if the grace period had passed since the decision.
     {
         let mut inner = store.lock();
@@ -145,11 +151,7 @@ fn a_woken_waiter_never_polled_again_holds_its_decision_only_for_the_grace_perio
 fn a_woken_waiter_dropped_without_reading_lets_the_decision_be_evicted() {
     let store = InMemoryStore::with_retention(Duration::ZERO);
     let id = park(&store, Duration::from_secs(60));
-    let mut wait = store.wait(&id);
-    assert!(poll_once(&mut wait).is_pending());
-    store.resolve(&Resolution::deny(id.clone())).unwrap();
-    evict(&store);
-    assert!(store.get(&id).unwrap().is_some());
+    let wait = woken_by_a_denial(&store, &id);
     drop(wait);
     evict(&store);
     assert!(
