@@ -313,25 +313,10 @@ pub(super) fn stall(_opts: &Options, figures: &mut Figures) {
     );
     record(figures, "stall.slowest_gated_ms", ms(stalled.slowest_gated));
     for (prefix, p) in [("stall", &stalled), ("stall.control", &control)] {
-        record(
-            figures,
-            &format!("{prefix}.sleeper_late_p99_ms"),
-            ms(quantile(&p.late, 0.99)),
-        );
-        record(
-            figures,
-            &format!("{prefix}.sleeper_late_max_ms"),
-            ms(*p.late.last().expect("samples")),
-        );
-        record(
-            figures,
-            &format!("{prefix}.spawn_delay_p99_ms"),
-            ms(quantile(&p.waits, 0.99)),
-        );
-        record(
-            figures,
-            &format!("{prefix}.spawn_delay_max_ms"),
-            ms(*p.waits.last().expect("samples")),
-        );
+        for (probe, samples) in [("sleeper_late", &p.late), ("spawn_delay", &p.waits)] {
+            let (p99, max) = (quantile(samples, 0.99), *samples.last().expect("samples"));
+            record(figures, &format!("{prefix}.{probe}_p99_ms"), ms(p99));
+            record(figures, &format!("{prefix}.{probe}_max_ms"), ms(max));
+        }
     }
 }
