@@ -301,7 +301,16 @@ fn pending_and_show_list_requests_redacted_as_tables_or_json() {
 fn pending_with_a_limit_prints_one_page_and_the_command_for_the_next() {
     let (_d, db) = db();
     let agents: Vec<_> = (0..3).map(|_| agent(&db, Duration::from_secs(30))).collect();
-    let ids: Vec<&str> = agents.iter().map(|(r, _)| r.request_id().as_str()).collect();
+    // In the store's pending order: creation time in milliseconds, then id (two agents can park within one).
+    let mut order: Vec<(u128, &str)> = agents
+        .iter()
+        .map(|(r, _)| {
+            let ms = r.timestamp().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
+            (ms, r.request_id().as_str())
+        })
+        .collect();
+    order.sort();
+    let ids: Vec<&str> = order.into_iter().map(|(_, id)| id).collect();
 
     let (first, _) = text(&cli(&db, &["pending", "--limit", "2"]));
     let rows = |out: &str| ids.iter().filter(|id| out.contains(**id)).count();
