@@ -805,11 +805,11 @@ fn a_process_killed_mid_stream_loses_only_queued_safe_lines_and_its_log_verifies
         lost.iter().all(|(_, gated)| !gated),
         "a gated call that ran has its line: lost {lost:?}"
     );
-    // The documented bound: what was queued, at most the queue's 16 MiB of lines.
+    // The documented bound: what was queued, at most the queue's 4 MiB of lines.
     let bytes: u64 = report.files.iter().map(|f| std::fs::metadata(f).unwrap().len()).sum();
     let per_line = bytes / report.lines.max(1);
     assert!(
-        lost.len() as u64 * per_line <= 16 * 1024 * 1024,
+        lost.len() as u64 * per_line <= 4 * 1024 * 1024,
         "lost {} lines",
         lost.len()
     );

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{AuditError, AuditKey, AuditRecord, VerifyErrorKind};
-use crate::params::{hex, is_lower_hex};
+use crate::params::{hex, hex_into, is_lower_hex};
 
 /// The `prev` of the first line of a chain.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -79,19 +79,38 @@ pub(crate) struct Sealed {
     pub(crate) link: String,
 }
 
-/// [`seal`] appended to `out` (the file sink seals a batch of lines into one buffer): returns the line's link.
-pub(crate) fn seal_into(out: &mut Vec<u8>, body: &[u8], seq: u64, prev: &str, key: Option<&AuditKey>) -> String {
-    let inner = std::str::from_utf8(body)
-        .ok()
-        .and_then(|b| b.strip_prefix('{'))
-        .and_then(|b| b.strip_suffix('}'))
-        .unwrap_or("");
+/// A chain link held inline: 64 lowercase hex digits (a line's SHA-256, or its HMAC-SHA256 when keyed).
+#[derive(Clone, Copy)]
+pub(crate) struct Link([u8; 64]);
+
+impl Link {
+    fn of(digest: &[u8]) -> Link {
+        let mut hex = [0u8; 64];
+        hex_into(digest, &mut hex);
+        Link(hex)
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("hex digits are ASCII")
+    }
+}
+
+/// [`seal`] appended to `out` (the file sink seals a batch of lines into one buffer): returns the line's link. The
+/// same bytes as `seal`, without its allocations (the batch's writer runs this once per line, one line after the
+/// other).
+pub(crate) fn seal_into(out: &mut Vec<u8>, body: &[u8], seq: u64, prev: &str, key: Option<&AuditKey>) -> Link {
+    // The bodies are serde_json's output (UTF-8, one object): the braces are bytes, no text check is needed.
+    debug_assert!(std::str::from_utf8(body).is_ok());
+    let inner = body
+        .strip_prefix(b"{")
+        .and_then(|b| b.strip_suffix(b"}"))
+        .unwrap_or(b"");
     let at = out.len();
     out.extend_from_slice(b"{\"seq\":");
-    let _ = write!(SeqDigits(out), "{seq}");
+    push_decimal(out, seq);
     if !inner.is_empty() {
         out.push(b',');
-        out.extend_from_slice(inner.as_bytes());
+        out.extend_from_slice(inner);
     }
     out.extend_from_slice(b",\"prev\":\"");
     out.extend_from_slice(prev.as_bytes());
@@ -100,25 +119,30 @@ pub(crate) fn seal_into(out: &mut Vec<u8>, body: &[u8], seq: u64, prev: &str, ke
         out.extend_from_slice(key.id().as_bytes());
     }
     out.extend_from_slice(b"\"}");
-    let (link, field): (String, &[u8]) = match key {
-        Some(key) => (key.mac_hex(&out[at..]), b",\"mac\":\""),
-        None => (hex(&Sha256::digest(&out[at..])), b",\"hash\":\""),
+    let (link, field): (Link, &[u8]) = match key {
+        Some(key) => (Link::of(&key.mac(&out[at..])), b",\"mac\":\""),
+        None => (Link::of(&Sha256::digest(&out[at..])), b",\"hash\":\""),
     };
     out.pop(); // the closing brace
     out.extend_from_slice(field);
-    out.extend_from_slice(link.as_bytes());
+    out.extend_from_slice(&link.0);
     out.extend_from_slice(b"\"}\n");
     link
 }
 
-/// `write!` into a byte buffer (for the seq's digits).
-struct SeqDigits<'a>(&'a mut Vec<u8>);
-
-impl std::fmt::Write for SeqDigits<'_> {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        self.0.extend_from_slice(s.as_bytes());
-        Ok(())
+/// `n`'s decimal digits appended to `out`.
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
     }
+    out.extend_from_slice(&digits[i..]);
 }
 
 /// `{"ts":…}` → `{"seq":N,"ts":…,"prev":"…","hash":"…"}\n`, or with a key

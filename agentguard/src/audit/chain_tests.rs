@@ -57,16 +57,19 @@ fn check_line_rejects_damaged_non_ascii_lines_without_panicking() {
 #[test]
 fn sealing_into_a_batch_buffer_gives_the_same_bytes_as_sealing_alone() {
     let key = AuditKey::new(&[9u8; 32]).unwrap();
-    for (body, key) in [
-        (&br#"{"ts":"x","tool":"t"}"#[..], None),
-        (&br#"{"ts":"x","tool":"t"}"#[..], Some(&key)),
-        (&b"{}"[..], None),
+    for (body, key, seq) in [
+        (&br#"{"ts":"x","tool":"t"}"#[..], None, 12_345),
+        (&br#"{"ts":"x","tool":"t"}"#[..], Some(&key), 12_345),
+        (&b"{}"[..], None, 12_345),
+        (&br#"{"ts":"x"}"#[..], None, 1),
+        (&br#"{"ts":"x"}"#[..], None, 10),
+        (&br#"{"ts":"x"}"#[..], None, u64::MAX),
     ] {
-        let alone = seal(body, 12_345, GENESIS, key);
+        let alone = seal(body, seq, GENESIS, key);
         let mut batch = b"earlier lines\n".to_vec();
-        let link = seal_into(&mut batch, body, 12_345, GENESIS, key);
+        let link = seal_into(&mut batch, body, seq, GENESIS, key);
         assert_eq!(&batch[14..], alone.line.as_bytes());
-        assert_eq!(link, alone.link);
+        assert_eq!(link.as_str(), alone.link);
     }
 }
 

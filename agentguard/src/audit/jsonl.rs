@@ -58,11 +58,14 @@ pub enum Fsync {
 /// with every line queued in the same millisecond (the flusher writes at most one batch per millisecond while lines
 /// keep coming, so their callers never wake it), so the line is handed to the OS within about a millisecond and one
 /// batch write of the call (see BENCHMARKS.md for the measured figures) unless the disk or another process's lock
-/// stalls it; a gated call's batch carries it too. Lines reach the file in the order they were queued.
+/// stalls it; a gated call's batch carries it too. When the flusher falls behind (more than 1 MiB queued: many busy
+/// threads on few cores leave it little CPU), the safe call that finds no batch being written writes the queue
+/// itself; none waits for a batch being written until 4 MiB are queued. Lines reach the file in the order they were
+/// queued.
 ///
 /// **What a crash can lose.** A process killed (`kill -9`, an abort) loses the safe calls' lines still queued, never a
 /// gated call's line: at most what was queued in the last millisecond and while the batch before it was being written,
-/// and never more than 16 MiB of lines (a caller that finds the queue that full writes it itself). The chain in the
+/// and never more than 4 MiB of lines (a caller that finds the queue that full writes it itself). The chain in the
 /// file stays whole: a batch is one `write` of whole lines, and a torn one is repaired by the next writer, on the
 /// record. Dropping the sink writes what is queued; so does the end of a thread that queued lines, which covers a
 /// normal process exit (`return` from `main`, or `std::process::exit` from the thread that made the calls, with a guard

@@ -91,9 +91,14 @@ impl AuditKey {
 
     /// HMAC-SHA256 of `data`, in hex.
     pub(crate) fn mac_hex(&self, data: &[u8]) -> String {
+        hex(&self.mac(data))
+    }
+
+    /// HMAC-SHA256 of `data`.
+    pub(crate) fn mac(&self, data: &[u8]) -> [u8; 32] {
         let mut mac = self.mac.clone();
         mac.update(data);
-        hex(&mac.finalize().into_bytes())
+        mac.finalize().into_bytes().into()
     }
 }
 

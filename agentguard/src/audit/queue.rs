@@ -7,8 +7,10 @@
 //!   on this path: a lone gated call costs what the write costs.
 //! - A safe call's line is queued and the call goes on; the sink's flusher thread is woken if it was idle (one
 //!   system call, only then) and writes what is queued, then lets the next lines gather for up to [`LINGER`]. When
-//!   the queue is full (the disk is slower than the calls), the caller writes the batch itself rather than let the
-//!   queue grow.
+//!   more than [`HELP_AT`] is queued (the flusher is behind: busy threads leave it little CPU), the caller that finds
+//!   the writer free writes the batch itself; one that finds it busy (a slow disk) goes on. When the queue is full
+//!   ([`QUEUE_LIMIT`]: the disk is slower than the calls), the caller waits for the writer and writes the batch
+//!   itself rather than let the queue grow.
 //!
 //! No wait happens on a tokio worker thread: taking the writer (which may mean waiting for a slow disk) inside a
 //! multi-threaded runtime runs in [`block_in_place`](tokio::task::block_in_place), so the worker's other tasks move
@@ -23,12 +25,29 @@ use std::time::{Duration, Instant};
 use super::writer::{Config, Writer};
 use super::AuditError;
 
-/// How many bytes of lines may wait in the queue; a caller that finds it fuller writes the batch itself. 16 MiB is
-/// about 50,000 typical lines.
-pub(super) const QUEUE_LIMIT: usize = 16 * 1024 * 1024;
+/// How many bytes of lines may wait in the queue; a caller that finds it fuller waits for the writer and writes the
+/// batch itself. 4 MiB is about 12,000 typical lines: a disk stopped for 100 ms holds up no safe call below 120,000
+/// lines a second, and it bounds what a crash can lose. (It was 16 MiB; with the queue's buffers freed after each
+/// batch over 4 MiB, a flusher left behind by busy threads cost fresh memory for every batch.)
+pub(super) const QUEUE_LIMIT: usize = 4 * 1024 * 1024;
+
+/// How many bytes of queued lines make a safe call's caller write the batch itself when the writer is free: about
+/// 3,000 typical lines, three times what the flusher takes in one [`LINGER`] at a million lines a second. Below it the
+/// flusher alone writes; above it the flusher is behind, and its batches would otherwise grow towards
+/// [`QUEUE_LIMIT`] (copied cold, in memory allocated and freed per batch, and all lost if the process dies).
+pub(super) const HELP_AT: usize = 1024 * 1024;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The lock if nobody holds it (a poisoned one too: the writer's state is re-read after a failed batch).
+fn try_lock<T>(m: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
+    match m.try_lock() {
+        Ok(guard) => Some(guard),
+        Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+        Err(std::sync::TryLockError::WouldBlock) => None,
+    }
 }
 
 /// The outcome of one waited-for line, set by whoever wrote its batch (while holding the writer).
@@ -101,8 +120,9 @@ impl Shared {
         }
         batch.bodies.clear();
         batch.ends.clear();
-        // A batch that grew large (a stall, a burst) does not keep its memory.
-        if batch.bodies.capacity() <= QUEUE_LIMIT / 4 {
+        // Kept for the next batch (a queue is at most QUEUE_LIMIT and one line, so at most twice that once grown):
+        // memory allocated afresh for every batch costs page faults on every byte.
+        if batch.bodies.capacity() <= 2 * QUEUE_LIMIT {
             let mut q = lock(&self.q);
             if q.spare.0.capacity() == 0 {
                 q.spare = (batch.bodies, batch.ends);
@@ -151,15 +171,24 @@ impl Started {
         let end = q.bodies.len();
         q.ends.push(end);
         if !wait {
-            let full = q.bodies.len() >= QUEUE_LIMIT;
-            if q.flusher_idle && !full {
+            let queued = q.bodies.len();
+            if q.flusher_idle && queued < QUEUE_LIMIT {
                 q.flusher_idle = false;
                 shared.work.notify_one();
             }
             drop(q);
-            if full {
+            if queued >= QUEUE_LIMIT {
                 // The disk is slower than the calls: write rather than queue without end.
                 off_runtime(|| shared.write_queued());
+            } else if queued >= HELP_AT {
+                // The flusher is behind (busy threads leave it little CPU): write the batch here if nobody is
+                // writing one; if someone is (a slow disk), go on without waiting.
+                if let Some(mut writer) = try_lock(&shared.writer) {
+                    off_runtime(|| {
+                        let batch = shared.take();
+                        shared.write(&mut writer, batch);
+                    });
+                }
             }
             return Ok(());
         }
@@ -282,5 +311,96 @@ fn flusher(shared: &Shared) {
                 let _ = shared.work.wait_timeout(q, left);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::checkpoint::DEFAULT_CHECKPOINT_EVERY;
+    use crate::audit::Fsync;
+
+    /// A queue and writer with no flusher thread: only callers write, as when busy threads leave the flusher no CPU.
+    fn without_flusher(path: PathBuf) -> Started {
+        let cfg = Config {
+            checkpoint: None,
+            path: path.clone(),
+            max_bytes: u64::MAX,
+            lock_timeout: Duration::from_secs(5),
+            key: None,
+            checkpoint_every: DEFAULT_CHECKPOINT_EVERY,
+            fsync: Fsync::Never,
+        };
+        Started {
+            shared: Arc::new(Shared {
+                path,
+                q: Mutex::new(Queue::default()),
+                writer: Mutex::new(Writer::new(cfg)),
+                work: Condvar::new(),
+            }),
+            flusher: None,
+        }
+    }
+
+    const BODY: &[u8] = br#"{"ts":"2026-12-01T00:00:00.000Z","tool":"read_file","decision":"allowed","params":{"path":"/tmp/a-file-name-of-some-length"}}"#;
+
+    fn queued(started: &Started) -> usize {
+        lock(&started.shared.q).bodies.len()
+    }
+
+    fn lines_in(path: &std::path::Path) -> usize {
+        std::fs::read(path).map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count())
+    }
+
+    #[test]
+    fn a_safe_call_that_finds_the_flusher_behind_writes_the_queue_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let started = without_flusher(path.clone());
+        let n = HELP_AT / BODY.len() + 10;
+        for _ in 0..n {
+            started.push(BODY, false).unwrap();
+            assert!(queued(&started) <= HELP_AT + BODY.len(), "the queue stays near HELP_AT");
+        }
+        let written = lines_in(&path);
+        assert!(
+            written >= HELP_AT / BODY.len(),
+            "{written} lines written by the callers"
+        );
+        assert_eq!(
+            written + queued(&started) / BODY.len(),
+            n,
+            "every line is written or queued"
+        );
+        assert_eq!(crate::audit::verify(&path).unwrap().lines, written as u64);
+    }
+
+    #[test]
+    fn a_safe_call_does_not_wait_for_a_busy_writer_until_the_queue_is_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let started = without_flusher(path.clone());
+        // Someone is writing a batch (a slow disk): callers past HELP_AT go on without waiting for it.
+        let mut busy = Some(lock(&started.shared.writer));
+        let n = 2 * HELP_AT / BODY.len();
+        std::thread::scope(|s| {
+            let pusher = s.spawn(|| {
+                for _ in 0..n {
+                    started.push(BODY, false).unwrap();
+                }
+            });
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while !pusher.is_finished() {
+                if Instant::now() > deadline {
+                    busy = None; // let the pusher finish, so that the test ends
+                    panic!("the safe calls waited for the writer");
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        assert_eq!(queued(&started), n * BODY.len(), "all queued, none written");
+        drop(busy);
+        started.flush().unwrap();
+        assert_eq!(crate::audit::verify(&path).unwrap().lines, n as u64);
     }
 }

@@ -239,7 +239,9 @@ impl Writer {
                 out.drain(..at);
             }
             self.state.last_seq = seq;
-            self.state.last_link = link;
+            // In place: the link's 64 digits fit the capacity the String already has.
+            self.state.last_link.clear();
+            self.state.last_link.push_str(link.as_str());
             self.state.last_keyed = key.is_some();
         }
         self.write_at(out, len)?;
