@@ -59,9 +59,9 @@ pub enum Fsync {
 /// keep coming, so their callers never wake it), so the line is handed to the OS within about a millisecond and one
 /// batch write of the call (see BENCHMARKS.md for the measured figures) unless the disk or another process's lock
 /// stalls it; a gated call's batch carries it too. When the flusher falls behind (more than 1 MiB queued: many busy
-/// threads on few cores leave it little CPU), the safe call that finds no batch being written writes the queue
-/// itself; none waits for a batch being written until 4 MiB are queued. Lines reach the file in the order they were
-/// queued.
+/// threads on few cores leave it little CPU), a safe call that can write the queue without waiting for anyone (no
+/// batch being written in this process, the log's lock free, [`Fsync::Never`]) writes it itself; none waits for
+/// another's batch until 4 MiB are queued. Lines reach the file in the order they were queued.
 ///
 /// **What a crash can lose.** A process killed (`kill -9`, an abort) loses the safe calls' lines still queued, never a
 /// gated call's line: at most what was queued in the last millisecond and while the batch before it was being written,
@@ -74,8 +74,8 @@ pub enum Fsync {
 ///
 /// **Async.** Nothing waits on a tokio worker thread: writing a batch (and waiting for the writer) inside a
 /// multi-threaded runtime runs in `block_in_place`, so the worker's other tasks move to another thread while the
-/// disk is slow; a safe call only queues. (In a current-thread runtime a gated call's write blocks that runtime, as
-/// any blocking call there would.)
+/// disk is slow; a safe call queues (and writes a batch only to help a flusher that is behind, or when the queue is
+/// full). (In a current-thread runtime such a write blocks that runtime, as any blocking call there would.)
 ///
 /// Writers in one process share the sink; writers in several processes take an exclusive lock on `<path>.lock` (an
 /// OS file lock, released by the OS if a process dies) around each batch, re-read the chain's tail when another

@@ -7,8 +7,8 @@
 //!   on this path: a lone gated call costs what the write costs.
 //! - A safe call's line is queued and the call goes on; the sink's flusher thread is woken if it was idle (one
 //!   system call, only then) and writes what is queued, then lets the next lines gather for up to [`LINGER`]. When
-//!   more than [`HELP_AT`] is queued (the flusher is behind: busy threads leave it little CPU), the caller that finds
-//!   the writer free writes the batch itself; one that finds it busy (a slow disk) goes on. When the queue is full
+//!   more than [`HELP_AT`] is queued (the flusher is behind: busy threads leave it little CPU), the caller writes the
+//!   batch itself if it can without waiting (see [`Shared::help`]); otherwise it goes on. When the queue is full
 //!   ([`QUEUE_LIMIT`]: the disk is slower than the calls), the caller waits for the writer and writes the batch
 //!   itself rather than let the queue grow.
 //!
@@ -26,16 +26,21 @@ use super::writer::{Config, Writer};
 use super::AuditError;
 
 /// How many bytes of lines may wait in the queue; a caller that finds it fuller waits for the writer and writes the
-/// batch itself. 4 MiB is about 12,000 typical lines: a disk stopped for 100 ms holds up no safe call below 120,000
-/// lines a second, and it bounds what a crash can lose. (It was 16 MiB; with the queue's buffers freed after each
-/// batch over 4 MiB, a flusher left behind by busy threads cost fresh memory for every batch.)
+/// batch itself. 4 MiB is about 12,000 typical lines: while a disk is stopped for 100 ms, safe calls at fewer than
+/// 120,000 lines a second do not reach it (a safe call that was writing a batch to help when the disk stopped waits
+/// like the flusher does), and it bounds what a crash can lose. (It was 16 MiB; with the queue's buffers freed after
+/// each batch over 4 MiB, a flusher left behind by busy threads cost fresh memory for every batch.)
 pub(super) const QUEUE_LIMIT: usize = 4 * 1024 * 1024;
 
-/// How many bytes of queued lines make a safe call's caller write the batch itself when the writer is free: about
-/// 3,000 typical lines, three times what the flusher takes in one [`LINGER`] at a million lines a second. Below it the
-/// flusher alone writes; above it the flusher is behind, and its batches would otherwise grow towards
-/// [`QUEUE_LIMIT`] (copied cold, in memory allocated and freed per batch, and all lost if the process dies).
+/// How many bytes of queued lines make a safe call's caller write the batch itself, when no batch was taken for
+/// [`STARVED`] and it can without waiting ([`Shared::help`]): about 3,000 typical lines, three times what the flusher
+/// takes in one [`LINGER`] at a million lines a second. Below it the flusher alone writes; above it the flusher is
+/// behind (busy threads leave it no CPU), and its batches would otherwise grow towards [`QUEUE_LIMIT`] (copied cold,
+/// and all lost if the process dies).
 pub(super) const HELP_AT: usize = 1024 * 1024;
+
+/// How long since the last batch was taken before a caller past [`HELP_AT`] helps: twice the flusher's [`LINGER`].
+pub(super) const STARVED: Duration = Duration::from_millis(2);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -71,6 +76,8 @@ struct Queue {
     waiters: Vec<(usize, Slot)>,
     /// The flusher is waiting for work: the next line queued wakes it (a system call, so only then).
     flusher_idle: bool,
+    /// When the last batch was taken from the queue (by anyone).
+    last_take: Option<Instant>,
     closing: bool,
     /// Emptied buffers handed back after a batch, reused for the next one.
     spare: (Vec<u8>, Vec<usize>),
@@ -87,6 +94,7 @@ impl Shared {
     /// Takes everything queued (the caller holds the writer).
     fn take(&self) -> Batch {
         let mut q = lock(&self.q);
+        q.last_take = Some(Instant::now());
         let (spare_bodies, spare_ends) = std::mem::take(&mut q.spare);
         Batch {
             bodies: std::mem::replace(&mut q.bodies, spare_bodies),
@@ -97,9 +105,23 @@ impl Shared {
 
     /// Writes a batch (the caller holds the writer), answers its waiters, and hands its buffers back.
     fn write(&self, writer: &mut Writer, mut batch: Batch) {
-        if batch.ends.is_empty() {
-            return;
+        if !batch.ends.is_empty() {
+            self.write_lines(writer, &mut batch);
         }
+        batch.bodies.clear();
+        batch.ends.clear();
+        // Kept for the next batch (a batch is about QUEUE_LIMIT at most, and each thread may add a line past it):
+        // memory allocated afresh for every batch costs page faults on every byte. A larger one is let go.
+        if batch.bodies.capacity() <= 2 * QUEUE_LIMIT {
+            let mut q = lock(&self.q);
+            if q.spare.0.capacity() == 0 {
+                q.spare = (batch.bodies, batch.ends);
+            }
+        }
+    }
+
+    /// Writes a batch's lines and answers its waiters.
+    fn write_lines(&self, writer: &mut Writer, batch: &mut Batch) {
         let outcome = writer.write_batch(&batch.bodies, &batch.ends);
         if let Err(failed) = &outcome {
             let lost = batch.ends.len() - failed.written;
@@ -118,16 +140,24 @@ impl Shared {
                 _ => Ok(()),
             });
         }
-        batch.bodies.clear();
-        batch.ends.clear();
-        // Kept for the next batch (a queue is at most QUEUE_LIMIT and one line, so at most twice that once grown):
-        // memory allocated afresh for every batch costs page faults on every byte.
-        if batch.bodies.capacity() <= 2 * QUEUE_LIMIT {
-            let mut q = lock(&self.q);
-            if q.spare.0.capacity() == 0 {
-                q.spare = (batch.bodies, batch.ends);
-            }
+    }
+
+    /// A safe call found more than [`HELP_AT`] queued: the flusher is behind (busy threads leave it little CPU). It
+    /// writes the batch itself if that needs no wait: nobody in this process is writing a batch (a slow disk), no other
+    /// process holds the log's lock, and a batch does not include a flush to disk. Otherwise it goes on.
+    fn help(&self) {
+        let Some(mut writer) = try_lock(&self.writer) else {
+            return;
+        };
+        // Whoever had the writer before may have written the queue meanwhile.
+        if lock(&self.q).bodies.len() < HELP_AT || !writer.hold_lock_now() {
+            return;
         }
+        off_runtime(|| {
+            let batch = self.take();
+            self.write(&mut writer, batch);
+        });
+        writer.release_held();
     }
 
     /// Takes the writer and writes everything queued.
@@ -176,19 +206,16 @@ impl Started {
                 q.flusher_idle = false;
                 shared.work.notify_one();
             }
+            // Behind: much is queued and nobody has taken a batch for a while (the flusher got no CPU). A flusher
+            // that is merely lingering or writing is left to it, so that a lone busy caller does not pay for writes
+            // the flusher makes on another core.
+            let behind = queued >= HELP_AT && q.last_take.is_none_or(|t| t.elapsed() >= STARVED);
             drop(q);
             if queued >= QUEUE_LIMIT {
                 // The disk is slower than the calls: write rather than queue without end.
                 off_runtime(|| shared.write_queued());
-            } else if queued >= HELP_AT {
-                // The flusher is behind (busy threads leave it little CPU): write the batch here if nobody is
-                // writing one; if someone is (a slow disk), go on without waiting.
-                if let Some(mut writer) = try_lock(&shared.writer) {
-                    off_runtime(|| {
-                        let batch = shared.take();
-                        shared.write(&mut writer, batch);
-                    });
-                }
+            } else if behind {
+                shared.help();
             }
             return Ok(());
         }
@@ -320,21 +347,28 @@ mod tests {
     use crate::audit::checkpoint::DEFAULT_CHECKPOINT_EVERY;
     use crate::audit::Fsync;
 
-    /// A queue and writer with no flusher thread: only callers write, as when busy threads leave the flusher no CPU.
-    fn without_flusher(path: PathBuf) -> Started {
-        let cfg = Config {
+    fn config(path: &std::path::Path) -> Config {
+        Config {
             checkpoint: None,
-            path: path.clone(),
+            path: path.to_owned(),
             max_bytes: u64::MAX,
             lock_timeout: Duration::from_secs(5),
             key: None,
             checkpoint_every: DEFAULT_CHECKPOINT_EVERY,
             fsync: Fsync::Never,
-        };
+        }
+    }
+
+    /// A queue and writer with no flusher thread: only callers write, as when busy threads leave the flusher no CPU.
+    fn without_flusher(path: PathBuf) -> Started {
+        without_flusher_with(config(&path))
+    }
+
+    fn without_flusher_with(cfg: Config) -> Started {
         Started {
             shared: Arc::new(Shared {
-                path,
                 q: Mutex::new(Queue::default()),
+                path: cfg.path.clone(),
                 writer: Mutex::new(Writer::new(cfg)),
                 work: Condvar::new(),
             }),
@@ -357,22 +391,53 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.log");
         let started = without_flusher(path.clone());
-        let n = HELP_AT / BODY.len() + 10;
-        for _ in 0..n {
+        let (mut n, mut written) = (0, 0);
+        for round in 0..3 {
+            while queued(&started) + BODY.len() < HELP_AT {
+                started.push(BODY, false).unwrap();
+                n += 1;
+            }
+            assert_eq!(lines_in(&path), written, "nobody writes below HELP_AT");
+            // Nobody took a batch for a while: the next call past HELP_AT writes the queue, its line too.
+            std::thread::sleep(STARVED);
             started.push(BODY, false).unwrap();
-            assert!(queued(&started) <= HELP_AT + BODY.len(), "the queue stays near HELP_AT");
+            n += 1;
+            assert_eq!(queued(&started), 0, "round {round}: the caller wrote the queue");
+            assert_eq!(lines_in(&path), n);
+            written = n;
         }
-        let written = lines_in(&path);
-        assert!(
-            written >= HELP_AT / BODY.len(),
-            "{written} lines written by the callers"
-        );
-        assert_eq!(
-            written + queued(&started) / BODY.len(),
-            n,
-            "every line is written or queued"
-        );
-        assert_eq!(crate::audit::verify(&path).unwrap().lines, written as u64);
+        assert_eq!(crate::audit::verify(&path).unwrap().lines, n as u64);
+    }
+
+    #[test]
+    fn helpers_the_flusher_and_gated_calls_together_keep_every_line_in_each_threads_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let started = Started::start(config(&path)).unwrap();
+        let (threads, per) = (6usize, 12_000usize);
+        let pad = "x".repeat(200);
+        std::thread::scope(|s| {
+            for t in 0..threads {
+                let (started, pad) = (&started, &pad);
+                s.spawn(move || {
+                    for i in 0..per {
+                        let body = format!(r#"{{"ts":"2026-12-01T00:00:00.000Z","thread":{t},"i":{i},"pad":"{pad}"}}"#);
+                        started.push(body.as_bytes(), i % 100 == 99).unwrap();
+                    }
+                });
+            }
+        });
+        started.flush().unwrap();
+        assert_eq!(crate::audit::verify(&path).unwrap().lines, (threads * per) as u64);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut next = vec![0u64; threads];
+        for line in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let (t, i) = (v["thread"].as_u64().unwrap() as usize, v["i"].as_u64().unwrap());
+            assert_eq!(i, next[t], "thread {t}'s lines in the order it queued them");
+            next[t] += 1;
+        }
+        assert!(next.iter().all(|&n| n == per as u64));
     }
 
     #[test]
@@ -402,5 +467,55 @@ mod tests {
         drop(busy);
         started.flush().unwrap();
         assert_eq!(crate::audit::verify(&path).unwrap().lines, n as u64);
+    }
+
+    /// Pushes past HELP_AT with no flusher; returns how many lines were written meanwhile (by helping callers).
+    fn push_past_help_at(started: &Started) -> usize {
+        let n = 2 * HELP_AT / BODY.len();
+        let t0 = Instant::now();
+        for _ in 0..n {
+            started.push(BODY, false).unwrap();
+        }
+        // The log's lock timeout is 5 s: a caller that waited for it would take that long.
+        assert!(
+            t0.elapsed() < Duration::from_secs(3),
+            "a safe call waited: {:?}",
+            t0.elapsed()
+        );
+        n - queued(started) / BODY.len()
+    }
+
+    #[test]
+    fn a_safe_call_does_not_help_when_another_process_holds_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let started = without_flusher(path.clone());
+        // Another open file description's lock: to flock, another process.
+        let other = std::fs::File::create(crate::audit::files::sibling(&path, "lock")).unwrap();
+        other.lock().unwrap();
+        assert_eq!(
+            push_past_help_at(&started),
+            0,
+            "nothing written while another holds the lock"
+        );
+        other.unlock().unwrap();
+        started.flush().unwrap();
+        assert_eq!(
+            crate::audit::verify(&path).unwrap().lines,
+            (2 * HELP_AT / BODY.len()) as u64
+        );
+    }
+
+    #[test]
+    fn a_safe_call_does_not_help_when_a_batch_means_a_flush_to_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let started = without_flusher_with(Config {
+            fsync: Fsync::PerBatch,
+            ..config(&path)
+        });
+        assert_eq!(push_past_help_at(&started), 0);
+        let without = without_flusher(dir.path().join("other.log"));
+        assert!(push_past_help_at(&without) > 0, "with Fsync::Never the same calls help");
     }
 }

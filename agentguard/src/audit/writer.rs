@@ -67,6 +67,8 @@ pub(super) struct Writer {
     out: Vec<u8>,
     /// Lines of the current batch already in the file.
     written: usize,
+    /// The OS lock, taken by [`hold_lock_now`](Writer::hold_lock_now) for the next batch.
+    held: Option<File>,
 }
 
 impl Writer {
@@ -77,6 +79,54 @@ impl Writer {
             checkpointer: None,
             out: Vec::new(),
             written: 0,
+            held: None,
+        }
+    }
+
+    /// Takes the OS lock for the next batch if that costs no wait: not when another process holds it, and not when a
+    /// batch means a flush to disk ([`Fsync`] other than `Never`). For a caller that must not wait (a safe call
+    /// helping a flusher that is behind). A lock held here is used by the next [`write_batch`](Writer::write_batch);
+    /// [`release_held`](Writer::release_held) gives it back if none follows.
+    pub(super) fn hold_lock_now(&mut self) -> bool {
+        if self.held.is_some() {
+            return true;
+        }
+        if self.cfg.fsync != Fsync::Never {
+            return false;
+        }
+        let lock = match self.state.lock.take() {
+            Some(lock) => lock,
+            None => match self.open_lock() {
+                Ok(lock) => lock,
+                // The next batch's own try reports why.
+                Err(_) => return false,
+            },
+        };
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(_) => {
+                self.state.lock = Some(lock);
+                return false;
+            }
+        }
+        match lock.metadata() {
+            Ok(meta) if still_linked(&meta) => {
+                self.held = Some(lock);
+                true
+            }
+            // Deleted while we held it open (or unreadable): the next batch opens the one at the path, with waiting.
+            _ => {
+                let _ = lock.unlock();
+                false
+            }
+        }
+    }
+
+    /// Releases a lock taken by [`hold_lock_now`](Writer::hold_lock_now) that no batch used.
+    pub(super) fn release_held(&mut self) {
+        if let Some(lock) = self.held.take() {
+            let _ = lock.unlock();
+            self.state.lock = Some(lock);
         }
     }
 
@@ -109,7 +159,11 @@ impl Writer {
     }
 
     fn append(&mut self, bodies: &[u8], ends: &[usize]) -> Result<(), AuditError> {
-        let lock = match self.take_lock() {
+        let taken = match self.held.take() {
+            Some(lock) => Ok(lock),
+            None => self.take_lock(),
+        };
+        let lock = match taken {
             Ok(lock) => lock,
             Err(e) => {
                 self.state = WriterState::default();
@@ -136,19 +190,7 @@ impl Writer {
         for _ in 0..3 {
             let lock = match self.state.lock.take() {
                 Some(lock) => lock,
-                None => {
-                    if let Some(dir) = self.cfg.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                        fs::create_dir_all(dir).map_err(|e| {
-                            AuditError::io(format!("cannot create audit directory {}", dir.display()), e)
-                        })?;
-                    }
-                    OpenOptions::new()
-                        .create(true)
-                        .truncate(false)
-                        .write(true)
-                        .open(&lock_path)
-                        .map_err(|e| AuditError::io(format!("cannot open audit lock {}", lock_path.display()), e))?
-                }
+                None => self.open_lock()?,
             };
             lock_within(&lock, &lock_path, self.cfg.lock_timeout)?;
             let meta = lock
@@ -163,6 +205,21 @@ impl Writer {
             "the audit lock {} keeps being deleted; stop whatever removes it",
             lock_path.display()
         )))
+    }
+
+    /// Opens `<path>.lock`, creating it and the directory if need be.
+    fn open_lock(&self) -> Result<File, AuditError> {
+        let lock_path = self.cfg.lock_path();
+        if let Some(dir) = self.cfg.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fs::create_dir_all(dir)
+                .map_err(|e| AuditError::io(format!("cannot create audit directory {}", dir.display()), e))?;
+        }
+        OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| AuditError::io(format!("cannot open audit lock {}", lock_path.display()), e))
     }
 
     /// Opens (creating) the live file for appending; returns its length.
