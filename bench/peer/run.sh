@@ -53,8 +53,20 @@ quiet_machine() {
   [ "$quiet" -ge 3 ] || echo "(machine still busy after ${PEER_QUIET_WAIT_S:-300} s; going on: see the load averages)"
 }
 
+# On a virtual machine the host can take CPU time from us ("steal" in /proc/stat), which no load average shows: each
+# step records the share of CPU time stolen since the previous step.
+steal_mark() { awk '/^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i; print $9, t }' /proc/stat > "$OUT/.steal"; }
+steal_since() {
+  local s0 t0 s1 t1
+  read -r s0 t0 < "$OUT/.steal"
+  read -r s1 t1 < <(awk '/^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i; print $9, t }' /proc/stat)
+  awk -v ds=$((s1 - s0)) -v dt=$((t1 - t0)) 'BEGIN { printf "cpu time stolen by the host: %.1f%%", (dt > 0 ? 100 * ds / dt : 0) }'
+  steal_mark
+}
+
 echo "== waiting for a quiet machine (no rustc and CPUs at least 85% idle, for 15 s)"
 quiet_machine
+steal_mark
 {
   echo "cores: $(nproc)"
   echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
@@ -67,21 +79,23 @@ quiet_machine
 echo "== ours: criterion benches"
 cargo bench --quiet -p agentguard-bench --bench classify --bench execute --bench gate --bench tool_parse --bench resolve_latency \
   2>&1 | tee "$OUT/criterion.txt" | grep -E "^[a-z_]+/|time:|resolve_latency:|chain" || true
-echo "loadavg after criterion: $(cat /proc/loadavg)" | tee -a "$OUT/machine.txt"
+echo "loadavg after criterion: $(cat /proc/loadavg); $(steal_since)" | tee -a "$OUT/machine.txt"
 
 echo "== ours: scale program, one process per section (so each starts from a fresh heap)"
 rm -f "$OUT"/scale-*.json
 for section in ${SCALE_SECTIONS:-park cycles wake audit stall crash}; do
   quiet_machine
+  steal_mark
   # shellcheck disable=SC2086  # SCALE_ARGS is a list of words on purpose
   "$TARGET/release/scale" "$section" ${SCALE_ARGS:-} --json "$OUT/scale-$section.json" | tee "$OUT/scale-$section.txt"
-  echo "loadavg after scale $section: $(cat /proc/loadavg)" | tee -a "$OUT/machine.txt"
+  echo "loadavg after scale $section: $(cat /proc/loadavg); $(steal_since)" | tee -a "$OUT/machine.txt"
 done
 
 echo "== theirs: agentguard-hitl 0.2.0"
 quiet_machine
+steal_mark
 "$VENV/bin/python" bench/peer/peer.py "$OUT/python.json" "${PEER_PARK_N:-300}"
-echo "loadavg after python: $(cat /proc/loadavg)" | tee -a "$OUT/machine.txt"
+echo "loadavg after python: $(cat /proc/loadavg); $(steal_since)" | tee -a "$OUT/machine.txt"
 
 echo
 # PEER_SPLICE=1: also replace the table in BENCHMARKS.md (between its table markers) with this run's.
