@@ -94,14 +94,8 @@ impl Writer {
         if self.cfg.fsync != Fsync::Never {
             return false;
         }
-        let lock = match self.state.lock.take() {
-            Some(lock) => lock,
-            None => match self.open_lock() {
-                Ok(lock) => lock,
-                // The next batch's own try reports why.
-                Err(_) => return false,
-            },
-        };
+        // If the file cannot be opened, the next batch's own try reports why.
+        let Ok(lock) = self.lock_file() else { return false };
         match lock.try_lock() {
             Ok(()) => {}
             Err(_) => {
@@ -188,10 +182,7 @@ impl Writer {
     fn take_lock(&mut self) -> Result<File, AuditError> {
         let lock_path = self.cfg.lock_path();
         for _ in 0..3 {
-            let lock = match self.state.lock.take() {
-                Some(lock) => lock,
-                None => self.open_lock()?,
-            };
+            let lock = self.lock_file()?;
             lock_within(&lock, &lock_path, self.cfg.lock_timeout)?;
             let meta = lock
                 .metadata()
@@ -205,6 +196,14 @@ impl Writer {
             "the audit lock {} keeps being deleted; stop whatever removes it",
             lock_path.display()
         )))
+    }
+
+    /// `<path>.lock`: the one kept open from the last batch, or opened now.
+    fn lock_file(&mut self) -> Result<File, AuditError> {
+        match self.state.lock.take() {
+            Some(lock) => Ok(lock),
+            None => self.open_lock(),
+        }
     }
 
     /// Opens `<path>.lock`, creating it and the directory if need be.
