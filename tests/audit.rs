@@ -177,6 +177,67 @@ fn several_processes_appending_with_rotation_produce_one_chain_with_no_torn_line
 }
 
 #[test]
+fn a_process_looping_gated_lines_does_not_keep_another_process_out() {
+    // A process whose lines come one after another keeps the log's lock between batches (a lease, up to 2 ms), and
+    // lets it go between leases: another process writing meanwhile gets it, well within a short lock timeout.
+    let (_dir, log) = audit_path();
+    // Killed when the test ends, however it ends (it would loop on otherwise, and keep the test's output open).
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut looping = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_agentguard-test-helper"))
+            .arg("audit-append")
+            .arg(&log)
+            .args(["loop", "0", "1000000000000"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let t0 = std::time::Instant::now();
+    while std::fs::read_to_string(&log).map_or(0, |t| t.lines().count()) < 1_000 {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(30),
+            "the looping process wrote nothing"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let audit = JsonlAudit::new(&log).lock_timeout(std::time::Duration::from_millis(500));
+    let params = json!({"tag": "other"});
+    let mut waits = Vec::new();
+    for i in 0..200 {
+        let tool = format!("tool_other_{i}");
+        let mut rec = AuditRecord::new(&tool, AuditDecision::Allowed);
+        rec.params = Some(&params);
+        let t = std::time::Instant::now();
+        audit
+            .record(&rec)
+            .unwrap_or_else(|e| panic!("line {i} of the other process: {e}"));
+        waits.push((t.elapsed(), i));
+    }
+    assert!(
+        looping.0.try_wait().unwrap().is_none(),
+        "the looping process ended early"
+    );
+    drop(looping);
+    waits.sort();
+    eprintln!("the other process's slowest lines (time, line): {:?}", &waits[195..]);
+    audit
+        .record(&AuditRecord::new("after", AuditDecision::Allowed))
+        .unwrap();
+    let report = verify(&log).unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(text.matches("\"tool\":\"tool_other_").count(), 200);
+    assert!(text.matches("\"tool\":\"tool_loop_").count() as u64 >= 1_000);
+    assert_eq!(report.lines as usize, text.lines().count());
+}
+
+#[test]
 fn deleting_the_first_line_of_an_unrotated_log_is_reported() {
     let (_dir, log) = audit_path();
     write_records(&JsonlAudit::new(&log), 3, "a");

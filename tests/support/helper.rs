@@ -12,11 +12,15 @@ use serde_json::json;
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
-        // Appends N records tagged TAG to the log at PATH, rotating at MAX_BYTES.
+        // Appends N records tagged TAG to the log at PATH (0: until killed), rotating at MAX_BYTES.
         ["audit-append", path, tag, n, max_bytes] => {
             let audit = JsonlAudit::new(PathBuf::from(path)).max_bytes(max_bytes.parse().expect("max_bytes"));
             let params = json!({"tag": tag});
-            for i in 0..n.parse::<usize>().expect("n") {
+            let n = match n.parse::<usize>().expect("n") {
+                0 => usize::MAX,
+                n => n,
+            };
+            for i in 0..n {
                 let tool = format!("tool_{tag}_{i}");
                 let mut rec = AuditRecord::new(&tool, AuditDecision::Allowed);
                 rec.params = Some(&params);

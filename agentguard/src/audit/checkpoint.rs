@@ -11,7 +11,8 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -114,6 +115,9 @@ pub(crate) struct Job {
 pub(crate) struct Checkpointer {
     tx: mpsc::Sender<Job>,
     thread: JoinHandle<()>,
+    /// Counts the thread's arrivals at the log's lock and departures from it: odd while it waits for the lock or
+    /// holds it.
+    at_lock: Arc<AtomicU64>,
 }
 
 impl Checkpointer {
@@ -121,6 +125,8 @@ impl Checkpointer {
     /// A thread that cannot be started is an error: the caller reports it and skips the checkpoint.
     pub(crate) fn start(path: PathBuf, lock: PathBuf, lock_timeout: Duration) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel::<Job>();
+        let at_lock = Arc::new(AtomicU64::new(0));
+        let flag = Arc::clone(&at_lock);
         let thread = std::thread::Builder::new()
             .name("agentguard-audit-checkpoint".into())
             .spawn(move || {
@@ -128,7 +134,7 @@ impl Checkpointer {
                     while let Ok(newer) = rx.try_recv() {
                         job = newer;
                     }
-                    if let Err(e) = write_durably(&job, &path, &lock, lock_timeout) {
+                    if let Err(e) = write_durably(&job, &path, &lock, lock_timeout, &flag) {
                         eprintln!(
                             "agentguard: audit checkpoint of seq {} failed ({e}); the line was written, and the next \
                              checkpoint covers it",
@@ -137,7 +143,18 @@ impl Checkpointer {
                     }
                 }
             })?;
-        Ok(Checkpointer { tx, thread })
+        Ok(Checkpointer { tx, thread, at_lock })
+    }
+
+    /// The count of arrivals at and departures from the log's lock: a writer that found the lock taken compares
+    /// it before and after, to tell this thread from another process ([`was_at_lock`](Checkpointer::was_at_lock)).
+    pub(crate) fn lock_visits(&self) -> u64 {
+        self.at_lock.load(Ordering::Relaxed)
+    }
+
+    /// Whether the thread was at the log's lock at some moment since `before` (a [`lock_visits`] count) was read.
+    pub(crate) fn was_at_lock(&self, before: u64) -> bool {
+        before % 2 == 1 || self.lock_visits() != before
     }
 
     /// Queues a checkpoint.
@@ -154,10 +171,24 @@ impl Checkpointer {
 
 /// Flushes the log to disk, so that the checkpoint never names a line a power loss could take away, then appends the
 /// checkpoint under the log's lock, unless one as new is already there (from another process).
-fn write_durably(job: &Job, path: &Path, lock_path: &Path, timeout: Duration) -> Result<(), AuditError> {
+fn write_durably(
+    job: &Job,
+    path: &Path,
+    lock_path: &Path,
+    timeout: Duration,
+    at_lock: &AtomicU64,
+) -> Result<(), AuditError> {
     job.log
         .sync_data()
         .map_err(|e| AuditError::io("cannot flush the audit log to disk", e))?;
+    at_lock.fetch_add(1, Ordering::Relaxed);
+    let result = append_locked(job, path, lock_path, timeout);
+    at_lock.fetch_add(1, Ordering::Relaxed);
+    result
+}
+
+/// Appends the checkpoint under the log's lock, unless one as new is already there.
+fn append_locked(job: &Job, path: &Path, lock_path: &Path, timeout: Duration) -> Result<(), AuditError> {
     let lock = OpenOptions::new()
         .create(true)
         .truncate(false)

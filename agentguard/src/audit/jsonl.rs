@@ -79,7 +79,20 @@ pub enum Fsync {
 ///
 /// Writers in one process share the sink; writers in several processes take an exclusive lock on `<path>.lock` (an
 /// OS file lock, released by the OS if a process dies) around each batch, re-read the chain's tail when another
-/// process wrote since, and write each batch with a single `write` on a file opened for append. When the file passes
+/// process wrote since, and write each batch with a single `write` on a file opened for append.
+///
+/// **Leases.** Taking and releasing that lock, and looking at the path for another process's rotation or lines, are
+/// four system calls around the batch's one `write`: about half of a gated audited call. When batches come within
+/// 200 µs of each other (a loop of gated calls, each waiting for its line), the sink keeps the lock between them
+/// for up to 2 ms (a lease) and skips the lock and the look meanwhile (nobody that follows the lock can write); its
+/// flusher thread ends the lease when it is due, and no lease follows for 1 ms, so another process polling for the
+/// lock (every ≤ 1 ms) gets it. A sink that finds the lock held by someone else takes no lease for 50 ms: processes
+/// that share a log take the lock batch by batch. So another process's write may wait about 3 ms once where it
+/// waited microseconds (well within the lock timeout), and a tool that renames the log without the lock
+/// (`logrotate`) is noticed up to 2 ms later (the lines meanwhile go on the renamed file, continuing its chain).
+/// Only with [`Fsync::Never`]: with a flush per batch the lock would be held across the flush.
+///
+/// When the file passes
 /// `max_bytes` it is renamed `<path>.000001`, `<path>.000002`, … (higher is newer) and a new `<path>` continues the
 /// chain. Rotated files are never deleted by agentguard.
 ///
