@@ -11,7 +11,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -115,9 +115,8 @@ pub(crate) struct Job {
 pub(crate) struct Checkpointer {
     tx: mpsc::Sender<Job>,
     thread: JoinHandle<()>,
-    /// Counts the thread's arrivals at the log's lock and departures from it: odd while it waits for the lock or
-    /// holds it.
-    at_lock: Arc<AtomicU64>,
+    /// The thread is at the log's lock: waiting for it or holding it.
+    at_lock: Arc<AtomicBool>,
 }
 
 impl Checkpointer {
@@ -125,7 +124,7 @@ impl Checkpointer {
     /// A thread that cannot be started is an error: the caller reports it and skips the checkpoint.
     pub(crate) fn start(path: PathBuf, lock: PathBuf, lock_timeout: Duration) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel::<Job>();
-        let at_lock = Arc::new(AtomicU64::new(0));
+        let at_lock = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&at_lock);
         let thread = std::thread::Builder::new()
             .name("agentguard-audit-checkpoint".into())
@@ -146,15 +145,11 @@ impl Checkpointer {
         Ok(Checkpointer { tx, thread, at_lock })
     }
 
-    /// The count of arrivals at and departures from the log's lock: a writer that found the lock taken compares
-    /// it before and after, to tell this thread from another process ([`was_at_lock`](Checkpointer::was_at_lock)).
-    pub(crate) fn lock_visits(&self) -> u64 {
+    /// Whether the thread is waiting for the log's lock or holding it: a writer that finds the lock taken then
+    /// takes it for this thread, not another process. (If another process held it meanwhile, the writer learns of it
+    /// from that process's lines, at its next look at the log.)
+    pub(crate) fn at_lock(&self) -> bool {
         self.at_lock.load(Ordering::Relaxed)
-    }
-
-    /// Whether the thread was at the log's lock at some moment since `before` (a [`lock_visits`] count) was read.
-    pub(crate) fn was_at_lock(&self, before: u64) -> bool {
-        before % 2 == 1 || self.lock_visits() != before
     }
 
     /// Queues a checkpoint.
@@ -176,14 +171,14 @@ fn write_durably(
     path: &Path,
     lock_path: &Path,
     timeout: Duration,
-    at_lock: &AtomicU64,
+    at_lock: &AtomicBool,
 ) -> Result<(), AuditError> {
     job.log
         .sync_data()
         .map_err(|e| AuditError::io("cannot flush the audit log to disk", e))?;
-    at_lock.fetch_add(1, Ordering::Relaxed);
+    at_lock.store(true, Ordering::Relaxed);
     let result = append_locked(job, path, lock_path, timeout);
-    at_lock.fetch_add(1, Ordering::Relaxed);
+    at_lock.store(false, Ordering::Relaxed);
     result
 }
 
@@ -195,7 +190,7 @@ fn append_locked(job: &Job, path: &Path, lock_path: &Path, timeout: Duration) ->
         .write(true)
         .open(lock_path)
         .map_err(|e| AuditError::io(format!("cannot open audit lock {}", lock_path.display()), e))?;
-    lock_within(&lock, lock_path, timeout)?;
+    lock_within(&lock, lock_path, timeout, &|| false)?;
     let result = match read_last(path) {
         Ok(Some((seq, _))) if seq >= job.seq => Ok(()),
         Ok(_) => append(path, job.seq, &job.link),

@@ -76,20 +76,27 @@ pub(super) struct TailFields {
 
 /// Takes the exclusive lock on `lock` (the file at `path`), waiting at most `timeout`: a process that hangs while
 /// holding it must not hang every call of every other process (the calls fail closed with `audit_unavailable`
-/// instead). Returns whether it had to wait (someone else held it).
+/// instead). Returns whether it had to wait for someone other than what `ours` says holds it (asked at each try
+/// that finds it taken: the writer's own checkpoint thread).
 ///
 /// It polls, 50 µs after the first try and then twice as long each time up to 1 ms: a writer that keeps the lock
-/// between quick batches (a lease, see the writer) releases it for at least 1 ms between leases, and a poll at
-/// most 1 ms apart lands in that window. A try is one system call, so a stuck holder costs 1,000 of them a second.
-pub(super) fn lock_within(lock: &File, path: &Path, timeout: std::time::Duration) -> Result<bool, AuditError> {
+/// between quick batches (a lease, see the writer) lets it go for at least 1 ms between leases, so polls this close
+/// land in that gap most times (during it the writer still takes the lock for each of its batches). A try is one
+/// system call: a stuck holder costs about 1,000 of them a second.
+pub(super) fn lock_within(
+    lock: &File,
+    path: &Path,
+    timeout: std::time::Duration,
+    ours: &dyn Fn() -> bool,
+) -> Result<bool, AuditError> {
     let give_up = std::time::Instant::now() + timeout;
     let mut pause = std::time::Duration::from_micros(50);
-    let mut waited = false;
+    let mut others = false;
     loop {
         match lock.try_lock() {
-            Ok(()) => return Ok(waited),
+            Ok(()) => return Ok(others),
             Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < give_up => {
-                waited = true;
+                others |= !ours();
                 std::thread::sleep(pause);
                 pause = (pause * 2).min(std::time::Duration::from_millis(1));
             }

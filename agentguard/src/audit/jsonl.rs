@@ -82,15 +82,18 @@ pub enum Fsync {
 /// process wrote since, and write each batch with a single `write` on a file opened for append.
 ///
 /// **Leases.** Taking and releasing that lock, and looking at the path for another process's rotation or lines, are
-/// four system calls around the batch's one `write`: about half of a gated audited call. When batches come within
-/// 200 µs of each other (a loop of gated calls, each waiting for its line), the sink keeps the lock between them
-/// for up to 2 ms (a lease) and skips the lock and the look meanwhile (nobody that follows the lock can write); its
-/// flusher thread ends the lease when it is due, and no lease follows for 1 ms, so another process polling for the
-/// lock (every ≤ 1 ms) gets it. A sink that finds the lock held by someone else takes no lease for 50 ms: processes
-/// that share a log take the lock batch by batch. So another process's write may wait about 3 ms once where it
-/// waited microseconds (well within the lock timeout), and a tool that renames the log without the lock
-/// (`logrotate`) is noticed up to 2 ms later (the lines meanwhile go on the renamed file, continuing its chain).
-/// Only with [`Fsync::Never`]: with a flush per batch the lock would be held across the flush.
+/// four system calls around the batch's one `write`: about half of a gated audited call. When a batch starts within
+/// 200 µs of the previous one's end (gated calls one after another, each waiting for its line), the sink keeps the
+/// lock after it for up to 2 ms (a lease) and skips the lock and the look meanwhile (nobody that follows the lock
+/// can write); its flusher thread ends the lease when it is due, and no lease follows for 1 ms, so another process
+/// polling for the lock (every ≤ 1 ms) gets it. A sink that finds the lock held by another process, or lines another
+/// process wrote, takes no lease for 50 ms: processes that write one log at the same time take the lock batch by
+/// batch. So another process's line may wait up to about 3 ms where it waited microseconds (far within the lock
+/// timeout). What a lease widens: a tool that renames the log without the lock (`logrotate`) is noticed up to 2 ms
+/// later (the lines meanwhile go on the renamed file, continuing its chain), and a lock file deleted during a lease
+/// lets another process lock a new one and write beside this one for up to 2 ms (without leases, for the
+/// microseconds between a batch's check and its write); the chain then forks, which `verify` reports. Only with
+/// [`Fsync::Never`]: with a flush per batch the lock would be held across the flush.
 ///
 /// When the file passes
 /// `max_bytes` it is renamed `<path>.000001`, `<path>.000002`, … (higher is newer) and a new `<path>` continues the

@@ -55,25 +55,29 @@ struct WriterState {
 /// lock between them for up to this long ([`Writer`]: "Leases").
 pub(super) const LEASE: Duration = Duration::from_millis(2);
 
-/// A batch that starts within this of the previous one's start keeps the lock after it (a lease begins): batches
-/// this close come from a loop of calls that each wait for their line, and the next is about to come.
+/// A batch that starts within this of the end of the previous one keeps the lock after it (a lease begins): batches
+/// this close come from calls that each wait for their line, one after another, and the next is about to come.
 const LEASE_GAP: Duration = Duration::from_micros(200);
 
 /// After a lease, how long batches take and release the lock each before the next lease: the window in which
 /// another process polling for the lock ([`lock_within`]) gets it.
 const COOLDOWN: Duration = Duration::from_millis(1);
 
-/// After the writer found the lock held by someone else (another process, or this one's checkpoint thread), how
-/// long it takes no lease: they share the log, and each batch takes and releases the lock, as without leases.
+/// After the writer found the lock held by another process (not its own checkpoint thread), or lines another process
+/// wrote, how long it takes no lease: they share the log, and each batch takes and releases the lock, as without
+/// leases.
 const QUIET: Duration = Duration::from_millis(50);
 
 /// The OS lock, held between batches.
 struct Held {
     lock: File,
-    /// When the lease began: the lock has been held since before the last batch was written, so nobody else wrote,
-    /// rotated or removed anything in between (not for a writer that follows the lock), and the next batch need
-    /// not look. `None`: taken for the next batch only ([`Writer::hold_lock_now`]).
-    lease: Option<Instant>,
+    /// When the lease this hold belongs to began (`None`: taken for the next batch only, by
+    /// [`Writer::hold_lock_now`]).
+    lease_since: Option<Instant>,
+    /// Held since before the last batch was written: nobody that follows the lock wrote, rotated or removed anything
+    /// since, so the next batch need not look. (`false` for a hold taken, or a lease taken over, by
+    /// [`Writer::hold_lock_now`]: its batch looks first.)
+    unbroken: bool,
 }
 
 /// A batch that was not (wholly) written: its first `written` lines are in the file, the rest are not.
@@ -92,8 +96,9 @@ pub(super) struct BatchError {
 /// the lock and the look. The sink's flusher thread ends a lease when it is due ([`Writer::end_lease_if_due`]); the
 /// next batch after that takes the lock as usual, and none leases again for [`COOLDOWN`], so another process
 /// polling for the lock gets it; once this writer has found the lock taken by someone else, it does not lease for
-/// [`QUIET`]. What another process sharing the log sees: its write can wait up to about `LEASE` + `COOLDOWN` (3 ms)
-/// once, instead of the few microseconds of one batch, after which the two share the lock batch by batch. Only with
+/// [`QUIET`], nor after its look before a batch found lines another process wrote. What another process sharing the
+/// log sees: its write can wait up to about `LEASE` + `COOLDOWN` (3 ms) instead of the few microseconds of one batch;
+/// this writer's next look finds its lines, and while both write they take the lock batch by batch. Only with
 /// [`Fsync::Never`](super::Fsync::Never): with a flush per batch the lock would be held across the flush. A tool
 /// that renames the log without taking the lock (`logrotate`) is noticed at the next batch after the lease, up to
 /// `LEASE` later than without leases; the lines written meanwhile go on the renamed file, continuing its chain.
@@ -108,8 +113,8 @@ pub(super) struct Writer {
     written: usize,
     /// The OS lock, held from before the next batch: leased, or taken by [`hold_lock_now`](Writer::hold_lock_now).
     held: Option<Held>,
-    /// When the previous batch started.
-    last_start: Option<Instant>,
+    /// When the previous batch ended.
+    last_end: Option<Instant>,
     /// No lease before this (after a lease, and after the lock was found taken by someone else).
     no_lease_until: Option<Instant>,
 }
@@ -123,14 +128,17 @@ impl Writer {
             out: Vec::new(),
             written: 0,
             held: None,
-            last_start: None,
+            last_end: None,
             no_lease_until: None,
         }
     }
 
     /// When the current lease is due to end, if the lock is leased.
     pub(super) fn lease_due(&self) -> Option<Instant> {
-        self.held.as_ref().and_then(|h| h.lease).map(|since| since + LEASE)
+        self.held
+            .as_ref()
+            .and_then(|h| h.lease_since)
+            .map(|since| since + LEASE)
     }
 
     /// Ends the lease if it is due (the sink's flusher thread calls this when it is): releases the lock, and no
@@ -141,26 +149,25 @@ impl Writer {
         }
     }
 
+    /// Releases the held lock; after a lease, no lease for [`COOLDOWN`].
     fn end_lease(&mut self, now: Instant) {
         if let Some(held) = self.held.take() {
             let _ = held.lock.unlock();
             self.state.lock = Some(held.lock);
-            self.no_lease_until = Some(now + COOLDOWN);
+            if held.lease_since.is_some() {
+                self.no_lease_until = Some(now + COOLDOWN).max(self.no_lease_until);
+            }
         }
     }
 
-    /// Whether this sink's checkpoint thread was at the lock since `visits` (its count) was read: then that thread,
-    /// not another process, may have been what held it.
-    fn own_checkpointer_was_at_lock(&self, visits: Option<u64>) -> bool {
-        match (&self.checkpointer, visits) {
-            (Some(checkpointer), Some(before)) => checkpointer.was_at_lock(before),
-            _ => false,
-        }
+    /// Whether this sink's checkpoint thread is at the lock: then a try that found it taken is put down to it.
+    fn own_checkpointer_at_lock(&self) -> bool {
+        self.checkpointer.as_ref().is_some_and(Checkpointer::at_lock)
     }
 
-    /// The lock was found taken by someone else: they share the log, so no lease for a while.
+    /// Another process shares the log (its lock or its lines were found): no lease for a while.
     fn contended(&mut self) {
-        self.no_lease_until = Some(Instant::now() + QUIET);
+        self.no_lease_until = Some(Instant::now() + QUIET).max(self.no_lease_until);
     }
 
     /// Takes the OS lock for the next batch if that costs no wait: not when another process holds it, and not when a
@@ -168,9 +175,11 @@ impl Writer {
     /// helping a flusher that is behind). A lock held here is used by the next [`write_batch`](Writer::write_batch);
     /// [`release_held`](Writer::release_held) gives it back if none follows.
     pub(super) fn hold_lock_now(&mut self) -> bool {
-        if self.held.is_some() {
-            // Leased: past its due time the next batch ends it, and takes the lock with waiting; not for this caller.
-            return self.lease_due().is_none_or(|due| Instant::now() < due);
+        if let Some(held) = &mut self.held {
+            // Leased: the batch that follows uses the lock as it is (it may be due by then, and ending it there
+            // would mean taking the lock again, with waiting), and looks at the path first.
+            held.unbroken = false;
+            return true;
         }
         if self.cfg.fsync != Fsync::Never {
             return false;
@@ -181,8 +190,7 @@ impl Writer {
             Ok(()) => {}
             Err(_) => {
                 self.state.lock = Some(lock);
-                let visits = self.checkpointer.as_ref().map(Checkpointer::lock_visits);
-                if !self.own_checkpointer_was_at_lock(visits) {
+                if !self.own_checkpointer_at_lock() {
                     self.contended();
                 }
                 return false;
@@ -190,7 +198,11 @@ impl Writer {
         }
         match lock.metadata() {
             Ok(meta) if still_linked(&meta) => {
-                self.held = Some(Held { lock, lease: None });
+                self.held = Some(Held {
+                    lock,
+                    lease_since: None,
+                    unbroken: false,
+                });
                 true
             }
             // Deleted while we held it open (or unreadable): the next batch opens the one at the path, with waiting.
@@ -201,13 +213,11 @@ impl Writer {
         }
     }
 
-    /// Releases a lock taken by [`hold_lock_now`](Writer::hold_lock_now) that no batch used (a lease is kept).
+    /// After [`hold_lock_now`](Writer::hold_lock_now): releases the lock if no batch used it (a lease that a batch
+    /// continued is kept).
     pub(super) fn release_held(&mut self) {
-        if self.held.as_ref().is_some_and(|h| h.lease.is_none()) {
-            if let Some(held) = self.held.take() {
-                let _ = held.lock.unlock();
-                self.state.lock = Some(held.lock);
-            }
+        if self.held.as_ref().is_some_and(|h| !h.unbroken) {
+            self.end_lease(Instant::now());
         }
     }
 
@@ -241,22 +251,26 @@ impl Writer {
 
     fn append(&mut self, bodies: &[u8], ends: &[usize]) -> Result<(), AuditError> {
         let now = Instant::now();
-        let frequent = self.last_start.is_some_and(|last| now.duration_since(last) < LEASE_GAP);
-        self.last_start = Some(now);
+        let frequent = self.last_end.is_some_and(|end| now.duration_since(end) < LEASE_GAP);
+        let result = self.append_at(now, frequent, bodies, ends);
+        self.last_end = Some(Instant::now());
+        result
+    }
+
+    fn append_at(&mut self, now: Instant, frequent: bool, bodies: &[u8], ends: &[usize]) -> Result<(), AuditError> {
         // A lease still running: nobody else wrote since our last batch. One past its due time ends here (the
         // flusher had no CPU to end it), and the lock is taken as usual.
-        let (taken, leased) = match self.held.take() {
-            Some(Held {
-                lock,
-                lease: Some(since),
-            }) if now.duration_since(since) < LEASE => (Ok(lock), Some(since)),
-            Some(held @ Held { lease: Some(_), .. }) => {
+        let (taken, lease_since, unbroken) = match self.held.take() {
+            Some(held) if held.unbroken && held.lease_since.is_some_and(|since| now.duration_since(since) < LEASE) => {
+                (Ok(held.lock), held.lease_since, true)
+            }
+            Some(held) if held.unbroken => {
                 self.held = Some(held);
                 self.end_lease(now);
-                (self.take_lock(), None)
+                (self.take_lock(), None, false)
             }
-            Some(Held { lock, lease: None }) => (Ok(lock), None),
-            None => (self.take_lock(), None),
+            Some(held) => (Ok(held.lock), held.lease_since, false),
+            None => (self.take_lock(), None, false),
         };
         let lock = match taken {
             Ok(lock) => lock,
@@ -265,29 +279,29 @@ impl Writer {
                 return Err(e);
             }
         };
-        let result = self.append_locked(bodies, ends, leased.is_some());
+        let result = self.append_locked(bodies, ends, unbroken);
         if result.is_err() {
             // Re-read everything next time rather than trust a state that a failed write may have left.
             let _ = lock.unlock();
             self.state = WriterState::default();
             return result;
         }
-        let lease = leased.or_else(|| {
-            let may = self.cfg.fsync == Fsync::Never && self.no_lease_until.is_none_or(|until| now >= until);
-            (may && frequent).then_some(now)
-        });
-        match lease {
-            Some(since) => {
-                self.held = Some(Held {
-                    lock,
-                    lease: Some(since),
-                })
-            }
+        let lease_since = match lease_since {
+            // A lease goes on until it is due.
+            Some(since) => Some(since).filter(|since| now.duration_since(*since) < LEASE),
             None => {
-                // Release the OS lock; the file stays open for the next batch.
-                let _ = lock.unlock();
-                self.state.lock = Some(lock);
+                let may = self.cfg.fsync == Fsync::Never && self.no_lease_until.is_none_or(|until| now >= until);
+                (may && frequent).then_some(now)
             }
+        };
+        self.held = Some(Held {
+            lock,
+            lease_since,
+            unbroken: true,
+        });
+        if lease_since.is_none() {
+            // Released; the file stays open for the next batch.
+            self.end_lease(now);
         }
         result
     }
@@ -299,9 +313,10 @@ impl Writer {
         let lock_path = self.cfg.lock_path();
         for _ in 0..3 {
             let lock = self.lock_file()?;
-            let visits = self.checkpointer.as_ref().map(Checkpointer::lock_visits);
             // Waiting for this sink's own checkpoint thread is not sharing the log with another process.
-            if lock_within(&lock, &lock_path, self.cfg.lock_timeout)? && !self.own_checkpointer_was_at_lock(visits) {
+            let checkpointer = self.checkpointer.as_ref();
+            let ours = || checkpointer.is_some_and(Checkpointer::at_lock);
+            if lock_within(&lock, &lock_path, self.cfg.lock_timeout, &ours)? {
                 self.contended();
             }
             let meta = lock
@@ -357,14 +372,18 @@ impl Writer {
         Ok(meta.len())
     }
 
-    /// Appends under the lock; `leased`: the lock was held since our last batch, so the file is as it left it.
-    fn append_locked(&mut self, bodies: &[u8], ends: &[usize], leased: bool) -> Result<(), AuditError> {
+    /// Appends under the lock; `unbroken`: the lock was held since our last batch, so the file is as it left it.
+    fn append_locked(&mut self, bodies: &[u8], ends: &[usize], unbroken: bool) -> Result<(), AuditError> {
         // One stat of the path tells both whether another process rotated the file (a different inode) and, when it
         // is still ours, its length (a different length means another process wrote since our last line).
-        let look = match leased {
+        let look = match unbroken {
             true if self.state.file.is_some() => Some((self.state.id, self.state.len)),
             _ => path_id_len(&self.cfg.path),
         };
+        if self.state.file.is_some() && look != Some((self.state.id, self.state.len)) {
+            // Another process wrote or rotated since our last batch: it shares the log.
+            self.contended();
+        }
         let mut len = match look {
             Some((id, len)) if self.state.file.is_some() && id == self.state.id => len,
             _ => {
