@@ -90,13 +90,13 @@ pub(super) struct BatchError {
 ///
 /// **Leases.** Each batch takes the log's OS lock (`flock` on `<path>.lock`) and releases it after its `write`, and
 /// looks at the path first (a rotation or lines by another process): four system calls around the one `write`,
-/// about 5 µs of a gated call's 11 on this project's test machine. A writer whose batches come within
-/// [`LEASE_GAP`] of each other (a loop of gated calls, each waiting for its line) instead keeps the lock after a
-/// batch, for at most [`LEASE`]; while it holds it nobody that follows the lock can write, so the next batches skip
-/// the lock and the look. The sink's flusher thread ends a lease when it is due ([`Writer::end_lease_if_due`]); the
-/// next batch after that takes the lock as usual, and none leases again for [`COOLDOWN`], so another process
-/// polling for the lock gets it; once this writer has found the lock taken by someone else, it does not lease for
-/// [`QUIET`], nor after its look before a batch found lines another process wrote. What another process sharing the
+/// about 5 µs of a gated call's 10 on this project's test machine. A batch that starts within [`LEASE_GAP`] of the
+/// end of the previous one (gated calls one after another, each waiting for its line) instead keeps the lock after
+/// it, for at most [`LEASE`]; while it is held nobody that follows the lock can write, so the next batches skip the
+/// lock and the look. The sink's flusher thread ends a lease when it is due ([`Writer::end_lease_if_due`]); the next
+/// batch after that takes the lock as usual, and none leases again for [`COOLDOWN`], so another process polling for
+/// the lock gets it. Once this writer has found the lock taken by another process (not its own checkpoint thread),
+/// or its look before a batch found lines another process wrote, it does not lease for [`QUIET`]. What another process sharing the
 /// log sees: its write can wait up to about `LEASE` + `COOLDOWN` (3 ms) instead of the few microseconds of one batch;
 /// this writer's next look finds its lines, and while both write they take the lock batch by batch. Only with
 /// [`Fsync::Never`](super::Fsync::Never): with a flush per batch the lock would be held across the flush. A tool
