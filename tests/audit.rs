@@ -238,6 +238,25 @@ fn a_process_looping_gated_lines_does_not_keep_another_process_out() {
 }
 
 #[test]
+fn an_audit_failure_with_stderr_closed_is_a_denial_not_a_panic() {
+    // A daemon whose stderr is a pipe nobody reads: writing there fails (EPIPE). The sink reports a failed write on
+    // stderr; `eprintln!` would panic there, in the flusher thread (stopping it) or in the gated call's own thread.
+    let dir = tempfile::tempdir().unwrap();
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    // The log's path is a directory: every write fails.
+    let out = Command::new(env!("CARGO_BIN_EXE_agentguard-test-helper"))
+        .arg("audit-fails")
+        .arg(dir.path())
+        .stderr(writer)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{:?}: {stdout}", out.status);
+    assert_eq!(stdout, "safe ran\ngated denied audit_unavailable\n");
+}
+
+#[test]
 fn deleting_the_first_line_of_an_unrotated_log_is_reported() {
     let (_dir, log) = audit_path();
     write_records(&JsonlAudit::new(&log), 3, "a");

@@ -2,6 +2,7 @@
 //! except `tools/call`, which goes through the guard first.
 
 use std::borrow::Cow;
+use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -500,9 +501,11 @@ async fn forward_call(
 /// An upstream connection ended by itself: said on stderr. Each call waiting on it denies its own request (see
 /// `gated_call`), so a store shared with other gateways is not touched beyond this process's calls.
 fn upstream_exited(up: &Upstream) {
-    eprintln!(
+    let _ = writeln!(
+        std::io::stderr(),
         "agentguard mcp: server `{}` ({}) exited; its calls waiting for approval are denied",
-        up.name, up.spec
+        up.name,
+        up.spec
     );
 }
 

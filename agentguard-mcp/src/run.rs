@@ -1,5 +1,6 @@
 //! Serving the gateway: over stdio, over streamable HTTP, and the whole `agentguard mcp` command ([`run`]).
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -175,7 +176,10 @@ pub async fn run(options: RunOptions) -> Result<(), GatewayError> {
             .await
             .map_err(|e| GatewayError::Serve(format!("--serve: cannot listen on {addr}: {e}")))?;
         let bound = listener.local_addr().unwrap_or(addr);
-        eprintln!("agentguard mcp: approval page at http://{bound}/agentguard/");
+        let _ = writeln!(
+            std::io::stderr(),
+            "agentguard mcp: approval page at http://{bound}/agentguard/"
+        );
         tokio::spawn(agentguard::http::serve(listener, app, ServeLimits::default()));
     }
     let gateway = Gateway::start(guard, options.servers.clone(), options.gateway.clone()).await?;
@@ -192,7 +196,10 @@ pub async fn run(options: RunOptions) -> Result<(), GatewayError> {
                 .await
                 .map_err(|e| GatewayError::Serve(format!("--listen: cannot listen on {addr}: {e}")))?;
             let bound = listener.local_addr().unwrap_or(addr);
-            eprintln!("agentguard mcp: MCP over streamable HTTP at http://{bound}/mcp");
+            let _ = writeln!(
+                std::io::stderr(),
+                "agentguard mcp: MCP over streamable HTTP at http://{bound}/mcp"
+            );
             let stopped = gateway.clone();
             let served = axum::serve(listener, router)
                 .with_graceful_shutdown(async move {

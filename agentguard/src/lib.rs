@@ -62,6 +62,15 @@
 #![warn(missing_debug_implementations)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+/// Reports a problem on stderr without panicking: `eprintln!` panics when stderr is gone (a closed pipe, `EPIPE`),
+/// which in a sink's thread would stop it and in a caller would turn a denial into a panic.
+macro_rules! report {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;

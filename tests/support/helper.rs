@@ -57,6 +57,33 @@ fn main() -> ExitCode {
             let _ = out.flush();
             std::process::exit(0)
         }
+        // Makes one safe and one gated call through a guard auditing to PATH (which the test makes unwritable) and
+        // prints each outcome: "safe ran", "gated denied <reason>".
+        ["audit-fails", path] => {
+            use std::io::Write;
+            let guard = AgentGuard::callback(|_| true).audit_file(PathBuf::from(path)).build();
+            let mut out = std::io::stdout().lock();
+            match guard.execute(ToolCall::new("read_customer", json!({})), |_, _| ()) {
+                Ok(()) => {
+                    let _ = writeln!(out, "safe ran");
+                }
+                Err(denied) => {
+                    let _ = writeln!(out, "safe denied {}", denied.reason().as_str());
+                }
+            }
+            // The safe call's line is queued: let the flusher try it (and fail) before the gated call.
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            match guard.execute(ToolCall::new("delete_file", json!({})), |_, _| ()) {
+                Ok(()) => {
+                    let _ = writeln!(out, "gated ran");
+                }
+                Err(denied) => {
+                    let _ = writeln!(out, "gated denied {}", denied.reason().as_str());
+                }
+            }
+            drop(guard);
+            ExitCode::SUCCESS
+        }
         // Makes one gated call through a terminal guard on the real stdin and prints the outcome as JSON.
         ["terminal-call"] => {
             let guard = AgentGuard::terminal().no_audit().build();
@@ -168,7 +195,7 @@ fn main() -> ExitCode {
         }
         _ => {
             eprintln!(
-                "usage: agentguard-test-helper audit-append PATH TAG N MAX_BYTES | audit-calls PATH N | \
+                "usage: agentguard-test-helper audit-append PATH TAG N MAX_BYTES | audit-calls PATH N | audit-fails PATH | \
                  terminal-call | store-agent URL N TIMEOUT_MS RAN_FILE LOG | store-resolver URL THREADS | \
                  answers-agent URL TIMEOUT_MS RAN_FILE LOG POLICY|- | answers-voter URL ACTOR"
             );

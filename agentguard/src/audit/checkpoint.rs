@@ -134,7 +134,7 @@ impl Checkpointer {
                         job = newer;
                     }
                     if let Err(e) = write_durably(&job, &path, &lock, lock_timeout, &flag) {
-                        eprintln!(
+                        report!(
                             "agentguard: audit checkpoint of seq {} failed ({e}); the line was written, and the next \
                              checkpoint covers it",
                             job.seq

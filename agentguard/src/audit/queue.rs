@@ -142,7 +142,7 @@ impl Shared {
         if let Err(failed) = &outcome {
             let lost = batch.ends.len() - failed.written;
             let gated = batch.waiters.iter().filter(|(i, _)| *i >= failed.written).count();
-            eprintln!(
+            report!(
                 "agentguard: {lost} of {} audit lines could not be written to {} ({}); {gated} of them gated calls', \
                  which were denied",
                 batch.ends.len(),

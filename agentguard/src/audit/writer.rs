@@ -559,7 +559,7 @@ impl Writer {
             match Checkpointer::start(path.clone(), self.cfg.lock_path(), self.cfg.lock_timeout) {
                 Ok(started) => self.checkpointer = Some(started),
                 Err(e) => {
-                    eprintln!(
+                    report!(
                         "agentguard: cannot start the audit checkpoint thread ({e}); the line was written, and the \
                          next line tries again"
                     );

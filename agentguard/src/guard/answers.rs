@@ -105,7 +105,7 @@ impl Inner {
             rec.actor = Some(&vote.actor);
             rec.detail = Some(if vote.approve { "approve" } else { "deny" });
             if let Err(e) = audit.record(&rec) {
-                eprintln!("agentguard: audit record of a vote failed: {e}");
+                report!("agentguard: audit record of a vote failed: {e}");
             }
         }
     }

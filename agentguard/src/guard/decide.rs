@@ -195,7 +195,7 @@ impl Inner {
             rec.detail = Some("listed in safe_tools");
         }
         if let Err(e) = audit.record_deferred(&rec) {
-            eprintln!("agentguard: audit record for safe call {:?} failed: {e}", call.name);
+            report!("agentguard: audit record for safe call {:?} failed: {e}", call.name);
         }
     }
 
@@ -517,7 +517,7 @@ impl Inner {
             rec.params = None;
             rec.detail = Some(&detail);
             if let Err(e) = audit.record(&rec) {
-                eprintln!("agentguard: {detail}; and its audit record failed: {e}");
+                report!("agentguard: {detail}; and its audit record failed: {e}");
             }
         }
     }

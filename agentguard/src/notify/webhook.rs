@@ -245,7 +245,7 @@ impl Webhook {
                 mpsc::error::TrySendError::Full(_) => "queue full",
                 mpsc::error::TrySendError::Closed(_) => "its delivery thread has stopped",
             };
-            eprintln!(
+            report!(
                 "agentguard: webhook {}: {why}, notification for request {} dropped",
                 self.shared.host,
                 request.request_id()
@@ -373,7 +373,7 @@ async fn deliver(shared: &Shared, client: &reqwest::Client, request: &ApprovalRe
         wait = (wait * 2).min(MAX_BACKOFF);
     }
     shared.failed.fetch_add(1, Ordering::Relaxed);
-    eprintln!(
+    report!(
         "agentguard: webhook {}: notification for request {} not delivered: {last}",
         shared.host,
         request.request_id()

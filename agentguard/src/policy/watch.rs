@@ -110,7 +110,7 @@ impl PolicySlot {
                 .name("agentguard-policy-watch".to_owned())
                 .spawn(move || watch(weak, interval));
             if let Err(e) = spawned {
-                eprintln!("agentguard: cannot start the policy file watcher ({e}); the policy will not reload");
+                report!("agentguard: cannot start the policy file watcher ({e}); the policy will not reload");
             }
         }
         slot
@@ -175,7 +175,7 @@ impl PolicySlot {
                 drop(seen);
                 let kept = self.current();
                 let detail = format!("{e}\nthe policy in force stays version {}", kept.version());
-                eprintln!("agentguard: {detail}");
+                report!("agentguard: {detail}");
                 self.report(AuditDecision::PolicyRejected, &detail, kept.version());
                 Err(e)
             }
@@ -224,7 +224,7 @@ impl PolicySlot {
         };
         rec.policy = Some(&stamp);
         if let Err(e) = audit.record(&rec) {
-            eprintln!("agentguard: audit record of a policy change failed: {e}");
+            report!("agentguard: audit record of a policy change failed: {e}");
         }
     }
 }
