@@ -195,8 +195,8 @@ fn main() -> ExitCode {
         }
         _ => {
             eprintln!(
-                "usage: agentguard-test-helper audit-append PATH TAG N MAX_BYTES | audit-calls PATH N | audit-fails PATH | \
-                 terminal-call | store-agent URL N TIMEOUT_MS RAN_FILE LOG | store-resolver URL THREADS | \
+                "usage: agentguard-test-helper audit-append PATH TAG N MAX_BYTES | audit-calls PATH N | \
+                 audit-fails PATH | terminal-call | store-agent URL N TIMEOUT_MS RAN_FILE LOG | store-resolver URL THREADS | \
                  answers-agent URL TIMEOUT_MS RAN_FILE LOG POLICY|- | answers-voter URL ACTOR"
             );
             ExitCode::from(2)

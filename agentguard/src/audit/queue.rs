@@ -304,6 +304,9 @@ impl Started {
             let _ = flusher.join();
         }
         self.shared.write_queued();
+        // No flusher is left to end a lease that the last batches began: release the lock now (a reader such as
+        // `verify` waits for it).
+        lock(&self.shared.writer).release_lock();
     }
 }
 

@@ -96,12 +96,13 @@ pub(super) struct BatchError {
 /// lock and the look. The sink's flusher thread ends a lease when it is due ([`Writer::end_lease_if_due`]); the next
 /// batch after that takes the lock as usual, and none leases again for [`COOLDOWN`], so another process polling for
 /// the lock gets it. Once this writer has found the lock taken by another process (not its own checkpoint thread),
-/// or its look before a batch found lines another process wrote, it does not lease for [`QUIET`]. What another process sharing the
-/// log sees: its write can wait up to about `LEASE` + `COOLDOWN` (3 ms) instead of the few microseconds of one batch;
-/// this writer's next look finds its lines, and while both write they take the lock batch by batch. Only with
-/// [`Fsync::Never`](super::Fsync::Never): with a flush per batch the lock would be held across the flush. A tool
-/// that renames the log without taking the lock (`logrotate`) is noticed at the next batch after the lease, up to
-/// `LEASE` later than without leases; the lines written meanwhile go on the renamed file, continuing its chain.
+/// or its look before a batch found lines another process wrote, it does not lease for [`QUIET`]. What another
+/// process sharing the log sees: its write can wait up to about `LEASE` + `COOLDOWN` (3 ms) instead of the few
+/// microseconds of one batch; this writer's next look finds its lines, and while both write they take the lock batch
+/// by batch. Only with [`Fsync::Never`](super::Fsync::Never): with a flush per batch the lock would be held across
+/// the flush. A tool that renames the log without taking the lock (`logrotate`) is noticed at the next batch after
+/// the lease, up to `LEASE` later than without leases; the lines written meanwhile go on the renamed file,
+/// continuing its chain.
 pub(super) struct Writer {
     cfg: Config,
     state: WriterState,
@@ -147,6 +148,11 @@ impl Writer {
         if self.lease_due().is_some_and(|due| due <= now) {
             self.end_lease(now);
         }
+    }
+
+    /// Releases a held lock now, leased or not: when no flusher thread is left to end a lease (the sink is closing).
+    pub(super) fn release_lock(&mut self) {
+        self.end_lease(Instant::now());
     }
 
     /// Releases the held lock; after a lease, no lease for [`COOLDOWN`].
@@ -286,12 +292,13 @@ impl Writer {
             self.state = WriterState::default();
             return result;
         }
-        let lease_since = match lease_since {
-            // A lease goes on until it is due.
-            Some(since) => Some(since).filter(|since| now.duration_since(*since) < LEASE),
+        let (keep, lease_since) = match lease_since {
+            // A lease goes on until it is due (then it ends here, with its cooldown).
+            Some(since) => (now.duration_since(since) < LEASE, Some(since)),
             None => {
                 let may = self.cfg.fsync == Fsync::Never && self.no_lease_until.is_none_or(|until| now >= until);
-                (may && frequent).then_some(now)
+                let begins = may && frequent;
+                (begins, begins.then_some(now))
             }
         };
         self.held = Some(Held {
@@ -299,7 +306,7 @@ impl Writer {
             lease_since,
             unbroken: true,
         });
-        if lease_since.is_none() {
+        if !keep {
             // Released; the file stays open for the next batch.
             self.end_lease(now);
         }
@@ -619,5 +626,51 @@ impl Drop for Writer {
         if let Some(checkpointer) = self.checkpointer.take() {
             checkpointer.finish();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BODY: &[u8] = br#"{"ts":"2026-12-02T00:00:00.000Z","tool":"read_file","decision":"allowed"}"#;
+
+    fn batch(writer: &mut Writer) {
+        writer.write_batch(BODY, &[BODY.len()]).map_err(|e| e.error).unwrap();
+    }
+
+    fn lock_is_free(writer: &Writer) -> bool {
+        let other = File::create(writer.cfg.lock_path()).unwrap();
+        other.try_lock().is_ok()
+    }
+
+    #[test]
+    fn a_lease_that_a_helping_call_ends_is_followed_by_the_cooldown() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = Writer::new(Config {
+            path: dir.path().join("audit.log"),
+            max_bytes: u64::MAX,
+            lock_timeout: Duration::from_secs(5),
+            key: None,
+            checkpoint: None,
+            checkpoint_every: u64::MAX,
+            fsync: Fsync::Never,
+        });
+        // Two batches back to back: a lease (retried if a pause on a busy machine left too long a gap).
+        let t0 = Instant::now();
+        while writer.lease_due().is_none() {
+            assert!(t0.elapsed() < Duration::from_secs(10), "no lease");
+            batch(&mut writer);
+            batch(&mut writer);
+        }
+        std::thread::sleep(LEASE);
+        // A safe call helping the flusher takes the lease over, and its batch ends it (it is due), with the
+        // cooldown after it, so that quick batches right after take no lease.
+        let before = Instant::now();
+        assert!(writer.hold_lock_now());
+        batch(&mut writer);
+        writer.release_held();
+        assert!(writer.lease_due().is_none() && lock_is_free(&writer));
+        assert!(writer.no_lease_until.is_some_and(|until| until >= before + COOLDOWN));
     }
 }
