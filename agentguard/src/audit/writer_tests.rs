@@ -1,5 +1,6 @@
 //! Tests of the writer's leases of the OS lock.
 
+use super::lease::{COOLDOWN, LEASE};
 use super::*;
 
 const BODY: &[u8] = br#"{"ts":"2026-12-02T00:00:00.000Z","tool":"read_file","decision":"allowed"}"#;
