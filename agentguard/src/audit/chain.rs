@@ -7,32 +7,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{AuditError, AuditKey, AuditRecord, VerifyErrorKind};
+use super::{AuditError, AuditKey, VerifyErrorKind};
 use crate::params::{hex, hex_into, is_lower_hex};
 
 /// The `prev` of the first line of a chain.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
-
-/// A record's JSON with its timestamp, before `seq`, `prev` and `hash` are added.
-pub(crate) fn record_body(record: &AuditRecord<'_>) -> Result<Vec<u8>, AuditError> {
-    // Most lines are a few hundred bytes: one allocation instead of a series of doublings.
-    let mut body = Vec::with_capacity(512);
-    record_body_into(&mut body, record)?;
-    Ok(body)
-}
-
-/// [`record_body`] appended to `out` (the file sink reuses one buffer per thread). On an error `out` may hold part
-/// of the body: the caller clears it.
-pub(crate) fn record_body_into(out: &mut Vec<u8>, record: &AuditRecord<'_>) -> Result<(), AuditError> {
-    serde_json::to_writer(
-        out,
-        &LineBody {
-            ts: Timestamp(SystemTime::now()),
-            record,
-        },
-    )
-    .map_err(|e| AuditError::new(format!("cannot serialize audit record: {e}")))
-}
 
 /// The chain link of a sealed line (its `hash`, or its `mac` when keyed) and whether it is keyed, if the line ends
 /// in a well-formed one. Reads the tail only; [`check_line`] is what checks it.
@@ -64,13 +43,6 @@ pub(crate) fn repair_body(removed_bytes: u64, removed_sha256: &str, removed_head
         removed_head,
     })
     .map_err(|e| AuditError::new(format!("cannot serialize audit repair record: {e}")))
-}
-
-#[derive(Serialize)]
-struct LineBody<'a> {
-    ts: Timestamp,
-    #[serde(flatten)]
-    record: &'a AuditRecord<'a>,
 }
 
 /// A line ready to append, and its chain link (its hash or MAC: the next line's `prev`).
@@ -182,7 +154,7 @@ pub(crate) fn is_hash(s: &str) -> bool {
 }
 
 /// UTC time as RFC 3339 with milliseconds.
-struct Timestamp(SystemTime);
+pub(super) struct Timestamp(pub(super) SystemTime);
 
 impl Serialize for Timestamp {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -257,7 +229,7 @@ impl Civil {
 
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ` written digit by digit (the line's hot path: `write!` cost more than the rest of the
 /// timestamp), or `None` for a year past 9999, which [`Rfc3339`] writes with more digits.
-fn rfc3339_fixed(t: SystemTime) -> Option<[u8; 24]> {
+pub(super) fn rfc3339_fixed(t: SystemTime) -> Option<[u8; 24]> {
     let c = Civil::of(t);
     let year = u64::try_from(c.year).ok().filter(|y| *y <= 9999)?;
     let mut text = *b"0000-00-00T00:00:00.000Z";

@@ -8,7 +8,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
-use super::chain::{record_body, record_body_into};
+use super::body::{record_body, record_body_into};
 use super::checkpoint::DEFAULT_CHECKPOINT_EVERY;
 use super::files::sibling;
 use super::queue::Started;

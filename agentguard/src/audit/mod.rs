@@ -33,6 +33,7 @@
 //! default) and at each rotation. A chain alone cannot show that its newest lines were removed; [`verify`] checks
 //! the chain against every checkpoint, and the writer refuses to continue a chain that ends before its last one.
 
+mod body;
 mod chain;
 mod checkpoint;
 mod files;

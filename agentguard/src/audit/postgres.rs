@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use super::chain::{line_link, record_body, seal, GENESIS};
+use super::body::record_body;
+use super::chain::{line_link, seal, GENESIS};
 use super::verify::verify_lines;
 use super::{AuditError, AuditKey, AuditRecord, AuditSink, VerifyError, VerifyErrorKind, VerifyReport};
 use crate::store::postgres::pg_err;
