@@ -85,6 +85,26 @@ fn params_nested_past_the_limit_are_refused_at_any_depth_without_overflowing_the
 }
 
 #[test]
+fn params_with_more_steps_than_the_inline_stack_are_written_in_order() {
+    // 40 fields, each holding an array of objects: far more pending steps than the 16 kept on the stack, pushed
+    // and popped across the boundary many times.
+    let mut map = serde_json::Map::new();
+    for i in 0..40 {
+        map.insert(
+            format!("k{i:02}"),
+            json!([{"a": i, "b": [i, {"c": null}]}, "x", [[], {}]]),
+        );
+    }
+    let v = Value::Object(map);
+    let text = canonical_json(&v, usize::MAX).unwrap();
+    assert_eq!(text, serde_json::to_string(&v).unwrap());
+    assert_eq!(
+        canonical_sha256(&v, usize::MAX).map(|h| ParamsDigest::from_sha256(&h)),
+        Some(ParamsDigest::of(text.as_bytes()))
+    );
+}
+
+#[test]
 fn canonical_json_and_redaction_are_stack_safe_at_any_depth() {
     // Run on a small stack, so a recursive walk would overflow it at these depths.
     std::thread::Builder::new()
