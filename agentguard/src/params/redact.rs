@@ -120,25 +120,27 @@ impl Redactor {
         if deeper_than(value, MAX_PARAMS_DEPTH) {
             return Value::String(format!("[not shown: nested deeper than {MAX_PARAMS_DEPTH} levels]"));
         }
-        self.redact_shallow(value)
+        let mut shown = value.clone();
+        self.mask(&mut shown);
+        shown
     }
 
-    fn redact_shallow(&self, value: &Value) -> Value {
+    /// Masks the values of secret keys in place, at every depth (at most [`MAX_PARAMS_DEPTH`]: the caller checked).
+    /// On a copy: cloning a map copies its tree as it stands, which costs less than collecting a new map entry by
+    /// entry (a tenth of a gated call went to that).
+    fn mask(&self, value: &mut Value) {
         match value {
-            Value::Object(map) => Value::Object(
-                map.iter()
-                    .map(|(k, v)| {
-                        let shown = if self.is_secret_key(k) {
-                            Value::String(REDACTED.to_owned())
-                        } else {
-                            self.redact_shallow(v)
-                        };
-                        (k.clone(), shown)
-                    })
-                    .collect(),
-            ),
-            Value::Array(items) => Value::Array(items.iter().map(|v| self.redact_shallow(v)).collect()),
-            other => other.clone(),
+            Value::Object(map) => {
+                for (k, v) in map.iter_mut() {
+                    if self.is_secret_key(k) {
+                        *v = Value::String(REDACTED.to_owned());
+                    } else {
+                        self.mask(v);
+                    }
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|v| self.mask(v)),
+            _ => {}
         }
     }
 }
