@@ -532,12 +532,13 @@ impl ApprovalStore for InMemoryStore {
     }
 
     fn grants_for(&self, tool: &str) -> Result<Vec<Grant>, StoreError> {
-        let now = now_ms();
+        // The clock is read only for a grant of this tool: every gated call asks, and most tools have none.
+        let mut now = None;
         Ok(self
             .lock()
             .grants
             .iter()
-            .filter(|g| g.tool == tool && g.is_active(now))
+            .filter(|g| g.tool == tool && g.is_active(*now.get_or_insert_with(now_ms)))
             .cloned()
             .collect())
     }
