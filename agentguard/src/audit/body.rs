@@ -91,7 +91,9 @@ fn body_at(out: &mut Vec<u8>, record: &AuditRecord<'_>, now: SystemTime) -> Resu
 /// anything else is escaped by serde_json, so the escapes are serde_json's own.
 fn str_into(out: &mut Vec<u8>, s: &str) -> Result<(), AuditError> {
     // No early exit: the whole text is looked at, which the compiler does many bytes at a time.
-    let plain = !s.bytes().fold(false, |escape, b| escape | (b < 0x20) | (b == b'"') | (b == b'\\'));
+    let plain = !s
+        .bytes()
+        .fold(false, |escape, b| escape | (b < 0x20) | (b == b'"') | (b == b'\\'));
     if plain {
         out.push(b'"');
         out.extend_from_slice(s.as_bytes());
