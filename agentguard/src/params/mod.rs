@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -129,11 +129,22 @@ impl From<ParamsDigest> for String {
 ///
 /// Canonical JSON is compact (no whitespace) with object keys sorted by their UTF-8 bytes at every depth, so two
 /// equal values always give the same digest, whatever order their keys were inserted in.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct FrozenParams {
     value: Value,
-    canonical: String,
+    /// The canonical text, written when [`canonical`](Self::canonical) is first asked for: the digest is hashed as
+    /// the text is written, so a snapshot nobody reads as text (every guarded call's) keeps no second copy of its
+    /// params. The value never changes, so the text is the one the digest was made of.
+    canonical: OnceLock<Box<str>>,
     digest: ParamsDigest,
+}
+
+/// Equal when the values are (the text and the digest follow from the value), whether or not either snapshot's
+/// text has been written yet.
+impl PartialEq for FrozenParams {
+    fn eq(&self, other: &Self) -> bool {
+        self.value == other.value
+    }
 }
 
 /// Params refused at intake, before anyone is shown them.
@@ -227,12 +238,11 @@ impl FrozenParams {
                 limit: MAX_PARAMS_DEPTH,
             });
         }
-        let canonical = canonical_json(&value, limit).ok_or(ParamsRejected::TooLarge { limit })?;
-        let digest = ParamsDigest::of(canonical.as_bytes());
+        let hash = canonical_sha256(&value, limit).ok_or(ParamsRejected::TooLarge { limit })?;
         Ok(FrozenParams {
             value,
-            canonical,
-            digest,
+            canonical: OnceLock::new(),
+            digest: ParamsDigest::from_sha256(&hash),
         })
     }
 
@@ -241,9 +251,13 @@ impl FrozenParams {
         &self.value
     }
 
-    /// The canonical JSON text the digest was computed over.
+    /// The canonical JSON text the digest was computed over (written on the first call).
     pub fn canonical(&self) -> &str {
-        &self.canonical
+        self.canonical.get_or_init(|| {
+            canonical_json(&self.value, usize::MAX)
+                .expect("without a limit the text is always written")
+                .into_boxed_str()
+        })
     }
 
     /// SHA-256 of [`canonical`](Self::canonical).

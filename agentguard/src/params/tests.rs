@@ -46,6 +46,19 @@ fn digest_is_sha256_of_canonical_text() {
 }
 
 #[test]
+fn snapshots_of_equal_params_are_equal_whether_or_not_their_text_was_written() {
+    let a = FrozenParams::freeze(json!({"b": [1, {"c": "é"}], "a": null}), 1024).unwrap();
+    let b = FrozenParams::freeze(json!({"a": null, "b": [1, {"c": "é"}]}), 1024).unwrap();
+    assert_eq!(a.canonical(), r#"{"a":null,"b":[1,{"c":"é"}]}"#);
+    assert_eq!(a, b, "one has its text, the other not yet");
+    assert_eq!(b.canonical(), a.canonical());
+    assert_eq!(a.digest(), &ParamsDigest::of(a.canonical().as_bytes()));
+    assert_eq!(a.clone().canonical(), a.canonical());
+    let other = FrozenParams::freeze(json!({"a": 1}), 1024).unwrap();
+    assert_ne!(a, other);
+}
+
+#[test]
 fn freeze_rejects_params_over_the_limit_without_building_them_whole() {
     let big = json!({"data": "x".repeat(2000)});
     let err = FrozenParams::freeze(big, 1000).unwrap_err();
