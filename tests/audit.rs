@@ -287,6 +287,53 @@ fn verify_while_a_writer_appends_and_rotates_reports_no_false_tampering() {
 }
 
 #[test]
+fn verify_says_a_process_stuck_holding_the_lock_is_stuck_instead_of_waiting_for_it() {
+    use std::io::BufRead;
+    let (_dir, log) = audit_path();
+    write_records(&JsonlAudit::new(&log), 3, "a");
+    let lock = log.with_file_name("audit.log.lock");
+    // A real process holds the log's lock and does not let go: util-linux `flock`, running a shell that says so and
+    // waits for a line on its stdin (closing that ends both, and the lock with them).
+    let mut holder = Command::new("flock")
+        .arg("-x")
+        .arg(&lock)
+        .args(["-c", "echo locked; read _"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("util-linux flock");
+    let mut said = String::new();
+    std::io::BufReader::new(holder.stdout.take().unwrap())
+        .read_line(&mut said)
+        .unwrap();
+    assert_eq!(said.trim(), "locked");
+    let started = std::time::Instant::now();
+    let result = Verify::new(&log)
+        .lock_timeout(std::time::Duration::from_millis(300))
+        .run();
+    let waited = started.elapsed();
+    drop(holder.stdin.take());
+    holder.wait().unwrap(); // `read` at end of input ends the shell (with status 1), and `flock` with it
+    let err = result.unwrap_err();
+    assert_eq!(err.kind, VerifyErrorKind::Unreadable);
+    assert_eq!(err.file, lock);
+    assert!(err.problem.contains("likely stuck"), "{err}");
+    assert!(
+        waited >= std::time::Duration::from_millis(300),
+        "gave up after {waited:?}"
+    );
+    // The holder gone, the same check passes.
+    assert_eq!(
+        Verify::new(&log)
+            .lock_timeout(std::time::Duration::from_millis(300))
+            .run()
+            .unwrap()
+            .lines,
+        3
+    );
+}
+
+#[test]
 fn a_writer_stuck_holding_the_lock_makes_gated_calls_fail_closed_not_hang() {
     let (_dir, log) = audit_path();
     write_records(&JsonlAudit::new(&log), 1, "a");

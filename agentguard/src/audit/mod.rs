@@ -63,7 +63,7 @@ pub use jsonl::{Fsync, JsonlAudit, DEFAULT_MAX_BYTES};
 pub use key::{AuditKey, KEY_FILE_ENV};
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresAudit;
-pub use verify::{verify, Verify, VerifyError, VerifyErrorKind, VerifyReport};
+pub use verify::{verify, Verify, VerifyError, VerifyErrorKind, VerifyReport, VERIFY_LOCK_TIMEOUT};
 
 /// The environment variable that names the default audit log file.
 pub const LOG_ENV: &str = "AGENTGUARD_LOG";

@@ -4,6 +4,7 @@ use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use super::chain::{ChainWalker, LineFault};
 use super::checkpoint;
@@ -101,6 +102,24 @@ impl fmt::Display for VerifyError {
 
 impl std::error::Error for VerifyError {}
 
+/// Takes `lock` shared, polling as writers do ([`lock_within`](super::files::lock_within): 50 µs, then twice as
+/// long each time up to 1 ms), for at most `timeout`. `true` when taken, or when the lock cannot be taken at all
+/// (a file system without `flock`): the snapshot is then read without it, as before there was a lock.
+fn lock_shared_within(lock: &File, timeout: Duration) -> bool {
+    let give_up = Instant::now() + timeout;
+    let mut pause = Duration::from_micros(50);
+    loop {
+        match lock.try_lock_shared() {
+            Ok(()) | Err(std::fs::TryLockError::Error(_)) => return true,
+            Err(std::fs::TryLockError::WouldBlock) if Instant::now() < give_up => {
+                std::thread::sleep(pause.min(give_up.saturating_duration_since(Instant::now())));
+                pause = (pause * 2).min(Duration::from_millis(1));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => return false,
+        }
+    }
+}
+
 /// Checks the chain of the audit log at `path` and of its rotated files (`<path>.000001`, …), oldest first, and its
 /// checkpoint file `<path>.checkpoint` when there is one: `Verify::new(path).run()`. A keyed log needs
 /// [`Verify::key`].
@@ -114,7 +133,8 @@ pub fn verify(path: impl AsRef<Path>) -> Result<VerifyReport, VerifyError> {
 /// forged or re-chained without the key is found too. With a checkpoint file, removing the newest lines is found
 /// (back to the last checkpoint; lines after it can go unnoticed). Whole oldest rotated files removed cannot be
 /// told from a retention policy and are not reported ([`VerifyReport::first_seq`] says where the chain starts).
-/// Safe to run while writers append and rotate: it reads a snapshot taken under a shared lock.
+/// Safe to run while writers append and rotate: it reads a snapshot taken under a shared lock, which it waits for
+/// at most [`lock_timeout`](Verify::lock_timeout) (a process stuck holding it is reported, not waited for).
 ///
 /// ```no_run
 /// use agentguard::audit::{AuditKey, Verify};
@@ -130,7 +150,11 @@ pub struct Verify {
     path: PathBuf,
     keys: Vec<AuditKey>,
     checkpoint: CheckpointChoice,
+    lock_timeout: Duration,
 }
+
+/// How long [`Verify::run`] waits for the log's lock by default.
+pub const VERIFY_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone)]
 enum CheckpointChoice {
@@ -148,7 +172,16 @@ impl Verify {
             path: path.into(),
             keys: Vec::new(),
             checkpoint: CheckpointChoice::Default,
+            lock_timeout: VERIFY_LOCK_TIMEOUT,
         }
+    }
+
+    /// How long to wait for the log's lock before giving up ([`VERIFY_LOCK_TIMEOUT`], 10 s, by default). Writers
+    /// hold it for microseconds at a time, or a few milliseconds while they lease it; a lock held longer than this
+    /// belongs to a stuck process, and `run` says so ([`VerifyErrorKind::Unreadable`]) instead of waiting for ever.
+    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
+        self.lock_timeout = timeout;
+        self
     }
 
     /// Checks MACs with this key. Call it again for each key a log was written with, if its key was changed.
@@ -179,14 +212,26 @@ impl Verify {
         // A consistent snapshot: under a shared lock (writers take it exclusively), list the files, open them and
         // note their lengths. Reading happens after the lock is released; open handles survive renames, and bytes
         // appended later are past the noted length.
+        let lock_path = sibling(path, "lock");
         let lock = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
-            .open(sibling(path, "lock"))
+            .open(&lock_path)
             .ok();
         if let Some(lock) = &lock {
-            let _ = lock.lock_shared();
+            if !lock_shared_within(lock, self.lock_timeout) {
+                return Err(VerifyError::new(
+                    &lock_path,
+                    0,
+                    VerifyErrorKind::Unreadable,
+                    format!(
+                        "another process has held the log's lock for more than {:?} (writers hold it for \
+                         microseconds at a time): it is likely stuck; stop it and verify again",
+                        self.lock_timeout
+                    ),
+                ));
+            }
         }
         let snapshot = (|| {
             let checkpoint = match &self.checkpoint {
