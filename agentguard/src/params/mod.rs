@@ -139,11 +139,11 @@ pub struct FrozenParams {
     digest: ParamsDigest,
 }
 
-/// Equal when the values are (the text and the digest follow from the value), whether or not either snapshot's
-/// text has been written yet.
+/// Equal when the digests and the values are, whether or not either snapshot's text has been written yet. (The
+/// digest, not only the value: `0.0` and `-0.0` are equal values with different texts.)
 impl PartialEq for FrozenParams {
     fn eq(&self, other: &Self) -> bool {
-        self.value == other.value
+        self.digest == other.digest && self.value == other.value
     }
 }
 

@@ -56,6 +56,12 @@ fn snapshots_of_equal_params_are_equal_whether_or_not_their_text_was_written() {
     assert_eq!(a.clone().canonical(), a.canonical());
     let other = FrozenParams::freeze(json!({"a": 1}), 1024).unwrap();
     assert_ne!(a, other);
+    // Equal values, different texts: not the same snapshot.
+    let zero = FrozenParams::freeze(json!({"x": 0.0}), 1024).unwrap();
+    let minus_zero = FrozenParams::freeze(json!({"x": -0.0}), 1024).unwrap();
+    assert_eq!(zero.value(), minus_zero.value());
+    assert_ne!(zero.canonical(), minus_zero.canonical());
+    assert_ne!(zero, minus_zero);
 }
 
 #[test]
