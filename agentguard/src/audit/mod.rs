@@ -128,6 +128,8 @@ impl AuditDecision {
 }
 
 /// One audit record, as handed to an [`AuditSink`]. `params` are already redacted.
+// The file sink writes a line's body field by field (`body.rs`), in this order: a field added here goes there too
+// (its tests compare the two on every field, and fail until it does).
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditRecord<'a> {
     /// `call` for a tool call, `notifier` for a failed `on_request`.
