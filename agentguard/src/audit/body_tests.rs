@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 
 use super::*;
 use crate::audit::AuditDecision;
+use crate::params::tests::properties::json;
 use crate::params::ParamsDigest;
 use crate::policy::PolicyStamp;
 use crate::{RequestId, Risk};
@@ -104,26 +105,6 @@ fn a_full_record_with_text_to_escape_is_what_serde_writes() {
     }
 }
 
-fn json_value() -> impl Strategy<Value = Value> {
-    let leaf = prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::from),
-        any::<i64>().prop_map(Value::from),
-        any::<u64>().prop_map(Value::from),
-        any::<f64>()
-            .prop_filter("JSON numbers are finite", |f| f.is_finite())
-            .prop_map(Value::from),
-        any::<String>().prop_map(Value::from),
-    ];
-    leaf.prop_recursive(3, 24, 4, |inner| {
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-            prop::collection::btree_map(any::<String>(), inner, 0..4)
-                .prop_map(|m| Value::Object(m.into_iter().collect())),
-        ]
-    })
-}
-
 /// Strings that are mostly plain, sometimes anything (quotes, backslashes, control characters, any Unicode).
 fn text() -> impl Strategy<Value = String> {
     prop_oneof!["[a-z_0-9]{0,12}", any::<String>(), "[\"\\\\\u{0}-\u{1f}\u{7f}é]{0,6}"]
@@ -136,11 +117,11 @@ proptest! {
     fn any_record_is_written_as_serde_writes_it(
         event in text(), tool in text(), decision in 0..DECISIONS.len(),
         reason in prop::option::of(text()), risk in prop::option::of(0..Risk::ALL.len()),
-        params in prop::option::of(json_value()), digest in any::<Option<[u8; 4]>>(),
+        params in prop::option::of(json()), digest in any::<Option<[u8; 4]>>(),
         agent in prop::option::of(text()), session in prop::option::of(text()), server in prop::option::of(text()),
         request in any::<bool>(), actor in prop::option::of(text()), detail in prop::option::of(text()),
         policy in prop::option::of((prop::option::of(text()), any::<bool>(), text())),
-        grant in prop::option::of(json_value()), edit in prop::option::of(json_value()),
+        grant in prop::option::of(json()), edit in prop::option::of(json()),
         millis in prop_oneof![0u64..4_102_444_800_000, any::<u32>().prop_map(|n| 253_402_300_800_000 + u64::from(n))],
     ) {
         let digest = digest.map(|b| ParamsDigest::of(&b));

@@ -12,7 +12,7 @@ mod canonical;
 mod finite;
 mod redact;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use canonical::canonical_json;
 pub(crate) use canonical::canonical_sha256;

@@ -214,12 +214,13 @@ fn run_together_secret_keys_are_redacted_and_ordinary_words_are_not() {
     }
 }
 
-mod properties {
+pub(crate) mod properties {
     use super::*;
     use proptest::prelude::*;
 
-    /// Any JSON value, a few levels deep, with keys and strings that need escaping.
-    fn json() -> impl Strategy<Value = Value> {
+    /// Any JSON value, a few levels deep, with keys and strings that need escaping (the audit body's tests use it
+    /// too).
+    pub(crate) fn json() -> impl Strategy<Value = Value> {
         let leaf = prop_oneof![
             Just(Value::Null),
             any::<bool>().prop_map(Value::from),
