@@ -74,41 +74,62 @@ pub(super) struct TailFields {
     pub(super) seq: u64,
 }
 
-/// Takes the exclusive lock on `lock` (the file at `path`), waiting at most `timeout`: a process that hangs while
-/// holding it must not hang every call of every other process (the calls fail closed with `audit_unavailable`
-/// instead). Returns whether it had to wait for someone other than what `ours` says holds it (asked at each try
-/// that finds it taken: the writer's own checkpoint thread).
-///
-/// It polls, 50 µs after the first try and then twice as long each time up to 1 ms: a writer that keeps the lock
-/// between quick batches (a lease, see the writer) lets it go for at least 1 ms between leases, so polls this close
-/// land in that gap most times (during it the writer still takes the lock for each of its batches). A try is one
-/// system call: a stuck holder costs about 1,000 of them a second.
+/// Takes the exclusive lock on `lock` (the file at `path`), waiting at most `timeout` ([`poll_lock`]): a process that
+/// hangs while holding it must not hang every call of every other process (the calls fail closed with
+/// `audit_unavailable` instead). Returns whether it had to wait for someone other than what `ours` says holds it
+/// (asked at each try that finds it taken: the writer's own checkpoint thread).
 pub(super) fn lock_within(
     lock: &File,
     path: &Path,
     timeout: std::time::Duration,
     ours: &dyn Fn() -> bool,
 ) -> Result<bool, AuditError> {
+    let mut others = false;
+    match poll_lock(timeout, || lock.try_lock(), || others |= !ours()) {
+        Polled::Taken => Ok(others),
+        Polled::TimedOut => Err(AuditError::new(format!(
+            "could not lock {} within {timeout:?}: another process holds it; if that process is stuck, stop it",
+            path.display(),
+        ))),
+        Polled::Failed(e) => Err(AuditError::io(format!("cannot lock {}", path.display()), e)),
+    }
+}
+
+/// How [`poll_lock`] ended.
+pub(super) enum Polled {
+    Taken,
+    /// Still held by someone else at the deadline.
+    TimedOut,
+    /// The lock cannot be taken at all (not that it is held).
+    Failed(std::io::Error),
+}
+
+/// Tries `try_once` until it takes a lock, for at most `timeout`; `busy` is called at each try that finds it held.
+///
+/// It polls, 50 µs after the first try and then twice as long each time up to 1 ms: a writer that keeps the lock
+/// between quick batches (a lease, see the writer) lets it go for at least 1 ms between leases, so polls this close
+/// land in that gap most times (during it the writer still takes the lock for each of its batches). A try is one
+/// system call: a stuck holder costs about 1,000 of them a second.
+pub(super) fn poll_lock(
+    timeout: std::time::Duration,
+    mut try_once: impl FnMut() -> Result<(), std::fs::TryLockError>,
+    mut busy: impl FnMut(),
+) -> Polled {
     let give_up = std::time::Instant::now() + timeout;
     let mut pause = std::time::Duration::from_micros(50);
-    let mut others = false;
     loop {
-        match lock.try_lock() {
-            Ok(()) => return Ok(others),
-            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < give_up => {
-                others |= !ours();
-                std::thread::sleep(pause);
+        match try_once() {
+            Ok(()) => return Polled::Taken,
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let left = give_up.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    return Polled::TimedOut;
+                }
+                busy();
+                std::thread::sleep(pause.min(left));
                 pause = (pause * 2).min(std::time::Duration::from_millis(1));
             }
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(AuditError::new(format!(
-                    "could not lock {} within {timeout:?}: another process holds it; if that process is stuck, stop it",
-                    path.display(),
-                )))
-            }
-            Err(std::fs::TryLockError::Error(e)) => {
-                return Err(AuditError::io(format!("cannot lock {}", path.display()), e))
-            }
+            Err(std::fs::TryLockError::Error(e)) => return Polled::Failed(e),
         }
     }
 }

@@ -4,11 +4,11 @@ use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::chain::{ChainWalker, LineFault};
 use super::checkpoint;
-use super::files::{rotated_files, rotation_index, sibling};
+use super::files::{poll_lock, rotated_files, rotation_index, sibling, Polled};
 use super::AuditKey;
 
 /// What [`verify`] found in a chain that holds.
@@ -101,24 +101,6 @@ impl fmt::Display for VerifyError {
 }
 
 impl std::error::Error for VerifyError {}
-
-/// Takes `lock` shared, polling as writers do ([`lock_within`](super::files::lock_within): 50 µs, then twice as
-/// long each time up to 1 ms), for at most `timeout`. `true` when taken, or when the lock cannot be taken at all
-/// (a file system without `flock`): the snapshot is then read without it, as before there was a lock.
-fn lock_shared_within(lock: &File, timeout: Duration) -> bool {
-    let give_up = Instant::now() + timeout;
-    let mut pause = Duration::from_micros(50);
-    loop {
-        match lock.try_lock_shared() {
-            Ok(()) | Err(std::fs::TryLockError::Error(_)) => return true,
-            Err(std::fs::TryLockError::WouldBlock) if Instant::now() < give_up => {
-                std::thread::sleep(pause.min(give_up.saturating_duration_since(Instant::now())));
-                pause = (pause * 2).min(Duration::from_millis(1));
-            }
-            Err(std::fs::TryLockError::WouldBlock) => return false,
-        }
-    }
-}
 
 /// Checks the chain of the audit log at `path` and of its rotated files (`<path>.000001`, …), oldest first, and its
 /// checkpoint file `<path>.checkpoint` when there is one: `Verify::new(path).run()`. A keyed log needs
@@ -220,7 +202,8 @@ impl Verify {
             .open(&lock_path)
             .ok();
         if let Some(lock) = &lock {
-            if !lock_shared_within(lock, self.lock_timeout) {
+            // A lock that cannot be taken at all (a file system without `flock`) is read without, as before.
+            if let Polled::TimedOut = poll_lock(self.lock_timeout, || lock.try_lock_shared(), || ()) {
                 return Err(VerifyError::new(
                     &lock_path,
                     0,
