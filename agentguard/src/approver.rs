@@ -156,17 +156,30 @@ pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-/// Polls a future, turning a panic into `Err(message)`.
 #[cfg(feature = "tokio")]
-pub(crate) struct CatchUnwind<F: ?Sized>(pub(crate) std::pin::Pin<Box<F>>);
+pin_project_lite::pin_project! {
+    /// Polls a future, turning a panic into `Err(message)`. The future is held inline (box it first when it is
+    /// unsized).
+    pub(crate) struct CatchUnwind<F> {
+        #[pin]
+        fut: F,
+    }
+}
 
 #[cfg(feature = "tokio")]
-impl<F: std::future::Future + ?Sized> std::future::Future for CatchUnwind<F> {
+impl<F> CatchUnwind<F> {
+    pub(crate) fn new(fut: F) -> Self {
+        CatchUnwind { fut }
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl<F: std::future::Future> std::future::Future for CatchUnwind<F> {
     type Output = Result<F::Output, String>;
 
-    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
         use std::task::Poll;
-        let fut = self.0.as_mut();
+        let fut = self.project().fut;
         match catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
             Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
             Ok(Poll::Pending) => Poll::Pending,

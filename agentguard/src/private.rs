@@ -170,11 +170,52 @@ pub fn approve(
 
 /// The async half of [`approve`]: everything up to the verdict. Finish with [`Pending::finish`], which rechecks the
 /// arguments; the recheck closure is never held across the await.
+///
+/// Not an `async fn`: the call is taken in when this is called (the expansion calls it inside the gated function's
+/// own future, so nothing happens before that is polled), and the future keeps what waits, not the call (224
+/// bytes) as well: a parked call holds it for its whole wait.
 #[cfg(feature = "tokio")]
-pub async fn adecide(guard: Which<'_>, call: ToolCall, gate: Gating) -> Result<Pending<'_>, ActionDenied> {
-    match guard.guard() {
-        Ok(guard) => Ok(Pending(guard.decide(call, gate).await?)),
+pub fn adecide(guard: Which<'_>, call: ToolCall, gate: Gating) -> Adecide<'_> {
+    let decided = match guard.guard() {
+        Ok(guard) => match guard.decide(call, gate) {
+            crate::guard::Started::Waiting(waiting) => return Adecide(Deciding::Waiting(waiting)),
+            crate::guard::Started::Done(decided) => decided,
+        },
         Err(deny) => Err(deny(call.name)),
+    };
+    // Decided without asking (a standing grant or the policy allowed it, or it was denied first): boxed, so that
+    // the future keeps no room for a decision (about 170 bytes) while it waits, which is what it does in the common
+    // case (a gated function always asks).
+    Adecide(Deciding::Done(Some(Box::new(decided))))
+}
+
+/// [`adecide`]'s future.
+#[cfg(feature = "tokio")]
+pub struct Adecide<'g>(Deciding<'g>);
+
+#[cfg(feature = "tokio")]
+enum Deciding<'g> {
+    Done(Option<Box<Result<crate::guard::Decided<'g>, ActionDenied>>>),
+    Waiting(crate::guard::Waiting<'g>),
+}
+
+#[cfg(feature = "tokio")]
+impl std::fmt::Debug for Adecide<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Adecide")
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl<'g> std::future::Future for Adecide<'g> {
+    type Output = Result<Pending<'g>, ActionDenied>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        let decided = match &mut self.get_mut().0 {
+            Deciding::Done(decided) => *decided.take().expect("polled after it was ready"),
+            Deciding::Waiting(waiting) => std::task::ready!(std::pin::Pin::new(waiting).poll(cx)),
+        };
+        std::task::Poll::Ready(decided.map(Pending))
     }
 }
 
@@ -211,17 +252,21 @@ pub fn run<T>(guard: Which<'_>, approval: Allowed, body: impl FnOnce() -> T) -> 
     }
 }
 
-/// The async twin of [`run`].
+/// The async twin of [`run`]. Boxed: the gated function's future is as large as its largest state, and without the
+/// box the run (the approval and the body, 300 bytes and more) would set the size that a parked call holds for its
+/// whole wait.
 #[cfg(feature = "tokio")]
-pub async fn arun<T>(
-    guard: Which<'_>,
+pub fn arun<'g, T>(
+    guard: Which<'g>,
     approval: Allowed,
-    body: impl std::future::Future<Output = T>,
-) -> Result<T, ActionDenied> {
-    match guard.guard() {
-        Ok(guard) => Ok(guard.arun_approved(approval, |_| body).await),
-        Err(deny) => Err(deny(approval.tool().to_owned())),
-    }
+    body: impl std::future::Future<Output = T> + 'g,
+) -> std::pin::Pin<Box<impl std::future::Future<Output = Result<T, ActionDenied>> + 'g>> {
+    Box::pin(async move {
+        match guard.guard() {
+            Ok(guard) => Ok(guard.arun_approved(approval, |_| body).await),
+            Err(deny) => Err(deny(approval.tool().to_owned())),
+        }
+    })
 }
 
 /// Parses a tool's params into its generated args struct, with the path of a bad field.

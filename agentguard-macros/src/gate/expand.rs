@@ -124,11 +124,17 @@ pub(crate) fn expand(g: &Gated<'_>) -> TokenStream {
                 #private::always(#risk),
             )
             .await?;
-            let __agentguard_approval = __agentguard_decided.finish(::core::option::Option::Some(&#build))?;
-            #reread
+            // The approval (borrowed by an edit's re-read) lives in a block that ends before the run is awaited: a
+            // local borrowed in an async fn keeps its room in the future across every later await, and the future
+            // is as large as its largest state (the run itself is boxed by `arun`).
+            let __agentguard_run = {
+                let __agentguard_approval = __agentguard_decided.finish(::core::option::Option::Some(&#build))?;
+                #reread
+                #private::arun(__agentguard_guard, __agentguard_approval, #async_body)
+            };
             // Returned through `Ok(…)`, a coercion site, so a body returning `Box<Range<u32>>` fits a declared
             // `Box<dyn Iterator<…>>`.
-            let __agentguard_out = #private::arun(__agentguard_guard, __agentguard_approval, #async_body).await?;
+            let __agentguard_out = __agentguard_run.await?;
             ::core::result::Result::Ok(__agentguard_out)
         }
     } else {

@@ -53,6 +53,10 @@ pub(crate) struct Inner {
     pub(super) store: Arc<dyn ApprovalStore>,
     /// The store as it was given, for [`AgentGuard::store`].
     pub(super) given_store: Arc<dyn ApprovalStore>,
+    /// The same store when it is the in-memory one: an async wait on it is held inline in the parked call's box
+    /// instead of in a box of its own (`Inner::park_async`).
+    #[cfg(feature = "tokio")]
+    pub(super) in_memory: Option<Arc<crate::store::InMemoryStore>>,
     pub(super) audit: Option<Arc<dyn AuditSink>>,
     pub(super) redactor: Redactor,
     pub(super) max_params_bytes: usize,
@@ -131,14 +135,35 @@ where
             None => return Err(super::global::no_guard(unboxed(call).name)),
         },
     };
-    let approval = guard
-        .decide(unboxed(call), gating)
-        .await?
-        .finish(None, super::Claim::Now)?;
-    // The approval is handed on, never borrowed here: a local borrowed in an async fn keeps its room in the future
-    // across every later await, even once moved (the edit it may carry is taken in `boxed_run`).
-    let (kept, run) = guard.boxed_run::<T, K, F, Fut>(approval, executor);
+    // A call decided at once goes straight to its run, and `started` ends before any await: the approval (or the
+    // denial) is never kept in this future, which a parked call holds for its whole wait; the parked call itself
+    // waits in a box (`Waiting`). The approval is handed on, never borrowed here: a local borrowed in an async fn
+    // keeps its room in the future across every later await, even once moved (the edit it may carry is taken in
+    // `boxed_run`).
+    let next = {
+        let started = guard.decide(unboxed(call), gating);
+        match started {
+            super::Started::Done(decided) => {
+                Next::Run(guard.boxed_run::<T, K, F, Fut>(decided?.finish(None, super::Claim::Now)?, executor))
+            }
+            super::Started::Waiting(waiting) => Next::Ask(waiting, executor),
+        }
+    };
+    let (kept, run) = match next {
+        Next::Run(run) => run,
+        Next::Ask(waiting, executor) => {
+            let approval = waiting.await?.finish(None, super::Claim::Now)?;
+            guard.boxed_run::<T, K, F, Fut>(approval, executor)
+        }
+    };
     Ok(kept.done(run.await))
+}
+
+/// [`arun_call`]'s next step once the call is taken in: run it, or wait for its verdict first.
+#[cfg(feature = "tokio")]
+enum Next<'g, K, R, F> {
+    Run((K, R)),
+    Ask(super::Waiting<'g>, F),
 }
 
 /// What an async entry point keeps of an approval while its executor runs, and what it returns.

@@ -21,7 +21,7 @@ impl Inner {
     pub(super) fn take_edit(&self, parked: &Parked, mut raw: Value) -> Result<Edit, (DenyReason, String)> {
         let tool = parked.request.tool();
         restore_masked(&mut raw, &parked.params);
-        parked.edits.check(&raw).map_err(|why| {
+        parked.edits().check(&raw).map_err(|why| {
             (
                 DenyReason::EditRejected,
                 format!("the approver's edit of `{tool}` does not fit its arguments: {why}; nothing ran"),
@@ -46,7 +46,7 @@ impl Inner {
                 ));
             }
         }
-        let shown = self.redactor.redact_with(frozen.value(), &parked.redact);
+        let shown = self.redactor.redact_with(frozen.value(), parked.redact());
         let digest = frozen.digest().clone();
         Ok(Edit {
             params: frozen.into_value(),

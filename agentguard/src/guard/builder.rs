@@ -265,6 +265,10 @@ impl<M> GuardBuilder<M> {
             PolicySource::File(path, loaded) => PolicySlot::watched(path, loaded, self.policy_reload, audit.clone()),
         });
         let given_store = self.store.unwrap_or_else(|| Arc::new(InMemoryStore::new()));
+        #[cfg(feature = "tokio")]
+        let in_memory = (given_store.clone() as Arc<dyn std::any::Any + Send + Sync>)
+            .downcast::<InMemoryStore>()
+            .ok();
         AgentGuard {
             inner: Arc::new(Inner {
                 approver: self.approver,
@@ -272,6 +276,8 @@ impl<M> GuardBuilder<M> {
                 dangerous: self.dangerous,
                 safe: self.safe,
                 store: crate::store::offload::offloaded(given_store.clone()),
+                #[cfg(feature = "tokio")]
+                in_memory,
                 given_store,
                 audit,
                 redactor: self.redactor,

@@ -15,7 +15,7 @@ use super::approval::{self, Allowed, Route};
 use super::plan::{Asking, Plan};
 use super::trace::CallSpan;
 use super::{AgentGuard, Gating, Inner, Recheck};
-use crate::approver::{self, Approver, Notifier, Verdict};
+use crate::approver::{self, Approver, Verdict};
 use crate::audit::{AuditDecision, AuditRecord};
 use crate::params::{
     canonical_json, canonical_sha256, deeper_than, FrozenParams, ParamsDigest, ParamsRejected, MAX_PARAMS_DEPTH,
@@ -28,7 +28,7 @@ use agentguard_classify::{name_key, Risk};
 #[path = "decide_async.rs"]
 mod asynchronous;
 #[cfg(feature = "tokio")]
-pub(crate) use asynchronous::Decided;
+pub(crate) use asynchronous::{Decided, Started, Waiting};
 
 /// When a parked approval is claimed in the store (marked `executed`, at most once).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,20 +39,60 @@ pub(crate) enum Claim {
     AtApproval,
 }
 
-/// A gated call between its request and its verdict.
+/// A gated call between its request and its verdict. A parked call keeps this for its whole wait (with a million
+/// parked, each byte is a megabyte), so what most calls lack is boxed together ([`Parked::rare`]).
 pub(crate) struct Parked {
     pub(super) request: ApprovalRequest,
     /// The frozen params (not redacted): what runs if approved.
     pub(super) params: Value,
     /// The deadline on the monotonic clock.
     pub(super) until: Instant,
-    /// What the policy said (its rule asked, or its default), for the verdict's audit line. Boxed: a parked call's
-    /// future holds this for the whole wait (64 bytes inline).
-    stamp: Option<Box<PolicyStamp>>,
+    /// The policy's stamp, a check of edits other than "any object", keys to mask: `None` when the call has none.
+    rare: Option<Box<RareParked>>,
+}
+
+/// What only some parked calls have (see [`Parked`]).
+struct RareParked {
+    /// What the policy said (its rule asked, or its default), for the verdict's audit line.
+    stamp: Option<PolicyStamp>,
     /// How an approver's edit of the params is checked.
-    pub(super) edits: EditCheck,
+    edits: EditCheck,
     /// The keys the call asked to mask (applied to edited params too).
-    pub(super) redact: Vec<String>,
+    redact: Vec<String>,
+}
+
+impl Parked {
+    fn new(
+        request: ApprovalRequest,
+        params: Value,
+        until: Instant,
+        stamp: Option<PolicyStamp>,
+        edits: EditCheck,
+        redact: Vec<String>,
+    ) -> Self {
+        let plain = stamp.is_none() && edits == EditCheck::Object && redact.is_empty();
+        Parked {
+            request,
+            params,
+            until,
+            rare: (!plain).then(|| Box::new(RareParked { stamp, edits, redact })),
+        }
+    }
+
+    /// What the policy said, if a policy judged the call.
+    pub(super) fn stamp(&self) -> Option<&PolicyStamp> {
+        self.rare.as_ref().and_then(|rare| rare.stamp.as_ref())
+    }
+
+    /// How an approver's edit of the params is checked.
+    pub(super) fn edits(&self) -> &EditCheck {
+        self.rare.as_ref().map_or(&EditCheck::Object, |rare| &rare.edits)
+    }
+
+    /// The keys the call asked to mask.
+    pub(super) fn redact(&self) -> &[String] {
+        self.rare.as_ref().map_or(&[], |rare| &rare.redact)
+    }
 }
 
 /// Where a call stands after [`Inner::start`].
@@ -304,14 +344,7 @@ impl Inner {
             Some((rule, message)) => request.with_policy_rule(Some(rule), message),
             None => request,
         };
-        Ok(Parked {
-            request,
-            params: frozen.into_value(),
-            until,
-            stamp: stamp.map(Box::new),
-            edits,
-            redact,
-        })
+        Ok(Parked::new(request, frozen.into_value(), until, stamp, edits, redact))
     }
 
     /// The last step of every gated decision: checks the params again if asked, takes an approver's edit (checked,
@@ -373,7 +406,7 @@ impl Inner {
                 .with_request(Some(req.request_id().clone()))
                 .with_detail(detail)
         };
-        let stamp = parked.stamp.as_deref();
+        let stamp = parked.stamp();
         let written = self.record_verdict(req, &verdict, stamp, edit.as_ref());
         match verdict {
             Verdict::Responded { text, .. } => Err(ActionDenied::responded(req.tool(), req.request_id().clone(), text)),
@@ -506,9 +539,15 @@ impl Inner {
         }
     }
 
-    /// Tells the external mode's `on_request` about a parked request; a panic in it is audited, not propagated.
-    pub(super) fn notify(&self, notifier: Option<&Notifier>, request: &ApprovalRequest) {
-        let Some(notifier) = notifier else { return };
+    /// Tells the external mode's `on_request` (if any) about a parked request; a panic in it is audited, not
+    /// propagated.
+    pub(super) fn notify(&self, request: &ApprovalRequest) {
+        let Approver::External {
+            on_request: Some(notifier),
+        } = &self.approver
+        else {
+            return;
+        };
         if let Err(panic) = approver::call_notifier(notifier, request) {
             let detail = format!("on_request panicked: {panic}");
             let Some(audit) = &self.audit else { return };

@@ -24,5 +24,5 @@ pub use approval::Edited;
 pub use builder::{mode, GuardBuilder, DEFAULT_TIMEOUT, MAX_TIMEOUT};
 pub(crate) use decide::Claim;
 #[cfg(feature = "tokio")]
-pub(crate) use decide::Decided;
+pub(crate) use decide::{Decided, Started, Waiting};
 pub use global::{installed, AlreadyInstalled};

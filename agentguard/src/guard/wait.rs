@@ -3,7 +3,7 @@
 
 use super::decide::Parked;
 use super::Inner;
-use crate::approver::{Notifier, Verdict};
+use crate::approver::Verdict;
 use crate::request::{AnswerKind, DenyReason};
 use crate::store::{Decision, RequestState, StoreError};
 
@@ -11,12 +11,12 @@ impl Inner {
     /// Parks from blocking code. Inside a tokio runtime, a blocked worker could be the one that would run the
     /// `resolve`: on a multi-thread runtime the wait moves off the worker (`block_in_place`); on a current-thread
     /// runtime it cannot, so the call is denied with advice instead of deadlocking until its deadline.
-    pub(super) fn park_blocking_anywhere(&self, parked: &Parked, notifier: Option<&Notifier>) -> Verdict {
+    pub(super) fn park_blocking_anywhere(&self, parked: &Parked) -> Verdict {
         #[cfg(feature = "tokio")]
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             return match handle.runtime_flavor() {
                 tokio::runtime::RuntimeFlavor::MultiThread => {
-                    tokio::task::block_in_place(|| self.park_blocking(parked, notifier))
+                    tokio::task::block_in_place(|| self.park_blocking(parked))
                 }
                 _ => Verdict::deny(
                     DenyReason::ApproverFailed,
@@ -26,15 +26,15 @@ impl Inner {
                 ),
             };
         }
-        self.park_blocking(parked, notifier)
+        self.park_blocking(parked)
     }
 
-    fn park_blocking(&self, parked: &Parked, notifier: Option<&Notifier>) -> Verdict {
+    fn park_blocking(&self, parked: &Parked) -> Verdict {
         let id = parked.request.request_id();
         if let Err(e) = self.store.insert(&parked.request) {
             return store_down(e);
         }
-        self.notify(notifier, &parked.request);
+        self.notify(&parked.request);
         let decision = match self.store.wait_blocking(id, parked.until) {
             Ok(Some(decision)) => Ok(Some(decision)),
             Ok(None) => self.store.expire(id),
@@ -50,20 +50,34 @@ impl Inner {
     /// [`wait_or_expire`](crate::store::ApprovalStore::wait_or_expire)). Dropping it while parked
     /// abandons the request, so it can never run later.
     #[cfg(feature = "tokio")]
-    pub(super) async fn park_async(&self, parked: &Parked, notifier: Option<&Notifier>) -> Verdict {
-        let id = parked.request.request_id();
+    pub(super) async fn park_async(&self, parked: &Parked) -> Verdict {
         if let Err(e) = self.store.insert(&parked.request) {
             return store_down(e);
         }
-        // From here on, a dropped future must not leave a request that could still be approved.
+        // From here on, a dropped future must not leave a request that could still be approved. (It holds the two
+        // references this future has anyway, not copies of the store and the id: a parked call keeps this future
+        // for its whole wait.)
         let mut expire_on_drop = ExpireOnDrop {
-            store: &*self.store,
-            id,
+            inner: self,
+            parked,
             armed: true,
         };
-        self.notify(notifier, &parked.request);
+        self.notify(&parked.request);
         // The decision, or at the deadline the request expired (or the decision that came meanwhile).
-        let decision = match self.store.wait_or_expire(id, parked.until).await {
+        // The in-memory store's wait is held here, inline: this future is boxed with the parked call already.
+        let waited = match &self.in_memory {
+            Some(store) => {
+                store
+                    .wait_or_expire_unboxed(parked.request.request_id(), parked.until)
+                    .await
+            }
+            None => {
+                self.store
+                    .wait_or_expire(parked.request.request_id(), parked.until)
+                    .await
+            }
+        };
+        let decision = match waited {
             Ok(decision) => Ok(decision),
             Err(e) => return store_down(e), // expire_on_drop expires it
         };
@@ -120,8 +134,8 @@ pub(super) fn store_down(e: StoreError) -> Verdict {
 /// Abandons a parked request when the future waiting for it is dropped.
 #[cfg(feature = "tokio")]
 struct ExpireOnDrop<'a> {
-    store: &'a dyn crate::store::ApprovalStore,
-    id: &'a crate::request::RequestId,
+    inner: &'a Inner,
+    parked: &'a Parked,
     armed: bool,
 }
 
@@ -129,7 +143,7 @@ struct ExpireOnDrop<'a> {
 impl Drop for ExpireOnDrop<'_> {
     fn drop(&mut self) {
         if self.armed {
-            let _ = self.store.abandon(self.id);
+            let _ = self.inner.store.abandon(self.parked.request.request_id());
         }
     }
 }

@@ -337,7 +337,7 @@ pub type ChangeFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 /// Implementations must make decisions atomic: of concurrent `resolve` and `expire` calls on one pending request,
 /// exactly one changes it, and the others see its final state. A `resolve` that arrives after the request's deadline
 /// must not approve it: it returns [`ResolveOutcome::Expired`] (and marks the request expired).
-pub trait ApprovalStore: Send + Sync + fmt::Debug + 'static {
+pub trait ApprovalStore: std::any::Any + Send + Sync + fmt::Debug + 'static {
     /// Parks a new pending request.
     fn insert(&self, request: &ApprovalRequest) -> Result<(), StoreError>;
 

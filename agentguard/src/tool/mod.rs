@@ -169,12 +169,17 @@ impl AgentGuard {
         let call = tool
             .to_call()
             .map_err(|e| ActionDenied::invalid_params(tool.name(), e))?;
-        let decided = self.decide(call, tool.gating()).await?;
-        let recheck = || tool.params().map_err(|e| e.to_string());
-        let allowed = decided.finish(Some(&recheck), Claim::AtApproval)?;
-        self.arun_approved_fallible(allowed, |allowed| async move {
-            tool.call(grant(&allowed, &**self.store()), handler).await
-        })
-        .await
+        let decided = self.decide(call, tool.gating()).wait().await?;
+        // The run is boxed, and the approval lives in a block that ends before it is awaited: a future is as large
+        // as its largest state, and a parked call holds it for its whole wait (1,288 bytes for a small enum before,
+        // most of it the run's).
+        let run = {
+            let recheck = || tool.params().map_err(|e| e.to_string());
+            let allowed = decided.finish(Some(&recheck), Claim::AtApproval)?;
+            Box::pin(self.arun_approved_fallible(allowed, |allowed| async move {
+                tool.call(grant(&allowed, &**self.store()), handler).await
+            }))
+        };
+        run.await
     }
 }
