@@ -78,8 +78,9 @@ impl Edited {
 pub struct Allowed {
     tool: String,
     params: Value,
-    request_id: Option<RequestId>,
-    digest: Option<ParamsDigest>,
+    /// The request and the approved params' digest, when someone was asked. Boxed: a safe call has neither, and a
+    /// decision held inline (`Deciding`, a dispatch's future) keeps room for them.
+    asked: Option<Box<Asked>>,
     actor: Option<String>,
     /// Parked in the store (external mode): its execution outcome is recorded there.
     parked: bool,
@@ -93,14 +94,20 @@ pub struct Allowed {
     span: CallSpan,
 }
 
+/// What an [`Allowed`] that someone was asked about knows of its request.
+#[derive(Debug)]
+struct Asked {
+    request_id: RequestId,
+    digest: ParamsDigest,
+}
+
 /// A call that runs without asking anyone, by the guard's rules or by the caller's declaration. (Free functions, not
 /// associated ones, so the compiler never suggests them to code outside the guard.)
 pub(super) fn unasked(tool: String, params: Value, route: Route) -> Allowed {
     Allowed {
         tool,
         params,
-        request_id: None,
-        digest: None,
+        asked: None,
         actor: None,
         parked: false,
         unclaimed: Arc::new(AtomicBool::new(false)),
@@ -123,8 +130,7 @@ pub(super) fn asked(
     Allowed {
         tool,
         params,
-        request_id: Some(request_id),
-        digest: Some(digest),
+        asked: Some(Box::new(Asked { request_id, digest })),
         actor,
         parked,
         unclaimed: Arc::new(AtomicBool::new(unclaimed)),
@@ -179,12 +185,12 @@ impl Allowed {
 
     /// The approval request's id; `None` when the call was safe and nobody was asked.
     pub fn request_id(&self) -> Option<&RequestId> {
-        self.request_id.as_ref()
+        self.asked.as_ref().map(|asked| &asked.request_id)
     }
 
     /// The digest of the approved params; `None` when nobody was asked.
     pub fn params_digest(&self) -> Option<&ParamsDigest> {
-        self.digest.as_ref()
+        self.asked.as_ref().map(|asked| &asked.digest)
     }
 
     /// Who approved (`terminal`, `callback`, or the actor given to `resolve`).
@@ -213,7 +219,7 @@ impl Allowed {
     ) -> Result<Approval<'a, A>, ActionDenied> {
         let refuse = |why: String| {
             Err(ActionDenied::new(DenyReason::NotApproved, self.tool.clone())
-                .with_request(self.request_id.clone())
+                .with_request(self.request_id().cloned())
                 .with_detail(Some(why)))
         };
         if self.route == Route::Declared {
@@ -241,12 +247,12 @@ impl Allowed {
             .and_then(|v| canonical_json(&v, usize::MAX))
             .map(|text| ParamsDigest::of(text.as_bytes()));
         // The caller's arguments are the ones the agent asked with: after an edit, the original's digest.
-        let asked = match (&self.edited, &self.digest) {
+        let asked = match (&self.edited, self.params_digest()) {
             (Some(edit), _) => Some(edit.original_digest.clone()),
             (None, Some(d)) => Some(d.clone()),
             (None, None) => canonical_json(&self.params, usize::MAX).map(|text| ParamsDigest::of(text.as_bytes())),
         };
-        let approved = match &self.digest {
+        let approved = match self.params_digest() {
             Some(d) => Some(d.clone()),
             None => asked.clone(),
         };
@@ -259,7 +265,7 @@ impl Allowed {
                 self.claim(store)?;
                 Ok(Approval {
                     args,
-                    request_id: self.request_id.clone(),
+                    request_id: self.request_id().cloned(),
                     digest: approved,
                     actor: self.actor.clone(),
                     edited: self.edited.as_deref().cloned(),
@@ -290,7 +296,7 @@ impl Allowed {
         if !self.unclaimed.swap(false, Ordering::SeqCst) {
             return Ok(());
         }
-        let Some(id) = &self.request_id else { return Ok(()) };
+        let Some(id) = self.request_id() else { return Ok(()) };
         let refuse = |reason: DenyReason, detail: Option<String>| {
             Err(ActionDenied::new(reason, self.tool.clone())
                 .with_request(Some(id.clone()))
@@ -466,7 +472,7 @@ impl Inner {
     fn outcome_recorder(&self, approval: &Allowed) -> OutcomeRecorder<'_> {
         OutcomeRecorder {
             store: &*self.store,
-            id: approval.parked.then(|| approval.request_id.clone()).flatten(),
+            id: approval.parked.then(|| approval.request_id().cloned()).flatten(),
             unclaimed: Arc::clone(&approval.unclaimed),
         }
     }

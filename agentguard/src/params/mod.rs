@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::str::FromStr;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -31,10 +31,11 @@ pub const REDACTED: &str = "[REDACTED]";
 /// ([`Resolution::params_digest`](crate::Resolution::params_digest)); if the digest does not match the parked request,
 /// the answer is refused with [`ResolveOutcome::DigestMismatch`](crate::ResolveOutcome::DigestMismatch).
 ///
-/// Cloning is cheap (a shared, immutable string).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// The digits are held inline (64 bytes, no allocation): every gated call makes one, and a parked request holds it
+/// for its whole wait.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct ParamsDigest(Arc<str>);
+pub struct ParamsDigest([u8; 64]);
 
 impl ParamsDigest {
     /// Digest of some bytes.
@@ -46,12 +47,19 @@ impl ParamsDigest {
     pub(crate) fn from_sha256(hash: &[u8; 32]) -> Self {
         let mut text = [0u8; 64];
         hex_into(hash, &mut text);
-        ParamsDigest(Arc::from(std::str::from_utf8(&text).expect("hex digits are ASCII")))
+        ParamsDigest(text)
     }
 
     /// The 64 hex digits.
     pub fn as_str(&self) -> &str {
-        &self.0
+        // Made only of hex digits (`from_sha256`, or text that `from_str` checked), so always UTF-8.
+        std::str::from_utf8(&self.0).expect("a params digest is hex digits")
+    }
+}
+
+impl fmt::Debug for ParamsDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ParamsDigest").field(&self.as_str()).finish()
     }
 }
 
@@ -72,7 +80,7 @@ pub(crate) fn hex_into(bytes: &[u8], out: &mut [u8]) {
 
 impl fmt::Display for ParamsDigest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
@@ -103,10 +111,9 @@ impl FromStr for ParamsDigest {
     type Err = ParseDigestError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if is_lower_hex(s, 64) {
-            Ok(ParamsDigest(Arc::from(s)))
-        } else {
-            Err(ParseDigestError { input: s.to_owned() })
+        match <[u8; 64]>::try_from(s.as_bytes()) {
+            Ok(text) if is_lower_hex(s, 64) => Ok(ParamsDigest(text)),
+            _ => Err(ParseDigestError { input: s.to_owned() }),
         }
     }
 }
@@ -121,7 +128,7 @@ impl TryFrom<String> for ParamsDigest {
 
 impl From<ParamsDigest> for String {
     fn from(d: ParamsDigest) -> String {
-        d.0.to_string()
+        d.as_str().to_owned()
     }
 }
 
