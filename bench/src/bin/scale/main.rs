@@ -6,7 +6,7 @@
 //! cargo run --release -p agentguard-bench --bin scale -- --json out.json   # also write the figures as JSON
 //! ```
 //!
-//! Sections (all by default; name some to run only those):
+//! Sections (all but `park-task` by default; name some to run only those):
 //!
 //! - `park`: 100,000 calls parked through `aexecute` on a 2-worker tokio runtime with a 0.5 s timeout and nobody
 //!   answering. Reports how long parking them took, when they have all failed closed, each call's lateness past its
@@ -14,7 +14,12 @@
 //!   live heap per parked approval (this program's global allocator counts bytes), and the round-trip latency of
 //!   unrelated `spawn_blocking` calls made from a task while they are parked. The guard's in-memory store is made
 //!   with room for the calls (`InMemoryStore::with_capacity`), as a service expecting that many would make it;
-//!   `--park-no-reserve` uses the default store, whose table doubles under its lock as it fills.
+//!   `--park-no-reserve` uses the default store, whose table doubles under its lock as it fills. The calls' tasks
+//!   are spawned from the thread that runs `block_on`.
+//! - `park-task`: the same, with the calls' tasks spawned by one task on the runtime (as a server's accept loop or
+//!   an agent's dispatcher spawns them); figures keyed `park_task.*`. The two differ in the allocator's
+//!   fragmentation, not in what a parked call holds (BENCHMARKS.md). Not run by default: run it in a process of its
+//!   own (RSS counts only what the process maps after its baseline, so a section before it would lend it pages).
 //! - `cycles`: 1,000,000 park → resolve → run cycles (256 agent tasks, one resolver task), RSS at start, after 10%,
 //!   at the middle and at the end. The store forgets decided requests after `--retention-ms` (default 0, so what is
 //!   measured is the cost per cycle, not the retention window, which holds rate × window requests by design; the
@@ -148,7 +153,7 @@ impl Options {
                 "--no-postgres" => o.pg_url = None,
                 "--no-sqlite" => o.sqlite = false,
                 "--json" => o.json = Some(value(arg)?),
-                "park" | "cycles" | "wake" | "audit" | "stall" | "crash" | "pages" | "watch" => {
+                "park" | "park-task" | "cycles" | "wake" | "audit" | "stall" | "crash" | "pages" | "watch" => {
                     o.sections.push(arg.clone())
                 }
                 other => return Err(format!("unknown argument {other:?}")),
@@ -180,7 +185,7 @@ fn main() {
         Ok(o) => o,
         Err(e) => {
             eprintln!(
-                "scale: {e}\nusage: scale [park] [cycles] [wake] [audit] [stall] [crash] [pages] [watch] [--park-n N] [--cycles N] [--json PATH] …"
+                "scale: {e}\nusage: scale [park] [park-task] [cycles] [wake] [audit] [stall] [crash] [pages] [watch] [--park-n N] [--cycles N] [--json PATH] …"
             );
             std::process::exit(2);
         }
@@ -193,7 +198,8 @@ fn main() {
     );
     for section in &opts.sections {
         match section.as_str() {
-            "park" => park(&opts, &mut figures),
+            "park" => park(&opts, &mut figures, park::Spawner::EntryThread),
+            "park-task" => park(&opts, &mut figures, park::Spawner::Task),
             "cycles" => cycles(&opts, &mut figures),
             "wake" => wake(&opts, &mut figures),
             "audit" => audit(&opts, &mut figures),

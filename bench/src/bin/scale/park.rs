@@ -6,11 +6,25 @@ use super::*;
 // park: 100,000 parked approvals failing closed
 // ---------------------------------------------------------------------------------------------------------------
 
-pub(super) fn park(opts: &Options, figures: &mut Figures) {
+/// Where the parked calls are spawned from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Spawner {
+    /// A loop on the thread that entered the runtime (`block_on`), as a program's `main` would: the section `park`.
+    EntryThread,
+    /// One task on the runtime, as a server's accept loop or an agent's dispatcher would: the section `park-task`.
+    Task,
+}
+
+pub(super) fn park(opts: &Options, figures: &mut Figures, spawner: Spawner) {
     let n = opts.park_n;
     let timeout = opts.park_timeout;
+    let (section, from) = match spawner {
+        Spawner::EntryThread => ("park", "spawned from block_on's thread"),
+        Spawner::Task => ("park_task", "spawned by a task on the runtime"),
+    };
     println!(
-        "\n== park: {n} approvals parked via aexecute, 2 workers, timeout {timeout:?}, nobody answers; {}",
+        "\n== {}: {n} approvals parked via aexecute, {from}, 2 workers, timeout {timeout:?}, nobody answers; {}",
+        section.replace('_', "-"),
         if opts.park_reserve {
             "store made with room for them (InMemoryStore::with_capacity)"
         } else {
@@ -72,22 +86,36 @@ pub(super) fn park(opts: &Options, figures: &mut Figures) {
 
     let t0 = Instant::now();
     let (spawned_in, probes) = rt.block_on(async {
-        for i in 0..n {
+        // Every call's task is spawned by `spawn_all`: here on this thread, or inside one task. (glibc's allocator
+        // gives each thread its own arena, and tokio's tasks are allocated aligned to 128 bytes, which leaves a free
+        // fragment beside each: fragments that only that thread's own later allocations reuse. See BENCHMARKS.md.)
+        let spawn_all = {
             let sh = sh.clone();
-            tokio::spawn(async move {
-                sh.starts[i].store(sh.t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
-                let out = sh
-                    .guard
-                    .aexecute(ToolCall::new("delete_row", Value::Object(Map::new())), |_, _| async {
-                        sh.ran.fetch_add(1, Ordering::Relaxed);
-                    })
-                    .await;
-                sh.ends[i].store(sh.t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
-                if out.is_err_and(|d| d.reason() == DenyReason::ApprovalTimeout) {
-                    sh.timed_out.fetch_add(1, Ordering::Relaxed);
+            move || {
+                for i in 0..n {
+                    let sh = sh.clone();
+                    tokio::spawn(async move {
+                        sh.starts[i].store(sh.t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                        let out = sh
+                            .guard
+                            .aexecute(ToolCall::new("delete_row", Value::Object(Map::new())), |_, _| async {
+                                sh.ran.fetch_add(1, Ordering::Relaxed);
+                            })
+                            .await;
+                        sh.ends[i].store(sh.t0.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                        if out.is_err_and(|d| d.reason() == DenyReason::ApprovalTimeout) {
+                            sh.timed_out.fetch_add(1, Ordering::Relaxed);
+                        }
+                        sh.finished.fetch_add(1, Ordering::Relaxed);
+                    });
                 }
-                sh.finished.fetch_add(1, Ordering::Relaxed);
-            });
+            }
+        };
+        match spawner {
+            Spawner::EntryThread => spawn_all(),
+            Spawner::Task => tokio::spawn(async move { spawn_all() })
+                .await
+                .expect("the spawning task"),
         }
         let spawned_in = t0.elapsed();
         // Unrelated blocking work while they are parked: a task asks the blocking pool for something and waits.
@@ -172,26 +200,42 @@ pub(super) fn park(opts: &Options, figures: &mut Figures) {
     }
     println!("  (wall time including the harness: {:.1} ms)", ms(all_done));
 
-    record(figures, "park.n", n);
-    record(figures, "park.spawn_ms", ms(spawned_in));
-    record(figures, "park.last_parked_ms", ms(last_parked));
-    record(figures, "park.all_failed_closed_ms", ms(last_end));
-    record(figures, "park.timed_out", denied);
-    record(figures, "park.executors_run", ran);
-    record(figures, "park.lateness_p50_ms", ms(quantile(&lateness, 0.5)));
-    record(figures, "park.lateness_p99_ms", ms(quantile(&lateness, 0.99)));
-    record(figures, "park.lateness_max_ms", ms(*lateness.last().expect("n > 0")));
-    record(figures, "park.rss_base_mib", mib(base_kib));
-    record(figures, "park.rss_peak_mib", mib(peak_kib));
-    record(figures, "park.vmhwm_mib", mib(hwm_kib));
-    record(figures, "park.bytes_per_parked", per_parked);
-    record(figures, "park.heap_bytes_per_parked", heap_per_parked);
+    record(figures, &format!("{section}.n"), n);
+    record(figures, &format!("{section}.spawn_ms"), ms(spawned_in));
+    record(figures, &format!("{section}.last_parked_ms"), ms(last_parked));
+    record(figures, &format!("{section}.all_failed_closed_ms"), ms(last_end));
+    record(figures, &format!("{section}.timed_out"), denied);
+    record(figures, &format!("{section}.executors_run"), ran);
+    record(
+        figures,
+        &format!("{section}.lateness_p50_ms"),
+        ms(quantile(&lateness, 0.5)),
+    );
+    record(
+        figures,
+        &format!("{section}.lateness_p99_ms"),
+        ms(quantile(&lateness, 0.99)),
+    );
+    record(
+        figures,
+        &format!("{section}.lateness_max_ms"),
+        ms(*lateness.last().expect("n > 0")),
+    );
+    record(figures, &format!("{section}.rss_base_mib"), mib(base_kib));
+    record(figures, &format!("{section}.rss_peak_mib"), mib(peak_kib));
+    record(figures, &format!("{section}.vmhwm_mib"), mib(hwm_kib));
+    record(figures, &format!("{section}.bytes_per_parked"), per_parked);
+    record(figures, &format!("{section}.heap_bytes_per_parked"), heap_per_parked);
     if !probes_sorted.is_empty() {
-        record(figures, "park.blocking_probes", probes_sorted.len());
-        record(figures, "park.blocking_median_ms", ms(quantile(&probes_sorted, 0.5)));
+        record(figures, &format!("{section}.blocking_probes"), probes_sorted.len());
         record(
             figures,
-            "park.blocking_max_ms",
+            &format!("{section}.blocking_median_ms"),
+            ms(quantile(&probes_sorted, 0.5)),
+        );
+        record(
+            figures,
+            &format!("{section}.blocking_max_ms"),
             ms(*probes_sorted.last().expect("non-empty")),
         );
     }
