@@ -83,7 +83,7 @@ echo "loadavg after criterion: $(cat /proc/loadavg); $(steal_since)" | tee -a "$
 
 echo "== ours: scale program, one process per section (so each starts from a fresh heap)"
 rm -f "$OUT"/scale-*.json
-for section in ${SCALE_SECTIONS:-park cycles wake audit stall crash}; do
+for section in ${SCALE_SECTIONS:-park park-task cycles wake audit stall crash}; do
   quiet_machine
   steal_mark
   # shellcheck disable=SC2086  # SCALE_ARGS is a list of words on purpose

@@ -138,6 +138,9 @@ pbpp = PY.get("park_bytes_per_parked")
 rows.append(("  RSS per parked approval", "-" if bpp is None else f"{bpp:,.0f} B",
              "-" if pbpp is None else f"{pbpp:,.0f} B", ratio(bpp, pbpp), "≤ 1 KiB",
              "-" if bpp is None else ("met" if bpp <= 1024 else "**missed**")))
+tpp = s("park_task.bytes_per_parked")
+rows.append(("  the same, the calls spawned by a task (`park-task`)", "-" if tpp is None else f"{tpp:,.0f} B", "-", "-",
+             "≤ 1 KiB", "-" if tpp is None else ("met" if tpp <= 1024 else "**missed**")))
 hpp = s("park.heap_bytes_per_parked")
 rows.append(("  live heap per parked approval", "-" if hpp is None else f"{hpp:,.0f} B", "-", "-", "≤ 1 KiB",
              "-" if hpp is None else ("met" if hpp <= 1024 else "**missed**")))
