@@ -253,8 +253,8 @@ pub fn run<T>(guard: Which<'_>, approval: Allowed, body: impl FnOnce() -> T) -> 
 }
 
 /// The async twin of [`run`]. Boxed: the gated function's future is as large as its largest state, and without the
-/// box the run (the approval and the body, 300 bytes and more) would set the size that a parked call holds for its
-/// whole wait.
+/// box the run (the approval and the body's future) would set the size that a parked call holds for its whole
+/// wait.
 #[cfg(feature = "tokio")]
 pub fn arun<'g, T>(
     guard: Which<'g>,

@@ -1,5 +1,5 @@
 //! Asking the approver for a verdict on a parked call: from blocking code ([`Inner::ask_blocking`]) or from async
-//! code ([`Inner::ask`]). Each approval mode has one arm in each; both end in the same [`Verdict`].
+//! code ([`Inner::ask_owned`]). Each approval mode has one arm in each; both end in the same [`Verdict`].
 
 use super::decide::Parked;
 #[cfg(feature = "tokio")]
@@ -27,8 +27,8 @@ impl Inner {
     /// The future owns the parked call and hands it back with the verdict, and it is boxed: the call and its wait
     /// then share one allocation, and the caller's future keeps a pointer across the wait instead of the call (a
     /// future is as large as its largest state, and with a million parked each byte is a megabyte). The external
-    /// mode's future is boxed on its own: the callback arms hold a timer and a task handle that a parked request
-    /// would otherwise carry for its whole wait.
+    /// mode's box holds its own future, not one for every mode: the callback arms hold a timer and a task handle
+    /// that a parked request would otherwise carry for its whole wait.
     #[cfg(feature = "tokio")]
     pub(super) fn ask_owned<'g>(&'g self, parked: Parked, span: &CallSpan) -> AskFuture<'g> {
         // The parked call is the async block's own (a capture, borrowed by the wait inside it); the wait is polled
