@@ -26,8 +26,6 @@ mod evict;
 #[path = "memory_wait.rs"]
 mod wait;
 use decision::Compact;
-#[cfg(feature = "tokio")]
-use wait::WaitOrExpire;
 use wait::{Unread, Wait, Woken};
 
 /// Default retention of decided requests in an [`InMemoryStore`]: 10 minutes.
@@ -117,17 +115,6 @@ impl Default for InMemoryStore {
 }
 
 impl InMemoryStore {
-    /// [`ApprovalStore::wait_or_expire`] without its box, for the guard, which holds it inside the parked call's
-    /// own box (one allocation less per parked call).
-    #[cfg(feature = "tokio")]
-    pub(crate) fn wait_or_expire_unboxed<'a>(
-        &'a self,
-        id: &'a RequestId,
-        until: Instant,
-    ) -> impl Future<Output = Result<Option<Decision>, StoreError>> + Send + 'a {
-        WaitOrExpire::new(self, id, until)
-    }
-
     /// A store with the default retention window.
     pub fn new() -> Self {
         Self::with_retention(DEFAULT_RETENTION)

@@ -93,6 +93,17 @@ impl Unread {
 }
 
 impl InMemoryStore {
+    /// [`ApprovalStore::wait_or_expire`] without its box, for the guard, which holds it inside the parked call's
+    /// own box (one allocation less per parked call).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn wait_or_expire_unboxed<'a>(
+        &'a self,
+        id: &'a RequestId,
+        until: Instant,
+    ) -> impl Future<Output = Result<Option<Decision>, StoreError>> + Send + 'a {
+        WaitOrExpire::new(self, id, until)
+    }
+
     /// [`ApprovalStore::wait_blocking`]: parks the calling thread until the decision or `until`.
     pub(super) fn park_thread_until(&self, id: &RequestId, until: Instant) -> Result<Option<Decision>, StoreError> {
         let (parker, waker) = ThreadWaker::current();
