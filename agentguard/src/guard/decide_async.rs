@@ -32,7 +32,7 @@ impl Decided<'_> {
 /// call, or a denial), or a parked call being asked about.
 ///
 /// A caller that is parked by the million (`aexecute`) matches on it in a scope that ends before it awaits anything,
-/// and keeps only what it took out: a decided call's approval (136 bytes) then never takes room in the future that
+/// and keeps only what it took out: a decided call's approval (112 bytes) then never takes room in the future that
 /// a parked call holds for its whole wait. [`wait`](Self::wait) is the plain way.
 pub(crate) enum Started<'g> {
     /// Decided without asking anyone.
