@@ -178,7 +178,7 @@ pub fn approve(
 pub fn adecide(guard: Which<'_>, call: ToolCall, gate: Gating) -> Adecide<'_> {
     let decided = match guard.guard() {
         Ok(guard) => match guard.decide(call, gate) {
-            crate::guard::Started::Waiting(waiting) => return Adecide(Deciding::Waiting(waiting)),
+            crate::guard::Started::Waiting(waiting) => return Adecide(AdecideState::Waiting(waiting)),
             crate::guard::Started::Done(decided) => decided,
         },
         Err(deny) => Err(deny(call.name)),
@@ -186,15 +186,16 @@ pub fn adecide(guard: Which<'_>, call: ToolCall, gate: Gating) -> Adecide<'_> {
     // Decided without asking (a standing grant or the policy allowed it, or it was denied first): boxed, so that
     // the future keeps no room for a decision (about 170 bytes) while it waits, which is what it does in the common
     // case (a gated function always asks).
-    Adecide(Deciding::Done(Some(Box::new(decided))))
+    Adecide(AdecideState::Done(Some(Box::new(decided))))
 }
 
 /// [`adecide`]'s future.
 #[cfg(feature = "tokio")]
-pub struct Adecide<'g>(Deciding<'g>);
+pub struct Adecide<'g>(AdecideState<'g>);
 
 #[cfg(feature = "tokio")]
-enum Deciding<'g> {
+/// Like `guard::Deciding`, with the decision made without asking boxed (see [`adecide`]).
+enum AdecideState<'g> {
     Done(Option<Box<Result<crate::guard::Decided<'g>, ActionDenied>>>),
     Waiting(crate::guard::Waiting<'g>),
 }
@@ -212,8 +213,8 @@ impl<'g> std::future::Future for Adecide<'g> {
 
     fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
         let decided = match &mut self.get_mut().0 {
-            Deciding::Done(decided) => *decided.take().expect("polled after it was ready"),
-            Deciding::Waiting(waiting) => std::task::ready!(std::pin::Pin::new(waiting).poll(cx)),
+            AdecideState::Done(decided) => *decided.take().expect("polled after it was ready"),
+            AdecideState::Waiting(waiting) => std::task::ready!(std::pin::Pin::new(waiting).poll(cx)),
         };
         std::task::Poll::Ready(decided.map(Pending))
     }
