@@ -23,9 +23,13 @@ use crate::request::{ApprovalRequest, RequestId, Resolution, ResolveOutcome};
 mod decision;
 #[path = "memory_evict.rs"]
 mod evict;
+#[cfg(feature = "tokio")]
+#[path = "memory_ticks.rs"]
+mod ticks;
 #[path = "memory_wait.rs"]
 mod wait;
 use decision::Compact;
+use evict::note_change;
 use wait::{Unread, Wait, Woken};
 
 /// Default retention of decided requests in an [`InMemoryStore`]: 10 minutes.
@@ -62,6 +66,9 @@ pub struct InMemoryStore {
     inner: Mutex<Inner>,
     /// Notified on every insert and decision, for [`ApprovalStore::changed`].
     changed: Event,
+    /// The async waits' deadlines, one tokio timer per millisecond that has waits.
+    #[cfg(feature = "tokio")]
+    ticks: ticks::Ticks,
 }
 
 #[derive(Default)]
@@ -129,6 +136,8 @@ impl InMemoryStore {
             retention,
             inner: Mutex::new(Inner::default()),
             changed: Event::new(),
+            #[cfg(feature = "tokio")]
+            ticks: ticks::Ticks::default(),
         }
     }
 
@@ -305,19 +314,6 @@ impl Inner {
             None => (None, Woken::default()),
         }
     }
-}
-
-/// Notes a change to request `id` in the feed (the last [`FEED_CAPACITY`] changes); returns the id of the oldest
-/// change if the feed let go of it.
-fn note_change(feed: &mut VecDeque<(u64, RequestId)>, next: &mut u64, id: &RequestId) -> Option<RequestId> {
-    let forgotten = if feed.len() == FEED_CAPACITY {
-        feed.pop_front().map(|(_, id)| id)
-    } else {
-        None
-    };
-    feed.push_back((*next, id.clone()));
-    *next += 1;
-    forgotten
 }
 
 fn unknown(id: &RequestId) -> StoreError {

@@ -86,3 +86,16 @@ impl std::ops::DerefMut for Evicting<'_> {
         &mut self.inner
     }
 }
+
+/// Notes a change to request `id` in the feed (the last [`FEED_CAPACITY`] changes); returns the id of the oldest
+/// change if the feed let go of it.
+pub(super) fn note_change(feed: &mut VecDeque<(u64, RequestId)>, next: &mut u64, id: &RequestId) -> Option<RequestId> {
+    let forgotten = if feed.len() == FEED_CAPACITY {
+        feed.pop_front().map(|(_, id)| id)
+    } else {
+        None
+    };
+    feed.push_back((*next, id.clone()));
+    *next += 1;
+    forgotten
+}

@@ -428,3 +428,7 @@ fn a_reserved_store_takes_its_requests_without_growing() {
     }
     assert!(plain.lock().records.capacity() > first);
 }
+
+#[cfg(feature = "tokio")]
+#[path = "memory_ticks_tests.rs"]
+mod ticks;

@@ -239,14 +239,13 @@ impl Future for Wait<'_> {
     }
 }
 
+/// [`InMemoryStore::wait_or_expire`]'s future: a [`Wait`] and its seat among the store's shared deadlines
+/// ([`Ticks`](super::ticks::Ticks): one tokio timer per millisecond that has waits, not one per wait).
 #[cfg(feature = "tokio")]
-pin_project_lite::pin_project! {
-    /// [`InMemoryStore::wait_or_expire`]'s future: a [`Wait`] and its deadline's timer, in one allocation.
-    pub(super) struct WaitOrExpire<'a> {
-        wait: Wait<'a>,
-        #[pin]
-        deadline: tokio::time::Sleep,
-    }
+pub(super) struct WaitOrExpire<'a> {
+    wait: Wait<'a>,
+    until: Instant,
+    seat: Option<super::ticks::Seat>,
 }
 
 #[cfg(feature = "tokio")]
@@ -254,7 +253,14 @@ impl<'a> WaitOrExpire<'a> {
     pub(super) fn new(store: &'a InMemoryStore, id: &'a RequestId, until: Instant) -> Self {
         WaitOrExpire {
             wait: Wait::new(store, id),
-            deadline: tokio::time::sleep_until(until.into()),
+            until,
+            seat: None,
+        }
+    }
+
+    fn leave_seat(&mut self) {
+        if let Some(seat) = self.seat.take() {
+            self.wait.store.ticks.leave(seat);
         }
     }
 }
@@ -264,12 +270,26 @@ impl Future for WaitOrExpire<'_> {
     type Output = Result<Option<Decision>, StoreError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        // The deadline first: past it, the expiry reads any decision anyway, and the store is locked once.
-        if this.deadline.poll(cx).is_ready() {
+        let this = self.get_mut();
+        // The deadline first: past it, the expiry reads any decision anyway, and the store is locked once. tokio's
+        // clock, as its timers use (it stands still while a test pauses time).
+        if tokio::time::Instant::now() >= this.until.into() {
+            this.leave_seat();
             return Poll::Ready(Ok(this.wait.expire_at_deadline()));
         }
-        Pin::new(this.wait).poll(cx).map(|decision| decision.map(Some))
+        if let Poll::Ready(decision) = Pin::new(&mut this.wait).poll(cx) {
+            this.leave_seat();
+            return Poll::Ready(decision.map(Some));
+        }
+        this.wait.store.ticks.sit(&mut this.seat, this.until, cx.waker());
+        Poll::Pending
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl Drop for WaitOrExpire<'_> {
+    fn drop(&mut self) {
+        self.leave_seat();
     }
 }
 
