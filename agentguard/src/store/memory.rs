@@ -28,7 +28,7 @@ mod evict;
 mod ticks;
 #[path = "memory_wait.rs"]
 mod wait;
-use decision::Compact;
+use decision::{Compact, Due};
 use evict::note_change;
 use wait::{Unread, Wait, Woken};
 
@@ -99,7 +99,7 @@ struct Inner {
 
 struct Slot {
     request: ApprovalRequest,
-    deadline: Instant,
+    deadline: Due,
     decision: Compact,
     /// The first task (or blocked thread) waiting for this request's decision, while it is pending. Kept in the
     /// slot, not in an event of its own: a parked request then costs no allocation to be woken.
@@ -132,6 +132,7 @@ impl InMemoryStore {
     /// docs). With `Duration::ZERO` a request is forgotten at the next operation after that, and a repeated answer
     /// then gets [`Unknown`](ResolveOutcome::Unknown).
     pub fn with_retention(retention: Duration) -> Self {
+        Due::start();
         InMemoryStore {
             retention,
             inner: Mutex::new(Inner::default()),
@@ -279,7 +280,7 @@ impl Inner {
 
     /// The live pending requests in order from `after` (exclusive), at most `limit`, and whether more follow.
     fn page(&self, limit: usize, after: Option<&PageCursor>) -> (Vec<ApprovalRequest>, bool) {
-        let now = Instant::now();
+        let now = Due::now();
         let start = match after {
             Some(c) => Bound::Excluded((c.created_us, RequestId::position(&c.id))),
             None => Bound::Unbounded,
@@ -335,7 +336,7 @@ impl InMemoryStore {
             RequestState::Expired => return (ResolveOutcome::Expired, Woken::default()),
             _ => return (ResolveOutcome::AlreadyResolved, Woken::default()),
         }
-        if Instant::now() >= slot.deadline {
+        if Due::now() >= slot.deadline {
             return (ResolveOutcome::Expired, inner.expire(id, false).1);
         }
         let step = step(&slot.request, &slot.decision.get(), resolution, now_ms());
@@ -387,7 +388,7 @@ impl InMemoryStore {
 
 impl ApprovalStore for InMemoryStore {
     fn insert(&self, request: &ApprovalRequest) -> Result<(), StoreError> {
-        let deadline = Instant::now() + request.remaining();
+        let deadline = Due::after(request.remaining());
         let mut inner = self.lock_evicting();
         let id = request.request_id().clone();
         if inner.records.contains_key(&id) {

@@ -51,3 +51,31 @@ impl Compact {
         }
     }
 }
+
+/// A slot's deadline: nanoseconds on the monotonic clock since the first store was made (8 bytes where an `Instant`
+/// takes 16, in every slot of a table sized for a million), saturating: a deadline centuries away stays far.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct Due(u64);
+
+impl Due {
+    fn base() -> Instant {
+        static BASE: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        *BASE.get_or_init(Instant::now)
+    }
+
+    /// Fixes the clock's start (when a store is made), before any deadline is taken.
+    pub(super) fn start() {
+        Self::base();
+    }
+
+    pub(super) fn now() -> Due {
+        Due(u64::try_from(Self::base().elapsed().as_nanos()).unwrap_or(u64::MAX))
+    }
+
+    /// `after` from now (no panic for a duration past the clock's range: the deadline saturates).
+    pub(super) fn after(after: Duration) -> Due {
+        Due(Due::now()
+            .0
+            .saturating_add(u64::try_from(after.as_nanos()).unwrap_or(u64::MAX)))
+    }
+}

@@ -31,6 +31,20 @@ fn park(store: &InMemoryStore, timeout: Duration) -> RequestId {
 }
 
 #[test]
+fn a_request_due_centuries_away_is_parked_and_answered() {
+    // A thousand years: past the range a request keeps its times in (to 2554), so kept as that range's end, and
+    // in the store as a deadline that saturates rather than overflows; still pending, listed and answerable.
+    let store = InMemoryStore::new();
+    let id = park(&store, Duration::from_secs(1000 * 365 * 86_400));
+    assert_eq!(store.pending_page(10, None).unwrap().requests.len(), 1);
+    assert_eq!(
+        store.resolve(&Resolution::approve(id.clone())).unwrap(),
+        ResolveOutcome::Resolved
+    );
+    assert_eq!(store.get(&id).unwrap().unwrap().decision.state, RequestState::Approved);
+}
+
+#[test]
 fn decided_requests_leave_the_order_lazily_and_it_stays_bounded() {
     let store = InMemoryStore::new();
     // An old request that stays pending keeps the decided ones behind it from leaving at the front.
