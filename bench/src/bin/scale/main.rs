@@ -6,7 +6,7 @@
 //! cargo run --release -p agentguard-bench --bin scale -- --json out.json   # also write the figures as JSON
 //! ```
 //!
-//! Sections (all but `park-task` by default; name some to run only those):
+//! Sections (all but `park-task` and `park-million` by default; name some to run only those):
 //!
 //! - `park`: 100,000 calls parked through `aexecute` on a 2-worker tokio runtime with a 0.5 s timeout and nobody
 //!   answering. Reports how long parking them took, when they have all failed closed, each call's lateness past its
@@ -20,6 +20,9 @@
 //!   an agent's dispatcher spawns them); figures keyed `park_task.*`. The two differ in the allocator's
 //!   fragmentation, not in what a parked call holds (BENCHMARKS.md). Not run by default: run it in a process of its
 //!   own (RSS counts only what the process maps after its baseline, so a section before it would lend it pages).
+//! - `park-million`: as `park`, with the issue's million calls and a 10 s timeout (about 1.3 GB of RSS; `--park-n`
+//!   and `--park-timeout-ms` do not apply); figures keyed `park_million.*`, or `park_million_mimalloc.*` when built
+//!   with the `mimalloc` feature. Not run by default; in a process of its own, as `park-task`.
 //! - `cycles`: 1,000,000 park → resolve → run cycles (256 agent tasks, one resolver task), RSS at start, after 10%,
 //!   at the middle and at the end. The store forgets decided requests after `--retention-ms` (default 0, so what is
 //!   measured is the cost per cycle, not the retention window, which holds rate × window requests by design; the
@@ -153,9 +156,8 @@ impl Options {
                 "--no-postgres" => o.pg_url = None,
                 "--no-sqlite" => o.sqlite = false,
                 "--json" => o.json = Some(value(arg)?),
-                "park" | "park-task" | "cycles" | "wake" | "audit" | "stall" | "crash" | "pages" | "watch" => {
-                    o.sections.push(arg.clone())
-                }
+                "park" | "park-task" | "park-million" | "cycles" | "wake" | "audit" | "stall" | "crash" | "pages"
+                | "watch" => o.sections.push(arg.clone()),
                 other => return Err(format!("unknown argument {other:?}")),
             }
         }
@@ -185,7 +187,7 @@ fn main() {
         Ok(o) => o,
         Err(e) => {
             eprintln!(
-                "scale: {e}\nusage: scale [park] [park-task] [cycles] [wake] [audit] [stall] [crash] [pages] [watch] [--park-n N] [--cycles N] [--json PATH] …"
+                "scale: {e}\nusage: scale [park] [park-task] [park-million] [cycles] [wake] [audit] [stall] [crash] [pages] [watch] [--park-n N] [--cycles N] [--json PATH] …"
             );
             std::process::exit(2);
         }
@@ -200,6 +202,7 @@ fn main() {
         match section.as_str() {
             "park" => park(&opts, &mut figures, park::Spawner::EntryThread),
             "park-task" => park(&opts, &mut figures, park::Spawner::Task),
+            "park-million" => park(&opts, &mut figures, park::Spawner::Million),
             "cycles" => cycles(&opts, &mut figures),
             "wake" => wake(&opts, &mut figures),
             "audit" => audit(&opts, &mut figures),

@@ -13,14 +13,21 @@ pub(super) enum Spawner {
     EntryThread,
     /// One task on the runtime, as a server's accept loop or an agent's dispatcher would: the section `park-task`.
     Task,
+    /// As `EntryThread`, a million calls with a 10 s timeout (the size): the section `park-million`, whose
+    /// figures are keyed `park_million` (`park_million_mimalloc` on mimalloc).
+    Million,
 }
 
 pub(super) fn park(opts: &Options, figures: &mut Figures, spawner: Spawner) {
-    let n = opts.park_n;
-    let timeout = opts.park_timeout;
+    let (n, timeout) = match spawner {
+        Spawner::Million => (1_000_000, Duration::from_secs(10)),
+        _ => (opts.park_n, opts.park_timeout),
+    };
     let (section, from) = match spawner {
         Spawner::EntryThread => ("park", "spawned from block_on's thread"),
         Spawner::Task => ("park_task", "spawned by a task on the runtime"),
+        Spawner::Million if cfg!(feature = "mimalloc") => ("park_million_mimalloc", "spawned from block_on's thread"),
+        Spawner::Million => ("park_million", "spawned from block_on's thread"),
     };
     println!(
         "\n== {}: {n} approvals parked via aexecute, {from}, 2 workers, timeout {timeout:?}, nobody answers; {}",
@@ -112,7 +119,7 @@ pub(super) fn park(opts: &Options, figures: &mut Figures, spawner: Spawner) {
             }
         };
         match spawner {
-            Spawner::EntryThread => spawn_all(),
+            Spawner::EntryThread | Spawner::Million => spawn_all(),
             Spawner::Task => tokio::spawn(async move { spawn_all() })
                 .await
                 .expect("the spawning task"),
