@@ -10,14 +10,22 @@
 //!
 //! A wait keeps its seat (millisecond, bucket, index) and gives it up when it ends, decided or dropped: the last
 //! wait to leave a millisecond's bucket stops that millisecond's timer, so quickly answered calls with long
-//! timeouts leave no timers behind. The timer is a task on the runtime of the wait that first needed it. If that
-//! runtime goes away first (its tasks are dropped), the dropped timer wakes every wait still in its bucket, and each
-//! takes a seat again, with a timer on its own runtime.
+//! timeouts leave no timers behind. Buckets are kept per tokio runtime, and a bucket's timer is a task on that
+//! runtime: a wait only ever relies on a timer of the runtime that polls it (one polled on another runtime than
+//! before moves its seat), so a runtime kept but no longer driven holds up no other runtime's waits. A timer dropped
+//! before its millisecond (its runtime shutting down) wakes its waits, which then end with an error saying so rather
+//! than wait for a timer that will not come.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::Waker;
 use std::time::{Duration, Instant};
+
+use tokio::runtime::Id;
+
+/// A wait's runtime is shutting down: its timer was dropped before its millisecond.
+#[derive(Debug)]
+pub(super) struct ShuttingDown;
 
 /// The store's ticks: what its waits share. Cloned (one pointer) into each millisecond's timer task.
 #[derive(Clone)]
@@ -26,7 +34,9 @@ pub(super) struct Ticks(Arc<Mutex<TickMap>>);
 struct TickMap {
     /// Milliseconds are counted from here.
     base: Instant,
-    buckets: HashMap<u64, Bucket, foldhash::fast::RandomState>,
+    /// By runtime and millisecond: a wait joins only a timer on the runtime that polls it (a timer on another one
+    /// might never run again while that runtime is kept but idle).
+    buckets: HashMap<(Id, u64), Bucket, foldhash::fast::RandomState>,
     /// The next bucket's number: a seat names its bucket's too, since a millisecond's bucket can be emptied (its
     /// timer stopped) and made again.
     next_bucket: u32,
@@ -45,6 +55,7 @@ struct Bucket {
 /// A wait's place among the ticks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Seat {
+    runtime: Id,
     tick: u64,
     bucket: u32,
     index: u32,
@@ -65,34 +76,56 @@ impl Ticks {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Keeps `waker` to be woken once `until` has passed: in `seat`'s place if it still holds one (its waker
-    /// replaced if another), else in a new seat, written to `seat`. Inside a tokio runtime (it may spawn the
-    /// millisecond's timer there).
-    pub(super) fn sit(&self, seat: &mut Option<Seat>, until: Instant, waker: &Waker) {
+    /// Keeps `waker` to be woken once `until` has passed, by a timer on the current tokio runtime: in `seat`'s place
+    /// if it still holds one there (its waker replaced if another), else in a new seat, written to `seat` (a wait
+    /// polled on another runtime than before leaves its old seat first). Inside a tokio runtime: it may spawn the
+    /// millisecond's timer there.
+    ///
+    /// An error when the timer of the seat this wait held on this runtime ended before its millisecond: the runtime
+    /// is shutting down (its tasks are being dropped, or it refused the timer's task), and no timer will wake the
+    /// wait; taking another seat would only be woken again at once.
+    pub(super) fn sit(&self, seat: &mut Option<Seat>, until: Instant, waker: &Waker) -> Result<(), ShuttingDown> {
+        let runtime = tokio::runtime::Handle::current().id();
+        let (mut replaced, mut stop) = (None, None);
         let spawn = {
             let mut map = self.lock();
             if let Some(s) = *seat {
-                if let Some(place) = map.place(s) {
-                    if !place.as_ref().is_some_and(|w| w.will_wake(waker)) {
-                        *place = Some(waker.clone());
+                if s.runtime == runtime {
+                    match map.place(s) {
+                        Some(place) => {
+                            if !place.as_ref().is_some_and(|w| w.will_wake(waker)) {
+                                replaced = place.replace(waker.clone());
+                            }
+                            drop(map);
+                            drop(replaced); // a waker dropped outside the lock (it may end a task)
+                            return Ok(());
+                        }
+                        // Its bucket is gone while the wait is before its deadline (a bucket is woken at or after
+                        // it, and the caller looked): its timer was dropped unfired.
+                        None => {
+                            *seat = None;
+                            return Err(ShuttingDown);
+                        }
                     }
-                    return;
                 }
+                // Polled on another runtime than before: the old seat's timer may never run again from here.
+                (replaced, stop) = map.vacate(s);
             }
             let tick = u64::try_from(until.saturating_duration_since(map.base).as_nanos().div_ceil(1_000_000))
                 .unwrap_or(u64::MAX);
+            let key = (runtime, tick);
             let number = map.next_bucket;
             // A new millisecond's timer is made before anything changes: without a time driver (a runtime built
             // without `enable_time`) tokio panics here, in this wait's poll, and the guard denies the call (see
             // `unwound`), rather than in a timer task whose end would wake this wait to try again.
-            let sleep = match map.buckets.contains_key(&tick) {
+            let sleep = match map.buckets.contains_key(&key) {
                 true => None,
                 false => {
                     let at = map.base.checked_add(Duration::from_millis(tick)).unwrap_or(until);
                     Some(tokio::time::sleep_until(at.into()))
                 }
             };
-            let bucket = map.buckets.entry(tick).or_insert_with(|| Bucket {
+            let bucket = map.buckets.entry(key).or_insert_with(|| Bucket {
                 number,
                 wakers: Vec::new(),
                 filled: 0,
@@ -102,6 +135,7 @@ impl Ticks {
             bucket.wakers.push(Some(waker.clone()));
             bucket.filled += 1;
             *seat = Some(Seat {
+                runtime,
                 tick,
                 bucket: bucket.number,
                 index,
@@ -109,52 +143,44 @@ impl Ticks {
             if sleep.is_some() {
                 map.next_bucket = map.next_bucket.wrapping_add(1);
             }
-            sleep.map(|sleep| (tick, number, sleep))
+            sleep.map(|sleep| (key, number, sleep))
         };
-        if let Some((tick, number, sleep)) = spawn {
-            let timer = tokio::spawn(fire(self.clone(), tick, number, sleep)).abort_handle();
+        drop(replaced);
+        if let Some(timer) = stop {
+            timer.abort();
+        }
+        if let Some((key, number, sleep)) = spawn {
+            let timer = tokio::spawn(fire(self.clone(), key, number, sleep)).abort_handle();
             let mut map = self.lock();
-            match map.buckets.get_mut(&tick) {
+            match map.buckets.get_mut(&key) {
                 Some(bucket) if bucket.number == number => bucket.timer = Some(timer),
-                // Every wait left before the timer was kept: nothing is left for it to wake.
+                // Gone already: the runtime dropped the timer's task at once (it is shutting down); this wait was
+                // woken by that and finds its seat gone at its next poll. (Every wait leaving in between cannot
+                // happen: this one holds its seat.)
                 _ => {
                     drop(map);
                     timer.abort();
                 }
             }
         }
+        Ok(())
     }
 
     /// Gives up a seat (its wait ended); the last one out of its bucket stops the bucket's timer.
     pub(super) fn leave(&self, seat: Seat) {
-        let timer = {
-            let mut map = self.lock();
-            let Some(bucket) = map.buckets.get_mut(&seat.tick).filter(|b| b.number == seat.bucket) else {
-                return;
-            };
-            let Some(place) = bucket.wakers.get_mut(seat.index as usize) else {
-                return;
-            };
-            if place.take().is_none() {
-                return;
-            }
-            bucket.filled -= 1;
-            if bucket.filled > 0 {
-                return;
-            }
-            map.buckets.remove(&seat.tick).and_then(|b| b.timer)
-        };
+        let (waker, timer) = self.lock().vacate(seat);
+        drop(waker);
         if let Some(timer) = timer {
             timer.abort();
         }
     }
 
     /// Takes a bucket out (its millisecond came, or its timer was dropped) and wakes its waits.
-    fn wake_bucket(&self, tick: u64, number: u32) {
+    fn wake_bucket(&self, key: (Id, u64), number: u32) {
         let bucket = {
             let mut map = self.lock();
-            match map.buckets.get(&tick) {
-                Some(b) if b.number == number => map.buckets.remove(&tick),
+            match map.buckets.get(&key) {
+                Some(b) if b.number == number => map.buckets.remove(&key),
                 _ => None,
             }
         };
@@ -179,11 +205,32 @@ impl Ticks {
 impl TickMap {
     /// The place of a seat still held.
     fn place(&mut self, seat: Seat) -> Option<&mut Option<Waker>> {
-        let bucket = self.buckets.get_mut(&seat.tick).filter(|b| b.number == seat.bucket)?;
+        let bucket = self
+            .buckets
+            .get_mut(&(seat.runtime, seat.tick))
+            .filter(|b| b.number == seat.bucket)?;
         bucket
             .wakers
             .get_mut(seat.index as usize)
             .filter(|place| place.is_some())
+    }
+
+    /// Empties a seat's place if it is still held: its waker, to be dropped once the lock is released, and the
+    /// bucket's timer to stop if it was the last.
+    fn vacate(&mut self, seat: Seat) -> (Option<Waker>, Option<tokio::task::AbortHandle>) {
+        let Some(waker) = self.place(seat).and_then(Option::take) else {
+            return (None, None);
+        };
+        let key = (seat.runtime, seat.tick);
+        let Some(bucket) = self.buckets.get_mut(&key) else {
+            return (Some(waker), None);
+        };
+        bucket.filled -= 1;
+        let timer = match bucket.filled {
+            0 => self.buckets.remove(&key).and_then(|b| b.timer),
+            _ => None,
+        };
+        (Some(waker), timer)
     }
 }
 
@@ -191,11 +238,11 @@ impl TickMap {
 /// (its runtime went away; stopped because its bucket emptied, it finds no bucket to wake).
 fn fire(
     ticks: Ticks,
-    tick: u64,
+    key: (Id, u64),
     number: u32,
     sleep: tokio::time::Sleep,
 ) -> impl std::future::Future<Output = ()> + Send {
-    struct WakeOnDrop(Ticks, u64, u32);
+    struct WakeOnDrop(Ticks, (Id, u64), u32);
     impl Drop for WakeOnDrop {
         fn drop(&mut self) {
             self.0.wake_bucket(self.1, self.2);
@@ -203,7 +250,7 @@ fn fire(
     }
     // Made before the future, so that a future dropped before its first poll (spawned on a runtime that is
     // shutting down) wakes the bucket too.
-    let wake = WakeOnDrop(ticks, tick, number);
+    let wake = WakeOnDrop(ticks, key, number);
     async move {
         let _wake = wake;
         sleep.await;

@@ -1,5 +1,6 @@
-//! The in-memory store's shared deadlines ([`Ticks`](super::super::ticks::Ticks)): one timer per millisecond that
-//! has waits, given up by the waits that end first, and kept up when the runtime that ran it goes away.
+//! The in-memory store's shared deadlines ([`Ticks`](super::super::ticks::Ticks)): one timer per millisecond and
+//! runtime that has waits, given up by the waits that end first, never borrowed from another runtime, and an error
+//! when the runtime is shutting down.
 
 use super::*;
 
@@ -82,52 +83,87 @@ async fn waits_that_end_first_give_up_their_seats_and_the_last_stops_the_timer()
     eventually("the stopped timer's task ended", || alive_tasks() == 0).await;
 }
 
+/// A current-thread runtime that polls `wait` once (it takes its seat there) and is then kept but never driven
+/// again: a timer task on it never runs.
+fn seat_on_an_idle_runtime<F: Future + Unpin>(wait: &mut F) -> tokio::runtime::Runtime {
+    let idle = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    assert!(idle.block_on(futures_poll_once(&mut *wait)).is_none());
+    idle
+}
+
+/// Awaits `wait` on a runtime of its own, bounded so that a missing wake-up fails the test (the wait, polled when
+/// the bound fires, would then be 10 s late) rather than hanging it; how late it was past `until`.
+fn late_on_another_runtime<F: Future>(wait: F, until: Instant) -> (F::Output, Duration) {
+    let other = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let out = other.block_on(async {
+        tokio::time::timeout(Duration::from_secs(10), wait)
+            .await
+            .expect("past its deadline when the bound fires, the wait is ready")
+    });
+    assert!(Instant::now() >= until, "expired before the deadline");
+    (out, Instant::now().saturating_duration_since(until))
+}
+
 #[test]
-fn a_wait_whose_timer_ran_on_a_runtime_that_went_away_still_expires() {
+fn a_wait_never_relies_on_the_timer_of_a_runtime_that_is_kept_but_idle() {
     let store = Arc::new(InMemoryStore::new());
     let until = Instant::now() + Duration::from_millis(400);
     let (a, b) = (
         park(&store, Duration::from_secs(60)),
         park(&store, Duration::from_secs(60)),
     );
-    // The first wait of the millisecond is on `first`: its timer is spawned there.
-    let first = tokio::runtime::Builder::new_multi_thread()
+    // The first wait of the millisecond takes its seat on a runtime nobody drives afterwards (a runtime kept in a
+    // static for later, say): its timer never runs.
+    let mut first = store.wait_or_expire(&a, until);
+    let _idle = seat_on_an_idle_runtime(&mut first);
+    // A wait due in the same millisecond on another runtime has a timer of its own there.
+    let (decision, late) = late_on_another_runtime(store.wait_or_expire(&b, until), until);
+    assert_eq!(decision.unwrap().map(|d| d.state), Some(RequestState::Expired));
+    assert!(late < Duration::from_secs(3), "expired {late:?} after its deadline");
+    assert_eq!(store.ticks.buckets(), 1, "only the idle runtime's bucket is left");
+    drop(first);
+    assert_eq!(store.ticks.buckets(), 0);
+}
+
+#[test]
+fn a_wait_moved_to_another_runtime_takes_its_seat_there() {
+    let store = Arc::new(InMemoryStore::new());
+    let until = Instant::now() + Duration::from_millis(400);
+    let id = park(&store, Duration::from_secs(60));
+    // Polled once on a runtime that is then left idle, and moved: its seat must follow it.
+    let mut wait = store.wait_or_expire(&id, until);
+    let _idle = seat_on_an_idle_runtime(&mut wait);
+    let (decision, late) = late_on_another_runtime(wait, until);
+    assert_eq!(decision.unwrap().map(|d| d.state), Some(RequestState::Expired));
+    assert!(late < Duration::from_secs(3), "expired {late:?} after its deadline");
+    assert_eq!((store.ticks.seats(), store.ticks.buckets()), (0, 0));
+}
+
+#[test]
+fn a_wait_on_a_runtime_that_is_shutting_down_ends_with_an_error_at_once() {
+    let store = InMemoryStore::new();
+    let id = park(&store, Duration::from_secs(60));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_time()
         .build()
         .unwrap();
-    {
-        let store = store.clone();
-        first.spawn(async move { store.wait_or_expire(&a, until).await });
-    }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while store.ticks.seats() < 1 {
-        assert!(Instant::now() < deadline, "the first wait never took its seat");
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    let second = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
-    let decision = second.block_on(async {
-        let wait = store.wait_or_expire(&b, until);
-        tokio::pin!(wait);
-        // Seated beside the first wait, in the bucket whose timer is on `first`.
-        assert!(futures_poll_once(wait.as_mut()).await.is_none());
-        assert_eq!((store.ticks.seats(), store.ticks.buckets()), (2, 1));
-        // That runtime goes away, with the timer and the first wait.
-        first.shutdown_background();
-        // A bound, so that a missing wake-up fails the test rather than hanging it (the wait, polled when the
-        // bound fires, would then be 10 s late).
-        tokio::time::timeout(Duration::from_secs(10), wait)
-            .await
-            .expect("past its deadline when the bound fires, the wait is ready")
-    });
-    assert_eq!(decision.unwrap().map(|d| d.state), Some(RequestState::Expired));
-    let late = Instant::now().saturating_duration_since(until);
-    assert!(Instant::now() >= until, "expired before the deadline");
-    // Nothing else wakes this wait: without a timer of its own it ends only when the bound above fires.
-    assert!(late < Duration::from_secs(3), "expired {late:?} after its deadline");
+    let handle = runtime.handle().clone();
+    runtime.shutdown_background();
+    // The runtime drops the timer's task as it is spawned: no timer will come, so the wait says so (the guard
+    // denies the call as a store failure) instead of waking itself again and again until its deadline.
+    let started = Instant::now();
+    let out = handle.block_on(store.wait_or_expire(&id, Instant::now() + Duration::from_secs(30)));
+    let err = out.expect_err("no timer can wake it").to_string();
+    assert!(err.contains("shutting down"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!((store.ticks.seats(), store.ticks.buckets()), (0, 0));
 }
 
 /// Polls `fut` once: its output if it is ready.

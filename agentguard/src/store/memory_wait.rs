@@ -281,8 +281,12 @@ impl Future for WaitOrExpire<'_> {
             this.leave_seat();
             return Poll::Ready(decision.map(Some));
         }
-        this.wait.store.ticks.sit(&mut this.seat, this.until, cx.waker());
-        Poll::Pending
+        match this.wait.store.ticks.sit(&mut this.seat, this.until, cx.waker()) {
+            Ok(()) => Poll::Pending,
+            Err(super::ticks::ShuttingDown) => Poll::Ready(Err(StoreError::new(
+                "the tokio runtime waiting for this request's deadline is shutting down: no timer can wake the wait",
+            ))),
+        }
     }
 }
 
