@@ -66,7 +66,7 @@ pub struct InMemoryStore {
     inner: Mutex<Inner>,
     /// Notified on every insert and decision, for [`ApprovalStore::changed`].
     changed: Event,
-    /// The async waits' deadlines, one tokio timer per millisecond that has waits.
+    /// The async waits' deadlines, one tokio timer per millisecond (and runtime) that has waits.
     #[cfg(feature = "tokio")]
     ticks: ticks::Ticks,
 }

@@ -1,14 +1,14 @@
 //! Deadlines shared by the in-memory store's async waits: a wait registers its waker under the millisecond its
-//! deadline falls in (rounded up), and one tokio timer per millisecond that has waits wakes them all, instead of a
-//! tokio timer (`Sleep`, 112 bytes) in every wait.
+//! deadline falls in (rounded up), and one tokio timer per millisecond (and runtime) that has waits wakes them all,
+//! instead of a tokio timer (`Sleep`, 112 bytes) in every wait.
 //!
 //! A million parked calls with one timeout fall due over the seconds it took to park them: a few thousand timers
 //! here instead of a million, so tokio's timer wheel has few entries to move between its levels as they come
 //! closer (a move touches each entry, and a million of them is a pause of every other timer), and a parked call
-//! holds a 16-byte seat and a 16-byte waker instead of a timer. tokio's own timers have millisecond resolution, so
+//! holds a 24-byte seat and a 16-byte waker instead of a timer. tokio's own timers have millisecond resolution, so
 //! rounding the deadline up to its millisecond wakes no wait later than its own timer would have.
 //!
-//! A wait keeps its seat (millisecond, bucket, index) and gives it up when it ends, decided or dropped: the last
+//! A wait keeps its seat (runtime, millisecond, bucket, index) and gives it up when it ends, decided or dropped: the last
 //! wait to leave a millisecond's bucket stops that millisecond's timer, so quickly answered calls with long
 //! timeouts leave no timers behind. Buckets are kept per tokio runtime, and a bucket's timer is a task on that
 //! runtime: a wait only ever relies on a timer of the runtime that polls it (one polled on another runtime than
